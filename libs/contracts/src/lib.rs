@@ -1,0 +1,546 @@
+//! Every message that crosses a process boundary in berth, and every REST body.
+//!
+//! Nothing here does I/O or holds logic beyond (de)serialisation: the API, the state
+//! service, the workers and the CLI all speak these types, so a change here is a change
+//! of the wire format and is versioned by [`MESSAGE_VERSION`].
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+/// Version of the AMQP message bodies below; carried in the `x-berth-version` header.
+pub const MESSAGE_VERSION: u32 = 1;
+
+/// Where a task ends up, following Aegir's task states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    Queued,
+    Processing,
+    Success,
+    Warning,
+    Error,
+    Cancelled,
+}
+
+impl TaskStatus {
+    pub const ALL: [TaskStatus; 6] = [
+        Self::Queued,
+        Self::Processing,
+        Self::Success,
+        Self::Warning,
+        Self::Error,
+        Self::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Processing => "processing",
+            Self::Success => "success",
+            Self::Warning => "warning",
+            Self::Error => "error",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// A finished task never changes status again (except through retry, which makes a new task).
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            Self::Success | Self::Warning | Self::Error | Self::Cancelled
+        )
+    }
+}
+
+/// Status of one step of a task's plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    /// Planned, not yet sent to a worker.
+    Pending,
+    /// Sent to a worker (through the outbox); may be retrying.
+    Running,
+    Success,
+    Warning,
+    Error,
+    /// Its compensation is running after a later step failed.
+    Compensating,
+    /// Its compensation ran: its effect was taken back.
+    Compensated,
+}
+
+impl StepStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Success => "success",
+            Self::Warning => "warning",
+            Self::Error => "error",
+            Self::Compensating => "compensating",
+            Self::Compensated => "compensated",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Pending,
+            Self::Running,
+            Self::Success,
+            Self::Warning,
+            Self::Error,
+            Self::Compensating,
+            Self::Compensated,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == s)
+    }
+}
+
+/// What kind of context a task runs on (Aegir's context types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetKind {
+    Server,
+    Platform,
+    Site,
+}
+
+impl TargetKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Server => "server",
+            Self::Platform => "platform",
+            Self::Site => "site",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "server" => Some(Self::Server),
+            "platform" => Some(Self::Platform),
+            "site" => Some(Self::Site),
+            _ => None,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// REST bodies
+// ---------------------------------------------------------------------------------------
+
+/// `POST /api/v1/tasks`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewTask {
+    /// Task type, e.g. `verify` or `noop`.
+    #[serde(rename = "type")]
+    pub task_type: String,
+    /// Context name of the target: `server_master`, `platform_x`, `example.com`.
+    pub target: String,
+    #[serde(default = "empty_object")]
+    pub args: Value,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Default::default())
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Task {
+    pub id: Uuid,
+    #[serde(rename = "type")]
+    pub task_type: String,
+    pub target: String,
+    pub target_kind: TargetKind,
+    pub args: Value,
+    pub status: TaskStatus,
+    pub trace_id: String,
+    pub requested_by: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub retry_of: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Present on `GET /api/v1/tasks/{id}`, absent in lists.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub steps: Option<Vec<Step>>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub log: Option<Vec<LogEntry>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Step {
+    pub id: Uuid,
+    pub position: i32,
+    pub service: String,
+    pub server: String,
+    pub action: String,
+    pub status: StepStatus,
+    pub attempts: i32,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub compensation: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Every failed attempt: when, what, and how long the worker waited before the next.
+    pub history: Vec<AttemptRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    pub attempt: u32,
+    pub at: DateTime<Utc>,
+    pub error: String,
+    pub kind: ErrorKind,
+    /// Backoff before the next attempt; absent when the attempt was the last.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub retry_in_ms: Option<u64>,
+    pub worker: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// Worth another try later: a server restarting, a lock, a timeout.
+    Transient,
+    /// Will fail again: bad input, a refused grant, a broken config.
+    Permanent,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogLevel {
+    Info,
+    Warning,
+    Error,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Info => "info",
+            Self::Warning => "warning",
+            Self::Error => "error",
+        }
+    }
+
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "warning" => Self::Warning,
+            "error" => Self::Error,
+            _ => Self::Info,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// Monotonic per task; `log --follow` asks for entries after the last one it saw.
+    #[serde(default)]
+    pub seq: i64,
+    pub at: DateTime<Utc>,
+    pub level: LogLevel,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub step_id: Option<Uuid>,
+    pub message: String,
+}
+
+/// A page of a list.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: i64,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// A server and its services (Aegir's server context).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Server {
+    /// Context name: `server_<host without dots>`, or `server_master`.
+    pub name: String,
+    pub host: String,
+    pub services: Services,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// The verify task queued by the last save, when the answer is to a save.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub verify_task: Option<Uuid>,
+}
+
+/// Services of a server as clients send them; the db admin password is write-only.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Services {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpService>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db: Option<DbService>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsService>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpService {
+    /// `nginx`, `apache` or `null`.
+    #[serde(rename = "type")]
+    pub service_type: String,
+    #[serde(default = "default_http_port")]
+    pub port: u16,
+}
+
+fn default_http_port() -> u16 {
+    80
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DbService {
+    /// `mariadb`, `mysql` or `null`.
+    #[serde(rename = "type")]
+    pub service_type: String,
+    #[serde(default = "default_db_host")]
+    pub host: String,
+    #[serde(default = "default_db_port")]
+    pub port: u16,
+    #[serde(default = "default_db_user")]
+    pub admin_user: String,
+    /// Write-only: accepted on create and change, never returned.
+    #[serde(default, skip_serializing)]
+    pub admin_password: Option<String>,
+}
+
+fn default_db_host() -> String {
+    "127.0.0.1".into()
+}
+fn default_db_port() -> u16 {
+    3306
+}
+fn default_db_user() -> String {
+    "root".into()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DnsService {
+    /// `bind` or `null`.
+    #[serde(rename = "type")]
+    pub service_type: String,
+    #[serde(default = "default_dns_port")]
+    pub port: u16,
+}
+
+fn default_dns_port() -> u16 {
+    53
+}
+
+/// `POST /api/v1/servers`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewServer {
+    /// Fully qualified host name; the context name is derived from it.
+    pub host: String,
+    /// Optional explicit context name; must be `server_master` or match the host.
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub services: Services,
+}
+
+/// `PATCH /api/v1/servers/{name}`: only what is given changes (as `provision-save` does).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerChange {
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub services: Option<Services>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub id: Uuid,
+    pub task_id: Uuid,
+    pub step_id: Uuid,
+    pub routing_key: String,
+    pub error: String,
+    pub history: Vec<AttemptRecord>,
+    /// The step command as it was sent, with sealed secrets removed.
+    pub payload: Value,
+    pub created_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub replayed_at: Option<DateTime<Utc>>,
+}
+
+/// RFC 9457 problem details.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    pub title: String,
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub detail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub instance: Option<String>,
+}
+
+/// `berth token create` answer, and the API token body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewToken {
+    pub name: String,
+    pub token: String,
+}
+
+// ---------------------------------------------------------------------------------------
+// AMQP messages
+// ---------------------------------------------------------------------------------------
+
+/// `berth.tasks`: a task was accepted (or put back in the queue) and wants the dispatcher.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskQueued {
+    pub task_id: Uuid,
+}
+
+/// Whether a step command asks for the step's effect or for taking it back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepPhase {
+    Run,
+    Compensate,
+}
+
+/// `berth.work` → `work.<service>.<server>`: one step for a worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepCommand {
+    pub task_id: Uuid,
+    pub step_id: Uuid,
+    pub task_type: String,
+    pub target: String,
+    pub service: String,
+    pub server: String,
+    /// What to do: `verify`, `noop`, …; for compensations, the compensation's action.
+    pub action: String,
+    pub phase: StepPhase,
+    pub args: Value,
+    /// Secrets the step needs, sealed with the cluster key (`berth-secrets`); never logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<String>,
+}
+
+impl StepCommand {
+    /// `<service>.<server>`: the routing key on `berth.work`.
+    pub fn routing_key(&self) -> String {
+        format!("{}.{}", self.service, self.server)
+    }
+}
+
+/// `berth.events` → `state.events`: what a worker reports about a step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepEvent {
+    pub task_id: Uuid,
+    pub step_id: Uuid,
+    pub phase: StepPhase,
+    pub attempt: u32,
+    pub worker: String,
+    pub at: DateTime<Utc>,
+    /// When the worker began this attempt.
+    pub started_at: DateTime<Utc>,
+    #[serde(default)]
+    pub log: Vec<WorkerLog>,
+    pub outcome: StepOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StepOutcome {
+    /// Log lines of a step still running.
+    Progress,
+    Succeeded {
+        #[serde(default)]
+        output: Value,
+        #[serde(default)]
+        warning: bool,
+    },
+    /// A transient failure; the command is parked in a retry queue.
+    Retrying {
+        error: String,
+        retry_in_ms: u64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerLog {
+    pub at: DateTime<Utc>,
+    pub level: LogLevel,
+    pub message: String,
+}
+
+/// Body of a message on `berth.dead`: the command that could not be done, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetterMessage {
+    pub command: StepCommand,
+    pub routing_key: String,
+    pub error: String,
+    pub history: Vec<AttemptRecord>,
+    #[serde(default)]
+    pub log: Vec<WorkerLog>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_round_trip_through_their_names() {
+        for s in TaskStatus::ALL {
+            assert_eq!(TaskStatus::parse(s.as_str()), Some(s));
+            let json = serde_json::to_string(&s).unwrap();
+            assert_eq!(json, format!("\"{}\"", s.as_str()));
+        }
+        assert_eq!(TaskStatus::parse("done"), None);
+    }
+
+    #[test]
+    fn db_admin_password_is_accepted_but_never_serialised() {
+        let db: DbService = serde_json::from_str(
+            r#"{"type":"mariadb","host":"db.example.com","admin_password":"s3cret"}"#,
+        )
+        .unwrap();
+        assert_eq!(db.admin_password.as_deref(), Some("s3cret"));
+        let out = serde_json::to_string(&db).unwrap();
+        assert!(!out.contains("s3cret"), "{out}");
+        assert!(out.contains("\"port\":3306"));
+    }
+
+    #[test]
+    fn step_outcome_is_tagged() {
+        let o = StepOutcome::Retrying {
+            error: "x".into(),
+            retry_in_ms: 5,
+        };
+        let v = serde_json::to_value(&o).unwrap();
+        assert_eq!(v["kind"], "retrying");
+        assert_eq!(serde_json::from_value::<StepOutcome>(v).unwrap(), o);
+    }
+
+    #[test]
+    fn new_task_rejects_unknown_fields() {
+        let err = serde_json::from_str::<NewTask>(r#"{"type":"noop","target":"x","bogus":1}"#)
+            .unwrap_err();
+        assert!(err.to_string().contains("bogus"));
+    }
+}

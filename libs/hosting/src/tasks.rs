@@ -1,0 +1,340 @@
+//! Task types, their arguments, and the plan of steps each one runs.
+//!
+//! A plan is data: an ordered list of steps, each sent to one worker (`<service>.<server>`),
+//! each with the action that takes it back if a later step fails. Building a plan is pure:
+//! the state service hands in what it knows of the target and gets the steps back.
+
+use berth_contracts::ErrorKind;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// The services a worker can provide; also the first half of a work routing key.
+pub const SERVICES: [&str; 4] = ["http", "db", "dns", "backup"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskType {
+    /// Check a server's services work (Aegir's `provision-verify` on a server).
+    Verify,
+    /// Diagnostic: a step that does nothing (or fails or sleeps, with diagnostics on).
+    Noop,
+}
+
+impl TaskType {
+    pub const ALL: [TaskType; 2] = [Self::Verify, Self::Noop];
+
+    pub fn parse(s: &str) -> Result<Self, TaskError> {
+        Self::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| TaskError::UnknownType(s.to_string()))
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Verify => "verify",
+            Self::Noop => "noop",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TaskError {
+    #[error("unknown task type `{0}`; known types: verify, noop")]
+    UnknownType(String),
+    #[error("task type `{task_type}` does not run on a {target_kind}")]
+    WrongTarget {
+        task_type: &'static str,
+        target_kind: &'static str,
+    },
+    #[error("invalid arguments for `{task_type}`: {detail}")]
+    BadArgs {
+        task_type: &'static str,
+        detail: String,
+    },
+    #[error(
+        "`fail` and `sleep_ms` are diagnostics: enable them with BERTH_DIAGNOSTICS=true (off by default)"
+    )]
+    DiagnosticsDisabled,
+}
+
+/// How a noop step should misbehave (only with diagnostics on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailSpec {
+    /// The first `times` attempts fail.
+    pub times: u32,
+    pub kind: ErrorKind,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoopArgs {
+    /// Which worker runs the step: http (default), db, dns or backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail: Option<FailSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sleep_ms: Option<u64>,
+}
+
+/// The longest a diagnostic noop may sleep.
+pub const MAX_SLEEP_MS: u64 = 3_600_000;
+
+/// Checks a task request's type, target kind and arguments; returns the normalised
+/// arguments to store with the task.
+pub fn validate(
+    task_type: TaskType,
+    target_kind: berth_contracts::TargetKind,
+    args: &Value,
+    diagnostics: bool,
+) -> Result<Value, TaskError> {
+    if target_kind != berth_contracts::TargetKind::Server {
+        return Err(TaskError::WrongTarget {
+            task_type: task_type.as_str(),
+            target_kind: target_kind.as_str(),
+        });
+    }
+    let bad = |detail: String| TaskError::BadArgs {
+        task_type: task_type.as_str(),
+        detail,
+    };
+    match task_type {
+        TaskType::Verify => match args.as_object() {
+            Some(o) if o.is_empty() => Ok(json!({})),
+            _ => Err(bad("verify takes no arguments".into())),
+        },
+        TaskType::Noop => {
+            let a: NoopArgs = serde_json::from_value(args.clone()).map_err(|e| bad(e.to_string()))?;
+            if let Some(s) = &a.service
+                && !SERVICES.contains(&s.as_str())
+            {
+                return Err(bad(format!(
+                    "service `{s}` is not one of http, db, dns, backup"
+                )));
+            }
+            if (a.fail.is_some() || a.sleep_ms.is_some()) && !diagnostics {
+                return Err(TaskError::DiagnosticsDisabled);
+            }
+            if a.sleep_ms.is_some_and(|ms| ms > MAX_SLEEP_MS) {
+                return Err(bad(format!("sleep_ms is at most {MAX_SLEEP_MS}")));
+            }
+            Ok(serde_json::to_value(a).expect("noop args serialise"))
+        }
+    }
+}
+
+/// What the planner knows of a server: its name and the types of its services.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerFacts {
+    pub name: String,
+    pub http: Option<HttpFacts>,
+    pub db: Option<DbFacts>,
+    pub dns: Option<DnsFacts>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpFacts {
+    pub service_type: String,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbFacts {
+    pub service_type: String,
+    pub host: String,
+    pub port: u16,
+    pub admin_user: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsFacts {
+    pub service_type: String,
+    pub port: u16,
+}
+
+/// A secret the state service must attach (sealed) to a step command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretNeed {
+    /// The db server's admin password.
+    DbAdmin,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedStep {
+    pub service: &'static str,
+    pub server: String,
+    pub action: String,
+    pub args: Value,
+    /// Action that takes this step's effect back when a later step fails.
+    pub compensation: Option<String>,
+    pub secret: Option<SecretNeed>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub steps: Vec<PlannedStep>,
+}
+
+fn managed(service_type: &str) -> bool {
+    service_type != "null"
+}
+
+/// The steps of a task on a server.
+pub fn plan_server_task(task_type: TaskType, args: &Value, server: &ServerFacts) -> Plan {
+    match task_type {
+        TaskType::Verify => {
+            let mut steps = Vec::new();
+            // Database first: it is the service whose failure says most about credentials.
+            if let Some(db) = server.db.as_ref().filter(|d| managed(&d.service_type)) {
+                steps.push(PlannedStep {
+                    service: "db",
+                    server: server.name.clone(),
+                    action: "verify".into(),
+                    args: json!({
+                        "type": db.service_type, "host": db.host, "port": db.port,
+                        "admin_user": db.admin_user,
+                    }),
+                    compensation: None,
+                    secret: Some(SecretNeed::DbAdmin),
+                });
+            }
+            if let Some(http) = server.http.as_ref().filter(|h| managed(&h.service_type)) {
+                steps.push(PlannedStep {
+                    service: "http",
+                    server: server.name.clone(),
+                    action: "verify".into(),
+                    args: json!({"type": http.service_type, "port": http.port}),
+                    compensation: None,
+                    secret: None,
+                });
+            }
+            if let Some(dns) = server.dns.as_ref().filter(|d| managed(&d.service_type)) {
+                steps.push(PlannedStep {
+                    service: "dns",
+                    server: server.name.clone(),
+                    action: "verify".into(),
+                    args: json!({"type": dns.service_type, "port": dns.port}),
+                    compensation: None,
+                    secret: None,
+                });
+            }
+            Plan { steps }
+        }
+        TaskType::Noop => {
+            let service = match args.get("service").and_then(Value::as_str) {
+                Some("db") => "db",
+                Some("dns") => "dns",
+                Some("backup") => "backup",
+                _ => "http",
+            };
+            Plan {
+                steps: vec![PlannedStep {
+                    service,
+                    server: server.name.clone(),
+                    action: "noop".into(),
+                    args: args.clone(),
+                    compensation: None,
+                    secret: None,
+                }],
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_contracts::TargetKind;
+
+    fn master(http: &str, db: &str, dns: &str) -> ServerFacts {
+        ServerFacts {
+            name: "server_master".into(),
+            http: Some(HttpFacts {
+                service_type: http.into(),
+                port: 80,
+            }),
+            db: Some(DbFacts {
+                service_type: db.into(),
+                host: "127.0.0.1".into(),
+                port: 3306,
+                admin_user: "root".into(),
+            }),
+            dns: Some(DnsFacts {
+                service_type: dns.into(),
+                port: 53,
+            }),
+        }
+    }
+
+    #[test]
+    fn verify_runs_one_step_per_managed_service_db_first() {
+        let plan = plan_server_task(TaskType::Verify, &json!({}), &master("nginx", "mariadb", "bind"));
+        let services: Vec<_> = plan.steps.iter().map(|s| s.service).collect();
+        assert_eq!(services, ["db", "http", "dns"]);
+        assert!(plan.steps.iter().all(|s| s.action == "verify"));
+        assert_eq!(plan.steps[0].secret, Some(SecretNeed::DbAdmin));
+        assert_eq!(plan.steps[0].args["admin_user"], "root");
+    }
+
+    #[test]
+    fn null_services_are_not_verified() {
+        let plan = plan_server_task(TaskType::Verify, &json!({}), &master("nginx", "null", "null"));
+        assert_eq!(plan.steps.len(), 1);
+        assert_eq!(plan.steps[0].service, "http");
+        let none = plan_server_task(TaskType::Verify, &json!({}), &ServerFacts::default());
+        assert!(none.steps.is_empty());
+    }
+
+    #[test]
+    fn noop_goes_to_the_service_asked_for() {
+        let s = master("nginx", "mariadb", "bind");
+        assert_eq!(plan_server_task(TaskType::Noop, &json!({}), &s).steps[0].service, "http");
+        let p = plan_server_task(TaskType::Noop, &json!({"service": "db"}), &s);
+        assert_eq!(p.steps[0].service, "db");
+        assert_eq!(p.steps[0].action, "noop");
+    }
+
+    #[test]
+    fn task_types_parse_and_unknown_ones_are_named() {
+        assert_eq!(TaskType::parse("verify").unwrap(), TaskType::Verify);
+        let err = TaskType::parse("explode").unwrap_err();
+        assert!(err.to_string().contains("explode"));
+    }
+
+    #[test]
+    fn diagnostics_are_refused_unless_enabled() {
+        let args = json!({"fail": {"times": 2, "kind": "transient"}});
+        assert_eq!(
+            validate(TaskType::Noop, TargetKind::Server, &args, false),
+            Err(TaskError::DiagnosticsDisabled)
+        );
+        let ok = validate(TaskType::Noop, TargetKind::Server, &args, true).unwrap();
+        assert_eq!(ok["fail"]["times"], 2);
+        assert!(validate(TaskType::Noop, TargetKind::Server, &json!({}), false).is_ok());
+    }
+
+    #[test]
+    fn bad_arguments_are_refused_with_a_reason() {
+        for args in [
+            json!({"service": "ftp"}),
+            json!({"sleep_ms": MAX_SLEEP_MS + 1}),
+            json!({"fail": {"times": 1, "kind": "sometimes"}}),
+            json!({"bogus": true}),
+            json!([1, 2]),
+        ] {
+            assert!(
+                matches!(
+                    validate(TaskType::Noop, TargetKind::Server, &args, true),
+                    Err(TaskError::BadArgs { .. })
+                ),
+                "{args}"
+            );
+        }
+        assert!(validate(TaskType::Verify, TargetKind::Server, &json!({"x": 1}), true).is_err());
+        assert!(matches!(
+            validate(TaskType::Verify, TargetKind::Site, &json!({}), true),
+            Err(TaskError::WrongTarget { .. })
+        ));
+    }
+}
