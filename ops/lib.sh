@@ -1,0 +1,304 @@
+# shellcheck shell=bash
+# Shared helpers for berth's ops scripts. Source it; do not run it.
+#
+#   . "$(dirname "$0")/lib.sh"
+#
+# Every ensure_* function is idempotent: it checks first, acts only when
+# something is missing, and says what it did. They work on a machine with or
+# without systemd (containers, CI VMs), as root, or as a user with sudo when a
+# change is needed.
+
+BERTH_OPS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+BERTH_REPO_ROOT=$(cd "$BERTH_OPS_DIR/.." && pwd)
+export BERTH_OPS_DIR BERTH_REPO_ROOT
+
+# Daemons and admin tools live in sbin; non-root users often lack it in PATH.
+case ":$PATH:" in *:/usr/sbin:*) ;; *) PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin" ;; esac
+export PATH
+
+# ---------------------------------------------------------------- logging
+if [ -t 2 ]; then
+  _c_dim=$'\e[2m' _c_ok=$'\e[32m' _c_warn=$'\e[33m' _c_err=$'\e[31m' _c_off=$'\e[0m'
+else
+  _c_dim='' _c_ok='' _c_warn='' _c_err='' _c_off=''
+fi
+log()  { printf '%s[berth]%s %s\n' "$_c_dim" "$_c_off" "$*" >&2; }
+ok()   { printf '%s[berth]%s %sok%s   %s\n' "$_c_dim" "$_c_off" "$_c_ok" "$_c_off" "$*" >&2; }
+did()  { printf '%s[berth]%s %sdid%s  %s\n' "$_c_dim" "$_c_off" "$_c_ok" "$_c_off" "$*" >&2; }
+warn() { printf '%s[berth]%s %swarn%s %s\n' "$_c_dim" "$_c_off" "$_c_warn" "$_c_off" "$*" >&2; }
+die()  { printf '%s[berth]%s %serror%s %s\n' "$_c_dim" "$_c_off" "$_c_err" "$_c_off" "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- basics
+have() { command -v "$1" >/dev/null 2>&1; }
+
+is_root() { [ "$(id -u)" -eq 0 ]; }
+
+# Run a command as root: directly when we are root, else through sudo.
+as_root() {
+  if is_root; then
+    "$@"
+  elif have sudo; then
+    sudo -n "$@" || die "needs root for: $* (run with sudo, or make sudo passwordless)"
+  else
+    die "needs root for: $*"
+  fi
+}
+
+# Run a command as another system user (postgres, rabbitmq, bind...).
+as_user() {
+  local user=$1; shift
+  if [ "$(id -un)" = "$user" ]; then
+    "$@"
+  else
+    as_root runuser -u "$user" -- "$@"
+  fi
+}
+
+have_systemd() { [ -d /run/systemd/system ]; }
+
+# tcp_open HOST PORT: true when something accepts TCP connections there.
+tcp_open() {
+  timeout 2 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$1" "$2" >/dev/null 2>&1
+}
+
+# wait_for SECONDS DESCRIPTION COMMAND...: poll COMMAND every half second.
+wait_for() {
+  local secs=$1 what=$2; shift 2
+  local deadline=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      warn "timed out after ${secs}s waiting for $what"
+      return 1
+    fi
+    sleep 0.5
+  done
+}
+
+# http_status URL [curl args...]: prints the HTTP status code (000 when down).
+http_status() {
+  local url=$1; shift
+  curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$@" "$url" 2>/dev/null || true
+}
+
+# ---------------------------------------------------------------- packages
+pkg_installed() {
+  dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+}
+
+_berth_apt_updated=0
+
+# ensure_packages [-q] PKG...: apt-get install what is not installed yet. When
+# all are installed this is a handful of dpkg-query calls and no network
+# (-q: say nothing in that case). apt's output goes to a log shown on failure.
+#
+# Without systemd (containers, CI sandboxes) a policy-rc.d that answers 101
+# is put in place for the install, so the packages' postinst scripts do not
+# try to start daemons; the ensure_* functions below start what berth needs.
+ensure_packages() {
+  local quiet=0 missing=() p
+  if [ "${1:-}" = -q ]; then quiet=1; shift; fi
+  for p in "$@"; do
+    pkg_installed "$p" || missing+=("$p")
+  done
+  if [ "${#missing[@]}" -eq 0 ]; then
+    [ "$quiet" -eq 1 ] || ok "packages present: $*"
+    return 0
+  fi
+  have apt-get || die "missing packages (${missing[*]}) and no apt-get to install them"
+  log "installing: ${missing[*]}"
+  local policy_added=0
+  if ! have_systemd && [ ! -e /usr/sbin/policy-rc.d ]; then
+    as_root sh -c 'printf "#!/bin/sh\n# added by berth ops/lib.sh during apt-get install\nexit 101\n" > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d'
+    policy_added=1
+  fi
+  local rc=0 aptlog
+  aptlog=$(mktemp "${TMPDIR:-/tmp}/berth-apt.XXXXXX")
+  if [ "$_berth_apt_updated" -eq 0 ]; then
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q >"$aptlog" 2>&1 || rc=$?
+    _berth_apt_updated=1
+  fi
+  if [ "$rc" -eq 0 ]; then
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+      --no-install-recommends -o Dpkg::Options::=--force-confdef \
+      -o Dpkg::Options::=--force-confold "${missing[@]}" >>"$aptlog" 2>&1 || rc=$?
+  fi
+  if [ "$policy_added" -eq 1 ]; then
+    as_root rm -f /usr/sbin/policy-rc.d
+  fi
+  if [ "$rc" -ne 0 ]; then
+    tail -n 40 "$aptlog" >&2
+    die "apt-get failed (status $rc) installing: ${missing[*]} (full log: $aptlog)"
+  fi
+  rm -f "$aptlog"
+  did "installed: ${missing[*]}"
+}
+
+# ---------------------------------------------------------------- PostgreSQL
+BERTH_PG_HOST=${BERTH_PG_HOST:-127.0.0.1}
+BERTH_PG_PORT=${BERTH_PG_PORT:-5432}
+
+_pg_version() { ls /etc/postgresql 2>/dev/null | sort -V | tail -n1; }
+
+_pg_tcp_login() {
+  psql -X -w -Atq -h "$BERTH_PG_HOST" -p "$BERTH_PG_PORT" -U postgres -d postgres \
+    -c 'select 1' >/dev/null 2>&1
+}
+
+# ensure_postgres: a PostgreSQL that accepts `postgres` without a password on
+# 127.0.0.1 (what the tests and the default BERTH_DATABASE_URL use). On a
+# fresh Debian the loopback rule is scram-sha-256; a `trust` rule for
+# 127.0.0.1/32 is added in front (set BERTH_SETUP_LOCAL_TRUST=0 to refuse).
+ensure_postgres() {
+  ensure_packages -q postgresql
+  if pg_isready -q -h "$BERTH_PG_HOST" -p "$BERTH_PG_PORT"; then
+    ok "postgresql is accepting connections on $BERTH_PG_HOST:$BERTH_PG_PORT"
+  else
+    local v
+    v=$(_pg_version)
+    [ -n "$v" ] || die "postgresql installed but no /etc/postgresql/<version>"
+    if [ ! -d "/etc/postgresql/$v/main" ]; then
+      as_root pg_createcluster "$v" main >/dev/null
+      did "created cluster $v/main"
+    fi
+    if have_systemd; then
+      as_root systemctl start "postgresql@$v-main"
+    else
+      as_root pg_ctlcluster --skip-systemctl-redirect "$v" main start
+    fi
+    wait_for 60 "postgresql" pg_isready -q -h "$BERTH_PG_HOST" -p "$BERTH_PG_PORT" \
+      || die "postgresql $v/main did not start (see /var/log/postgresql/)"
+    did "started postgresql $v/main"
+  fi
+
+  if _pg_tcp_login; then
+    ok "postgres can log in over TCP without a password"
+    return 0
+  fi
+  [ "${BERTH_SETUP_LOCAL_TRUST:-1}" != 0 ] \
+    || die "postgres cannot log in on $BERTH_PG_HOST without a password (BERTH_SETUP_LOCAL_TRUST=0)"
+  local hba
+  hba=$(as_user postgres psql -X -Atq -c 'show hba_file') || die "cannot ask postgresql for its hba_file"
+  if ! as_root grep -q '^host all all 127.0.0.1/32 trust' "$hba"; then
+    as_root sed -i '0,/^[[:space:]]*\(local\|host\)/s//# added by berth ops: loopback trust for development and tests\nhost all all 127.0.0.1\/32 trust\n&/' "$hba"
+  fi
+  as_user postgres psql -X -Atq -c 'select pg_reload_conf()' >/dev/null
+  wait_for 10 "postgres login over TCP" _pg_tcp_login \
+    || die "still cannot log in as postgres on $BERTH_PG_HOST; check $hba"
+  did "allowed passwordless postgres login on 127.0.0.1 ($hba)"
+}
+
+# ensure_database NAME: create the PostgreSQL database NAME when missing.
+ensure_database() {
+  local name=$1
+  [[ $name =~ ^[a-z_][a-z0-9_]*$ ]] || die "bad database name: $name"
+  local exists
+  exists=$(psql -X -w -Atq -h "$BERTH_PG_HOST" -p "$BERTH_PG_PORT" -U postgres -d postgres \
+    -c "select 1 from pg_database where datname = '$name'") || die "cannot query postgresql"
+  if [ "$exists" = 1 ]; then
+    ok "database $name exists"
+  else
+    psql -X -w -q -h "$BERTH_PG_HOST" -p "$BERTH_PG_PORT" -U postgres -d postgres \
+      -c "create database \"$name\"" || die "cannot create database $name"
+    did "created database $name"
+  fi
+}
+
+# ---------------------------------------------------------------- MariaDB
+BERTH_MYSQL_HOST=${BERTH_MYSQL_HOST:-127.0.0.1}
+BERTH_MYSQL_PORT=${BERTH_MYSQL_PORT:-3306}
+
+_mariadb_alive() {
+  mariadb-admin --no-defaults --protocol=tcp -h "$BERTH_MYSQL_HOST" -P "$BERTH_MYSQL_PORT" \
+    --connect-timeout=2 ping >/dev/null 2>&1
+}
+
+_mariadb_root_tcp_login() {
+  mariadb --no-defaults --protocol=tcp -h "$BERTH_MYSQL_HOST" -P "$BERTH_MYSQL_PORT" \
+    --connect-timeout=2 -u root -e 'select 1' >/dev/null 2>&1
+}
+
+# ensure_mariadb: a running MariaDB where root logs in over TCP on 127.0.0.1
+# without a password (the tests' BERTH_TEST_MYSQL_URL and server_master's db
+# service). A fresh Debian only lets root in through the unix socket; then
+# root@localhost also accepts an empty password and root@127.0.0.1 is created
+# (set BERTH_SETUP_LOCAL_TRUST=0 to refuse).
+ensure_mariadb() {
+  ensure_packages -q mariadb-server mariadb-client
+  if _mariadb_alive; then
+    ok "mariadb is answering on $BERTH_MYSQL_HOST:$BERTH_MYSQL_PORT"
+  else
+    if have_systemd; then
+      as_root systemctl start mariadb
+    else
+      as_root install -d -o mysql -g mysql -m 755 /run/mysqld
+      if [ ! -d /var/lib/mysql/mysql ]; then
+        as_root mariadb-install-db --user=mysql --datadir=/var/lib/mysql >/dev/null
+        did "initialised /var/lib/mysql"
+      fi
+      as_root start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql
+    fi
+    wait_for 60 "mariadb" _mariadb_alive || die "mariadb did not start (see /var/log/mysql/)"
+    did "started mariadb"
+  fi
+
+  if _mariadb_root_tcp_login; then
+    ok "mariadb root can log in over TCP without a password"
+    return 0
+  fi
+  [ "${BERTH_SETUP_LOCAL_TRUST:-1}" != 0 ] \
+    || die "mariadb root cannot log in on $BERTH_MYSQL_HOST without a password (BERTH_SETUP_LOCAL_TRUST=0)"
+  as_root mariadb -u root <<'SQL' || die "could not open root login on 127.0.0.1 through the unix socket"
+ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD('');
+CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY '';
+GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;
+FLUSH PRIVILEGES;
+SQL
+  _mariadb_root_tcp_login || die "mariadb root still cannot log in over TCP"
+  did "allowed passwordless mariadb root login on 127.0.0.1"
+}
+
+# ---------------------------------------------------------------- RabbitMQ
+BERTH_AMQP_HOST=${BERTH_AMQP_HOST:-127.0.0.1}
+BERTH_AMQP_PORT=${BERTH_AMQP_PORT:-5672}
+BERTH_RABBIT_MGMT=${BERTH_RABBIT_MGMT:-http://127.0.0.1:15672}
+
+_rabbit_up() { tcp_open "$BERTH_AMQP_HOST" "$BERTH_AMQP_PORT"; }
+_rabbit_mgmt_up() {
+  [ "$(http_status "$BERTH_RABBIT_MGMT/api/overview" -u guest:guest)" = 200 ]
+}
+
+# ensure_rabbitmq: a running RabbitMQ on 5672 with the management plugin
+# answering on 15672 (the tests create a vhost per test through it).
+ensure_rabbitmq() {
+  ensure_packages -q rabbitmq-server
+  if _rabbit_up; then
+    ok "rabbitmq is accepting connections on $BERTH_AMQP_HOST:$BERTH_AMQP_PORT"
+  else
+    # The Erlang node is named after the short host name; when that does not
+    # resolve the node cannot start, so name it rabbit@localhost instead.
+    if ! getent hosts "$(hostname -s)" >/dev/null 2>&1 \
+      && ! grep -qs '^NODENAME=' /etc/rabbitmq/rabbitmq-env.conf; then
+      as_root sh -c 'echo "NODENAME=rabbit@localhost" >> /etc/rabbitmq/rabbitmq-env.conf'
+      did "set NODENAME=rabbit@localhost (host name $(hostname -s) does not resolve)"
+    fi
+    if have_systemd; then
+      as_root systemctl start rabbitmq-server
+    else
+      as_root install -d -o rabbitmq -g rabbitmq /var/log/rabbitmq
+      as_root rabbitmq-server -detached >/dev/null 2>&1 || true
+    fi
+    wait_for 120 "rabbitmq on port $BERTH_AMQP_PORT" _rabbit_up \
+      || die "rabbitmq did not start (see /var/log/rabbitmq/)"
+    did "started rabbitmq"
+  fi
+
+  if _rabbit_mgmt_up; then
+    ok "rabbitmq management API answers on $BERTH_RABBIT_MGMT"
+    return 0
+  fi
+  as_root rabbitmq-plugins -q enable rabbitmq_management >/dev/null \
+    || die "could not enable rabbitmq_management"
+  wait_for 90 "rabbitmq management API" _rabbit_mgmt_up \
+    || die "rabbitmq management API does not answer on $BERTH_RABBIT_MGMT"
+  did "enabled rabbitmq_management ($BERTH_RABBIT_MGMT)"
+}

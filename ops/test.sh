@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The test command (what CI runs through .ci/run):
+#
+#   ops/test.sh                 # set up services, build the binaries, run every test
+#   ops/test.sh -E 'test(e2e)'  # extra arguments go to cargo nextest run (or cargo test)
+#
+# 1. ops/setup.sh   installs/starts PostgreSQL, MariaDB, RabbitMQ (+ management),
+#                   nginx, bind9, php-fpm; idempotent, about a second when all is there
+#                   (BERTH_SKIP_SETUP=1 skips it)
+# 2. cargo build --workspace --bins   the end-to-end tests spawn target/debug/berth
+# 3. cargo nextest run --workspace --no-fail-fast   (cargo test when nextest is missing)
+#
+# Exits with the status of the test run. Each test makes its own world from the
+# BERTH_TEST_* URLs below (its own PostgreSQL database, RabbitMQ vhost, MariaDB
+# names, nginx and named on free loopback ports), so tests run side by side.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+cd "$BERTH_REPO_ROOT"
+
+export BERTH_TEST_DATABASE_URL=${BERTH_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+export BERTH_TEST_AMQP_URL=${BERTH_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672}
+export BERTH_TEST_RABBITMQ_MANAGEMENT=${BERTH_TEST_RABBITMQ_MANAGEMENT:-http://guest:guest@127.0.0.1:15672}
+export BERTH_TEST_MYSQL_URL=${BERTH_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306}
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-auto}
+
+if [ "${BERTH_SKIP_SETUP:-0}" != 1 ]; then
+  "$BERTH_OPS_DIR/setup.sh"
+fi
+
+have cargo || { [ -x "$HOME/.cargo/bin/cargo" ] && PATH="$HOME/.cargo/bin:$PATH"; } || die "cargo not found"
+
+log "cargo build --workspace --bins"
+cargo build --workspace --bins
+
+status=0
+if cargo nextest --version >/dev/null 2>&1; then
+  log "cargo nextest run --workspace --no-fail-fast $*"
+  cargo nextest run --workspace --no-fail-fast "$@" || status=$?
+else
+  warn "cargo-nextest not installed: falling back to cargo test"
+  cargo test --workspace --no-fail-fast "$@" || status=$?
+fi
+if [ "$status" -eq 0 ]; then ok "tests passed"; else warn "tests failed (status $status)"; fi
+exit "$status"
