@@ -12,6 +12,21 @@ use uuid::Uuid;
 /// Version of the AMQP message bodies below; carried in the `x-berth-version` header.
 pub const MESSAGE_VERSION: u32 = 1;
 
+/// Exchange and routing-key names: part of the wire format, shared by publishers
+/// (the outbox relay, the workers) and the topology declared by `berth-broker`.
+pub mod exchanges {
+    /// Direct; key [`TASK_KEY`] → queue `state.tasks`.
+    pub const TASKS: &str = "berth.tasks";
+    pub const TASK_KEY: &str = "task";
+    /// Direct; key `<service>.<server>` → queue `work.<service>.<server>`.
+    pub const WORK: &str = "berth.work";
+    /// Direct; key [`STEP_KEY`] → queue `state.events`.
+    pub const EVENTS: &str = "berth.events";
+    pub const STEP_KEY: &str = "step";
+    /// Fanout → queue `state.dead`.
+    pub const DEAD: &str = "berth.dead";
+}
+
 /// Where a task ends up, following Aegir's task states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

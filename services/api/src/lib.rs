@@ -1,1 +1,173 @@
+//! The REST API (`/api/v1`) and the outbox relay that publishes what it accepts.
+//!
+//! Every request but the operations endpoints carries a bearer token; every POST may carry
+//! an `Idempotency-Key`; every error is problem+json. Accepting a task writes the task and
+//! its outbox row in one transaction: what is answered 202 is never lost.
 
+pub mod error;
+pub mod guard;
+pub mod routes;
+
+use axum::Router;
+use axum::middleware::from_fn_with_state;
+use axum::routing::{get, post};
+use berth_broker::Broker;
+use berth_contracts::{TargetKind, Task};
+use berth_outbox::{Relay, Waker};
+use berth_secrets::SecretKey;
+use berth_store::Store;
+use berth_store::tasks::{NewTaskRow, queue_task};
+use error::ApiError;
+use guard::Caller;
+use std::net::SocketAddr;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub amqp_url: String,
+    pub secret_key: SecretKey,
+    pub diagnostics: bool,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub broker: Broker,
+    pub waker: Waker,
+    pub secret_key: SecretKey,
+    pub diagnostics: bool,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiServiceError {
+    #[error("cannot bind {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+    #[error(transparent)]
+    Store(#[from] berth_store::StoreError),
+    #[error(transparent)]
+    Broker(#[from] berth_broker::BrokerError),
+    #[error("server: {0}")]
+    Serve(std::io::Error),
+}
+
+/// The routes, with authentication on `/api/v1` (but not on the OpenAPI document).
+pub fn router(state: AppState) -> Router {
+    use routes::{dead, ops, servers, tasks};
+    let v1 = Router::new()
+        .route("/servers", post(servers::create).get(servers::list))
+        .route(
+            "/servers/{name}",
+            get(servers::show)
+                .patch(servers::change)
+                .delete(servers::delete),
+        )
+        .route("/tasks", post(tasks::create).get(tasks::list))
+        .route("/tasks/{id}", get(tasks::show))
+        .route("/tasks/{id}/log", get(tasks::log))
+        .route("/tasks/{id}/cancel", post(tasks::cancel))
+        .route("/tasks/{id}/retry", post(tasks::retry))
+        .route("/dead-letters", get(dead::list))
+        .route("/dead-letters/{id}", get(dead::show).delete(dead::discard))
+        .route("/dead-letters/{id}/replay", post(dead::replay))
+        .layer(from_fn_with_state(state.clone(), guard::body_and_idempotency))
+        .layer(from_fn_with_state(state.clone(), guard::authenticate))
+        .route("/openapi.json", get(ops::openapi));
+    Router::new()
+        .nest("/api/v1", v1)
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .with_state(state)
+}
+
+/// Queues a task in the caller's transaction: the task row and its outbox message.
+pub async fn queue_task_tx(
+    tx: &mut sqlx::PgConnection,
+    caller: &Caller,
+    task_type: &str,
+    target: &str,
+    kind: TargetKind,
+    args: &serde_json::Value,
+    retry_of: Option<Uuid>,
+) -> Result<Task, ApiError> {
+    let id = Uuid::now_v7();
+    let span = tracing::info_span!("task.accept", task_id = %id, task_type, target);
+    let traceparent = traceparent_for(&span);
+    let trace_id = berth_telemetry::trace_id_of(&traceparent).unwrap_or_default();
+    span.in_scope(|| tracing::info!("task accepted"));
+    let row = queue_task(
+        tx,
+        NewTaskRow {
+            id,
+            task_type,
+            target,
+            target_kind: kind,
+            args,
+            trace_id: &trace_id,
+            traceparent: &traceparent,
+            requested_by: &caller.name,
+            retry_of,
+        },
+    )
+    .await?;
+    Ok(row.into_contract())
+}
+
+/// The span's W3C traceparent; a fresh random one when no tracer is installed, so that
+/// every task has a trace id all the same.
+fn traceparent_for(span: &tracing::Span) -> String {
+    let tp = berth_telemetry::traceparent_of(span);
+    match berth_telemetry::trace_id_of(&tp) {
+        Some(id) if id.chars().any(|c| c != '0') => tp,
+        _ => {
+            let trace = Uuid::new_v4().simple().to_string();
+            let span_id = &Uuid::new_v4().simple().to_string()[..16];
+            format!("00-{trace}-{span_id}-01")
+        }
+    }
+}
+
+/// Serves the API on `listener`, and runs this process's outbox relay, until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    cfg: ApiConfig,
+    shutdown: CancellationToken,
+) -> Result<(), ApiServiceError> {
+    let store = Store::connect(&cfg.database_url, 16).await?;
+    let broker = Broker::new(&cfg.amqp_url);
+    let waker = Waker::default();
+    let relay = Relay::new(store.clone(), broker.clone(), waker.clone());
+    let relay_task = tokio::spawn(relay.run(shutdown.clone()));
+    let state = AppState {
+        store,
+        broker,
+        waker,
+        secret_key: cfg.secret_key.clone(),
+        diagnostics: cfg.diagnostics,
+        max_body_bytes: cfg.max_body_bytes,
+    };
+    tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "API listening");
+    let s = shutdown.clone();
+    let served = axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move { s.cancelled().await })
+        .await
+        .map_err(ApiServiceError::Serve);
+    shutdown.cancel();
+    let _ = relay_task.await;
+    served
+}
+
+pub async fn run(cfg: ApiConfig, shutdown: CancellationToken) -> Result<(), ApiServiceError> {
+    let listener = TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| ApiServiceError::Bind(cfg.listen, e))?;
+    serve(listener, cfg, shutdown).await
+}

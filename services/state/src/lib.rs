@@ -1,1 +1,156 @@
+//! The state service: Aegir's dispatcher. It consumes queued tasks, step events and dead
+//! letters, records them in PostgreSQL, and sends each task's next step through the outbox.
 
+pub mod dispatch;
+
+use berth_broker::{Broker, HandlerError, Incoming};
+use berth_contracts::{DeadLetterMessage, StepCommand, TaskQueued};
+use berth_outbox::{Relay, Waker};
+use berth_store::Store;
+pub use dispatch::Dispatcher;
+use std::future::Future;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone)]
+pub struct StateConfig {
+    pub database_url: String,
+    pub amqp_url: String,
+    /// Messages handled at once per queue.
+    pub concurrency: u16,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateServiceError {
+    #[error(transparent)]
+    Store(#[from] berth_store::StoreError),
+    #[error(transparent)]
+    Broker(#[from] berth_broker::BrokerError),
+}
+
+/// Runs the dispatcher and an outbox relay until `shutdown`.
+pub async fn run(cfg: StateConfig, shutdown: CancellationToken) -> Result<(), StateServiceError> {
+    let store = Store::connect(&cfg.database_url, u32::from(cfg.concurrency) * 3 + 4).await?;
+    let broker = Broker::new(&cfg.amqp_url);
+    let waker = Waker::default();
+    let relay = tokio::spawn(
+        Relay::new(store.clone(), broker.clone(), waker.clone()).run(shutdown.clone()),
+    );
+    let d = Dispatcher::new(store);
+    let tasks = consume_json(&broker, "state.tasks", &cfg, &shutdown, &waker, {
+        let d = d.clone();
+        move |m: TaskQueued| {
+            let d = d.clone();
+            async move { d.on_task_queued(m.task_id).await }
+        }
+    });
+    let events = consume_json(&broker, "state.events", &cfg, &shutdown, &waker, {
+        let d = d.clone();
+        move |ev| {
+            let d = d.clone();
+            async move { d.on_step_event(ev).await }
+        }
+    });
+    let dead = consume_dead(&broker, &cfg, &shutdown, &waker, d.clone());
+    tracing::info!("state service running");
+    let (a, b, c) = tokio::join!(tasks, events, dead);
+    let _ = relay.await;
+    a.and(b).and(c)
+}
+
+/// Consumes `queue`, decoding each body as `T`. A body that does not decode is rejected
+/// (it would never decode); a database error is retried by requeueing.
+async fn consume_json<T, F, Fut>(
+    broker: &Broker,
+    queue: &'static str,
+    cfg: &StateConfig,
+    shutdown: &CancellationToken,
+    waker: &Waker,
+    handle: F,
+) -> Result<(), StateServiceError>
+where
+    T: serde::de::DeserializeOwned + Send + 'static,
+    F: Fn(T) -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = Result<(), dispatch::DispatchError>> + Send + 'static,
+{
+    let waker = waker.clone();
+    berth_broker::consume(
+        broker,
+        queue,
+        cfg.concurrency,
+        shutdown.clone(),
+        move |m: Incoming| {
+            let handle = handle.clone();
+            let waker = waker.clone();
+            async move {
+                let msg: T = serde_json::from_slice(&m.body).map_err(|e| {
+                    tracing::error!(queue, error = %e, "undecodable message rejected");
+                    HandlerError::Reject(e.to_string())
+                })?;
+                let span = tracing::info_span!("dispatch", queue);
+                if let Some(tp) = &m.traceparent {
+                    berth_telemetry::set_parent_from_traceparent(&span, tp);
+                }
+                let _e = span.enter();
+                drop(_e);
+                handle(msg).await.map_err(|e| {
+                    tracing::warn!(queue, error = %e, "dispatch failed; message requeued");
+                    HandlerError::Retry(e.to_string())
+                })?;
+                waker.wake();
+                Ok(())
+            }
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// `state.dead` holds our own [`DeadLetterMessage`]s, and also raw step commands that the
+/// work queue's delivery limit dead-lettered after a worker crashed on them again and again.
+async fn consume_dead(
+    broker: &Broker,
+    cfg: &StateConfig,
+    shutdown: &CancellationToken,
+    waker: &Waker,
+    d: Dispatcher,
+) -> Result<(), StateServiceError> {
+    let waker = waker.clone();
+    berth_broker::consume(
+        broker,
+        "state.dead",
+        cfg.concurrency,
+        shutdown.clone(),
+        move |m: Incoming| {
+            let d = d.clone();
+            let waker = waker.clone();
+            async move {
+                let msg = match serde_json::from_slice::<DeadLetterMessage>(&m.body) {
+                    Ok(msg) => msg,
+                    Err(_) => match serde_json::from_slice::<StepCommand>(&m.body) {
+                        Ok(command) => DeadLetterMessage {
+                            routing_key: command.routing_key(),
+                            error: format!(
+                                "delivered {} times without an answer: the worker crashed on this step each time",
+                                m.delivery_count.unwrap_or(0)
+                            ),
+                            history: Vec::new(),
+                            log: Vec::new(),
+                            command,
+                        },
+                        Err(e) => {
+                            tracing::error!(error = %e, "undecodable dead letter dropped");
+                            return Err(HandlerError::Reject(e.to_string()));
+                        }
+                    },
+                };
+                d.on_dead_letter(msg)
+                    .await
+                    .map_err(|e| HandlerError::Retry(e.to_string()))?;
+                waker.wake();
+                Ok(())
+            }
+        },
+    )
+    .await?;
+    Ok(())
+}

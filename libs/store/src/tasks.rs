@@ -1,0 +1,478 @@
+//! Tasks, their steps and their logs.
+
+use crate::outbox::{self, OutboxMessage};
+use crate::{Result, Store, StoreError};
+use berth_contracts::{
+    AttemptRecord, LogEntry, LogLevel, Page, Step, StepStatus, TargetKind, Task, TaskQueued,
+    TaskStatus, exchanges,
+};
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, QueryBuilder};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TaskRow {
+    pub id: Uuid,
+    #[sqlx(rename = "type")]
+    pub task_type: String,
+    pub target: String,
+    pub target_kind: String,
+    pub args: serde_json::Value,
+    pub status: String,
+    pub trace_id: String,
+    pub traceparent: String,
+    pub requested_by: String,
+    pub retry_of: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+const TASK_COLUMNS: &str = "id, type, target, target_kind, args, status, trace_id, traceparent, \
+     requested_by, retry_of, created_at, started_at, finished_at";
+
+impl TaskRow {
+    pub fn status(&self) -> TaskStatus {
+        TaskStatus::parse(&self.status).unwrap_or(TaskStatus::Error)
+    }
+
+    pub fn into_contract(self) -> Task {
+        Task {
+            id: self.id,
+            status: self.status(),
+            target_kind: TargetKind::parse(&self.target_kind).unwrap_or(TargetKind::Server),
+            task_type: self.task_type,
+            target: self.target,
+            args: self.args,
+            trace_id: self.trace_id,
+            requested_by: self.requested_by,
+            retry_of: self.retry_of,
+            created_at: self.created_at,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            steps: None,
+            log: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StepRow {
+    pub id: Uuid,
+    pub task_id: Uuid,
+    pub position: i32,
+    pub service: String,
+    pub server: String,
+    pub action: String,
+    pub args: serde_json::Value,
+    pub compensation: Option<String>,
+    pub secret: Option<String>,
+    pub status: String,
+    pub attempts: i32,
+    pub error: Option<String>,
+    pub history: serde_json::Value,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+const STEP_COLUMNS: &str = "id, task_id, position, service, server, action, args, compensation, \
+     secret, status, attempts, error, history, started_at, finished_at";
+
+impl StepRow {
+    pub fn status(&self) -> StepStatus {
+        StepStatus::parse(&self.status).unwrap_or(StepStatus::Error)
+    }
+
+    pub fn history(&self) -> Vec<AttemptRecord> {
+        serde_json::from_value(self.history.clone()).unwrap_or_default()
+    }
+
+    pub fn into_contract(self) -> Step {
+        Step {
+            id: self.id,
+            position: self.position,
+            status: self.status(),
+            history: self.history(),
+            service: self.service,
+            server: self.server,
+            action: self.action,
+            attempts: self.attempts,
+            error: self.error,
+            compensation: self.compensation,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+        }
+    }
+}
+
+/// A task to queue.
+pub struct NewTaskRow<'a> {
+    pub id: Uuid,
+    pub task_type: &'a str,
+    pub target: &'a str,
+    pub target_kind: TargetKind,
+    pub args: &'a serde_json::Value,
+    pub trace_id: &'a str,
+    pub traceparent: &'a str,
+    pub requested_by: &'a str,
+    pub retry_of: Option<Uuid>,
+}
+
+/// Writes a queued task and the outbox message that hands it to the dispatcher, in the
+/// caller's transaction: either both are written or neither is.
+pub async fn queue_task(conn: &mut PgConnection, t: NewTaskRow<'_>) -> Result<TaskRow> {
+    let row: TaskRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO tasks (id, type, target, target_kind, args, status, trace_id, traceparent, requested_by, retry_of)
+         VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9) RETURNING {TASK_COLUMNS}"
+    )))
+    .bind(t.id)
+    .bind(t.task_type)
+    .bind(t.target)
+    .bind(t.target_kind.as_str())
+    .bind(t.args)
+    .bind(t.trace_id)
+    .bind(t.traceparent)
+    .bind(t.requested_by)
+    .bind(t.retry_of)
+    .fetch_one(&mut *conn)
+    .await?;
+    announce_task(conn, t.id, t.traceparent).await?;
+    Ok(row)
+}
+
+/// Puts a `TaskQueued` message for the dispatcher in the outbox.
+pub async fn announce_task(conn: &mut PgConnection, task_id: Uuid, traceparent: &str) -> Result<()> {
+    outbox::enqueue(
+        conn,
+        OutboxMessage {
+            exchange: exchanges::TASKS,
+            routing_key: exchanges::TASK_KEY,
+            message_id: task_id.to_string(),
+            payload: serde_json::to_value(TaskQueued { task_id }).expect("serialisable"),
+            traceparent,
+            attempt: 1,
+            task_id: Some(task_id),
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn get_task_row(conn: &mut PgConnection, id: Uuid) -> Result<Option<TaskRow>> {
+    Ok(
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1")))
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?,
+    )
+}
+
+/// Locks the task row for the rest of the transaction.
+pub async fn lock_task(conn: &mut PgConnection, id: Uuid) -> Result<Option<TaskRow>> {
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1 FOR UPDATE"
+    )))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?)
+}
+
+pub async fn target_of(conn: &mut PgConnection, id: Uuid) -> Result<Option<String>> {
+    let row: Option<(String,)> = sqlx::query_as("SELECT target FROM tasks WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(row.map(|r| r.0))
+}
+
+/// Serialises everything the dispatcher does to one target, for the rest of the
+/// transaction. Always taken before any task row lock, so that lock order is fixed.
+pub async fn lock_target(conn: &mut PgConnection, target: &str) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(target)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Is another task on this target processing?
+pub async fn target_busy(conn: &mut PgConnection, target: &str, except: Uuid) -> Result<bool> {
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM tasks WHERE target = $1 AND status = 'processing' AND id <> $2",
+    )
+    .bind(target)
+    .bind(except)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(n > 0)
+}
+
+/// The oldest queued task of a target: the one to start when the target frees up.
+pub async fn next_queued(conn: &mut PgConnection, target: &str) -> Result<Option<Uuid>> {
+    let row: Option<(Uuid,)> = sqlx::query_as(
+        "SELECT id FROM tasks WHERE target = $1 AND status = 'queued' ORDER BY created_at, id LIMIT 1",
+    )
+    .bind(target)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.map(|r| r.0))
+}
+
+pub async fn set_task_status(conn: &mut PgConnection, id: Uuid, status: TaskStatus) -> Result<()> {
+    let sql = match status {
+        TaskStatus::Processing => {
+            "UPDATE tasks SET status = $2, started_at = COALESCE(started_at, now()) WHERE id = $1"
+        }
+        s if s.is_finished() => "UPDATE tasks SET status = $2, finished_at = now() WHERE id = $1",
+        _ => "UPDATE tasks SET status = $2, finished_at = NULL WHERE id = $1",
+    };
+    sqlx::query(sql)
+        .bind(id)
+        .bind(status.as_str())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+pub struct NewStep<'a> {
+    pub id: Uuid,
+    pub position: i32,
+    pub service: &'a str,
+    pub server: &'a str,
+    pub action: &'a str,
+    pub args: &'a serde_json::Value,
+    pub compensation: Option<&'a str>,
+    pub secret: Option<&'a str>,
+}
+
+pub async fn insert_step(conn: &mut PgConnection, s: NewStep<'_>, task_id: Uuid) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO steps (id, task_id, position, service, server, action, args, compensation, secret, status)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending')",
+    )
+    .bind(s.id)
+    .bind(task_id)
+    .bind(s.position)
+    .bind(s.service)
+    .bind(s.server)
+    .bind(s.action)
+    .bind(s.args)
+    .bind(s.compensation)
+    .bind(s.secret)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn steps_of(conn: &mut PgConnection, task_id: Uuid) -> Result<Vec<StepRow>> {
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {STEP_COLUMNS} FROM steps WHERE task_id = $1 ORDER BY position"
+    )))
+    .bind(task_id)
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
+/// Moves a step from one of `from` to `to`; returns false (and changes nothing) when the
+/// step is not in one of `from`: that is how a redelivered result is recognised.
+pub async fn transition_step(
+    conn: &mut PgConnection,
+    step_id: Uuid,
+    from: &[StepStatus],
+    to: StepStatus,
+    change: StepChange<'_>,
+) -> Result<bool> {
+    let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+    let done = sqlx::query(
+        "UPDATE steps SET status = $3,
+            attempts = GREATEST(attempts, COALESCE($4, attempts)),
+            error = CASE WHEN $5::text IS NULL THEN error ELSE $5 END,
+            started_at = COALESCE(started_at, $6),
+            finished_at = CASE WHEN $7 THEN now() ELSE NULL END
+         WHERE id = $1 AND status = ANY($2)",
+    )
+    .bind(step_id)
+    .bind(&from)
+    .bind(to.as_str())
+    .bind(change.attempt)
+    .bind(change.error)
+    .bind(change.started_at)
+    .bind(change.finished)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    Ok(done == 1)
+}
+
+#[derive(Default)]
+pub struct StepChange<'a> {
+    pub attempt: Option<i32>,
+    pub error: Option<&'a str>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished: bool,
+}
+
+/// Records a failed attempt in the step's history, once per attempt number.
+pub async fn record_attempt(
+    conn: &mut PgConnection,
+    step_id: Uuid,
+    record: &AttemptRecord,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE steps SET history = history || jsonb_build_array($2::jsonb),
+            attempts = GREATEST(attempts, $3), started_at = COALESCE(started_at, $4)
+         WHERE id = $1 AND status = 'running'
+           AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(history) h WHERE (h->>'attempt')::int = $3)",
+    )
+    .bind(step_id)
+    .bind(serde_json::to_value(record).expect("serialisable"))
+    .bind(record.attempt as i32)
+    .bind(record.at)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    Ok(done == 1)
+}
+
+pub async fn set_step_history(
+    conn: &mut PgConnection,
+    step_id: Uuid,
+    history: &[AttemptRecord],
+) -> Result<()> {
+    sqlx::query("UPDATE steps SET history = $2, attempts = GREATEST(attempts, $3) WHERE id = $1")
+        .bind(step_id)
+        .bind(serde_json::to_value(history).expect("serialisable"))
+        .bind(history.iter().map(|h| h.attempt as i32).max().unwrap_or(0))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn append_log(
+    conn: &mut PgConnection,
+    task_id: Uuid,
+    step_id: Option<Uuid>,
+    level: LogLevel,
+    message: &str,
+    at: Option<DateTime<Utc>>,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO task_log (task_id, step_id, level, message, at) VALUES ($1, $2, $3, $4, COALESCE($5, now()))",
+    )
+    .bind(task_id)
+    .bind(step_id)
+    .bind(level.as_str())
+    .bind(message)
+    .bind(at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn task_log(conn: &mut PgConnection, task_id: Uuid, after: i64) -> Result<Vec<LogEntry>> {
+    let rows: Vec<(i64, DateTime<Utc>, String, Option<Uuid>, String)> = sqlx::query_as(
+        "SELECT seq, at, level, step_id, message FROM task_log WHERE task_id = $1 AND seq > $2 ORDER BY seq",
+    )
+    .bind(task_id)
+    .bind(after)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(seq, at, level, step_id, message)| LogEntry {
+            seq,
+            at,
+            level: LogLevel::parse(&level),
+            step_id,
+            message,
+        })
+        .collect())
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct TaskFilter {
+    pub status: Option<TaskStatus>,
+    pub task_type: Option<String>,
+    pub target: Option<String>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+impl Store {
+    pub async fn list_tasks(&self, f: &TaskFilter) -> Result<Page<Task>> {
+        fn filtered(qb: &mut QueryBuilder<sqlx::Postgres>, f: &TaskFilter) {
+            qb.push(" WHERE true");
+            if let Some(s) = f.status {
+                qb.push(" AND status = ").push_bind(s.as_str());
+            }
+            if let Some(t) = &f.task_type {
+                qb.push(" AND type = ").push_bind(t);
+            }
+            if let Some(t) = &f.target {
+                qb.push(" AND target = ").push_bind(t);
+            }
+        }
+        let mut count = QueryBuilder::new("SELECT count(*) FROM tasks");
+        filtered(&mut count, f);
+        let (total,): (i64,) = count.build_query_as().fetch_one(&self.pool).await?;
+        let mut qb = QueryBuilder::new(format!("SELECT {TASK_COLUMNS} FROM tasks"));
+        filtered(&mut qb, f);
+        qb.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+            .push_bind(f.limit)
+            .push(" OFFSET ")
+            .push_bind(f.offset);
+        let rows: Vec<TaskRow> = qb.build_query_as().fetch_all(&self.pool).await?;
+        Ok(Page {
+            items: rows.into_iter().map(TaskRow::into_contract).collect(),
+            total,
+            limit: f.limit,
+            offset: f.offset,
+        })
+    }
+
+    /// A task with its steps and log.
+    pub async fn get_task(&self, id: Uuid) -> Result<Option<Task>> {
+        let mut conn = self.pool.acquire().await?;
+        let Some(row) = get_task_row(&mut conn, id).await? else {
+            return Ok(None);
+        };
+        let steps = steps_of(&mut conn, id).await?;
+        let log = task_log(&mut conn, id, 0).await?;
+        let mut task = row.into_contract();
+        task.steps = Some(steps.into_iter().map(StepRow::into_contract).collect());
+        task.log = Some(log);
+        Ok(Some(task))
+    }
+
+    pub async fn task_log(&self, id: Uuid, after: i64) -> Result<Option<(TaskStatus, Vec<LogEntry>)>> {
+        let mut conn = self.pool.acquire().await?;
+        let Some(row) = get_task_row(&mut conn, id).await? else {
+            return Ok(None);
+        };
+        Ok(Some((row.status(), task_log(&mut conn, id, after).await?)))
+    }
+
+    /// Cancels a queued task; a task that has started is refused.
+    pub async fn cancel_task(&self, id: Uuid, by: &str) -> Result<Task> {
+        let mut tx = self.pool.begin().await?;
+        let Some(target) = target_of(&mut tx, id).await? else {
+            return Err(StoreError::NotFound(format!("task {id}")));
+        };
+        lock_target(&mut tx, &target).await?;
+        let row = lock_task(&mut tx, id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("task {id}")))?;
+        if row.status() != TaskStatus::Queued {
+            return Err(StoreError::Conflict(format!(
+                "task {id} is {}: only a queued task can be cancelled",
+                row.status
+            )));
+        }
+        set_task_status(&mut tx, id, TaskStatus::Cancelled).await?;
+        append_log(&mut tx, id, None, LogLevel::Warning, &format!("cancelled by {by}"), None)
+            .await?;
+        let row = get_task_row(&mut tx, id).await?.expect("locked row exists");
+        tx.commit().await?;
+        Ok(row.into_contract())
+    }
+}

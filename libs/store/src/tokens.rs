@@ -1,0 +1,51 @@
+//! API tokens: random, shown once, stored as a SHA-256 hash.
+
+use crate::{Result, Store, StoreError, is_unique_violation};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+#[derive(Debug, Clone)]
+pub struct TokenInfo {
+    pub id: Uuid,
+    pub name: String,
+    pub scope: String,
+}
+
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+impl Store {
+    /// Creates a token and returns it in clear; only its hash is kept.
+    pub async fn create_token(&self, name: &str, scope: &str) -> Result<String> {
+        let mut raw = [0u8; 32];
+        rand::rng().fill_bytes(&mut raw);
+        let token = format!("berth_{}", hex::encode(raw));
+        sqlx::query("INSERT INTO api_tokens (id, name, token_hash, scope) VALUES ($1, $2, $3, $4)")
+            .bind(Uuid::now_v7())
+            .bind(name)
+            .bind(hash_token(&token))
+            .bind(scope)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Conflict(format!("a token named `{name}` exists already"))
+                } else {
+                    e.into()
+                }
+            })?;
+        Ok(token)
+    }
+
+    pub async fn authenticate(&self, token: &str) -> Result<Option<TokenInfo>> {
+        let row: Option<(Uuid, String, String)> = sqlx::query_as(
+            "UPDATE api_tokens SET last_used_at = now() WHERE token_hash = $1 RETURNING id, name, scope",
+        )
+        .bind(hash_token(token))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(id, name, scope)| TokenInfo { id, name, scope }))
+    }
+}

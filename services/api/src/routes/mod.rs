@@ -1,0 +1,4 @@
+pub mod dead;
+pub mod ops;
+pub mod servers;
+pub mod tasks;

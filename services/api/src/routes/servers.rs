@@ -1,0 +1,213 @@
+//! `/api/v1/servers`: Aegir's server contexts. Saving a server queues its verify task.
+
+use crate::error::{ApiError, ApiJson, ApiPath};
+use crate::guard::Caller;
+use crate::{AppState, queue_task_tx};
+use axum::Extension;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use berth_contracts::{DbService, NewServer, Server, ServerChange, Services, TargetKind};
+use berth_hosting::{HostName, ServerName};
+use berth_store::servers;
+
+const HTTP_TYPES: [&str; 3] = ["nginx", "apache", "null"];
+const DB_TYPES: [&str; 3] = ["mariadb", "mysql", "null"];
+const DNS_TYPES: [&str; 2] = ["bind", "null"];
+
+fn check_type(service: &str, ty: &str, allowed: &[&str]) -> Result<(), ApiError> {
+    if allowed.contains(&ty) {
+        Ok(())
+    } else {
+        Err(ApiError::Unprocessable(format!(
+            "{service} service type `{ty}` is not one of: {}",
+            allowed.join(", ")
+        )))
+    }
+}
+
+fn check_db(db: &DbService) -> Result<(), ApiError> {
+    check_type("db", &db.service_type, &DB_TYPES)?;
+    if db.service_type == "null" {
+        return Ok(());
+    }
+    if db.host.parse::<std::net::IpAddr>().is_err() {
+        HostName::parse(&db.host)
+            .map_err(|e| ApiError::Unprocessable(format!("db host: {e}")))?;
+    }
+    let user_ok = !db.admin_user.is_empty()
+        && db.admin_user.len() <= 80
+        && db
+            .admin_user
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+    if !user_ok {
+        return Err(ApiError::Unprocessable(
+            "db admin_user must be 1 to 80 letters, digits, `_`, `-` or `.`".into(),
+        ));
+    }
+    if db.port == 0 {
+        return Err(ApiError::Unprocessable("db port must be 1 to 65535".into()));
+    }
+    Ok(())
+}
+
+fn check_services(s: &Services) -> Result<(), ApiError> {
+    if let Some(h) = &s.http {
+        check_type("http", &h.service_type, &HTTP_TYPES)?;
+        if h.port == 0 {
+            return Err(ApiError::Unprocessable("http port must be 1 to 65535".into()));
+        }
+    }
+    if let Some(d) = &s.db {
+        check_db(d)?;
+    }
+    if let Some(d) = &s.dns {
+        check_type("dns", &d.service_type, &DNS_TYPES)?;
+        if d.port == 0 {
+            return Err(ApiError::Unprocessable("dns port must be 1 to 65535".into()));
+        }
+    }
+    Ok(())
+}
+
+fn sealed_password(state: &AppState, s: &Services) -> Option<String> {
+    s.db
+        .as_ref()
+        .and_then(|d| d.admin_password.as_deref())
+        .map(|p| state.secret_key.seal(p))
+}
+
+/// Saves the server and queues its verify, in one transaction.
+async fn save_and_verify(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+    host: Option<&str>,
+    create: bool,
+    services: &Services,
+) -> Result<Server, ApiError> {
+    let sealed = sealed_password(state, services);
+    let mut tx = state.store.pool.begin().await?;
+    match (create, host) {
+        (true, Some(h)) => servers::insert_server(&mut tx, name, h).await?,
+        (false, Some(h)) => servers::update_host(&mut tx, name, h).await?,
+        _ => {}
+    }
+    servers::save_services(&mut tx, name, services, sealed.as_deref()).await?;
+    let task = queue_task_tx(
+        &mut tx,
+        caller,
+        "verify",
+        name,
+        TargetKind::Server,
+        &serde_json::json!({}),
+        None,
+    )
+    .await?;
+    let mut stored = servers::get_server(&mut tx, name)
+        .await?
+        .ok_or_else(|| ApiError::Internal("saved server vanished".into()))?;
+    tx.commit().await?;
+    state.waker.wake();
+    stored.server.verify_task = Some(task.id);
+    Ok(stored.server)
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(body): ApiJson<NewServer>,
+) -> Result<Response, ApiError> {
+    let host = HostName::parse(&body.host).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    let name = ServerName::for_new_server(&host, body.name.as_deref())
+        .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    check_services(&body.services)?;
+    let server = save_and_verify(
+        &state,
+        &caller,
+        name.as_str(),
+        Some(host.as_str()),
+        true,
+        &body.services,
+    )
+    .await?;
+    let location = format!("/api/v1/servers/{}", server.name);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        axum::Json(server),
+    )
+        .into_response())
+}
+
+pub async fn list(State(state): State<AppState>) -> Result<axum::Json<Vec<Server>>, ApiError> {
+    Ok(axum::Json(state.store.list_servers().await?))
+}
+
+fn parse_name(name: &str) -> Result<ServerName, ApiError> {
+    ServerName::parse(name).map_err(|e| ApiError::NotFound(e.to_string()))
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<axum::Json<Server>, ApiError> {
+    let name = parse_name(&name)?;
+    let s = state
+        .store
+        .get_server(name.as_str())
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("server `{name}` not found")))?;
+    Ok(axum::Json(s.server))
+}
+
+/// Changes only what is given, like `provision-save`, and queues a verify.
+pub async fn change(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(body): ApiJson<ServerChange>,
+) -> Result<axum::Json<Server>, ApiError> {
+    let name = parse_name(&name)?;
+    let existing = state
+        .store
+        .get_server(name.as_str())
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("server `{name}` not found")))?;
+    let host = match &body.host {
+        Some(h) => {
+            let host = HostName::parse(h).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+            if !name.is_master() && ServerName::for_host(&host) != name {
+                return Err(ApiError::Unprocessable(format!(
+                    "host `{host}` would rename the server; create a new server instead"
+                )));
+            }
+            Some(host)
+        }
+        None => None,
+    };
+    // Nothing given is still a save, and so still a verify (as Aegir does).
+    let services = body.services.unwrap_or_default();
+    check_services(&services)?;
+    drop(existing);
+    let server = save_and_verify(
+        &state,
+        &caller,
+        name.as_str(),
+        host.as_ref().map(|h| h.as_str()),
+        false,
+        &services,
+    )
+    .await?;
+    Ok(axum::Json(server))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    let name = parse_name(&name)?;
+    state.store.delete_server(name.as_str()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,215 @@
+//! `/api/v1/tasks`: accept, list, show, follow, cancel and retry tasks.
+
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
+use crate::guard::Caller;
+use crate::{AppState, queue_task_tx};
+use axum::Extension;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use berth_contracts::{LogEntry, NewTask, Page, TargetKind, Task, TaskStatus};
+use berth_hosting::tasks::{self, TaskType};
+use berth_hosting::{HostName, ServerName};
+use berth_store::tasks::TaskFilter;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Which kind of context a name is, by Aegir's naming rules, and whether it exists.
+async fn resolve_target(state: &AppState, target: &str) -> Result<TargetKind, ApiError> {
+    let target = target.strip_prefix('@').unwrap_or(target);
+    if target.starts_with("server_") {
+        let name = ServerName::parse(target).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+        if state.store.get_server(name.as_str()).await?.is_none() {
+            return Err(ApiError::Unprocessable(format!(
+                "target server `{name}` does not exist"
+            )));
+        }
+        return Ok(TargetKind::Server);
+    }
+    if target.starts_with("platform_") {
+        return Err(ApiError::Unprocessable(format!(
+            "target platform `{target}` does not exist"
+        )));
+    }
+    HostName::parse(target).map_err(|e| ApiError::Unprocessable(format!("target: {e}")))?;
+    Err(ApiError::Unprocessable(format!(
+        "target site `{target}` does not exist"
+    )))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(body): ApiJson<NewTask>,
+) -> Result<Response, ApiError> {
+    let task_type =
+        TaskType::parse(&body.task_type).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    let target = body.target.strip_prefix('@').unwrap_or(&body.target).to_string();
+    let kind = resolve_target(&state, &target).await?;
+    let args = tasks::validate(task_type, kind, &body.args, state.diagnostics)
+        .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    let mut tx = state.store.pool.begin().await?;
+    let task = queue_task_tx(
+        &mut tx,
+        &caller,
+        task_type.as_str(),
+        &target,
+        kind,
+        &args,
+        None,
+    )
+    .await?;
+    tx.commit().await?;
+    state.waker.wake();
+    Ok(accepted(task))
+}
+
+pub fn accepted(task: Task) -> Response {
+    let location = format!("/api/v1/tasks/{}", task.id);
+    (
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        axum::Json(task),
+    )
+        .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    status: Option<String>,
+    #[serde(rename = "type")]
+    task_type: Option<String>,
+    target: Option<String>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+pub const MAX_PAGE: i64 = 500;
+
+pub fn page_bounds(limit: Option<i64>, offset: Option<i64>) -> Result<(i64, i64), ApiError> {
+    let limit = limit.unwrap_or(50);
+    let offset = offset.unwrap_or(0);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::BadRequest(format!(
+            "limit must be 1 to {MAX_PAGE}"
+        )));
+    }
+    if offset < 0 {
+        return Err(ApiError::BadRequest("offset must be 0 or more".into()));
+    }
+    Ok((limit, offset))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<axum::Json<Page<Task>>, ApiError> {
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(s) => Some(TaskStatus::parse(s).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "status `{s}` is not one of queued, processing, success, warning, error, cancelled"
+            ))
+        })?),
+    };
+    let (limit, offset) = page_bounds(q.limit, q.offset)?;
+    let page = state
+        .store
+        .list_tasks(&TaskFilter {
+            status,
+            task_type: q.task_type,
+            target: q.target.map(|t| t.trim_start_matches('@').to_string()),
+            limit,
+            offset,
+        })
+        .await?;
+    Ok(axum::Json(page))
+}
+
+fn parse_id(id: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(id).map_err(|_| ApiError::NotFound(format!("task `{id}` not found")))
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<axum::Json<Task>, ApiError> {
+    let id = parse_id(&id)?;
+    let task = state
+        .store
+        .get_task(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("task {id} not found")))?;
+    Ok(axum::Json(task))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogQuery {
+    after: Option<i64>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LogPage {
+    pub status: TaskStatus,
+    pub entries: Vec<LogEntry>,
+}
+
+pub async fn log(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<LogQuery>,
+) -> Result<axum::Json<LogPage>, ApiError> {
+    let id = parse_id(&id)?;
+    let (status, entries) = state
+        .store
+        .task_log(id, q.after.unwrap_or(0))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("task {id} not found")))?;
+    Ok(axum::Json(LogPage { status, entries }))
+}
+
+pub async fn cancel(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<axum::Json<Task>, ApiError> {
+    let id = parse_id(&id)?;
+    Ok(axum::Json(state.store.cancel_task(id, &caller.name).await?))
+}
+
+/// Retries a failed (or cancelled) task as a new task with the same type, target and
+/// arguments; the new task names the old one in `retry_of`.
+pub async fn retry(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    let old = state
+        .store
+        .get_task(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("task {id} not found")))?;
+    if !matches!(old.status, TaskStatus::Error | TaskStatus::Cancelled) {
+        return Err(ApiError::Conflict(format!(
+            "task {id} is {}: only a failed or cancelled task can be retried",
+            old.status.as_str()
+        )));
+    }
+    let mut tx = state.store.pool.begin().await?;
+    let task = queue_task_tx(
+        &mut tx,
+        &caller,
+        &old.task_type,
+        &old.target,
+        old.target_kind,
+        &old.args,
+        Some(old.id),
+    )
+    .await?;
+    tx.commit().await?;
+    state.waker.wake();
+    Ok(accepted(task))
+}

@@ -1,0 +1,508 @@
+//! The dispatcher: Aegir's `hosting-dispatch`, driven by messages instead of a cron poll.
+//!
+//! Every handler runs in one PostgreSQL transaction that first takes the target's advisory
+//! lock and then the task's row lock (always in that order), so that:
+//! - one task at a time runs per target, and tasks on different targets run side by side;
+//! - a redelivered message finds the state already moved and changes nothing;
+//! - the next message (a step command, a `TaskQueued`) is written to the outbox in the same
+//!   transaction as the state it follows from.
+
+use berth_contracts::{
+    AttemptRecord, DeadLetterMessage, ErrorKind, LogLevel, StepCommand, StepEvent, StepOutcome,
+    StepPhase, StepStatus, TargetKind, TaskStatus, WorkerLog, exchanges,
+};
+use berth_hosting::tasks::{SecretNeed, TaskType, plan_server_task};
+use berth_store::outbox::{self, OutboxMessage};
+use berth_store::tasks::{self as t, NewStep, StepChange, StepRow, TaskRow};
+use berth_store::{PgConnection, Store, dead, servers};
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    #[error(transparent)]
+    Store(#[from] berth_store::StoreError),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+type Result<T> = std::result::Result<T, DispatchError>;
+
+const SECRET_DB_ADMIN: &str = "db_admin";
+
+#[derive(Clone)]
+pub struct Dispatcher {
+    store: Store,
+}
+
+impl Dispatcher {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    /// `state.tasks`: a task was queued (or put back by a replay).
+    pub async fn on_task_queued(&self, task_id: Uuid) -> Result<()> {
+        let mut tx = self.store.pool.begin().await?;
+        let Some(target) = t::target_of(&mut tx, task_id).await? else {
+            tracing::warn!(%task_id, "task to dispatch does not exist; dropped");
+            return Ok(());
+        };
+        t::lock_target(&mut tx, &target).await?;
+        // Start the oldest queued task of the target, if the target is free: FIFO per target.
+        if !t::target_busy(&mut tx, &target, Uuid::nil()).await?
+            && let Some(next) = t::next_queued(&mut tx, &target).await?
+        {
+            self.start(&mut tx, next).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// `state.events`: a worker reports progress, a retry, or success of a step.
+    pub async fn on_step_event(&self, ev: StepEvent) -> Result<()> {
+        let mut tx = self.store.pool.begin().await?;
+        let Some(target) = t::target_of(&mut tx, ev.task_id).await? else {
+            return Ok(());
+        };
+        t::lock_target(&mut tx, &target).await?;
+        let Some(task) = t::lock_task(&mut tx, ev.task_id).await? else {
+            return Ok(());
+        };
+        let steps = t::steps_of(&mut tx, task.id).await?;
+        let Some(step) = steps.iter().find(|s| s.id == ev.step_id).cloned() else {
+            tracing::warn!(task_id = %task.id, step_id = %ev.step_id, "event for an unknown step; dropped");
+            return Ok(());
+        };
+        match &ev.outcome {
+            StepOutcome::Progress => {
+                let live = matches!(
+                    step.status(),
+                    StepStatus::Running | StepStatus::Compensating
+                );
+                if live {
+                    append_worker_log(&mut tx, &task, &step, &ev.log).await?;
+                }
+            }
+            StepOutcome::Retrying { error, retry_in_ms } => {
+                let record = AttemptRecord {
+                    attempt: ev.attempt,
+                    at: ev.at,
+                    error: error.clone(),
+                    kind: ErrorKind::Transient,
+                    retry_in_ms: Some(*retry_in_ms),
+                    worker: ev.worker.clone(),
+                };
+                if t::record_attempt(&mut tx, step.id, &record).await? {
+                    append_worker_log(&mut tx, &task, &step, &ev.log).await?;
+                    log(
+                        &mut tx,
+                        &task,
+                        Some(step.id),
+                        LogLevel::Warning,
+                        &format!(
+                            "{}: attempt {} failed: {error}; retrying in {retry_in_ms} ms",
+                            describe(&step),
+                            ev.attempt
+                        ),
+                    )
+                    .await?;
+                }
+            }
+            StepOutcome::Succeeded { warning, .. } => match ev.phase {
+                StepPhase::Run => {
+                    let to = if *warning {
+                        StepStatus::Warning
+                    } else {
+                        StepStatus::Success
+                    };
+                    let moved = t::transition_step(
+                        &mut tx,
+                        step.id,
+                        &[StepStatus::Running],
+                        to,
+                        StepChange {
+                            attempt: Some(ev.attempt as i32),
+                            started_at: Some(ev.started_at),
+                            finished: true,
+                            ..Default::default()
+                        },
+                    )
+                    .await?;
+                    if !moved {
+                        tracing::debug!(step_id = %step.id, "result already recorded; redelivery ignored");
+                    } else {
+                        append_worker_log(&mut tx, &task, &step, &ev.log).await?;
+                        let ms = (ev.at - ev.started_at).num_milliseconds();
+                        log(
+                            &mut tx,
+                            &task,
+                            Some(step.id),
+                            LogLevel::Info,
+                            &format!(
+                                "{}: {} on attempt {} ({ms} ms, {})",
+                                describe(&step),
+                                to.as_str(),
+                                ev.attempt,
+                                ev.worker
+                            ),
+                        )
+                        .await?;
+                        if task.status() == TaskStatus::Processing {
+                            let steps = t::steps_of(&mut tx, task.id).await?;
+                            self.advance(&mut tx, &task, &steps).await?;
+                        }
+                    }
+                }
+                StepPhase::Compensate => {
+                    let moved = t::transition_step(
+                        &mut tx,
+                        step.id,
+                        &[StepStatus::Compensating],
+                        StepStatus::Compensated,
+                        StepChange {
+                            finished: true,
+                            ..Default::default()
+                        },
+                    )
+                    .await?;
+                    if moved {
+                        append_worker_log(&mut tx, &task, &step, &ev.log).await?;
+                        log(
+                            &mut tx,
+                            &task,
+                            Some(step.id),
+                            LogLevel::Info,
+                            &format!("{}: taken back", describe(&step)),
+                        )
+                        .await?;
+                        let steps = t::steps_of(&mut tx, task.id).await?;
+                        self.compensate(&mut tx, &task, &steps).await?;
+                    }
+                }
+            },
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// `state.dead`: a step failed for good (permanent error, attempts exhausted, or a
+    /// worker crash loop caught by the queue's delivery limit).
+    pub async fn on_dead_letter(&self, msg: DeadLetterMessage) -> Result<()> {
+        let cmd = &msg.command;
+        let mut tx = self.store.pool.begin().await?;
+        let Some(target) = t::target_of(&mut tx, cmd.task_id).await? else {
+            return Ok(());
+        };
+        t::lock_target(&mut tx, &target).await?;
+        let Some(task) = t::lock_task(&mut tx, cmd.task_id).await? else {
+            return Ok(());
+        };
+        let steps = t::steps_of(&mut tx, task.id).await?;
+        let Some(step) = steps.iter().find(|s| s.id == cmd.step_id).cloned() else {
+            return Ok(());
+        };
+        let mut payload = serde_json::to_value(cmd).expect("serialisable");
+        if let Some(o) = payload.as_object_mut() {
+            o.remove("sealed");
+        }
+        let recorded = dead::insert(
+            &mut tx,
+            dead::NewDead {
+                task_id: task.id,
+                step_id: step.id,
+                routing_key: &msg.routing_key,
+                error: &msg.error,
+                history: &msg.history,
+                payload,
+            },
+        )
+        .await?;
+        let from = match cmd.phase {
+            StepPhase::Run => StepStatus::Running,
+            StepPhase::Compensate => StepStatus::Compensating,
+        };
+        let moved = t::transition_step(
+            &mut tx,
+            step.id,
+            &[from],
+            StepStatus::Error,
+            StepChange {
+                attempt: msg.history.iter().map(|h| h.attempt as i32).max(),
+                error: Some(&msg.error),
+                started_at: msg.history.first().map(|h| h.at),
+                finished: true,
+            },
+        )
+        .await?;
+        if recorded && moved {
+            // Keep the attempts seen before (a replayed step goes on counting).
+            let mut history = step.history();
+            for h in &msg.history {
+                if !history.iter().any(|x| x.attempt == h.attempt) {
+                    history.push(h.clone());
+                }
+            }
+            t::set_step_history(&mut tx, step.id, &history).await?;
+            append_worker_log(&mut tx, &task, &step, &msg.log).await?;
+            let what = match cmd.phase {
+                StepPhase::Run => "failed",
+                StepPhase::Compensate => "could not be taken back",
+            };
+            log(
+                &mut tx,
+                &task,
+                Some(step.id),
+                LogLevel::Error,
+                &format!(
+                    "{} {what} after {} attempt(s): {}; sent to the dead letters",
+                    describe(&step),
+                    msg.history.len().max(1),
+                    msg.error
+                ),
+            )
+            .await?;
+            let steps = t::steps_of(&mut tx, task.id).await?;
+            self.compensate(&mut tx, &task, &steps).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Plans (first time) and starts a queued task. The target lock is held by the caller.
+    async fn start(&self, tx: &mut PgConnection, task_id: Uuid) -> Result<()> {
+        let Some(task) = t::lock_task(tx, task_id).await? else {
+            return Ok(());
+        };
+        if task.status() != TaskStatus::Queued {
+            return Ok(());
+        }
+        let mut steps = t::steps_of(tx, task.id).await?;
+        if steps.is_empty() {
+            match self.plan(tx, &task).await? {
+                Ok(n) => {
+                    steps = t::steps_of(tx, task.id).await?;
+                    t::set_task_status(tx, task.id, TaskStatus::Processing).await?;
+                    log(
+                        tx,
+                        &task,
+                        None,
+                        LogLevel::Info,
+                        &format!("started: {n} step(s) planned"),
+                    )
+                    .await?;
+                }
+                Err(why) => {
+                    log(tx, &task, None, LogLevel::Error, &why).await?;
+                    return Box::pin(self.finish(tx, &task, TaskStatus::Error)).await;
+                }
+            }
+        } else {
+            t::set_task_status(tx, task.id, TaskStatus::Processing).await?;
+            log(tx, &task, None, LogLevel::Info, "resumed").await?;
+        }
+        self.advance(tx, &task, &steps).await
+    }
+
+    /// Builds and stores the task's plan; `Err` is a reason the task cannot run.
+    async fn plan(
+        &self,
+        tx: &mut PgConnection,
+        task: &TaskRow,
+    ) -> Result<std::result::Result<usize, String>> {
+        let task_type = match TaskType::parse(&task.task_type) {
+            Ok(t) => t,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        if TargetKind::parse(&task.target_kind) != Some(TargetKind::Server) {
+            return Ok(Err(format!("no plan for a {} target yet", task.target_kind)));
+        }
+        let Some(server) = servers::get_server(tx, &task.target).await? else {
+            return Ok(Err(format!("server `{}` no longer exists", task.target)));
+        };
+        let plan = plan_server_task(task_type, &task.args, &server.facts());
+        for (i, s) in plan.steps.iter().enumerate() {
+            t::insert_step(
+                tx,
+                NewStep {
+                    id: Uuid::now_v7(),
+                    position: i as i32 + 1,
+                    service: s.service,
+                    server: &s.server,
+                    action: &s.action,
+                    args: &s.args,
+                    compensation: s.compensation.as_deref(),
+                    secret: s.secret.map(|n| match n {
+                        SecretNeed::DbAdmin => SECRET_DB_ADMIN,
+                    }),
+                },
+                task.id,
+            )
+            .await?;
+        }
+        Ok(Ok(plan.steps.len()))
+    }
+
+    /// Sends the first step not yet done, or ends the task when all are done.
+    async fn advance(&self, tx: &mut PgConnection, task: &TaskRow, steps: &[StepRow]) -> Result<()> {
+        let next = steps
+            .iter()
+            .find(|s| !matches!(s.status(), StepStatus::Success | StepStatus::Warning));
+        match next {
+            None => {
+                let warned = steps.iter().any(|s| s.status() == StepStatus::Warning);
+                let status = if warned {
+                    TaskStatus::Warning
+                } else {
+                    TaskStatus::Success
+                };
+                self.finish(tx, task, status).await
+            }
+            Some(step) if step.status() == StepStatus::Pending => {
+                t::transition_step(
+                    tx,
+                    step.id,
+                    &[StepStatus::Pending],
+                    StepStatus::Running,
+                    StepChange::default(),
+                )
+                .await?;
+                self.send(tx, task, step, StepPhase::Run).await
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Takes back, newest first, the steps that succeeded before a failure; then ends the
+    /// task in error.
+    async fn compensate(
+        &self,
+        tx: &mut PgConnection,
+        task: &TaskRow,
+        steps: &[StepRow],
+    ) -> Result<()> {
+        if steps.iter().any(|s| s.status() == StepStatus::Compensating) {
+            return Ok(());
+        }
+        let undo = steps.iter().rev().find(|s| {
+            matches!(s.status(), StepStatus::Success | StepStatus::Warning)
+                && s.compensation.is_some()
+        });
+        match undo {
+            Some(step) => {
+                t::transition_step(
+                    tx,
+                    step.id,
+                    &[StepStatus::Success, StepStatus::Warning],
+                    StepStatus::Compensating,
+                    StepChange::default(),
+                )
+                .await?;
+                log(
+                    tx,
+                    task,
+                    Some(step.id),
+                    LogLevel::Warning,
+                    &format!("taking back {}", describe(step)),
+                )
+                .await?;
+                self.send(tx, task, step, StepPhase::Compensate).await
+            }
+            None => self.finish(tx, task, TaskStatus::Error).await,
+        }
+    }
+
+    async fn send(
+        &self,
+        tx: &mut PgConnection,
+        task: &TaskRow,
+        step: &StepRow,
+        phase: StepPhase,
+    ) -> Result<()> {
+        let sealed = match step.secret.as_deref() {
+            Some(SECRET_DB_ADMIN) => servers::get_server(tx, &step.server)
+                .await?
+                .and_then(|s| s.db_admin_password_sealed),
+            _ => None,
+        };
+        let action = match phase {
+            StepPhase::Run => step.action.clone(),
+            StepPhase::Compensate => step.compensation.clone().unwrap_or_default(),
+        };
+        let cmd = StepCommand {
+            task_id: task.id,
+            step_id: step.id,
+            task_type: task.task_type.clone(),
+            target: task.target.clone(),
+            service: step.service.clone(),
+            server: step.server.clone(),
+            action,
+            phase,
+            args: step.args.clone(),
+            sealed,
+        };
+        let message_id = match phase {
+            StepPhase::Run => step.id.to_string(),
+            StepPhase::Compensate => format!("{}:compensate", step.id),
+        };
+        outbox::enqueue(
+            tx,
+            OutboxMessage {
+                exchange: exchanges::WORK,
+                routing_key: &cmd.routing_key(),
+                message_id,
+                payload: serde_json::to_value(&cmd).expect("serialisable"),
+                traceparent: &task.traceparent,
+                attempt: step.attempts + 1,
+                task_id: Some(task.id),
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn finish(&self, tx: &mut PgConnection, task: &TaskRow, status: TaskStatus) -> Result<()> {
+        t::set_task_status(tx, task.id, status).await?;
+        let level = match status {
+            TaskStatus::Success => LogLevel::Info,
+            TaskStatus::Warning => LogLevel::Warning,
+            _ => LogLevel::Error,
+        };
+        log(tx, task, None, level, &format!("finished: {}", status.as_str())).await?;
+        tracing::info!(task_id = %task.id, task_type = %task.task_type, target = %task.target,
+            status = status.as_str(), "task finished");
+        // The target is free: start the next task waiting for it.
+        if let Some(next) = t::next_queued(tx, &task.target).await? {
+            Box::pin(self.start(tx, next)).await?;
+        }
+        Ok(())
+    }
+}
+
+fn describe(step: &StepRow) -> String {
+    format!(
+        "step {} ({} {} on {})",
+        step.position, step.service, step.action, step.server
+    )
+}
+
+async fn log(
+    tx: &mut PgConnection,
+    task: &TaskRow,
+    step: Option<Uuid>,
+    level: LogLevel,
+    message: &str,
+) -> Result<()> {
+    t::append_log(tx, task.id, step, level, message, None).await?;
+    Ok(())
+}
+
+async fn append_worker_log(
+    tx: &mut PgConnection,
+    task: &TaskRow,
+    step: &StepRow,
+    lines: &[WorkerLog],
+) -> Result<()> {
+    for l in lines {
+        t::append_log(tx, task.id, Some(step.id), l.level, &l.message, Some(l.at)).await?;
+    }
+    Ok(())
+}
