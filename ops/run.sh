@@ -101,7 +101,7 @@ fi
 nginx -t -q 2>/dev/null || { nginx -t; die "the system nginx configuration does not pass nginx -t"; }
 nginx_pid=$(cat /run/nginx.pid 2>/dev/null || true)
 if [ -n "$nginx_pid" ] && kill -0 "$nginx_pid" 2>/dev/null; then
-  nginx -s reload
+  nginx -s reload 2>/dev/null || { nginx -s reload; die "nginx -s reload failed"; }
   ok "nginx running (pid $nginx_pid), reloaded"
 else
   nginx
@@ -165,6 +165,9 @@ fi
 
 # ------------------------------------------------------------------ start
 "$BERTH_OPS_DIR/stop.sh"
+if [ "$(http_status "$API_URL/readyz")" != 000 ]; then
+  die "something else already answers on $API_URL (another berth not started by ops/run.sh?)"
+fi
 log "starting: $BIN serve all (log $LOG_FILE)"
 touch "$LOG_FILE" && chmod 640 "$LOG_FILE"
 printf '\n==== %s ops/run.sh: %s serve all\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$BIN" >>"$LOG_FILE"
