@@ -1,1 +1,506 @@
+//! Test harness: each test gets its own world — its own PostgreSQL database, its own
+//! RabbitMQ vhost, its own nginx and bind configuration under a temporary directory — and
+//! runs the real services against the real servers, in-process or as `berth` processes.
 
+pub mod proxy;
+
+use anyhow::{Context, Result, bail};
+use berth_broker::worker::WorkerConfig;
+use berth_contracts::{Task, TaskStatus};
+use berth_secrets::SecretKey;
+use berth_store::Store;
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_string())
+}
+
+pub fn pg_admin_url() -> String {
+    env_or(
+        "BERTH_TEST_DATABASE_URL",
+        "postgres://postgres@127.0.0.1:5432/postgres",
+    )
+}
+
+pub fn amqp_base() -> String {
+    env_or("BERTH_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672")
+}
+
+pub fn rabbit_management() -> String {
+    env_or(
+        "BERTH_TEST_RABBITMQ_MANAGEMENT",
+        "http://guest:guest@127.0.0.1:15672",
+    )
+}
+
+/// Options of a world; the defaults suit most tests.
+#[derive(Clone)]
+pub struct WorldOptions {
+    pub retry_delays_ms: Vec<u64>,
+    /// Servers the in-process workers serve.
+    pub servers: Vec<String>,
+    /// Start the in-process workers (http, db, dns, backup).
+    pub workers: bool,
+    /// Where the API and the state service reach the broker, when not directly (through a
+    /// proxy that a test cuts); `{vhost}` is replaced by the world's vhost.
+    pub system_amqp_url: Option<String>,
+    pub concurrency: u16,
+}
+
+impl Default for WorldOptions {
+    fn default() -> Self {
+        Self {
+            retry_delays_ms: vec![200, 400],
+            servers: vec!["server_master".into()],
+            workers: true,
+            system_amqp_url: None,
+            concurrency: 8,
+        }
+    }
+}
+
+pub struct World {
+    pub id: String,
+    pub database_url: String,
+    pub amqp_url: String,
+    pub vhost: String,
+    pub api: String,
+    pub token: String,
+    pub store: Store,
+    pub secret_hex: String,
+    pub dir: PathBuf,
+    pub nginx_conf: PathBuf,
+    pub named_conf: PathBuf,
+    pub opts: WorldOptions,
+    pub http: reqwest::Client,
+    shutdown: CancellationToken,
+    services: Vec<JoinHandle<()>>,
+    workers_shutdown: CancellationToken,
+}
+
+impl World {
+    pub async fn start() -> Result<Self> {
+        Self::start_with(WorldOptions::default()).await
+    }
+
+    pub async fn start_with(opts: WorldOptions) -> Result<Self> {
+        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+        let db_name = format!("berth_test_{id}");
+        let admin = pg_admin_url();
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
+            .await
+            .context("connect to PostgreSQL (is it running? ops/setup.sh starts it)")?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}")))
+            .execute(&mut conn)
+            .await?;
+        let database_url = replace_db(&admin, &db_name);
+
+        let vhost = format!("berth_test_{id}");
+        let http = reqwest::Client::new();
+        let mgmt = rabbit_management();
+        http.put(format!("{mgmt}/api/vhosts/{vhost}"))
+            .send()
+            .await
+            .context("RabbitMQ management API (rabbitmq-plugins enable rabbitmq_management)")?
+            .error_for_status()?;
+        http.put(format!("{mgmt}/api/permissions/{vhost}/guest"))
+            .json(&json!({"configure": ".*", "write": ".*", "read": ".*"}))
+            .send()
+            .await?
+            .error_for_status()?;
+        let amqp_url = format!("{}/{vhost}", amqp_base());
+        let system_amqp_url = opts
+            .system_amqp_url
+            .as_ref()
+            .map(|u| u.replace("{vhost}", &vhost))
+            .unwrap_or_else(|| amqp_url.clone());
+
+        let dir = std::env::temp_dir().join(format!("berth-test-{id}"));
+        std::fs::create_dir_all(&dir)?;
+        let (nginx_conf, named_conf) = write_server_configs(&dir, &opts.servers)?;
+
+        let store = Store::connect(&database_url, 8).await?;
+        let token = store.create_token("test-admin", "admin").await?;
+        let secret_hex = SecretKey::generate_hex();
+
+        let shutdown = CancellationToken::new();
+        let workers_shutdown = shutdown.child_token();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let api_addr: SocketAddr = listener.local_addr()?;
+        let key = SecretKey::from_hex(&secret_hex)?;
+        let mut services = Vec::new();
+        let api_cfg = berth_api::ApiConfig {
+            listen: api_addr,
+            database_url: database_url.clone(),
+            amqp_url: system_amqp_url.clone(),
+            secret_key: key.clone(),
+            diagnostics: true,
+            max_body_bytes: 65536,
+        };
+        let s = shutdown.clone();
+        services.push(tokio::spawn(async move {
+            if let Err(e) = berth_api::serve(listener, api_cfg, s).await {
+                eprintln!("api stopped: {e}");
+            }
+        }));
+        let state_cfg = berth_state::StateConfig {
+            database_url: database_url.clone(),
+            amqp_url: system_amqp_url,
+            concurrency: opts.concurrency,
+        };
+        let s = shutdown.clone();
+        services.push(tokio::spawn(async move {
+            if let Err(e) = berth_state::run(state_cfg, s).await {
+                eprintln!("state stopped: {e}");
+            }
+        }));
+        let mut world = Self {
+            id,
+            database_url,
+            amqp_url,
+            vhost,
+            api: format!("http://{api_addr}"),
+            token,
+            store,
+            secret_hex,
+            dir,
+            nginx_conf,
+            named_conf,
+            opts: opts.clone(),
+            http,
+            shutdown,
+            services,
+            workers_shutdown,
+        };
+        if opts.workers {
+            world.start_workers(&opts.servers);
+        }
+        world.wait_ready().await?;
+        Ok(world)
+    }
+
+    pub fn worker_config(&self, service: &str, servers: &[String]) -> WorkerConfig {
+        WorkerConfig {
+            amqp_url: self.amqp_url.clone(),
+            service: service.into(),
+            servers: servers.to_vec(),
+            concurrency: self.opts.concurrency,
+            retry_delays_ms: self.opts.retry_delays_ms.clone(),
+            worker_name: format!("{service}@test"),
+            diagnostics: true,
+        }
+    }
+
+    /// Starts in-process http, db, dns and backup workers for `servers`.
+    pub fn start_workers(&mut self, servers: &[String]) {
+        let key = SecretKey::from_hex(&self.secret_hex).expect("valid key");
+        let s = self.workers_shutdown.clone();
+        let http = berth_http::HttpConfig {
+            worker: self.worker_config("http", servers),
+            data_root: self.dir.clone(),
+            nginx_bin: "nginx".into(),
+            nginx_conf: self.nginx_conf.clone(),
+        };
+        self.services.push(tokio::spawn({
+            let s = s.clone();
+            async move {
+                if let Err(e) = berth_http::run(http, s).await {
+                    eprintln!("http worker stopped: {e}");
+                }
+            }
+        }));
+        let db = berth_db::DbConfig {
+            worker: self.worker_config("db", servers),
+            secret_key: key,
+        };
+        self.services.push(tokio::spawn({
+            let s = s.clone();
+            async move {
+                if let Err(e) = berth_db::run(db, s).await {
+                    eprintln!("db worker stopped: {e}");
+                }
+            }
+        }));
+        let dns = berth_dns::DnsConfig {
+            worker: self.worker_config("dns", servers),
+            data_root: self.dir.clone(),
+            checkconf_bin: "named-checkconf".into(),
+            named_conf: self.named_conf.clone(),
+        };
+        self.services.push(tokio::spawn({
+            let s = s.clone();
+            async move {
+                if let Err(e) = berth_dns::run(dns, s).await {
+                    eprintln!("dns worker stopped: {e}");
+                }
+            }
+        }));
+        let backup = self.worker_config("backup", servers);
+        self.services.push(tokio::spawn(async move {
+            if let Err(e) = berth_backup::run(backup, s).await {
+                eprintln!("backup worker stopped: {e}");
+            }
+        }));
+    }
+
+    async fn wait_ready(&self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = self.http.get(format!("{}/readyz", self.api)).send().await
+                && r.status().is_success()
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("API at {} not ready after 30 s", self.api);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.api)
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.get(self.url(path)).bearer_auth(&self.token)
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> reqwest::RequestBuilder {
+        self.http
+            .post(self.url(path))
+            .bearer_auth(&self.token)
+            .json(body)
+    }
+
+    /// Registers a server with the real local services: nginx, MariaDB (root on
+    /// 127.0.0.1:3306 without password, as on the test machines) and bind.
+    pub async fn create_server(&self, name: &str, host: &str) -> Result<Value> {
+        let body = json!({
+            "name": name, "host": host,
+            "services": {
+                "http": {"type": "nginx", "port": 80},
+                "db": {"type": "mariadb", "host": "127.0.0.1", "port": 3306,
+                       "admin_user": "root", "admin_password": env_or("BERTH_TEST_MYSQL_PASSWORD", "")},
+                "dns": {"type": "bind", "port": 53}
+            }
+        });
+        let r = self.post("/api/v1/servers", &body).send().await?;
+        let status = r.status();
+        let v: Value = r.json().await?;
+        if status.as_u16() != 201 {
+            bail!("create server {name}: {status} {v}");
+        }
+        Ok(v)
+    }
+
+    /// A server whose services are all `null`: a target for diagnostic tasks.
+    pub async fn create_bare_server(&self, name: &str, host: &str) -> Result<Value> {
+        let r = self
+            .post("/api/v1/servers", &json!({"name": name, "host": host}))
+            .send()
+            .await?;
+        let status = r.status();
+        let v: Value = r.json().await?;
+        if status.as_u16() != 201 {
+            bail!("create server {name}: {status} {v}");
+        }
+        Ok(v)
+    }
+
+    pub async fn create_task(&self, task_type: &str, target: &str, args: Value) -> Result<Task> {
+        let r = self
+            .post(
+                "/api/v1/tasks",
+                &json!({"type": task_type, "target": target, "args": args}),
+            )
+            .send()
+            .await?;
+        let status = r.status();
+        let text = r.text().await?;
+        if status.as_u16() != 202 {
+            bail!("create task: {status} {text}");
+        }
+        Ok(serde_json::from_str(&text)?)
+    }
+
+    pub async fn task(&self, id: uuid::Uuid) -> Result<Task> {
+        Ok(self
+            .get(&format!("/api/v1/tasks/{id}"))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
+    }
+
+    /// Waits until the task has finished, and returns it with its steps and log.
+    pub async fn wait_finished(&self, id: uuid::Uuid, within: Duration) -> Result<Task> {
+        let deadline = Instant::now() + within;
+        loop {
+            let t = self.task(id).await?;
+            if t.status.is_finished() {
+                return Ok(t);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "task {id} still {:?} after {within:?}: {}",
+                    t.status,
+                    serde_json::to_string_pretty(&t)?
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until `pred` holds for the task.
+    pub async fn wait_task(
+        &self,
+        id: uuid::Uuid,
+        within: Duration,
+        what: &str,
+        pred: impl Fn(&Task) -> bool,
+    ) -> Result<Task> {
+        let deadline = Instant::now() + within;
+        loop {
+            let t = self.task(id).await?;
+            if pred(&t) {
+                return Ok(t);
+            }
+            if Instant::now() > deadline {
+                bail!("task {id}: {what} not seen after {within:?}: {}", serde_json::to_string_pretty(&t)?);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops the in-process workers only (the API and state service go on).
+    pub fn stop_workers(&self) {
+        self.workers_shutdown.cancel();
+    }
+
+    /// Environment for a `berth` process that joins this world.
+    pub fn process_env(&self) -> Vec<(String, String)> {
+        vec![
+            ("BERTH_DATABASE_URL".into(), self.database_url.clone()),
+            ("BERTH_AMQP_URL".into(), self.amqp_url.clone()),
+            ("BERTH_DATA_ROOT".into(), self.dir.display().to_string()),
+            ("BERTH_SECRET_KEY".into(), self.secret_hex.clone()),
+            ("BERTH_DIAGNOSTICS".into(), "true".into()),
+            ("BERTH_SERVERS".into(), self.opts.servers.join(",")),
+            (
+                "BERTH_RETRY_DELAYS_MS".into(),
+                self.opts
+                    .retry_delays_ms
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            ("BERTH_NGINX_CONF".into(), self.nginx_conf.display().to_string()),
+            ("BERTH_NAMED_CONF".into(), self.named_conf.display().to_string()),
+            ("BERTH_API_URL".into(), self.api.clone()),
+            ("BERTH_TOKEN".into(), self.token.clone()),
+            ("RUST_LOG".into(), "info".into()),
+        ]
+    }
+
+    /// Stops everything and removes the world's database, vhost and files.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        for s in self.services.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(15), s).await;
+        }
+        self.store.pool.close().await;
+        if let Ok(mut conn) =
+            <sqlx::PgConnection as sqlx::Connection>::connect(&pg_admin_url()).await
+        {
+            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS berth_test_{} WITH (FORCE)",
+                self.id
+            )))
+            .execute(&mut conn)
+            .await;
+        }
+        let _ = self
+            .http
+            .delete(format!("{}/api/vhosts/{}", rabbit_management(), self.vhost))
+            .send()
+            .await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Path to the `berth` binary built by `cargo build --workspace --bins`.
+pub fn berth_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("BERTH_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/debug/deps/<test> → target/debug/berth
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    dir.join("berth")
+}
+
+fn replace_db(url: &str, db: &str) -> String {
+    match url.rfind('/') {
+        Some(i) if url[..i].contains("://") && url[..i].rfind('/') != Some(i - 1) => {
+            format!("{}/{db}", &url[..i])
+        }
+        _ => format!("{url}/{db}"),
+    }
+}
+
+/// Writes a minimal nginx.conf and named.conf under `dir` that include berth's
+/// per-server directories, as `ops/run.sh` does for the system ones.
+fn write_server_configs(dir: &Path, servers: &[String]) -> Result<(PathBuf, PathBuf)> {
+    let d = dir.display();
+    std::fs::create_dir_all(dir.join("nginx-tmp"))?;
+    let mut includes = String::new();
+    for s in servers {
+        std::fs::create_dir_all(dir.join("config").join(s).join("nginx").join("vhost.d"))?;
+        includes.push_str(&format!("    include {d}/config/{s}/nginx/vhost.d/*.conf;\n"));
+    }
+    let nginx = format!(
+        "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{\n    access_log off;\n    client_body_temp_path {d}/nginx-tmp/body;\n    proxy_temp_path {d}/nginx-tmp/proxy;\n    fastcgi_temp_path {d}/nginx-tmp/fastcgi;\n    uwsgi_temp_path {d}/nginx-tmp/uwsgi;\n    scgi_temp_path {d}/nginx-tmp/scgi;\n{includes}}}\n"
+    );
+    let nginx_conf = dir.join("nginx.conf");
+    std::fs::write(&nginx_conf, nginx)?;
+    let named = format!(
+        "options {{\n    directory \"{d}\";\n    pid-file \"{d}/named.pid\";\n    listen-on port 53530 {{ 127.0.0.1; }};\n    listen-on-v6 {{ none; }};\n    recursion no;\n}};\n"
+    );
+    let named_conf = dir.join("named.conf");
+    std::fs::write(&named_conf, named)?;
+    Ok((nginx_conf, named_conf))
+}
+
+/// Counts rows of the tables a refused request must not touch.
+pub async fn row_counts(store: &Store) -> Result<Vec<(String, i64)>> {
+    let mut out = Vec::new();
+    for t in [
+        "servers",
+        "server_services",
+        "tasks",
+        "steps",
+        "outbox",
+        "idempotency_keys",
+        "dead_letters",
+    ] {
+        let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {t}")))
+            .fetch_one(&store.pool)
+            .await?;
+        out.push((t.to_string(), n));
+    }
+    Ok(out)
+}
+
+pub fn is_finished(t: &Task) -> bool {
+    !matches!(t.status, TaskStatus::Queued | TaskStatus::Processing)
+}

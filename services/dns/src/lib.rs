@@ -1,1 +1,60 @@
+//! The dns worker: BIND zones and records. For now it verifies a server's DNS service:
+//! its zones directory exists (made if missing) and `named-checkconf` accepts the
+//! configuration.
 
+use berth_broker::worker::{StepContext, StepError, StepHandler, StepOk, WorkerConfig, run_worker};
+use berth_contracts::StepCommand;
+use berth_http::{ensure_dir, run_checked};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone)]
+pub struct DnsConfig {
+    pub worker: WorkerConfig,
+    /// `<data_root>/config/<server>/bind` holds the zones berth writes.
+    pub data_root: PathBuf,
+    pub checkconf_bin: String,
+    pub named_conf: PathBuf,
+}
+
+pub struct DnsWorker {
+    cfg: DnsConfig,
+}
+
+impl DnsWorker {
+    pub fn new(cfg: DnsConfig) -> Self {
+        Self { cfg }
+    }
+
+    async fn verify(&self, cmd: &StepCommand, ctx: &StepContext) -> Result<StepOk, StepError> {
+        let ty = cmd.args.get("type").and_then(|v| v.as_str()).unwrap_or("bind");
+        if ty != "bind" {
+            return Err(StepError::Permanent(format!(
+                "dns service type `{ty}` has nothing to verify"
+            )));
+        }
+        let dir = self.cfg.data_root.join("config").join(&cmd.server).join("bind");
+        ensure_dir(&dir, ctx).await?;
+        let conf = self.cfg.named_conf.to_string_lossy().to_string();
+        run_checked(ctx, &self.cfg.checkconf_bin, &[&conf]).await?;
+        ctx.info(format!("named-checkconf accepts {conf}"));
+        Ok(StepOk::default())
+    }
+}
+
+impl StepHandler for DnsWorker {
+    async fn handle(&self, cmd: &StepCommand, ctx: &StepContext) -> Result<StepOk, StepError> {
+        match cmd.action.as_str() {
+            "verify" => self.verify(cmd, ctx).await,
+            other => Err(StepError::Permanent(format!(
+                "the dns worker has no action `{other}`"
+            ))),
+        }
+    }
+}
+
+pub async fn run(cfg: DnsConfig, shutdown: CancellationToken) -> Result<(), berth_broker::BrokerError> {
+    let worker = cfg.worker.clone();
+    run_worker(worker, Arc::new(DnsWorker::new(cfg)), shutdown).await
+}

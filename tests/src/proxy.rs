@@ -1,0 +1,54 @@
+//! A TCP proxy that a test can cut and restore, to play a broker that cannot be reached.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+
+pub struct Proxy {
+    pub addr: SocketAddr,
+    up: Arc<AtomicBool>,
+    cut: Arc<Notify>,
+}
+
+impl Proxy {
+    /// Listens on a free loopback port and forwards to `upstream` while up.
+    pub async fn start(upstream: SocketAddr, up: bool) -> std::io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let flag = Arc::new(AtomicBool::new(up));
+        let cut = Arc::new(Notify::new());
+        let (f, c) = (flag.clone(), cut.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !f.load(Ordering::SeqCst) {
+                    drop(inbound); // refused: the broker "is down"
+                    continue;
+                }
+                let c = c.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = c.notified() => {}
+                    }
+                });
+            }
+        });
+        Ok(Self {
+            addr,
+            up: flag,
+            cut,
+        })
+    }
+
+    pub fn set_up(&self, up: bool) {
+        self.up.store(up, Ordering::SeqCst);
+        if !up {
+            self.cut.notify_waiters();
+        }
+    }
+}
