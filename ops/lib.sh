@@ -58,6 +58,7 @@ have_systemd() { [ -d /run/systemd/system ]; }
 
 # tcp_open HOST PORT: true when something accepts TCP connections there.
 tcp_open() {
+  # shellcheck disable=SC2016 # expanded by the inner bash
   timeout 2 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$1" "$2" >/dev/null 2>&1
 }
 
@@ -110,6 +111,7 @@ ensure_packages() {
   if ! have_systemd && [ ! -e /usr/sbin/policy-rc.d ]; then
     as_root sh -c 'printf "#!/bin/sh\n# added by berth ops/lib.sh during apt-get install\nexit 101\n" > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d'
     policy_added=1
+    trap 'as_root rm -f /usr/sbin/policy-rc.d' EXIT
   fi
   local rc=0 aptlog
   aptlog=$(mktemp "${TMPDIR:-/tmp}/berth-apt.XXXXXX")
@@ -124,6 +126,7 @@ ensure_packages() {
   fi
   if [ "$policy_added" -eq 1 ]; then
     as_root rm -f /usr/sbin/policy-rc.d
+    trap - EXIT
   fi
   if [ "$rc" -ne 0 ]; then
     tail -n 40 "$aptlog" >&2
@@ -137,6 +140,7 @@ ensure_packages() {
 BERTH_PG_HOST=${BERTH_PG_HOST:-127.0.0.1}
 BERTH_PG_PORT=${BERTH_PG_PORT:-5432}
 
+# shellcheck disable=SC2012 # version directory names are plain
 _pg_version() { ls /etc/postgresql 2>/dev/null | sort -V | tail -n1; }
 
 _pg_tcp_login() {

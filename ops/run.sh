@@ -136,6 +136,7 @@ else
 fi
 
 # ------------------------------------------------------------------ php-fpm
+# shellcheck disable=SC2012 # /usr/sbin/php-fpmX.Y names are plain
 fpm=$(ls /usr/sbin/php-fpm* 2>/dev/null | sort -V | tail -n1 || true)
 if [ -n "$fpm" ]; then
   fpm_v=${fpm#/usr/sbin/php-fpm}
@@ -154,6 +155,7 @@ if [ "$build" -eq 1 ] && [ -z "${BERTH_BIN:-}" ]; then
   log "building: cargo build --release -p berth"
   if [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ]; then
     # Build as the user who ran sudo: their toolchain, their target/ files.
+    # shellcheck disable=SC2016 # $1 is for the inner shell
     runuser -u "$SUDO_USER" -- bash -lc 'cd "$1" && cargo build --release -p berth' _ "$BERTH_REPO_ROOT"
   else
     cargo=$(command -v cargo || echo "$HOME/.cargo/bin/cargo")
