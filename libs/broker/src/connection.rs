@@ -1,0 +1,184 @@
+//! One AMQP connection per process, re-established when it is lost.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lapin::options::QueueDeclareOptions;
+use lapin::types::FieldTable;
+use lapin::uri::AMQPUri;
+use lapin::{Channel, Connection, ConnectionProperties};
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use crate::backoff::reconnect_delay;
+use crate::error::{BrokerError, short};
+
+/// How long one TCP + AMQP handshake may take before it counts as a failed attempt.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A handle on the broker: cheap to clone, shared by publishers and consumers.
+///
+/// It holds one connection and hands out channels on it. When the connection is found
+/// dead (by [`Broker::channel`]), a new one is made; channels of the old one are dead and
+/// their users open new ones through this handle.
+#[derive(Clone)]
+pub struct Broker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    uri: AMQPUri,
+    /// `host:port/vhost`: what logs say; the URL itself holds a password.
+    endpoint: String,
+    conn: Mutex<Connection>,
+}
+
+/// Depth of a queue as a passive declare reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Messages ready for delivery (not counting those delivered and not yet acked).
+    pub messages: u32,
+    pub consumers: u32,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("endpoint", &self.inner.endpoint)
+            .finish()
+    }
+}
+
+impl Broker {
+    /// Connects to `url`, retrying with capped backoff until it works or `shutdown` fires
+    /// (then [`BrokerError::Cancelled`]). Only a malformed URL fails at once.
+    pub async fn connect(url: &str, shutdown: &CancellationToken) -> Result<Self, BrokerError> {
+        let uri: AMQPUri = url.parse().map_err(BrokerError::InvalidUrl)?;
+        let endpoint = format!(
+            "{}:{}/{}",
+            uri.authority.host, uri.authority.port, uri.vhost
+        );
+        let mut attempt = 0;
+        let conn = loop {
+            match open(&uri).await {
+                Ok(conn) => break conn,
+                Err(err) => {
+                    let delay = reconnect_delay(attempt);
+                    tracing::warn!(%endpoint, %err, ?delay, "cannot connect to the broker; retrying");
+                    attempt += 1;
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Err(BrokerError::Cancelled),
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        };
+        tracing::info!(%endpoint, "connected to the broker");
+        Ok(Self {
+            inner: Arc::new(Inner {
+                uri,
+                endpoint,
+                conn: Mutex::new(conn),
+            }),
+        })
+    }
+
+    /// `host:port/vhost` of the broker, without credentials.
+    pub fn endpoint(&self) -> &str {
+        &self.inner.endpoint
+    }
+
+    /// A new channel. If the connection was lost, makes one attempt to re-establish it.
+    pub async fn channel(&self) -> Result<Channel, BrokerError> {
+        let mut conn = self.inner.conn.lock().await;
+        if !conn.status().connected() {
+            tracing::warn!(endpoint = %self.inner.endpoint, state = ?conn.status(), "broker connection lost; reconnecting");
+            *conn = open(&self.inner.uri).await?;
+            tracing::info!(endpoint = %self.inner.endpoint, "reconnected to the broker");
+        }
+        Ok(conn.create_channel().await?)
+    }
+
+    /// A new channel, retrying [`Broker::channel`] with capped backoff until it works or
+    /// `shutdown` fires (then [`BrokerError::Cancelled`]).
+    pub async fn channel_with_retry(
+        &self,
+        shutdown: &CancellationToken,
+    ) -> Result<Channel, BrokerError> {
+        let mut attempt = 0;
+        loop {
+            if shutdown.is_cancelled() {
+                return Err(BrokerError::Cancelled);
+            }
+            match self.channel().await {
+                Ok(channel) => return Ok(channel),
+                Err(err) => {
+                    let delay = reconnect_delay(attempt);
+                    tracing::warn!(endpoint = %self.inner.endpoint, %err, ?delay, "no broker channel; retrying");
+                    attempt += 1;
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Err(BrokerError::Cancelled),
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ready messages and consumers of `queue`, from a passive declare on a throwaway
+    /// channel (a missing queue closes the channel it is asked on).
+    pub async fn queue_stats(&self, queue: &str) -> Result<QueueStats, BrokerError> {
+        let name = short(queue)?;
+        let channel = self.channel().await?;
+        let declared = channel
+            .queue_declare(
+                name,
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await;
+        if channel.status().connected() {
+            let _ = channel.close(200, "OK".into()).await;
+        }
+        let q = declared?;
+        Ok(QueueStats {
+            messages: q.message_count(),
+            consumers: q.consumer_count(),
+        })
+    }
+
+    /// Messages ready in `queue` (see [`Broker::queue_stats`]).
+    pub async fn queue_depth(&self, queue: &str) -> Result<u32, BrokerError> {
+        Ok(self.queue_stats(queue).await?.messages)
+    }
+
+    /// Closes the connection; unacked deliveries on it go back to their queues.
+    pub async fn close(&self) {
+        let conn = self.inner.conn.lock().await;
+        if conn.status().connected()
+            && let Err(err) = conn.close(200, "bye".into()).await
+        {
+            tracing::debug!(%err, "closing the broker connection");
+        }
+    }
+}
+
+async fn open(uri: &AMQPUri) -> Result<Connection, BrokerError> {
+    let props = ConnectionProperties::default().with_connection_name(connection_name().into());
+    tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect_uri(uri.clone(), props))
+        .await
+        .map_err(|_| BrokerError::ConnectTimeout(CONNECT_TIMEOUT))?
+        .map_err(BrokerError::from)
+}
+
+/// Shown in the management UI: which process holds the connection.
+fn connection_name() -> String {
+    let exe = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "berth".into());
+    format!("{exe}#{}", std::process::id())
+}

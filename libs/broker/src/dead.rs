@@ -1,0 +1,145 @@
+//! Reading `state.dead`.
+//!
+//! Two kinds of message arrive there: a [`DeadLetterMessage`] a worker published after a
+//! permanent failure or its last attempt, and a step command RabbitMQ dead-lettered itself
+//! (the work queue's delivery limit was reached because workers kept dying on it, or a
+//! worker rejected a body it could not decode) with an `x-death` header saying why.
+
+use berth_contracts::{DeadLetterMessage, StepCommand};
+use lapin::types::{AMQPValue, FieldTable};
+
+use crate::consumer::Delivery;
+use crate::headers::{X_DEATH, as_i64, as_string};
+
+/// Why RabbitMQ dead-lettered a message: the newest `x-death` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Death {
+    /// `rejected`, `expired`, `maxlen` or `delivery_limit`.
+    pub reason: String,
+    pub queue: String,
+    pub count: i64,
+}
+
+/// The newest `x-death` entry of `headers`, if RabbitMQ dead-lettered the message.
+pub fn death_of(headers: &FieldTable) -> Option<Death> {
+    let AMQPValue::FieldArray(deaths) = headers.inner().get(X_DEATH)? else {
+        return None;
+    };
+    let AMQPValue::FieldTable(first) = deaths.as_slice().first()? else {
+        return None;
+    };
+    let get = |k: &str| first.inner().get(k);
+    Some(Death {
+        reason: get("reason").and_then(as_string).unwrap_or_default(),
+        queue: get("queue").and_then(as_string).unwrap_or_default(),
+        count: get("count").and_then(as_i64).unwrap_or(1),
+    })
+}
+
+/// Decodes a `state.dead` message into a [`DeadLetterMessage`], turning a step command
+/// dead-lettered by RabbitMQ into one whose error says why. `None` for a body that is
+/// neither (e.g. a malformed command): nothing can be recorded against a step for it.
+pub fn decode_dead_letter(delivery: &Delivery) -> Option<DeadLetterMessage> {
+    if let Ok(msg) = serde_json::from_slice::<DeadLetterMessage>(&delivery.body) {
+        return Some(msg);
+    }
+    let command: StepCommand = serde_json::from_slice(&delivery.body).ok()?;
+    let error = match death_of(&delivery.raw_headers) {
+        Some(d) if d.reason == "delivery_limit" => format!(
+            "dead-lettered by the broker: delivered from `{}` too many times without an answer \
+             (did the worker crash on it?)",
+            d.queue
+        ),
+        Some(d) => format!(
+            "dead-lettered by the broker from `{}` ({})",
+            d.queue, d.reason
+        ),
+        None => "dead-lettered by the broker".to_owned(),
+    };
+    Some(DeadLetterMessage {
+        routing_key: if delivery.routing_key.is_empty() {
+            command.routing_key()
+        } else {
+            delivery.routing_key.clone()
+        },
+        command,
+        error,
+        history: delivery.headers.history.clone(),
+        log: Vec::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::headers::MessageHeaders;
+    use lapin::types::{FieldArray, LongString};
+
+    fn delivery(body: Vec<u8>, raw_headers: FieldTable) -> Delivery {
+        Delivery {
+            body,
+            exchange: "berth.dead".into(),
+            routing_key: "http.server_master".into(),
+            redelivered: false,
+            message_id: None,
+            headers: MessageHeaders::from_table(Some(&raw_headers)),
+            raw_headers,
+        }
+    }
+
+    fn command() -> StepCommand {
+        StepCommand {
+            task_id: uuid::Uuid::nil(),
+            step_id: uuid::Uuid::nil(),
+            task_type: "noop".into(),
+            target: "server_master".into(),
+            service: "http".into(),
+            server: "server_master".into(),
+            action: "noop".into(),
+            phase: berth_contracts::StepPhase::Run,
+            args: serde_json::json!({}),
+            sealed: None,
+        }
+    }
+
+    #[test]
+    fn a_command_dead_lettered_by_the_broker_says_why() {
+        let mut death = FieldTable::default();
+        death.insert(
+            "reason".into(),
+            AMQPValue::LongString(LongString::from("delivery_limit")),
+        );
+        death.insert(
+            "queue".into(),
+            AMQPValue::LongString(LongString::from("work.http.server_master")),
+        );
+        death.insert("count".into(), AMQPValue::LongLongInt(1));
+        let mut headers = FieldTable::default();
+        headers.insert(
+            X_DEATH.into(),
+            AMQPValue::FieldArray(FieldArray::from(vec![AMQPValue::FieldTable(death)])),
+        );
+        let d = delivery(serde_json::to_vec(&command()).unwrap(), headers);
+        let msg = decode_dead_letter(&d).unwrap();
+        assert_eq!(msg.command, command());
+        assert!(msg.error.contains("too many times"), "{}", msg.error);
+        assert_eq!(msg.routing_key, "http.server_master");
+    }
+
+    #[test]
+    fn a_worker_dead_letter_decodes_as_is() {
+        let dead = DeadLetterMessage {
+            command: command(),
+            routing_key: "http.server_master".into(),
+            error: "boom".into(),
+            history: vec![],
+            log: vec![],
+        };
+        let d = delivery(serde_json::to_vec(&dead).unwrap(), FieldTable::default());
+        assert_eq!(decode_dead_letter(&d), Some(dead));
+        assert_eq!(
+            decode_dead_letter(&delivery(b"{}".to_vec(), FieldTable::default())),
+            None
+        );
+    }
+}

@@ -1,0 +1,241 @@
+//! Names and declarations of berth's exchanges and queues.
+//!
+//! ```text
+//! berth.tasks  (direct) --task--------------> state.tasks
+//! berth.events (direct) --step--------------> state.events
+//! berth.dead   (fanout) ---------------------> state.dead
+//! berth.work   (direct) --<service>.<server>-> work.<service>.<server>   (DLX berth.dead)
+//! berth.retry.<d>ms (fanout) ----------------> berth.retry.<d>ms  (TTL, DLX berth.work)
+//! ```
+//!
+//! Every exchange is durable and every queue a durable quorum queue. Declaring is
+//! idempotent as long as the arguments do not change: RabbitMQ refuses (406) a redeclare
+//! with different arguments, so they are all fixed here.
+
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{Channel, ExchangeKind};
+
+use crate::error::{BrokerError, short};
+
+pub const TASKS_EXCHANGE: &str = "berth.tasks";
+pub const TASKS_QUEUE: &str = "state.tasks";
+pub const TASKS_ROUTING_KEY: &str = "task";
+
+pub const EVENTS_EXCHANGE: &str = "berth.events";
+pub const EVENTS_QUEUE: &str = "state.events";
+pub const EVENTS_ROUTING_KEY: &str = "step";
+
+pub const DEAD_EXCHANGE: &str = "berth.dead";
+pub const DEAD_QUEUE: &str = "state.dead";
+
+pub const WORK_EXCHANGE: &str = "berth.work";
+/// Deliveries of one message to work queue consumers before RabbitMQ dead-letters it: a
+/// backstop against a message that crashes its worker every time (the worker's own retry
+/// tiers handle ordinary failures long before this).
+pub const WORK_DELIVERY_LIMIT: i64 = 20;
+
+/// Retry tiers of a worker unless configured otherwise: 1 s, 5 s, 30 s, 5 min.
+pub const DEFAULT_RETRY_DELAYS_MS: [u64; 4] = [1_000, 5_000, 30_000, 300_000];
+
+/// `<service>.<server>`: routing key of a step on [`WORK_EXCHANGE`].
+pub fn work_routing_key(service: &str, server: &str) -> String {
+    format!("{service}.{server}")
+}
+
+/// `work.<service>.<server>`: the queue a worker of `service` on `server` consumes.
+pub fn work_queue(service: &str, server: &str) -> String {
+    format!("work.{service}.{server}")
+}
+
+/// `berth.retry.<d>ms`: name of both the exchange and the queue of a retry tier.
+pub fn retry_tier(delay_ms: u64) -> String {
+    format!("berth.retry.{delay_ms}ms")
+}
+
+/// Queue TTL of a retry tier: above the largest jittered per-message expiration (+20%),
+/// so the per-message value decides and the queue TTL only bounds it.
+pub fn retry_tier_ttl_ms(delay_ms: u64) -> u64 {
+    (delay_ms as f64 * 1.25).round() as u64
+}
+
+/// What to declare before consuming: the core topology, retry tiers, work queues.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Topology {
+    pub core: bool,
+    pub retry_delays_ms: Vec<u64>,
+    /// `(service, server)` pairs.
+    pub work_queues: Vec<(String, String)>,
+}
+
+impl Topology {
+    /// The exchanges and queues every berth process relies on.
+    pub fn core() -> Self {
+        Self {
+            core: true,
+            ..Self::default()
+        }
+    }
+
+    pub fn with_retry_tiers(mut self, delays_ms: &[u64]) -> Self {
+        self.retry_delays_ms.extend_from_slice(delays_ms);
+        self
+    }
+
+    pub fn with_work_queue(mut self, service: &str, server: &str) -> Self {
+        self.work_queues
+            .push((service.to_owned(), server.to_owned()));
+        self
+    }
+
+    pub async fn declare(&self, channel: &Channel) -> Result<(), BrokerError> {
+        if self.core {
+            declare_core(channel).await?;
+        }
+        declare_retry_tiers(channel, &self.retry_delays_ms).await?;
+        for (service, server) in &self.work_queues {
+            declare_work_queue(channel, service, server).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Declares the task, event, dead-letter and work exchanges and the state service's queues.
+pub async fn declare_core(channel: &Channel) -> Result<(), BrokerError> {
+    exchange(channel, TASKS_EXCHANGE, ExchangeKind::Direct).await?;
+    exchange(channel, EVENTS_EXCHANGE, ExchangeKind::Direct).await?;
+    exchange(channel, DEAD_EXCHANGE, ExchangeKind::Fanout).await?;
+    exchange(channel, WORK_EXCHANGE, ExchangeKind::Direct).await?;
+    queue(channel, TASKS_QUEUE, quorum()).await?;
+    bind(channel, TASKS_QUEUE, TASKS_EXCHANGE, TASKS_ROUTING_KEY).await?;
+    queue(channel, EVENTS_QUEUE, quorum()).await?;
+    bind(channel, EVENTS_QUEUE, EVENTS_EXCHANGE, EVENTS_ROUTING_KEY).await?;
+    queue(channel, DEAD_QUEUE, quorum()).await?;
+    bind(channel, DEAD_QUEUE, DEAD_EXCHANGE, "").await?;
+    Ok(())
+}
+
+/// Declares `work.<service>.<server>` bound to [`WORK_EXCHANGE`] (which it declares too);
+/// returns the queue name.
+pub async fn declare_work_queue(
+    channel: &Channel,
+    service: &str,
+    server: &str,
+) -> Result<String, BrokerError> {
+    exchange(channel, WORK_EXCHANGE, ExchangeKind::Direct).await?;
+    exchange(channel, DEAD_EXCHANGE, ExchangeKind::Fanout).await?;
+    let name = work_queue(service, server);
+    let mut args = quorum();
+    args.insert(
+        "x-delivery-limit".into(),
+        AMQPValue::LongLongInt(WORK_DELIVERY_LIMIT),
+    );
+    args.insert("x-dead-letter-exchange".into(), text(DEAD_EXCHANGE));
+    queue(channel, &name, args).await?;
+    bind(
+        channel,
+        &name,
+        WORK_EXCHANGE,
+        &work_routing_key(service, server),
+    )
+    .await?;
+    Ok(name)
+}
+
+/// Declares one retry tier per delay: a fanout exchange and a TTL queue of the same name
+/// that dead-letters expired messages back to [`WORK_EXCHANGE`]. No dead-letter routing key
+/// is set, so a message returns with the routing key it was published to the tier with.
+pub async fn declare_retry_tiers(channel: &Channel, delays_ms: &[u64]) -> Result<(), BrokerError> {
+    if delays_ms.is_empty() {
+        return Ok(());
+    }
+    exchange(channel, WORK_EXCHANGE, ExchangeKind::Direct).await?;
+    for &delay in delays_ms {
+        let name = retry_tier(delay);
+        exchange(channel, &name, ExchangeKind::Fanout).await?;
+        let mut args = quorum();
+        args.insert(
+            "x-message-ttl".into(),
+            AMQPValue::LongLongInt(retry_tier_ttl_ms(delay) as i64),
+        );
+        args.insert("x-dead-letter-exchange".into(), text(WORK_EXCHANGE));
+        // At-least-once dead-lettering (quorum queues only) keeps a message in the tier
+        // until berth.work has confirmed it; it requires reject-publish overflow.
+        args.insert("x-dead-letter-strategy".into(), text("at-least-once"));
+        args.insert("x-overflow".into(), text("reject-publish"));
+        queue(channel, &name, args).await?;
+        bind(channel, &name, &name, "").await?;
+    }
+    Ok(())
+}
+
+fn quorum() -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert("x-queue-type".into(), text("quorum"));
+    args
+}
+
+fn text(s: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(s))
+}
+
+async fn exchange(channel: &Channel, name: &str, kind: ExchangeKind) -> Result<(), BrokerError> {
+    channel
+        .exchange_declare(
+            short(name)?,
+            kind,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(())
+}
+
+async fn queue(channel: &Channel, name: &str, args: FieldTable) -> Result<(), BrokerError> {
+    channel
+        .queue_declare(short(name)?, QueueDeclareOptions::durable(), args)
+        .await?;
+    Ok(())
+}
+
+async fn bind(
+    channel: &Channel,
+    queue: &str,
+    exchange: &str,
+    key: &str,
+) -> Result<(), BrokerError> {
+    channel
+        .queue_bind(
+            short(queue)?,
+            short(exchange)?,
+            short(key)?,
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(
+            work_routing_key("http", "server_master"),
+            "http.server_master"
+        );
+        assert_eq!(
+            work_queue("http", "server_master"),
+            "work.http.server_master"
+        );
+        assert_eq!(retry_tier(5000), "berth.retry.5000ms");
+        assert_eq!(retry_tier_ttl_ms(1000), 1250);
+        assert_eq!(retry_tier_ttl_ms(100), 125);
+        assert_eq!(retry_tier_ttl_ms(3), 4);
+    }
+}

@@ -1,0 +1,76 @@
+//! The `noop` diagnostic step, answered by every worker without its service's handler.
+
+use std::time::Duration;
+
+use berth_contracts::{ErrorKind, StepCommand};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{StepContext, StepError, StepOk};
+
+/// Action name of the diagnostic step.
+pub const NOOP_ACTION: &str = "noop";
+
+/// Longest sleep honoured, as `berth-hosting` validates it.
+const MAX_SLEEP_MS: u64 = 3_600_000;
+
+/// The part of a noop task's arguments the worker cares about (parsed here rather than
+/// depending on the hosting crate; unknown fields such as `service` are ignored).
+#[derive(Debug, Default, Deserialize)]
+struct NoopArgs {
+    #[serde(default)]
+    sleep_ms: Option<u64>,
+    #[serde(default)]
+    fail: Option<FailSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+struct FailSpec {
+    /// The first `times` attempts fail.
+    times: u32,
+    kind: ErrorKind,
+}
+
+pub(super) async fn run(cmd: &StepCommand, ctx: &StepContext) -> Result<StepOk, StepError> {
+    let args: NoopArgs = if cmd.args.is_null() {
+        NoopArgs::default()
+    } else {
+        serde_json::from_value(cmd.args.clone())
+            .map_err(|e| StepError::permanent(format!("invalid noop arguments: {e}")))?
+    };
+    let mut warning = false;
+    if !ctx.diagnostics() {
+        if args.sleep_ms.is_some() || args.fail.is_some() {
+            ctx.warn("diagnostics are off on this worker: ignoring sleep_ms and fail");
+            warning = true;
+        }
+    } else {
+        if let Some(ms) = args.sleep_ms {
+            let ms = ms.min(MAX_SLEEP_MS);
+            ctx.progress(format!("sleeping {ms} ms")).await;
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        if let Some(fail) = args.fail
+            && ctx.attempt() <= fail.times
+        {
+            let kind = match fail.kind {
+                ErrorKind::Transient => "transient",
+                ErrorKind::Permanent => "permanent",
+            };
+            let msg = format!(
+                "injected {kind} failure (attempt {} of {})",
+                ctx.attempt(),
+                fail.times
+            );
+            return Err(match fail.kind {
+                ErrorKind::Transient => StepError::Transient(msg),
+                ErrorKind::Permanent => StepError::Permanent(msg),
+            });
+        }
+    }
+    ctx.info("noop done");
+    Ok(StepOk {
+        output: json!({ "worker": ctx.worker() }),
+        warning,
+    })
+}
