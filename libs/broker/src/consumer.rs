@@ -43,8 +43,8 @@ pub struct Delivery {
     pub raw_headers: FieldTable,
 }
 
-impl Delivery {
-    fn from_lapin(d: &lapin::message::Delivery) -> Self {
+impl From<&lapin::message::Delivery> for Delivery {
+    fn from(d: &lapin::message::Delivery) -> Self {
         let props = &d.properties;
         Self {
             body: d.data.clone(),
@@ -197,6 +197,9 @@ where
         }
     };
 
+    while let Some(joined) = tasks.try_join_next() {
+        log_join(joined);
+    }
     let in_flight = tasks.len();
     if in_flight > 0 {
         tracing::info!(in_flight, "waiting for handlers in flight");
@@ -353,7 +356,7 @@ where
     Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
 {
     let acker = delivery.acker.clone();
-    let data = Delivery::from_lapin(&delivery);
+    let data = Delivery::from(&delivery);
     let (queue_key, message_id) = (data.routing_key.clone(), data.message_id.clone());
     // Inside an async block so that a panic while building the future is caught too.
     let outcome = AssertUnwindSafe(async { (ctx.handler)(data).await })

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::str::FromStr;
+use std::sync::{Once, OnceLock};
 
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::TracerProvider as _;
@@ -146,6 +147,26 @@ pub fn init(service_name: &str, cfg: &TelemetryConfig) -> Result<TelemetryGuard,
     Ok(TelemetryGuard {
         provider: Some(provider),
     })
+}
+
+/// For tests: log lines go to the test harness's captured output (`RUST_LOG`, default
+/// `info`) and spans get real trace ids, so trace propagation can be asserted. Safe to call
+/// from every test; only the first call in a process installs anything, and nothing is
+/// installed if another global subscriber got there first.
+pub fn init_for_tests() {
+    static INIT: Once = Once::new();
+    static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
+    INIT.call_once(|| {
+        let provider = PROVIDER.get_or_init(|| SdkTracerProvider::builder().build());
+        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+        let fmt = tracing_subscriber::fmt::layer()
+            .with_test_writer()
+            .with_filter(filter)
+            .boxed();
+        let _ = tracing_subscriber::registry()
+            .with(vec![fmt, otel_layer(provider, "test")])
+            .try_init();
+    });
 }
 
 /// An SDK provider, exporting over OTLP/HTTP (protobuf) in batches when an endpoint is given.

@@ -272,7 +272,7 @@ impl<H: StepHandler> Worker<H> {
             self.handler.handle(&cmd, &ctx).await
         };
         let reported = match result {
-            Ok(ok) => self.succeeded(&cmd, &ctx, ok).await,
+            Ok(ok) => self.succeeded(&ctx, ok).await,
             Err(err) => self.failed(cmd, &ctx, &delivery, err).await,
         };
         reported.map_err(|err| {
@@ -281,20 +281,15 @@ impl<H: StepHandler> Worker<H> {
         })
     }
 
-    async fn succeeded(
-        &self,
-        cmd: &StepCommand,
-        ctx: &StepContext,
-        ok: StepOk,
-    ) -> Result<(), BrokerError> {
+    async fn succeeded(&self, ctx: &StepContext, ok: StepOk) -> Result<(), BrokerError> {
         let warning = ok.warning;
         ctx.publish_event(StepOutcome::Succeeded {
             output: ok.output,
             warning,
         })
         .await?;
-        tracing::info!(task_id = %cmd.task_id, step_id = %cmd.step_id, action = %cmd.action,
-            attempt = ctx.attempt(), outcome = "succeeded", warning, "step finished");
+        // task_id, step_id, action and attempt are fields of the enclosing `step` span.
+        tracing::info!(outcome = "succeeded", warning, "step finished");
         Ok(())
     }
 
@@ -352,12 +347,11 @@ impl<H: StepHandler> Worker<H> {
                     Duration::from_millis(retry_in_ms),
                 )
                 .await?;
-            tracing::warn!(task_id = %cmd.task_id, step_id = %cmd.step_id, action = %cmd.action,
-                attempt, outcome = "retrying", error = %err, retry_in_ms, "step failed; retrying");
+            tracing::warn!(outcome = "retrying", error = %err, retry_in_ms, "step failed; retrying");
             return Ok(());
         }
 
-        let (task_id, action) = (cmd.task_id, cmd.action.clone());
+        let task_id = cmd.task_id;
         let dead = DeadLetterMessage {
             command: cmd,
             routing_key: routing_key.clone(),
@@ -380,8 +374,7 @@ impl<H: StepHandler> Worker<H> {
                 headers,
             )
             .await?;
-        tracing::error!(%task_id, step_id = %step_id, %action, attempt, outcome = "dead",
-            kind = ?err.kind(), error = %err, "step failed; dead-lettered");
+        tracing::error!(outcome = "dead", kind = ?err.kind(), error = %err, "step failed; dead-lettered");
         Ok(())
     }
 }
