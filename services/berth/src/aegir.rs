@@ -1,0 +1,317 @@
+//! Aegir's command forms, with `drush` replaced by `berth` (seeds: 002 "Provision").
+//!
+//! `berth @server_master provision-verify` and `berth @hostmaster hosting-task
+//! @server_master verify` are rewritten, before clap sees them, into the berth commands
+//! that do the same: `berth tasks create verify server_master --follow`. Rewriting argv
+//! (rather than running the commands here) keeps this module free of I/O and lets the
+//! global options (`--json`, `--api-url`, `--token`) work in both places.
+//!
+//! A form is a pattern of words and a function building berth's words from what the
+//! pattern captured; adding one (`provision-save`, `provision-install`, …) is adding an
+//! entry to [`FORMS`].
+
+use std::fmt;
+
+/// One word of a form's pattern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pat {
+    /// Exactly this word.
+    Lit(&'static str),
+    /// A context alias, `@name`; captures `name` (without the `@`).
+    Alias,
+    /// Any word not beginning with `@` or `-`; captured as it is.
+    Word,
+}
+
+/// An Aegir command form berth understands.
+pub struct Form {
+    /// The words (options apart) the form matches, alias included.
+    pub pattern: &'static [Pat],
+    /// How the form is written, for help and errors.
+    pub usage: &'static str,
+    /// What it does.
+    pub does: &'static str,
+    /// berth's subcommand words, from the captures in pattern order.
+    build: fn(&[&str]) -> Vec<String>,
+}
+
+fn words(w: &[&str]) -> Vec<String> {
+    w.iter().map(|s| s.to_string()).collect()
+}
+
+/// Every supported form, in the order they are listed to users.
+pub const FORMS: &[Form] = &[
+    Form {
+        pattern: &[Pat::Alias, Pat::Lit("provision-verify")],
+        usage: "berth @<context> provision-verify",
+        does: "queue a verify task on the context and follow its log",
+        build: |c| words(&["tasks", "create", "verify", c[0], "--follow"]),
+    },
+    Form {
+        pattern: &[Pat::Lit("provision-verify"), Pat::Alias],
+        usage: "berth provision-verify @<context>",
+        does: "the same",
+        build: |c| words(&["tasks", "create", "verify", c[0], "--follow"]),
+    },
+    Form {
+        pattern: &[
+            Pat::Lit("@hostmaster"),
+            Pat::Lit("hosting-task"),
+            Pat::Alias,
+            Pat::Word,
+        ],
+        usage: "berth @hostmaster hosting-task @<context> <task type>",
+        does: "queue a task of that type on the context and follow its log",
+        build: |c| words(&["tasks", "create", c[1], c[0], "--follow"]),
+    },
+];
+
+/// Global options that take a value, as berth's clap definition has them.
+const VALUE_OPTIONS: [&str; 2] = ["--api-url", "--token"];
+
+/// drush's verbosity options: accepted and dropped, since berth always shows the whole log.
+const IGNORED_OPTIONS: [&str; 4] = ["--debug", "-d", "--verbose", "-v"];
+
+/// Aegir's commands that berth does not (yet) provide, for a more helpful error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnsupportedForm {
+    pub given: String,
+}
+
+impl fmt::Display for UnsupportedForm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "`berth {}` is not a supported Aegir command form. Supported forms:",
+            self.given
+        )?;
+        f.write_str(&forms_help())?;
+        write!(
+            f,
+            "\nFor berth's own commands see `berth --help` (e.g. `berth tasks create <type> <target> --follow`)."
+        )
+    }
+}
+
+impl std::error::Error for UnsupportedForm {}
+
+/// The supported forms, one per line, for `--help` and errors.
+pub fn forms_help() -> String {
+    let width = FORMS.iter().map(|f| f.usage.len()).max().unwrap_or(0);
+    FORMS
+        .iter()
+        .map(|f| format!("  {:width$}  {}\n", f.usage, f.does))
+        .collect()
+}
+
+/// Is `arg` a global option taking a value in the next argument?
+fn takes_value(arg: &str) -> bool {
+    VALUE_OPTIONS.contains(&arg)
+}
+
+/// Rewrites an Aegir command form into berth's own argv; `Ok(None)` when `argv` (program
+/// name first) is not an Aegir form and goes to clap as it is.
+///
+/// It is an Aegir form when its first word after any leading global options begins with
+/// `@`, or is a word some form begins with (`provision-verify`).
+pub fn rewrite(argv: &[String]) -> Result<Option<Vec<String>>, UnsupportedForm> {
+    let Some((program, args)) = argv.split_first() else {
+        return Ok(None);
+    };
+    // Leading global options stay where they are.
+    let mut i = 0;
+    while i < args.len() && args[i].starts_with('-') && args[i] != "-" && args[i] != "--" {
+        i += if takes_value(&args[i]) { 2 } else { 1 };
+    }
+    let (leading, rest) = args.split_at(i.min(args.len()));
+    let Some(first) = rest.first() else {
+        return Ok(None);
+    };
+    let starts_a_form = first.starts_with('@')
+        || FORMS
+            .iter()
+            .any(|f| matches!(f.pattern.first(), Some(Pat::Lit(w)) if *w == first.as_str()));
+    if !starts_a_form {
+        return Ok(None);
+    }
+
+    // Words of the form, and the options after it (passed on, but for drush's verbosity).
+    let mut positional: Vec<&str> = Vec::new();
+    let mut options: Vec<String> = Vec::new();
+    let mut j = 0;
+    while j < rest.len() {
+        let a = rest[j].as_str();
+        if a.starts_with('-') && a.len() > 1 {
+            if takes_value(a) {
+                options.push(a.to_string());
+                if let Some(v) = rest.get(j + 1) {
+                    options.push(v.clone());
+                }
+                j += 2;
+                continue;
+            }
+            if !IGNORED_OPTIONS.contains(&a) {
+                options.push(a.to_string());
+            }
+        } else {
+            positional.push(a);
+        }
+        j += 1;
+    }
+
+    let unsupported = || UnsupportedForm {
+        given: rest.join(" "),
+    };
+    let form = FORMS
+        .iter()
+        .find_map(|f| capture(f.pattern, &positional).map(|c| (f, c)))
+        .ok_or_else(unsupported)?;
+    let (form, captures) = form;
+    let mut out = Vec::with_capacity(argv.len() + 4);
+    out.push(program.clone());
+    out.extend(leading.iter().cloned());
+    out.extend((form.build)(&captures));
+    out.extend(options);
+    Ok(Some(out))
+}
+
+/// Matches `words` against `pattern` in full; the captures in order.
+fn capture<'a>(pattern: &[Pat], words: &[&'a str]) -> Option<Vec<&'a str>> {
+    if pattern.len() != words.len() {
+        return None;
+    }
+    let mut caps = Vec::new();
+    for (p, w) in pattern.iter().zip(words) {
+        match p {
+            Pat::Lit(l) if l == w => {}
+            Pat::Lit(_) => return None,
+            Pat::Alias => {
+                let name = w.strip_prefix('@')?;
+                if name.is_empty() {
+                    return None;
+                }
+                caps.push(name);
+            }
+            Pat::Word => {
+                if w.is_empty() || w.starts_with('@') || w.starts_with('-') {
+                    return None;
+                }
+                caps.push(*w);
+            }
+        }
+    }
+    Some(caps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(s: &str) -> Vec<String> {
+        std::iter::once("berth")
+            .chain(s.split_whitespace())
+            .map(String::from)
+            .collect()
+    }
+
+    fn rewritten(s: &str) -> String {
+        rewrite(&argv(s))
+            .unwrap_or_else(|e| panic!("{s}: {e}"))
+            .unwrap_or_else(|| panic!("{s}: not an Aegir form"))
+            .join(" ")
+    }
+
+    #[test]
+    fn provision_verify_on_an_alias_queues_a_verify_and_follows_it() {
+        assert_eq!(
+            rewritten("@server_master provision-verify"),
+            "berth tasks create verify server_master --follow"
+        );
+        assert_eq!(
+            rewritten("@example.com provision-verify"),
+            "berth tasks create verify example.com --follow"
+        );
+        assert_eq!(
+            rewritten("provision-verify @platform_atriumhead"),
+            "berth tasks create verify platform_atriumhead --follow"
+        );
+    }
+
+    #[test]
+    fn hosting_task_on_hostmaster_queues_that_task_type() {
+        assert_eq!(
+            rewritten("@hostmaster hosting-task @server_master verify"),
+            "berth tasks create verify server_master --follow"
+        );
+        assert_eq!(
+            rewritten("@hostmaster hosting-task @server_master noop"),
+            "berth tasks create noop server_master --follow"
+        );
+    }
+
+    #[test]
+    fn global_options_are_kept_and_drush_verbosity_dropped() {
+        assert_eq!(
+            rewritten("--json --api-url http://h:1 @server_master provision-verify --debug"),
+            "berth --json --api-url http://h:1 tasks create verify server_master --follow"
+        );
+        assert_eq!(
+            rewritten("@server_master provision-verify --token t --json"),
+            "berth tasks create verify server_master --follow --token t --json"
+        );
+        assert_eq!(
+            rewritten("--api-url=http://h:1 @hostmaster hosting-task @server_master verify -v"),
+            "berth --api-url=http://h:1 tasks create verify server_master --follow"
+        );
+    }
+
+    #[test]
+    fn berths_own_commands_are_left_alone() {
+        for s in [
+            "",
+            "tasks list",
+            "--json tasks list",
+            "--api-url http://x servers show server_master",
+            "tasks create verify @server_master",
+            "--help",
+            "serve all",
+        ] {
+            assert_eq!(rewrite(&argv(s)).unwrap(), None, "{s}");
+        }
+        assert_eq!(rewrite(&[]).unwrap(), None);
+    }
+
+    #[test]
+    fn unknown_forms_list_the_supported_ones() {
+        for s in [
+            "@server_master",
+            "@server_master provision-install",
+            "@hostmaster hosting-import @server_master",
+            "@server_master hosting-task @x verify",
+            "@hostmaster hosting-task server_master verify",
+            "@hostmaster hosting-task @server_master",
+            "@hostmaster hosting-task @server_master verify extra",
+            "@ provision-verify",
+            "provision-verify server_master",
+            "@server_master provision-verify @x",
+        ] {
+            let err = rewrite(&argv(s)).expect_err(s).to_string();
+            assert!(err.contains(&format!("`berth {s}`")), "{err}");
+            for f in FORMS {
+                assert!(err.contains(f.usage), "{err}");
+            }
+            assert!(err.contains("berth --help"), "{err}");
+        }
+    }
+
+    #[test]
+    fn every_form_has_a_usage_matching_its_pattern() {
+        for f in FORMS {
+            let words: Vec<&str> = f.usage.split_whitespace().skip(1).collect();
+            // `<task type>` is two words in the usage, one in the pattern.
+            let joined = words.join(" ").replace("<task type>", "<type>");
+            let n = joined.split_whitespace().count();
+            assert_eq!(n, f.pattern.len(), "{}", f.usage);
+        }
+    }
+}
