@@ -24,6 +24,8 @@ pub use consumer::{
 };
 pub use error::BrokerError;
 pub use headers::MessageHeaders;
+/// Re-exported: [`Delivery::raw_headers`] and the [`topology`] functions use its types.
+pub use lapin;
 pub use publisher::{DEFAULT_CONFIRM_TIMEOUT, Publisher};
 /// Re-exported so that callers use the same token type as the broker.
 pub use tokio_util::sync::CancellationToken;

@@ -70,7 +70,7 @@ async fn confirmed_publishes_from_many_tasks_are_all_consumed() {
             .await
         })
     };
-    for _ in 0..500 {
+    for _ in 0..1500 {
         if seen.lock().unwrap().len() == N {
             break;
         }
@@ -161,7 +161,7 @@ async fn retry_requeues_and_reject_drops() {
             .await
         })
     };
-    for _ in 0..250 {
+    for _ in 0..1500 {
         if calls.lock().unwrap().len() >= 3 {
             break;
         }
@@ -214,7 +214,7 @@ async fn consumers_and_publishers_survive_a_lost_connection() {
 
     // The management API lists a connection only once its stats are in; wait for it.
     let mut killed = 0;
-    for _ in 0..100 {
+    for _ in 0..300 {
         killed = vhost.kill_connections().await;
         if killed > 0 {
             break;
@@ -229,7 +229,7 @@ async fn consumers_and_publishers_survive_a_lost_connection() {
     publish_task(&publisher, 2)
         .await
         .expect("publish after the connection was lost");
-    for _ in 0..500 {
+    for _ in 0..1500 {
         if seen.lock().unwrap().len() == 2 {
             break;
         }

@@ -69,9 +69,9 @@ async fn start_worker(vhost: &TestVhost, delays: &[u64], diagnostics: bool) -> R
 }
 
 async fn next_dead(broker: &Broker) -> DeadLetterMessage {
-    let d = next_message(broker, topology::DEAD_QUEUE, Duration::from_secs(10))
+    let d = next_message(broker, topology::DEAD_QUEUE, common::WAIT)
         .await
-        .expect("a dead letter within 10 s");
+        .expect("a dead letter in time");
     dead::decode_dead_letter(&d).expect("a DeadLetterMessage")
 }
 
@@ -334,7 +334,7 @@ async fn a_malformed_command_is_dead_lettered_by_the_broker() {
         .await
         .unwrap();
 
-    let d = next_message(&broker, topology::DEAD_QUEUE, Duration::from_secs(10))
+    let d = next_message(&broker, topology::DEAD_QUEUE, common::WAIT)
         .await
         .expect("dead-lettered through the work queue's DLX");
     assert_eq!(d.body, b"{\"not\": \"a step\"}");
@@ -366,7 +366,7 @@ async fn events_continue_the_trace_of_the_step_command() {
         .await
         .unwrap();
 
-    let d = next_message(&broker, topology::EVENTS_QUEUE, Duration::from_secs(10))
+    let d = next_message(&broker, topology::EVENTS_QUEUE, common::WAIT)
         .await
         .expect("an event");
     assert_eq!(

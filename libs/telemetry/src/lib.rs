@@ -117,7 +117,11 @@ pub fn init(service_name: &str, cfg: &TelemetryConfig) -> Result<TelemetryGuard,
     let env_filter = EnvFilter::builder()
         .with_default_directive(LevelFilter::INFO.into())
         .from_env()?;
-    let provider = tracer_provider(service_name, cfg.otlp_endpoint.as_deref())?;
+    let endpoint = cfg
+        .otlp_endpoint
+        .as_deref()
+        .filter(|e| !e.trim().is_empty());
+    let provider = tracer_provider(service_name, endpoint)?;
 
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)

@@ -231,9 +231,8 @@ impl<H: StepHandler> Worker<H> {
             Ok(cmd) => cmd,
             Err(err) => {
                 // Without a command there is nothing to report to; the queue's
-                // dead-letter exchange takes it to berth.dead with x-death headers.
-                tracing::error!(routing_key = %delivery.routing_key, message_id = ?delivery.message_id,
-                    %err, "malformed step command; dead-lettering it");
+                // dead-letter exchange takes it to berth.dead with x-death headers (the
+                // consume loop logs the rejection).
                 return Err(HandlerError::Reject(format!(
                     "malformed step command: {err}"
                 )));
@@ -248,9 +247,16 @@ impl<H: StepHandler> Worker<H> {
             attempt,
             service = %cmd.service,
             server = %cmd.server,
+            trace_id = tracing::field::Empty,
         );
         if let Some(tp) = &delivery.headers.traceparent {
             berth_telemetry::set_parent_from_traceparent(&span, tp);
+        }
+        // On every log line of the step, so logs can be found from a task's trace id.
+        if let Some(trace_id) =
+            berth_telemetry::trace_id_of(&berth_telemetry::traceparent_of(&span))
+        {
+            span.record("trace_id", trace_id);
         }
         self.run_step(cmd, delivery).instrument(span).await
     }
