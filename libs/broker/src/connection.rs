@@ -12,6 +12,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff::reconnect_delay;
 use crate::error::{BrokerError, short};
+use crate::publisher::Publisher;
+use crate::topology::Topology;
 
 /// How long one TCP + AMQP handshake may take before it counts as a failed attempt.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -27,10 +29,11 @@ pub struct Broker {
 }
 
 struct Inner {
-    uri: AMQPUri,
+    /// Parsed once; a malformed URL given to [`Broker::new`] fails every use.
+    uri: Result<AMQPUri, String>,
     /// `host:port/vhost`: what logs say; the URL itself holds a password.
     endpoint: String,
-    conn: Mutex<Connection>,
+    conn: Mutex<Option<Connection>>,
 }
 
 /// Depth of a queue as a passive declare reports it.
@@ -50,21 +53,36 @@ impl std::fmt::Debug for Broker {
 }
 
 impl Broker {
+    /// A broker handle that connects on first use: for processes that must start (and
+    /// answer) while the broker is down. A malformed URL is reported by every use.
+    pub fn new(url: &str) -> Self {
+        let uri: Result<AMQPUri, String> = url.parse();
+        let endpoint = match &uri {
+            Ok(u) => format!("{}:{}/{}", u.authority.host, u.authority.port, u.vhost),
+            Err(_) => "<invalid AMQP URL>".to_owned(),
+        };
+        Self {
+            inner: Arc::new(Inner {
+                uri,
+                endpoint,
+                conn: Mutex::new(None),
+            }),
+        }
+    }
+
     /// Connects to `url`, retrying with capped backoff until it works or `shutdown` fires
     /// (then [`BrokerError::Cancelled`]). Only a malformed URL fails at once.
     pub async fn connect(url: &str, shutdown: &CancellationToken) -> Result<Self, BrokerError> {
-        let uri: AMQPUri = url.parse().map_err(BrokerError::InvalidUrl)?;
-        let endpoint = format!(
-            "{}:{}/{}",
-            uri.authority.host, uri.authority.port, uri.vhost
-        );
+        let broker = Self::new(url);
+        broker.uri()?;
         let mut attempt = 0;
-        let conn = loop {
-            match open(&uri).await {
-                Ok(conn) => break conn,
+        loop {
+            match broker.connection().await {
+                Ok(()) => return Ok(broker),
                 Err(err) => {
                     let delay = reconnect_delay(attempt);
-                    tracing::warn!(%endpoint, %err, ?delay, "cannot connect to the broker; retrying");
+                    tracing::warn!(endpoint = %broker.inner.endpoint, %err, ?delay,
+                        "cannot connect to the broker; retrying");
                     attempt += 1;
                     tokio::select! {
                         _ = shutdown.cancelled() => return Err(BrokerError::Cancelled),
@@ -72,15 +90,7 @@ impl Broker {
                     }
                 }
             }
-        };
-        tracing::info!(%endpoint, "connected to the broker");
-        Ok(Self {
-            inner: Arc::new(Inner {
-                uri,
-                endpoint,
-                conn: Mutex::new(conn),
-            }),
-        })
+        }
     }
 
     /// `host:port/vhost` of the broker, without credentials.
@@ -88,15 +98,46 @@ impl Broker {
         &self.inner.endpoint
     }
 
-    /// A new channel. If the connection was lost, makes one attempt to re-establish it.
+    fn uri(&self) -> Result<&AMQPUri, BrokerError> {
+        self.inner
+            .uri
+            .as_ref()
+            .map_err(|e| BrokerError::InvalidUrl(e.clone()))
+    }
+
+    /// Makes sure there is a live connection (one attempt).
+    async fn connection(&self) -> Result<(), BrokerError> {
+        let mut slot = self.inner.conn.lock().await;
+        self.live(&mut slot).await.map(|_| ())
+    }
+
+    /// A new channel. If there is no live connection, makes one attempt to establish it.
     pub async fn channel(&self) -> Result<Channel, BrokerError> {
-        let mut conn = self.inner.conn.lock().await;
-        if !conn.status().connected() {
-            tracing::warn!(endpoint = %self.inner.endpoint, state = ?conn.status(), "broker connection lost; reconnecting");
-            *conn = open(&self.inner.uri).await?;
-            tracing::info!(endpoint = %self.inner.endpoint, "reconnected to the broker");
-        }
+        let mut slot = self.inner.conn.lock().await;
+        let conn = self.live(&mut slot).await?;
         Ok(conn.create_channel().await?)
+    }
+
+    /// The connection in `slot`, replaced by a new one if it is missing or dead. Callers
+    /// hold the lock, so one task reconnects while the others wait for its connection.
+    async fn live<'a>(
+        &self,
+        slot: &'a mut Option<Connection>,
+    ) -> Result<&'a Connection, BrokerError> {
+        let uri = self.uri()?;
+        let conn = match slot.take() {
+            Some(conn) if conn.status().connected() => conn,
+            previous => {
+                if let Some(old) = previous {
+                    tracing::warn!(endpoint = %self.inner.endpoint, state = ?old.status(),
+                        "broker connection lost; reconnecting");
+                }
+                let conn = open(uri).await?;
+                tracing::info!(endpoint = %self.inner.endpoint, "connected to the broker");
+                conn
+            }
+        };
+        Ok(slot.insert(conn))
     }
 
     /// A new channel, retrying [`Broker::channel`] with capped backoff until it works or
@@ -112,6 +153,7 @@ impl Broker {
             }
             match self.channel().await {
                 Ok(channel) => return Ok(channel),
+                Err(err @ BrokerError::InvalidUrl(_)) => return Err(err),
                 Err(err) => {
                     let delay = reconnect_delay(attempt);
                     tracing::warn!(endpoint = %self.inner.endpoint, %err, ?delay, "no broker channel; retrying");
@@ -123,6 +165,24 @@ impl Broker {
                 }
             }
         }
+    }
+
+    /// A [`Publisher`] whose confirm channel is already open, so that an unreachable broker
+    /// shows up here rather than at the first publish.
+    pub async fn publisher(&self) -> Result<Publisher, BrokerError> {
+        let publisher = Publisher::new(self.clone());
+        publisher.ready().await?;
+        Ok(publisher)
+    }
+
+    /// Declares `topology` (idempotent) on a throwaway channel.
+    pub async fn declare(&self, topology: &Topology) -> Result<(), BrokerError> {
+        let channel = self.channel().await?;
+        let declared = topology.declare(&channel).await;
+        if channel.status().connected() {
+            let _ = channel.close(200, "OK".into()).await;
+        }
+        declared
     }
 
     /// Ready messages and consumers of `queue`, from a passive declare on a throwaway
@@ -155,10 +215,12 @@ impl Broker {
         Ok(self.queue_stats(queue).await?.messages)
     }
 
-    /// Closes the connection; unacked deliveries on it go back to their queues.
+    /// Closes the connection; unacked deliveries on it go back to their queues. A later
+    /// use connects again.
     pub async fn close(&self) {
-        let conn = self.inner.conn.lock().await;
-        if conn.status().connected()
+        let conn = self.inner.conn.lock().await.take();
+        if let Some(conn) = conn
+            && conn.status().connected()
             && let Err(err) = conn.close(200, "bye".into()).await
         {
             tracing::debug!(%err, "closing the broker connection");

@@ -37,6 +37,9 @@ pub struct Delivery {
     pub routing_key: String,
     /// Set by RabbitMQ when the message was delivered before and not acked.
     pub redelivered: bool,
+    /// Earlier deliveries of this message that were not acked (quorum queues' header
+    /// `x-delivery-count`; absent on a first delivery).
+    pub delivery_count: Option<u32>,
     pub message_id: Option<String>,
     pub headers: MessageHeaders,
     /// All headers as received, including ones berth does not type (`x-death`, …).
@@ -51,6 +54,12 @@ impl From<&lapin::message::Delivery> for Delivery {
             exchange: d.exchange.to_string(),
             routing_key: d.routing_key.to_string(),
             redelivered: d.redelivered,
+            delivery_count: props
+                .headers()
+                .as_ref()
+                .and_then(|h| h.inner().get(crate::headers::DELIVERY_COUNT))
+                .and_then(crate::headers::as_i64)
+                .and_then(|n| u32::try_from(n).ok()),
             message_id: props.message_id().as_ref().map(ShortString::to_string),
             headers: MessageHeaders::from_table(props.headers().as_ref()),
             raw_headers: props.headers().clone().unwrap_or_default(),

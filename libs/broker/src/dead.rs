@@ -81,6 +81,7 @@ mod tests {
             exchange: "berth.dead".into(),
             routing_key: "http.server_master".into(),
             redelivered: false,
+            delivery_count: None,
             message_id: None,
             headers: MessageHeaders::from_table(Some(&raw_headers)),
             raw_headers,

@@ -9,6 +9,8 @@ pub const TASK_ID: &str = "x-task-id";
 pub const VERSION: &str = "x-berth-version";
 /// JSON array of [`AttemptRecord`]: the failed attempts of a step that is being retried.
 pub const HISTORY: &str = "x-history";
+/// Added by quorum queues on redelivery: deliveries not acked so far.
+pub const DELIVERY_COUNT: &str = "x-delivery-count";
 /// Added by RabbitMQ when it dead-letters a message.
 pub const X_DEATH: &str = "x-death";
 

@@ -11,6 +11,7 @@ use tokio::sync::Mutex;
 use crate::connection::{Broker, QueueStats};
 use crate::error::{BrokerError, short};
 use crate::headers::MessageHeaders;
+use crate::topology::Topology;
 
 /// How long a publish may wait for the broker's confirm by default.
 pub const DEFAULT_CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
@@ -235,6 +236,28 @@ impl Publisher {
                 Err((generation, err.into()))
             }
         }
+    }
+
+    /// Opens the confirm channel now if there is none: checks that the broker is reachable.
+    pub async fn ready(&self) -> Result<(), BrokerError> {
+        let mut slot = self.slot.lock().await;
+        if !slot
+            .channel
+            .as_ref()
+            .is_some_and(|c| c.status().connected())
+        {
+            slot.channel = Some(self.open_channel().await?);
+            slot.generation += 1;
+        }
+        Ok(())
+    }
+
+    /// Declares `work.<service>.<server>` (and its exchanges), so that a step published
+    /// before any worker of that server started is queued rather than unroutable.
+    pub async fn declare_work_queue(&self, service: &str, server: &str) -> Result<(), BrokerError> {
+        self.broker
+            .declare(&Topology::default().with_work_queue(service, server))
+            .await
     }
 
     async fn open_channel(&self) -> Result<Channel, BrokerError> {

@@ -151,6 +151,8 @@ async fn retry_requeues_and_reject_drops() {
                 async move {
                     let id = d.message_id.unwrap();
                     calls.lock().unwrap().push((id.clone(), d.redelivered));
+                    // Quorum queues count deliveries that were not acked.
+                    assert_eq!(d.delivery_count.is_some(), d.redelivered);
                     match (id.as_str(), d.redelivered) {
                         ("m1", false) => Err(HandlerError::Retry("not yet".into())),
                         ("m2", _) => Err(HandlerError::Reject("never".into())),
@@ -239,4 +241,57 @@ async fn consumers_and_publishers_survive_a_lost_connection() {
     consumer.await.unwrap().unwrap();
     let seen = seen.lock().unwrap();
     assert!(seen.contains("m1") && seen.contains("m2"), "{seen:?}");
+}
+
+#[tokio::test]
+async fn a_step_published_before_any_worker_waits_in_its_declared_queue() {
+    let vhost = TestVhost::new().await;
+    let publisher = vhost.broker().await.publisher().await.expect("publisher");
+    publisher
+        .declare_work_queue("db", "server_db1")
+        .await
+        .unwrap();
+    publisher
+        .publish(
+            topology::WORK_EXCHANGE,
+            "db.server_db1",
+            "s1",
+            b"{}",
+            MessageHeaders::default(),
+        )
+        .await
+        .expect("routed to the declared work queue");
+    assert_eq!(
+        publisher.queue_depth("work.db.server_db1").await.unwrap(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_broker_fails_fast_or_waits_for_cancellation() {
+    // Nothing listens on port 1.
+    let url = "amqp://guest:guest@127.0.0.1:1/%2f";
+    let broker = berth_broker::Broker::new(url);
+    assert!(matches!(broker.channel().await, Err(BrokerError::Amqp(_))));
+    assert!(broker.publisher().await.is_err());
+
+    let shutdown = CancellationToken::new();
+    let connecting = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { berth_broker::Broker::connect(url, &shutdown).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    shutdown.cancel();
+    assert!(matches!(
+        connecting.await.unwrap(),
+        Err(BrokerError::Cancelled)
+    ));
+
+    let bad = berth_broker::Broker::new("http://nope");
+    assert!(matches!(
+        bad.channel().await,
+        Err(BrokerError::InvalidUrl(_))
+    ));
+    let err = berth_broker::Broker::connect("http://nope", &CancellationToken::new()).await;
+    assert!(matches!(err, Err(BrokerError::InvalidUrl(_))));
 }
