@@ -5,6 +5,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::stream::{self, BoxStream, SelectAll};
 use futures_util::{FutureExt, StreamExt};
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
@@ -234,8 +235,13 @@ struct HandlerCtx<F> {
 struct Session {
     channel: Channel,
     tags: Vec<ShortString>,
-    stream: futures_util::stream::SelectAll<lapin::Consumer>,
+    stream: Deliveries,
 }
+
+/// All consumers of a session merged. Each ends with a `None` item, so that one consumer
+/// cancelled by the broker (its queue deleted) ends the session instead of silently
+/// leaving the others running alone.
+type Deliveries = SelectAll<BoxStream<'static, Option<lapin::Result<lapin::message::Delivery>>>>;
 
 enum SessionEnd {
     Shutdown,
@@ -282,13 +288,7 @@ async fn setup(
     channel: &Channel,
     opts: &ConsumeOptions,
     queues: &[ShortString],
-) -> Result<
-    (
-        Vec<ShortString>,
-        futures_util::stream::SelectAll<lapin::Consumer>,
-    ),
-    BrokerError,
-> {
+) -> Result<(Vec<ShortString>, Deliveries), BrokerError> {
     opts.topology.declare(channel).await?;
     // Per consumer (quorum queues do not support channel-wide prefetch); the semaphore in
     // the loop bounds the handlers running across all queues to `prefetch`.
@@ -307,14 +307,19 @@ async fn setup(
             )
             .await?;
         tags.push(consumer.tag());
-        consumers.push(consumer);
+        consumers.push(
+            consumer
+                .map(Some)
+                .chain(stream::once(async { None }))
+                .boxed(),
+        );
     }
-    Ok((tags, futures_util::stream::select_all(consumers)))
+    Ok((tags, stream::select_all(consumers)))
 }
 
 async fn run_session<F, Fut>(
     channel: &Channel,
-    stream: &mut futures_util::stream::SelectAll<lapin::Consumer>,
+    stream: &mut Deliveries,
     ctx: &Arc<HandlerCtx<F>>,
     permits: &Arc<Semaphore>,
     tasks: &mut JoinSet<()>,
@@ -344,9 +349,9 @@ where
             next = stream.next() => next,
         };
         let delivery = match next {
-            Some(Ok(d)) => d,
-            Some(Err(err)) => return SessionEnd::Lost(err.to_string()),
-            None => return SessionEnd::Lost("consumer cancelled".into()),
+            Some(Some(Ok(d))) => d,
+            Some(Some(Err(err))) => return SessionEnd::Lost(err.to_string()),
+            Some(None) | None => return SessionEnd::Lost("consumer cancelled".into()),
         };
         let ctx = Arc::clone(ctx);
         // Kept by the task: the channel must stay open until the message is acked.

@@ -295,3 +295,63 @@ async fn an_unreachable_broker_fails_fast_or_waits_for_cancellation() {
     let err = berth_broker::Broker::connect("http://nope", &CancellationToken::new()).await;
     assert!(matches!(err, Err(BrokerError::InvalidUrl(_))));
 }
+
+#[tokio::test]
+async fn a_queue_deleted_under_a_consumer_is_declared_and_consumed_again() {
+    let vhost = TestVhost::new().await;
+    let broker = vhost.broker().await;
+    let publisher = broker.publisher().await.unwrap();
+    let seen = Arc::new(Mutex::new(HashSet::new()));
+    let shutdown = CancellationToken::new();
+    let opts = berth_broker::ConsumeOptions::new(
+        vec![topology::TASKS_QUEUE.into(), topology::EVENTS_QUEUE.into()],
+        4,
+        topology::Topology::core(),
+    );
+    let consumer = {
+        let (broker, seen, shutdown) = (broker.clone(), seen.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            berth_broker::consume_with(&broker, opts, shutdown, move |d| {
+                let seen = seen.clone();
+                async move {
+                    seen.lock().unwrap().insert(d.message_id.unwrap());
+                    Ok(())
+                }
+            })
+            .await
+        })
+    };
+    common::wait_for_consumers(&broker, topology::EVENTS_QUEUE, 1).await;
+    broker
+        .channel()
+        .await
+        .unwrap()
+        .queue_delete(
+            topology::EVENTS_QUEUE.into(),
+            lapin::options::QueueDeleteOptions::default(),
+        )
+        .await
+        .unwrap();
+    // Back: the loop noticed the cancelled consumer, declared the queue and consumes it.
+    common::wait_for_consumers(&broker, topology::EVENTS_QUEUE, 1).await;
+    publisher
+        .publish(
+            topology::EVENTS_EXCHANGE,
+            topology::EVENTS_ROUTING_KEY,
+            "e1",
+            b"{}",
+            MessageHeaders::default(),
+        )
+        .await
+        .unwrap();
+    publish_task(&publisher, 1).await.unwrap();
+    for _ in 0..1500 {
+        if seen.lock().unwrap().len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shutdown.cancel();
+    consumer.await.unwrap().unwrap();
+    assert_eq!(seen.lock().unwrap().len(), 2);
+}
