@@ -174,8 +174,8 @@ async fn publish_row(p: &Publisher, r: &OutboxRow) -> Result<(), berth_broker::B
         MessageHeaders {
             traceparent: Some(r.traceparent.clone()).filter(|t| !t.is_empty()),
             attempt: r.attempt.max(1) as u32,
-            task_id: r.task_id,
-            history: None,
+            task_id: r.task_id.map(|id| id.to_string()),
+            ..Default::default()
         },
     )
     .await

@@ -40,7 +40,8 @@ impl SecretKey {
         if bytes.len() != 32 {
             return Err(SecretError::BadKey);
         }
-        Ok(Self(*Key::from_slice(&bytes)))
+        let bytes: [u8; 32] = bytes.try_into().map_err(|_| SecretError::BadKey)?;
+        Ok(Self(Key::from(bytes)))
     }
 
     /// A fresh random key, as 64 hex digits.
@@ -55,7 +56,7 @@ impl SecretKey {
         let mut nonce = [0u8; NONCE_LEN];
         rand::rng().fill_bytes(&mut nonce);
         let ct = cipher
-            .encrypt(XNonce::from_slice(&nonce), plaintext.as_bytes())
+            .encrypt(&XNonce::from(nonce), plaintext.as_bytes())
             .expect("encryption of an in-memory buffer cannot fail");
         let mut out = nonce.to_vec();
         out.extend_from_slice(&ct);
@@ -70,8 +71,9 @@ impl SecretKey {
             return Err(SecretError::Malformed);
         }
         let (nonce, ct) = raw.split_at(NONCE_LEN);
+        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| SecretError::Malformed)?;
         let pt = XChaCha20Poly1305::new(&self.0)
-            .decrypt(XNonce::from_slice(nonce), ct)
+            .decrypt(&XNonce::from(nonce), ct)
             .map_err(|_| SecretError::WrongKey)?;
         String::from_utf8(pt).map_err(|_| SecretError::Malformed)
     }

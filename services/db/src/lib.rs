@@ -62,12 +62,15 @@ impl DbWorker {
             })?,
             None => String::new(),
         };
-        let opts = MySqlConnectOptions::new()
+        let mut opts = MySqlConnectOptions::new()
             .host(host)
             .port(port)
             .username(user)
-            .password(&password)
             .log_statements(tracing::log::LevelFilter::Off);
+        // An empty password means none: sending "" would be a login *with* a password.
+        if !password.is_empty() {
+            opts = opts.password(&password);
+        }
         let conn = tokio::time::timeout(Duration::from_secs(10), opts.connect())
             .await
             .map_err(|_| StepError::Transient(format!("connecting to {host}:{port} timed out")))?

@@ -3,12 +3,13 @@
 
 pub mod dispatch;
 
-use berth_broker::{Broker, HandlerError, Incoming};
-use berth_contracts::{DeadLetterMessage, StepCommand, TaskQueued};
+use berth_broker::{Broker, Delivery, HandlerError};
+use berth_contracts::TaskQueued;
 use berth_outbox::{Relay, Waker};
 use berth_store::Store;
 pub use dispatch::Dispatcher;
 use std::future::Future;
+use tracing::Instrument;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone)]
@@ -78,7 +79,7 @@ where
         queue,
         cfg.concurrency,
         shutdown.clone(),
-        move |m: Incoming| {
+        move |m: Delivery| {
             let handle = handle.clone();
             let waker = waker.clone();
             async move {
@@ -87,12 +88,10 @@ where
                     HandlerError::Reject(e.to_string())
                 })?;
                 let span = tracing::info_span!("dispatch", queue);
-                if let Some(tp) = &m.traceparent {
+                if let Some(tp) = &m.headers.traceparent {
                     berth_telemetry::set_parent_from_traceparent(&span, tp);
                 }
-                let _e = span.enter();
-                drop(_e);
-                handle(msg).await.map_err(|e| {
+                handle(msg).instrument(span).await.map_err(|e| {
                     tracing::warn!(queue, error = %e, "dispatch failed; message requeued");
                     HandlerError::Retry(e.to_string())
                 })?;
@@ -120,28 +119,13 @@ async fn consume_dead(
         "state.dead",
         cfg.concurrency,
         shutdown.clone(),
-        move |m: Incoming| {
+        move |m: Delivery| {
             let d = d.clone();
             let waker = waker.clone();
             async move {
-                let msg = match serde_json::from_slice::<DeadLetterMessage>(&m.body) {
-                    Ok(msg) => msg,
-                    Err(_) => match serde_json::from_slice::<StepCommand>(&m.body) {
-                        Ok(command) => DeadLetterMessage {
-                            routing_key: command.routing_key(),
-                            error: format!(
-                                "delivered {} times without an answer: the worker crashed on this step each time",
-                                m.delivery_count.unwrap_or(0)
-                            ),
-                            history: Vec::new(),
-                            log: Vec::new(),
-                            command,
-                        },
-                        Err(e) => {
-                            tracing::error!(error = %e, "undecodable dead letter dropped");
-                            return Err(HandlerError::Reject(e.to_string()));
-                        }
-                    },
+                let Some(msg) = berth_broker::dead::decode_dead_letter(&m) else {
+                    tracing::error!("undecodable dead letter dropped");
+                    return Err(HandlerError::Reject("undecodable dead letter".into()));
                 };
                 d.on_dead_letter(msg)
                     .await

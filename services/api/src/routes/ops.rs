@@ -15,7 +15,7 @@ pub async fn healthz() -> &'static str {
 /// Ready when PostgreSQL answers and the broker connection is up.
 pub async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError> {
     let db = state.store.ping().await;
-    let broker = state.broker.ping().await;
+    let broker = state.broker.queue_stats("state.tasks").await.map(|_| ());
     match (db, broker) {
         (Ok(()), Ok(())) => Ok((StatusCode::OK, "ready").into_response()),
         (db, broker) => {
@@ -107,7 +107,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
     let _ = writeln!(out, "# TYPE berth_queue_messages gauge");
     let mut consumers = String::new();
     for q in &queues {
-        if let Ok(d) = state.broker.queue_depth(q).await {
+        if let Ok(d) = state.broker.queue_stats(q).await {
             let _ = writeln!(out, "berth_queue_messages{{queue=\"{}\"}} {}", esc(q), d.messages);
             let _ = writeln!(
                 consumers,
