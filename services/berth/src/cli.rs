@@ -50,7 +50,13 @@ fn after_help() -> String {
 #[derive(Debug, Clone, Args)]
 pub struct ApiArgs {
     /// Base URL of the berth API.
-    #[arg(long, global = true, env = "BERTH_API_URL", default_value = DEFAULT_API_URL)]
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_API_URL",
+        hide_env_values = true,
+        default_value = DEFAULT_API_URL
+    )]
     pub api_url: String,
     /// API token (prefer the environment variable: arguments are visible to other users).
     #[arg(long, global = true, env = "BERTH_TOKEN", hide_env_values = true)]
@@ -527,9 +533,7 @@ fn server_details(s: &Server) -> String {
 
 fn kv(rows: &[(&str, String)]) -> String {
     let w = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-    rows.iter()
-        .map(|(k, v)| format!("{k:w$}  {v}\n"))
-        .collect()
+    rows.iter().map(|(k, v)| format!("{k:w$}  {v}\n")).collect()
 }
 
 fn step_lines(out: &mut String, s: &Step) {
@@ -578,7 +582,10 @@ fn task_details(t: &Task) -> String {
     let mut rows = vec![
         ("Task", t.id.to_string()),
         ("Type", t.task_type.clone()),
-        ("Target", format!("{} ({})", t.target, t.target_kind.as_str())),
+        (
+            "Target",
+            format!("{} ({})", t.target, t.target_kind.as_str()),
+        ),
         ("Status", t.status.as_str().to_string()),
         ("Requested by", t.requested_by.clone()),
         ("Trace", t.trace_id.clone()),
@@ -774,13 +781,17 @@ async fn servers(client: &Client, json: bool, c: ServersCommand) -> Result<ExitC
                 let s: Server = decode("server", v)?;
                 print!("{}", server_details(&s));
                 if let Some(t) = s.verify_task {
-                    eprintln!("verify task {t} queued; follow it with `berth tasks log {t} --follow`");
+                    eprintln!(
+                        "verify task {t} queued; follow it with `berth tasks log {t} --follow`"
+                    );
                 }
             }
         }
         ServersCommand::Delete { name } => {
             let name = name.strip_prefix('@').unwrap_or(&name);
-            client.delete(&format!("/servers/{}", segment(name))).await?;
+            client
+                .delete(&format!("/servers/{}", segment(name)))
+                .await?;
             if json {
                 print_json(&json!({"deleted": name}));
             } else {
@@ -870,7 +881,9 @@ async fn tasks(client: &Client, json: bool, c: TasksCommand) -> Result<ExitCode,
                     .map_err(|e| usage(format!("--args is not valid JSON: {e}")))?,
             };
             if !args.is_object() {
-                return Err(usage("--args must be a JSON object, e.g. --args '{\"service\":\"db\"}'"));
+                return Err(usage(
+                    "--args must be a JSON object, e.g. --args '{\"service\":\"db\"}'",
+                ));
             }
             let v = client
                 .post(
@@ -882,7 +895,9 @@ async fn tasks(client: &Client, json: bool, c: TasksCommand) -> Result<ExitCode,
         }
         TasksCommand::Cancel { id } => {
             let id = task_id(&id)?;
-            let v = client.post(&format!("/tasks/{id}/cancel"), &json!({})).await?;
+            let v = client
+                .post(&format!("/tasks/{id}/cancel"), &json!({}))
+                .await?;
             if json {
                 print_json(&v);
             } else {
@@ -893,7 +908,9 @@ async fn tasks(client: &Client, json: bool, c: TasksCommand) -> Result<ExitCode,
         }
         TasksCommand::Retry { id, follow } => {
             let id = task_id(&id)?;
-            let v = client.post(&format!("/tasks/{id}/retry"), &json!({})).await?;
+            let v = client
+                .post(&format!("/tasks/{id}/retry"), &json!({}))
+                .await?;
             queued(client, json, v, follow, &format!("queued (retry of {id})")).await
         }
     }
@@ -1021,7 +1038,15 @@ async fn dead_letters(
                 print!(
                     "{}",
                     table(
-                        &["ID", "TASK", "ROUTING KEY", "ATTEMPTS", "CREATED", "REPLAYED", "ERROR"],
+                        &[
+                            "ID",
+                            "TASK",
+                            "ROUTING KEY",
+                            "ATTEMPTS",
+                            "CREATED",
+                            "REPLAYED",
+                            "ERROR"
+                        ],
                         &rows
                     )
                 );
@@ -1082,8 +1107,8 @@ mod tests {
     fn the_command_line_parses() {
         Cli::command_for_tests().debug_assert();
         let cli = Cli::try_parse_from([
-            "berth", "--json", "tasks", "list", "--status", "error", "--type", "verify",
-            "--limit", "5",
+            "berth", "--json", "tasks", "list", "--status", "error", "--type", "verify", "--limit",
+            "5",
         ])
         .unwrap();
         assert!(cli.api.json);
@@ -1092,7 +1117,13 @@ mod tests {
             Command::Tasks(TasksCommand::List { limit: 5, .. })
         ));
         let cli = Cli::try_parse_from([
-            "berth", "tasks", "create", "verify", "server_master", "--follow", "--api-url",
+            "berth",
+            "tasks",
+            "create",
+            "verify",
+            "server_master",
+            "--follow",
+            "--api-url",
             "http://h:1",
         ])
         .unwrap();
@@ -1103,8 +1134,16 @@ mod tests {
         ));
         assert!(Cli::try_parse_from(["berth", "serve", "everything"]).is_err());
         assert!(
-            Cli::try_parse_from(["berth", "servers", "create", "--host", "h", "--db-port", "1"])
-                .is_err(),
+            Cli::try_parse_from([
+                "berth",
+                "servers",
+                "create",
+                "--host",
+                "h",
+                "--db-port",
+                "1"
+            ])
+            .is_err(),
             "--db-port needs --db"
         );
     }
@@ -1128,8 +1167,19 @@ mod tests {
     #[test]
     fn the_db_password_is_sent_but_only_from_the_environment() {
         let cli = Cli::try_parse_from([
-            "berth", "servers", "create", "--host", "db1.example.com", "--http", "nginx",
-            "--db", "mariadb", "--db-host", "10.0.0.2", "--dns", "bind",
+            "berth",
+            "servers",
+            "create",
+            "--host",
+            "db1.example.com",
+            "--http",
+            "nginx",
+            "--db",
+            "mariadb",
+            "--db-host",
+            "10.0.0.2",
+            "--dns",
+            "bind",
         ])
         .unwrap();
         let Command::Servers(ServersCommand::Create(c)) = cli.command else {
@@ -1137,7 +1187,10 @@ mod tests {
         };
         let body = new_server_body(&c, Some("s3cret".into()));
         assert_eq!(body["host"], "db1.example.com");
-        assert_eq!(body["services"]["http"], json!({"type": "nginx", "port": 80}));
+        assert_eq!(
+            body["services"]["http"],
+            json!({"type": "nginx", "port": 80})
+        );
         assert_eq!(body["services"]["db"]["host"], "10.0.0.2");
         assert_eq!(body["services"]["db"]["port"], 3306);
         assert_eq!(body["services"]["db"]["admin_user"], "root");
@@ -1158,16 +1211,25 @@ mod tests {
             "Not found: task 1 not found"
         );
         let e = problem_error(401, br#"{"type":"x","title":"Authentication required","status":401,"detail":"missing or invalid bearer token"}"#).to_string();
-        assert!(e.starts_with("Authentication required: missing or invalid bearer token"), "{e}");
+        assert!(
+            e.starts_with("Authentication required: missing or invalid bearer token"),
+            "{e}"
+        );
         assert!(e.contains("berth token create"), "{e}");
-        assert_eq!(problem_error(502, b"bad gateway").to_string(), "HTTP 502: bad gateway");
+        assert_eq!(
+            problem_error(502, b"bad gateway").to_string(),
+            "HTTP 502: bad gateway"
+        );
     }
 
     #[test]
     fn tables_line_up() {
         let t = table(
             &["ID", "STATUS"],
-            &[vec!["a".into(), "success".into()], vec!["bbbb".into(), "x".into()]],
+            &[
+                vec!["a".into(), "success".into()],
+                vec!["bbbb".into(), "x".into()],
+            ],
         );
         assert_eq!(t, "ID    STATUS\na     success\nbbbb  x\n");
     }

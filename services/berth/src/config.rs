@@ -233,7 +233,8 @@ impl Sources<'_> {
 
     /// The value of a key that has a default.
     fn value(&self, k: &Key) -> Raw {
-        self.get(k).expect("a key with a default always has a value")
+        self.get(k)
+            .expect("a key with a default always has a value")
     }
 
     /// Parses a key's value, turning a failure into an error naming the variable.
@@ -289,10 +290,12 @@ fn flatten(key: &str, v: &toml::Value, path: &Path) -> Result<String, ConfigErro
 
 /// Parses the configuration file's text into flat key → value pairs, refusing unknown keys.
 pub fn parse_file(path: &Path, text: &str) -> Result<HashMap<String, String>, ConfigError> {
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::FileSyntax {
-        path: path.to_path_buf(),
-        error: e.message().to_string(),
-    })?;
+    let table: toml::Table =
+        text.parse()
+            .map_err(|e: toml::de::Error| ConfigError::FileSyntax {
+                path: path.to_path_buf(),
+                error: e.message().to_string(),
+            })?;
     let known: Vec<String> = ALL_KEYS.iter().map(|k| k.file_key()).collect();
     let mut out = HashMap::new();
     for (k, v) in &table {
@@ -370,11 +373,10 @@ impl Settings {
             None => None,
             Some(p) => {
                 let path = PathBuf::from(p.trim());
-                let text =
-                    std::fs::read_to_string(&path).map_err(|e| ConfigError::FileRead {
-                        path: path.clone(),
-                        error: e.to_string(),
-                    })?;
+                let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::FileRead {
+                    path: path.clone(),
+                    error: e.to_string(),
+                })?;
                 Some((path, text))
             }
         };
@@ -484,7 +486,10 @@ impl Settings {
         let log_format = src.parse(
             &LOG_FORMAT,
             "use BERTH_LOG_FORMAT=text or BERTH_LOG_FORMAT=json",
-            |s| s.parse::<LogFormat>().map_err(|_| "not `text` or `json`".into()),
+            |s| {
+                s.parse::<LogFormat>()
+                    .map_err(|_| "not `text` or `json`".into())
+            },
         )?;
         let otlp_endpoint = match src.get(&OTLP_ENDPOINT) {
             None => None,
@@ -551,6 +556,7 @@ impl Settings {
         })
     }
 
+    #[cfg(test)]
     pub fn has_secret_key(&self) -> bool {
         self.secret_key.is_some()
     }
@@ -677,13 +683,19 @@ mod tests {
         "#;
         let e = env(&[
             ("BERTH_LISTEN", "127.0.0.1:7000"),
-            ("BERTH_SERVERS", "server_master, @server_webexamplecom,server_master"),
+            (
+                "BERTH_SERVERS",
+                "server_master, @server_webexamplecom,server_master",
+            ),
             ("BERTH_LOG_FORMAT", "json"),
             ("BERTH_CONCURRENCY", ""),
         ]);
         let s = Settings::from_sources(&e, file(text)).unwrap();
         assert_eq!(s.listen, "127.0.0.1:7000".parse().unwrap(), "env wins");
-        assert_eq!(s.database_url, "postgres://postgres@db.example.com:5432/berth");
+        assert_eq!(
+            s.database_url,
+            "postgres://postgres@db.example.com:5432/berth"
+        );
         assert_eq!(s.servers, vec!["server_master", "server_webexamplecom"]);
         assert_eq!(s.concurrency, 3, "an empty variable counts as unset");
         assert!(s.diagnostics);
@@ -750,12 +762,18 @@ mod tests {
     fn the_secret_key_is_required_only_when_asked_for() {
         let s = Settings::from_sources(&env(&[]), None).unwrap();
         let err = s.secret_key("`berth serve api`").unwrap_err().to_string();
-        assert!(err.contains("BERTH_SECRET_KEY is required for `berth serve api`"), "{err}");
+        assert!(
+            err.contains("BERTH_SECRET_KEY is required for `berth serve api`"),
+            "{err}"
+        );
         assert!(err.contains("berth secret-key"), "{err}");
 
         let s = Settings::from_sources(&env(&[("BERTH_SECRET_KEY", KEY_A)]), None).unwrap();
         assert!(s.secret_key("x").is_ok());
-        assert!(!format!("{s:?}").contains(KEY_A), "Debug must not print the key");
+        assert!(
+            !format!("{s:?}").contains(KEY_A),
+            "Debug must not print the key"
+        );
     }
 
     #[test]

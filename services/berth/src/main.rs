@@ -13,7 +13,8 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let argv = match argv.iter().map(|a| a.to_str().map(String::from)).collect() {
+    let strings: Option<Vec<String>> = argv.iter().map(|a| a.to_str().map(String::from)).collect();
+    let argv = match strings {
         // Aegir's forms are plain text; anything else goes to clap as it came.
         Some(strings) => match aegir::rewrite(&strings) {
             Ok(Some(rewritten)) => rewritten.into_iter().map(Into::into).collect(),
@@ -35,8 +36,9 @@ fn main() -> ExitCode {
         Command::Token(TokenCommand::Create { name }) => {
             block_on(token_create(&name)).unwrap_or_else(report)
         }
-        command => block_on(async { Ok(cli::run(&cli.api, command).await?) })
-            .unwrap_or_else(report),
+        command => {
+            block_on(async { Ok(cli::run(&cli.api, command).await?) }).unwrap_or_else(report)
+        }
     }
 }
 
@@ -56,7 +58,7 @@ fn block_on<F: std::future::Future<Output = anyhow::Result<ExitCode>>>(
 }
 
 fn serve_main(service: serve::Service) -> ExitCode {
-    let settings = match Settings::load() {
+    let settings = match Settings::load().and_then(|s| serve::check(service, &s).map(|()| s)) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
@@ -64,8 +66,7 @@ fn serve_main(service: serve::Service) -> ExitCode {
         }
     };
     // The guard outlives the runtime: it flushes spans on drop, outside async code.
-    let _telemetry = match berth_telemetry::init(&service.telemetry_name(), &settings.telemetry())
-    {
+    let _telemetry = match berth_telemetry::init(&service.telemetry_name(), &settings.telemetry()) {
         Ok(g) => g,
         Err(e) => {
             eprintln!("error: telemetry: {e}");

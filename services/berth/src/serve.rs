@@ -3,7 +3,7 @@
 //! this process, each in its own task; when one fails the others are cancelled and the
 //! process exits non-zero. A second signal exits at once.
 
-use crate::config::Settings;
+use crate::config::{ConfigError, Settings};
 use anyhow::Context as _;
 use berth_broker::worker::WorkerConfig;
 use clap::ValueEnum;
@@ -160,7 +160,10 @@ fn watch_signals(shutdown: CancellationToken) -> anyhow::Result<()> {
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
         };
-        tracing::info!(signal = name, "shutting down: finishing the work in hand (signal again to exit now)");
+        tracing::info!(
+            signal = name,
+            "shutting down: finishing the work in hand (signal again to exit now)"
+        );
         shutdown.cancel();
         let name = tokio::select! {
             _ = term.recv() => "SIGTERM",
@@ -172,12 +175,18 @@ fn watch_signals(shutdown: CancellationToken) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs `service` until a signal, or until one of its parts fails.
-pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
+/// What the settings must hold for `service` beyond what they always hold; checked
+/// before anything starts, so that `all` does not half start.
+pub fn check(service: Service, settings: &Settings) -> Result<(), ConfigError> {
     if service.needs_secret_key() {
-        // Checked before anything starts, so that `all` does not half start.
         settings.secret_key(&format!("`berth serve {service}`"))?;
     }
+    Ok(())
+}
+
+/// Runs `service` until a signal, or until one of its parts fails.
+pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
+    check(service, &settings)?;
     let shutdown = CancellationToken::new();
     watch_signals(shutdown.clone())?;
 
@@ -282,7 +291,10 @@ mod tests {
         for svc in [Service::Api, Service::Db, Service::All] {
             let err = run(svc, settings(&[])).await.unwrap_err().to_string();
             assert!(err.contains("BERTH_SECRET_KEY is required"), "{svc}: {err}");
-            assert!(err.contains(&format!("`berth serve {svc}`")), "{svc}: {err}");
+            assert!(
+                err.contains(&format!("`berth serve {svc}`")),
+                "{svc}: {err}"
+            );
         }
     }
 }
