@@ -373,7 +373,10 @@ impl World {
                 return Ok(t);
             }
             if Instant::now() > deadline {
-                bail!("task {id}: {what} not seen after {within:?}: {}", serde_json::to_string_pretty(&t)?);
+                bail!(
+                    "task {id}: {what} not seen after {within:?}: {}",
+                    serde_json::to_string_pretty(&t)?
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -402,8 +405,14 @@ impl World {
                     .collect::<Vec<_>>()
                     .join(","),
             ),
-            ("BERTH_NGINX_CONF".into(), self.nginx_conf.display().to_string()),
-            ("BERTH_NAMED_CONF".into(), self.named_conf.display().to_string()),
+            (
+                "BERTH_NGINX_CONF".into(),
+                self.nginx_conf.display().to_string(),
+            ),
+            (
+                "BERTH_NAMED_CONF".into(),
+                self.named_conf.display().to_string(),
+            ),
             ("BERTH_API_URL".into(), self.api.clone()),
             ("BERTH_TOKEN".into(), self.token.clone()),
             ("RUST_LOG".into(), "info".into()),
@@ -464,7 +473,9 @@ fn write_server_configs(dir: &Path, servers: &[String]) -> Result<(PathBuf, Path
     let mut includes = String::new();
     for s in servers {
         std::fs::create_dir_all(dir.join("config").join(s).join("nginx").join("vhost.d"))?;
-        includes.push_str(&format!("    include {d}/config/{s}/nginx/vhost.d/*.conf;\n"));
+        includes.push_str(&format!(
+            "    include {d}/config/{s}/nginx/vhost.d/*.conf;\n"
+        ));
     }
     let nginx = format!(
         "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log;\n\

@@ -18,8 +18,11 @@ fn spawn_worker(w: &World, service: &str) -> Child {
         "{} is missing: build it first with `cargo build --workspace --bins` (ops/test.sh does)",
         bin.display()
     );
-    let log = std::fs::File::create(w.dir.join(format!("{service}-{}.log", rand::random::<u32>())))
-        .unwrap();
+    let log = std::fs::File::create(
+        w.dir
+            .join(format!("{service}-{}.log", rand::random::<u32>())),
+    )
+    .unwrap();
     Command::new(bin)
         .args(["serve", service])
         .envs(w.process_env())
@@ -38,7 +41,9 @@ async fn a_worker_killed_mid_step_has_its_step_delivered_again_and_recorded_once
     })
     .await
     .unwrap();
-    w.create_bare_server("server_master", "localhost").await.unwrap();
+    w.create_bare_server("server_master", "localhost")
+        .await
+        .unwrap();
     let mut first = spawn_worker(&w, "http");
     let t = w
         .create_task("noop", "server_master", json!({"sleep_ms": 1500}))
@@ -66,8 +71,14 @@ async fn a_worker_killed_mid_step_has_its_step_delivered_again_and_recorded_once
     assert_eq!(steps.len(), 1);
     assert_eq!(steps[0].status, StepStatus::Success);
     let log = task.log.as_ref().unwrap();
-    let sleeping = log.iter().filter(|l| l.message.contains("sleeping")).count();
-    assert_eq!(sleeping, 2, "the step ran twice (killed, then again): {log:#?}");
+    let sleeping = log
+        .iter()
+        .filter(|l| l.message.contains("sleeping"))
+        .count();
+    assert_eq!(
+        sleeping, 2,
+        "the step ran twice (killed, then again): {log:#?}"
+    );
     let results = log
         .iter()
         .filter(|l| l.message.contains(": success on attempt"))
@@ -102,12 +113,21 @@ async fn a_task_accepted_while_the_broker_is_unreachable_runs_once_it_is_back() 
         ..Default::default()
     };
     let w = World::start_with(opts).await.unwrap();
-    w.create_bare_server("server_master", "localhost").await.unwrap();
+    w.create_bare_server("server_master", "localhost")
+        .await
+        .unwrap();
     proxy.set_up(false);
-    let t = w.create_task("noop", "server_master", json!({})).await.unwrap();
+    let t = w
+        .create_task("noop", "server_master", json!({}))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let waiting = w.task(t.id).await.unwrap();
-    assert_eq!(waiting.status, TaskStatus::Queued, "nothing can run without the broker");
+    assert_eq!(
+        waiting.status,
+        TaskStatus::Queued,
+        "nothing can run without the broker"
+    );
     let (unsent,): (i64,) =
         sqlx::query_as("SELECT count(*) FROM outbox WHERE sent_at IS NULL AND task_id = $1")
             .bind(t.id)

@@ -47,8 +47,7 @@ fn routed() -> BTreeSet<(String, String)> {
 
 #[test]
 fn every_route_is_documented_and_every_documented_operation_is_routed() {
-    let doc: Value =
-        serde_json::from_str(include_str!("../../services/api/openapi.json")).unwrap();
+    let doc: Value = serde_json::from_str(include_str!("../../services/api/openapi.json")).unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
     assert_eq!(routed(), documented(&doc));
 }
@@ -95,7 +94,11 @@ async fn the_served_document_answers_for_every_path() {
                     .send()
                     .await
                     .unwrap();
-                assert_eq!(r.status(), 405, "{other} {path} is not documented but answered");
+                assert_eq!(
+                    r.status(),
+                    405,
+                    "{other} {path} is not documented but answered"
+                );
             }
         }
     }

@@ -54,11 +54,12 @@ async fn a_new_server_is_verified_by_the_db_http_and_dns_workers() {
         .find(|w| w.starts_with("berth_verify_"))
         .unwrap()
         .to_string();
-    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM information_schema.schemata WHERE schema_name = ?")
-        .bind(&db_name)
-        .fetch_one(&mut my)
-        .await
-        .unwrap();
+    let (n,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM information_schema.schemata WHERE schema_name = ?")
+            .bind(&db_name)
+            .fetch_one(&mut my)
+            .await
+            .unwrap();
     assert_eq!(n, 0, "verify left database {db_name} behind");
     // The trace id comes back with the task.
     assert_eq!(task.trace_id.len(), 32);
@@ -87,18 +88,26 @@ async fn a_server_with_a_wrong_db_password_fails_verify_and_says_why() {
     assert_eq!(task.status, TaskStatus::Error);
     let step = &task.steps.as_ref().unwrap()[0];
     assert_eq!(step.status, StepStatus::Error);
-    assert!(step.error.as_deref().unwrap().contains("Access denied"), "{step:?}");
+    assert!(
+        step.error.as_deref().unwrap().contains("Access denied"),
+        "{step:?}"
+    );
     // A refused login is permanent: no retries.
     assert_eq!(step.history.len(), 1, "{step:?}");
     let all = serde_json::to_string(&task).unwrap();
-    assert!(!all.contains("wrong-password-123"), "password leaked into the task");
+    assert!(
+        !all.contains("wrong-password-123"),
+        "password leaked into the task"
+    );
     w.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_transient_failure_is_retried_with_backoff_and_succeeds_on_the_third_attempt() {
     let w = World::start().await.unwrap();
-    w.create_bare_server("server_master", "localhost").await.unwrap();
+    w.create_bare_server("server_master", "localhost")
+        .await
+        .unwrap();
     let t = w
         .create_task(
             "noop",
@@ -115,7 +124,9 @@ async fn a_transient_failure_is_retried_with_backoff_and_succeeds_on_the_third_a
     let delays = &w.opts.retry_delays_ms;
     for (i, h) in step.history.iter().enumerate() {
         assert_eq!(h.attempt as usize, i + 1);
-        let backoff = h.retry_in_ms.expect("a retried attempt says when it comes back");
+        let backoff = h
+            .retry_in_ms
+            .expect("a retried attempt says when it comes back");
         let tier = delays[i] as f64;
         assert!(
             (backoff as f64) >= tier * 0.8 && (backoff as f64) <= tier * 1.2,
@@ -131,7 +142,8 @@ async fn a_transient_failure_is_retried_with_backoff_and_succeeds_on_the_third_a
     );
     let log: Vec<String> = task.log.unwrap().into_iter().map(|l| l.message).collect();
     assert!(
-        log.iter().any(|l| l.contains("attempt 1 failed") && l.contains("retrying in")),
+        log.iter()
+            .any(|l| l.contains("attempt 1 failed") && l.contains("retrying in")),
         "{log:#?}"
     );
     w.stop().await;
@@ -140,7 +152,9 @@ async fn a_transient_failure_is_retried_with_backoff_and_succeeds_on_the_third_a
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_permanent_failure_is_dead_lettered_then_replayed_and_discarded() {
     let w = World::start().await.unwrap();
-    w.create_bare_server("server_master", "localhost").await.unwrap();
+    w.create_bare_server("server_master", "localhost")
+        .await
+        .unwrap();
     let t = w
         .create_task(
             "noop",
@@ -153,7 +167,10 @@ async fn a_permanent_failure_is_dead_lettered_then_replayed_and_discarded() {
     assert_eq!(task.status, TaskStatus::Error);
     let step = &task.steps.as_ref().unwrap()[0];
     assert_eq!(step.history.len(), 1, "permanent errors are not retried");
-    assert!(step.error.as_deref().unwrap().contains("injected"), "{step:?}");
+    assert!(
+        step.error.as_deref().unwrap().contains("injected"),
+        "{step:?}"
+    );
 
     let dead: Value = w
         .get("/api/v1/dead-letters")
@@ -219,7 +236,9 @@ async fn a_permanent_failure_is_dead_lettered_then_replayed_and_discarded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn transient_failures_past_the_last_attempt_are_dead_lettered_with_their_history() {
     let w = World::start().await.unwrap();
-    w.create_bare_server("server_master", "localhost").await.unwrap();
+    w.create_bare_server("server_master", "localhost")
+        .await
+        .unwrap();
     let t = w
         .create_task(
             "noop",
@@ -245,13 +264,21 @@ async fn tasks_on_one_server_run_one_after_the_other_and_on_two_servers_side_by_
     })
     .await
     .unwrap();
-    w.create_bare_server("server_master", "localhost").await.unwrap();
+    w.create_bare_server("server_master", "localhost")
+        .await
+        .unwrap();
     w.create_bare_server("server_webexamplecom", "web.example.com")
         .await
         .unwrap();
     let sleep = json!({"sleep_ms": 700});
-    let a1 = w.create_task("noop", "server_master", sleep.clone()).await.unwrap();
-    let a2 = w.create_task("noop", "server_master", sleep.clone()).await.unwrap();
+    let a1 = w
+        .create_task("noop", "server_master", sleep.clone())
+        .await
+        .unwrap();
+    let a2 = w
+        .create_task("noop", "server_master", sleep.clone())
+        .await
+        .unwrap();
     let b1 = w
         .create_task("noop", "server_webexamplecom", sleep.clone())
         .await
@@ -263,7 +290,10 @@ async fn tasks_on_one_server_run_one_after_the_other_and_on_two_servers_side_by_
     let a1 = span(&w.wait_finished(a1.id, WAIT).await.unwrap());
     let a2 = span(&w.wait_finished(a2.id, WAIT).await.unwrap());
     let b1 = span(&w.wait_finished(b1.id, WAIT).await.unwrap());
-    assert!(a2.0 >= a1.1, "second task on server_master started before the first ended");
+    assert!(
+        a2.0 >= a1.1,
+        "second task on server_master started before the first ended"
+    );
     assert!(
         b1.0 < a1.1 && a1.0 < b1.1,
         "tasks on two servers did not overlap: {a1:?} {b1:?}"
@@ -274,8 +304,13 @@ async fn tasks_on_one_server_run_one_after_the_other_and_on_two_servers_side_by_
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_redelivered_step_result_changes_nothing() {
     let w = World::start().await.unwrap();
-    w.create_bare_server("server_master", "localhost").await.unwrap();
-    let t = w.create_task("noop", "server_master", json!({})).await.unwrap();
+    w.create_bare_server("server_master", "localhost")
+        .await
+        .unwrap();
+    let t = w
+        .create_task("noop", "server_master", json!({}))
+        .await
+        .unwrap();
     let task = w.wait_finished(t.id, WAIT).await.unwrap();
     assert_eq!(task.status, TaskStatus::Success);
     let step = task.steps.as_ref().unwrap()[0].clone();
@@ -325,7 +360,9 @@ async fn a_redelivered_step_result_changes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_input_gets_problem_json_and_writes_nothing() {
     let w = World::start().await.unwrap();
-    w.create_bare_server("server_master", "localhost").await.unwrap();
+    w.create_bare_server("server_master", "localhost")
+        .await
+        .unwrap();
     // Let the server's own verify finish so that nothing moves while we count.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = row_counts(&w.store).await.unwrap();
@@ -333,12 +370,18 @@ async fn bad_input_gets_problem_json_and_writes_nothing() {
     let cases: Vec<(&str, reqwest::RequestBuilder, u16)> = vec![
         (
             "unknown task type",
-            w.post("/api/v1/tasks", &json!({"type": "explode", "target": "server_master"})),
+            w.post(
+                "/api/v1/tasks",
+                &json!({"type": "explode", "target": "server_master"}),
+            ),
             422,
         ),
         (
             "invalid server name",
-            w.post("/api/v1/servers", &json!({"host": "web.example.com", "name": "server_Bad/../x"})),
+            w.post(
+                "/api/v1/servers",
+                &json!({"host": "web.example.com", "name": "server_Bad/../x"}),
+            ),
             422,
         ),
         (
@@ -348,7 +391,10 @@ async fn bad_input_gets_problem_json_and_writes_nothing() {
         ),
         (
             "unknown target",
-            w.post("/api/v1/tasks", &json!({"type": "noop", "target": "server_nowhere"})),
+            w.post(
+                "/api/v1/tasks",
+                &json!({"type": "noop", "target": "server_nowhere"}),
+            ),
             422,
         ),
         (
@@ -362,7 +408,10 @@ async fn bad_input_gets_problem_json_and_writes_nothing() {
         ),
         (
             "oversized body",
-            w.post("/api/v1/tasks", &json!({"type": "noop", "target": "server_master", "args": {"pad": big}})),
+            w.post(
+                "/api/v1/tasks",
+                &json!({"type": "noop", "target": "server_master", "args": {"pad": big}}),
+            ),
             413,
         ),
         (
@@ -382,12 +431,18 @@ async fn bad_input_gets_problem_json_and_writes_nothing() {
         ),
         (
             "unknown field",
-            w.post("/api/v1/tasks", &json!({"type": "noop", "target": "server_master", "priority": 9})),
+            w.post(
+                "/api/v1/tasks",
+                &json!({"type": "noop", "target": "server_master", "priority": 9}),
+            ),
             422,
         ),
         (
             "bad service type",
-            w.post("/api/v1/servers", &json!({"host": "db.example.com", "services": {"db": {"type": "oracle"}}})),
+            w.post(
+                "/api/v1/servers",
+                &json!({"host": "db.example.com", "services": {"db": {"type": "oracle"}}}),
+            ),
             422,
         ),
     ];
@@ -401,17 +456,29 @@ async fn bad_input_gets_problem_json_and_writes_nothing() {
         );
         let p: Value = r.json().await.unwrap();
         assert_eq!(p["status"], status, "{what}: {p}");
-        assert!(p["title"].is_string() && p["type"].is_string(), "{what}: {p}");
-        assert!(p["detail"].as_str().is_some_and(|d| !d.is_empty()), "{what}: {p}");
+        assert!(
+            p["title"].is_string() && p["type"].is_string(),
+            "{what}: {p}"
+        );
+        assert!(
+            p["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "{what}: {p}"
+        );
     }
-    assert_eq!(row_counts(&w.store).await.unwrap(), before, "a refused request wrote something");
+    assert_eq!(
+        row_counts(&w.store).await.unwrap(),
+        before,
+        "a refused request wrote something"
+    );
     w.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_idempotency_key_gives_the_first_answer_again_and_refuses_another_body() {
     let w = World::start().await.unwrap();
-    w.create_bare_server("server_master", "localhost").await.unwrap();
+    w.create_bare_server("server_master", "localhost")
+        .await
+        .unwrap();
     let body = json!({"type": "noop", "target": "server_master"});
     let first = w
         .post("/api/v1/tasks", &body)
@@ -433,7 +500,10 @@ async fn an_idempotency_key_gives_the_first_answer_again_and_refuses_another_bod
     let second: Value = second.json().await.unwrap();
     assert_eq!(first["id"], second["id"]);
     let other = w
-        .post("/api/v1/tasks", &json!({"type": "noop", "target": "server_master", "args": {"service": "db"}}))
+        .post(
+            "/api/v1/tasks",
+            &json!({"type": "noop", "target": "server_master", "args": {"service": "db"}}),
+        )
         .header("Idempotency-Key", "order-42")
         .send()
         .await
@@ -454,13 +524,18 @@ async fn an_idempotency_key_gives_the_first_answer_again_and_refuses_another_bod
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_queued_task_can_be_cancelled_and_a_failed_one_retried() {
     let w = World::start().await.unwrap();
-    w.create_bare_server("server_master", "localhost").await.unwrap();
+    w.create_bare_server("server_master", "localhost")
+        .await
+        .unwrap();
     // Hold the target with a sleeping task so that the next one stays queued.
     let busy = w
         .create_task("noop", "server_master", json!({"sleep_ms": 1500}))
         .await
         .unwrap();
-    let queued = w.create_task("noop", "server_master", json!({})).await.unwrap();
+    let queued = w
+        .create_task("noop", "server_master", json!({}))
+        .await
+        .unwrap();
     let r = w
         .post(&format!("/api/v1/tasks/{}/cancel", queued.id), &json!({}))
         .send()
@@ -482,7 +557,10 @@ async fn a_queued_task_can_be_cancelled_and_a_failed_one_retried() {
     );
     let cancelled = w.task(queued.id).await.unwrap();
     assert_eq!(cancelled.status, TaskStatus::Cancelled);
-    assert!(cancelled.steps.unwrap().is_empty(), "a cancelled task never ran");
+    assert!(
+        cancelled.steps.unwrap().is_empty(),
+        "a cancelled task never ran"
+    );
     // Retry makes a new task that runs.
     let r = w
         .post(&format!("/api/v1/tasks/{}/retry", queued.id), &json!({}))

@@ -491,10 +491,7 @@ pub enum StepOutcome {
         warning: bool,
     },
     /// A transient failure; the command is parked in a retry queue.
-    Retrying {
-        error: String,
-        retry_in_ms: u64,
-    },
+    Retrying { error: String, retry_in_ms: u64 },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

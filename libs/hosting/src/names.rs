@@ -21,7 +21,9 @@ pub enum NameError {
     BadCharacter { name: String },
     #[error("`{name}`: a label may not begin or end with a hyphen")]
     EdgeHyphen { name: String },
-    #[error("`{name}` is not a server context name: use `server_master` or `server_<host without dots>`")]
+    #[error(
+        "`{name}` is not a server context name: use `server_master` or `server_<host without dots>`"
+    )]
     NotServerContext { name: String },
     #[error("server name `{name}` does not match host `{host}`: expected `{expected}`")]
     ServerNameMismatch {
@@ -189,8 +191,18 @@ mod tests {
             ServerName::for_host(&host).as_str(),
             "server_serverexamplecom"
         );
-        assert_eq!(ServerName::parse("@server_master").unwrap().as_str(), "server_master");
-        for bad in ["master", "server_", "server_A", "server_a.b", "server_../x", "platform_x"] {
+        assert_eq!(
+            ServerName::parse("@server_master").unwrap().as_str(),
+            "server_master"
+        );
+        for bad in [
+            "master",
+            "server_",
+            "server_A",
+            "server_a.b",
+            "server_../x",
+            "platform_x",
+        ] {
             assert!(ServerName::parse(bad).is_err(), "{bad:?} should be refused");
         }
     }

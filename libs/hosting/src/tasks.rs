@@ -105,7 +105,8 @@ pub fn validate(
             _ => Err(bad("verify takes no arguments".into())),
         },
         TaskType::Noop => {
-            let a: NoopArgs = serde_json::from_value(args.clone()).map_err(|e| bad(e.to_string()))?;
+            let a: NoopArgs =
+                serde_json::from_value(args.clone()).map_err(|e| bad(e.to_string()))?;
             if let Some(s) = &a.service
                 && !SERVICES.contains(&s.as_str())
             {
@@ -269,7 +270,11 @@ mod tests {
 
     #[test]
     fn verify_runs_one_step_per_managed_service_db_first() {
-        let plan = plan_server_task(TaskType::Verify, &json!({}), &master("nginx", "mariadb", "bind"));
+        let plan = plan_server_task(
+            TaskType::Verify,
+            &json!({}),
+            &master("nginx", "mariadb", "bind"),
+        );
         let services: Vec<_> = plan.steps.iter().map(|s| s.service).collect();
         assert_eq!(services, ["db", "http", "dns"]);
         assert!(plan.steps.iter().all(|s| s.action == "verify"));
@@ -279,7 +284,11 @@ mod tests {
 
     #[test]
     fn null_services_are_not_verified() {
-        let plan = plan_server_task(TaskType::Verify, &json!({}), &master("nginx", "null", "null"));
+        let plan = plan_server_task(
+            TaskType::Verify,
+            &json!({}),
+            &master("nginx", "null", "null"),
+        );
         assert_eq!(plan.steps.len(), 1);
         assert_eq!(plan.steps[0].service, "http");
         let none = plan_server_task(TaskType::Verify, &json!({}), &ServerFacts::default());
@@ -289,7 +298,10 @@ mod tests {
     #[test]
     fn noop_goes_to_the_service_asked_for() {
         let s = master("nginx", "mariadb", "bind");
-        assert_eq!(plan_server_task(TaskType::Noop, &json!({}), &s).steps[0].service, "http");
+        assert_eq!(
+            plan_server_task(TaskType::Noop, &json!({}), &s).steps[0].service,
+            "http"
+        );
         let p = plan_server_task(TaskType::Noop, &json!({"service": "db"}), &s);
         assert_eq!(p.steps[0].service, "db");
         assert_eq!(p.steps[0].action, "noop");

@@ -14,7 +14,9 @@ use rand::RngCore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
-    #[error("the secret key must be 64 hex digits (32 bytes); generate one with `berth secret-key`")]
+    #[error(
+        "the secret key must be 64 hex digits (32 bytes); generate one with `berth secret-key`"
+    )]
     BadKey,
     #[error("sealed value is not valid base64 or too short")]
     Malformed,

@@ -94,7 +94,11 @@ pub async fn mark_replayed(conn: &mut PgConnection, id: Uuid) -> Result<()> {
 
 impl Store {
     /// Dead letters not discarded, newest first (replayed ones show `replayed_at`).
-    pub async fn list_dead_letters(&self, limit: i64, offset: i64) -> Result<(Vec<DeadLetter>, i64)> {
+    pub async fn list_dead_letters(
+        &self,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<DeadLetter>, i64)> {
         let (total,): (i64,) =
             sqlx::query_as("SELECT count(*) FROM dead_letters WHERE discarded_at IS NULL")
                 .fetch_one(&self.pool)
@@ -107,7 +111,10 @@ impl Store {
         .bind(offset)
         .fetch_all(&self.pool)
         .await?;
-        Ok((rows.into_iter().map(DeadRow::into_contract).collect(), total))
+        Ok((
+            rows.into_iter().map(DeadRow::into_contract).collect(),
+            total,
+        ))
     }
 
     pub async fn get_dead_letter(&self, id: Uuid) -> Result<Option<DeadLetter>> {

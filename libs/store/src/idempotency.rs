@@ -20,6 +20,14 @@ pub enum Claim {
     InFlight,
 }
 
+/// (request hash, status, response, location) of a key's first answer.
+type StoredAnswer = (
+    String,
+    Option<i32>,
+    Option<serde_json::Value>,
+    Option<String>,
+);
+
 impl Store {
     pub async fn claim_idempotency_key(
         &self,
@@ -40,15 +48,14 @@ impl Store {
         if inserted == 1 {
             return Ok(Claim::Proceed);
         }
-        let row: Option<(String, Option<i32>, Option<serde_json::Value>, Option<String>)> =
-            sqlx::query_as(
-                "SELECT request_hash, status, response, location FROM idempotency_keys
+        let row: Option<StoredAnswer> = sqlx::query_as(
+            "SELECT request_hash, status, response, location FROM idempotency_keys
                  WHERE token_id = $1 AND key = $2",
-            )
-            .bind(token_id)
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?;
+        )
+        .bind(token_id)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(match row {
             // Released between our insert and select: treat as in flight; the client retries.
             None => Claim::InFlight,
@@ -86,11 +93,13 @@ impl Store {
 
     /// Forgets a key whose request failed, so that nothing of a refused request is kept.
     pub async fn release_idempotency_key(&self, token_id: Uuid, key: &str) -> Result<()> {
-        sqlx::query("DELETE FROM idempotency_keys WHERE token_id = $1 AND key = $2 AND status IS NULL")
-            .bind(token_id)
-            .bind(key)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "DELETE FROM idempotency_keys WHERE token_id = $1 AND key = $2 AND status IS NULL",
+        )
+        .bind(token_id)
+        .bind(key)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 }

@@ -46,10 +46,11 @@ impl Store {
         )
         .fetch_all(&self.pool)
         .await?;
-        let (dead_letters_open,): (i64,) =
-            sqlx::query_as("SELECT count(*) FROM dead_letters WHERE discarded_at IS NULL AND replayed_at IS NULL")
-                .fetch_one(&self.pool)
-                .await?;
+        let (dead_letters_open,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM dead_letters WHERE discarded_at IS NULL AND replayed_at IS NULL",
+        )
+        .fetch_one(&self.pool)
+        .await?;
         let (outbox_unsent,): (i64,) =
             sqlx::query_as("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
                 .fetch_one(&self.pool)

@@ -141,7 +141,9 @@ pub async fn save_services(
     services: &Services,
     db_password_sealed: Option<&str>,
 ) -> Result<()> {
-    let mut rows: Vec<(&str, &str, u16, Option<&str>, Option<&str>)> = Vec::new();
+    // (service, type, port, host, admin user)
+    type Row<'a> = (&'a str, &'a str, u16, Option<&'a str>, Option<&'a str>);
+    let mut rows: Vec<Row> = Vec::new();
     if let Some(h) = &services.http {
         rows.push(("http", &h.service_type, h.port, None, None));
     }
@@ -158,7 +160,11 @@ pub async fn save_services(
         rows.push(("dns", &d.service_type, d.port, None, None));
     }
     for (service, service_type, port, host, user) in rows {
-        let sealed = if service == "db" { db_password_sealed } else { None };
+        let sealed = if service == "db" {
+            db_password_sealed
+        } else {
+            None
+        };
         sqlx::query(
             "INSERT INTO server_services (server, service, type, port, host, admin_user, admin_password_sealed)
              VALUES ($1, $2, $3, $4, $5, $6, $7)

@@ -141,7 +141,11 @@ pub async fn queue_task(conn: &mut PgConnection, t: NewTaskRow<'_>) -> Result<Ta
 }
 
 /// Puts a `TaskQueued` message for the dispatcher in the outbox.
-pub async fn announce_task(conn: &mut PgConnection, task_id: Uuid, traceparent: &str) -> Result<()> {
+pub async fn announce_task(
+    conn: &mut PgConnection,
+    task_id: Uuid,
+    traceparent: &str,
+) -> Result<()> {
     outbox::enqueue(
         conn,
         OutboxMessage {
@@ -159,12 +163,12 @@ pub async fn announce_task(conn: &mut PgConnection, task_id: Uuid, traceparent: 
 }
 
 pub async fn get_task_row(conn: &mut PgConnection, id: Uuid) -> Result<Option<TaskRow>> {
-    Ok(
-        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1")))
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?,
-    )
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?)
 }
 
 /// Locks the task row for the rest of the transaction.
@@ -370,7 +374,8 @@ pub async fn append_log(
 }
 
 pub async fn task_log(conn: &mut PgConnection, task_id: Uuid, after: i64) -> Result<Vec<LogEntry>> {
-    let rows: Vec<(i64, DateTime<Utc>, String, Option<Uuid>, String)> = sqlx::query_as(
+    type Row = (i64, DateTime<Utc>, String, Option<Uuid>, String);
+    let rows: Vec<Row> = sqlx::query_as(
         "SELECT seq, at, level, step_id, message FROM task_log WHERE task_id = $1 AND seq > $2 ORDER BY seq",
     )
     .bind(task_id)
@@ -444,7 +449,11 @@ impl Store {
         Ok(Some(task))
     }
 
-    pub async fn task_log(&self, id: Uuid, after: i64) -> Result<Option<(TaskStatus, Vec<LogEntry>)>> {
+    pub async fn task_log(
+        &self,
+        id: Uuid,
+        after: i64,
+    ) -> Result<Option<(TaskStatus, Vec<LogEntry>)>> {
         let mut conn = self.pool.acquire().await?;
         let Some(row) = get_task_row(&mut conn, id).await? else {
             return Ok(None);
@@ -469,8 +478,15 @@ impl Store {
             )));
         }
         set_task_status(&mut tx, id, TaskStatus::Cancelled).await?;
-        append_log(&mut tx, id, None, LogLevel::Warning, &format!("cancelled by {by}"), None)
-            .await?;
+        append_log(
+            &mut tx,
+            id,
+            None,
+            LogLevel::Warning,
+            &format!("cancelled by {by}"),
+            None,
+        )
+        .await?;
         let row = get_task_row(&mut tx, id).await?.expect("locked row exists");
         tx.commit().await?;
         Ok(row.into_contract())

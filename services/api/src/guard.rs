@@ -65,7 +65,9 @@ pub async fn body_and_idempotency(
                 .ok()
                 .filter(|k| !k.is_empty() && k.len() <= 255)
                 .ok_or_else(|| {
-                    ApiError::BadRequest("Idempotency-Key must be 1 to 255 visible characters".into())
+                    ApiError::BadRequest(
+                        "Idempotency-Key must be 1 to 255 visible characters".into(),
+                    )
                 })?;
             Some(k.to_string())
         }
@@ -73,7 +75,9 @@ pub async fn body_and_idempotency(
     };
     let caller = parts.extensions.get::<Caller>().cloned();
     let (Some(key), Some(caller)) = (key, caller) else {
-        return Ok(next.run(Request::from_parts(parts, Body::from(bytes))).await);
+        return Ok(next
+            .run(Request::from_parts(parts, Body::from(bytes)))
+            .await);
     };
     let mut h = Sha256::new();
     h.update(parts.method.as_str());
@@ -111,7 +115,9 @@ pub async fn body_and_idempotency(
             Ok(res)
         }
         Claim::Proceed => {
-            let res = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+            let res = next
+                .run(Request::from_parts(parts, Body::from(bytes)))
+                .await;
             if !res.status().is_success() {
                 // A refused request leaves nothing behind, not even its key.
                 state
@@ -151,6 +157,8 @@ async fn read_limited(body: Body, max: usize) -> Result<Bytes, ApiError> {
     match http_body_util::Limited::new(body, max).collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::TooLarge(max)),
-        Err(e) => Err(ApiError::BadRequest(format!("could not read the body: {e}"))),
+        Err(e) => Err(ApiError::BadRequest(format!(
+            "could not read the body: {e}"
+        ))),
     }
 }

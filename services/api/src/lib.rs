@@ -75,7 +75,10 @@ pub fn router(state: AppState) -> Router {
         .route("/dead-letters", get(dead::list))
         .route("/dead-letters/{id}", get(dead::show).delete(dead::discard))
         .route("/dead-letters/{id}/replay", post(dead::replay))
-        .layer(from_fn_with_state(state.clone(), guard::body_and_idempotency))
+        .layer(from_fn_with_state(
+            state.clone(),
+            guard::body_and_idempotency,
+        ))
         .layer(from_fn_with_state(state.clone(), guard::authenticate))
         .route("/openapi.json", get(ops::openapi));
     Router::new()

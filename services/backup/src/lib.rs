@@ -18,6 +18,9 @@ impl StepHandler for BackupWorker {
     }
 }
 
-pub async fn run(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<(), berth_broker::BrokerError> {
+pub async fn run(
+    cfg: WorkerConfig,
+    shutdown: CancellationToken,
+) -> Result<(), berth_broker::BrokerError> {
     run_worker(cfg, Arc::new(BackupWorker), shutdown).await
 }

@@ -52,10 +52,26 @@ impl DbWorker {
         Self { cfg }
     }
 
-    async fn admin_connection(&self, cmd: &StepCommand, ctx: &StepContext) -> Result<MySqlConnection, StepError> {
-        let host = cmd.args.get("host").and_then(|v| v.as_str()).unwrap_or("127.0.0.1");
-        let port = cmd.args.get("port").and_then(|v| v.as_u64()).unwrap_or(3306) as u16;
-        let user = cmd.args.get("admin_user").and_then(|v| v.as_str()).unwrap_or("root");
+    async fn admin_connection(
+        &self,
+        cmd: &StepCommand,
+        ctx: &StepContext,
+    ) -> Result<MySqlConnection, StepError> {
+        let host = cmd
+            .args
+            .get("host")
+            .and_then(|v| v.as_str())
+            .unwrap_or("127.0.0.1");
+        let port = cmd
+            .args
+            .get("port")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(3306) as u16;
+        let user = cmd
+            .args
+            .get("admin_user")
+            .and_then(|v| v.as_str())
+            .unwrap_or("root");
         let password = match &cmd.sealed {
             Some(s) => self.cfg.secret_key.open(s).map_err(|e| {
                 StepError::Permanent(format!("cannot open the db admin password: {e}"))
@@ -99,8 +115,8 @@ impl DbWorker {
                 "CREATE USER '{name}'@'%' IDENTIFIED BY '{password}'"
             )))
             .execute(&mut conn)
-                .await
-                .map_err(|e| classify("create user", e))?;
+            .await
+            .map_err(|e| classify("create user", e))?;
             ctx.info(format!("created user {name}"));
             sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
                 "GRANT ALL PRIVILEGES ON `{name}`.* TO '{name}'@'%'"
@@ -113,12 +129,16 @@ impl DbWorker {
         }
         .await;
         // Take back what was made, whatever happened above.
-        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP USER IF EXISTS '{name}'@'%'")))
-            .execute(&mut conn)
-            .await;
-        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS `{name}`")))
-            .execute(&mut conn)
-            .await;
+        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP USER IF EXISTS '{name}'@'%'"
+        )))
+        .execute(&mut conn)
+        .await;
+        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS `{name}`"
+        )))
+        .execute(&mut conn)
+        .await;
         ctx.info(format!("removed user and database {name}"));
         let _ = conn.close().await;
         result?;
@@ -141,7 +161,10 @@ impl StepHandler for DbWorker {
     }
 }
 
-pub async fn run(cfg: DbConfig, shutdown: CancellationToken) -> Result<(), berth_broker::BrokerError> {
+pub async fn run(
+    cfg: DbConfig,
+    shutdown: CancellationToken,
+) -> Result<(), berth_broker::BrokerError> {
     let worker = cfg.worker.clone();
     run_worker(worker, Arc::new(DbWorker::new(cfg)), shutdown).await
 }

@@ -28,13 +28,22 @@ impl DnsWorker {
     }
 
     async fn verify(&self, cmd: &StepCommand, ctx: &StepContext) -> Result<StepOk, StepError> {
-        let ty = cmd.args.get("type").and_then(|v| v.as_str()).unwrap_or("bind");
+        let ty = cmd
+            .args
+            .get("type")
+            .and_then(|v| v.as_str())
+            .unwrap_or("bind");
         if ty != "bind" {
             return Err(StepError::Permanent(format!(
                 "dns service type `{ty}` has nothing to verify"
             )));
         }
-        let dir = self.cfg.data_root.join("config").join(&cmd.server).join("bind");
+        let dir = self
+            .cfg
+            .data_root
+            .join("config")
+            .join(&cmd.server)
+            .join("bind");
         ensure_dir(&dir, ctx).await?;
         let conf = self.cfg.named_conf.to_string_lossy().to_string();
         run_checked(ctx, &self.cfg.checkconf_bin, &[&conf]).await?;
@@ -54,7 +63,10 @@ impl StepHandler for DnsWorker {
     }
 }
 
-pub async fn run(cfg: DnsConfig, shutdown: CancellationToken) -> Result<(), berth_broker::BrokerError> {
+pub async fn run(
+    cfg: DnsConfig,
+    shutdown: CancellationToken,
+) -> Result<(), berth_broker::BrokerError> {
     let worker = cfg.worker.clone();
     run_worker(worker, Arc::new(DnsWorker::new(cfg)), shutdown).await
 }

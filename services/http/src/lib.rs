@@ -31,11 +31,19 @@ impl HttpWorker {
     }
 
     pub fn vhost_dir(data_root: &Path, server: &str) -> PathBuf {
-        data_root.join("config").join(server).join("nginx").join("vhost.d")
+        data_root
+            .join("config")
+            .join(server)
+            .join("nginx")
+            .join("vhost.d")
     }
 
     async fn verify(&self, cmd: &StepCommand, ctx: &StepContext) -> Result<StepOk, StepError> {
-        let ty = cmd.args.get("type").and_then(|v| v.as_str()).unwrap_or("nginx");
+        let ty = cmd
+            .args
+            .get("type")
+            .and_then(|v| v.as_str())
+            .unwrap_or("nginx");
         let dir = Self::vhost_dir(&self.cfg.data_root, &cmd.server);
         ensure_dir(&dir, ctx).await?;
         match ty {
@@ -43,13 +51,24 @@ impl HttpWorker {
                 let out = run_checked(
                     ctx,
                     &self.cfg.nginx_bin,
-                    &["-t", "-q", "-e", "stderr", "-c", &self.cfg.nginx_conf.to_string_lossy()],
+                    &[
+                        "-t",
+                        "-q",
+                        "-e",
+                        "stderr",
+                        "-c",
+                        &self.cfg.nginx_conf.to_string_lossy(),
+                    ],
                 )
                 .await?;
                 ctx.info(format!(
                     "nginx accepts its configuration {}{}",
                     self.cfg.nginx_conf.display(),
-                    if out.is_empty() { String::new() } else { format!(": {out}") }
+                    if out.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {out}")
+                    }
                 ));
             }
             "apache" => {
@@ -93,7 +112,11 @@ pub async fn ensure_dir(dir: &Path, ctx: &StepContext) -> Result<(), StepError> 
 
 /// Runs a command (never with secrets in its arguments); a non-zero exit is a permanent
 /// failure carrying its output, a missing program too, a time-out a transient one.
-pub async fn run_checked(ctx: &StepContext, program: &str, args: &[&str]) -> Result<String, StepError> {
+pub async fn run_checked(
+    ctx: &StepContext,
+    program: &str,
+    args: &[&str],
+) -> Result<String, StepError> {
     ctx.info(format!("running {program} {}", args.join(" ")));
     let child = tokio::process::Command::new(program)
         .args(args)
@@ -138,7 +161,10 @@ impl StepHandler for HttpWorker {
     }
 }
 
-pub async fn run(cfg: HttpConfig, shutdown: CancellationToken) -> Result<(), berth_broker::BrokerError> {
+pub async fn run(
+    cfg: HttpConfig,
+    shutdown: CancellationToken,
+) -> Result<(), berth_broker::BrokerError> {
     let worker = cfg.worker.clone();
     run_worker(worker, Arc::new(HttpWorker::new(cfg)), shutdown).await
 }

@@ -313,7 +313,10 @@ impl Dispatcher {
             Err(e) => return Ok(Err(e.to_string())),
         };
         if TargetKind::parse(&task.target_kind) != Some(TargetKind::Server) {
-            return Ok(Err(format!("no plan for a {} target yet", task.target_kind)));
+            return Ok(Err(format!(
+                "no plan for a {} target yet",
+                task.target_kind
+            )));
         }
         let Some(server) = servers::get_server(tx, &task.target).await? else {
             return Ok(Err(format!("server `{}` no longer exists", task.target)));
@@ -342,7 +345,12 @@ impl Dispatcher {
     }
 
     /// Sends the first step not yet done, or ends the task when all are done.
-    async fn advance(&self, tx: &mut PgConnection, task: &TaskRow, steps: &[StepRow]) -> Result<()> {
+    async fn advance(
+        &self,
+        tx: &mut PgConnection,
+        task: &TaskRow,
+        steps: &[StepRow],
+    ) -> Result<()> {
         let next = steps
             .iter()
             .find(|s| !matches!(s.status(), StepStatus::Success | StepStatus::Warning));
@@ -459,14 +467,26 @@ impl Dispatcher {
         Ok(())
     }
 
-    async fn finish(&self, tx: &mut PgConnection, task: &TaskRow, status: TaskStatus) -> Result<()> {
+    async fn finish(
+        &self,
+        tx: &mut PgConnection,
+        task: &TaskRow,
+        status: TaskStatus,
+    ) -> Result<()> {
         t::set_task_status(tx, task.id, status).await?;
         let level = match status {
             TaskStatus::Success => LogLevel::Info,
             TaskStatus::Warning => LogLevel::Warning,
             _ => LogLevel::Error,
         };
-        log(tx, task, None, level, &format!("finished: {}", status.as_str())).await?;
+        log(
+            tx,
+            task,
+            None,
+            level,
+            &format!("finished: {}", status.as_str()),
+        )
+        .await?;
         tracing::info!(task_id = %task.id, task_type = %task.task_type, target = %task.target,
             status = status.as_str(), "task finished");
         // The target is free: start the next task waiting for it.

@@ -9,8 +9,8 @@ use berth_outbox::{Relay, Waker};
 use berth_store::Store;
 pub use dispatch::Dispatcher;
 use std::future::Future;
-use tracing::Instrument;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 #[derive(Debug, Clone)]
 pub struct StateConfig {

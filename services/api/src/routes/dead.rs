@@ -42,9 +42,13 @@ pub async fn show(
     ApiPath(id): ApiPath<String>,
 ) -> Result<axum::Json<DeadLetter>, ApiError> {
     let id = parse_id(&id)?;
-    Ok(axum::Json(state.store.get_dead_letter(id).await?.ok_or_else(
-        || ApiError::NotFound(format!("dead letter {id} not found")),
-    )?))
+    Ok(axum::Json(
+        state
+            .store
+            .get_dead_letter(id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("dead letter {id} not found")))?,
+    ))
 }
 
 /// Puts the task back in the queue from its failed step (from the start when its earlier

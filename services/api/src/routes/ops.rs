@@ -34,15 +34,13 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError>
 pub const OPENAPI: &str = include_str!("../../openapi.json");
 
 pub async fn openapi() -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        OPENAPI,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
 fn esc(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Prometheus text format. Task and step figures come from PostgreSQL (so they count
@@ -60,7 +58,10 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
             esc(status)
         );
     }
-    let _ = writeln!(out, "# HELP berth_step_duration_seconds Time from a step's first attempt to its end.");
+    let _ = writeln!(
+        out,
+        "# HELP berth_step_duration_seconds Time from a step's first attempt to its end."
+    );
     let _ = writeln!(out, "# TYPE berth_step_duration_seconds histogram");
     for (svc, action, le, n) in &snap.step_buckets {
         let _ = writeln!(
@@ -72,12 +73,18 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
     }
     for (svc, action, sum, count) in &snap.step_sums {
         let l = format!("service=\"{}\",action=\"{}\"", esc(svc), esc(action));
-        let _ = writeln!(out, "berth_step_duration_seconds_bucket{{{l},le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "berth_step_duration_seconds_bucket{{{l},le=\"+Inf\"}} {count}"
+        );
         let _ = writeln!(out, "berth_step_duration_seconds_sum{{{l}}} {sum}");
         let _ = writeln!(out, "berth_step_duration_seconds_count{{{l}}} {count}");
     }
     debug_assert!(STEP_BUCKETS.len() > 1);
-    let _ = writeln!(out, "# HELP berth_step_retries_total Failed attempts that were retried or dead-lettered.");
+    let _ = writeln!(
+        out,
+        "# HELP berth_step_retries_total Failed attempts that were retried or dead-lettered."
+    );
     let _ = writeln!(out, "# TYPE berth_step_retries_total counter");
     for (svc, action, n) in &snap.retries {
         let _ = writeln!(
@@ -87,10 +94,16 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
             esc(action)
         );
     }
-    let _ = writeln!(out, "# HELP berth_dead_letters Dead letters neither replayed nor discarded.");
+    let _ = writeln!(
+        out,
+        "# HELP berth_dead_letters Dead letters neither replayed nor discarded."
+    );
     let _ = writeln!(out, "# TYPE berth_dead_letters gauge");
     let _ = writeln!(out, "berth_dead_letters {}", snap.dead_letters_open);
-    let _ = writeln!(out, "# HELP berth_outbox_unsent Outbox rows not yet published.");
+    let _ = writeln!(
+        out,
+        "# HELP berth_outbox_unsent Outbox rows not yet published."
+    );
     let _ = writeln!(out, "# TYPE berth_outbox_unsent gauge");
     let _ = writeln!(out, "berth_outbox_unsent {}", snap.outbox_unsent);
 
@@ -103,12 +116,20 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
             queues.push(format!("work.{svc}.{}", server.name));
         }
     }
-    let _ = writeln!(out, "# HELP berth_queue_messages Messages ready in a queue.");
+    let _ = writeln!(
+        out,
+        "# HELP berth_queue_messages Messages ready in a queue."
+    );
     let _ = writeln!(out, "# TYPE berth_queue_messages gauge");
     let mut consumers = String::new();
     for q in &queues {
         if let Ok(d) = state.broker.queue_stats(q).await {
-            let _ = writeln!(out, "berth_queue_messages{{queue=\"{}\"}} {}", esc(q), d.messages);
+            let _ = writeln!(
+                out,
+                "berth_queue_messages{{queue=\"{}\"}} {}",
+                esc(q),
+                d.messages
+            );
             let _ = writeln!(
                 consumers,
                 "berth_queue_consumers{{queue=\"{}\"}} {}",
@@ -121,7 +142,10 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
     let _ = writeln!(out, "# TYPE berth_queue_consumers gauge");
     out.push_str(&consumers);
     Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         out,
     )
         .into_response())

@@ -32,8 +32,7 @@ fn check_db(db: &DbService) -> Result<(), ApiError> {
         return Ok(());
     }
     if db.host.parse::<std::net::IpAddr>().is_err() {
-        HostName::parse(&db.host)
-            .map_err(|e| ApiError::Unprocessable(format!("db host: {e}")))?;
+        HostName::parse(&db.host).map_err(|e| ApiError::Unprocessable(format!("db host: {e}")))?;
     }
     let user_ok = !db.admin_user.is_empty()
         && db.admin_user.len() <= 80
@@ -56,7 +55,9 @@ fn check_services(s: &Services) -> Result<(), ApiError> {
     if let Some(h) = &s.http {
         check_type("http", &h.service_type, &HTTP_TYPES)?;
         if h.port == 0 {
-            return Err(ApiError::Unprocessable("http port must be 1 to 65535".into()));
+            return Err(ApiError::Unprocessable(
+                "http port must be 1 to 65535".into(),
+            ));
         }
     }
     if let Some(d) = &s.db {
@@ -65,15 +66,16 @@ fn check_services(s: &Services) -> Result<(), ApiError> {
     if let Some(d) = &s.dns {
         check_type("dns", &d.service_type, &DNS_TYPES)?;
         if d.port == 0 {
-            return Err(ApiError::Unprocessable("dns port must be 1 to 65535".into()));
+            return Err(ApiError::Unprocessable(
+                "dns port must be 1 to 65535".into(),
+            ));
         }
     }
     Ok(())
 }
 
 fn sealed_password(state: &AppState, s: &Services) -> Option<String> {
-    s.db
-        .as_ref()
+    s.db.as_ref()
         .and_then(|d| d.admin_password.as_deref())
         .map(|p| state.secret_key.seal(p))
 }

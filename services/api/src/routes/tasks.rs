@@ -44,7 +44,11 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let task_type =
         TaskType::parse(&body.task_type).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
-    let target = body.target.strip_prefix('@').unwrap_or(&body.target).to_string();
+    let target = body
+        .target
+        .strip_prefix('@')
+        .unwrap_or(&body.target)
+        .to_string();
     let kind = resolve_target(&state, &target).await?;
     let args = tasks::validate(task_type, kind, &body.args, state.diagnostics)
         .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
