@@ -590,3 +590,118 @@ async fn a_queued_task_can_be_cancelled_and_a_failed_one_retried() {
     assert_eq!(r.status(), 400);
     w.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_step_takes_back_the_steps_before_it_newest_first_and_replay_runs_them_again() {
+    let w = World::start().await.unwrap();
+    w.create_bare_server("server_master", "localhost")
+        .await
+        .unwrap();
+    let t = w
+        .create_task(
+            "noop",
+            "server_master",
+            json!({"steps": 3, "fail": {"times": 1, "kind": "permanent"}}),
+        )
+        .await
+        .unwrap();
+    let task = w.wait_finished(t.id, WAIT).await.unwrap();
+    assert_eq!(task.status, TaskStatus::Error);
+    let statuses: Vec<StepStatus> = task
+        .steps
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|s| s.status)
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            StepStatus::Compensated,
+            StepStatus::Compensated,
+            StepStatus::Error
+        ]
+    );
+    let log: Vec<String> = task.log.unwrap().into_iter().map(|l| l.message).collect();
+    let pos = |needle: &str| {
+        log.iter()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("`{needle}` not in {log:#?}"))
+    };
+    assert!(
+        pos("taking back step 2") < pos("taking back step 1"),
+        "{log:#?}"
+    );
+    assert!(pos("step 2 (http noop on server_master): taken back") < pos("finished: error"));
+
+    // Replay: the taken-back steps run again, then the failed one, now past its failure.
+    let dead: Value = w
+        .get("/api/v1/dead-letters")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = dead["items"][0]["id"].as_str().unwrap().to_string();
+    let r = w
+        .post(&format!("/api/v1/dead-letters/{id}/replay"), &json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let task = w
+        .wait_task(t.id, WAIT, "success after replay", |t| {
+            t.status == TaskStatus::Success
+        })
+        .await
+        .unwrap();
+    assert!(
+        task.steps
+            .unwrap()
+            .iter()
+            .all(|s| s.status == StepStatus::Success && s.attempts == 2),
+    );
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metrics_and_readiness_tell_what_the_pipeline_holds() {
+    let w = World::start().await.unwrap();
+    w.create_bare_server("server_master", "localhost")
+        .await
+        .unwrap();
+    let t = w
+        .create_task(
+            "noop",
+            "server_master",
+            json!({"fail": {"times": 1, "kind": "transient"}}),
+        )
+        .await
+        .unwrap();
+    w.wait_finished(t.id, WAIT).await.unwrap();
+    let ready = w.http.get(w.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let text = w
+        .http
+        .get(w.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "berth_tasks{type=\"noop\",status=\"success\"} 1",
+        "berth_tasks{type=\"verify\",status=\"success\"} 1",
+        "berth_step_retries_total{service=\"http\",action=\"noop\"} 1",
+        "berth_step_duration_seconds_count{service=\"http\",action=\"noop\"} 1",
+        "berth_queue_messages{queue=\"state.tasks\"} 0",
+        "berth_queue_consumers{queue=\"work.http.server_master\"} 1",
+        "berth_dead_letters 0",
+        "berth_outbox_unsent 0",
+    ] {
+        assert!(text.contains(needle), "`{needle}` missing from:\n{text}");
+    }
+    w.stop().await;
+}

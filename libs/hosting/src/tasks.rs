@@ -76,10 +76,19 @@ pub struct NoopArgs {
     pub fail: Option<FailSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sleep_ms: Option<u64>,
+    /// Number of steps (default 1), each taken back by a noop compensation when a later
+    /// one fails: exercises the dispatcher's compensation path for real.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<u32>,
+    /// Which step `fail` applies to (default: the last).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_step: Option<u32>,
 }
 
 /// The longest a diagnostic noop may sleep.
 pub const MAX_SLEEP_MS: u64 = 3_600_000;
+/// The most steps a diagnostic noop may have.
+pub const MAX_NOOP_STEPS: u32 = 20;
 
 /// Checks a task request's type, target kind and arguments; returns the normalised
 /// arguments to store with the task.
@@ -119,6 +128,13 @@ pub fn validate(
             }
             if a.sleep_ms.is_some_and(|ms| ms > MAX_SLEEP_MS) {
                 return Err(bad(format!("sleep_ms is at most {MAX_SLEEP_MS}")));
+            }
+            let steps = a.steps.unwrap_or(1);
+            if !(1..=MAX_NOOP_STEPS).contains(&steps) {
+                return Err(bad(format!("steps must be 1 to {MAX_NOOP_STEPS}")));
+            }
+            if a.fail_step.is_some_and(|f| f == 0 || f > steps) {
+                return Err(bad(format!("fail_step must be 1 to steps ({steps})")));
             }
             Ok(serde_json::to_value(a).expect("noop args serialise"))
         }
@@ -229,16 +245,33 @@ pub fn plan_server_task(task_type: TaskType, args: &Value, server: &ServerFacts)
                 Some("backup") => "backup",
                 _ => "http",
             };
-            Plan {
-                steps: vec![PlannedStep {
-                    service,
-                    server: server.name.clone(),
-                    action: "noop".into(),
-                    args: args.clone(),
-                    compensation: None,
-                    secret: None,
-                }],
-            }
+            let a: NoopArgs = serde_json::from_value(args.clone()).unwrap_or_default();
+            let n = a.steps.unwrap_or(1).max(1);
+            let fail_step = a.fail_step.unwrap_or(n);
+            let steps = (1..=n)
+                .map(|i| {
+                    // Each step carries only what it does: the failure goes to one step, so
+                    // that the compensations of the others succeed.
+                    let mut step_args = json!({"service": service});
+                    if let Some(ms) = a.sleep_ms {
+                        step_args["sleep_ms"] = json!(ms);
+                    }
+                    if i == fail_step
+                        && let Some(f) = a.fail
+                    {
+                        step_args["fail"] = serde_json::to_value(f).expect("serialisable");
+                    }
+                    PlannedStep {
+                        service,
+                        server: server.name.clone(),
+                        action: "noop".into(),
+                        args: step_args,
+                        compensation: Some("noop".into()),
+                        secret: None,
+                    }
+                })
+                .collect();
+            Plan { steps }
         }
     }
 }
@@ -305,6 +338,43 @@ mod tests {
         let p = plan_server_task(TaskType::Noop, &json!({"service": "db"}), &s);
         assert_eq!(p.steps[0].service, "db");
         assert_eq!(p.steps[0].action, "noop");
+    }
+
+    #[test]
+    fn a_multi_step_noop_fails_only_at_its_fail_step_and_every_step_can_be_taken_back() {
+        let s = master("nginx", "mariadb", "bind");
+        let args = json!({"steps": 3, "fail_step": 2, "fail": {"times": 1, "kind": "permanent"}});
+        let p = plan_server_task(TaskType::Noop, &args, &s);
+        assert_eq!(p.steps.len(), 3);
+        let failing: Vec<bool> = p
+            .steps
+            .iter()
+            .map(|s| s.args.get("fail").is_some())
+            .collect();
+        assert_eq!(failing, [false, true, false]);
+        assert!(
+            p.steps
+                .iter()
+                .all(|s| s.compensation.as_deref() == Some("noop"))
+        );
+        assert!(
+            validate(
+                TaskType::Noop,
+                TargetKind::Server,
+                &json!({"steps": 0}),
+                true
+            )
+            .is_err()
+        );
+        assert!(
+            validate(
+                TaskType::Noop,
+                TargetKind::Server,
+                &json!({"steps": 2, "fail_step": 3}),
+                true
+            )
+            .is_err()
+        );
     }
 
     #[test]
