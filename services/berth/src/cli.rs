@@ -208,7 +208,12 @@ pub enum DeadLettersCommand {
     /// Show a dead letter: its error, attempt history and step command.
     Show { id: String },
     /// Put the dead letter's task back in the queue from its failed step.
-    Replay { id: String },
+    Replay {
+        id: String,
+        /// Follow the task's log until it is finished (exit 0 on success or warning).
+        #[arg(long, short)]
+        follow: bool,
+    },
     /// Discard a dead letter.
     Discard { id: String },
 }
@@ -1069,11 +1074,21 @@ async fn dead_letters(
                 print!("{}", dead_letter_details(&decode("dead letter", v)?));
             }
         }
-        DeadLettersCommand::Replay { id } => {
+        DeadLettersCommand::Replay { id, follow } => {
             let id = dead_letter_id(&id)?;
             let v = client
                 .post(&format!("/dead-letters/{id}/replay"), &json!({}))
                 .await?;
+            if follow {
+                return queued(
+                    client,
+                    json,
+                    v,
+                    true,
+                    &format!("queued again (dead letter {id})"),
+                )
+                .await;
+            }
             if json {
                 print_json(&v);
             } else {
