@@ -1,0 +1,89 @@
+//! The `berth` CLI against a running system: the commands a newcomer types.
+
+use berth_tests::{World, berth_bin};
+use std::process::Output;
+
+async fn berth(w: &World, args: &[&str]) -> Output {
+    let mut cmd = tokio::process::Command::new(berth_bin());
+    cmd.args(args).envs(w.process_env());
+    cmd.output().await.expect("run berth")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn aegir_verify_form_follows_the_task_and_tasks_list_shows_it() {
+    let w = World::start().await.unwrap();
+    w.create_server("server_master", "localhost").await.unwrap();
+    let out = berth(&w, &["@server_master", "provision-verify"]).await;
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("nginx accepts its configuration"), "{t}");
+    assert!(t.contains("finished: success"), "{t}");
+
+    let out = berth(&w, &["tasks", "list", "--type", "verify"]).await;
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert_eq!(
+        t.matches("server_master").count(),
+        2,
+        "two verify tasks: {t}"
+    );
+
+    let out = berth(&w, &["servers", "show", "server_master"]).await;
+    assert!(out.status.success());
+    assert!(!text(&out).contains("admin_password"));
+
+    // A failing task makes the follow exit non-zero.
+    let out = berth(
+        &w,
+        &[
+            "tasks",
+            "create",
+            "noop",
+            "server_master",
+            "--args",
+            r#"{"fail":{"times":1,"kind":"permanent"}}"#,
+            "--follow",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = berth(&w, &["dead-letters", "list"]).await;
+    assert!(
+        text(&out).contains("injected permanent failure"),
+        "{}",
+        text(&out)
+    );
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_say_what_is_wrong_and_what_to_do() {
+    let w = World::start().await.unwrap();
+    let out = berth(&w, &["tasks", "create", "explode", "server_master"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let t = text(&out);
+    assert!(t.contains("unknown task type `explode`"), "{t}");
+
+    let mut cmd = tokio::process::Command::new(berth_bin());
+    cmd.args(["tasks", "list"])
+        .envs(w.process_env())
+        .env("BERTH_TOKEN", "berth_wrong");
+    let out = cmd.output().await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("token create"), "{}", text(&out));
+
+    let out = berth(&w, &["token", "create", "--name", "ci"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(token.starts_with("berth_") && !token.contains('\n'));
+    assert!(w.store.authenticate(&token).await.unwrap().is_some());
+    w.stop().await;
+}
