@@ -11,26 +11,27 @@ use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-fn spawn_worker(w: &World, service: &str) -> Child {
+fn spawn_worker(w: &World, service: &str) -> (Child, std::path::PathBuf) {
     let bin = berth_bin();
     assert!(
         bin.exists(),
         "{} is missing: build it first with `cargo build --workspace --bins` (ops/test.sh does)",
         bin.display()
     );
-    let log = std::fs::File::create(
-        w.dir
-            .join(format!("{service}-{}.log", rand::random::<u32>())),
-    )
-    .unwrap();
-    Command::new(bin)
+    let path = w
+        .dir
+        .join(format!("{service}-{}.log", rand::random::<u32>()));
+    let log = std::fs::File::create(&path).unwrap();
+    let child = Command::new(bin)
         .args(["serve", service])
         .envs(w.process_env())
+        .env("BERTH_LOG_FORMAT", "json")
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()
-        .unwrap()
+        .unwrap();
+    (child, path)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -44,7 +45,7 @@ async fn a_worker_killed_mid_step_has_its_step_delivered_again_and_recorded_once
     w.create_bare_server("server_master", "localhost")
         .await
         .unwrap();
-    let mut first = spawn_worker(&w, "http");
+    let (mut first, _) = spawn_worker(&w, "http");
     let t = w
         .create_task("noop", "server_master", json!({"sleep_ms": 1500}))
         .await
@@ -64,7 +65,7 @@ async fn a_worker_killed_mid_step_has_its_step_delivered_again_and_recorded_once
         TaskStatus::Processing,
         "the task must not end with its worker"
     );
-    let mut second = spawn_worker(&w, "http");
+    let (mut second, second_log) = spawn_worker(&w, "http");
     let task = w.wait_finished(t.id, WAIT).await.unwrap();
     assert_eq!(task.status, TaskStatus::Success, "{task:#?}");
     let steps = task.steps.as_ref().unwrap();
@@ -84,6 +85,13 @@ async fn a_worker_killed_mid_step_has_its_step_delivered_again_and_recorded_once
         .filter(|l| l.message.contains(": success on attempt"))
         .count();
     assert_eq!(results, 1, "the result must be recorded once: {log:#?}");
+    // One trace per task: the worker process logs the step under the trace id the API gave.
+    let worker_log = std::fs::read_to_string(&second_log).unwrap();
+    assert!(
+        worker_log.contains(&task.trace_id),
+        "trace {} not in the worker's log:\n{worker_log}",
+        task.trace_id
+    );
     // SIGTERM: the second worker shuts down gracefully.
     kill(Pid::from_raw(second.id() as i32), Signal::SIGTERM).unwrap();
     let status = tokio::task::spawn_blocking(move || second.wait().unwrap())

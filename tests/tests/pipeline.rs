@@ -705,3 +705,70 @@ async fn metrics_and_readiness_tell_what_the_pipeline_holds() {
     }
     w.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn servers_are_changed_with_a_new_verify_and_deleted_only_when_unused() {
+    let w = World::start().await.unwrap();
+    w.create_server("server_master", "localhost").await.unwrap();
+    // A second server with the same host is refused.
+    let dup = w
+        .post("/api/v1/servers", &json!({"host": "localhost"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(dup.status(), 409);
+    // PATCH changes only what is given, keeps the sealed password, and queues a verify.
+    let r = w
+        .http
+        .patch(w.url("/api/v1/servers/server_master"))
+        .bearer_auth(&w.token)
+        .json(&json!({"services": {"http": {"type": "nginx", "port": 8081}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let s: Value = r.json().await.unwrap();
+    assert_eq!(s["services"]["http"]["port"], 8081);
+    assert_eq!(s["services"]["db"]["type"], "mariadb");
+    let verify = w
+        .wait_finished(s["verify_task"].as_str().unwrap().parse().unwrap(), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(
+        verify.status,
+        TaskStatus::Success,
+        "the db password survived the change"
+    );
+    // Refused while a task is on it; allowed once it is done; its tasks keep their rows.
+    let busy = w
+        .create_task("noop", "server_master", json!({"sleep_ms": 1000}))
+        .await
+        .unwrap();
+    let del = w
+        .http
+        .delete(w.url("/api/v1/servers/server_master"))
+        .bearer_auth(&w.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status(), 409);
+    w.wait_finished(busy.id, WAIT).await.unwrap();
+    let del = w
+        .http
+        .delete(w.url("/api/v1/servers/server_master"))
+        .bearer_auth(&w.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status(), 204);
+    assert_eq!(
+        w.get("/api/v1/servers/server_master")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(w.task(busy.id).await.unwrap().status, TaskStatus::Success);
+    w.stop().await;
+}
