@@ -172,11 +172,9 @@ pub async fn change(
     ApiJson(body): ApiJson<ServerChange>,
 ) -> Result<axum::Json<Server>, ApiError> {
     let name = parse_name(&name)?;
-    let existing = state
-        .store
-        .get_server(name.as_str())
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("server `{name}` not found")))?;
+    if state.store.get_server(name.as_str()).await?.is_none() {
+        return Err(ApiError::NotFound(format!("server `{name}` not found")));
+    }
     let host = match &body.host {
         Some(h) => {
             let host = HostName::parse(h).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
@@ -192,7 +190,6 @@ pub async fn change(
     // Nothing given is still a save, and so still a verify (as Aegir does).
     let services = body.services.unwrap_or_default();
     check_services(&services)?;
-    drop(existing);
     let server = save_and_verify(
         &state,
         &caller,
