@@ -271,6 +271,17 @@ impl World {
         self.http.get(self.url(path)).bearer_auth(&self.token)
     }
 
+    /// GET `path` and decode the JSON answer, whatever its status.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.get(path)
+            .send()
+            .await
+            .expect("API reachable")
+            .json()
+            .await
+            .expect("JSON answer")
+    }
+
     pub fn post(&self, path: &str, body: &Value) -> reqwest::RequestBuilder {
         self.http
             .post(self.url(path))

@@ -172,14 +172,7 @@ async fn a_permanent_failure_is_dead_lettered_then_replayed_and_discarded() {
         "{step:?}"
     );
 
-    let dead: Value = w
-        .get("/api/v1/dead-letters")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let dead: Value = w.get_json("/api/v1/dead-letters").await;
     assert_eq!(dead["total"], 1, "{dead}");
     let d = &dead["items"][0];
     assert_eq!(d["task_id"], t.id.to_string());
@@ -221,14 +214,7 @@ async fn a_permanent_failure_is_dead_lettered_then_replayed_and_discarded() {
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
-    let dead: Value = w
-        .get("/api/v1/dead-letters")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let dead: Value = w.get_json("/api/v1/dead-letters").await;
     assert_eq!(dead["total"], 0, "{dead}");
     w.stop().await;
 }
@@ -509,14 +495,7 @@ async fn an_idempotency_key_gives_the_first_answer_again_and_refuses_another_bod
         .await
         .unwrap();
     assert_eq!(other.status(), 422);
-    let page: Value = w
-        .get("/api/v1/tasks?type=noop")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = w.get_json("/api/v1/tasks?type=noop").await;
     assert_eq!(page["total"], 1, "{page}");
     w.stop().await;
 }
@@ -576,14 +555,7 @@ async fn a_queued_task_can_be_cancelled_and_a_failed_one_retried() {
         .unwrap();
     assert_eq!(done.status, TaskStatus::Success);
     // Filters and pagination.
-    let page: Value = w
-        .get("/api/v1/tasks?status=cancelled&limit=1")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = w.get_json("/api/v1/tasks?status=cancelled&limit=1").await;
     assert_eq!(page["total"], 1);
     assert_eq!(page["items"][0]["id"], queued.id.to_string());
     let r = w.get("/api/v1/tasks?status=bogus").send().await.unwrap();
@@ -635,14 +607,7 @@ async fn a_failed_step_takes_back_the_steps_before_it_newest_first_and_replay_ru
     assert!(pos("step 2 (http noop on server_master): taken back") < pos("finished: error"));
 
     // Replay: the taken-back steps run again, then the failed one, now past its failure.
-    let dead: Value = w
-        .get("/api/v1/dead-letters")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let dead: Value = w.get_json("/api/v1/dead-letters").await;
     let id = dead["items"][0]["id"].as_str().unwrap().to_string();
     let r = w
         .post(&format!("/api/v1/dead-letters/{id}/replay"), &json!({}))
