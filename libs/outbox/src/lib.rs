@@ -1,27 +1,34 @@
-//! The outbox relay: publishes the rows that transactions wrote to `outbox`, with publisher
-//! confirms, and marks them sent.
+//! Publishing the outbox: the rows that transactions wrote to `outbox` go to RabbitMQ with
+//! publisher confirms, and are marked sent.
 //!
-//! Rows are taken `FOR UPDATE SKIP LOCKED`, so relays in several processes (the API and the
-//! state service each run one) never publish the same row twice in normal operation; a
-//! crash between the broker's confirm and the commit can publish a row again, which every
-//! consumer tolerates (results are recorded once per step). The relay wakes on a
-//! PostgreSQL `NOTIFY` from the enqueueing transaction, on an in-process [`Waker`], and
-//! every `poll` as a fallback; while the broker is unreachable it backs off and the rows
-//! wait: an accepted task is delayed, never lost.
+//! Two paths, one promise. The fast path: right after its commit, a process hands the rows
+//! it wrote to its [`Outbox`], which publishes them at once and marks them sent — no relay
+//! transaction and no wake-up on the way of every task. The sweep: every second, each
+//! process's [`Relay`] takes rows older than [`SWEEP_MIN_AGE_MS`] that are still unsent
+//! (their process died before publishing, or the broker was unreachable) `FOR UPDATE SKIP
+//! LOCKED` and publishes them. While the broker is unreachable both back off and the rows
+//! wait: an accepted task is delayed, never lost. A row can be published twice (a crash
+//! between the confirm and the mark, or a sweep racing a slow fast path); every consumer is
+//! idempotent for that.
 
-use berth_broker::{Broker, MessageHeaders, Publisher};
+use berth_broker::{Broker, BrokerError, MessageHeaders, Publisher};
 use berth_contracts::exchanges;
 use berth_store::Store;
-use berth_store::outbox::{self, NOTIFY_CHANNEL, OutboxRow};
+use berth_store::outbox::{self, OutboxRow};
 use futures_util::future::join_all;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::{Mutex, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-/// Rows published per transaction.
-const BATCH: i64 = 256;
+/// Rows published per sweep transaction, and at most per fast-path batch.
+const BATCH: usize = 256;
+/// A row this old and still unsent is the sweep's: its writer did not publish it.
+pub const SWEEP_MIN_AGE_MS: i64 = 2_000;
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// Fast-path batches in flight at once: confirms are awaited concurrently.
+const IN_FLIGHT: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
@@ -30,141 +37,175 @@ pub enum RelayError {
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
     #[error("broker: {0}")]
-    Broker(#[from] berth_broker::BrokerError),
+    Broker(#[from] BrokerError),
 }
 
-/// Wakes the relay of this process right after a commit that wrote outbox rows.
-#[derive(Clone, Default)]
-pub struct Waker(Arc<Notify>);
+/// Hands committed outbox rows to this process's publisher.
+#[derive(Clone)]
+pub struct Outbox(mpsc::UnboundedSender<Vec<OutboxRow>>);
 
-impl Waker {
-    pub fn wake(&self) {
-        self.0.notify_one();
+impl Outbox {
+    /// Publishes rows whose transaction has committed. Never blocks; a row that cannot be
+    /// published now is left to the sweep.
+    pub fn publish(&self, rows: Vec<OutboxRow>) {
+        if !rows.is_empty() {
+            let _ = self.0.send(rows);
+        }
     }
 }
 
 pub struct Relay {
     store: Store,
     broker: Broker,
-    waker: Waker,
-    poll: Duration,
-    /// Work queues declared by this relay, so that a step is never published to a
+    rows: mpsc::UnboundedReceiver<Vec<OutboxRow>>,
+    publisher: Arc<Mutex<Option<Publisher>>>,
+    /// Work queues declared by this process, so that a step is never published to a
     /// `work.<service>.<server>` queue that does not exist yet (it would be unroutable).
-    declared: Mutex<HashSet<String>>,
+    declared: Arc<Mutex<HashSet<String>>>,
 }
 
 impl Relay {
-    pub fn new(store: Store, broker: Broker, waker: Waker) -> Self {
-        Self {
-            store,
-            broker,
-            waker,
-            poll: Duration::from_millis(500),
-            declared: Mutex::new(HashSet::new()),
-        }
+    pub fn new(store: Store, broker: Broker) -> (Self, Outbox) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (
+            Self {
+                store,
+                broker,
+                rows: rx,
+                publisher: Arc::new(Mutex::new(None)),
+                declared: Arc::new(Mutex::new(HashSet::new())),
+            },
+            Outbox(tx),
+        )
     }
 
-    /// Runs until `shutdown`; what is left unsent stays in the table for the next relay.
-    pub async fn run(self, shutdown: CancellationToken) {
-        let listener = tokio::spawn(listen(
+    /// Runs the fast path and the sweep until `shutdown`; what is left unsent stays in the
+    /// table for the next sweep.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let sweep = tokio::spawn(sweep_loop(
             self.store.clone(),
-            self.waker.clone(),
+            self.broker.clone(),
+            self.publisher.clone(),
+            self.declared.clone(),
             shutdown.clone(),
         ));
-        let mut publisher: Option<Publisher> = None;
-        let mut backoff = Duration::from_millis(100);
+        let slots = Arc::new(Semaphore::new(IN_FLIGHT));
         loop {
-            if shutdown.is_cancelled() {
+            let first = tokio::select! {
+                r = self.rows.recv() => match r { Some(r) => r, None => break },
+                _ = shutdown.cancelled() => break,
+            };
+            let mut batch = first;
+            while batch.len() < BATCH {
+                match self.rows.try_recv() {
+                    Ok(more) => batch.extend(more),
+                    Err(_) => break,
+                }
+            }
+            let Ok(slot) = slots.clone().acquire_owned().await else {
                 break;
-            }
-            if publisher.is_none() {
-                match self.broker.publisher().await {
-                    Ok(p) => publisher = Some(p),
-                    Err(e) => {
-                        tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64,
-                            "outbox relay cannot reach the broker; rows wait in the outbox");
-                        sleep_or_cancel(backoff, &shutdown).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
-                        continue;
-                    }
+            };
+            let (store, broker, publisher, declared) = (
+                self.store.clone(),
+                self.broker.clone(),
+                self.publisher.clone(),
+                self.declared.clone(),
+            );
+            tokio::spawn(async move {
+                let _slot = slot;
+                let n = batch.len();
+                if let Err(e) = fast_path(&store, &broker, &publisher, &declared, batch).await {
+                    tracing::warn!(error = %e, rows = n,
+                        "outbox rows not published now; the sweep will retry them");
                 }
-            }
-            let p = publisher.as_ref().expect("set above");
-            match self.drain(p).await {
-                Ok(_) => {
-                    backoff = Duration::from_millis(100);
-                    tokio::select! {
-                        _ = self.waker.0.notified() => {}
-                        _ = tokio::time::sleep(self.poll) => {}
-                        _ = shutdown.cancelled() => break,
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64,
-                        "outbox relay failed; will retry");
-                    if matches!(e, RelayError::Broker(_)) {
-                        publisher = None;
-                        self.declared.lock().await.clear();
-                    }
-                    sleep_or_cancel(backoff, &shutdown).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-            }
+            });
         }
-        listener.abort();
-    }
-
-    /// Publishes batches until the table has nothing unsent.
-    async fn drain(&self, p: &Publisher) -> Result<usize, RelayError> {
-        let mut total = 0;
-        loop {
-            let n = self.publish_batch(p).await?;
-            total += n;
-            if n < BATCH as usize {
-                return Ok(total);
-            }
-        }
-    }
-
-    async fn publish_batch(&self, p: &Publisher) -> Result<usize, RelayError> {
-        let mut tx = self.store.pool.begin().await?;
-        let rows = outbox::lock_unsent(&mut tx, BATCH).await?;
-        if rows.is_empty() {
-            return Ok(0);
-        }
-        for r in rows.iter().filter(|r| r.exchange == exchanges::WORK) {
-            self.ensure_work_queue(p, &r.routing_key).await?;
-        }
-        let results = join_all(rows.iter().map(|r| publish_row(p, r))).await;
-        let sent: Vec<i64> = rows
-            .iter()
-            .zip(&results)
-            .filter(|(_, res)| res.is_ok())
-            .map(|(r, _)| r.id)
-            .collect();
-        outbox::mark_sent(&mut tx, &sent).await?;
-        tx.commit().await?;
-        if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
-            return Err(e.into());
-        }
-        Ok(sent.len())
-    }
-
-    async fn ensure_work_queue(&self, p: &Publisher, routing_key: &str) -> Result<(), RelayError> {
-        let mut declared = self.declared.lock().await;
-        if declared.contains(routing_key) {
-            return Ok(());
-        }
-        let Some((service, server)) = routing_key.split_once('.') else {
-            return Ok(());
-        };
-        p.declare_work_queue(service, server).await?;
-        declared.insert(routing_key.to_string());
-        Ok(())
+        let _ = sweep.await;
     }
 }
 
-async fn publish_row(p: &Publisher, r: &OutboxRow) -> Result<(), berth_broker::BrokerError> {
+async fn current_publisher(
+    broker: &Broker,
+    slot: &Mutex<Option<Publisher>>,
+) -> Result<Publisher, BrokerError> {
+    let mut p = slot.lock().await;
+    if let Some(p) = p.as_ref() {
+        return Ok(p.clone());
+    }
+    let fresh = broker.publisher().await?;
+    *p = Some(fresh.clone());
+    Ok(fresh)
+}
+
+/// Publishes rows just committed, then marks the confirmed ones sent.
+async fn fast_path(
+    store: &Store,
+    broker: &Broker,
+    publisher: &Mutex<Option<Publisher>>,
+    declared: &Mutex<HashSet<String>>,
+    rows: Vec<OutboxRow>,
+) -> Result<(), RelayError> {
+    let p = current_publisher(broker, publisher).await?;
+    let sent = publish_rows(&p, declared, &rows).await;
+    match sent {
+        Ok(ids) => {
+            outbox::mark_sent(&store.pool, &ids).await?;
+            Ok(())
+        }
+        Err((ids, e)) => {
+            outbox::mark_sent(&store.pool, &ids).await?;
+            publisher.lock().await.take();
+            declared.lock().await.clear();
+            Err(e.into())
+        }
+    }
+}
+
+/// Publishes `rows` concurrently; the ids confirmed, and the first error if any.
+async fn publish_rows(
+    p: &Publisher,
+    declared: &Mutex<HashSet<String>>,
+    rows: &[OutboxRow],
+) -> Result<Vec<i64>, (Vec<i64>, BrokerError)> {
+    for r in rows.iter().filter(|r| r.exchange == exchanges::WORK) {
+        if let Err(e) = ensure_work_queue(p, declared, &r.routing_key).await {
+            return Err((Vec::new(), e));
+        }
+    }
+    let results = join_all(rows.iter().map(|r| publish_row(p, r))).await;
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut first_err = None;
+    for (r, res) in rows.iter().zip(results) {
+        match res {
+            Ok(()) => ids.push(r.id),
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    match first_err {
+        None => Ok(ids),
+        Some(e) => Err((ids, e)),
+    }
+}
+
+async fn ensure_work_queue(
+    p: &Publisher,
+    declared: &Mutex<HashSet<String>>,
+    routing_key: &str,
+) -> Result<(), BrokerError> {
+    if declared.lock().await.contains(routing_key) {
+        return Ok(());
+    }
+    let Some((service, server)) = routing_key.split_once('.') else {
+        return Ok(());
+    };
+    p.declare_work_queue(service, server).await?;
+    declared.lock().await.insert(routing_key.to_string());
+    Ok(())
+}
+
+async fn publish_row(p: &Publisher, r: &OutboxRow) -> Result<(), BrokerError> {
     let body = serde_json::to_vec(&r.payload).expect("json value serialises");
     p.publish(
         &r.exchange,
@@ -181,34 +222,67 @@ async fn publish_row(p: &Publisher, r: &OutboxRow) -> Result<(), berth_broker::B
     .await
 }
 
-/// Turns PostgreSQL notifications from other processes into wake-ups.
-async fn listen(store: Store, waker: Waker, shutdown: CancellationToken) {
+/// Every second, publishes the rows nobody published: written by a process that died, or
+/// while the broker was unreachable.
+async fn sweep_loop(
+    store: Store,
+    broker: Broker,
+    publisher: Arc<Mutex<Option<Publisher>>>,
+    declared: Arc<Mutex<HashSet<String>>>,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = SWEEP_EVERY;
     loop {
-        let attempt = async {
-            let mut l = sqlx::postgres::PgListener::connect_with(&store.pool).await?;
-            l.listen(NOTIFY_CHANNEL).await?;
-            loop {
-                l.recv().await?;
-                waker.wake();
-            }
-            #[allow(unreachable_code)]
-            Ok::<(), sqlx::Error>(())
-        };
         tokio::select! {
-            r = attempt => {
-                if let Err(e) = r {
-                    tracing::debug!(error = %e, "outbox listener lost; reconnecting");
-                }
-            }
+            _ = tokio::time::sleep(backoff) => {}
             _ = shutdown.cancelled() => return,
         }
-        sleep_or_cancel(Duration::from_secs(1), &shutdown).await;
+        match sweep(&store, &broker, &publisher, &declared).await {
+            Ok(n) => {
+                if n > 0 {
+                    tracing::info!(rows = n, "outbox sweep published rows left unsent");
+                }
+                backoff = SWEEP_EVERY;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64,
+                    "outbox sweep failed; rows wait in the outbox");
+                if matches!(e, RelayError::Broker(_)) {
+                    publisher.lock().await.take();
+                    declared.lock().await.clear();
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
     }
 }
 
-async fn sleep_or_cancel(d: Duration, shutdown: &CancellationToken) {
-    tokio::select! {
-        _ = tokio::time::sleep(d) => {}
-        _ = shutdown.cancelled() => {}
+async fn sweep(
+    store: &Store,
+    broker: &Broker,
+    publisher: &Mutex<Option<Publisher>>,
+    declared: &Mutex<HashSet<String>>,
+) -> Result<usize, RelayError> {
+    let mut total = 0;
+    loop {
+        let mut tx = store.pool.begin().await?;
+        let rows = outbox::lock_unsent(&mut tx, BATCH as i64, SWEEP_MIN_AGE_MS).await?;
+        if rows.is_empty() {
+            return Ok(total);
+        }
+        let p = current_publisher(broker, publisher).await?;
+        let (ids, err) = match publish_rows(&p, declared, &rows).await {
+            Ok(ids) => (ids, None),
+            Err((ids, e)) => (ids, Some(e)),
+        };
+        outbox::mark_sent(&mut *tx, &ids).await?;
+        tx.commit().await?;
+        total += ids.len();
+        if let Some(e) = err {
+            return Err(e.into());
+        }
+        if rows.len() < BATCH {
+            return Ok(total);
+        }
     }
 }

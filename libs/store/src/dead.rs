@@ -144,7 +144,11 @@ impl Store {
     /// Replays a dead letter: its task is queued again, resuming at the failed step (steps
     /// taken back by compensation run again too). The dispatcher sends the step with the
     /// next attempt number.
-    pub async fn replay_dead_letter(&self, id: Uuid, by: &str) -> Result<berth_contracts::Task> {
+    pub async fn replay_dead_letter(
+        &self,
+        id: Uuid,
+        by: &str,
+    ) -> Result<(berth_contracts::Task, crate::outbox::OutboxRow)> {
         use crate::StoreError;
         use crate::tasks as t;
         use berth_contracts::{LogLevel, TaskStatus};
@@ -188,12 +192,12 @@ impl Store {
             None,
         )
         .await?;
-        t::announce_task(&mut tx, task.id, &task.traceparent).await?;
+        let message = t::announce_task(&mut tx, task.id, &task.traceparent).await?;
         mark_replayed(&mut tx, id).await?;
         let row = t::get_task_row(&mut tx, task.id)
             .await?
             .expect("locked task exists");
         tx.commit().await?;
-        Ok(row.into_contract())
+        Ok((row.into_contract(), message))
     }
 }

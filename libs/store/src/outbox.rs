@@ -1,12 +1,10 @@
 //! The transactional outbox: a message is written in the transaction that makes it true,
-//! and the relay (berth-outbox) publishes it after commit, with publisher confirms.
+//! and published after commit with publisher confirms (berth-outbox): at once by the process
+//! that wrote it, or later by any relay's sweep if that did not happen.
 
 use crate::Result;
 use sqlx::PgConnection;
 use uuid::Uuid;
-
-/// Channel of the PostgreSQL notification sent on every enqueue; relays listen to it.
-pub const NOTIFY_CHANNEL: &str = "berth_outbox";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct OutboxRow {
@@ -30,43 +28,59 @@ pub struct OutboxMessage<'a> {
     pub task_id: Option<Uuid>,
 }
 
-/// Adds a message to the outbox; the notification is delivered when the transaction commits.
-pub async fn enqueue(conn: &mut PgConnection, m: OutboxMessage<'_>) -> Result<i64> {
+/// Adds a message to the outbox. The row it returns is to be handed to the publisher once
+/// the transaction has committed (and dropped if it rolls back).
+pub async fn enqueue(conn: &mut PgConnection, m: OutboxMessage<'_>) -> Result<OutboxRow> {
     let (id,): (i64,) = sqlx::query_as(
         "INSERT INTO outbox (exchange, routing_key, message_id, payload, traceparent, attempt, task_id)
          VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
     )
     .bind(m.exchange)
     .bind(m.routing_key)
-    .bind(m.message_id)
-    .bind(m.payload)
+    .bind(&m.message_id)
+    .bind(&m.payload)
     .bind(m.traceparent)
     .bind(m.attempt)
     .bind(m.task_id)
     .fetch_one(&mut *conn)
     .await?;
-    sqlx::query("SELECT pg_notify($1, '')")
-        .bind(NOTIFY_CHANNEL)
-        .execute(&mut *conn)
-        .await?;
-    Ok(id)
+    Ok(OutboxRow {
+        id,
+        exchange: m.exchange.to_string(),
+        routing_key: m.routing_key.to_string(),
+        message_id: m.message_id,
+        payload: m.payload,
+        traceparent: m.traceparent.to_string(),
+        attempt: m.attempt,
+        task_id: m.task_id,
+    })
 }
 
-/// Unsent rows, oldest first, locked so that concurrent relays never publish the same row.
-pub async fn lock_unsent(conn: &mut PgConnection, limit: i64) -> Result<Vec<OutboxRow>> {
+/// Unsent rows older than `min_age_ms`, oldest first, locked so that concurrent sweeps never
+/// publish the same row. The age leaves fresh rows to the process that wrote them.
+pub async fn lock_unsent(
+    conn: &mut PgConnection,
+    limit: i64,
+    min_age_ms: i64,
+) -> Result<Vec<OutboxRow>> {
     Ok(sqlx::query_as(
         "SELECT id, exchange, routing_key, message_id, payload, traceparent, attempt, task_id
-         FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+         FROM outbox WHERE sent_at IS NULL AND created_at < now() - make_interval(secs => $2)
+         ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
     )
     .bind(limit)
+    .bind(min_age_ms as f64 / 1000.0)
     .fetch_all(&mut *conn)
     .await?)
 }
 
-pub async fn mark_sent(conn: &mut PgConnection, ids: &[i64]) -> Result<()> {
-    sqlx::query("UPDATE outbox SET sent_at = now() WHERE id = ANY($1)")
+pub async fn mark_sent<'c, E>(conn: E, ids: &[i64]) -> Result<()>
+where
+    E: sqlx::PgExecutor<'c>,
+{
+    sqlx::query("UPDATE outbox SET sent_at = now() WHERE id = ANY($1) AND sent_at IS NULL")
         .bind(ids)
-        .execute(&mut *conn)
+        .execute(conn)
         .await?;
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! Tasks, their steps and their logs.
 
-use crate::outbox::{self, OutboxMessage};
+use crate::outbox::{self, OutboxMessage, OutboxRow};
 use crate::{Result, Store, StoreError};
 use berth_contracts::{
     AttemptRecord, LogEntry, LogLevel, Page, Step, StepStatus, TargetKind, Task, TaskQueued,
@@ -119,8 +119,12 @@ pub struct NewTaskRow<'a> {
 }
 
 /// Writes a queued task and the outbox message that hands it to the dispatcher, in the
-/// caller's transaction: either both are written or neither is.
-pub async fn queue_task(conn: &mut PgConnection, t: NewTaskRow<'_>) -> Result<TaskRow> {
+/// caller's transaction: either both are written or neither is. The outbox row is for the
+/// publisher, after commit.
+pub async fn queue_task(
+    conn: &mut PgConnection,
+    t: NewTaskRow<'_>,
+) -> Result<(TaskRow, OutboxRow)> {
     let row: TaskRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO tasks (id, type, target, target_kind, args, status, trace_id, traceparent, requested_by, retry_of)
          VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9) RETURNING {TASK_COLUMNS}"
@@ -136,8 +140,8 @@ pub async fn queue_task(conn: &mut PgConnection, t: NewTaskRow<'_>) -> Result<Ta
     .bind(t.retry_of)
     .fetch_one(&mut *conn)
     .await?;
-    announce_task(conn, t.id, t.traceparent).await?;
-    Ok(row)
+    let message = announce_task(conn, t.id, t.traceparent).await?;
+    Ok((row, message))
 }
 
 /// Puts a `TaskQueued` message for the dispatcher in the outbox.
@@ -145,7 +149,7 @@ pub async fn announce_task(
     conn: &mut PgConnection,
     task_id: Uuid,
     traceparent: &str,
-) -> Result<()> {
+) -> Result<OutboxRow> {
     outbox::enqueue(
         conn,
         OutboxMessage {
@@ -158,8 +162,7 @@ pub async fn announce_task(
             task_id: Some(task_id),
         },
     )
-    .await?;
-    Ok(())
+    .await
 }
 
 pub async fn get_task_row(conn: &mut PgConnection, id: Uuid) -> Result<Option<TaskRow>> {

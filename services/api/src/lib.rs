@@ -13,9 +13,10 @@ use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use berth_broker::Broker;
 use berth_contracts::{TargetKind, Task};
-use berth_outbox::{Relay, Waker};
+use berth_outbox::{Outbox, Relay};
 use berth_secrets::SecretKey;
 use berth_store::Store;
+use berth_store::outbox::OutboxRow;
 use berth_store::tasks::{NewTaskRow, queue_task};
 use error::ApiError;
 use guard::Caller;
@@ -38,7 +39,8 @@ pub struct ApiConfig {
 pub struct AppState {
     pub store: Store,
     pub broker: Broker,
-    pub waker: Waker,
+    /// Publishes, right after commit, the outbox rows a request wrote.
+    pub outbox: Outbox,
     pub secret_key: SecretKey,
     pub diagnostics: bool,
     pub max_body_bytes: usize,
@@ -100,13 +102,13 @@ pub async fn queue_task_tx(
     kind: TargetKind,
     args: &serde_json::Value,
     retry_of: Option<Uuid>,
-) -> Result<Task, ApiError> {
+) -> Result<(Task, OutboxRow), ApiError> {
     let id = Uuid::now_v7();
     let span = tracing::info_span!("task.accept", task_id = %id, task_type, target);
     let traceparent = traceparent_for(&span);
     let trace_id = berth_telemetry::trace_id_of(&traceparent).unwrap_or_default();
     span.in_scope(|| tracing::info!("task accepted"));
-    let row = queue_task(
+    let (row, message) = queue_task(
         tx,
         NewTaskRow {
             id,
@@ -121,7 +123,7 @@ pub async fn queue_task_tx(
         },
     )
     .await?;
-    Ok(row.into_contract())
+    Ok((row.into_contract(), message))
 }
 
 /// The span's W3C traceparent; a fresh random one when no tracer is installed, so that
@@ -138,7 +140,7 @@ fn traceparent_for(span: &tracing::Span) -> String {
     }
 }
 
-/// Serves the API on `listener`, and runs this process's outbox relay, until `shutdown`.
+/// Serves the API on `listener`, and publishes its outbox rows, until `shutdown`.
 pub async fn serve(
     listener: TcpListener,
     cfg: ApiConfig,
@@ -146,13 +148,12 @@ pub async fn serve(
 ) -> Result<(), ApiServiceError> {
     let store = Store::connect(&cfg.database_url, 16).await?;
     let broker = Broker::new(&cfg.amqp_url);
-    let waker = Waker::default();
-    let relay = Relay::new(store.clone(), broker.clone(), waker.clone());
+    let (relay, outbox) = Relay::new(store.clone(), broker.clone());
     let relay_task = tokio::spawn(relay.run(shutdown.clone()));
     let state = AppState {
         store,
         broker,
-        waker,
+        outbox,
         secret_key: cfg.secret_key.clone(),
         diagnostics: cfg.diagnostics,
         max_body_bytes: cfg.max_body_bytes,

@@ -12,7 +12,7 @@ use berth_contracts::{
     StepPhase, StepStatus, TargetKind, TaskStatus, WorkerLog, exchanges,
 };
 use berth_hosting::tasks::{SecretNeed, TaskType, plan_server_task};
-use berth_store::outbox::{self, OutboxMessage};
+use berth_store::outbox::{self, OutboxMessage, OutboxRow};
 use berth_store::tasks::{self as t, NewStep, StepChange, StepRow, TaskRow};
 use berth_store::{PgConnection, Store, dead, servers};
 use uuid::Uuid;
@@ -27,6 +27,41 @@ pub enum DispatchError {
 
 type Result<T> = std::result::Result<T, DispatchError>;
 
+/// A dispatcher transaction and the outbox rows it wrote, which are published once it has
+/// committed (and forgotten if it rolls back).
+pub struct Tx {
+    conn: sqlx::Transaction<'static, sqlx::Postgres>,
+    written: Vec<OutboxRow>,
+}
+
+impl Tx {
+    async fn begin(store: &Store) -> Result<Self> {
+        Ok(Self {
+            conn: store.pool.begin().await?,
+            written: Vec::new(),
+        })
+    }
+
+    /// Commits; the rows to publish now.
+    async fn commit(self) -> Result<Vec<OutboxRow>> {
+        self.conn.commit().await?;
+        Ok(self.written)
+    }
+}
+
+impl std::ops::Deref for Tx {
+    type Target = PgConnection;
+    fn deref(&self) -> &PgConnection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        &mut self.conn
+    }
+}
+
 const SECRET_DB_ADMIN: &str = "db_admin";
 
 #[derive(Clone)]
@@ -40,11 +75,11 @@ impl Dispatcher {
     }
 
     /// `state.tasks`: a task was queued (or put back by a replay).
-    pub async fn on_task_queued(&self, task_id: Uuid) -> Result<()> {
-        let mut tx = self.store.pool.begin().await?;
+    pub async fn on_task_queued(&self, task_id: Uuid) -> Result<Vec<OutboxRow>> {
+        let mut tx = Tx::begin(&self.store).await?;
         let Some(target) = t::target_of(&mut tx, task_id).await? else {
             tracing::warn!(%task_id, "task to dispatch does not exist; dropped");
-            return Ok(());
+            return Ok(Vec::new());
         };
         t::lock_target(&mut tx, &target).await?;
         // Start the oldest queued task of the target, if the target is free: FIFO per target.
@@ -53,24 +88,23 @@ impl Dispatcher {
         {
             self.start(&mut tx, next).await?;
         }
-        tx.commit().await?;
-        Ok(())
+        tx.commit().await
     }
 
     /// `state.events`: a worker reports progress, a retry, or success of a step.
-    pub async fn on_step_event(&self, ev: StepEvent) -> Result<()> {
-        let mut tx = self.store.pool.begin().await?;
+    pub async fn on_step_event(&self, ev: StepEvent) -> Result<Vec<OutboxRow>> {
+        let mut tx = Tx::begin(&self.store).await?;
         let Some(target) = t::target_of(&mut tx, ev.task_id).await? else {
-            return Ok(());
+            return Ok(Vec::new());
         };
         t::lock_target(&mut tx, &target).await?;
         let Some(task) = t::lock_task(&mut tx, ev.task_id).await? else {
-            return Ok(());
+            return Ok(Vec::new());
         };
         let steps = t::steps_of(&mut tx, task.id).await?;
         let Some(step) = steps.iter().find(|s| s.id == ev.step_id).cloned() else {
             tracing::warn!(task_id = %task.id, step_id = %ev.step_id, "event for an unknown step; dropped");
-            return Ok(());
+            return Ok(Vec::new());
         };
         match &ev.outcome {
             StepOutcome::Progress => {
@@ -180,25 +214,24 @@ impl Dispatcher {
                 }
             },
         }
-        tx.commit().await?;
-        Ok(())
+        tx.commit().await
     }
 
     /// `state.dead`: a step failed for good (permanent error, attempts exhausted, or a
     /// worker crash loop caught by the queue's delivery limit).
-    pub async fn on_dead_letter(&self, msg: DeadLetterMessage) -> Result<()> {
+    pub async fn on_dead_letter(&self, msg: DeadLetterMessage) -> Result<Vec<OutboxRow>> {
         let cmd = &msg.command;
-        let mut tx = self.store.pool.begin().await?;
+        let mut tx = Tx::begin(&self.store).await?;
         let Some(target) = t::target_of(&mut tx, cmd.task_id).await? else {
-            return Ok(());
+            return Ok(Vec::new());
         };
         t::lock_target(&mut tx, &target).await?;
         let Some(task) = t::lock_task(&mut tx, cmd.task_id).await? else {
-            return Ok(());
+            return Ok(Vec::new());
         };
         let steps = t::steps_of(&mut tx, task.id).await?;
         let Some(step) = steps.iter().find(|s| s.id == cmd.step_id).cloned() else {
-            return Ok(());
+            return Ok(Vec::new());
         };
         let mut payload = serde_json::to_value(cmd).expect("serialisable");
         if let Some(o) = payload.as_object_mut() {
@@ -263,12 +296,11 @@ impl Dispatcher {
             let steps = t::steps_of(&mut tx, task.id).await?;
             self.compensate(&mut tx, &task, &steps).await?;
         }
-        tx.commit().await?;
-        Ok(())
+        tx.commit().await
     }
 
     /// Plans (first time) and starts a queued task. The target lock is held by the caller.
-    async fn start(&self, tx: &mut PgConnection, task_id: Uuid) -> Result<()> {
+    async fn start(&self, tx: &mut Tx, task_id: Uuid) -> Result<()> {
         let Some(task) = t::lock_task(tx, task_id).await? else {
             return Ok(());
         };
@@ -305,7 +337,7 @@ impl Dispatcher {
     /// Builds and stores the task's plan; `Err` is a reason the task cannot run.
     async fn plan(
         &self,
-        tx: &mut PgConnection,
+        tx: &mut Tx,
         task: &TaskRow,
     ) -> Result<std::result::Result<usize, String>> {
         let task_type = match TaskType::parse(&task.task_type) {
@@ -345,12 +377,7 @@ impl Dispatcher {
     }
 
     /// Sends the first step not yet done, or ends the task when all are done.
-    async fn advance(
-        &self,
-        tx: &mut PgConnection,
-        task: &TaskRow,
-        steps: &[StepRow],
-    ) -> Result<()> {
+    async fn advance(&self, tx: &mut Tx, task: &TaskRow, steps: &[StepRow]) -> Result<()> {
         let next = steps
             .iter()
             .find(|s| !matches!(s.status(), StepStatus::Success | StepStatus::Warning));
@@ -381,12 +408,7 @@ impl Dispatcher {
 
     /// Takes back, newest first, the steps that succeeded before a failure; then ends the
     /// task in error.
-    async fn compensate(
-        &self,
-        tx: &mut PgConnection,
-        task: &TaskRow,
-        steps: &[StepRow],
-    ) -> Result<()> {
+    async fn compensate(&self, tx: &mut Tx, task: &TaskRow, steps: &[StepRow]) -> Result<()> {
         if steps.iter().any(|s| s.status() == StepStatus::Compensating) {
             return Ok(());
         }
@@ -420,7 +442,7 @@ impl Dispatcher {
 
     async fn send(
         &self,
-        tx: &mut PgConnection,
+        tx: &mut Tx,
         task: &TaskRow,
         step: &StepRow,
         phase: StepPhase,
@@ -451,7 +473,7 @@ impl Dispatcher {
             StepPhase::Run => step.id.to_string(),
             StepPhase::Compensate => format!("{}:compensate", step.id),
         };
-        outbox::enqueue(
+        let row = outbox::enqueue(
             tx,
             OutboxMessage {
                 exchange: exchanges::WORK,
@@ -464,15 +486,11 @@ impl Dispatcher {
             },
         )
         .await?;
+        tx.written.push(row);
         Ok(())
     }
 
-    async fn finish(
-        &self,
-        tx: &mut PgConnection,
-        task: &TaskRow,
-        status: TaskStatus,
-    ) -> Result<()> {
+    async fn finish(&self, tx: &mut Tx, task: &TaskRow, status: TaskStatus) -> Result<()> {
         t::set_task_status(tx, task.id, status).await?;
         let level = match status {
             TaskStatus::Success => LogLevel::Info,
@@ -505,7 +523,7 @@ fn describe(step: &StepRow) -> String {
 }
 
 async fn log(
-    tx: &mut PgConnection,
+    tx: &mut Tx,
     task: &TaskRow,
     step: Option<Uuid>,
     level: LogLevel,
@@ -516,7 +534,7 @@ async fn log(
 }
 
 async fn append_worker_log(
-    tx: &mut PgConnection,
+    tx: &mut Tx,
     task: &TaskRow,
     step: &StepRow,
     lines: &[WorkerLog],

@@ -5,8 +5,9 @@ pub mod dispatch;
 
 use berth_broker::{Broker, Delivery, HandlerError};
 use berth_contracts::TaskQueued;
-use berth_outbox::{Relay, Waker};
+use berth_outbox::{Outbox, Relay};
 use berth_store::Store;
+use berth_store::outbox::OutboxRow;
 pub use dispatch::Dispatcher;
 use std::future::Future;
 use tokio_util::sync::CancellationToken;
@@ -32,26 +33,24 @@ pub enum StateServiceError {
 pub async fn run(cfg: StateConfig, shutdown: CancellationToken) -> Result<(), StateServiceError> {
     let store = Store::connect(&cfg.database_url, u32::from(cfg.concurrency) * 3 + 4).await?;
     let broker = Broker::new(&cfg.amqp_url);
-    let waker = Waker::default();
-    let relay = tokio::spawn(
-        Relay::new(store.clone(), broker.clone(), waker.clone()).run(shutdown.clone()),
-    );
+    let (relay, outbox) = Relay::new(store.clone(), broker.clone());
+    let relay = tokio::spawn(relay.run(shutdown.clone()));
     let d = Dispatcher::new(store);
-    let tasks = consume_json(&broker, "state.tasks", &cfg, &shutdown, &waker, {
+    let tasks = consume_json(&broker, "state.tasks", &cfg, &shutdown, &outbox, {
         let d = d.clone();
         move |m: TaskQueued| {
             let d = d.clone();
             async move { d.on_task_queued(m.task_id).await }
         }
     });
-    let events = consume_json(&broker, "state.events", &cfg, &shutdown, &waker, {
+    let events = consume_json(&broker, "state.events", &cfg, &shutdown, &outbox, {
         let d = d.clone();
         move |ev| {
             let d = d.clone();
             async move { d.on_step_event(ev).await }
         }
     });
-    let dead = consume_dead(&broker, &cfg, &shutdown, &waker, d.clone());
+    let dead = consume_dead(&broker, &cfg, &shutdown, &outbox, d.clone());
     tracing::info!("state service running");
     let (a, b, c) = tokio::join!(tasks, events, dead);
     let _ = relay.await;
@@ -65,15 +64,15 @@ async fn consume_json<T, F, Fut>(
     queue: &'static str,
     cfg: &StateConfig,
     shutdown: &CancellationToken,
-    waker: &Waker,
+    outbox: &Outbox,
     handle: F,
 ) -> Result<(), StateServiceError>
 where
     T: serde::de::DeserializeOwned + Send + 'static,
     F: Fn(T) -> Fut + Send + Sync + Clone + 'static,
-    Fut: Future<Output = Result<(), dispatch::DispatchError>> + Send + 'static,
+    Fut: Future<Output = Result<Vec<OutboxRow>, dispatch::DispatchError>> + Send + 'static,
 {
-    let waker = waker.clone();
+    let outbox = outbox.clone();
     berth_broker::consume(
         broker,
         queue,
@@ -81,7 +80,7 @@ where
         shutdown.clone(),
         move |m: Delivery| {
             let handle = handle.clone();
-            let waker = waker.clone();
+            let outbox = outbox.clone();
             async move {
                 let msg: T = serde_json::from_slice(&m.body).map_err(|e| {
                     tracing::error!(queue, error = %e, "undecodable message rejected");
@@ -91,11 +90,11 @@ where
                 if let Some(tp) = &m.headers.traceparent {
                     berth_telemetry::set_parent_from_traceparent(&span, tp);
                 }
-                handle(msg).instrument(span).await.map_err(|e| {
+                let written = handle(msg).instrument(span).await.map_err(|e| {
                     tracing::warn!(queue, error = %e, "dispatch failed; message requeued");
                     HandlerError::Retry(e.to_string())
                 })?;
-                waker.wake();
+                outbox.publish(written);
                 Ok(())
             }
         },
@@ -110,10 +109,10 @@ async fn consume_dead(
     broker: &Broker,
     cfg: &StateConfig,
     shutdown: &CancellationToken,
-    waker: &Waker,
+    outbox: &Outbox,
     d: Dispatcher,
 ) -> Result<(), StateServiceError> {
-    let waker = waker.clone();
+    let outbox = outbox.clone();
     berth_broker::consume(
         broker,
         "state.dead",
@@ -121,16 +120,17 @@ async fn consume_dead(
         shutdown.clone(),
         move |m: Delivery| {
             let d = d.clone();
-            let waker = waker.clone();
+            let outbox = outbox.clone();
             async move {
                 let Some(msg) = berth_broker::dead::decode_dead_letter(&m) else {
                     tracing::error!("undecodable dead letter dropped");
                     return Err(HandlerError::Reject("undecodable dead letter".into()));
                 };
-                d.on_dead_letter(msg)
+                let written = d
+                    .on_dead_letter(msg)
                     .await
                     .map_err(|e| HandlerError::Retry(e.to_string()))?;
-                waker.wake();
+                outbox.publish(written);
                 Ok(())
             }
         },

@@ -59,8 +59,8 @@ pub async fn replay(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
-    let task = state.store.replay_dead_letter(id, &caller.name).await?;
-    state.waker.wake();
+    let (task, message) = state.store.replay_dead_letter(id, &caller.name).await?;
+    state.outbox.publish(vec![message]);
     Ok(accepted(task))
 }
 

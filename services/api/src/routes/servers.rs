@@ -97,7 +97,7 @@ async fn save_and_verify(
         _ => {}
     }
     servers::save_services(&mut tx, name, services, sealed.as_deref()).await?;
-    let task = queue_task_tx(
+    let (task, message) = queue_task_tx(
         &mut tx,
         caller,
         "verify",
@@ -111,7 +111,7 @@ async fn save_and_verify(
         .await?
         .ok_or_else(|| ApiError::Internal("saved server vanished".into()))?;
     tx.commit().await?;
-    state.waker.wake();
+    state.outbox.publish(vec![message]);
     stored.server.verify_task = Some(task.id);
     Ok(stored.server)
 }

@@ -53,7 +53,7 @@ pub async fn create(
     let args = tasks::validate(task_type, kind, &body.args, state.diagnostics)
         .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
     let mut tx = state.store.pool.begin().await?;
-    let task = queue_task_tx(
+    let (task, message) = queue_task_tx(
         &mut tx,
         &caller,
         task_type.as_str(),
@@ -64,7 +64,7 @@ pub async fn create(
     )
     .await?;
     tx.commit().await?;
-    state.waker.wake();
+    state.outbox.publish(vec![message]);
     Ok(accepted(task))
 }
 
@@ -203,7 +203,7 @@ pub async fn retry(
         )));
     }
     let mut tx = state.store.pool.begin().await?;
-    let task = queue_task_tx(
+    let (task, message) = queue_task_tx(
         &mut tx,
         &caller,
         &old.task_type,
@@ -214,6 +214,6 @@ pub async fn retry(
     )
     .await?;
     tx.commit().await?;
-    state.waker.wake();
+    state.outbox.publish(vec![message]);
     Ok(accepted(task))
 }
