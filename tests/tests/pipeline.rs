@@ -306,6 +306,7 @@ async fn a_redelivered_step_result_changes_nothing() {
     let publisher = broker.publisher().await.unwrap();
     let ev = berth_contracts::StepEvent {
         task_id: t.id,
+        target: Some("server_master".into()),
         step_id: step.id,
         phase: berth_contracts::StepPhase::Run,
         attempt: 1,

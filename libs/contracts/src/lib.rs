@@ -428,6 +428,10 @@ pub struct NewToken {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskQueued {
     pub task_id: Uuid,
+    /// The task's target, so the dispatcher can take the target's lock first without a
+    /// read (absent in messages from before it was added).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
 }
 
 /// Whether a step command asks for the step's effect or for taking it back.
@@ -467,6 +471,9 @@ impl StepCommand {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepEvent {
     pub task_id: Uuid,
+    /// The task's target (echoed from the command), for the dispatcher's lock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
     pub step_id: Uuid,
     pub phase: StepPhase,
     pub attempt: u32,

@@ -29,6 +29,9 @@ pub const SWEEP_MIN_AGE_MS: i64 = 2_000;
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// Fast-path batches in flight at once: confirms are awaited concurrently.
 const IN_FLIGHT: usize = 16;
+/// Confirmed rows are marked sent together, at most this long after their confirm: one
+/// UPDATE for many rows instead of a commit per row under load.
+const MARK_EVERY: Duration = Duration::from_millis(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
@@ -64,6 +67,22 @@ pub struct Relay {
     declared: Arc<Mutex<HashSet<String>>>,
 }
 
+/// Marks confirmed rows sent, in batches, until the senders are gone.
+async fn mark_loop(store: Store, mut ids: mpsc::UnboundedReceiver<Vec<i64>>) {
+    while let Some(first) = ids.recv().await {
+        tokio::time::sleep(MARK_EVERY).await;
+        let mut batch = first;
+        while let Ok(more) = ids.try_recv() {
+            batch.extend(more);
+        }
+        // A row left unmarked is published again by the sweep: harmless, consumers are
+        // idempotent; so a failure here is only logged.
+        if let Err(e) = outbox::mark_sent(&store.pool, &batch).await {
+            tracing::warn!(error = %e, rows = batch.len(), "could not mark outbox rows sent");
+        }
+    }
+}
+
 impl Relay {
     pub fn new(store: Store, broker: Broker) -> (Self, Outbox) {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -90,6 +109,8 @@ impl Relay {
             shutdown.clone(),
         ));
         let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+        let (marks, marks_rx) = mpsc::unbounded_channel();
+        let marker = tokio::spawn(mark_loop(self.store.clone(), marks_rx));
         loop {
             let first = tokio::select! {
                 r = self.rows.recv() => match r { Some(r) => r, None => break },
@@ -105,21 +126,25 @@ impl Relay {
             let Ok(slot) = slots.clone().acquire_owned().await else {
                 break;
             };
-            let (store, broker, publisher, declared) = (
-                self.store.clone(),
+            let (broker, publisher, declared, marks) = (
                 self.broker.clone(),
                 self.publisher.clone(),
                 self.declared.clone(),
+                marks.clone(),
             );
             tokio::spawn(async move {
                 let _slot = slot;
                 let n = batch.len();
-                if let Err(e) = fast_path(&store, &broker, &publisher, &declared, batch).await {
+                if let Err(e) = fast_path(&broker, &publisher, &declared, &marks, batch).await {
                     tracing::warn!(error = %e, rows = n,
                         "outbox rows not published now; the sweep will retry them");
                 }
             });
         }
+        // Let the batches in flight finish, then the marker flush what they confirmed.
+        let _ = slots.acquire_many(IN_FLIGHT as u32).await;
+        drop(marks);
+        let _ = marker.await;
         let _ = sweep.await;
     }
 }
@@ -137,23 +162,22 @@ async fn current_publisher(
     Ok(fresh)
 }
 
-/// Publishes rows just committed, then marks the confirmed ones sent.
+/// Publishes rows just committed, and hands the confirmed ones to the marker.
 async fn fast_path(
-    store: &Store,
     broker: &Broker,
     publisher: &Mutex<Option<Publisher>>,
     declared: &Mutex<HashSet<String>>,
+    marks: &mpsc::UnboundedSender<Vec<i64>>,
     rows: Vec<OutboxRow>,
 ) -> Result<(), RelayError> {
     let p = current_publisher(broker, publisher).await?;
-    let sent = publish_rows(&p, declared, &rows).await;
-    match sent {
+    match publish_rows(&p, declared, &rows).await {
         Ok(ids) => {
-            outbox::mark_sent(&store.pool, &ids).await?;
+            let _ = marks.send(ids);
             Ok(())
         }
         Err((ids, e)) => {
-            outbox::mark_sent(&store.pool, &ids).await?;
+            let _ = marks.send(ids);
             publisher.lock().await.take();
             declared.lock().await.clear();
             Err(e.into())

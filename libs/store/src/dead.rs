@@ -192,7 +192,7 @@ impl Store {
             None,
         )
         .await?;
-        let message = t::announce_task(&mut tx, task.id, &task.traceparent).await?;
+        let message = t::announce_task(&mut tx, task.id, &task.target, &task.traceparent).await?;
         mark_replayed(&mut tx, id).await?;
         let row = t::get_task_row(&mut tx, task.id)
             .await?

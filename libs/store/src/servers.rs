@@ -210,6 +210,14 @@ pub async fn get_server(conn: &mut PgConnection, name: &str) -> Result<Option<St
 }
 
 impl Store {
+    pub async fn server_exists(&self, name: &str) -> Result<bool> {
+        let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM servers WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n > 0)
+    }
+
     pub async fn get_server(&self, name: &str) -> Result<Option<StoredServer>> {
         let mut conn = self.pool.acquire().await?;
         get_server(&mut conn, name).await

@@ -140,7 +140,7 @@ pub async fn queue_task(
     .bind(t.retry_of)
     .fetch_one(&mut *conn)
     .await?;
-    let message = announce_task(conn, t.id, t.traceparent).await?;
+    let message = announce_task(conn, t.id, t.target, t.traceparent).await?;
     Ok((row, message))
 }
 
@@ -148,6 +148,7 @@ pub async fn queue_task(
 pub async fn announce_task(
     conn: &mut PgConnection,
     task_id: Uuid,
+    target: &str,
     traceparent: &str,
 ) -> Result<OutboxRow> {
     outbox::enqueue(
@@ -156,7 +157,11 @@ pub async fn announce_task(
             exchange: exchanges::TASKS,
             routing_key: exchanges::TASK_KEY,
             message_id: task_id.to_string(),
-            payload: serde_json::to_value(TaskQueued { task_id }).expect("serialisable"),
+            payload: serde_json::to_value(TaskQueued {
+                task_id,
+                target: Some(target.to_string()),
+            })
+            .expect("serialisable"),
             traceparent,
             attempt: 1,
             task_id: Some(task_id),
@@ -212,6 +217,55 @@ pub async fn target_busy(conn: &mut PgConnection, target: &str, except: Uuid) ->
     .fetch_one(&mut *conn)
     .await?;
     Ok(n > 0)
+}
+
+/// The task to start on a target: its oldest queued one, if none is processing.
+pub async fn startable(conn: &mut PgConnection, target: &str) -> Result<Option<Uuid>> {
+    let row: Option<(Uuid,)> = sqlx::query_as(
+        "SELECT id FROM tasks WHERE target = $1 AND status = 'queued'
+           AND NOT EXISTS (SELECT 1 FROM tasks WHERE target = $1 AND status = 'processing')
+         ORDER BY created_at, id LIMIT 1",
+    )
+    .bind(target)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.map(|r| r.0))
+}
+
+/// Appends several log lines in one statement.
+pub async fn append_logs(conn: &mut PgConnection, lines: &[NewLog]) -> Result<()> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let task: Vec<Uuid> = lines.iter().map(|l| l.task_id).collect();
+    let step: Vec<Option<Uuid>> = lines.iter().map(|l| l.step_id).collect();
+    let level: Vec<&str> = lines.iter().map(|l| l.level.as_str()).collect();
+    let message: Vec<&str> = lines.iter().map(|l| l.message.as_str()).collect();
+    let at: Vec<DateTime<Utc>> = lines.iter().map(|l| l.at).collect();
+    // WITH ORDINALITY keeps the lines in the order given (seq follows insertion order).
+    sqlx::query(
+        "INSERT INTO task_log (task_id, step_id, level, message, at)
+         SELECT t, s, l, m, a FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[])
+              WITH ORDINALITY AS x(t, s, l, m, a, n) ORDER BY n",
+    )
+    .bind(&task)
+    .bind(&step)
+    .bind(&level)
+    .bind(&message)
+    .bind(&at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// A task log line to append with [`append_logs`].
+#[derive(Debug, Clone)]
+pub struct NewLog {
+    pub task_id: Uuid,
+    pub step_id: Option<Uuid>,
+    pub level: LogLevel,
+    pub message: String,
+    pub at: DateTime<Utc>,
 }
 
 /// The oldest queued task of a target: the one to start when the target frees up.

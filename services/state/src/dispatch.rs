@@ -9,7 +9,7 @@
 
 use berth_contracts::{
     AttemptRecord, DeadLetterMessage, ErrorKind, LogLevel, StepCommand, StepEvent, StepOutcome,
-    StepPhase, StepStatus, TargetKind, TaskStatus, WorkerLog, exchanges,
+    StepPhase, StepStatus, TargetKind, TaskQueued, TaskStatus, WorkerLog, exchanges,
 };
 use berth_hosting::tasks::{SecretNeed, TaskType, plan_server_task};
 use berth_store::outbox::{self, OutboxMessage, OutboxRow};
@@ -32,6 +32,8 @@ type Result<T> = std::result::Result<T, DispatchError>;
 pub struct Tx {
     conn: sqlx::Transaction<'static, sqlx::Postgres>,
     written: Vec<OutboxRow>,
+    /// Task log lines, written in one statement at commit.
+    logs: Vec<t::NewLog>,
 }
 
 impl Tx {
@@ -39,13 +41,30 @@ impl Tx {
         Ok(Self {
             conn: store.pool.begin().await?,
             written: Vec::new(),
+            logs: Vec::new(),
         })
     }
 
     /// Commits; the rows to publish now.
-    async fn commit(self) -> Result<Vec<OutboxRow>> {
+    async fn commit(mut self) -> Result<Vec<OutboxRow>> {
+        t::append_logs(&mut self.conn, &self.logs).await?;
         self.conn.commit().await?;
         Ok(self.written)
+    }
+}
+
+/// The target of a message's task: carried by the message, or read when it is not.
+async fn target_for(tx: &mut Tx, given: Option<&str>, task_id: Uuid) -> Result<Option<String>> {
+    match given {
+        Some(t) => Ok(Some(t.to_string())),
+        None => Ok(t::target_of(tx, task_id).await?),
+    }
+}
+
+/// Notes a status change in a list of steps read earlier in the same transaction.
+fn set_status(steps: &mut [StepRow], id: Uuid, to: StepStatus) {
+    if let Some(s) = steps.iter_mut().find(|s| s.id == id) {
+        s.status = to.as_str().to_string();
     }
 }
 
@@ -75,17 +94,16 @@ impl Dispatcher {
     }
 
     /// `state.tasks`: a task was queued (or put back by a replay).
-    pub async fn on_task_queued(&self, task_id: Uuid) -> Result<Vec<OutboxRow>> {
+    pub async fn on_task_queued(&self, msg: TaskQueued) -> Result<Vec<OutboxRow>> {
+        let task_id = msg.task_id;
         let mut tx = Tx::begin(&self.store).await?;
-        let Some(target) = t::target_of(&mut tx, task_id).await? else {
+        let Some(target) = target_for(&mut tx, msg.target.as_deref(), task_id).await? else {
             tracing::warn!(%task_id, "task to dispatch does not exist; dropped");
             return Ok(Vec::new());
         };
         t::lock_target(&mut tx, &target).await?;
         // Start the oldest queued task of the target, if the target is free: FIFO per target.
-        if !t::target_busy(&mut tx, &target, Uuid::nil()).await?
-            && let Some(next) = t::next_queued(&mut tx, &target).await?
-        {
+        if let Some(next) = t::startable(&mut tx, &target).await? {
             self.start(&mut tx, next).await?;
         }
         tx.commit().await
@@ -94,14 +112,14 @@ impl Dispatcher {
     /// `state.events`: a worker reports progress, a retry, or success of a step.
     pub async fn on_step_event(&self, ev: StepEvent) -> Result<Vec<OutboxRow>> {
         let mut tx = Tx::begin(&self.store).await?;
-        let Some(target) = t::target_of(&mut tx, ev.task_id).await? else {
+        let Some(target) = target_for(&mut tx, ev.target.as_deref(), ev.task_id).await? else {
             return Ok(Vec::new());
         };
         t::lock_target(&mut tx, &target).await?;
         let Some(task) = t::lock_task(&mut tx, ev.task_id).await? else {
             return Ok(Vec::new());
         };
-        let steps = t::steps_of(&mut tx, task.id).await?;
+        let mut steps = t::steps_of(&mut tx, task.id).await?;
         let Some(step) = steps.iter().find(|s| s.id == ev.step_id).cloned() else {
             tracing::warn!(task_id = %task.id, step_id = %ev.step_id, "event for an unknown step; dropped");
             return Ok(Vec::new());
@@ -181,7 +199,7 @@ impl Dispatcher {
                         )
                         .await?;
                         if task.status() == TaskStatus::Processing {
-                            let steps = t::steps_of(&mut tx, task.id).await?;
+                            set_status(&mut steps, step.id, to);
                             self.advance(&mut tx, &task, &steps).await?;
                         }
                     }
@@ -208,7 +226,7 @@ impl Dispatcher {
                             &format!("{}: taken back", describe(&step)),
                         )
                         .await?;
-                        let steps = t::steps_of(&mut tx, task.id).await?;
+                        set_status(&mut steps, step.id, StepStatus::Compensated);
                         self.compensate(&mut tx, &task, &steps).await?;
                     }
                 }
@@ -222,14 +240,14 @@ impl Dispatcher {
     pub async fn on_dead_letter(&self, msg: DeadLetterMessage) -> Result<Vec<OutboxRow>> {
         let cmd = &msg.command;
         let mut tx = Tx::begin(&self.store).await?;
-        let Some(target) = t::target_of(&mut tx, cmd.task_id).await? else {
+        let Some(target) = target_for(&mut tx, Some(&cmd.target), cmd.task_id).await? else {
             return Ok(Vec::new());
         };
         t::lock_target(&mut tx, &target).await?;
         let Some(task) = t::lock_task(&mut tx, cmd.task_id).await? else {
             return Ok(Vec::new());
         };
-        let steps = t::steps_of(&mut tx, task.id).await?;
+        let mut steps = t::steps_of(&mut tx, task.id).await?;
         let Some(step) = steps.iter().find(|s| s.id == cmd.step_id).cloned() else {
             return Ok(Vec::new());
         };
@@ -293,7 +311,7 @@ impl Dispatcher {
                 ),
             )
             .await?;
-            let steps = t::steps_of(&mut tx, task.id).await?;
+            set_status(&mut steps, step.id, StepStatus::Error);
             self.compensate(&mut tx, &task, &steps).await?;
         }
         tx.commit().await
@@ -529,7 +547,13 @@ async fn log(
     level: LogLevel,
     message: &str,
 ) -> Result<()> {
-    t::append_log(tx, task.id, step, level, message, None).await?;
+    tx.logs.push(t::NewLog {
+        task_id: task.id,
+        step_id: step,
+        level,
+        message: message.to_string(),
+        at: chrono::Utc::now(),
+    });
     Ok(())
 }
 
@@ -539,8 +563,12 @@ async fn append_worker_log(
     step: &StepRow,
     lines: &[WorkerLog],
 ) -> Result<()> {
-    for l in lines {
-        t::append_log(tx, task.id, Some(step.id), l.level, &l.message, Some(l.at)).await?;
-    }
+    tx.logs.extend(lines.iter().map(|l| t::NewLog {
+        task_id: task.id,
+        step_id: Some(step.id),
+        level: l.level,
+        message: l.message.clone(),
+        at: l.at,
+    }));
     Ok(())
 }

@@ -40,7 +40,7 @@ pub async fn run(cfg: StateConfig, shutdown: CancellationToken) -> Result<(), St
         let d = d.clone();
         move |m: TaskQueued| {
             let d = d.clone();
-            async move { d.on_task_queued(m.task_id).await }
+            async move { d.on_task_queued(m).await }
         }
     });
     let events = consume_json(&broker, "state.events", &cfg, &shutdown, &outbox, {

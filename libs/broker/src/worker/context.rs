@@ -17,6 +17,7 @@ use crate::topology;
 /// [`progress`](Self::progress) sends them (and its own line) at once, for long steps.
 pub struct StepContext {
     task_id: Uuid,
+    target: String,
     step_id: Uuid,
     phase: StepPhase,
     attempt: u32,
@@ -43,6 +44,7 @@ impl StepContext {
         let tp = berth_telemetry::current_traceparent();
         Self {
             task_id: cmd.task_id,
+            target: cmd.target.clone(),
             step_id: cmd.step_id,
             phase: cmd.phase,
             attempt,
@@ -54,6 +56,11 @@ impl StepContext {
             log: Mutex::new(Vec::new()),
             publisher,
         }
+    }
+
+    /// The context name the step's task runs on.
+    pub fn target(&self) -> &str {
+        &self.target
     }
 
     /// 1 on the first attempt.

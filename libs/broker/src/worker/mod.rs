@@ -390,6 +390,7 @@ impl<H: StepHandler> Worker<H> {
 fn step_event(ctx: &StepContext, outcome: StepOutcome) -> StepEvent {
     StepEvent {
         task_id: ctx.task_id(),
+        target: Some(ctx.target().to_owned()),
         step_id: ctx.step_id(),
         phase: ctx.phase(),
         attempt: ctx.attempt(),

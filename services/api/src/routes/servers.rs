@@ -172,7 +172,7 @@ pub async fn change(
     ApiJson(body): ApiJson<ServerChange>,
 ) -> Result<axum::Json<Server>, ApiError> {
     let name = parse_name(&name)?;
-    if state.store.get_server(name.as_str()).await?.is_none() {
+    if !state.store.server_exists(name.as_str()).await? {
         return Err(ApiError::NotFound(format!("server `{name}` not found")));
     }
     let host = match &body.host {

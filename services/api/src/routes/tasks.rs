@@ -19,7 +19,7 @@ async fn resolve_target(state: &AppState, target: &str) -> Result<TargetKind, Ap
     let target = target.strip_prefix('@').unwrap_or(target);
     if target.starts_with("server_") {
         let name = ServerName::parse(target).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
-        if state.store.get_server(name.as_str()).await?.is_none() {
+        if !state.store.server_exists(name.as_str()).await? {
             return Err(ApiError::Unprocessable(format!(
                 "target server `{name}` does not exist"
             )));
