@@ -325,7 +325,11 @@ impl Dispatcher {
         if task.status() != TaskStatus::Queued {
             return Ok(());
         }
-        let mut steps = t::steps_of(tx, task.id).await?;
+        // A task that never started has no steps yet: no need to read them.
+        let mut steps = match task.started_at {
+            None => Vec::new(),
+            Some(_) => t::steps_of(tx, task.id).await?,
+        };
         if steps.is_empty() {
             match self.plan(tx, &task).await? {
                 Ok(n) => {
