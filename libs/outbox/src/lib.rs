@@ -27,6 +27,10 @@ const BATCH: usize = 256;
 /// A row this old and still unsent is the sweep's: its writer did not publish it.
 pub const SWEEP_MIN_AGE_MS: i64 = 2_000;
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// Sent rows are kept this long for inspection, then deleted by the sweep.
+const KEEP_SENT_SECS: i64 = 3600;
+/// Sweeps between two prunes of sent rows.
+const PRUNE_EVERY_SWEEPS: u32 = 60;
 /// Fast-path batches in flight at once: confirms are awaited concurrently.
 const IN_FLIGHT: usize = 16;
 /// Confirmed rows are marked sent together, at most this long after their confirm: one
@@ -256,10 +260,22 @@ async fn sweep_loop(
     shutdown: CancellationToken,
 ) {
     let mut backoff = SWEEP_EVERY;
+    let mut sweeps = 0u32;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
             _ = shutdown.cancelled() => return,
+        }
+        sweeps = sweeps.wrapping_add(1);
+        if sweeps % PRUNE_EVERY_SWEEPS == 0 {
+            match store.pool.acquire().await {
+                Ok(mut conn) => match outbox::prune(&mut conn, KEEP_SENT_SECS).await {
+                    Ok(n) if n > 0 => tracing::debug!(rows = n, "pruned sent outbox rows"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "could not prune the outbox"),
+                },
+                Err(e) => tracing::warn!(error = %e, "could not prune the outbox"),
+            }
         }
         match sweep(&store, &broker, &publisher, &declared).await {
             Ok(n) => {
