@@ -267,7 +267,7 @@ async fn sweep_loop(
             _ = shutdown.cancelled() => return,
         }
         sweeps = sweeps.wrapping_add(1);
-        if sweeps % PRUNE_EVERY_SWEEPS == 0 {
+        if sweeps.is_multiple_of(PRUNE_EVERY_SWEEPS) {
             match store.pool.acquire().await {
                 Ok(mut conn) => match outbox::prune(&mut conn, KEEP_SENT_SECS).await {
                     Ok(n) if n > 0 => tracing::debug!(rows = n, "pruned sent outbox rows"),
