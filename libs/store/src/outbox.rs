@@ -95,10 +95,3 @@ pub async fn prune(conn: &mut PgConnection, keep_secs: i64) -> Result<u64> {
     .await?
     .rows_affected())
 }
-
-pub async fn unsent_count(conn: &mut PgConnection) -> Result<i64> {
-    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
-        .fetch_one(&mut *conn)
-        .await?;
-    Ok(n)
-}

@@ -207,18 +207,6 @@ pub async fn lock_target(conn: &mut PgConnection, target: &str) -> Result<()> {
     Ok(())
 }
 
-/// Is another task on this target processing?
-pub async fn target_busy(conn: &mut PgConnection, target: &str, except: Uuid) -> Result<bool> {
-    let (n,): (i64,) = sqlx::query_as(
-        "SELECT count(*) FROM tasks WHERE target = $1 AND status = 'processing' AND id <> $2",
-    )
-    .bind(target)
-    .bind(except)
-    .fetch_one(&mut *conn)
-    .await?;
-    Ok(n > 0)
-}
-
 /// The task to start on a target: its oldest queued one, if none is processing.
 pub async fn startable(conn: &mut PgConnection, target: &str) -> Result<Option<Uuid>> {
     let row: Option<(Uuid,)> = sqlx::query_as(
