@@ -190,23 +190,46 @@ pub async fn save_services(
 }
 
 pub async fn get_server(conn: &mut PgConnection, name: &str) -> Result<Option<StoredServer>> {
-    let Some(row) = sqlx::query_as::<_, ServerRow>(
-        "SELECT name, host, created_at, updated_at FROM servers WHERE name = $1",
-    )
-    .bind(name)
-    .fetch_optional(&mut *conn)
-    .await?
-    else {
-        return Ok(None);
-    };
-    let services = sqlx::query_as::<_, ServiceRow>(
-        "SELECT service, type, port, host, admin_user, admin_password_sealed
-         FROM server_services WHERE server = $1",
+    // One round trip: the server joined with its services (one row per service, or one
+    // row of NULLs when it has none).
+    #[derive(sqlx::FromRow)]
+    struct Joined {
+        #[sqlx(flatten)]
+        server: ServerRow,
+        service: Option<String>,
+        service_type: Option<String>,
+        port: Option<i32>,
+        service_host: Option<String>,
+        admin_user: Option<String>,
+        admin_password_sealed: Option<String>,
+    }
+    let rows = sqlx::query_as::<_, Joined>(
+        "SELECT s.name, s.host, s.created_at, s.updated_at, ss.service, ss.type AS service_type,
+                ss.port, ss.host AS service_host, ss.admin_user, ss.admin_password_sealed
+         FROM servers s LEFT JOIN server_services ss ON ss.server = s.name
+         WHERE s.name = $1",
     )
     .bind(name)
     .fetch_all(&mut *conn)
     .await?;
-    Ok(Some(assemble(row, services)))
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let server = first.server.clone();
+    let services = rows
+        .into_iter()
+        .filter_map(|r| {
+            Some(ServiceRow {
+                service: r.service?,
+                service_type: r.service_type?,
+                port: r.port?,
+                host: r.service_host,
+                admin_user: r.admin_user,
+                admin_password_sealed: r.admin_password_sealed,
+            })
+        })
+        .collect();
+    Ok(Some(assemble(server, services)))
 }
 
 impl Store {

@@ -294,23 +294,40 @@ pub struct NewStep<'a> {
     pub secret: Option<&'a str>,
 }
 
-pub async fn insert_step(conn: &mut PgConnection, s: NewStep<'_>, task_id: Uuid) -> Result<()> {
-    sqlx::query(
+/// Inserts a task's plan in one statement; returns the steps in order.
+pub async fn insert_steps(
+    conn: &mut PgConnection,
+    task_id: Uuid,
+    steps: &[NewStep<'_>],
+) -> Result<Vec<StepRow>> {
+    let ids: Vec<Uuid> = steps.iter().map(|s| s.id).collect();
+    let positions: Vec<i32> = steps.iter().map(|s| s.position).collect();
+    let services: Vec<&str> = steps.iter().map(|s| s.service).collect();
+    let servers: Vec<&str> = steps.iter().map(|s| s.server).collect();
+    let actions: Vec<&str> = steps.iter().map(|s| s.action).collect();
+    let args: Vec<&serde_json::Value> = steps.iter().map(|s| s.args).collect();
+    let compensations: Vec<Option<&str>> = steps.iter().map(|s| s.compensation).collect();
+    let secrets: Vec<Option<&str>> = steps.iter().map(|s| s.secret).collect();
+    let mut rows: Vec<StepRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO steps (id, task_id, position, service, server, action, args, compensation, secret, status)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending')",
-    )
-    .bind(s.id)
+         SELECT i, $2, p, sv, se, a, ar, c, sc, 'pending'
+         FROM unnest($1::uuid[], $3::int[], $4::text[], $5::text[], $6::text[], $7::jsonb[], $8::text[], $9::text[])
+              AS x(i, p, sv, se, a, ar, c, sc)
+         RETURNING {STEP_COLUMNS}"
+    )))
+    .bind(&ids)
     .bind(task_id)
-    .bind(s.position)
-    .bind(s.service)
-    .bind(s.server)
-    .bind(s.action)
-    .bind(s.args)
-    .bind(s.compensation)
-    .bind(s.secret)
-    .execute(&mut *conn)
+    .bind(&positions)
+    .bind(&services)
+    .bind(&servers)
+    .bind(&actions)
+    .bind(&args)
+    .bind(&compensations)
+    .bind(&secrets)
+    .fetch_all(&mut *conn)
     .await?;
-    Ok(())
+    rows.sort_by_key(|r| r.position);
+    Ok(rows)
 }
 
 pub async fn steps_of(conn: &mut PgConnection, task_id: Uuid) -> Result<Vec<StepRow>> {

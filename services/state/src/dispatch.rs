@@ -332,8 +332,9 @@ impl Dispatcher {
         };
         if steps.is_empty() {
             match self.plan(tx, &task).await? {
-                Ok(n) => {
-                    steps = t::steps_of(tx, task.id).await?;
+                Ok(planned) => {
+                    let n = planned.len();
+                    steps = planned;
                     t::set_task_status(tx, task.id, TaskStatus::Processing).await?;
                     log(
                         tx,
@@ -356,12 +357,13 @@ impl Dispatcher {
         self.advance(tx, &task, &steps).await
     }
 
-    /// Builds and stores the task's plan; `Err` is a reason the task cannot run.
+    /// Builds and stores the task's plan (its steps, in order); `Err` is a reason the task
+    /// cannot run.
     async fn plan(
         &self,
         tx: &mut Tx,
         task: &TaskRow,
-    ) -> Result<std::result::Result<usize, String>> {
+    ) -> Result<std::result::Result<Vec<StepRow>, String>> {
         let task_type = match TaskType::parse(&task.task_type) {
             Ok(t) => t,
             Err(e) => return Ok(Err(e.to_string())),
@@ -376,26 +378,27 @@ impl Dispatcher {
             return Ok(Err(format!("server `{}` no longer exists", task.target)));
         };
         let plan = plan_server_task(task_type, &task.args, &server.facts());
-        for (i, s) in plan.steps.iter().enumerate() {
-            t::insert_step(
-                tx,
-                NewStep {
-                    id: Uuid::now_v7(),
-                    position: i as i32 + 1,
-                    service: s.service,
-                    server: &s.server,
-                    action: &s.action,
-                    args: &s.args,
-                    compensation: s.compensation.as_deref(),
-                    secret: s.secret.map(|n| match n {
-                        SecretNeed::DbAdmin => SECRET_DB_ADMIN,
-                    }),
-                },
-                task.id,
-            )
-            .await?;
+        let new: Vec<NewStep> = plan
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| NewStep {
+                id: Uuid::now_v7(),
+                position: i as i32 + 1,
+                service: s.service,
+                server: &s.server,
+                action: &s.action,
+                args: &s.args,
+                compensation: s.compensation.as_deref(),
+                secret: s.secret.map(|n| match n {
+                    SecretNeed::DbAdmin => SECRET_DB_ADMIN,
+                }),
+            })
+            .collect();
+        if new.is_empty() {
+            return Ok(Ok(Vec::new()));
         }
-        Ok(Ok(plan.steps.len()))
+        Ok(Ok(t::insert_steps(tx, task.id, &new).await?))
     }
 
     /// Sends the first step not yet done, or ends the task when all are done.
