@@ -430,6 +430,36 @@ impl World {
         ]
     }
 
+    /// Starts `berth serve <service>` as its own process in this world, its output (JSON
+    /// logs) in a file under the world's directory; `env` is added to [`Self::process_env`].
+    pub fn spawn_berth(
+        &self,
+        service: &str,
+        env: &[(&str, &str)],
+    ) -> (std::process::Child, PathBuf) {
+        let bin = berth_bin();
+        assert!(
+            bin.exists(),
+            "{} is missing: build it first with `cargo build --workspace --bins` (ops/test.sh does)",
+            bin.display()
+        );
+        let path = self
+            .dir
+            .join(format!("{service}-{}.log", uuid::Uuid::new_v4().simple()));
+        let log = std::fs::File::create(&path).expect("log file");
+        let child = std::process::Command::new(bin)
+            .args(["serve", service])
+            .envs(self.process_env())
+            .env("BERTH_LOG_FORMAT", "json")
+            .envs(env.iter().copied())
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn berth");
+        (child, path)
+    }
+
     /// Stops everything and removes the world's database, vhost and files.
     pub async fn stop(mut self) {
         self.shutdown.cancel();

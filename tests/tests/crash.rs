@@ -2,37 +2,13 @@
 
 use berth_contracts::{StepStatus, TaskStatus};
 use berth_tests::proxy::Proxy;
-use berth_tests::{World, WorldOptions, berth_bin};
+use berth_tests::{World, WorldOptions};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::json;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn spawn_worker(w: &World, service: &str) -> (Child, std::path::PathBuf) {
-    let bin = berth_bin();
-    assert!(
-        bin.exists(),
-        "{} is missing: build it first with `cargo build --workspace --bins` (ops/test.sh does)",
-        bin.display()
-    );
-    let path = w
-        .dir
-        .join(format!("{service}-{}.log", rand::random::<u32>()));
-    let log = std::fs::File::create(&path).unwrap();
-    let child = Command::new(bin)
-        .args(["serve", service])
-        .envs(w.process_env())
-        .env("BERTH_LOG_FORMAT", "json")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    (child, path)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_worker_killed_mid_step_has_its_step_delivered_again_and_recorded_once() {
@@ -45,7 +21,7 @@ async fn a_worker_killed_mid_step_has_its_step_delivered_again_and_recorded_once
     w.create_bare_server("server_master", "localhost")
         .await
         .unwrap();
-    let (mut first, _) = spawn_worker(&w, "http");
+    let (mut first, _) = w.spawn_berth("http", &[]);
     let t = w
         .create_task("noop", "server_master", json!({"sleep_ms": 1500}))
         .await
@@ -65,7 +41,7 @@ async fn a_worker_killed_mid_step_has_its_step_delivered_again_and_recorded_once
         TaskStatus::Processing,
         "the task must not end with its worker"
     );
-    let (mut second, second_log) = spawn_worker(&w, "http");
+    let (mut second, second_log) = w.spawn_berth("http", &[]);
     let task = w.wait_finished(t.id, WAIT).await.unwrap();
     assert_eq!(task.status, TaskStatus::Success, "{task:#?}");
     let steps = task.steps.as_ref().unwrap();

@@ -2,7 +2,7 @@
 //! spans in a worker process carry the trace id the API gave the task.
 
 use berth_contracts::TaskStatus;
-use berth_tests::{World, WorldOptions, berth_bin};
+use berth_tests::{World, WorldOptions};
 use serde_json::json;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -64,14 +64,7 @@ async fn a_worker_exports_the_tasks_trace_over_otlp() {
     w.create_bare_server("server_master", "localhost")
         .await
         .unwrap();
-    let mut worker = tokio::process::Command::new(berth_bin())
-        .args(["serve", "http"])
-        .envs(w.process_env())
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut worker, _log) = w.spawn_berth("http", &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]);
     let t = w
         .create_task("noop", "server_master", json!({}))
         .await
@@ -83,11 +76,15 @@ async fn a_worker_exports_the_tasks_trace_over_otlp() {
     assert_eq!(task.status, TaskStatus::Success);
     // A graceful stop flushes the exporter.
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(worker.id().unwrap() as i32),
+        nix::unistd::Pid::from_raw(worker.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    let _ = tokio::time::timeout(Duration::from_secs(20), worker.wait()).await;
+    let _ = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::task::spawn_blocking(move || worker.wait()),
+    )
+    .await;
     let trace = hex::decode(&task.trace_id).unwrap();
     let found = bodies
         .lock()

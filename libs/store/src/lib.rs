@@ -68,3 +68,12 @@ impl Store {
 pub fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("23505"))
 }
+
+/// A unique-constraint violation becomes a [`StoreError::Conflict`] saying `why`.
+pub(crate) fn conflict_on_unique(e: sqlx::Error, why: impl FnOnce() -> String) -> StoreError {
+    if is_unique_violation(&e) {
+        StoreError::Conflict(why())
+    } else {
+        e.into()
+    }
+}

@@ -1,6 +1,6 @@
 //! Servers and their services (Aegir's server contexts).
 
-use crate::{Result, Store, StoreError, is_unique_violation};
+use crate::{Result, Store, StoreError, conflict_on_unique};
 use berth_contracts::{DbService, DnsService, HttpService, Server, Services};
 use berth_hosting::tasks::{DbFacts, DnsFacts, HttpFacts, ServerFacts};
 use chrono::{DateTime, Utc};
@@ -106,13 +106,9 @@ pub async fn insert_server(conn: &mut PgConnection, name: &str, host: &str) -> R
         .execute(&mut *conn)
         .await
         .map_err(|e| {
-            if is_unique_violation(&e) {
-                StoreError::Conflict(format!(
-                    "a server named `{name}` or with host `{host}` exists already"
-                ))
-            } else {
-                e.into()
-            }
+            conflict_on_unique(e, || {
+                format!("a server named `{name}` or with host `{host}` exists already")
+            })
         })?;
     Ok(())
 }
@@ -123,13 +119,7 @@ pub async fn update_host(conn: &mut PgConnection, name: &str, host: &str) -> Res
         .bind(host)
         .execute(&mut *conn)
         .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                StoreError::Conflict(format!("another server has host `{host}`"))
-            } else {
-                e.into()
-            }
-        })?;
+        .map_err(|e| conflict_on_unique(e, || format!("another server has host `{host}`")))?;
     Ok(())
 }
 

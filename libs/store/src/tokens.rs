@@ -1,6 +1,6 @@
 //! API tokens: random, shown once, stored as a SHA-256 hash.
 
-use crate::{Result, Store, StoreError, is_unique_violation};
+use crate::{Result, Store, conflict_on_unique};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -30,11 +30,7 @@ impl Store {
             .execute(&self.pool)
             .await
             .map_err(|e| {
-                if is_unique_violation(&e) {
-                    StoreError::Conflict(format!("a token named `{name}` exists already"))
-                } else {
-                    e.into()
-                }
+                conflict_on_unique(e, || format!("a token named `{name}` exists already"))
             })?;
         Ok(token)
     }

@@ -131,7 +131,7 @@ impl Dispatcher {
                     StepStatus::Running | StepStatus::Compensating
                 );
                 if live {
-                    append_worker_log(&mut tx, &task, &step, &ev.log).await?;
+                    append_worker_log(&mut tx, &task, &step, &ev.log);
                 }
             }
             StepOutcome::Retrying { error, retry_in_ms } => {
@@ -144,7 +144,7 @@ impl Dispatcher {
                     worker: ev.worker.clone(),
                 };
                 if t::record_attempt(&mut tx, step.id, &record).await? {
-                    append_worker_log(&mut tx, &task, &step, &ev.log).await?;
+                    append_worker_log(&mut tx, &task, &step, &ev.log);
                     log(
                         &mut tx,
                         &task,
@@ -155,8 +155,7 @@ impl Dispatcher {
                             describe(&step),
                             ev.attempt
                         ),
-                    )
-                    .await?;
+                    );
                 }
             }
             StepOutcome::Succeeded { warning, .. } => match ev.phase {
@@ -182,7 +181,7 @@ impl Dispatcher {
                     if !moved {
                         tracing::debug!(step_id = %step.id, "result already recorded; redelivery ignored");
                     } else {
-                        append_worker_log(&mut tx, &task, &step, &ev.log).await?;
+                        append_worker_log(&mut tx, &task, &step, &ev.log);
                         let ms = (ev.at - ev.started_at).num_milliseconds();
                         log(
                             &mut tx,
@@ -196,8 +195,7 @@ impl Dispatcher {
                                 ev.attempt,
                                 ev.worker
                             ),
-                        )
-                        .await?;
+                        );
                         if task.status() == TaskStatus::Processing {
                             set_status(&mut steps, step.id, to);
                             self.advance(&mut tx, &task, &steps).await?;
@@ -217,15 +215,14 @@ impl Dispatcher {
                     )
                     .await?;
                     if moved {
-                        append_worker_log(&mut tx, &task, &step, &ev.log).await?;
+                        append_worker_log(&mut tx, &task, &step, &ev.log);
                         log(
                             &mut tx,
                             &task,
                             Some(step.id),
                             LogLevel::Info,
                             &format!("{}: taken back", describe(&step)),
-                        )
-                        .await?;
+                        );
                         set_status(&mut steps, step.id, StepStatus::Compensated);
                         self.compensate(&mut tx, &task, &steps).await?;
                     }
@@ -293,7 +290,7 @@ impl Dispatcher {
                 }
             }
             t::set_step_history(&mut tx, step.id, &history).await?;
-            append_worker_log(&mut tx, &task, &step, &msg.log).await?;
+            append_worker_log(&mut tx, &task, &step, &msg.log);
             let what = match cmd.phase {
                 StepPhase::Run => "failed",
                 StepPhase::Compensate => "could not be taken back",
@@ -309,8 +306,7 @@ impl Dispatcher {
                     msg.history.len().max(1),
                     msg.error
                 ),
-            )
-            .await?;
+            );
             set_status(&mut steps, step.id, StepStatus::Error);
             self.compensate(&mut tx, &task, &steps).await?;
         }
@@ -342,17 +338,16 @@ impl Dispatcher {
                         None,
                         LogLevel::Info,
                         &format!("started: {n} step(s) planned"),
-                    )
-                    .await?;
+                    );
                 }
                 Err(why) => {
-                    log(tx, &task, None, LogLevel::Error, &why).await?;
+                    log(tx, &task, None, LogLevel::Error, &why);
                     return Box::pin(self.finish(tx, &task, TaskStatus::Error)).await;
                 }
             }
         } else {
             t::set_task_status(tx, task.id, TaskStatus::Processing).await?;
-            log(tx, &task, None, LogLevel::Info, "resumed").await?;
+            log(tx, &task, None, LogLevel::Info, "resumed");
         }
         self.advance(tx, &task, &steps).await
     }
@@ -457,8 +452,7 @@ impl Dispatcher {
                     Some(step.id),
                     LogLevel::Warning,
                     &format!("taking back {}", describe(step)),
-                )
-                .await?;
+                );
                 self.send(tx, task, step, StepPhase::Compensate).await
             }
             None => self.finish(tx, task, TaskStatus::Error).await,
@@ -528,8 +522,7 @@ impl Dispatcher {
             None,
             level,
             &format!("finished: {}", status.as_str()),
-        )
-        .await?;
+        );
         tracing::info!(task_id = %task.id, task_type = %task.task_type, target = %task.target,
             status = status.as_str(), "task finished");
         // The target is free: start the next task waiting for it.
@@ -547,13 +540,8 @@ fn describe(step: &StepRow) -> String {
     )
 }
 
-async fn log(
-    tx: &mut Tx,
-    task: &TaskRow,
-    step: Option<Uuid>,
-    level: LogLevel,
-    message: &str,
-) -> Result<()> {
+/// Buffers a task log line; the transaction writes its lines in one statement at commit.
+fn log(tx: &mut Tx, task: &TaskRow, step: Option<Uuid>, level: LogLevel, message: &str) {
     tx.logs.push(t::NewLog {
         task_id: task.id,
         step_id: step,
@@ -561,15 +549,9 @@ async fn log(
         message: message.to_string(),
         at: chrono::Utc::now(),
     });
-    Ok(())
 }
 
-async fn append_worker_log(
-    tx: &mut Tx,
-    task: &TaskRow,
-    step: &StepRow,
-    lines: &[WorkerLog],
-) -> Result<()> {
+fn append_worker_log(tx: &mut Tx, task: &TaskRow, step: &StepRow, lines: &[WorkerLog]) {
     tx.logs.extend(lines.iter().map(|l| t::NewLog {
         task_id: task.id,
         step_id: Some(step.id),
@@ -577,5 +559,4 @@ async fn append_worker_log(
         message: l.message.clone(),
         at: l.at,
     }));
-    Ok(())
 }
