@@ -420,6 +420,64 @@ pub struct NewToken {
     pub token: String,
 }
 
+/// What a package is, in Drupal's terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PackageType {
+    Core,
+    Profile,
+    Module,
+    Theme,
+}
+
+impl PackageType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Core => "core",
+            Self::Profile => "profile",
+            Self::Module => "module",
+            Self::Theme => "theme",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Core, Self::Profile, Self::Module, Self::Theme]
+            .into_iter()
+            .find(|t| t.as_str() == s)
+    }
+}
+
+/// A package found on a platform (by its scan) or on a site (enabled there).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Package {
+    /// Machine name: `views`, `node`, `standard`, `drupal` for core.
+    pub name: String,
+    #[serde(rename = "type")]
+    pub package_type: PackageType,
+    /// Human name from the info file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// `7.x-3.29`, `10.3.1`, `8.x-1.14`; absent for a checkout without a version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Platform: the highest `<name>_update_N` in its `.install` file (absent without one).
+    /// Site: the schema version installed in the site's database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_version: Option<i64>,
+    /// Directory relative to the platform root, e.g. `sites/all/modules/views`.
+    #[serde(default)]
+    pub path: String,
+    /// Profiles: the languages a site can be installed in (always `en`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub languages: Vec<String>,
+    /// Profiles: the name the profile had before (`old_short_name` in its info file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_short_name: Option<String>,
+    /// Site packages: whether it is enabled on the site.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+}
+
 // ---------------------------------------------------------------------------------------
 // AMQP messages
 // ---------------------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+//! BIND (named) with rndc on loopback ports: filled in by the DNS work.
