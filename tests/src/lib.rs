@@ -76,6 +76,8 @@ pub struct World {
     pub dir: PathBuf,
     pub nginx_conf: PathBuf,
     pub named_conf: PathBuf,
+    /// rndc's configuration for the world's named, when it runs one.
+    pub rndc_conf: Option<PathBuf>,
     pub opts: WorldOptions,
     pub http: reqwest::Client,
     shutdown: CancellationToken,
@@ -171,6 +173,7 @@ impl World {
             dir,
             nginx_conf,
             named_conf,
+            rndc_conf: None,
             opts: opts.clone(),
             http,
             shutdown,
@@ -231,6 +234,9 @@ impl World {
             data_root: self.dir.clone(),
             checkconf_bin: "named-checkconf".into(),
             named_conf: self.named_conf.clone(),
+            checkzone_bin: "named-checkzone".into(),
+            rndc_bin: "rndc".into(),
+            rndc_conf: self.rndc_conf.clone(),
         };
         self.services.push(tokio::spawn({
             let s = s.clone();

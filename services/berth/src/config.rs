@@ -63,6 +63,12 @@ const NGINX_BIN: Key = key("BERTH_NGINX_BIN", "nginx");
 const NGINX_CONF: Key = key("BERTH_NGINX_CONF", "/etc/nginx/nginx.conf");
 const NAMED_CHECKCONF_BIN: Key = key("BERTH_NAMED_CHECKCONF_BIN", "named-checkconf");
 const NAMED_CONF: Key = key("BERTH_NAMED_CONF", "/etc/bind/named.conf");
+const NAMED_CHECKZONE_BIN: Key = key("BERTH_NAMED_CHECKZONE_BIN", "named-checkzone");
+const RNDC_BIN: Key = key("BERTH_RNDC_BIN", "rndc");
+const RNDC_CONF: Key = key("BERTH_RNDC_CONF", "");
+const PHP_FPM: Key = key("BERTH_PHP_FPM", "unix:/run/php/php8.2-fpm.sock");
+const HTTP_LISTEN_ADDRESS: Key = key("BERTH_HTTP_LISTEN_ADDRESS", "");
+const RELOAD_WINDOW_MS: Key = key("BERTH_RELOAD_WINDOW_MS", "200");
 const MAX_BODY_BYTES: Key = key("BERTH_MAX_BODY_BYTES", "65536");
 const LOG_FORMAT: Key = key("BERTH_LOG_FORMAT", "text");
 const OTLP_ENDPOINT: Key = Key {
@@ -77,7 +83,7 @@ const WORKER_NAME: Key = Key {
 };
 
 /// Every key the configuration file may hold.
-const ALL_KEYS: [&Key; 18] = [
+const ALL_KEYS: [&Key; 24] = [
     &DATABASE_URL,
     &AMQP_URL,
     &LISTEN,
@@ -92,6 +98,12 @@ const ALL_KEYS: [&Key; 18] = [
     &NGINX_CONF,
     &NAMED_CHECKCONF_BIN,
     &NAMED_CONF,
+    &NAMED_CHECKZONE_BIN,
+    &RNDC_BIN,
+    &RNDC_CONF,
+    &PHP_FPM,
+    &HTTP_LISTEN_ADDRESS,
+    &RELOAD_WINDOW_MS,
     &MAX_BODY_BYTES,
     &LOG_FORMAT,
     &OTLP_ENDPOINT,
@@ -179,6 +191,16 @@ pub struct Settings {
     pub nginx_conf: PathBuf,
     pub named_checkconf_bin: String,
     pub named_conf: PathBuf,
+    pub named_checkzone_bin: String,
+    pub rndc_bin: String,
+    /// Empty: rndc's own default configuration.
+    pub rndc_conf: Option<PathBuf>,
+    /// Where nginx passes PHP requests: `unix:/path.sock` or `host:port`.
+    pub php_fpm: String,
+    /// The address vhosts listen on (with the http service's port); empty: all addresses.
+    pub http_listen_address: String,
+    /// How long vhost changes are gathered for one `nginx -t` and reload.
+    pub reload_window_ms: u64,
     pub max_body_bytes: usize,
     pub log_format: LogFormat,
     pub otlp_endpoint: Option<String>,
@@ -475,6 +497,45 @@ impl Settings {
             "e.g. BERTH_NAMED_CONF=/etc/bind/named.conf",
             non_empty,
         )?);
+        let named_checkzone_bin = src.parse(
+            &NAMED_CHECKZONE_BIN,
+            "give the named-checkzone program, e.g. BERTH_NAMED_CHECKZONE_BIN=/usr/bin/named-checkzone",
+            non_empty,
+        )?;
+        let rndc_bin = src.parse(
+            &RNDC_BIN,
+            "give the rndc program, e.g. BERTH_RNDC_BIN=/usr/sbin/rndc",
+            non_empty,
+        )?;
+        let rndc_conf = src
+            .parse(&RNDC_CONF, "e.g. BERTH_RNDC_CONF=/etc/bind/rndc.conf", |s| {
+                Ok(s.to_string())
+            })?;
+        let rndc_conf = (!rndc_conf.is_empty()).then(|| PathBuf::from(rndc_conf));
+        let php_fpm = src.parse(
+            &PHP_FPM,
+            "e.g. BERTH_PHP_FPM=unix:/run/php/php8.2-fpm.sock or BERTH_PHP_FPM=127.0.0.1:9000",
+            non_empty,
+        )?;
+        let http_listen_address = src.parse(
+            &HTTP_LISTEN_ADDRESS,
+            "give an IP address, e.g. BERTH_HTTP_LISTEN_ADDRESS=127.0.0.1, or leave it empty for all",
+            |s| {
+                if s.is_empty() || s.parse::<std::net::IpAddr>().is_ok() {
+                    Ok(s.to_string())
+                } else {
+                    Err("not an IP address".into())
+                }
+            },
+        )?;
+        let reload_window_ms = src.parse(
+            &RELOAD_WINDOW_MS,
+            "give milliseconds from 0 to 60000, e.g. BERTH_RELOAD_WINDOW_MS=200",
+            |s| match s.parse::<u64>() {
+                Ok(n) if n <= 60_000 => Ok(n),
+                _ => Err("not a whole number from 0 to 60000".into()),
+            },
+        )?;
         let max_body_bytes = src.parse(
             &MAX_BODY_BYTES,
             "give a size in bytes from 1024 to 1073741824, e.g. BERTH_MAX_BODY_BYTES=65536",
@@ -535,6 +596,12 @@ impl Settings {
             nginx_conf,
             named_checkconf_bin,
             named_conf,
+            named_checkzone_bin,
+            rndc_bin,
+            rndc_conf,
+            php_fpm,
+            http_listen_address,
+            reload_window_ms,
             max_body_bytes,
             log_format,
             otlp_endpoint,

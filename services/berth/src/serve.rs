@@ -139,6 +139,9 @@ fn start(
                 data_root: s.data_root.clone(),
                 checkconf_bin: s.named_checkconf_bin.clone(),
                 named_conf: s.named_conf.clone(),
+                checkzone_bin: s.named_checkzone_bin.clone(),
+                rndc_bin: s.rndc_bin.clone(),
+                rndc_conf: s.rndc_conf.clone(),
             };
             Box::pin(async move { Ok(berth_dns::run(cfg, shutdown).await?) })
         }

@@ -16,6 +16,12 @@ pub struct DnsConfig {
     pub data_root: PathBuf,
     pub checkconf_bin: String,
     pub named_conf: PathBuf,
+    /// `named-checkzone`: every zone file is checked before BIND is asked to load it.
+    pub checkzone_bin: String,
+    /// `rndc`, run as `rndc [-c <rndc_conf>] reload <zone>` (or `reconfig` for a new zone).
+    pub rndc_bin: String,
+    /// rndc's configuration (server, port, key); `None`: rndc's own default.
+    pub rndc_conf: Option<PathBuf>,
 }
 
 pub struct DnsWorker {
