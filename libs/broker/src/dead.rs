@@ -100,6 +100,7 @@ mod tests {
             phase: berth_contracts::StepPhase::Run,
             args: serde_json::json!({}),
             sealed: None,
+            secrets: Default::default(),
         }
     }
 

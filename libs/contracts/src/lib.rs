@@ -420,6 +420,147 @@ pub struct NewToken {
     pub token: String,
 }
 
+/// How a platform installs and upgrades its sites.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Installer {
+    /// `drush`: `site:install`, `updatedb`, `cache:rebuild`, `user:login`, `pm:list`.
+    #[serde(rename = "type")]
+    pub installer_type: String,
+    /// The drush program, relative to the platform root or absolute
+    /// (default `vendor/bin/drush`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bin: Option<String>,
+}
+
+impl Default for Installer {
+    fn default() -> Self {
+        Self {
+            installer_type: "drush".into(),
+            bin: None,
+        }
+    }
+}
+
+/// `POST /api/v1/platforms`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewPlatform {
+    /// Context name: `platform_<name>`.
+    pub name: String,
+    /// Absolute path of the codebase on the web server.
+    pub root: String,
+    /// Server whose http service publishes the platform (default `server_master`).
+    #[serde(default)]
+    pub web_server: Option<String>,
+    #[serde(default)]
+    pub installer: Option<Installer>,
+}
+
+/// A platform (Aegir's platform context): a codebase on a web server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Platform {
+    pub name: String,
+    pub root: String,
+    pub web_server: String,
+    pub installer: Installer,
+    /// `queued` (never verified), `verified`, `failed` (last verify failed), `deleted`.
+    pub status: String,
+    /// A locked platform takes no new sites.
+    pub locked: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drupal_major: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub core_version: Option<String>,
+    /// Sites found in `<root>/sites/` by the last verify that berth does not host: to import.
+    #[serde(default)]
+    pub found_sites: Vec<String>,
+    /// Sites hosted on it (not deleted).
+    #[serde(default)]
+    pub sites: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// The task the request queued (verify on create, delete on delete).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub task: Option<Uuid>,
+}
+
+/// `POST /api/v1/sites`: Aegir's site form.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewSite {
+    /// The domain name; also the site's context name.
+    pub uri: String,
+    /// Context name of the platform (`platform_x`).
+    pub platform: String,
+    /// Server holding the site's database (default `server_master`).
+    #[serde(default)]
+    pub db_server: Option<String>,
+    #[serde(default)]
+    pub client: Option<String>,
+    /// Where the one-time login link is meant to go.
+    #[serde(default)]
+    pub client_email: Option<String>,
+    /// Install profile (default `standard`); must exist on the platform.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// Language code (default `en`); must be offered by the profile.
+    #[serde(default)]
+    pub language: Option<String>,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// Aliases answer with a 301 to the main domain instead of serving the site.
+    #[serde(default)]
+    pub redirection: bool,
+}
+
+/// `PATCH /api/v1/sites/{uri}`: only what is given changes; a verify applies it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteChange {
+    #[serde(default)]
+    pub client: Option<String>,
+    #[serde(default)]
+    pub client_email: Option<String>,
+    #[serde(default)]
+    pub aliases: Option<Vec<String>>,
+    #[serde(default)]
+    pub redirection: Option<bool>,
+}
+
+/// A site (Aegir's site context). The database password is never part of it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Site {
+    pub uri: String,
+    pub platform: String,
+    pub db_server: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_email: Option<String>,
+    pub profile: String,
+    pub language: String,
+    pub aliases: Vec<String>,
+    pub redirection: bool,
+    /// `installing`, `enabled`, `disabled`, `failed` (install failed, nothing left), `deleted`.
+    pub status: String,
+    pub db_name: String,
+    pub db_user: String,
+    /// A one-time login link from the install or the last login reset, until it is used
+    /// or 24 hours old.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_link: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_link_expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// The task the request queued.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub task: Option<Uuid>,
+}
+
 /// What a package is, in Drupal's terms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -513,9 +654,14 @@ pub struct StepCommand {
     pub action: String,
     pub phase: StepPhase,
     pub args: Value,
-    /// Secrets the step needs, sealed with the cluster key (`berth-secrets`); never logged.
+    /// The db server's admin password, sealed with the cluster key (`berth-secrets`);
+    /// never logged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sealed: Option<String>,
+    /// Other secrets the step needs, by name (`site_db`: the site's database password),
+    /// each sealed with the cluster key; never logged, removed from dead letters.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub secrets: std::collections::BTreeMap<String, String>,
 }
 
 impl StepCommand {

@@ -2,7 +2,8 @@
 //! of steps they run. Everything here is unit-tested on its own.
 
 pub mod names;
+pub mod sites;
 pub mod tasks;
 
-pub use names::{HostName, NameError, SERVER_MASTER, ServerName};
+pub use names::{HostName, NameError, PlatformName, SERVER_MASTER, ServerName, parse_root};
 pub use tasks::{Plan, PlannedStep, SecretNeed, ServerFacts, TaskError, TaskType};

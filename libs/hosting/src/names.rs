@@ -25,6 +25,12 @@ pub enum NameError {
         "`{name}` is not a server context name: use `server_master` or `server_<host without dots>`"
     )]
     NotServerContext { name: String },
+    #[error(
+        "`{name}` is not a platform context name: use `platform_` followed by 1 to 55 lower-case letters, digits, `_` or `-`"
+    )]
+    NotPlatformContext { name: String },
+    #[error("platform root `{root}`: {why}")]
+    BadRoot { root: String, why: &'static str },
     #[error("server name `{name}` does not match host `{host}`: expected `{expected}`")]
     ServerNameMismatch {
         name: String,
@@ -148,6 +154,70 @@ impl fmt::Display for ServerName {
     }
 }
 
+/// A platform's context name: `platform_<name>` (Aegir's naming guideline).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PlatformName(String);
+
+impl PlatformName {
+    pub fn parse(s: &str) -> Result<Self, NameError> {
+        let s = s.strip_prefix('@').unwrap_or(s);
+        let ok = s.strip_prefix("platform_").is_some_and(|rest| {
+            !rest.is_empty()
+                && s.len() <= 64
+                && rest
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        });
+        if ok {
+            Ok(Self(s.to_string()))
+        } else {
+            Err(NameError::NotPlatformContext { name: s.into() })
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for PlatformName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A platform root: an absolute, normal path (no `.`/`..` parts, no doubled or trailing
+/// slash, printable ASCII without quotes or spaces, so it is safe in a vhost) other than `/`.
+pub fn parse_root(root: &str) -> Result<String, NameError> {
+    let bad = |why| {
+        Err(NameError::BadRoot {
+            root: root.into(),
+            why,
+        })
+    };
+    if !root.starts_with('/') {
+        return bad("must be an absolute path");
+    }
+    if root.len() < 2 || root.len() > 1024 {
+        return bad("must be a directory below / and at most 1024 characters");
+    }
+    if root.ends_with('/') {
+        return bad("must not end with `/`");
+    }
+    if !root.bytes().all(|b| {
+        b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'.' | b'+' | b'@')
+    }) {
+        return bad("may only hold letters, digits and `/ _ - . + @`");
+    }
+    if root[1..]
+        .split('/')
+        .any(|part| part.is_empty() || part == "." || part == "..")
+    {
+        return bad("must not have empty, `.` or `..` parts");
+    }
+    Ok(root.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,6 +252,21 @@ mod tests {
             HostName::parse(&too_long),
             Err(NameError::TooLong { .. })
         ));
+    }
+
+    #[test]
+    fn platform_names_and_roots_are_checked() {
+        assert_eq!(
+            PlatformName::parse("@platform_d7").unwrap().as_str(),
+            "platform_d7"
+        );
+        for bad in ["platform_", "d7", "platform_D7", "platform_a/b", "platform_a.b"] {
+            assert!(PlatformName::parse(bad).is_err(), "{bad}");
+        }
+        assert!(parse_root("/var/aegir/platforms/drupal-7.98").is_ok());
+        for bad in ["var/x", "/", "/a/../b", "/a//b", "/a/", "/a b", "/a'b", "/a/./b"] {
+            assert!(parse_root(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -17,10 +17,25 @@ pub enum TaskType {
     Verify,
     /// Diagnostic: a step that does nothing (or fails or sleeps, with diagnostics on).
     Noop,
+    /// Install a site (Aegir's `provision-install`).
+    Install,
+    /// Send a site's requests to the "site disabled" page.
+    Disable,
+    /// Serve a disabled site again.
+    Enable,
+    /// A new one-time login link for the site's admin (Aegir's "Reset password").
+    LoginReset,
 }
 
 impl TaskType {
-    pub const ALL: [TaskType; 2] = [Self::Verify, Self::Noop];
+    pub const ALL: [TaskType; 6] = [
+        Self::Verify,
+        Self::Noop,
+        Self::Install,
+        Self::Disable,
+        Self::Enable,
+        Self::LoginReset,
+    ];
 
     pub fn parse(s: &str) -> Result<Self, TaskError> {
         Self::ALL
@@ -33,13 +48,19 @@ impl TaskType {
         match self {
             Self::Verify => "verify",
             Self::Noop => "noop",
+            Self::Install => "install",
+            Self::Disable => "disable",
+            Self::Enable => "enable",
+            Self::LoginReset => "login-reset",
         }
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TaskError {
-    #[error("unknown task type `{0}`; known types: verify, noop")]
+    #[error(
+        "unknown task type `{0}`; known types: verify, noop, install, disable, enable, login-reset"
+    )]
     UnknownType(String),
     #[error("task type `{task_type}` does not run on a {target_kind}")]
     WrongTarget {
@@ -98,7 +119,15 @@ pub fn validate(
     args: &Value,
     diagnostics: bool,
 ) -> Result<Value, TaskError> {
-    if target_kind != berth_contracts::TargetKind::Server {
+    use berth_contracts::TargetKind as K;
+    let runs_on = match task_type {
+        TaskType::Verify => matches!(target_kind, K::Server | K::Platform | K::Site),
+        TaskType::Noop => target_kind == K::Server,
+        TaskType::Install | TaskType::Disable | TaskType::Enable | TaskType::LoginReset => {
+            target_kind == K::Site
+        }
+    };
+    if !runs_on {
         return Err(TaskError::WrongTarget {
             task_type: task_type.as_str(),
             target_kind: target_kind.as_str(),
@@ -109,9 +138,13 @@ pub fn validate(
         detail,
     };
     match task_type {
-        TaskType::Verify => match args.as_object() {
+        TaskType::Verify
+        | TaskType::Install
+        | TaskType::Disable
+        | TaskType::Enable
+        | TaskType::LoginReset => match args.as_object() {
             Some(o) if o.is_empty() => Ok(json!({})),
-            _ => Err(bad("verify takes no arguments".into())),
+            _ => Err(bad(format!("{} takes no arguments", task_type.as_str()))),
         },
         TaskType::Noop => {
             let a: NoopArgs =
@@ -175,6 +208,10 @@ pub struct DnsFacts {
 pub enum SecretNeed {
     /// The db server's admin password.
     DbAdmin,
+    /// The site's own database password (with the admin password where both are needed).
+    SiteDb,
+    /// Both: creating the site's user takes the admin's and the site's passwords.
+    DbAdminAndSiteDb,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -200,6 +237,9 @@ fn managed(service_type: &str) -> bool {
 /// The steps of a task on a server.
 pub fn plan_server_task(task_type: TaskType, args: &Value, server: &ServerFacts) -> Plan {
     match task_type {
+        TaskType::Install | TaskType::Disable | TaskType::Enable | TaskType::LoginReset => {
+            Plan { steps: Vec::new() }
+        }
         TaskType::Verify => {
             let mut steps = Vec::new();
             // Database first: it is the service whose failure says most about credentials.
@@ -415,8 +455,13 @@ mod tests {
         }
         assert!(validate(TaskType::Verify, TargetKind::Server, &json!({"x": 1}), true).is_err());
         assert!(matches!(
-            validate(TaskType::Verify, TargetKind::Site, &json!({}), true),
+            validate(TaskType::Noop, TargetKind::Site, &json!({}), true),
             Err(TaskError::WrongTarget { .. })
         ));
+        assert!(matches!(
+            validate(TaskType::Install, TargetKind::Server, &json!({}), true),
+            Err(TaskError::WrongTarget { .. })
+        ));
+        assert!(validate(TaskType::Verify, TargetKind::Site, &json!({}), true).is_ok());
     }
 }

@@ -185,6 +185,7 @@ pub fn step(service: &str, server: &str, action: &str, args: Value) -> StepComma
         phase: StepPhase::Run,
         args,
         sealed: None,
+        secrets: Default::default(),
     }
 }
 

@@ -1,0 +1,446 @@
+//! Platforms and sites: what the planner knows of them, the plans of their tasks, and the
+//! names berth derives for a site (database, user, hosts its user may connect from).
+//!
+//! Every site step gets the same `site` description in its arguments, built here from the
+//! facts the state service read, so that workers never read state themselves.
+
+use crate::tasks::{Plan, PlannedStep, SecretNeed, ServerFacts, TaskType};
+use serde_json::{Value, json};
+
+/// Site statuses, as stored.
+pub mod status {
+    pub const INSTALLING: &str = "installing";
+    pub const ENABLED: &str = "enabled";
+    pub const DISABLED: &str = "disabled";
+    pub const FAILED: &str = "failed";
+    pub const DELETED: &str = "deleted";
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlatformFacts {
+    pub name: String,
+    pub root: String,
+    /// The web server publishing the platform.
+    pub web_server: ServerFacts,
+    /// Its host name (where site users' database grants point).
+    pub web_host: String,
+    /// `{"type": "drush", "bin": ...}`.
+    pub installer: Value,
+    pub drupal_major: Option<i32>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SiteFacts {
+    pub uri: String,
+    pub aliases: Vec<String>,
+    pub redirection: bool,
+    pub profile: String,
+    pub language: String,
+    pub client_email: Option<String>,
+    pub status: String,
+    pub db_name: String,
+    pub db_user: String,
+    pub platform: PlatformFacts,
+    pub db_server: ServerFacts,
+}
+
+fn managed(t: &str) -> bool {
+    t != "null"
+}
+
+/// The database and user names of a new site: the uri's letters and digits (Aegir's
+/// habit), cut to fit MySQL's limits, with a random suffix so that re-installing a uri
+/// never meets the leftovers of an earlier one. `suffix` is 6 lower-case hex digits.
+pub fn db_names(uri: &str, suffix: &str) -> (String, String) {
+    let base: String = uri
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(25)
+        .collect();
+    let name = format!("{base}_{suffix}");
+    // MySQL user names are at most 32 characters; the database gets the same name.
+    (name.clone(), name)
+}
+
+/// Hosts the site's database user may connect from: the web server's host, or both
+/// spellings of the local host when the web server is the local machine.
+pub fn grant_hosts(web_host: &str, db_host: &str) -> Vec<String> {
+    let local = |h: &str| matches!(h, "localhost" | "127.0.0.1" | "::1");
+    if local(web_host) || (local(db_host) && web_host == db_host) {
+        vec!["localhost".into(), "127.0.0.1".into()]
+    } else {
+        vec![web_host.to_string()]
+    }
+}
+
+impl SiteFacts {
+    /// The description every site step carries.
+    pub fn step_args(&self, disabled: bool) -> Value {
+        let db = self.db_server.db.as_ref();
+        let http = self.platform.web_server.http.as_ref();
+        json!({
+            "uri": self.uri,
+            "aliases": self.aliases,
+            "redirection": self.redirection,
+            "profile": self.profile,
+            "language": self.language,
+            "client_email": self.client_email,
+            "platform": self.platform.name,
+            "root": self.platform.root,
+            "drupal_major": self.platform.drupal_major,
+            "installer": self.platform.installer,
+            "disabled": disabled,
+            "http": {
+                "type": http.map(|h| h.service_type.as_str()).unwrap_or("null"),
+                "port": http.map(|h| h.port).unwrap_or(80),
+            },
+            "db": {
+                "type": db.map(|d| d.service_type.as_str()).unwrap_or("null"),
+                "host": db.map(|d| d.host.as_str()).unwrap_or("127.0.0.1"),
+                "port": db.map(|d| d.port).unwrap_or(3306),
+                "admin_user": db.map(|d| d.admin_user.as_str()).unwrap_or("root"),
+                "name": self.db_name,
+                "user": self.db_user,
+                "grant_hosts": grant_hosts(
+                    &self.platform.web_host,
+                    db.map(|d| d.host.as_str()).unwrap_or("127.0.0.1"),
+                ),
+            },
+            "web_host": self.platform.web_host,
+        })
+    }
+
+    fn dns_managed(&self) -> bool {
+        self.platform
+            .web_server
+            .dns
+            .as_ref()
+            .is_some_and(|d| d.service_type == "bind")
+    }
+}
+
+fn step(
+    service: &'static str,
+    server: &str,
+    action: &str,
+    args: &Value,
+    compensation: Option<&str>,
+    secret: Option<SecretNeed>,
+) -> PlannedStep {
+    PlannedStep {
+        service,
+        server: server.to_string(),
+        action: action.into(),
+        args: args.clone(),
+        compensation: compensation.map(Into::into),
+        secret,
+    }
+}
+
+/// The steps of a task on a platform; `Err` says why it cannot run.
+pub fn plan_platform_task(task_type: TaskType, p: &PlatformFacts) -> Result<Plan, String> {
+    match task_type {
+        TaskType::Verify => {
+            if !p
+                .web_server
+                .http
+                .as_ref()
+                .is_some_and(|h| managed(&h.service_type))
+            {
+                return Err(format!(
+                    "web server `{}` has no managed http service",
+                    p.web_server.name
+                ));
+            }
+            let args = json!({"platform": p.name, "root": p.root, "installer": p.installer});
+            Ok(Plan {
+                steps: vec![step(
+                    "http",
+                    &p.web_server.name,
+                    "platform-verify",
+                    &args,
+                    None,
+                    None,
+                )],
+            })
+        }
+        other => Err(format!(
+            "task type `{}` does not run on a platform",
+            other.as_str()
+        )),
+    }
+}
+
+/// The steps of a task on a site; `Err` says why it cannot run now.
+pub fn plan_site_task(task_type: TaskType, s: &SiteFacts) -> Result<Plan, String> {
+    let web = s.platform.web_server.name.as_str();
+    let http_ok = s
+        .platform
+        .web_server
+        .http
+        .as_ref()
+        .is_some_and(|h| managed(&h.service_type));
+    if !http_ok {
+        return Err(format!("web server `{web}` has no managed http service"));
+    }
+    let need_status = |allowed: &[&str]| {
+        if allowed.contains(&s.status.as_str()) {
+            Ok(())
+        } else {
+            Err(format!(
+                "site `{}` is {}: {} needs it {}",
+                s.uri,
+                s.status,
+                task_type.as_str(),
+                allowed.join(" or ")
+            ))
+        }
+    };
+    let disabled_now = s.status == status::DISABLED;
+    let mut steps = Vec::new();
+    match task_type {
+        TaskType::Install => {
+            need_status(&[status::INSTALLING, status::FAILED])?;
+            let db = s
+                .db_server
+                .db
+                .as_ref()
+                .filter(|d| managed(&d.service_type))
+                .ok_or_else(|| {
+                    format!(
+                        "db server `{}` has no managed db service",
+                        s.db_server.name
+                    )
+                })?;
+            let _ = db;
+            let args = s.step_args(false);
+            steps.push(step(
+                "db",
+                &s.db_server.name,
+                "site-db-create",
+                &args,
+                Some("site-db-drop"),
+                Some(SecretNeed::DbAdminAndSiteDb),
+            ));
+            steps.push(step(
+                "http",
+                web,
+                "site-files",
+                &args,
+                Some("site-files-remove"),
+                None,
+            ));
+            steps.push(step(
+                "http",
+                web,
+                "site-install",
+                &args,
+                None,
+                Some(SecretNeed::SiteDb),
+            ));
+            steps.push(step(
+                "http",
+                web,
+                "site-vhost",
+                &args,
+                Some("site-vhost-remove"),
+                Some(SecretNeed::SiteDb),
+            ));
+            if s.dns_managed() {
+                steps.push(step(
+                    "dns",
+                    web,
+                    "site-records",
+                    &args,
+                    Some("site-records-remove"),
+                    None,
+                ));
+            }
+            let mut last = args.clone();
+            last["login"] = json!(true);
+            steps.push(step(
+                "http",
+                web,
+                "site-packages",
+                &last,
+                None,
+                Some(SecretNeed::SiteDb),
+            ));
+        }
+        TaskType::Verify => {
+            need_status(&[status::ENABLED, status::DISABLED])?;
+            let args = s.step_args(disabled_now);
+            steps.push(step("http", web, "site-files", &args, None, None));
+            steps.push(step(
+                "http",
+                web,
+                "site-vhost",
+                &args,
+                None,
+                Some(SecretNeed::SiteDb),
+            ));
+            if s.dns_managed() {
+                steps.push(step("dns", web, "site-records", &args, None, None));
+            }
+            steps.push(step(
+                "http",
+                web,
+                "site-packages",
+                &args,
+                None,
+                Some(SecretNeed::SiteDb),
+            ));
+        }
+        TaskType::Disable | TaskType::Enable => {
+            let disable = task_type == TaskType::Disable;
+            need_status(&[if disable {
+                status::ENABLED
+            } else {
+                status::DISABLED
+            }])?;
+            steps.push(step(
+                "http",
+                web,
+                "site-vhost",
+                &s.step_args(disable),
+                None,
+                Some(SecretNeed::SiteDb),
+            ));
+        }
+        TaskType::LoginReset => {
+            need_status(&[status::ENABLED])?;
+            steps.push(step(
+                "http",
+                web,
+                "site-login",
+                &s.step_args(false),
+                None,
+                Some(SecretNeed::SiteDb),
+            ));
+        }
+        TaskType::Noop => return Err("noop runs on servers only".into()),
+    }
+    Ok(Plan { steps })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tasks::{DbFacts, DnsFacts, HttpFacts};
+
+    fn server(dns: &str) -> ServerFacts {
+        ServerFacts {
+            name: "server_master".into(),
+            http: Some(HttpFacts {
+                service_type: "nginx".into(),
+                port: 8080,
+            }),
+            db: Some(DbFacts {
+                service_type: "mariadb".into(),
+                host: "127.0.0.1".into(),
+                port: 3306,
+                admin_user: "root".into(),
+            }),
+            dns: Some(DnsFacts {
+                service_type: dns.into(),
+                port: 53,
+            }),
+        }
+    }
+
+    fn site(status: &str, dns: &str) -> SiteFacts {
+        SiteFacts {
+            uri: "www.example.com".into(),
+            aliases: vec!["example.com".into()],
+            redirection: false,
+            profile: "standard".into(),
+            language: "en".into(),
+            client_email: None,
+            status: status.into(),
+            db_name: "wwwexamplecom_abc123".into(),
+            db_user: "wwwexamplecom_abc123".into(),
+            platform: PlatformFacts {
+                name: "platform_d10".into(),
+                root: "/var/aegir/platforms/d10".into(),
+                web_server: server(dns),
+                web_host: "localhost".into(),
+                installer: json!({"type": "drush"}),
+                drupal_major: Some(10),
+            },
+            db_server: server(dns),
+        }
+    }
+
+    fn actions(p: &Plan) -> Vec<&str> {
+        p.steps.iter().map(|s| s.action.as_str()).collect()
+    }
+
+    #[test]
+    fn install_creates_in_order_and_can_take_each_effect_back() {
+        let p = plan_site_task(TaskType::Install, &site("installing", "bind")).unwrap();
+        assert_eq!(
+            actions(&p),
+            [
+                "site-db-create",
+                "site-files",
+                "site-install",
+                "site-vhost",
+                "site-records",
+                "site-packages"
+            ]
+        );
+        let comps: Vec<_> = p
+            .steps
+            .iter()
+            .map(|s| s.compensation.as_deref())
+            .collect();
+        assert_eq!(
+            comps,
+            [
+                Some("site-db-drop"),
+                Some("site-files-remove"),
+                None,
+                Some("site-vhost-remove"),
+                Some("site-records-remove"),
+                None
+            ]
+        );
+        assert_eq!(p.steps[0].service, "db");
+        assert_eq!(p.steps[0].secret, Some(SecretNeed::DbAdminAndSiteDb));
+        assert_eq!(p.steps[0].args["db"]["grant_hosts"], json!(["localhost", "127.0.0.1"]));
+        assert!(p.steps[5].args["login"].as_bool().unwrap());
+        // No bind on the web server: no records step.
+        let p = plan_site_task(TaskType::Install, &site("installing", "null")).unwrap();
+        assert!(!actions(&p).contains(&"site-records"));
+    }
+
+    #[test]
+    fn tasks_need_the_site_in_the_right_state() {
+        assert!(plan_site_task(TaskType::Install, &site("enabled", "null")).is_err());
+        assert!(plan_site_task(TaskType::Enable, &site("enabled", "null")).is_err());
+        let p = plan_site_task(TaskType::Disable, &site("enabled", "null")).unwrap();
+        assert_eq!(actions(&p), ["site-vhost"]);
+        assert!(p.steps[0].args["disabled"].as_bool().unwrap());
+        let p = plan_site_task(TaskType::Enable, &site("disabled", "null")).unwrap();
+        assert!(!p.steps[0].args["disabled"].as_bool().unwrap());
+        // Verify keeps a disabled site disabled.
+        let p = plan_site_task(TaskType::Verify, &site("disabled", "bind")).unwrap();
+        assert_eq!(
+            actions(&p),
+            ["site-files", "site-vhost", "site-records", "site-packages"]
+        );
+        assert!(p.steps[1].args["disabled"].as_bool().unwrap());
+        let err = plan_site_task(TaskType::LoginReset, &site("disabled", "null")).unwrap_err();
+        assert!(err.contains("disabled"), "{err}");
+    }
+
+    #[test]
+    fn database_names_fit_mysql_and_hosts_follow_the_web_server() {
+        let (db, user) = db_names(&format!("{}.example.com", "a".repeat(60)), "abc123");
+        assert!(user.len() <= 32, "{user}");
+        assert_eq!(db, user);
+        assert!(db.ends_with("_abc123"));
+        assert_eq!(grant_hosts("web1.example.com", "db.example.com"), ["web1.example.com"]);
+        assert_eq!(grant_hosts("localhost", "127.0.0.1"), ["localhost", "127.0.0.1"]);
+    }
+}
