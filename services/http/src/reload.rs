@@ -1,0 +1,687 @@
+//! Coalesced nginx reloads.
+//!
+//! Sites' vhost files change often (installs, verifies, disables), and each change needs
+//! `nginx -t` and a reload. A [`Reloader`] (one per nginx) gathers the changes that land
+//! within a short window into one batch: the batch is written whole, `nginx -t` runs once,
+//! and on success nginx reloads once and every caller gets `Ok`. When nginx rejects the
+//! batch, all its changes are taken back and each is tried on its own, so that only the
+//! breaking change gets [`ReloadError::Broken`] (its files back as they were) and the
+//! others still share one reload.
+//!
+//! After `nginx -s reload` the reloader waits until nginx really serves the new
+//! configuration: nginx reloads asynchronously (the master reads the configuration, starts
+//! new workers, and only then tells the old ones to shut down gracefully), so it watches
+//! the master's children in /proc until new worker processes exist and every old worker is
+//! gone or titled "shutting down" (an old worker sets that title before it closes its
+//! listening sockets, and accepts nothing after). When [`Reloader::apply`] returns `Ok`, a
+//! new request gets the new vhost.
+//!
+//! Vhost files carry database passwords in `fastcgi_param`: errors keep nginx's own output
+//! and file names, never file contents, and no secret is ever put in a command's arguments.
+
+use std::fmt;
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// How long `nginx -t` or `nginx -s reload` may take.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long nginx may take to turn its workers over after `-s reload`.
+const TURNOVER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often /proc is looked at while waiting for the turnover.
+const TURNOVER_POLL: Duration = Duration::from_millis(10);
+
+#[derive(Debug, Clone)]
+pub struct ReloadConfig {
+    pub nginx_bin: String,
+    pub nginx_conf: PathBuf,
+    /// Changes are gathered this long after the first one of a batch (default 200 ms).
+    pub window: Duration,
+    /// A change is never held (gathered) longer than this (default 2 s): it caps `window`.
+    pub max_wait: Duration,
+}
+
+impl ReloadConfig {
+    pub fn new(nginx_bin: impl Into<String>, nginx_conf: impl Into<PathBuf>) -> Self {
+        Self {
+            nginx_bin: nginx_bin.into(),
+            nginx_conf: nginx_conf.into(),
+            window: Duration::from_millis(200),
+            max_wait: Duration::from_secs(2),
+        }
+    }
+}
+
+impl Default for ReloadConfig {
+    fn default() -> Self {
+        Self::new("nginx", "/etc/nginx/nginx.conf")
+    }
+}
+
+/// Files to write whole (`Some(contents)`: temp file + rename, mode 0600) or remove
+/// (`None`; removing a missing file is fine), applied and taken back together.
+#[derive(Clone, Default)]
+pub struct VhostChange {
+    pub files: Vec<(PathBuf, Option<String>)>,
+}
+
+impl VhostChange {
+    /// A change writing one file.
+    pub fn write(path: impl Into<PathBuf>, contents: impl Into<String>) -> Self {
+        Self {
+            files: vec![(path.into(), Some(contents.into()))],
+        }
+    }
+
+    /// A change removing one file.
+    pub fn remove(path: impl Into<PathBuf>) -> Self {
+        Self {
+            files: vec![(path.into(), None)],
+        }
+    }
+}
+
+/// Names the files only: their contents may hold secrets.
+impl fmt::Debug for VhostChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut l = f.debug_list();
+        for (path, contents) in &self.files {
+            match contents {
+                Some(c) => l.entry(&format_args!(
+                    "write {} ({} bytes)",
+                    path.display(),
+                    c.len()
+                )),
+                None => l.entry(&format_args!("remove {}", path.display())),
+            };
+        }
+        l.finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReloadReport {
+    /// Which reload carried the change (1 for the first of this reloader).
+    pub reload: u64,
+    /// How many changes that reload carried.
+    pub batch: usize,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ReloadError {
+    /// nginx rejects its configuration with this change; its files are back as they were.
+    /// Holds `nginx -t`'s output.
+    #[error("nginx rejects the configuration with this change: {0}")]
+    Broken(String),
+    /// nginx could not be tested or reloaded (not running, did not turn over in time...);
+    /// the change's files are back as they were.
+    #[error("nginx did not reload: {0}")]
+    Reload(String),
+    /// A file could not be written or removed; the change's files are back as they were.
+    #[error("{0}")]
+    Io(String),
+}
+
+type Answer = Result<ReloadReport, ReloadError>;
+
+struct Pending {
+    change: VhostChange,
+    since: Instant,
+    tx: oneshot::Sender<Answer>,
+}
+
+impl Pending {
+    fn answer(self, a: Answer) {
+        let _ = self.tx.send(a);
+    }
+}
+
+#[derive(Default)]
+struct State {
+    queue: Vec<Pending>,
+    /// A batch task is running: it takes the queue when its window closes.
+    running: bool,
+}
+
+struct Inner {
+    cfg: ReloadConfig,
+    state: Mutex<State>,
+    reloads: AtomicU64,
+}
+
+/// Applies vhost changes to one nginx with coalesced `nginx -t` and reloads. Clones share
+/// the same batches; use one per nginx.
+#[derive(Clone)]
+pub struct Reloader {
+    inner: Arc<Inner>,
+}
+
+impl Reloader {
+    pub fn new(cfg: ReloadConfig) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                cfg,
+                state: Mutex::new(State::default()),
+                reloads: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Applies the change together with the others that land within the window: one
+    /// `nginx -t`, one reload. Returns once nginx serves the new configuration. The change
+    /// is carried through even if this future is dropped.
+    pub async fn apply(&self, change: VhostChange) -> Result<ReloadReport, ReloadError> {
+        let (tx, rx) = oneshot::channel();
+        let start = {
+            let mut st = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.queue.push(Pending {
+                change,
+                since: Instant::now(),
+                tx,
+            });
+            !std::mem::replace(&mut st.running, true)
+        };
+        if start {
+            tokio::spawn(self.inner.clone().run());
+        }
+        rx.await
+            .unwrap_or_else(|_| Err(ReloadError::Reload("the reloader stopped".into())))
+    }
+
+    /// Reloads done so far.
+    pub fn reloads(&self) -> u64 {
+        self.inner.reloads.load(Ordering::SeqCst)
+    }
+}
+
+/// Marks the batch task stopped however it ends; a panic fails the queued changes rather
+/// than leaving them waiting for a task that is gone.
+struct RunningGuard(Arc<Inner>);
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        // A normal end clears `running` itself, under the lock, before returning: doing
+        // it here too could race with the task a later `apply` started.
+        if std::thread::panicking() {
+            let mut st = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.running = false;
+            st.queue.clear();
+        }
+    }
+}
+
+struct Applied {
+    pending: Pending,
+    backup: Backup,
+}
+
+/// Previous state of each file a change touched, in the order touched: contents and mode,
+/// or absence.
+type Backup = Vec<(PathBuf, Option<(Vec<u8>, u32)>)>;
+
+enum TestError {
+    /// nginx ran and rejected the configuration.
+    Rejected(String),
+    /// nginx could not be run.
+    Run(String),
+}
+
+impl Inner {
+    async fn run(self: Arc<Self>) {
+        let _guard = RunningGuard(self.clone());
+        let hold = self.cfg.window.min(self.cfg.max_wait);
+        loop {
+            let first = {
+                let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                match st.queue.first() {
+                    Some(p) => p.since,
+                    None => {
+                        // Cleared under the lock: an `apply` after this starts a new task.
+                        st.running = false;
+                        return;
+                    }
+                }
+            };
+            tokio::time::sleep_until((first + hold).into()).await;
+            let batch = {
+                let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                std::mem::take(&mut st.queue)
+            };
+            self.process(batch).await;
+        }
+    }
+
+    async fn process(&self, batch: Vec<Pending>) {
+        let mut applied = Vec::with_capacity(batch.len());
+        for p in batch {
+            match apply_files(p.change.files.clone()).await {
+                Ok(backup) => applied.push(Applied { pending: p, backup }),
+                Err(e) => p.answer(Err(ReloadError::Io(e))),
+            }
+        }
+        if applied.is_empty() {
+            return;
+        }
+        match self.test().await {
+            Ok(()) => self.reload_and_answer(applied).await,
+            Err(TestError::Run(e)) => {
+                rollback_all(&mut applied).await;
+                for a in applied {
+                    a.pending.answer(Err(ReloadError::Reload(e.clone())));
+                }
+            }
+            Err(TestError::Rejected(out)) => {
+                rollback_all(&mut applied).await;
+                if applied.len() == 1 {
+                    for a in applied {
+                        a.pending.answer(Err(ReloadError::Broken(out.clone())));
+                    }
+                    return;
+                }
+                // Is it the batch, or nginx's configuration without it?
+                match self.test().await {
+                    Ok(()) => {}
+                    Err(TestError::Rejected(base)) => {
+                        for a in applied {
+                            a.pending.answer(Err(ReloadError::Broken(format!(
+                                "nginx rejects its configuration even without this change: {base}"
+                            ))));
+                        }
+                        return;
+                    }
+                    Err(TestError::Run(e)) => {
+                        for a in applied {
+                            a.pending.answer(Err(ReloadError::Reload(e.clone())));
+                        }
+                        return;
+                    }
+                }
+                tracing::warn!(
+                    changes = applied.len(),
+                    "nginx rejects a batch of vhost changes; trying each on its own"
+                );
+                let mut kept = Vec::with_capacity(applied.len());
+                for a in applied {
+                    let p = a.pending;
+                    let mut one = match apply_files(p.change.files.clone()).await {
+                        Ok(backup) => Applied { pending: p, backup },
+                        Err(e) => {
+                            p.answer(Err(ReloadError::Io(e)));
+                            continue;
+                        }
+                    };
+                    match self.test().await {
+                        Ok(()) => kept.push(one),
+                        Err(err) => {
+                            rollback(&mut one).await;
+                            let err = match err {
+                                TestError::Rejected(out) => {
+                                    tracing::warn!(
+                                        files = ?one.pending.change,
+                                        "nginx rejects a vhost change; taken back"
+                                    );
+                                    ReloadError::Broken(out)
+                                }
+                                TestError::Run(e) => ReloadError::Reload(e),
+                            };
+                            one.pending.answer(Err(err));
+                        }
+                    }
+                }
+                if !kept.is_empty() {
+                    self.reload_and_answer(kept).await;
+                }
+            }
+        }
+    }
+
+    async fn reload_and_answer(&self, mut applied: Vec<Applied>) {
+        match self.reload().await {
+            Ok(()) => {
+                let n = self.reloads.fetch_add(1, Ordering::SeqCst) + 1;
+                let m = applied.len();
+                tracing::info!(reload = n, changes = m, "nginx reloaded");
+                for a in applied {
+                    a.pending.answer(Ok(ReloadReport {
+                        reload: n,
+                        batch: m,
+                    }));
+                }
+            }
+            Err(e) => {
+                tracing::error!(changes = applied.len(), error = %e, "nginx did not reload; changes taken back");
+                rollback_all(&mut applied).await;
+                for a in applied {
+                    a.pending.answer(Err(ReloadError::Reload(e.clone())));
+                }
+            }
+        }
+    }
+
+    fn conf(&self) -> String {
+        self.cfg.nginx_conf.to_string_lossy().into_owned()
+    }
+
+    /// `nginx -t` on the whole configuration.
+    async fn test(&self) -> Result<(), TestError> {
+        let conf = self.conf();
+        match run(
+            &self.cfg.nginx_bin,
+            &["-t", "-q", "-e", "stderr", "-c", &conf],
+        )
+        .await
+        {
+            Ok((true, _)) => Ok(()),
+            Ok((false, out)) => Err(TestError::Rejected(out)),
+            Err(e) => Err(TestError::Run(e)),
+        }
+    }
+
+    /// `nginx -s reload`, then waits until nginx has turned its workers over.
+    async fn reload(&self) -> Result<(), String> {
+        let conf = self.conf();
+        let pid_file = self.pid_file().await;
+        let master = pid_file.as_deref().and_then(read_pid);
+        let old = master.map(workers).unwrap_or_default();
+        match run(
+            &self.cfg.nginx_bin,
+            &["-e", "stderr", "-c", &conf, "-s", "reload"],
+        )
+        .await?
+        {
+            (true, _) => {}
+            (false, out) => return Err(format!("nginx -s reload failed: {out}")),
+        }
+        let Some(master) = master.filter(|m| Path::new(&format!("/proc/{m}")).exists()) else {
+            // Signalled, but its master is not to be seen here (another pid namespace?).
+            tracing::warn!(
+                pid_file = ?pid_file,
+                "cannot watch nginx's master; giving its reload a moment"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            return Ok(());
+        };
+        let deadline = Instant::now() + TURNOVER_TIMEOUT;
+        loop {
+            if !Path::new(&format!("/proc/{master}")).exists() {
+                return Err(format!(
+                    "nginx's master (pid {master}) exited while reloading"
+                ));
+            }
+            let now = workers(master);
+            let started = now
+                .iter()
+                .any(|w| !w.shutting_down && !old.iter().any(|o| o.pid == w.pid));
+            let old_serving = old
+                .iter()
+                .filter(|o| !o.shutting_down)
+                .any(|o| now.iter().any(|w| w.pid == o.pid && !w.shutting_down));
+            if started && !old_serving {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "nginx did not start workers with the new configuration within {} s \
+                     (see its error log: a reload can fail where `nginx -t` passes, e.g. \
+                     an address already in use)",
+                    TURNOVER_TIMEOUT.as_secs()
+                ));
+            }
+            tokio::time::sleep(TURNOVER_POLL).await;
+        }
+    }
+
+    /// The pid file: the `pid` directive of the main configuration, else nginx's built-in
+    /// default (`nginx -V`'s `--pid-path`).
+    async fn pid_file(&self) -> Option<PathBuf> {
+        let text = tokio::fs::read_to_string(&self.cfg.nginx_conf).await.ok();
+        let named = text.as_deref().and_then(pid_directive);
+        let built = run(&self.cfg.nginx_bin, &["-V"]).await.ok().map(|(_, o)| o);
+        let configure_arg = |name: &str| {
+            built.as_deref().and_then(|o| {
+                o.split_whitespace()
+                    .find_map(|a| a.strip_prefix(name))
+                    .map(PathBuf::from)
+            })
+        };
+        let path = named.or_else(|| configure_arg("--pid-path="))?;
+        if path.is_absolute() {
+            Some(path)
+        } else {
+            let prefix = configure_arg("--prefix=").unwrap_or_else(|| {
+                self.cfg
+                    .nginx_conf
+                    .parent()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_default()
+            });
+            Some(prefix.join(path))
+        }
+    }
+}
+
+/// The value of a `pid` directive in nginx's main configuration text.
+fn pid_directive(text: &str) -> Option<PathBuf> {
+    text.lines().find_map(|l| {
+        let l = l.split('#').next()?.trim();
+        let rest = l.strip_prefix("pid")?;
+        if !rest.starts_with(char::is_whitespace) {
+            return None;
+        }
+        let v = rest.trim().trim_end_matches(';').trim().trim_matches('"');
+        (!v.is_empty()).then(|| PathBuf::from(v))
+    })
+}
+
+fn read_pid(path: &Path) -> Option<u32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+struct Worker {
+    pid: u32,
+    shutting_down: bool,
+}
+
+/// The master's worker processes, from /proc: children whose title is "worker process"
+/// (cache manager and loader left out).
+fn workers(master: u32) -> Vec<Worker> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid != Some(master) {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let title = String::from_utf8_lossy(&cmdline);
+        if title.contains("worker process") {
+            out.push(Worker {
+                pid,
+                shutting_down: title.contains("shutting down"),
+            });
+        }
+    }
+    out
+}
+
+/// Runs a command (never with secrets in its arguments): whether it succeeded, and its
+/// output; `Err` when it cannot be run or times out.
+async fn run(program: &str, args: &[&str]) -> Result<(bool, String), String> {
+    let child = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = match tokio::time::timeout(COMMAND_TIMEOUT, child).await {
+        Err(_) => {
+            return Err(format!(
+                "{program} did not finish in {} s",
+                COMMAND_TIMEOUT.as_secs()
+            ));
+        }
+        Ok(Err(e)) => return Err(format!("cannot run {program}: {e}")),
+        Ok(Ok(out)) => out,
+    };
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+    .trim()
+    .to_string();
+    Ok((out.status.success(), text))
+}
+
+/// Writes or removes a change's files, keeping what was there; on an error, what was done
+/// is taken back and the error names the file (never its contents).
+async fn apply_files(files: Vec<(PathBuf, Option<String>)>) -> Result<Backup, String> {
+    tokio::task::spawn_blocking(move || {
+        let mut backup: Backup = Vec::with_capacity(files.len());
+        for (path, contents) in files {
+            let step = (|| -> Result<(), String> {
+                let before = match std::fs::read(&path) {
+                    Ok(bytes) => {
+                        let mode = std::fs::metadata(&path)
+                            .map(|m| m.permissions().mode() & 0o7777)
+                            .unwrap_or(0o600);
+                        Some((bytes, mode))
+                    }
+                    Err(e) if e.kind() == ErrorKind::NotFound => None,
+                    Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+                };
+                match &contents {
+                    Some(c) => write_atomic(&path, c.as_bytes(), 0o600)
+                        .map_err(|e| format!("cannot write {}: {e}", path.display()))?,
+                    None => remove(&path)
+                        .map_err(|e| format!("cannot remove {}: {e}", path.display()))?,
+                }
+                backup.push((path.clone(), before));
+                Ok(())
+            })();
+            if let Err(e) = step {
+                restore(&mut backup);
+                return Err(e);
+            }
+        }
+        Ok(backup)
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("writing vhost files failed: {e}")))
+}
+
+async fn rollback(a: &mut Applied) {
+    let mut backup = std::mem::take(&mut a.backup);
+    let _ = tokio::task::spawn_blocking(move || restore(&mut backup)).await;
+}
+
+/// Takes back a batch, last change first (a file may be touched by several changes).
+async fn rollback_all(applied: &mut [Applied]) {
+    let mut backups: Vec<Backup> = applied
+        .iter_mut()
+        .map(|a| std::mem::take(&mut a.backup))
+        .collect();
+    let _ = tokio::task::spawn_blocking(move || {
+        for b in backups.iter_mut().rev() {
+            restore(b);
+        }
+    })
+    .await;
+}
+
+/// Puts files back as they were, last touched first.
+fn restore(backup: &mut Backup) {
+    while let Some((path, before)) = backup.pop() {
+        let r = match &before {
+            Some((bytes, mode)) => write_atomic(&path, bytes, *mode),
+            None => remove(&path),
+        };
+        if let Err(e) = r {
+            tracing::error!(file = %path.display(), error = %e, "cannot take a vhost file back");
+        }
+    }
+}
+
+fn remove(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        r => r,
+    }
+}
+
+static TEMP_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// Writes a file whole: a temp file beside it (a name nginx's `*.conf` includes never
+/// match), synced, then renamed over it.
+fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(
+        ".{name}.berth-{}-{}.tmp",
+        std::process::id(),
+        TEMP_SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    let r = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pid_directive_is_found() {
+        let conf = "user www-data;\n# pid /nope;\npid /run/x/nginx.pid;\nevents {}\n";
+        assert_eq!(pid_directive(conf), Some(PathBuf::from("/run/x/nginx.pid")));
+        assert_eq!(pid_directive("pidfoo bar;\n"), None);
+    }
+
+    #[test]
+    fn debug_names_files_not_contents() {
+        let c = VhostChange {
+            files: vec![
+                (
+                    "/a.conf".into(),
+                    Some("fastcgi_param db_passwd s3cret;".into()),
+                ),
+                ("/b.conf".into(), None),
+            ],
+        };
+        let d = format!("{c:?}");
+        assert!(d.contains("/a.conf") && d.contains("/b.conf"), "{d}");
+        assert!(!d.contains("s3cret"), "{d}");
+    }
+}

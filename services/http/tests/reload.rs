@@ -1,0 +1,315 @@
+//! The reload coalescer against a real nginx (and php-fpm) on loopback ports.
+
+use berth_http::reload::{ReloadConfig, ReloadError, Reloader, VhostChange};
+use berth_test_servers::web::{Web, write_nginx_conf};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+const NGINX: &str = "/usr/sbin/nginx";
+
+struct Setup {
+    dir: PathBuf,
+    vhosts: PathBuf,
+    conf: PathBuf,
+    web: Option<Web>,
+    reloader: Reloader,
+}
+
+impl Setup {
+    fn new(name: &str) -> Setup {
+        let dir = std::env::temp_dir().join(format!("berth-reload-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let vhosts = dir.join("vhost.d");
+        let conf = write_nginx_conf(&dir, std::slice::from_ref(&vhosts)).expect("nginx.conf");
+        let web = Web::start(&dir, &conf).expect("nginx and php-fpm start");
+        let reloader = Reloader::new(ReloadConfig::new(NGINX, &conf));
+        Setup {
+            dir,
+            vhosts,
+            conf,
+            web: Some(web),
+            reloader,
+        }
+    }
+
+    fn web(&self) -> &Web {
+        self.web.as_ref().unwrap()
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.vhosts.join(format!("{name}.conf"))
+    }
+
+    fn vhost(&self, name: &str, body: &str) -> String {
+        format!(
+            "server {{\n    listen 127.0.0.1:{};\n    server_name {name}.test;\n    location / {{ return 200 \"{body}\"; }}\n}}\n",
+            self.web().port
+        )
+    }
+
+    fn get(&self, host: &str) -> (u16, String) {
+        let (status, body, _) = self.web().get(host, "/").expect("GET");
+        (status, body)
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        drop(self.web.take());
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_concurrent_changes_share_few_reloads() {
+    let s = Setup::new("thirty");
+    let mut tasks = Vec::new();
+    for n in 0..30 {
+        let r = s.reloader.clone();
+        let change = VhostChange::write(
+            s.file(&format!("site{n}")),
+            s.vhost(&format!("site{n}"), &format!("site{n}")),
+        );
+        tasks.push(tokio::spawn(async move { r.apply(change).await }));
+    }
+    let started = Instant::now();
+    let mut reports = Vec::new();
+    for t in tasks {
+        reports.push(t.await.unwrap().expect("change applied"));
+    }
+    let elapsed = started.elapsed();
+    let reloads = s.reloader.reloads();
+    eprintln!("30 changes: {reloads} reload(s) in {elapsed:?}; reports {reports:?}");
+    assert!(
+        reloads >= 1 && reloads <= 3,
+        "{reloads} reloads for 30 changes"
+    );
+    assert_eq!(
+        reports.iter().map(|r| r.reload).max(),
+        Some(reloads),
+        "reports name the reloads done"
+    );
+    for n in 0..30 {
+        let (status, body) = s.get(&format!("site{n}.test"));
+        assert_eq!(
+            (status, body.as_str()),
+            (200, format!("site{n}").as_str()),
+            "site{n}.test"
+        );
+    }
+    let (status, _) = s.get("nosuchsite.test");
+    assert_eq!(status, 404, "unknown hosts get the default server");
+
+    // Measure: `nginx -t` alone, and one change carried by its own test + reload (no window),
+    // with the 30 vhosts in place.
+    let t = Instant::now();
+    let out = std::process::Command::new(NGINX)
+        .args(["-t", "-q", "-c"])
+        .arg(&s.conf)
+        .output()
+        .unwrap();
+    let test_time = t.elapsed();
+    assert!(out.status.success());
+    let mut cfg = ReloadConfig::new(NGINX, &s.conf);
+    cfg.window = Duration::ZERO;
+    let quick = Reloader::new(cfg);
+    let t = Instant::now();
+    quick
+        .apply(VhostChange::write(
+            s.file("site0"),
+            s.vhost("site0", "site0 again"),
+        ))
+        .await
+        .expect("replaced");
+    let apply_time = t.elapsed();
+    eprintln!(
+        "with 30 vhosts: nginx -t {test_time:?}; one apply (nginx -t + reload + wait for the new workers) {apply_time:?}"
+    );
+    assert_eq!(s.get("site0.test"), (200, "site0 again".to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_breaking_change_of_a_batch_fails() {
+    let s = Setup::new("broken");
+    let original = s.vhost("kept", "kept original");
+    s.reloader
+        .apply(VhostChange::write(s.file("kept"), original.clone()))
+        .await
+        .expect("first vhost");
+    assert_eq!(s.get("kept.test"), (200, "kept original".to_string()));
+
+    let mut tasks = Vec::new();
+    for n in 0..5 {
+        let r = s.reloader.clone();
+        let change = VhostChange::write(
+            s.file(&format!("good{n}")),
+            s.vhost(&format!("good{n}"), &format!("good{n}")),
+        );
+        tasks.push(tokio::spawn(async move { r.apply(change).await }));
+    }
+    // A new vhost with an unknown directive, and a replacement of a served one that breaks it.
+    let bad_new = VhostChange::write(
+        s.file("bad"),
+        format!(
+            "server {{\n    listen 127.0.0.1:{};\n    server_name bad.test;\n    frobnicate on;\n}}\n",
+            s.web().port
+        ),
+    );
+    let bad_replace = VhostChange::write(
+        s.file("kept"),
+        format!(
+            "server {{\n    listen 127.0.0.1:{};\n    server_name kept.test;\n    location / {{ return 200 \"kept broken\" }}\n}}\n",
+            s.web().port
+        ),
+    );
+    let (r1, r2) = (s.reloader.clone(), s.reloader.clone());
+    let bad_new = tokio::spawn(async move { r1.apply(bad_new).await });
+    let bad_replace = tokio::spawn(async move { r2.apply(bad_replace).await });
+
+    let mut good = Vec::new();
+    for t in tasks {
+        good.push(t.await.unwrap().expect("good change applied"));
+    }
+    match bad_new.await.unwrap() {
+        Err(ReloadError::Broken(msg)) => {
+            eprintln!("broken new vhost: {msg}");
+            assert!(
+                msg.contains("unknown directive") && msg.contains("frobnicate"),
+                "{msg}"
+            );
+        }
+        other => panic!("the broken vhost got {other:?}"),
+    }
+    match bad_replace.await.unwrap() {
+        Err(ReloadError::Broken(msg)) => {
+            eprintln!("broken replacement: {msg}");
+            assert!(msg.contains("kept.conf"), "{msg}");
+        }
+        other => panic!("the broken replacement got {other:?}"),
+    }
+    assert!(!s.file("bad").exists(), "the broken new vhost is gone");
+    assert_eq!(
+        std::fs::read_to_string(s.file("kept")).unwrap(),
+        original,
+        "restored"
+    );
+    let reload = good[0].reload;
+    assert!(
+        good.iter().all(|r| r.reload == reload && r.batch == 5),
+        "{good:?}"
+    );
+    assert_eq!(
+        s.reloader.reloads(),
+        2,
+        "one reload for the first vhost, one for the batch"
+    );
+    for n in 0..5 {
+        assert_eq!(s.get(&format!("good{n}.test")), (200, format!("good{n}")));
+    }
+    assert_eq!(s.get("kept.test"), (200, "kept original".to_string()));
+    assert_eq!(s.get("bad.test").0, 404);
+    // nginx -t passes again: nothing broken was left behind.
+    let out = std::process::Command::new(NGINX)
+        .args(["-t", "-q", "-c"])
+        .arg(&s.conf)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vhost_is_replaced_then_removed() {
+    let s = Setup::new("replace");
+    let file = s.file("swap");
+    let r = s
+        .reloader
+        .apply(VhostChange::write(&file, s.vhost("swap", "one")))
+        .await
+        .expect("written");
+    assert_eq!((r.reload, r.batch), (1, 1));
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(s.get("swap.test"), (200, "one".to_string()));
+
+    s.reloader
+        .apply(VhostChange::write(&file, s.vhost("swap", "two")))
+        .await
+        .expect("replaced");
+    assert_eq!(s.get("swap.test"), (200, "two".to_string()));
+
+    s.reloader
+        .apply(VhostChange::remove(&file))
+        .await
+        .expect("removed");
+    assert!(!file.exists());
+    let (status, body) = s.get("swap.test");
+    assert_eq!(status, 404, "{body}");
+    assert_ne!(body, "two");
+
+    // Removing what is not there is fine.
+    s.reloader
+        .apply(VhostChange::remove(s.file("never")))
+        .await
+        .expect("removing a missing file");
+    assert_eq!(s.reloader.reloads(), 4);
+    let leftovers: Vec<_> = std::fs::read_dir(&s.vhosts)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(leftovers.is_empty(), "no temp files left: {leftovers:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn php_gets_fastcgi_params_through_php_fpm() {
+    let s = Setup::new("php");
+    let root = s.dir.join("www");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let index = root.join("index.php");
+    std::fs::write(&index, "<?php echo 'db_name=' . $_SERVER['db_name'];\n").unwrap();
+    std::fs::set_permissions(&index, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let vhost = format!(
+        r#"server {{
+    listen 127.0.0.1:{port};
+    server_name php.test;
+    root {root};
+    index index.php;
+    location ~ \.php$ {{
+        include /etc/nginx/fastcgi_params;
+        fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
+        fastcgi_param db_name somevalue;
+        fastcgi_pass {fpm};
+    }}
+}}
+"#,
+        port = s.web().port,
+        root = root.display(),
+        fpm = s.web().php_fpm,
+    );
+    s.reloader
+        .apply(VhostChange::write(s.file("php"), vhost))
+        .await
+        .expect("php vhost");
+    let (status, body, headers) = s.web().get("php.test", "/index.php").expect("GET");
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "db_name=somevalue"),
+        "headers {headers:?}\nnginx: {}\nphp-fpm: {}",
+        s.web().nginx_log(),
+        s.web().php_fpm_log()
+    );
+    let (status, body, _) = s.web().get("php.test", "/").expect("GET /");
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "db_name=somevalue"),
+        "index.php as the index"
+    );
+}
