@@ -2,6 +2,7 @@
 //! of steps they run. Everything here is unit-tested on its own.
 
 pub mod names;
+pub mod packages;
 pub mod sites;
 pub mod tasks;
 pub mod zone;
