@@ -2,6 +2,8 @@
 //! a server's web service: its configuration directories exist (made if missing, as Aegir's
 //! verify fixes what it can) and the web server accepts its configuration (`nginx -t`).
 
+pub mod reload;
+
 use berth_broker::worker::{StepContext, StepError, StepHandler, StepOk, WorkerConfig, run_worker};
 use berth_contracts::StepCommand;
 use std::path::{Path, PathBuf};
