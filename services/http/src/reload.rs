@@ -376,7 +376,7 @@ impl Inner {
         .await
         {
             Ok((true, _)) => Ok(()),
-            Ok((false, out)) => Err(TestError::Rejected(out)),
+            Ok((false, out)) => Err(TestError::Rejected(tidy(&out))),
             Err(e) => Err(TestError::Run(e)),
         }
     }
@@ -462,6 +462,31 @@ impl Inner {
             Some(prefix.join(path))
         }
     }
+}
+
+/// nginx's log lines without their time and pid: `2026/01/02 03:04:05 [emerg] 12#12: x`
+/// becomes `[emerg] x`.
+fn tidy(out: &str) -> String {
+    out.lines()
+        .map(|l| {
+            let Some((stamp, rest)) = l.split_once(" [") else {
+                return l.to_string();
+            };
+            let is_stamp = stamp.len() == 19
+                && stamp
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || matches!(c, '/' | ':' | ' '));
+            let Some((level, msg)) = rest.split_once("] ").filter(|_| is_stamp) else {
+                return l.to_string();
+            };
+            let msg = msg
+                .split_once(": ")
+                .filter(|(ids, _)| ids.chars().all(|c| c.is_ascii_digit() || c == '#'))
+                .map_or(msg, |(_, m)| m);
+            format!("[{level}] {msg}")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The value of a `pid` directive in nginx's main configuration text.
@@ -667,6 +692,17 @@ mod tests {
         let conf = "user www-data;\n# pid /nope;\npid /run/x/nginx.pid;\nevents {}\n";
         assert_eq!(pid_directive(conf), Some(PathBuf::from("/run/x/nginx.pid")));
         assert_eq!(pid_directive("pidfoo bar;\n"), None);
+    }
+
+    #[test]
+    fn nginx_output_is_tidied() {
+        let out = "2026/11/22 17:41:53 [emerg] 4554#4554: unknown directive \"frob\" in /v/bad.conf:4\n\
+                   nginx: configuration file /n.conf test failed";
+        assert_eq!(
+            tidy(out),
+            "[emerg] unknown directive \"frob\" in /v/bad.conf:4\n\
+             nginx: configuration file /n.conf test failed"
+        );
     }
 
     #[test]

@@ -313,3 +313,76 @@ async fn php_gets_fastcgi_params_through_php_fpm() {
         "index.php as the index"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_arriving_during_a_reload_joins_the_next_batch() {
+    let s = Setup::new("next");
+    let r = s.reloader.clone();
+    let first = VhostChange::write(s.file("early"), s.vhost("early", "early"));
+    let early = tokio::spawn(async move { r.apply(first).await });
+    // The 200 ms window has closed: the first batch is being tested or reloaded.
+    tokio::time::sleep(Duration::from_millis(260)).await;
+    let late = s
+        .reloader
+        .apply(VhostChange::write(s.file("late"), s.vhost("late", "late")))
+        .await
+        .expect("late change");
+    let early = early.await.unwrap().expect("early change");
+    assert_eq!((early.reload, early.batch), (1, 1));
+    assert_eq!((late.reload, late.batch), (2, 1));
+    assert_eq!(s.get("early.test"), (200, "early".to_string()));
+    assert_eq!(s.get("late.test"), (200, "late".to_string()));
+}
+
+/// No nginx runs on this configuration: `nginx -t` passes, `-s reload` cannot.
+#[tokio::test]
+async fn a_failed_reload_takes_the_batch_back() {
+    let dir = std::env::temp_dir().join(format!("berth-reload-nonginx-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let vhosts = dir.join("vhost.d");
+    let conf = write_nginx_conf(&dir, std::slice::from_ref(&vhosts)).unwrap();
+    let reloader = Reloader::new(ReloadConfig::new(NGINX, &conf));
+    let file = vhosts.join("a.conf");
+    let vhost = "server { listen 127.0.0.1:9; server_name a.test; }\n";
+    match reloader.apply(VhostChange::write(&file, vhost)).await {
+        Err(ReloadError::Reload(msg)) => assert!(msg.contains("nginx.pid"), "{msg}"),
+        other => panic!("expected a reload error, got {other:?}"),
+    }
+    assert!(!file.exists(), "taken back");
+    assert_eq!(reloader.reloads(), 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// When nginx rejects its configuration without the batch, every change says so (and no
+/// change is blamed by trying each alone).
+#[tokio::test]
+async fn a_broken_base_configuration_fails_every_change() {
+    let dir = std::env::temp_dir().join(format!("berth-reload-base-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let vhosts = dir.join("vhost.d");
+    let conf = write_nginx_conf(&dir, std::slice::from_ref(&vhosts)).unwrap();
+    std::fs::write(vhosts.join("0-broken.conf"), "server { frobnicate on; }\n").unwrap();
+    let reloader = Reloader::new(ReloadConfig::new(NGINX, &conf));
+    let mut tasks = Vec::new();
+    for n in 0..3 {
+        let r = reloader.clone();
+        let change = VhostChange::write(
+            vhosts.join(format!("s{n}.conf")),
+            format!("server {{ listen 127.0.0.1:9; server_name s{n}.test; }}\n"),
+        );
+        tasks.push(tokio::spawn(async move { r.apply(change).await }));
+    }
+    for (n, t) in tasks.into_iter().enumerate() {
+        match t.await.unwrap() {
+            Err(ReloadError::Broken(msg)) => {
+                assert!(
+                    msg.contains("even without") && msg.contains("0-broken.conf"),
+                    "{msg}"
+                )
+            }
+            other => panic!("expected broken, got {other:?}"),
+        }
+        assert!(!vhosts.join(format!("s{n}.conf")).exists());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
