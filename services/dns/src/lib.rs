@@ -1,6 +1,13 @@
-//! The dns worker: BIND zones and records. For now it verifies a server's DNS service:
-//! its zones directory exists (made if missing) and `named-checkconf` accepts the
-//! configuration.
+//! The dns worker: BIND zones and records.
+//!
+//! Actions:
+//! - `verify`: the server's zones directory exists (made if missing) and
+//!   `named-checkconf` accepts the configuration;
+//! - `site-records`: a site's address record and its aliases' CNAMEs, see
+//!   [`records::site_records`];
+//! - `site-records-remove`: removes them, see [`records::site_records_remove`].
+
+pub mod records;
 
 use berth_broker::worker::{StepContext, StepError, StepHandler, StepOk, WorkerConfig, run_worker};
 use berth_contracts::StepCommand;
@@ -62,6 +69,18 @@ impl StepHandler for DnsWorker {
     async fn handle(&self, cmd: &StepCommand, ctx: &StepContext) -> Result<StepOk, StepError> {
         match cmd.action.as_str() {
             "verify" => self.verify(cmd, ctx).await,
+            "site-records" => {
+                let log = |line: String| ctx.info(line);
+                records::site_records(&self.cfg, &cmd.server, &cmd.args, &log)
+                    .await
+                    .map(StepOk::new)
+            }
+            "site-records-remove" => {
+                let log = |line: String| ctx.info(line);
+                records::site_records_remove(&self.cfg, &cmd.server, &cmd.args, &log)
+                    .await
+                    .map(StepOk::new)
+            }
             other => Err(StepError::Permanent(format!(
                 "the dns worker has no action `{other}`"
             ))),

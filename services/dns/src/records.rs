@@ -1,0 +1,522 @@
+//! A site's DNS records on a server's BIND: the work of the `site-records` and
+//! `site-records-remove` actions, as plain async functions taking the configuration, the
+//! server, the step's arguments and a log sink, so they run without the broker.
+//!
+//! Layout, under `<data_root>/config/<server>/bind/`:
+//! - `zones/<zone>.zone`: one file per zone, written whole (temp file and rename);
+//! - `zones.conf`: `zone "<zone>" { type master; file "<abs path>"; };` for every zone
+//!   file, included by the server's named.conf.
+//!
+//! Every changed zone file is checked with `named-checkzone` before BIND is told about it;
+//! a refused file is put back as it was (or removed, for a new zone) and the step fails
+//! permanently with the checker's output, so BIND keeps serving the previous zone.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use berth_broker::worker::StepError;
+use berth_hosting::zone::{Change, SiteRecords, Zone, ZoneError, zone_for};
+use berth_hosting::{HostName, ServerName};
+use serde_json::{Value, json};
+
+use crate::DnsConfig;
+
+/// Where a step's log lines go (the task log, through `StepContext::info`, in the worker).
+pub type Log<'a> = &'a (dyn Fn(String) + Send + Sync);
+
+/// The name server of the zones berth creates when the step names none (`ns`).
+pub const DEFAULT_NS: &str = "localhost";
+
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One lock per server: zone edits of a server are serialised within the process.
+static SERVER_LOCKS: LazyLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> =
+    LazyLock::new(Default::default);
+
+fn server_lock(server: &str) -> Arc<tokio::sync::Mutex<()>> {
+    let mut locks = SERVER_LOCKS.lock().unwrap_or_else(|e| e.into_inner());
+    Arc::clone(locks.entry(server.to_owned()).or_default())
+}
+
+/// `<data_root>/config/<server>/bind`.
+pub fn bind_dir(cfg: &DnsConfig, server: &str) -> PathBuf {
+    cfg.data_root.join("config").join(server).join("bind")
+}
+
+/// `<data_root>/config/<server>/bind/zones/<zone>.zone`.
+pub fn zone_file(cfg: &DnsConfig, server: &str, zone: &str) -> PathBuf {
+    bind_dir(cfg, server)
+        .join("zones")
+        .join(format!("{zone}.zone"))
+}
+
+/// The arguments of both actions.
+#[derive(Debug, Clone)]
+struct SiteArgs {
+    uri: HostName,
+    /// Without the uri, without repeats.
+    aliases: Vec<HostName>,
+}
+
+fn site_args(args: &Value) -> Result<SiteArgs, StepError> {
+    let uri = args
+        .get("uri")
+        .and_then(Value::as_str)
+        .ok_or_else(|| StepError::permanent("the step needs a `uri`"))?;
+    let uri = HostName::parse(uri).map_err(|e| StepError::permanent(format!("uri: {e}")))?;
+    let mut aliases: Vec<HostName> = Vec::new();
+    match args.get("aliases") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(list)) => {
+            for a in list {
+                let a = a
+                    .as_str()
+                    .ok_or_else(|| StepError::permanent("`aliases` must be a list of names"))?;
+                let a =
+                    HostName::parse(a).map_err(|e| StepError::permanent(format!("alias: {e}")))?;
+                if a != uri && !aliases.contains(&a) {
+                    aliases.push(a);
+                }
+            }
+        }
+        Some(_) => return Err(StepError::permanent("`aliases` must be a list of names")),
+    }
+    Ok(SiteArgs { uri, aliases })
+}
+
+/// The site's address: `ip`, else `web_host` resolved (IPv4 preferred).
+async fn site_ip(args: &Value, log: Log<'_>) -> Result<IpAddr, StepError> {
+    if let Some(ip) = args.get("ip").filter(|v| !v.is_null()) {
+        let text = ip
+            .as_str()
+            .ok_or_else(|| StepError::permanent("`ip` must be a string"))?;
+        return text
+            .parse()
+            .map_err(|_| StepError::permanent(format!("`{text}` is not an IP address")));
+    }
+    let host = args
+        .get("web_host")
+        .and_then(Value::as_str)
+        .ok_or_else(|| StepError::permanent("the step needs an `ip` or a `web_host`"))?;
+    let host = HostName::parse(host).map_err(|e| StepError::permanent(format!("web_host: {e}")))?;
+    let addrs: Vec<IpAddr> = tokio::net::lookup_host((host.as_str(), 0))
+        .await
+        .map_err(|e| StepError::transient(format!("cannot resolve {host}: {e}")))?
+        .map(|a| a.ip())
+        .collect();
+    let ip = addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| StepError::transient(format!("{host} resolves to no address")))?;
+    log(format!("web host {host} resolves to {ip}"));
+    Ok(ip)
+}
+
+fn check_server(server: &str) -> Result<(), StepError> {
+    ServerName::parse(server)
+        .map(|_| ())
+        .map_err(|e| StepError::permanent(format!("server: {e}")))
+}
+
+/// The zones that have a file in `zones/`.
+async fn existing_zones(dir: &Path) -> Result<Vec<String>, StepError> {
+    let mut out = Vec::new();
+    let mut entries = match tokio::fs::read_dir(dir).await {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => {
+            return Err(StepError::permanent(format!(
+                "cannot read {}: {e}",
+                dir.display()
+            )));
+        }
+    };
+    while let Some(entry) = entries
+        .next_entry()
+        .await
+        .map_err(|e| StepError::permanent(format!("cannot read {}: {e}", dir.display())))?
+    {
+        let name = entry.file_name();
+        let Some(zone) = name.to_str().and_then(|n| n.strip_suffix(".zone")) else {
+            continue;
+        };
+        if HostName::parse(zone).is_ok() {
+            out.push(zone.to_owned());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The zones the site's names belong to (the uri's first, then in order). A single-label
+/// name has no zone: an error, or skipped with `skip_unzoned` (for removals).
+fn zones_of(
+    site: &SiteArgs,
+    existing: &[String],
+    skip_unzoned: bool,
+) -> Result<Vec<String>, StepError> {
+    let mut known = existing.to_vec();
+    let mut zones = Vec::new();
+    for name in std::iter::once(&site.uri).chain(&site.aliases) {
+        let zone = match zone_for(name, &known) {
+            Ok(z) => z,
+            Err(_) if skip_unzoned => continue,
+            Err(e) => return Err(StepError::permanent(e.to_string())),
+        };
+        if !known.contains(&zone) {
+            known.push(zone.clone());
+        }
+        if !zones.contains(&zone) {
+            zones.push(zone);
+        }
+    }
+    Ok(zones)
+}
+
+async fn read_optional(path: &Path) -> Result<Option<String>, StepError> {
+    match tokio::fs::read_to_string(path).await {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StepError::permanent(format!(
+            "cannot read {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// Writes `path` whole: a temp file beside it, then a rename.
+async fn write_atomic(path: &Path, text: &str) -> Result<(), StepError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp-{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    tokio::fs::write(&tmp, text)
+        .await
+        .map_err(|e| StepError::permanent(format!("cannot write {}: {e}", tmp.display())))?;
+    tokio::fs::rename(&tmp, path).await.map_err(|e| {
+        StepError::permanent(format!(
+            "cannot rename {} to {}: {e}",
+            tmp.display(),
+            path.display()
+        ))
+    })
+}
+
+/// Runs a program; its output on success, else its output in the error (`transient`:
+/// whether a failure is worth retrying). A time-out is transient, a missing program
+/// permanent.
+async fn run(program: &str, args: &[String], transient: bool) -> Result<String, StepError> {
+    let child = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = match tokio::time::timeout(COMMAND_TIMEOUT, child).await {
+        Err(_) => {
+            return Err(StepError::transient(format!(
+                "{program} did not finish in {} s",
+                COMMAND_TIMEOUT.as_secs()
+            )));
+        }
+        Ok(Err(e)) => return Err(StepError::permanent(format!("cannot run {program}: {e}"))),
+        Ok(Ok(out)) => out,
+    };
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+    .trim()
+    .to_string();
+    if out.status.success() {
+        Ok(text)
+    } else {
+        let msg = format!(
+            "{program} {} failed ({}): {text}",
+            args.join(" "),
+            out.status
+        );
+        Err(if transient {
+            StepError::Transient(msg)
+        } else {
+            StepError::Permanent(msg)
+        })
+    }
+}
+
+/// `rndc [-c <rndc_conf>] <args>`; a failure is transient (named may be restarting; the
+/// zone files are already in place for the retry).
+async fn rndc(cfg: &DnsConfig, args: &[&str], log: Log<'_>) -> Result<(), StepError> {
+    let mut full = Vec::new();
+    if let Some(conf) = &cfg.rndc_conf {
+        full.push("-c".to_string());
+        full.push(conf.to_string_lossy().into_owned());
+    }
+    full.extend(args.iter().map(|a| a.to_string()));
+    run(&cfg.rndc_bin, &full, true).await?;
+    log(format!("rndc {}", args.join(" ")));
+    Ok(())
+}
+
+/// A zone file about to replace another (or none).
+struct Pending {
+    zone: String,
+    path: PathBuf,
+    old: Option<String>,
+}
+
+/// Writes the zone files, checks each with `named-checkzone`; on a refusal puts every
+/// file back as it was and fails permanently with the checker's output.
+async fn write_checked(
+    cfg: &DnsConfig,
+    edits: Vec<(Pending, String)>,
+    log: Log<'_>,
+) -> Result<Vec<Pending>, StepError> {
+    let mut written: Vec<Pending> = Vec::new();
+    let mut failure = None;
+    for (p, text) in edits {
+        if let Err(e) = write_atomic(&p.path, &text).await {
+            failure = Some(e);
+            break;
+        }
+        let path = p.path.to_string_lossy().into_owned();
+        let check = run(&cfg.checkzone_bin, &[p.zone.clone(), path], false).await;
+        let zone = p.zone.clone();
+        written.push(p);
+        match check {
+            Ok(_) => log(format!("zone {zone}: named-checkzone ok")),
+            Err(e) => {
+                log(format!("zone {zone}: named-checkzone refused it: {e}"));
+                failure = Some(StepError::permanent(format!(
+                    "zone {zone}: named-checkzone refused the new zone file, which was put back as it was: {e}"
+                )));
+                break;
+            }
+        }
+    }
+    let Some(err) = failure else {
+        return Ok(written);
+    };
+    for p in written.iter().rev() {
+        let restored = match &p.old {
+            Some(old) => write_atomic(&p.path, old).await,
+            None => tokio::fs::remove_file(&p.path).await.map_err(|e| {
+                StepError::permanent(format!("cannot remove {}: {e}", p.path.display()))
+            }),
+        };
+        match restored {
+            Ok(()) => log(format!("zone {}: previous zone file restored", p.zone)),
+            Err(e) => log(format!(
+                "zone {}: cannot restore the previous file: {e}",
+                p.zone
+            )),
+        }
+    }
+    Err(err)
+}
+
+/// Rewrites `zones.conf` from the zone files present; whether it changed.
+async fn write_zones_conf(cfg: &DnsConfig, server: &str, log: Log<'_>) -> Result<bool, StepError> {
+    let bind = bind_dir(cfg, server);
+    let zones = existing_zones(&bind.join("zones")).await?;
+    let mut text = String::from("# Written by berth: one line per zone file in zones/.\n");
+    for zone in &zones {
+        let file = zone_file(cfg, server, zone);
+        let file = std::path::absolute(&file).unwrap_or(file);
+        text.push_str(&format!(
+            "zone \"{zone}\" {{ type master; file \"{}\"; }};\n",
+            file.display()
+        ));
+    }
+    let conf = bind.join("zones.conf");
+    if read_optional(&conf).await?.as_deref() == Some(text.as_str()) {
+        return Ok(false);
+    }
+    write_atomic(&conf, &text).await?;
+    log(format!("wrote {} ({} zones)", conf.display(), zones.len()));
+    Ok(true)
+}
+
+/// Tells named: `rndc reconfig` when zones.conf changed (it loads new zones and drops
+/// removed ones), else `rndc reload <zone>` for each zone; a zone named does not know
+/// (its zones.conf was written by an attempt that stopped before reconfig) gets a
+/// reconfig.
+async fn tell_named(
+    cfg: &DnsConfig,
+    zones_conf_changed: bool,
+    zones: &[String],
+    log: Log<'_>,
+) -> Result<(), StepError> {
+    if zones_conf_changed {
+        return rndc(cfg, &["reconfig"], log).await;
+    }
+    for zone in zones {
+        if rndc(cfg, &["reload", zone], log).await.is_err() {
+            log(format!("rndc reload {zone} failed; trying rndc reconfig"));
+            rndc(cfg, &["reconfig"], log).await?;
+            rndc(cfg, &["reload", zone], log).await?;
+        }
+    }
+    Ok(())
+}
+
+fn describe(changes: &[Change]) -> String {
+    changes
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn zone_error(path: &Path, e: ZoneError) -> StepError {
+    StepError::permanent(format!("{}: {e}", path.display()))
+}
+
+/// `site-records`: args `{"uri", "aliases": [...], "ip"}` (or `"web_host"` to resolve
+/// instead of `ip`; optional `"ns"`: the name server of a zone this creates, default
+/// [`DEFAULT_NS`]). Puts the site's address record and its aliases' CNAMEs in the zones
+/// of its names, creating zones as needed. Returns `{"zones": [{"zone", "serial",
+/// "changes": [...]}]}`.
+pub async fn site_records(
+    cfg: &DnsConfig,
+    server: &str,
+    args: &Value,
+    log: Log<'_>,
+) -> Result<Value, StepError> {
+    check_server(server)?;
+    let site = site_args(args)?;
+    let ip = site_ip(args, log).await?;
+    let ns = match args.get("ns").and_then(Value::as_str) {
+        Some(ns) => HostName::parse(ns.trim_end_matches('.'))
+            .map_err(|e| StepError::permanent(format!("ns: {e}")))?
+            .as_str()
+            .to_owned(),
+        None => DEFAULT_NS.to_owned(),
+    };
+
+    let lock = server_lock(server);
+    let _guard = lock.lock().await;
+    let zones_dir = bind_dir(cfg, server).join("zones");
+    tokio::fs::create_dir_all(&zones_dir)
+        .await
+        .map_err(|e| StepError::permanent(format!("cannot create {}: {e}", zones_dir.display())))?;
+    let existing = existing_zones(&zones_dir).await?;
+    let zones = zones_of(&site, &existing, false)?;
+    let today = chrono::Utc::now().date_naive();
+
+    let mut edits = Vec::new();
+    let mut report = Vec::new();
+    for origin in &zones {
+        let path = zone_file(cfg, server, origin);
+        let old = read_optional(&path).await?;
+        let mut zone = match &old {
+            Some(text) => Zone::parse(origin, text).map_err(|e| zone_error(&path, e))?,
+            None => Zone::new(origin, &ns),
+        };
+        let changes = zone
+            .upsert_site(SiteRecords {
+                uri: &site.uri,
+                aliases: &site.aliases,
+                ip,
+            })
+            .map_err(|e| StepError::permanent(format!("zone {origin}: {e}")))?;
+        if changes.is_empty() && old.is_some() {
+            log(format!(
+                "zone {origin}: records already present; serial {} unchanged",
+                zone.soa.serial
+            ));
+        } else {
+            zone.bump_serial(today);
+            let new = if old.is_none() { " (new zone)" } else { "" };
+            log(format!(
+                "zone {origin}{new}: {}; serial {}",
+                describe(&changes),
+                zone.soa.serial
+            ));
+            edits.push((
+                Pending {
+                    zone: origin.clone(),
+                    path,
+                    old,
+                },
+                zone.render(),
+            ));
+        }
+        report.push(json!({
+            "zone": origin,
+            "serial": zone.soa.serial,
+            "changes": changes.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        }));
+    }
+
+    write_checked(cfg, edits, log).await?;
+    let conf_changed = write_zones_conf(cfg, server, log).await?;
+    tell_named(cfg, conf_changed, &zones, log).await?;
+    Ok(json!({ "zones": report }))
+}
+
+/// `site-records-remove`: args `{"uri", "aliases": [...]}`. Removes the site's address
+/// records and its aliases' CNAMEs from the zones berth has; records already gone are
+/// "nothing to remove", a success. Zones are kept, even when left empty.
+pub async fn site_records_remove(
+    cfg: &DnsConfig,
+    server: &str,
+    args: &Value,
+    log: Log<'_>,
+) -> Result<Value, StepError> {
+    check_server(server)?;
+    let site = site_args(args)?;
+    let lock = server_lock(server);
+    let _guard = lock.lock().await;
+    let zones_dir = bind_dir(cfg, server).join("zones");
+    let existing = existing_zones(&zones_dir).await?;
+    let today = chrono::Utc::now().date_naive();
+
+    let mut edits = Vec::new();
+    let mut report = Vec::new();
+    let mut touched = Vec::new();
+    for origin in zones_of(&site, &existing, true)? {
+        let path = zone_file(cfg, server, &origin);
+        let Some(old) = read_optional(&path).await? else {
+            log(format!("zone {origin}: no such zone; nothing to remove"));
+            continue;
+        };
+        let mut zone = Zone::parse(&origin, &old).map_err(|e| zone_error(&path, e))?;
+        let changes = zone.remove_site(&site.uri, &site.aliases);
+        if changes.is_empty() {
+            log(format!("zone {origin}: nothing to remove"));
+        } else {
+            zone.bump_serial(today);
+            log(format!(
+                "zone {origin}: {}; serial {}",
+                describe(&changes),
+                zone.soa.serial
+            ));
+            edits.push((
+                Pending {
+                    zone: origin.clone(),
+                    path,
+                    old: Some(old),
+                },
+                zone.render(),
+            ));
+            touched.push(origin.clone());
+        }
+        report.push(json!({
+            "zone": origin,
+            "serial": zone.soa.serial,
+            "changes": changes.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        }));
+    }
+    if edits.is_empty() {
+        return Ok(json!({ "zones": report }));
+    }
+    write_checked(cfg, edits, log).await?;
+    let conf_changed = write_zones_conf(cfg, server, log).await?;
+    tell_named(cfg, conf_changed, &touched, log).await?;
+    Ok(json!({ "zones": report }))
+}
