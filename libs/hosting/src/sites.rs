@@ -119,6 +119,33 @@ impl SiteFacts {
     }
 }
 
+/// The statuses a site must be in for a task type to run on it.
+pub fn statuses_for(task_type: TaskType) -> &'static [&'static str] {
+    match task_type {
+        TaskType::Install => &[status::INSTALLING, status::FAILED],
+        TaskType::Verify => &[status::ENABLED, status::DISABLED],
+        TaskType::Disable | TaskType::LoginReset => &[status::ENABLED],
+        TaskType::Enable => &[status::DISABLED],
+        TaskType::Noop => &[],
+    }
+}
+
+/// `Err` says why a task type cannot run on a site in this status.
+pub fn check_status(task_type: TaskType, uri: &str, current: &str) -> Result<(), String> {
+    let allowed = statuses_for(task_type);
+    if allowed.contains(&current) {
+        Ok(())
+    } else if allowed.is_empty() {
+        Err(format!("{} does not run on sites", task_type.as_str()))
+    } else {
+        Err(format!(
+            "site `{uri}` is {current}: {} needs it {}",
+            task_type.as_str(),
+            allowed.join(" or ")
+        ))
+    }
+}
+
 fn step(
     service: &'static str,
     server: &str,
@@ -183,19 +210,7 @@ pub fn plan_site_task(task_type: TaskType, s: &SiteFacts) -> Result<Plan, String
     if !http_ok {
         return Err(format!("web server `{web}` has no managed http service"));
     }
-    let need_status = |allowed: &[&str]| {
-        if allowed.contains(&s.status.as_str()) {
-            Ok(())
-        } else {
-            Err(format!(
-                "site `{}` is {}: {} needs it {}",
-                s.uri,
-                s.status,
-                task_type.as_str(),
-                allowed.join(" or ")
-            ))
-        }
-    };
+    let need_status = |_: &[&str]| check_status(task_type, &s.uri, &s.status);
     let disabled_now = s.status == status::DISABLED;
     let mut steps = Vec::new();
     match task_type {

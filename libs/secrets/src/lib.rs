@@ -46,6 +46,14 @@ impl SecretKey {
         Ok(Self(Key::from(bytes)))
     }
 
+    /// A fresh random password for a site's database user: 32 hex digits (128 bits), safe
+    /// to quote in SQL and in web server configuration.
+    pub fn new_password() -> String {
+        let mut p = [0u8; 16];
+        rand::rng().fill_bytes(&mut p);
+        hex::encode(p)
+    }
+
     /// A fresh random key, as 64 hex digits.
     pub fn generate_hex() -> String {
         let mut k = [0u8; 32];

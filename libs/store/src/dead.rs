@@ -25,6 +25,7 @@ impl DeadRow {
         // The sealed secret is ciphertext, but an operator has no use for it: keep it out.
         if let Some(o) = payload.as_object_mut() {
             o.remove("sealed");
+            o.remove("secrets");
         }
         DeadLetter {
             id: self.id,

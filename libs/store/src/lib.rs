@@ -1,4 +1,4 @@
-//! PostgreSQL access for berth's state: servers, tasks, steps, logs, the outbox, dead
+//! PostgreSQL access for berth's state: servers, platforms, sites and their packages, tasks, steps, logs, the outbox, dead
 //! letters, API tokens and idempotency keys.
 //!
 //! Functions that must compose into one transaction take `&mut PgConnection`; the API and
@@ -8,7 +8,9 @@ pub mod dead;
 pub mod idempotency;
 pub mod metrics;
 pub mod outbox;
+pub mod platforms;
 pub mod servers;
+pub mod sites;
 pub mod tasks;
 pub mod tokens;
 

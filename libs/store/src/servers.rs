@@ -289,6 +289,21 @@ impl Store {
                 "server `{name}` is in use by {busy} unfinished task(s); wait for them or cancel them"
             )));
         }
+        // Platforms and sites keep their history, so a server they name stays.
+        let users: Vec<(String,)> = sqlx::query_as(
+            "SELECT name FROM platforms WHERE web_server = $1
+             UNION SELECT uri FROM sites WHERE db_server = $1 ORDER BY 1 LIMIT 5",
+        )
+        .bind(name)
+        .fetch_all(&mut *tx)
+        .await?;
+        if !users.is_empty() {
+            let list: Vec<_> = users.into_iter().map(|(u,)| u).collect();
+            return Err(StoreError::Conflict(format!(
+                "server `{name}` is used by {}; it stays while they are recorded",
+                list.join(", ")
+            )));
+        }
         sqlx::query("DELETE FROM servers WHERE name = $1")
             .bind(name)
             .execute(&mut *tx)

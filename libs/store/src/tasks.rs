@@ -498,6 +498,19 @@ impl Store {
     }
 
     /// A task with its steps and log.
+    /// A queued or running task of this type on this target, if any.
+    pub async fn unfinished_task(&self, target: &str, task_type: &str) -> Result<Option<Uuid>> {
+        let row: Option<(Uuid,)> = sqlx::query_as(
+            "SELECT id FROM tasks WHERE target = $1 AND type = $2
+               AND status IN ('queued', 'processing') ORDER BY created_at LIMIT 1",
+        )
+        .bind(target)
+        .bind(task_type)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(id,)| id))
+    }
+
     pub async fn get_task(&self, id: Uuid) -> Result<Option<Task>> {
         let mut conn = self.pool.acquire().await?;
         let Some(row) = get_task_row(&mut conn, id).await? else {

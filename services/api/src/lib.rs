@@ -60,7 +60,7 @@ pub enum ApiServiceError {
 
 /// The routes, with authentication on `/api/v1` (but not on the OpenAPI document).
 pub fn router(state: AppState) -> Router {
-    use routes::{dead, ops, servers, tasks};
+    use routes::{dead, ops, platforms, servers, sites, tasks};
     let v1 = Router::new()
         .route("/servers", post(servers::create).get(servers::list))
         .route(
@@ -69,6 +69,20 @@ pub fn router(state: AppState) -> Router {
                 .patch(servers::change)
                 .delete(servers::delete),
         )
+        .route("/platforms", post(platforms::create).get(platforms::list))
+        .route(
+            "/platforms/{name}",
+            get(platforms::show).delete(platforms::delete),
+        )
+        .route("/platforms/{name}/packages", get(platforms::packages))
+        .route("/platforms/{name}/lock", post(platforms::lock))
+        .route("/platforms/{name}/unlock", post(platforms::unlock))
+        .route("/sites", post(sites::create).get(sites::list))
+        .route(
+            "/sites/{uri}",
+            get(sites::show).patch(sites::change).delete(sites::delete),
+        )
+        .route("/sites/{uri}/packages", get(sites::packages))
         .route("/tasks", post(tasks::create).get(tasks::list))
         .route("/tasks/{id}", get(tasks::show))
         .route("/tasks/{id}/log", get(tasks::log))

@@ -11,10 +11,11 @@ use berth_contracts::{
     AttemptRecord, DeadLetterMessage, ErrorKind, LogLevel, StepCommand, StepEvent, StepOutcome,
     StepPhase, StepStatus, TargetKind, TaskQueued, TaskStatus, WorkerLog, exchanges,
 };
+use berth_hosting::sites::{plan_platform_task, plan_site_task, status as site_status};
 use berth_hosting::tasks::{SecretNeed, TaskType, plan_server_task};
 use berth_store::outbox::{self, OutboxMessage, OutboxRow};
 use berth_store::tasks::{self as t, NewStep, StepChange, StepRow, TaskRow};
-use berth_store::{PgConnection, Store, dead, servers};
+use berth_store::{PgConnection, Store, dead, platforms, servers, sites};
 use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +83,7 @@ impl std::ops::DerefMut for Tx {
 }
 
 const SECRET_DB_ADMIN: &str = "db_admin";
+const SECRET_SITE_DB: &str = "site_db";
 
 #[derive(Clone)]
 pub struct Dispatcher {
@@ -181,6 +183,9 @@ impl Dispatcher {
                     if !moved {
                         tracing::debug!(step_id = %step.id, "result already recorded; redelivery ignored");
                     } else {
+                        if let StepOutcome::Succeeded { output, .. } = &ev.outcome {
+                            record_output(&mut tx, &task, &step, output).await?;
+                        }
                         append_worker_log(&mut tx, &task, &step, &ev.log);
                         let ms = (ev.at - ev.started_at).num_milliseconds();
                         log(
@@ -251,6 +256,7 @@ impl Dispatcher {
         let mut payload = serde_json::to_value(cmd).expect("serialisable");
         if let Some(o) = payload.as_object_mut() {
             o.remove("sealed");
+            o.remove("secrets");
         }
         let recorded = dead::insert(
             &mut tx,
@@ -363,16 +369,33 @@ impl Dispatcher {
             Ok(t) => t,
             Err(e) => return Ok(Err(e.to_string())),
         };
-        if TargetKind::parse(&task.target_kind) != Some(TargetKind::Server) {
-            return Ok(Err(format!(
-                "no plan for a {} target yet",
-                task.target_kind
-            )));
-        }
-        let Some(server) = servers::get_server(tx, &task.target).await? else {
-            return Ok(Err(format!("server `{}` no longer exists", task.target)));
+        let plan = match TargetKind::parse(&task.target_kind) {
+            Some(TargetKind::Server) => {
+                let Some(server) = servers::get_server(tx, &task.target).await? else {
+                    return Ok(Err(format!("server `{}` no longer exists", task.target)));
+                };
+                plan_server_task(task_type, &task.args, &server.facts())
+            }
+            Some(TargetKind::Platform) => {
+                let Some(p) = platforms::facts(tx, &task.target).await? else {
+                    return Ok(Err(format!("platform `{}` does not exist", task.target)));
+                };
+                match plan_platform_task(task_type, &p) {
+                    Ok(plan) => plan,
+                    Err(why) => return Ok(Err(why)),
+                }
+            }
+            Some(TargetKind::Site) => {
+                let Some(site) = sites::facts(tx, &task.target).await? else {
+                    return Ok(Err(format!("site `{}` does not exist", task.target)));
+                };
+                match plan_site_task(task_type, &site) {
+                    Ok(plan) => plan,
+                    Err(why) => return Ok(Err(why)),
+                }
+            }
+            None => return Ok(Err(format!("unknown target kind `{}`", task.target_kind))),
         };
-        let plan = plan_server_task(task_type, &task.args, &server.facts());
         let new: Vec<NewStep> = plan
             .steps
             .iter()
@@ -387,6 +410,8 @@ impl Dispatcher {
                 compensation: s.compensation.as_deref(),
                 secret: s.secret.map(|n| match n {
                     SecretNeed::DbAdmin => SECRET_DB_ADMIN,
+                    SecretNeed::SiteDb => SECRET_SITE_DB,
+                    SecretNeed::DbAdminAndSiteDb => "db_admin,site_db",
                 }),
             })
             .collect();
@@ -466,12 +491,24 @@ impl Dispatcher {
         step: &StepRow,
         phase: StepPhase,
     ) -> Result<()> {
-        let sealed = match step.secret.as_deref() {
-            Some(SECRET_DB_ADMIN) => servers::get_server(tx, &step.server)
+        let needs: Vec<&str> = step
+            .secret
+            .as_deref()
+            .map(|s| s.split(',').collect())
+            .unwrap_or_default();
+        let sealed = if needs.contains(&SECRET_DB_ADMIN) {
+            servers::get_server(tx, &step.server)
                 .await?
-                .and_then(|s| s.db_admin_password_sealed),
-            _ => None,
+                .and_then(|s| s.db_admin_password_sealed)
+        } else {
+            None
         };
+        let mut secrets = std::collections::BTreeMap::new();
+        if needs.contains(&SECRET_SITE_DB)
+            && let Some(p) = sites::db_password_sealed(tx, &task.target).await?
+        {
+            secrets.insert(SECRET_SITE_DB.to_string(), p);
+        }
         let action = match phase {
             StepPhase::Run => step.action.clone(),
             StepPhase::Compensate => step.compensation.clone().unwrap_or_default(),
@@ -487,6 +524,7 @@ impl Dispatcher {
             phase,
             args: step.args.clone(),
             sealed,
+            secrets,
         };
         let message_id = match phase {
             StepPhase::Run => step.id.to_string(),
@@ -511,6 +549,9 @@ impl Dispatcher {
 
     async fn finish(&self, tx: &mut Tx, task: &TaskRow, status: TaskStatus) -> Result<()> {
         t::set_task_status(tx, task.id, status).await?;
+        if let Some(note) = apply_finish(tx, task, status).await? {
+            log(tx, task, None, LogLevel::Info, &note);
+        }
         let level = match status {
             TaskStatus::Success => LogLevel::Info,
             TaskStatus::Warning => LogLevel::Warning,
@@ -530,6 +571,81 @@ impl Dispatcher {
             Box::pin(self.start(tx, next)).await?;
         }
         Ok(())
+    }
+}
+
+/// Records what a step found (package registries, login links) with its result.
+async fn record_output(
+    tx: &mut Tx,
+    task: &TaskRow,
+    step: &StepRow,
+    output: &serde_json::Value,
+) -> Result<()> {
+    let packages = |v: &serde_json::Value| -> Vec<berth_contracts::Package> {
+        v.get("packages")
+            .and_then(|p| serde_json::from_value(p.clone()).ok())
+            .unwrap_or_default()
+    };
+    match step.action.as_str() {
+        "platform-verify" => {
+            let found: Vec<String> = output
+                .get("sites")
+                .and_then(|p| serde_json::from_value(p.clone()).ok())
+                .unwrap_or_default();
+            platforms::record_scan(
+                tx,
+                &task.target,
+                output
+                    .get("drupal_major")
+                    .and_then(|v| v.as_i64())
+                    .map(|v| v as i32),
+                output.get("core_version").and_then(|v| v.as_str()),
+                &packages(output),
+                &found,
+            )
+            .await?;
+        }
+        "site-packages" | "site-login" => {
+            if output.get("packages").is_some() {
+                sites::record_packages(tx, &task.target, &packages(output)).await?;
+            }
+            if let Some(link) = output.get("login_link").and_then(|v| v.as_str()) {
+                sites::set_login_link(tx, &task.target, link).await?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// What a finished task changes in the state of its platform or site; a line for the log.
+async fn apply_finish(tx: &mut Tx, task: &TaskRow, status: TaskStatus) -> Result<Option<String>> {
+    let ok = matches!(status, TaskStatus::Success | TaskStatus::Warning);
+    match TargetKind::parse(&task.target_kind) {
+        Some(TargetKind::Platform) if task.task_type == "verify" => {
+            let to = if ok { "verified" } else { "failed" };
+            platforms::set_status(tx, &task.target, to).await?;
+            Ok(Some(format!("platform {}: {to}", task.target)))
+        }
+        Some(TargetKind::Site) => {
+            let Some(site) = sites::get_site(tx, &task.target).await? else {
+                return Ok(None);
+            };
+            let to = match (task.task_type.as_str(), ok) {
+                ("install", true) => site_status::ENABLED,
+                // Only an install that ran fails the site: one refused at planning (the site
+                // was already installed, say) leaves it as it was.
+                ("install", false) if site.status == site_status::INSTALLING => {
+                    site_status::FAILED
+                }
+                ("disable", true) => site_status::DISABLED,
+                ("enable", true) => site_status::ENABLED,
+                _ => return Ok(None),
+            };
+            sites::set_status(tx, &task.target, to).await?;
+            Ok(Some(format!("site {}: {to}", task.target)))
+        }
+        _ => Ok(None),
     }
 }
 

@@ -9,7 +9,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use berth_contracts::{LogEntry, NewTask, Page, TargetKind, Task, TaskStatus};
 use berth_hosting::tasks::{self, TaskType};
-use berth_hosting::{HostName, ServerName};
+use berth_hosting::sites::{check_status, status as site_status};
+use berth_hosting::{HostName, PlatformName, ServerName};
 use berth_store::tasks::TaskFilter;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -27,14 +28,49 @@ async fn resolve_target(state: &AppState, target: &str) -> Result<TargetKind, Ap
         return Ok(TargetKind::Server);
     }
     if target.starts_with("platform_") {
-        return Err(ApiError::Unprocessable(format!(
-            "target platform `{target}` does not exist"
-        )));
+        let name =
+            PlatformName::parse(target).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+        match state.store.get_platform(name.as_str()).await? {
+            Some(p) if p.status != "deleted" => return Ok(TargetKind::Platform),
+            _ => {
+                return Err(ApiError::Unprocessable(format!(
+                    "target platform `{name}` does not exist"
+                )));
+            }
+        }
     }
     HostName::parse(target).map_err(|e| ApiError::Unprocessable(format!("target: {e}")))?;
-    Err(ApiError::Unprocessable(format!(
-        "target site `{target}` does not exist"
-    )))
+    match state.store.get_site(target).await? {
+        Some(s) if s.status != site_status::DELETED => Ok(TargetKind::Site),
+        _ => Err(ApiError::Unprocessable(format!(
+            "target site `{target}` does not exist"
+        ))),
+    }
+}
+
+/// Refuses, before anything is queued, a site task the site's status does not allow.
+pub async fn check_site_task(
+    state: &AppState,
+    task_type: TaskType,
+    uri: &str,
+) -> Result<(), ApiError> {
+    let site = state
+        .store
+        .get_site(uri)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("site `{uri}` not found")))?;
+    check_status(task_type, uri, &site.status).map_err(ApiError::Conflict)?;
+    if let Some(id) = state
+        .store
+        .unfinished_task(uri, task_type.as_str())
+        .await?
+    {
+        return Err(ApiError::Conflict(format!(
+            "site `{uri}` has a {} task queued or running already: {id}",
+            task_type.as_str()
+        )));
+    }
+    Ok(())
 }
 
 pub async fn create(
@@ -52,7 +88,14 @@ pub async fn create(
     let kind = resolve_target(&state, &target).await?;
     let args = tasks::validate(task_type, kind, &body.args, state.diagnostics)
         .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    if kind == TargetKind::Site {
+        check_site_task(&state, task_type, &target).await?;
+    }
     let mut tx = state.store.pool.begin().await?;
+    if kind == TargetKind::Site && task_type == TaskType::Install {
+        // A failed site is installed again from the start.
+        berth_store::sites::set_status(&mut tx, &target, site_status::INSTALLING).await?;
+    }
     let (task, message) = queue_task_tx(
         &mut tx,
         &caller,

@@ -1,0 +1,309 @@
+//! Sites (Aegir's site contexts), their aliases and their package registry.
+
+use crate::servers::get_server;
+use crate::{Result, Store, StoreError, conflict_on_unique, platforms};
+use berth_contracts::{Package, PackageType, Site};
+use berth_hosting::sites::SiteFacts;
+use chrono::{DateTime, Duration, Utc};
+use sqlx::PgConnection;
+
+/// How long a one-time login link is shown on the site.
+pub const LOGIN_LINK_TTL_HOURS: i64 = 24;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SiteRow {
+    pub uri: String,
+    pub platform: String,
+    pub db_server: String,
+    pub client: Option<String>,
+    pub client_email: Option<String>,
+    pub profile: String,
+    pub language: String,
+    pub redirection: bool,
+    pub status: String,
+    pub db_name: String,
+    pub db_user: String,
+    pub db_password_sealed: String,
+    pub login_link: Option<String>,
+    pub login_link_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub aliases: Vec<String>,
+}
+
+const SELECT: &str = "SELECT s.*, COALESCE((SELECT array_agg(a.alias ORDER BY a.position, a.alias)
+       FROM site_aliases a WHERE a.site = s.uri), '{}') AS aliases FROM sites s";
+
+impl SiteRow {
+    /// The site as clients see it: no password; the login link only while it is fresh.
+    pub fn into_contract(self) -> Site {
+        let expires = self
+            .login_link_at
+            .map(|at| at + Duration::hours(LOGIN_LINK_TTL_HOURS));
+        let fresh = expires.is_some_and(|e| e > Utc::now());
+        Site {
+            uri: self.uri,
+            platform: self.platform,
+            db_server: self.db_server,
+            client: self.client,
+            client_email: self.client_email,
+            profile: self.profile,
+            language: self.language,
+            aliases: self.aliases,
+            redirection: self.redirection,
+            status: self.status,
+            db_name: self.db_name,
+            db_user: self.db_user,
+            login_link: self.login_link.filter(|_| fresh),
+            login_link_expires_at: expires.filter(|_| fresh),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            task: None,
+        }
+    }
+}
+
+pub struct NewSiteRow<'a> {
+    pub uri: &'a str,
+    pub platform: &'a str,
+    pub db_server: &'a str,
+    pub client: Option<&'a str>,
+    pub client_email: Option<&'a str>,
+    pub profile: &'a str,
+    pub language: &'a str,
+    pub redirection: bool,
+    pub db_name: &'a str,
+    pub db_user: &'a str,
+    pub db_password_sealed: &'a str,
+    pub aliases: &'a [String],
+}
+
+/// Which of `names` are already a site's uri or alias (deleted sites' names are free
+/// again only once issue-4 deletion frees them: a deleted row keeps its uri).
+pub async fn names_taken(
+    conn: &mut PgConnection,
+    names: &[String],
+    except_site: Option<&str>,
+) -> Result<Vec<String>> {
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT uri FROM sites WHERE uri = ANY($1) AND uri IS DISTINCT FROM $2
+         UNION SELECT alias FROM site_aliases WHERE alias = ANY($1) AND site IS DISTINCT FROM $2",
+    )
+    .bind(names)
+    .bind(except_site)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.into_iter().map(|(n,)| n).collect())
+}
+
+pub async fn insert_site(conn: &mut PgConnection, s: NewSiteRow<'_>) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO sites (uri, platform, db_server, client, client_email, profile, language,
+                            redirection, status, db_name, db_user, db_password_sealed)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'installing', $9, $10, $11)",
+    )
+    .bind(s.uri)
+    .bind(s.platform)
+    .bind(s.db_server)
+    .bind(s.client)
+    .bind(s.client_email)
+    .bind(s.profile)
+    .bind(s.language)
+    .bind(s.redirection)
+    .bind(s.db_name)
+    .bind(s.db_user)
+    .bind(s.db_password_sealed)
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| conflict_on_unique(e, || format!("site `{}` exists already", s.uri)))?;
+    set_aliases(conn, s.uri, s.aliases).await
+}
+
+pub async fn set_aliases(conn: &mut PgConnection, uri: &str, aliases: &[String]) -> Result<()> {
+    sqlx::query("DELETE FROM site_aliases WHERE site = $1")
+        .bind(uri)
+        .execute(&mut *conn)
+        .await?;
+    if aliases.is_empty() {
+        return Ok(());
+    }
+    let positions: Vec<i32> = (0..aliases.len() as i32).collect();
+    sqlx::query(
+        "INSERT INTO site_aliases (alias, site, position)
+         SELECT a, $1, p FROM unnest($2::text[], $3::int[]) AS u(a, p)",
+    )
+    .bind(uri)
+    .bind(aliases)
+    .bind(&positions)
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| conflict_on_unique(e, || "an alias belongs to another site already".into()))?;
+    Ok(())
+}
+
+pub async fn get_site(conn: &mut PgConnection, uri: &str) -> Result<Option<SiteRow>> {
+    Ok(
+        sqlx::query_as::<_, SiteRow>(sqlx::AssertSqlSafe(format!("{SELECT} WHERE s.uri = $1")))
+            .bind(uri)
+            .fetch_optional(&mut *conn)
+            .await?,
+    )
+}
+
+/// What the planner needs of a site: its row, its platform and web server, its db server.
+pub async fn facts(conn: &mut PgConnection, uri: &str) -> Result<Option<SiteFacts>> {
+    let Some(s) = get_site(conn, uri).await? else {
+        return Ok(None);
+    };
+    let platform = platforms::facts(conn, &s.platform)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("site {uri}: no platform {}", s.platform)))?;
+    let db_server = get_server(conn, &s.db_server)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("site {uri}: no server {}", s.db_server)))?;
+    Ok(Some(SiteFacts {
+        uri: s.uri,
+        aliases: s.aliases,
+        redirection: s.redirection,
+        profile: s.profile,
+        language: s.language,
+        client_email: s.client_email,
+        status: s.status,
+        db_name: s.db_name,
+        db_user: s.db_user,
+        platform,
+        db_server: db_server.facts(),
+    }))
+}
+
+pub async fn db_password_sealed(conn: &mut PgConnection, uri: &str) -> Result<Option<String>> {
+    let row: Option<(String,)> = sqlx::query_as("SELECT db_password_sealed FROM sites WHERE uri = $1")
+        .bind(uri)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(row.map(|(s,)| s))
+}
+
+pub async fn set_status(conn: &mut PgConnection, uri: &str, status: &str) -> Result<()> {
+    sqlx::query("UPDATE sites SET status = $2, updated_at = now() WHERE uri = $1")
+        .bind(uri)
+        .bind(status)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn set_login_link(conn: &mut PgConnection, uri: &str, link: &str) -> Result<()> {
+    sqlx::query(
+        "UPDATE sites SET login_link = $2, login_link_at = now(), updated_at = now() WHERE uri = $1",
+    )
+    .bind(uri)
+    .bind(link)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Forgets the login link (it was used).
+pub async fn clear_login_link(conn: &mut PgConnection, uri: &str) -> Result<()> {
+    sqlx::query("UPDATE sites SET login_link = NULL, login_link_at = NULL WHERE uri = $1")
+        .bind(uri)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Replaces the site's package registry with what its last verify found.
+pub async fn record_packages(conn: &mut PgConnection, uri: &str, packages: &[Package]) -> Result<()> {
+    sqlx::query("DELETE FROM site_packages WHERE site = $1")
+        .bind(uri)
+        .execute(&mut *conn)
+        .await?;
+    if packages.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO site_packages (site, name, type, version, schema_version, enabled)
+         SELECT $1, n, t, v, sv, e FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::bool[])
+           AS u(n, t, v, sv, e)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(uri)
+    .bind(packages.iter().map(|p| p.name.clone()).collect::<Vec<_>>())
+    .bind(
+        packages
+            .iter()
+            .map(|p| p.package_type.as_str().to_string())
+            .collect::<Vec<_>>(),
+    )
+    .bind(packages.iter().map(|p| p.version.clone()).collect::<Vec<_>>())
+    .bind(packages.iter().map(|p| p.schema_version).collect::<Vec<_>>())
+    .bind(packages.iter().map(|p| p.enabled.unwrap_or(true)).collect::<Vec<_>>())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct SitePackageRow {
+    name: String,
+    #[sqlx(rename = "type")]
+    package_type: String,
+    version: Option<String>,
+    schema_version: Option<i64>,
+    enabled: bool,
+}
+
+/// Filters for `GET /api/v1/sites`.
+#[derive(Debug, Default, Clone)]
+pub struct SiteFilter {
+    pub platform: Option<String>,
+    pub status: Option<String>,
+    pub client: Option<String>,
+}
+
+impl Store {
+    pub async fn get_site(&self, uri: &str) -> Result<Option<SiteRow>> {
+        let mut conn = self.pool.acquire().await?;
+        get_site(&mut conn, uri).await
+    }
+
+    pub async fn list_sites(&self, f: &SiteFilter) -> Result<Vec<Site>> {
+        let rows = sqlx::query_as::<_, SiteRow>(sqlx::AssertSqlSafe(format!(
+            "{SELECT} WHERE ($1::text IS NULL OR s.platform = $1)
+               AND ($2::text IS NULL OR s.status = $2)
+               AND ($3::text IS NULL OR s.client = $3)
+             ORDER BY s.uri"
+        )))
+        .bind(&f.platform)
+        .bind(&f.status)
+        .bind(&f.client)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(SiteRow::into_contract).collect())
+    }
+
+    pub async fn site_packages(&self, uri: &str) -> Result<Vec<Package>> {
+        let rows = sqlx::query_as::<_, SitePackageRow>(
+            "SELECT name, type, version, schema_version, enabled FROM site_packages
+             WHERE site = $1 ORDER BY type, name",
+        )
+        .bind(uri)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| Package {
+                name: r.name,
+                package_type: PackageType::parse(&r.package_type).unwrap_or(PackageType::Module),
+                title: None,
+                version: r.version,
+                schema_version: r.schema_version,
+                path: String::new(),
+                languages: Vec::new(),
+                old_short_name: None,
+                enabled: Some(r.enabled),
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,159 @@
+//! `/api/v1/platforms`: Aegir's platform contexts. Creating a platform queues its verify,
+//! which scans its packages; a locked platform takes no new sites.
+
+use crate::error::{ApiError, ApiJson, ApiPath};
+use crate::guard::Caller;
+use crate::{AppState, queue_task_tx};
+use axum::Extension;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use berth_contracts::{Installer, NewPlatform, Package, Platform, TargetKind};
+use berth_hosting::{PlatformName, SERVER_MASTER, ServerName, parse_root};
+use berth_store::platforms;
+
+fn parse_name(name: &str) -> Result<PlatformName, ApiError> {
+    PlatformName::parse(name).map_err(|e| ApiError::NotFound(e.to_string()))
+}
+
+/// A drush path relative to the root (no `..`) or absolute.
+fn check_installer(i: &Installer) -> Result<(), ApiError> {
+    if i.installer_type != "drush" {
+        return Err(ApiError::Unprocessable(format!(
+            "installer type `{}` is not known; berth drives `drush`",
+            i.installer_type
+        )));
+    }
+    if let Some(bin) = &i.bin {
+        let ok = if bin.starts_with('/') {
+            parse_root(bin).is_ok()
+        } else {
+            parse_root(&format!("/{bin}")).is_ok()
+        };
+        if !ok {
+            return Err(ApiError::Unprocessable(format!(
+                "installer bin `{bin}` must be a clean path (absolute, or relative to the root without `..`)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(body): ApiJson<NewPlatform>,
+) -> Result<Response, ApiError> {
+    let name =
+        PlatformName::parse(&body.name).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    let root = parse_root(&body.root).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    let web_server = ServerName::parse(body.web_server.as_deref().unwrap_or(SERVER_MASTER))
+        .map_err(|e| ApiError::Unprocessable(format!("web_server: {e}")))?;
+    let server = state
+        .store
+        .get_server(web_server.as_str())
+        .await?
+        .ok_or_else(|| {
+            ApiError::Unprocessable(format!("web server `{web_server}` does not exist"))
+        })?;
+    if !server
+        .server
+        .services
+        .http
+        .as_ref()
+        .is_some_and(|h| h.service_type != "null")
+    {
+        return Err(ApiError::Unprocessable(format!(
+            "server `{web_server}` has no http service to publish a platform"
+        )));
+    }
+    let installer = body.installer.unwrap_or_default();
+    check_installer(&installer)?;
+    let mut tx = state.store.pool.begin().await?;
+    platforms::insert_platform(
+        &mut tx,
+        name.as_str(),
+        &root,
+        web_server.as_str(),
+        &installer,
+    )
+    .await?;
+    let (task, message) = queue_task_tx(
+        &mut tx,
+        &caller,
+        "verify",
+        name.as_str(),
+        TargetKind::Platform,
+        &serde_json::json!({}),
+        None,
+    )
+    .await?;
+    let mut platform = platforms::get_platform(&mut tx, name.as_str())
+        .await?
+        .ok_or_else(|| ApiError::Internal("saved platform vanished".into()))?
+        .into_contract();
+    tx.commit().await?;
+    state.outbox.publish(vec![message]);
+    platform.task = Some(task.id);
+    let location = format!("/api/v1/platforms/{}", platform.name);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        axum::Json(platform),
+    )
+        .into_response())
+}
+
+pub async fn list(State(state): State<AppState>) -> Result<axum::Json<Vec<Platform>>, ApiError> {
+    Ok(axum::Json(state.store.list_platforms().await?))
+}
+
+async fn existing(state: &AppState, name: &str) -> Result<Platform, ApiError> {
+    let name = parse_name(name)?;
+    match state.store.get_platform(name.as_str()).await? {
+        Some(p) if p.status != "deleted" => Ok(p),
+        _ => Err(ApiError::NotFound(format!("platform `{name}` not found"))),
+    }
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<axum::Json<Platform>, ApiError> {
+    Ok(axum::Json(existing(&state, &name).await?))
+}
+
+/// The package registry of the platform's last verify.
+pub async fn packages(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<axum::Json<Vec<Package>>, ApiError> {
+    let p = existing(&state, &name).await?;
+    Ok(axum::Json(state.store.platform_packages(&p.name).await?))
+}
+
+pub async fn lock(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<axum::Json<Platform>, ApiError> {
+    let p = existing(&state, &name).await?;
+    Ok(axum::Json(state.store.set_platform_locked(&p.name, true).await?))
+}
+
+pub async fn unlock(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<axum::Json<Platform>, ApiError> {
+    let p = existing(&state, &name).await?;
+    Ok(axum::Json(state.store.set_platform_locked(&p.name, false).await?))
+}
+
+/// Forgets the platform (refused while it has sites); its codebase is left on disk.
+pub async fn delete(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    let name = parse_name(&name)?;
+    state.store.delete_platform(name.as_str()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

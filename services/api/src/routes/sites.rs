@@ -1,0 +1,388 @@
+//! `/api/v1/sites`: Aegir's site contexts. Saving a new site queues its install; changing
+//! one queues a verify that applies the change.
+
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
+use crate::guard::Caller;
+use crate::{AppState, queue_task_tx};
+use axum::Extension;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use berth_contracts::{NewSite, Package, Site, SiteChange, TargetKind};
+use berth_hosting::sites::{db_names, status};
+use berth_hosting::{HostName, PlatformName, SERVER_MASTER, ServerName};
+use berth_secrets::SecretKey;
+use berth_store::sites::{self, NewSiteRow, SiteFilter};
+use berth_store::{platforms, servers};
+use serde::Deserialize;
+
+/// Most aliases one site may have.
+const MAX_ALIASES: usize = 50;
+
+fn parse_uri(uri: &str) -> Result<HostName, ApiError> {
+    HostName::parse(uri).map_err(|e| ApiError::Unprocessable(format!("uri: {e}")))
+}
+
+/// Aliases: valid domains, none twice, none the site's own uri.
+fn parse_aliases(uri: &str, aliases: &[String]) -> Result<Vec<String>, ApiError> {
+    if aliases.len() > MAX_ALIASES {
+        return Err(ApiError::Unprocessable(format!(
+            "a site has at most {MAX_ALIASES} aliases"
+        )));
+    }
+    let mut out: Vec<String> = Vec::new();
+    for a in aliases {
+        let a = HostName::parse(a).map_err(|e| ApiError::Unprocessable(format!("alias: {e}")))?;
+        if a.as_str() == uri {
+            return Err(ApiError::Unprocessable(format!(
+                "alias `{a}` is the site's own uri"
+            )));
+        }
+        if out.iter().any(|o| o == a.as_str()) {
+            return Err(ApiError::Unprocessable(format!("alias `{a}` is given twice")));
+        }
+        out.push(a.to_string());
+    }
+    Ok(out)
+}
+
+/// Free text kept short and printable: it reaches logs and tables.
+fn check_text(field: &str, v: &Option<String>, max: usize) -> Result<(), ApiError> {
+    if let Some(v) = v
+        && (v.is_empty() || v.len() > max || v.chars().any(char::is_control))
+    {
+        return Err(ApiError::Unprocessable(format!(
+            "{field} must be 1 to {max} printable characters"
+        )));
+    }
+    Ok(())
+}
+
+fn check_email(v: &Option<String>) -> Result<(), ApiError> {
+    check_text("client_email", v, 254)?;
+    if let Some(e) = v {
+        let ok = e
+            .split_once('@')
+            .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty() && HostName::parse(d).is_ok())
+            && !e.contains(char::is_whitespace);
+        if !ok {
+            return Err(ApiError::Unprocessable(format!(
+                "client_email `{e}` is not an e-mail address"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A language code: `en`, `de`, `pt-br`.
+fn check_language(l: &str) -> Result<(), ApiError> {
+    let ok = (2..=12).contains(&l.len())
+        && l.bytes()
+            .all(|b| b.is_ascii_lowercase() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::Unprocessable(format!(
+            "language `{l}` is not a language code like `en` or `pt-br`"
+        )))
+    }
+}
+
+/// A profile name: Drupal machine name.
+fn check_profile(p: &str) -> Result<(), ApiError> {
+    let ok = (1..=64).contains(&p.len())
+        && p.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::Unprocessable(format!(
+            "profile `{p}` is not a machine name (lower-case letters, digits, `_`)"
+        )))
+    }
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(body): ApiJson<NewSite>,
+) -> Result<Response, ApiError> {
+    let uri = parse_uri(&body.uri)?;
+    let aliases = parse_aliases(uri.as_str(), &body.aliases)?;
+    check_text("client", &body.client, 100)?;
+    check_email(&body.client_email)?;
+    let profile = body.profile.clone().unwrap_or_else(|| "standard".into());
+    check_profile(&profile)?;
+    let language = body.language.clone().unwrap_or_else(|| "en".into());
+    check_language(&language)?;
+    let platform_name = PlatformName::parse(&body.platform)
+        .map_err(|e| ApiError::Unprocessable(format!("platform: {e}")))?;
+    let db_server = ServerName::parse(body.db_server.as_deref().unwrap_or(SERVER_MASTER))
+        .map_err(|e| ApiError::Unprocessable(format!("db_server: {e}")))?;
+
+    let mut tx = state.store.pool.begin().await?;
+    let platform = match platforms::get_platform(&mut tx, platform_name.as_str()).await? {
+        Some(p) if p.status != "deleted" => p,
+        _ => {
+            return Err(ApiError::Unprocessable(format!(
+                "platform `{platform_name}` does not exist"
+            )));
+        }
+    };
+    if platform.locked {
+        return Err(ApiError::Conflict(format!(
+            "platform `{platform_name}` is locked: it takes no new sites (unlock it, or choose another)"
+        )));
+    }
+    if platform.status != "verified" {
+        return Err(ApiError::Conflict(format!(
+            "platform `{platform_name}` is {}: verify it first, so berth knows its profiles",
+            platform.status
+        )));
+    }
+    let Some((profile, languages)) =
+        platforms::profile(&mut tx, platform_name.as_str(), &profile).await?
+    else {
+        let offered: Vec<String> = platforms::packages(&mut tx, platform_name.as_str())
+            .await?
+            .into_iter()
+            .filter(|p| p.package_type == berth_contracts::PackageType::Profile)
+            .map(|p| p.name)
+            .collect();
+        return Err(ApiError::Unprocessable(format!(
+            "platform `{platform_name}` has no profile `{profile}`; it has: {}",
+            offered.join(", ")
+        )));
+    };
+    if language != "en" && !languages.contains(&language) {
+        return Err(ApiError::Unprocessable(format!(
+            "profile `{profile}` on `{platform_name}` is not offered in `{language}`; it is in: en{}",
+            languages
+                .iter()
+                .filter(|l| *l != "en")
+                .map(|l| format!(", {l}"))
+                .collect::<String>()
+        )));
+    }
+    let db = servers::get_server(&mut tx, db_server.as_str())
+        .await?
+        .ok_or_else(|| ApiError::Unprocessable(format!("db server `{db_server}` does not exist")))?;
+    if !db
+        .server
+        .services
+        .db
+        .as_ref()
+        .is_some_and(|d| d.service_type != "null")
+    {
+        return Err(ApiError::Unprocessable(format!(
+            "server `{db_server}` has no db service to hold the site's database"
+        )));
+    }
+    let mut names = vec![uri.to_string()];
+    names.extend(aliases.iter().cloned());
+    let taken = sites::names_taken(&mut tx, &names, None).await?;
+    if !taken.is_empty() {
+        return Err(ApiError::Conflict(format!(
+            "already a site or an alias: {}",
+            taken.join(", ")
+        )));
+    }
+    let suffix = &SecretKey::new_password()[..6];
+    let (db_name, db_user) = db_names(uri.as_str(), suffix);
+    let sealed = state.secret_key.seal(&SecretKey::new_password());
+    sites::insert_site(
+        &mut tx,
+        NewSiteRow {
+            uri: uri.as_str(),
+            platform: platform_name.as_str(),
+            db_server: db_server.as_str(),
+            client: body.client.as_deref(),
+            client_email: body.client_email.as_deref(),
+            profile: &profile,
+            language: &language,
+            redirection: body.redirection,
+            db_name: &db_name,
+            db_user: &db_user,
+            db_password_sealed: &sealed,
+            aliases: &aliases,
+        },
+    )
+    .await?;
+    let (task, message) = queue_task_tx(
+        &mut tx,
+        &caller,
+        "install",
+        uri.as_str(),
+        TargetKind::Site,
+        &serde_json::json!({}),
+        None,
+    )
+    .await?;
+    let mut site = sites::get_site(&mut tx, uri.as_str())
+        .await?
+        .ok_or_else(|| ApiError::Internal("saved site vanished".into()))?
+        .into_contract();
+    tx.commit().await?;
+    state.outbox.publish(vec![message]);
+    site.task = Some(task.id);
+    let location = format!("/api/v1/sites/{}", site.uri);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        axum::Json(site),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    platform: Option<String>,
+    status: Option<String>,
+    client: Option<String>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<axum::Json<Vec<Site>>, ApiError> {
+    if let Some(s) = &q.status {
+        let known = [
+            status::INSTALLING,
+            status::ENABLED,
+            status::DISABLED,
+            status::FAILED,
+            status::DELETED,
+        ];
+        if !known.contains(&s.as_str()) {
+            return Err(ApiError::BadRequest(format!(
+                "status `{s}` is not one of {}",
+                known.join(", ")
+            )));
+        }
+    }
+    Ok(axum::Json(
+        state
+            .store
+            .list_sites(&SiteFilter {
+                platform: q.platform.map(|p| p.trim_start_matches('@').to_string()),
+                status: q.status,
+                client: q.client,
+            })
+            .await?,
+    ))
+}
+
+async fn existing(state: &AppState, uri: &str) -> Result<Site, ApiError> {
+    let uri = uri.strip_prefix('@').unwrap_or(uri);
+    let uri = HostName::parse(uri).map_err(|e| ApiError::NotFound(e.to_string()))?;
+    state
+        .store
+        .get_site(uri.as_str())
+        .await?
+        .map(|s| s.into_contract())
+        .ok_or_else(|| ApiError::NotFound(format!("site `{uri}` not found")))
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    ApiPath(uri): ApiPath<String>,
+) -> Result<axum::Json<Site>, ApiError> {
+    Ok(axum::Json(existing(&state, &uri).await?))
+}
+
+pub async fn packages(
+    State(state): State<AppState>,
+    ApiPath(uri): ApiPath<String>,
+) -> Result<axum::Json<Vec<Package>>, ApiError> {
+    let site = existing(&state, &uri).await?;
+    Ok(axum::Json(state.store.site_packages(&site.uri).await?))
+}
+
+/// Changes client, e-mail, aliases or redirection, and queues the verify that applies
+/// them to the web server and DNS.
+pub async fn change(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(uri): ApiPath<String>,
+    ApiJson(body): ApiJson<SiteChange>,
+) -> Result<axum::Json<Site>, ApiError> {
+    let site = existing(&state, &uri).await?;
+    if ![status::ENABLED, status::DISABLED].contains(&site.status.as_str()) {
+        return Err(ApiError::Conflict(format!(
+            "site `{}` is {}: only an installed site can be changed",
+            site.uri, site.status
+        )));
+    }
+    check_text("client", &body.client, 100)?;
+    check_email(&body.client_email)?;
+    let aliases = match &body.aliases {
+        Some(a) => Some(parse_aliases(&site.uri, a)?),
+        None => None,
+    };
+    if let Some(id) = state.store.unfinished_task(&site.uri, "verify").await? {
+        return Err(ApiError::Conflict(format!(
+            "site `{}` has a verify queued or running already ({id}); change it when it ends",
+            site.uri
+        )));
+    }
+    let mut tx = state.store.pool.begin().await?;
+    if let Some(a) = &aliases {
+        let taken = sites::names_taken(&mut tx, a, Some(&site.uri)).await?;
+        if !taken.is_empty() {
+            return Err(ApiError::Conflict(format!(
+                "already a site or another site's alias: {}",
+                taken.join(", ")
+            )));
+        }
+        sites::set_aliases(&mut tx, &site.uri, a).await?;
+    }
+    sqlx::query(
+        "UPDATE sites SET client = COALESCE($2, client), client_email = COALESCE($3, client_email),
+           redirection = COALESCE($4, redirection), updated_at = now() WHERE uri = $1",
+    )
+    .bind(&site.uri)
+    .bind(&body.client)
+    .bind(&body.client_email)
+    .bind(body.redirection)
+    .execute(&mut *tx)
+    .await?;
+    let (task, message) = queue_task_tx(
+        &mut tx,
+        &caller,
+        "verify",
+        &site.uri,
+        TargetKind::Site,
+        &serde_json::json!({}),
+        None,
+    )
+    .await?;
+    let mut out = sites::get_site(&mut tx, &site.uri)
+        .await?
+        .ok_or_else(|| ApiError::Internal("changed site vanished".into()))?
+        .into_contract();
+    tx.commit().await?;
+    state.outbox.publish(vec![message]);
+    out.task = Some(task.id);
+    Ok(axum::Json(out))
+}
+
+/// Forgets a site whose install failed (nothing of it is left on the servers). An
+/// installed site is removed by the delete task, which backs it up first.
+pub async fn delete(
+    State(state): State<AppState>,
+    ApiPath(uri): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    let site = existing(&state, &uri).await?;
+    if site.status != status::FAILED {
+        return Err(ApiError::Conflict(format!(
+            "site `{}` is {}: only a site whose install failed can be forgotten this way",
+            site.uri, site.status
+        )));
+    }
+    let mut tx = state.store.pool.begin().await?;
+    sites::set_status(&mut tx, &site.uri, status::DELETED).await?;
+    sites::set_aliases(&mut tx, &site.uri, &[]).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
