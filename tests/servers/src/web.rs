@@ -126,6 +126,9 @@ pub fn nginx_pid_file(nginx_conf: &Path) -> Option<PathBuf> {
     })
 }
 
+/// An HTTP answer: status, body, and headers (names lower-cased).
+pub type Response = (u16, String, Vec<(String, String)>);
+
 /// A running nginx and php-fpm; both stopped when dropped.
 pub struct Web {
     /// A free loopback port reserved for vhosts to listen on (`listen 127.0.0.1:<port>;`).
@@ -254,7 +257,7 @@ decorate_workers_output = no
 
     /// An HTTP/1.1 GET to nginx (127.0.0.1:[`Web::port`]) with the given Host header:
     /// status, body and headers (names lower-cased). Redirects are not followed.
-    pub fn get(&self, host: &str, path: &str) -> Result<(u16, String, Vec<(String, String)>)> {
+    pub fn get(&self, host: &str, path: &str) -> Result<Response> {
         http_get(SocketAddr::from(([127, 0, 0, 1], self.port)), host, path)
     }
 
@@ -307,11 +310,7 @@ fn tail(path: &Path) -> Option<String> {
 
 /// An HTTP/1.1 GET with `Connection: close`: status, body (chunked transfer decoded) and
 /// headers (names lower-cased).
-pub fn http_get(
-    addr: SocketAddr,
-    host: &str,
-    path: &str,
-) -> Result<(u16, String, Vec<(String, String)>)> {
+pub fn http_get(addr: SocketAddr, host: &str, path: &str) -> Result<Response> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
         .with_context(|| format!("connecting to {addr}"))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
