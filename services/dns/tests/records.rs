@@ -1,0 +1,374 @@
+//! The `site-records` and `site-records-remove` actions against a real named: each test
+//! has its own directory and named instance on free loopback ports.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use berth_broker::worker::{StepError, WorkerConfig};
+use berth_dns::DnsConfig;
+use berth_dns::records::{site_records, site_records_remove, zone_file};
+use berth_hosting::zone::{Record, RecordType, Zone};
+use berth_test_servers::named::Named;
+use serde_json::{Value, json};
+
+const SERVER: &str = "server_master";
+
+/// A test's directory, removed when the test passes.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("berth-dns-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir.canonicalize().unwrap())
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+struct Env {
+    named: Named,
+    cfg: DnsConfig,
+    // Last: dropped after named has stopped.
+    _dir: TempDir,
+}
+
+fn env(name: &str) -> Env {
+    let dir = TempDir::new(name);
+    let named = Named::start(&dir.0, &[SERVER.to_string()]).expect("named starts");
+    let cfg = DnsConfig {
+        worker: WorkerConfig::new("amqp://127.0.0.1:1", "dns", vec![SERVER.into()]),
+        data_root: dir.0.clone(),
+        checkconf_bin: "named-checkconf".into(),
+        named_conf: named.named_conf.clone(),
+        checkzone_bin: "named-checkzone".into(),
+        rndc_bin: "rndc".into(),
+        rndc_conf: Some(named.rndc_conf.clone()),
+    };
+    Env {
+        named,
+        cfg,
+        _dir: dir,
+    }
+}
+
+/// Runs an action, returning its result and its log lines.
+async fn add(env: &Env, args: Value) -> (Result<Value, StepError>, Vec<String>) {
+    let lines = Mutex::new(Vec::new());
+    let log = |l: String| lines.lock().unwrap().push(l);
+    let res = site_records(&env.cfg, SERVER, &args, &log).await;
+    (res, lines.into_inner().unwrap())
+}
+
+async fn remove(env: &Env, args: Value) -> (Result<Value, StepError>, Vec<String>) {
+    let lines = Mutex::new(Vec::new());
+    let log = |l: String| lines.lock().unwrap().push(l);
+    let res = site_records_remove(&env.cfg, SERVER, &args, &log).await;
+    (res, lines.into_inner().unwrap())
+}
+
+fn www() -> Value {
+    json!({"uri": "www.example.com", "aliases": ["example.com", "shop.example.com"], "ip": "127.0.0.1"})
+}
+
+fn www_names() -> Value {
+    json!({"uri": "www.example.com", "aliases": ["example.com", "shop.example.com"]})
+}
+
+fn blog() -> Value {
+    json!({"uri": "blog.example.com", "aliases": ["news.example.com"], "ip": "127.0.0.2"})
+}
+
+/// Asks named until it answers `want` (zone loads after rndc are asynchronous).
+fn dig_until(named: &Named, name: &str, rtype: &str, want: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = named.dig(name, rtype).unwrap();
+        if got == want {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "dig {name} {rtype}: {got:?}, expected {want:?}\n{}",
+                std::fs::read_to_string(&named.log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The serial named serves for `zone`.
+fn served_serial(named: &Named, zone: &str) -> u32 {
+    let soa = named.dig(zone, "SOA").unwrap();
+    let line = soa.first().unwrap_or_else(|| panic!("no SOA for {zone}"));
+    line.split_whitespace().nth(2).unwrap().parse().unwrap()
+}
+
+fn serial_until(named: &Named, zone: &str, want: u32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while served_serial(named, zone) != want {
+        assert!(
+            Instant::now() < deadline,
+            "serial of {zone} never became {want}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn serial_of(output: &Value, zone: &str) -> u32 {
+    output["zones"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|z| z["zone"] == zone)
+        .unwrap_or_else(|| panic!("no zone {zone} in {output}"))["serial"]
+        .as_u64()
+        .unwrap() as u32
+}
+
+fn assert_today(serial: u32) {
+    let today = chrono::Utc::now().format("%Y%m%d").to_string();
+    let s = serial.to_string();
+    assert_eq!(s.len(), 10, "{s}");
+    assert!(
+        s.starts_with(&today),
+        "serial {s} is not today's ({today}nn)"
+    );
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap()
+}
+
+#[tokio::test]
+async fn a_site_gets_its_a_record_and_a_cname_per_alias() {
+    let env = env("add");
+    let (res, log) = add(&env, www()).await;
+    let out = res.unwrap();
+    let serial = serial_of(&out, "example.com");
+    assert_today(serial);
+    assert!(serial % 100 == 0, "a new zone starts at nn = 00: {serial}");
+    assert_eq!(
+        log[0],
+        format!(
+            "zone example.com (new zone): A www.example.com → 127.0.0.1, A example.com → 127.0.0.1, \
+             CNAME shop.example.com → www.example.com; serial {serial}"
+        )
+    );
+    assert!(
+        log.contains(&"zone example.com: named-checkzone ok".to_string()),
+        "{log:?}"
+    );
+    assert_eq!(log.last().unwrap(), "rndc reconfig", "{log:?}");
+
+    dig_until(&env.named, "www.example.com", "A", &["127.0.0.1"]);
+    dig_until(
+        &env.named,
+        "shop.example.com",
+        "CNAME",
+        &["www.example.com."],
+    );
+    // The apex alias gets an address record, not a CNAME.
+    dig_until(&env.named, "example.com", "A", &["127.0.0.1"]);
+    assert_eq!(served_serial(&env.named, "example.com"), serial);
+    let conf = read(
+        &env.cfg
+            .data_root
+            .join("config/server_master/bind/zones.conf"),
+    );
+    assert!(
+        conf.contains("zone \"example.com\" { type master; file \""),
+        "{conf}"
+    );
+}
+
+#[tokio::test]
+async fn a_second_site_shares_the_zone_and_removal_takes_only_its_records() {
+    let env = env("two");
+    let s1 = serial_of(&add(&env, www()).await.0.unwrap(), "example.com");
+    let (res, log) = add(&env, blog()).await;
+    let s2 = serial_of(&res.unwrap(), "example.com");
+    assert_today(s2);
+    assert!(s2 > s1, "{s2} > {s1}");
+    assert_eq!(log.last().unwrap(), "rndc reload example.com", "{log:?}");
+    serial_until(&env.named, "example.com", s2);
+    dig_until(&env.named, "blog.example.com", "A", &["127.0.0.2"]);
+    dig_until(
+        &env.named,
+        "news.example.com",
+        "CNAME",
+        &["blog.example.com."],
+    );
+    dig_until(&env.named, "www.example.com", "A", &["127.0.0.1"]);
+
+    let (res, log) = remove(&env, www_names()).await;
+    let s3 = serial_of(&res.unwrap(), "example.com");
+    assert!(s3 > s2, "{s3} > {s2}");
+    assert_eq!(
+        log[0],
+        format!(
+            "zone example.com: removed A www.example.com → 127.0.0.1, removed A example.com → 127.0.0.1, \
+             removed CNAME shop.example.com → www.example.com; serial {s3}"
+        )
+    );
+    serial_until(&env.named, "example.com", s3);
+    dig_until(&env.named, "www.example.com", "A", &[]);
+    dig_until(&env.named, "shop.example.com", "CNAME", &[]);
+    dig_until(&env.named, "example.com", "A", &[]);
+    dig_until(&env.named, "blog.example.com", "A", &["127.0.0.2"]);
+    dig_until(
+        &env.named,
+        "news.example.com",
+        "CNAME",
+        &["blog.example.com."],
+    );
+
+    // Gone already: nothing to remove, nothing changes.
+    let (res, log) = remove(&env, www_names()).await;
+    assert_eq!(serial_of(&res.unwrap(), "example.com"), s3);
+    assert_eq!(log, vec!["zone example.com: nothing to remove".to_string()]);
+    // A zone that was never made.
+    let (res, log) = remove(&env, json!({"uri": "www.nowhere.org"})).await;
+    res.unwrap();
+    assert_eq!(
+        log,
+        vec!["zone nowhere.org: no such zone; nothing to remove".to_string()]
+    );
+}
+
+#[tokio::test]
+async fn a_redelivered_add_changes_nothing_and_keeps_the_serial() {
+    let env = env("again");
+    let s1 = serial_of(&add(&env, www()).await.0.unwrap(), "example.com");
+    let file = zone_file(&env.cfg, SERVER, "example.com");
+    let before = read(&file);
+    let (res, log) = add(&env, www()).await;
+    assert_eq!(serial_of(&res.unwrap(), "example.com"), s1);
+    assert_eq!(read(&file), before);
+    assert_eq!(
+        log,
+        vec![
+            format!("zone example.com: records already present; serial {s1} unchanged"),
+            "rndc reload example.com".to_string(),
+        ]
+    );
+    dig_until(&env.named, "www.example.com", "A", &["127.0.0.1"]);
+    assert_eq!(served_serial(&env.named, "example.com"), s1);
+}
+
+#[tokio::test]
+async fn a_zone_file_refused_by_named_checkzone_leaves_the_previous_zone_serving() {
+    let env = env("refused");
+    let s1 = serial_of(&add(&env, www()).await.0.unwrap(), "example.com");
+    dig_until(&env.named, "www.example.com", "A", &["127.0.0.1"]);
+
+    // An operator's TXT record at a name a new site wants as an alias: a CNAME can't
+    // share its name with other data, which only named-checkzone catches.
+    let file = zone_file(&env.cfg, SERVER, "example.com");
+    let mut zone = Zone::parse("example.com", &read(&file)).unwrap();
+    zone.records.push(Record::new(
+        "promo.example.com",
+        RecordType::Other("TXT".into()),
+        "\"hello\"",
+    ));
+    std::fs::write(&file, zone.render()).unwrap();
+    let edited = read(&file);
+
+    let args =
+        json!({"uri": "blog.example.com", "aliases": ["promo.example.com"], "ip": "127.0.0.2"});
+    let (res, log) = add(&env, args).await;
+    let err = res.unwrap_err();
+    assert!(matches!(err, StepError::Permanent(_)), "{err:?}");
+    assert!(err.message().contains("named-checkzone"), "{err}");
+    assert!(err.message().contains("CNAME and other data"), "{err}");
+    assert!(
+        log.contains(&"zone example.com: previous zone file restored".to_string()),
+        "{log:?}"
+    );
+    assert_eq!(read(&file), edited, "the previous file is back");
+    assert!(!log.iter().any(|l| l.starts_with("rndc")), "{log:?}");
+    // named still serves the zone it had.
+    assert_eq!(served_serial(&env.named, "example.com"), s1);
+    dig_until(&env.named, "www.example.com", "A", &["127.0.0.1"]);
+    dig_until(&env.named, "blog.example.com", "A", &[]);
+    dig_until(&env.named, "promo.example.com", "CNAME", &[]);
+}
+
+#[tokio::test]
+async fn a_new_zone_refused_by_named_checkzone_is_removed() {
+    let env = env("refused-new");
+    // The name server inside the new zone without an address: named-checkzone refuses.
+    let args = json!({"uri": "www.example.net", "ip": "127.0.0.1", "ns": "ns1.example.net"});
+    let (res, _log) = add(&env, args).await;
+    let err = res.unwrap_err();
+    assert!(matches!(err, StepError::Permanent(_)), "{err:?}");
+    assert!(err.message().contains("named-checkzone"), "{err}");
+    assert!(!zone_file(&env.cfg, SERVER, "example.net").exists());
+    let conf = read(
+        &env.cfg
+            .data_root
+            .join("config/server_master/bind/zones.conf"),
+    );
+    assert!(!conf.contains("example.net"), "{conf}");
+}
+
+#[tokio::test]
+async fn bad_arguments_fail_permanently_and_change_nothing() {
+    let env = env("bad-args");
+    let s1 = serial_of(&add(&env, www()).await.0.unwrap(), "example.com");
+    let file = zone_file(&env.cfg, SERVER, "example.com");
+    let before = read(&file);
+    for args in [
+        json!({"uri": "blog.example.com", "ip": "300.1.2.3"}),
+        json!({"uri": "blog.example.com"}),
+        json!({"uri": "Blog.example.com", "ip": "127.0.0.2"}),
+        json!({"uri": "blog.example.com", "aliases": ["../x"], "ip": "127.0.0.2"}),
+        json!({"uri": "localhost", "ip": "127.0.0.2"}),
+        // shop is www's alias.
+        json!({"uri": "shop.example.com", "ip": "127.0.0.2"}),
+    ] {
+        let (res, _) = add(&env, args.clone()).await;
+        let err = res.expect_err(&args.to_string());
+        assert!(matches!(err, StepError::Permanent(_)), "{args}: {err:?}");
+    }
+    assert_eq!(read(&file), before);
+    assert_eq!(served_serial(&env.named, "example.com"), s1);
+}
+
+#[tokio::test]
+async fn the_address_comes_from_web_host_and_aliases_may_live_in_other_zones() {
+    let env = env("web-host");
+    let args =
+        json!({"uri": "www.example.com", "aliases": ["www.example.org"], "web_host": "localhost"});
+    let (res, log) = add(&env, args).await;
+    let out = res.unwrap();
+    assert!(
+        log.contains(&"web host localhost resolves to 127.0.0.1".to_string()),
+        "{log:?}"
+    );
+    assert_today(serial_of(&out, "example.org"));
+    dig_until(&env.named, "www.example.com", "A", &["127.0.0.1"]);
+    dig_until(
+        &env.named,
+        "www.example.org",
+        "CNAME",
+        &["www.example.com."],
+    );
+
+    let (res, _) = remove(
+        &env,
+        json!({"uri": "www.example.com", "aliases": ["www.example.org"]}),
+    )
+    .await;
+    res.unwrap();
+    dig_until(&env.named, "www.example.com", "A", &[]);
+    dig_until(&env.named, "www.example.org", "CNAME", &[]);
+}
