@@ -155,7 +155,10 @@ async fn a_site_gets_its_a_record_and_a_cname_per_alias() {
     let out = res.unwrap();
     let serial = serial_of(&out, "example.com");
     assert_today(serial);
-    assert!(serial % 100 == 0, "a new zone starts at nn = 00: {serial}");
+    assert!(
+        serial.is_multiple_of(100),
+        "a new zone starts at nn = 00: {serial}"
+    );
     assert_eq!(
         log[0],
         format!(
