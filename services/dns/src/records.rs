@@ -342,19 +342,20 @@ async fn write_zones_conf(cfg: &DnsConfig, server: &str, log: Log<'_>) -> Result
 }
 
 /// Tells named: `rndc reconfig` when zones.conf changed (it loads new zones and drops
-/// removed ones), else `rndc reload <zone>` for each zone; a zone named does not know
-/// (its zones.conf was written by an attempt that stopped before reconfig) gets a
-/// reconfig.
+/// removed ones, but does not reload zones it has), then `rndc reload <zone>` for each of
+/// `reload` (zones named already had). A zone named does not know although its file was
+/// there before (an earlier attempt stopped between zones.conf and reconfig) gets a
+/// reconfig and another reload.
 async fn tell_named(
     cfg: &DnsConfig,
     zones_conf_changed: bool,
-    zones: &[String],
+    reload: &[String],
     log: Log<'_>,
 ) -> Result<(), StepError> {
     if zones_conf_changed {
-        return rndc(cfg, &["reconfig"], log).await;
+        rndc(cfg, &["reconfig"], log).await?;
     }
-    for zone in zones {
+    for zone in reload {
         if rndc(cfg, &["reload", zone], log).await.is_err() {
             log(format!("rndc reload {zone} failed; trying rndc reconfig"));
             rndc(cfg, &["reconfig"], log).await?;
@@ -410,9 +411,13 @@ pub async fn site_records(
 
     let mut edits = Vec::new();
     let mut report = Vec::new();
+    let mut reload = Vec::new();
     for origin in &zones {
         let path = zone_file(cfg, server, origin);
         let old = read_optional(&path).await?;
+        if old.is_some() {
+            reload.push(origin.clone());
+        }
         let mut zone = match &old {
             Some(text) => Zone::parse(origin, text).map_err(|e| zone_error(&path, e))?,
             None => Zone::new(origin, &ns),
@@ -455,7 +460,7 @@ pub async fn site_records(
 
     write_checked(cfg, edits, log).await?;
     let conf_changed = write_zones_conf(cfg, server, log).await?;
-    tell_named(cfg, conf_changed, &zones, log).await?;
+    tell_named(cfg, conf_changed, &reload, log).await?;
     Ok(json!({ "zones": report }))
 }
 

@@ -375,3 +375,67 @@ async fn the_address_comes_from_web_host_and_aliases_may_live_in_other_zones() {
     dig_until(&env.named, "www.example.com", "A", &[]);
     dig_until(&env.named, "www.example.org", "CNAME", &[]);
 }
+
+#[tokio::test]
+async fn a_change_to_a_known_zone_and_a_new_zone_in_one_step_are_both_served() {
+    let env = env("mixed");
+    let s1 = serial_of(&add(&env, www()).await.0.unwrap(), "example.com");
+    let args =
+        json!({"uri": "blog.example.com", "aliases": ["blog.example.org"], "ip": "127.0.0.2"});
+    let (res, log) = add(&env, args).await;
+    let out = res.unwrap();
+    let s2 = serial_of(&out, "example.com");
+    assert!(s2 > s1);
+    assert_today(serial_of(&out, "example.org"));
+    assert_eq!(
+        log[log.len() - 2..],
+        [
+            "rndc reconfig".to_string(),
+            "rndc reload example.com".to_string()
+        ],
+        "{log:?}"
+    );
+    serial_until(&env.named, "example.com", s2);
+    dig_until(&env.named, "blog.example.com", "A", &["127.0.0.2"]);
+    dig_until(
+        &env.named,
+        "blog.example.org",
+        "CNAME",
+        &["blog.example.com."],
+    );
+    dig_until(&env.named, "www.example.com", "A", &["127.0.0.1"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_steps_on_one_server_all_land() {
+    let env = env("concurrent");
+    let site = |n: u8| json!({"uri": format!("s{n}.example.com"), "aliases": [format!("a{n}.example.com")], "ip": format!("127.0.0.{n}")});
+    let (r1, r2, r3, r4) = tokio::join!(
+        add(&env, site(1)),
+        add(&env, site(2)),
+        add(&env, site(3)),
+        add(&env, site(4))
+    );
+    let mut serials: Vec<u32> = [r1, r2, r3, r4]
+        .into_iter()
+        .map(|(r, _)| serial_of(&r.unwrap(), "example.com"))
+        .collect();
+    serials.sort();
+    serials.dedup();
+    assert_eq!(serials.len(), 4, "one serial per change: {serials:?}");
+    serial_until(&env.named, "example.com", serials[3]);
+    for n in 1..=4u8 {
+        dig_until(
+            &env.named,
+            &format!("s{n}.example.com"),
+            "A",
+            &[&format!("127.0.0.{n}")],
+        );
+        dig_until(
+            &env.named,
+            &format!("a{n}.example.com"),
+            "CNAME",
+            &[&format!("s{n}.example.com.")],
+        );
+    }
+}
