@@ -16,6 +16,10 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub fn mysql_url() -> String {
+    env_or("BERTH_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306")
+}
+
 pub fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_string())
 }
@@ -50,6 +54,12 @@ pub struct WorldOptions {
     /// proxy that a test cuts); `{vhost}` is replaced by the world's vhost.
     pub system_amqp_url: Option<String>,
     pub concurrency: u16,
+    /// Run a real nginx and php-fpm for the world (sites are served for real).
+    pub web: bool,
+    /// Run a real named with rndc for the world (site records are served for real).
+    pub dns: bool,
+    /// The http worker's reload window.
+    pub reload_window_ms: u64,
 }
 
 impl Default for WorldOptions {
@@ -60,6 +70,9 @@ impl Default for WorldOptions {
             workers: true,
             system_amqp_url: None,
             concurrency: 8,
+            web: false,
+            dns: false,
+            reload_window_ms: 200,
         }
     }
 }
@@ -78,6 +91,10 @@ pub struct World {
     pub named_conf: PathBuf,
     /// rndc's configuration for the world's named, when it runs one.
     pub rndc_conf: Option<PathBuf>,
+    /// The world's nginx and php-fpm, with `opts.web`.
+    pub web: Option<berth_test_servers::web::Web>,
+    /// The world's named, with `opts.dns`.
+    pub named: Option<berth_test_servers::named::Named>,
     pub opts: WorldOptions,
     pub http: reqwest::Client,
     shutdown: CancellationToken,
@@ -124,7 +141,20 @@ impl World {
 
         let dir = std::env::temp_dir().join(format!("berth-test-{id}"));
         std::fs::create_dir_all(&dir)?;
-        let (nginx_conf, named_conf) = write_server_configs(&dir, &opts.servers)?;
+        let (nginx_conf, mut named_conf) = write_server_configs(&dir, &opts.servers)?;
+        let web = if opts.web {
+            Some(berth_test_servers::web::Web::start(&dir, &nginx_conf)?)
+        } else {
+            None
+        };
+        let named = if opts.dns {
+            let n = berth_test_servers::named::Named::start(&dir, &opts.servers)?;
+            named_conf = n.named_conf.clone();
+            Some(n)
+        } else {
+            None
+        };
+        let rndc_conf = named.as_ref().map(|n| n.rndc_conf.clone());
 
         let store = Store::connect(&database_url, 8).await?;
         let token = store.create_token("test-admin", "admin").await?;
@@ -173,7 +203,9 @@ impl World {
             dir,
             nginx_conf,
             named_conf,
-            rndc_conf: None,
+            rndc_conf,
+            web,
+            named,
             opts: opts.clone(),
             http,
             shutdown,
@@ -208,6 +240,14 @@ impl World {
             data_root: self.dir.clone(),
             nginx_bin: "nginx".into(),
             nginx_conf: self.nginx_conf.clone(),
+            secret_key: Some(key.clone()),
+            php_fpm: self
+                .web
+                .as_ref()
+                .map(|w| w.php_fpm.clone())
+                .unwrap_or_else(|| "127.0.0.1:9".into()),
+            listen_address: "127.0.0.1".into(),
+            reload_window: Duration::from_millis(self.opts.reload_window_ms),
         };
         self.services.push(tokio::spawn({
             let s = s.clone();
@@ -298,13 +338,15 @@ impl World {
     /// Registers a server with the real local services: nginx, MariaDB (root on
     /// 127.0.0.1:3306 without password, as on the test machines) and bind.
     pub async fn create_server(&self, name: &str, host: &str) -> Result<Value> {
+        let http_port = self.web.as_ref().map(|w| w.port).unwrap_or(80);
+        let dns_port = self.named.as_ref().map(|n| n.port).unwrap_or(53);
         let body = json!({
             "name": name, "host": host,
             "services": {
-                "http": {"type": "nginx", "port": 80},
+                "http": {"type": "nginx", "port": http_port},
                 "db": {"type": "mariadb", "host": "127.0.0.1", "port": 3306,
                        "admin_user": "root", "admin_password": env_or("BERTH_TEST_MYSQL_PASSWORD", "")},
-                "dns": {"type": "bind", "port": 53}
+                "dns": {"type": "bind", "port": dns_port}
             }
         });
         let r = self.post("/api/v1/servers", &body).send().await?;
@@ -314,6 +356,59 @@ impl World {
             bail!("create server {name}: {status} {v}");
         }
         Ok(v)
+    }
+
+    /// Copies a fixture platform (`tests/fixtures/platforms/<fixture>`) into the world and
+    /// creates the platform `name` on it; waits for its verify and returns the platform.
+    pub async fn add_platform(&self, name: &str, fixture: &str) -> Result<Value> {
+        let root = self.copy_fixture(fixture, name)?;
+        let r = self
+            .post(
+                "/api/v1/platforms",
+                &json!({"name": name, "root": root.display().to_string()}),
+            )
+            .send()
+            .await?;
+        let status = r.status();
+        let v: Value = r.json().await?;
+        if status.as_u16() != 201 {
+            bail!("create platform {name}: {status} {v}");
+        }
+        let task = v["task"].as_str().unwrap_or_default().parse()?;
+        let t = self.wait_finished(task, Duration::from_secs(60)).await?;
+        if t.status != TaskStatus::Success {
+            bail!("verify of {name} ended {:?}: {t:#?}", t.status);
+        }
+        Ok(self.get_json(&format!("/api/v1/platforms/{name}")).await)
+    }
+
+    /// A fresh copy of a fixture platform under the world's directory.
+    pub fn copy_fixture(&self, fixture: &str, as_name: &str) -> Result<PathBuf> {
+        let from = fixtures_dir().join("platforms").join(fixture);
+        let to = self.dir.join("platforms").join(as_name);
+        copy_tree(&from, &to)?;
+        Ok(to)
+    }
+
+    /// Creates a site (which queues its install) and waits for the install to end.
+    pub async fn install_site(&self, body: Value) -> Result<(Value, Task)> {
+        let r = self.post("/api/v1/sites", &body).send().await?;
+        let status = r.status();
+        let v: Value = r.json().await?;
+        if status.as_u16() != 201 {
+            bail!("create site: {status} {v}");
+        }
+        let task = v["task"].as_str().unwrap_or_default().parse()?;
+        let t = self.wait_finished(task, Duration::from_secs(120)).await?;
+        Ok((v, t))
+    }
+
+    /// A request to the world's nginx for `host`.
+    pub fn http_get(&self, host: &str, path: &str) -> Result<berth_test_servers::web::Response> {
+        self.web
+            .as_ref()
+            .context("this world runs no web server (WorldOptions::web)")?
+            .get(host, path)
     }
 
     /// A server whose services are all `null`: a target for diagnostic tasks.
@@ -466,12 +561,36 @@ impl World {
         (child, path)
     }
 
-    /// Stops everything and removes the world's database, vhost and files.
+    /// Stops everything and removes the world's database, vhost and files, and the
+    /// MariaDB databases and users of its sites.
     pub async fn stop(mut self) {
         self.shutdown.cancel();
         for s in self.services.drain(..) {
             let _ = tokio::time::timeout(Duration::from_secs(15), s).await;
         }
+        let names: Vec<(String, String)> =
+            sqlx::query_as("SELECT db_name, db_user FROM sites")
+                .fetch_all(&self.store.pool)
+                .await
+                .unwrap_or_default();
+        if !names.is_empty()
+            && let Ok(mut my) = <sqlx::MySqlConnection as sqlx::Connection>::connect(&mysql_url()).await
+        {
+            for (db, user) in names {
+                for host in ["localhost", "127.0.0.1"] {
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                        "DROP USER IF EXISTS '{user}'@'{host}'"
+                    )))
+                    .execute(&mut my)
+                    .await;
+                }
+                let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS `{db}`")))
+                    .execute(&mut my)
+                    .await;
+            }
+        }
+        self.web.take();
+        self.named.take();
         self.store.pool.close().await;
         if let Ok(mut conn) =
             <sqlx::PgConnection as sqlx::Connection>::connect(&pg_admin_url()).await
@@ -490,6 +609,33 @@ impl World {
             .await;
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// `tests/fixtures` of the repository.
+pub fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+/// Copies a directory tree, keeping file modes and symlinks; directories get 0755 so that
+/// the web server's user can traverse them.
+pub fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(to)?;
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o755))?;
+    for e in std::fs::read_dir(from).with_context(|| format!("read {}", from.display()))? {
+        let e = e?;
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        let ft = e.file_type()?;
+        if ft.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dst)?;
+        } else if ft.is_dir() {
+            copy_tree(&src, &dst)?;
+        } else {
+            std::fs::copy(&src, &dst)?;
+        }
+    }
+    // The world's directory and its parents up to it must be traversable too.
+    Ok(())
 }
 
 /// Path to the `berth` binary built by `cargo build --workspace --bins`.
@@ -516,21 +662,11 @@ fn replace_db(url: &str, db: &str) -> String {
 /// per-server directories, as `ops/run.sh` does for the system ones.
 fn write_server_configs(dir: &Path, servers: &[String]) -> Result<(PathBuf, PathBuf)> {
     let d = dir.display();
-    std::fs::create_dir_all(dir.join("nginx-tmp"))?;
-    let mut includes = String::new();
-    for s in servers {
-        std::fs::create_dir_all(dir.join("config").join(s).join("nginx").join("vhost.d"))?;
-        includes.push_str(&format!(
-            "    include {d}/config/{s}/nginx/vhost.d/*.conf;\n"
-        ));
-    }
-    let nginx = format!(
-        "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log;\n\
-         events {{ worker_connections 64; }}\n\
-         http {{\n    access_log off;\n    client_body_temp_path {d}/nginx-tmp/body;\n    proxy_temp_path {d}/nginx-tmp/proxy;\n    fastcgi_temp_path {d}/nginx-tmp/fastcgi;\n    uwsgi_temp_path {d}/nginx-tmp/uwsgi;\n    scgi_temp_path {d}/nginx-tmp/scgi;\n{includes}}}\n"
-    );
-    let nginx_conf = dir.join("nginx.conf");
-    std::fs::write(&nginx_conf, nginx)?;
+    let vhost_dirs: Vec<PathBuf> = servers
+        .iter()
+        .map(|s| dir.join("config").join(s).join("nginx").join("vhost.d"))
+        .collect();
+    let nginx_conf = berth_test_servers::web::write_nginx_conf(dir, &vhost_dirs)?;
     let named = format!(
         "options {{\n    directory \"{d}\";\n    pid-file \"{d}/named.pid\";\n    listen-on port 53530 {{ 127.0.0.1; }};\n    listen-on-v6 {{ none; }};\n    recursion no;\n}};\n"
     );
@@ -550,6 +686,9 @@ pub async fn row_counts(store: &Store) -> Result<Vec<(String, i64)>> {
         "outbox",
         "idempotency_keys",
         "dead_letters",
+        "platforms",
+        "sites",
+        "site_aliases",
     ] {
         let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {t}")))
             .fetch_one(&store.pool)

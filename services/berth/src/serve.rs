@@ -123,6 +123,12 @@ fn start(
                 data_root: s.data_root.clone(),
                 nginx_bin: s.nginx_bin.clone(),
                 nginx_conf: s.nginx_conf.clone(),
+                secret_key: Some(
+                    s.secret_key("`berth serve http` (it opens sites' sealed db passwords)")?,
+                ),
+                php_fpm: s.php_fpm.clone(),
+                listen_address: s.http_listen_address.clone(),
+                reload_window: std::time::Duration::from_millis(s.reload_window_ms),
             };
             Box::pin(async move { Ok(berth_http::run(cfg, shutdown).await?) })
         }

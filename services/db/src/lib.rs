@@ -1,6 +1,7 @@
 //! The db worker: site databases and users on MariaDB/MySQL, over a real connection.
-//! For now it verifies a db server: with the admin credentials it proves it can create a
-//! database, create a user and grant it the database, then removes what it made.
+//! It verifies a db server (with the admin credentials it proves it can create a
+//! database, create a user and grant it the database, then removes what it made), and
+//! creates and drops sites' databases and users.
 
 use berth_broker::worker::{StepContext, StepError, StepHandler, StepOk, WorkerConfig, run_worker};
 use berth_contracts::StepCommand;
@@ -57,18 +58,26 @@ impl DbWorker {
         cmd: &StepCommand,
         ctx: &StepContext,
     ) -> Result<MySqlConnection, StepError> {
-        let host = cmd
-            .args
+        self.admin_connection_to(&cmd.args, cmd, ctx).await
+    }
+
+    /// Connects as the admin named in `args` (`host`, `port`, `admin_user`) with the
+    /// sealed admin password of the command.
+    async fn admin_connection_to(
+        &self,
+        args: &serde_json::Value,
+        cmd: &StepCommand,
+        ctx: &StepContext,
+    ) -> Result<MySqlConnection, StepError> {
+        let host = args
             .get("host")
             .and_then(|v| v.as_str())
             .unwrap_or("127.0.0.1");
-        let port = cmd
-            .args
+        let port = args
             .get("port")
             .and_then(|v| v.as_u64())
             .unwrap_or(3306) as u16;
-        let user = cmd
-            .args
+        let user = args
             .get("admin_user")
             .and_then(|v| v.as_str())
             .unwrap_or("root");
@@ -146,6 +155,143 @@ impl DbWorker {
     }
 }
 
+/// The site database names and hosts of a site step, checked again here: they are
+/// quoted into SQL, so only the characters berth itself generates are accepted.
+struct SiteDb {
+    name: String,
+    user: String,
+    hosts: Vec<String>,
+}
+
+fn site_db(cmd: &StepCommand) -> Result<SiteDb, StepError> {
+    let db = cmd
+        .args
+        .get("db")
+        .ok_or_else(|| StepError::permanent("site step without `db` arguments"))?;
+    let ident = |k: &str| -> Result<String, StepError> {
+        let v = db.get(k).and_then(|v| v.as_str()).unwrap_or_default();
+        if (1..=64).contains(&v.len())
+            && v.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            Ok(v.to_string())
+        } else {
+            Err(StepError::permanent(format!("bad database identifier `{v}` for {k}")))
+        }
+    };
+    let hosts: Vec<String> = db
+        .get("grant_hosts")
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .unwrap_or_default();
+    if hosts.is_empty()
+        || !hosts.iter().all(|h| {
+            !h.is_empty()
+                && h.len() <= 255
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'%'))
+        })
+    {
+        return Err(StepError::permanent(format!("bad grant hosts {hosts:?}")));
+    }
+    Ok(SiteDb {
+        name: ident("name")?,
+        user: ident("user")?,
+        hosts,
+    })
+}
+
+async fn exec(conn: &mut MySqlConnection, what: &str, sql: String) -> Result<(), StepError> {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(&mut *conn)
+        .await
+        .map(|_| ())
+        .map_err(|e| classify(what, e))
+}
+
+impl DbWorker {
+    /// The site's password, opened from the command's sealed secrets; hex only (berth
+    /// makes it so), because it is quoted into `IDENTIFIED BY`.
+    fn site_password(&self, cmd: &StepCommand) -> Result<String, StepError> {
+        let sealed = cmd
+            .secrets
+            .get("site_db")
+            .ok_or_else(|| StepError::permanent("the site's database password was not sent"))?;
+        let pw = self
+            .cfg
+            .secret_key
+            .open(sealed)
+            .map_err(|e| StepError::permanent(format!("cannot open the site's password: {e}")))?;
+        if pw.is_empty() || !pw.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(StepError::permanent("the site's password is not in berth's form"));
+        }
+        Ok(pw)
+    }
+
+    /// Database, user (one per web host) and grants; each "if absent", so a redelivered
+    /// step finds its own work and goes on.
+    async fn site_db_create(&self, cmd: &StepCommand, ctx: &StepContext) -> Result<StepOk, StepError> {
+        let site = site_db(cmd)?;
+        let password = self.site_password(cmd)?;
+        let mut conn = self.admin_connection_to(&cmd.args["db"], cmd, ctx).await?;
+        let (db, user) = (&site.name, &site.user);
+        exec(
+            &mut conn,
+            "create database",
+            format!("CREATE DATABASE IF NOT EXISTS `{db}` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"),
+        )
+        .await?;
+        ctx.info(format!("database {db} ready"));
+        for host in &site.hosts {
+            exec(
+                &mut conn,
+                "create user",
+                format!("CREATE USER IF NOT EXISTS '{user}'@'{host}' IDENTIFIED BY '{password}'"),
+            )
+            .await?;
+            // A user left by an earlier attempt gets this attempt's password.
+            exec(
+                &mut conn,
+                "set password",
+                format!("ALTER USER '{user}'@'{host}' IDENTIFIED BY '{password}'"),
+            )
+            .await?;
+            exec(
+                &mut conn,
+                "grant",
+                format!("GRANT ALL PRIVILEGES ON `{db}`.* TO '{user}'@'{host}'"),
+            )
+            .await?;
+            ctx.info(format!("user {user}@{host} granted all on {db}"));
+        }
+        let _ = conn.close().await;
+        Ok(StepOk::default())
+    }
+
+    /// Revokes and drops the site's users and drops its database (absent ones are fine).
+    async fn site_db_drop(&self, cmd: &StepCommand, ctx: &StepContext) -> Result<StepOk, StepError> {
+        let site = site_db(cmd)?;
+        let mut conn = self.admin_connection_to(&cmd.args["db"], cmd, ctx).await?;
+        for host in &site.hosts {
+            exec(
+                &mut conn,
+                "drop user",
+                format!("DROP USER IF EXISTS '{}'@'{host}'", site.user),
+            )
+            .await?;
+        }
+        ctx.info(format!("users {} dropped", site.user));
+        exec(
+            &mut conn,
+            "drop database",
+            format!("DROP DATABASE IF EXISTS `{}`", site.name),
+        )
+        .await?;
+        ctx.info(format!("database {} dropped", site.name));
+        let _ = conn.close().await;
+        Ok(StepOk::default())
+    }
+}
+
 fn hex_encode(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -154,6 +300,8 @@ impl StepHandler for DbWorker {
     async fn handle(&self, cmd: &StepCommand, ctx: &StepContext) -> Result<StepOk, StepError> {
         match cmd.action.as_str() {
             "verify" => self.verify(cmd, ctx).await,
+            "site-db-create" => self.site_db_create(cmd, ctx).await,
+            "site-db-drop" => self.site_db_drop(cmd, ctx).await,
             other => Err(StepError::Permanent(format!(
                 "the db worker has no action `{other}`"
             ))),

@@ -1,8 +1,13 @@
-//! The http worker: web server configuration on one or more servers. For now it verifies
-//! a server's web service: its configuration directories exist (made if missing, as Aegir's
-//! verify fixes what it can) and the web server accepts its configuration (`nginx -t`).
+//! The http worker: web server configuration on one or more servers. It verifies a
+//! server's web service (its configuration directories exist, made if missing as Aegir's
+//! verify fixes what it can, and `nginx -t` accepts the configuration), verifies platforms
+//! (permissions, package scan), and installs and serves sites: site directory and cloaked
+//! settings, the installer, vhosts through coalesced reloads, login links, package maps.
 
 pub mod reload;
+pub mod scan;
+pub mod site;
+pub mod vhost;
 
 use berth_broker::worker::{StepContext, StepError, StepHandler, StepOk, WorkerConfig, run_worker};
 use berth_contracts::StepCommand;
@@ -18,10 +23,20 @@ pub struct HttpConfig {
     pub data_root: PathBuf,
     pub nginx_bin: String,
     pub nginx_conf: PathBuf,
+    /// Opens the sites' sealed database passwords (they go into vhosts and drush's
+    /// environment); `None`: site steps that need one fail.
+    pub secret_key: Option<berth_secrets::SecretKey>,
+    /// Where nginx passes PHP: `unix:/run/php/php8.2-fpm.sock` or `127.0.0.1:9000`.
+    pub php_fpm: String,
+    /// Address vhosts listen on with the http service's port; empty: all addresses.
+    pub listen_address: String,
+    /// How long vhost changes are gathered for one `nginx -t` and reload.
+    pub reload_window: Duration,
 }
 
 pub struct HttpWorker {
     cfg: HttpConfig,
+    reloader: reload::Reloader,
 }
 
 /// How long a web server's config test may take before the step is retried.
@@ -29,7 +44,128 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl HttpWorker {
     pub fn new(cfg: HttpConfig) -> Self {
-        Self { cfg }
+        let mut rc = reload::ReloadConfig::new(cfg.nginx_bin.clone(), cfg.nginx_conf.clone());
+        rc.window = cfg.reload_window;
+        rc.max_wait = cfg.reload_window.max(Duration::from_secs(2));
+        Self {
+            reloader: reload::Reloader::new(rc),
+            cfg,
+        }
+    }
+
+    /// Reloads of nginx done so far by this worker.
+    pub fn reloads(&self) -> u64 {
+        self.reloader.reloads()
+    }
+
+    fn site_password(&self, cmd: &StepCommand) -> Result<String, StepError> {
+        let sealed = cmd
+            .secrets
+            .get("site_db")
+            .ok_or_else(|| StepError::permanent("the site's database password was not sent"))?;
+        let key = self
+            .cfg
+            .secret_key
+            .as_ref()
+            .ok_or_else(|| StepError::permanent("this http worker has no secret key to open the site's password"))?;
+        let pw = key
+            .open(sealed)
+            .map_err(|e| StepError::permanent(format!("cannot open the site's password: {e}")))?;
+        if pw.is_empty() || !pw.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(StepError::permanent("the site's password is not in berth's form"));
+        }
+        Ok(pw)
+    }
+
+    async fn site_step(&self, cmd: &StepCommand, ctx: &StepContext) -> Result<StepOk, StepError> {
+        let a = site::SiteArgs::parse(&cmd.args)?;
+        match cmd.action.as_str() {
+            "site-files" => {
+                let installing = cmd.task_type == "install";
+                let log = {
+                    let a2 = site::SiteArgs::parse(&cmd.args)?;
+                    tokio::task::spawn_blocking(move || site::write_site_files(&a2, installing))
+                        .await
+                        .map_err(|e| StepError::permanent(format!("site files: {e}")))??
+                };
+                log.into_iter().for_each(|l| ctx.info(l));
+                Ok(StepOk::default())
+            }
+            "site-files-remove" => {
+                let a2 = site::SiteArgs::parse(&cmd.args)?;
+                let log = tokio::task::spawn_blocking(move || site::remove_site_files(&a2))
+                    .await
+                    .map_err(|e| StepError::permanent(format!("site files: {e}")))??;
+                log.into_iter().for_each(|l| ctx.info(l));
+                Ok(StepOk::default())
+            }
+            "site-install" => {
+                let pw = self.site_password(cmd)?;
+                let mut args = vec![
+                    "site:install".to_string(),
+                    a.profile.clone(),
+                    format!("--locale={}", a.language),
+                    format!("--site-name={}", a.uri),
+                    format!("--sites-subdir={}", a.uri),
+                ];
+                if let Some(mail) = &a.client_email {
+                    args.push(format!("--account-mail={mail}"));
+                }
+                args.push("-y".into());
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                site::drush(&a, &pw, &args, ctx).await?;
+                ctx.info(format!("{} installed with profile {} ({})", a.uri, a.profile, a.language));
+                Ok(StepOk::default())
+            }
+            "site-vhost" | "site-vhost-remove" => {
+                let path = site::vhost_path(&self.cfg, &cmd.server, &a.uri);
+                let contents = if cmd.action == "site-vhost" {
+                    let pw = self.site_password(cmd)?;
+                    Some(site::render_site_vhost(&self.cfg, &a, &pw))
+                } else {
+                    None
+                };
+                let what = match (&contents, a.disabled) {
+                    (None, _) => "removed",
+                    (Some(_), true) => "written (site disabled)",
+                    (Some(_), false) => "written",
+                };
+                let report = self
+                    .reloader
+                    .apply(site::vhost_change(path.clone(), contents))
+                    .await
+                    .map_err(site::reload_error)?;
+                ctx.info(format!(
+                    "vhost {} {what}; nginx -t passed; reload #{} carried {} change(s)",
+                    path.display(),
+                    report.reload,
+                    report.batch
+                ));
+                Ok(StepOk::new(serde_json::json!({
+                    "reload": report.reload, "batch": report.batch
+                })))
+            }
+            "site-packages" => {
+                let pw = self.site_password(cmd)?;
+                let packages = site::site_packages(&a, &pw, ctx).await?;
+                ctx.info(format!("{} package(s) enabled on {}", packages.len(), a.uri));
+                let mut out = serde_json::json!({"packages": packages});
+                if cmd.args.get("login").and_then(|v| v.as_bool()) == Some(true) {
+                    out["login_link"] = site::login_link(&a, &pw, ctx).await?.into();
+                    ctx.info("one-time login link made");
+                }
+                Ok(StepOk::new(out))
+            }
+            "site-login" => {
+                let pw = self.site_password(cmd)?;
+                let link = site::login_link(&a, &pw, ctx).await?;
+                ctx.info("one-time login link made");
+                Ok(StepOk::new(serde_json::json!({"login_link": link})))
+            }
+            other => Err(StepError::permanent(format!(
+                "the http worker has no action `{other}`"
+            ))),
+        }
     }
 
     pub fn vhost_dir(data_root: &Path, server: &str) -> PathBuf {
@@ -156,6 +292,8 @@ impl StepHandler for HttpWorker {
     async fn handle(&self, cmd: &StepCommand, ctx: &StepContext) -> Result<StepOk, StepError> {
         match cmd.action.as_str() {
             "verify" => self.verify(cmd, ctx).await,
+            "platform-verify" => site::verify_platform(cmd, ctx).await,
+            a if a.starts_with("site-") => self.site_step(cmd, ctx).await,
             other => Err(StepError::Permanent(format!(
                 "the http worker has no action `{other}`"
             ))),

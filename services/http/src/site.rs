@@ -1,0 +1,631 @@
+//! Platform and site actions of the http worker: verify a platform (permissions, package
+//! scan, sites to import), a site's directory and cloaked settings, the installer driver
+//! (drush), the vhost (through the coalescing reloader), login links and package maps.
+
+use crate::reload::{ReloadError, VhostChange};
+use crate::vhost::{DbParams, SiteVhost, render_nginx};
+use crate::{HttpConfig, scan};
+use berth_broker::worker::{StepContext, StepError, StepOk};
+use berth_contracts::{Package, PackageType, StepCommand};
+use berth_hosting::{HostName, parse_root};
+use serde_json::{Value, json};
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long one installer command may run.
+const INSTALLER_TIMEOUT: Duration = Duration::from_secs(600);
+/// The marker berth leaves in a site directory it made: it only ever removes those.
+const MARKER: &str = ".berth-site";
+/// The group the web server runs as: it reads settings.php and writes files/.
+const WEB_GROUP: &str = "www-data";
+
+/// A site step's arguments, checked again here (they reach paths and commands).
+pub struct SiteArgs {
+    pub uri: String,
+    pub aliases: Vec<String>,
+    pub redirection: bool,
+    pub root: PathBuf,
+    pub profile: String,
+    pub language: String,
+    pub client_email: Option<String>,
+    pub disabled: bool,
+    pub drush: PathBuf,
+    pub drupal_major: i64,
+    pub http_port: u16,
+    pub db_host: String,
+    pub db_port: u16,
+    pub db_name: String,
+    pub db_user: String,
+}
+
+fn bad(what: impl std::fmt::Display) -> StepError {
+    StepError::permanent(format!("bad step arguments: {what}"))
+}
+
+fn machine_name(v: &str) -> bool {
+    (1..=64).contains(&v.len())
+        && v
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// The drush program of a platform: its `installer.bin`, relative to the root unless
+/// absolute (default `vendor/bin/drush`).
+fn drush_of(root: &Path, installer: &Value) -> Result<PathBuf, StepError> {
+    let bin = installer
+        .get("bin")
+        .and_then(Value::as_str)
+        .unwrap_or("vendor/bin/drush");
+    let abs = if bin.starts_with('/') {
+        bin.to_string()
+    } else {
+        format!("{}/{bin}", root.display())
+    };
+    parse_root(&abs).map_err(bad)?;
+    Ok(PathBuf::from(abs))
+}
+
+impl SiteArgs {
+    pub fn parse(a: &Value) -> Result<Self, StepError> {
+        let s = |k: &str| a.get(k).and_then(Value::as_str).unwrap_or_default();
+        let uri = HostName::parse(s("uri")).map_err(bad)?.to_string();
+        let aliases: Vec<String> = a
+            .get("aliases")
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_default();
+        for al in &aliases {
+            HostName::parse(al).map_err(bad)?;
+        }
+        let root = PathBuf::from(parse_root(s("root")).map_err(bad)?);
+        let db = a.get("db").cloned().unwrap_or_default();
+        let ds = |k: &str| db.get(k).and_then(Value::as_str).unwrap_or_default();
+        let db_host = ds("host").to_string();
+        if db_host.parse::<std::net::IpAddr>().is_err() {
+            HostName::parse(&db_host).map_err(bad)?;
+        }
+        for (k, v) in [("db name", ds("name")), ("db user", ds("user"))] {
+            if !machine_name(v) {
+                return Err(bad(format!("{k} `{v}`")));
+            }
+        }
+        let profile = s("profile").to_string();
+        let language = s("language").to_string();
+        if !machine_name(&profile) || !machine_name(&language) {
+            return Err(bad("profile or language"));
+        }
+        let client_email = a
+            .get("client_email")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        if client_email
+            .as_deref()
+            .is_some_and(|e| e.contains(char::is_whitespace) || e.starts_with('-'))
+        {
+            return Err(bad("client_email"));
+        }
+        Ok(Self {
+            drush: drush_of(&root, a.get("installer").unwrap_or(&Value::Null))?,
+            uri,
+            aliases,
+            redirection: a.get("redirection").and_then(Value::as_bool).unwrap_or(false),
+            root,
+            profile,
+            language,
+            client_email,
+            disabled: a.get("disabled").and_then(Value::as_bool).unwrap_or(false),
+            drupal_major: a.get("drupal_major").and_then(Value::as_i64).unwrap_or(10),
+            http_port: a
+                .get("http")
+                .and_then(|h| h.get("port"))
+                .and_then(Value::as_u64)
+                .unwrap_or(80) as u16,
+            db_host,
+            db_port: db.get("port").and_then(Value::as_u64).unwrap_or(3306) as u16,
+            db_name: ds("name").to_string(),
+            db_user: ds("user").to_string(),
+        })
+    }
+
+    fn site_dir(&self) -> PathBuf {
+        self.root.join("sites").join(&self.uri)
+    }
+}
+
+fn io(what: impl std::fmt::Display, e: std::io::Error) -> StepError {
+    StepError::permanent(format!("{what}: {e}"))
+}
+
+/// The web server's group id, when it exists and we may hand files to it.
+fn web_gid() -> Option<u32> {
+    let groups = std::fs::read_to_string("/etc/group").ok()?;
+    groups.lines().find_map(|l| {
+        let mut f = l.split(':');
+        (f.next()? == WEB_GROUP).then(|| f.nth(1)?.parse().ok())?
+    })
+}
+
+/// Mode, and group = the web server's (when we can), of a path.
+fn set_access(path: &Path, mode: u32, web_group: bool) -> std::io::Result<()> {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    if web_group && let Some(gid) = web_gid() {
+        // Not root: keep our own group; the mode still keeps others out.
+        let _ = std::os::unix::fs::chown(path, None, Some(gid));
+    }
+    Ok(())
+}
+
+/// Writes a file whole (temp + rename) with its mode set before it appears.
+fn write_whole(path: &Path, contents: &str, mode: u32, web_group: bool) -> std::io::Result<()> {
+    let tmp = path.with_file_name(format!(
+        ".{}.berth-tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
+    ));
+    std::fs::write(&tmp, contents)?;
+    set_access(&tmp, mode, web_group)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// settings.php with cloaked credentials: they come from the web server (or, for drush,
+/// from its environment), never from this file.
+pub fn settings_php(a: &SiteArgs, hash_salt: &str) -> String {
+    let uri = &a.uri;
+    format!(
+        "<?php\n\
+         // Written by berth for {uri}: a verify rewrites it.\n\
+         // The database credentials are cloaked: the web server passes them (fastcgi_param)\n\
+         // and berth's installer runs drush with them in its environment.\n\
+         $databases['default']['default'] = array(\n\
+         \x20 'driver' => $_SERVER['db_type'] ?? 'mysql',\n\
+         \x20 'database' => $_SERVER['db_name'] ?? '',\n\
+         \x20 'username' => $_SERVER['db_user'] ?? '',\n\
+         \x20 'password' => $_SERVER['db_passwd'] ?? '',\n\
+         \x20 'host' => $_SERVER['db_host'] ?? '',\n\
+         \x20 'port' => $_SERVER['db_port'] ?? '',\n\
+         \x20 'prefix' => '',\n\
+         );\n\
+         $settings['hash_salt'] = '{hash_salt}';\n\
+         $settings['file_public_path'] = 'sites/{uri}/files';\n\
+         $settings['file_private_path'] = 'sites/{uri}/private';\n\
+         $conf['file_public_path'] = 'sites/{uri}/files';\n\
+         $conf['file_private_path'] = 'sites/{uri}/private';\n\
+         if (file_exists(__DIR__ . '/local.settings.php')) {{\n\
+         \x20 include __DIR__ . '/local.settings.php';\n\
+         }}\n"
+    )
+}
+
+/// The site directory: files/ and private/ writable by the web server's group, settings
+/// readable by it only, and a symlink per alias when aliases are served (not redirected).
+pub fn write_site_files(a: &SiteArgs, installing: bool) -> Result<Vec<String>, StepError> {
+    let mut log = Vec::new();
+    let sites = a.root.join("sites");
+    if !sites.is_dir() {
+        return Err(StepError::permanent(format!(
+            "{} is not a directory: is the platform there?",
+            sites.display()
+        )));
+    }
+    let dir = a.site_dir();
+    let marker = dir.join(MARKER);
+    if dir.exists() && !marker.exists() {
+        return Err(StepError::permanent(format!(
+            "{} exists and was not made by berth: import the site instead of installing over it",
+            dir.display()
+        )));
+    }
+    if !dir.exists() {
+        std::fs::create_dir(&dir).map_err(|e| io(format!("create {}", dir.display()), e))?;
+        log.push(format!("created {}", dir.display()));
+    }
+    std::fs::write(&marker, format!("{}\n", a.uri)).map_err(|e| io("write marker", e))?;
+    set_access(&dir, 0o755, false).map_err(|e| io("chmod site dir", e))?;
+    for sub in ["files", "private"] {
+        let p = dir.join(sub);
+        if !p.exists() {
+            std::fs::create_dir(&p).map_err(|e| io(format!("create {}", p.display()), e))?;
+        }
+        // setgid: what the web server makes inside keeps the group.
+        set_access(&p, 0o2770, true).map_err(|e| io(format!("chmod {}", p.display()), e))?;
+    }
+    let settings = dir.join("settings.php");
+    // Keep the hash salt of an existing settings.php: sessions survive a verify.
+    let salt = std::fs::read_to_string(&settings)
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("$settings['hash_salt'] = '"))
+                .and_then(|r| r.strip_suffix("';"))
+                .map(str::to_string)
+        })
+        .unwrap_or_else(berth_secrets::SecretKey::new_password);
+    write_whole(&settings, &settings_php(a, &salt), 0o640, true)
+        .map_err(|e| io("write settings.php", e))?;
+    log.push(format!(
+        "{} written (0640, group {WEB_GROUP}); credentials cloaked",
+        settings.display()
+    ));
+    log.extend(sync_alias_links(a)?);
+    if installing {
+        log.push(format!("site directory for {} ready", a.uri));
+    }
+    Ok(log)
+}
+
+/// Alias symlinks in sites/: present for served aliases, absent for redirected ones and
+/// for aliases the site no longer has.
+fn sync_alias_links(a: &SiteArgs) -> Result<Vec<String>, StepError> {
+    let mut log = Vec::new();
+    let sites = a.root.join("sites");
+    let wanted: Vec<&String> = if a.redirection {
+        Vec::new()
+    } else {
+        a.aliases.iter().collect()
+    };
+    if let Ok(entries) = std::fs::read_dir(&sites) {
+        for e in entries.flatten() {
+            let p = e.path();
+            let is_ours = std::fs::read_link(&p).is_ok_and(|t| t == Path::new(&a.uri));
+            let name = e.file_name().to_string_lossy().to_string();
+            if is_ours && !wanted.iter().any(|w| **w == name) {
+                let _ = std::fs::remove_file(&p);
+                log.push(format!("removed alias link sites/{name}"));
+            }
+        }
+    }
+    for alias in wanted {
+        let link = sites.join(alias);
+        match std::fs::read_link(&link) {
+            Ok(t) if t == Path::new(&a.uri) => {}
+            Ok(_) | Err(_) if link.symlink_metadata().is_ok() => {
+                log.push(format!(
+                    "sites/{alias} exists and is not berth's link to {}: left alone",
+                    a.uri
+                ));
+            }
+            _ => {
+                symlink(&a.uri, &link).map_err(|e| io(format!("link sites/{alias}"), e))?;
+                log.push(format!("linked sites/{alias} → {}", a.uri));
+            }
+        }
+    }
+    Ok(log)
+}
+
+/// Removes the site directory berth made, and its alias links.
+pub fn remove_site_files(a: &SiteArgs) -> Result<Vec<String>, StepError> {
+    let mut log = Vec::new();
+    let mut none = SiteArgs { ..a.clone_shallow() };
+    none.aliases.clear();
+    log.extend(sync_alias_links(&none)?);
+    let dir = a.site_dir();
+    if !dir.exists() {
+        log.push(format!("{} is already gone", dir.display()));
+    } else if !dir.join(MARKER).exists() {
+        return Err(StepError::permanent(format!(
+            "{} was not made by berth: left in place",
+            dir.display()
+        )));
+    } else {
+        std::fs::remove_dir_all(&dir).map_err(|e| io(format!("remove {}", dir.display()), e))?;
+        log.push(format!("removed {}", dir.display()));
+    }
+    Ok(log)
+}
+
+impl SiteArgs {
+    fn clone_shallow(&self) -> SiteArgs {
+        SiteArgs {
+            uri: self.uri.clone(),
+            aliases: self.aliases.clone(),
+            redirection: self.redirection,
+            root: self.root.clone(),
+            profile: self.profile.clone(),
+            language: self.language.clone(),
+            client_email: self.client_email.clone(),
+            disabled: self.disabled,
+            drush: self.drush.clone(),
+            drupal_major: self.drupal_major,
+            http_port: self.http_port,
+            db_host: self.db_host.clone(),
+            db_port: self.db_port,
+            db_name: self.db_name.clone(),
+            db_user: self.db_user.clone(),
+        }
+    }
+}
+
+/// Runs drush for the site with the credentials in its environment (never in argv);
+/// its output lines go to the task log. Returns stdout.
+pub async fn drush(
+    a: &SiteArgs,
+    password: &str,
+    args: &[&str],
+    ctx: &StepContext,
+) -> Result<String, StepError> {
+    let root = format!("--root={}", a.root.display());
+    let uri = format!("--uri={}", a.uri);
+    ctx.info(format!("drush {}", args.join(" ")));
+    let child = tokio::process::Command::new(&a.drush)
+        .arg(&root)
+        .arg(&uri)
+        .args(args)
+        .current_dir(&a.root)
+        .env("db_type", "mysql")
+        .env("db_host", &a.db_host)
+        .env("db_port", a.db_port.to_string())
+        .env("db_name", &a.db_name)
+        .env("db_user", &a.db_user)
+        .env("db_passwd", password)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = match tokio::time::timeout(INSTALLER_TIMEOUT, child).await {
+        Err(_) => {
+            return Err(StepError::permanent(format!(
+                "drush {} did not finish in {} s",
+                args.first().unwrap_or(&""),
+                INSTALLER_TIMEOUT.as_secs()
+            )));
+        }
+        Ok(Err(e)) => {
+            return Err(StepError::permanent(format!(
+                "cannot run {}: {e}",
+                a.drush.display()
+            )));
+        }
+        Ok(Ok(o)) => o,
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    // A password never belongs in a log, even if a script prints its environment.
+    let clean = |s: &str| s.replace(password, "********");
+    for line in stderr.lines().filter(|l| !l.trim().is_empty()).take(50) {
+        ctx.info(clean(line));
+    }
+    if out.status.success() {
+        Ok(stdout)
+    } else {
+        let tail: Vec<&str> = stderr
+            .lines()
+            .chain(stdout.lines())
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        let tail = tail[tail.len().saturating_sub(5)..].join(" | ");
+        Err(StepError::permanent(clean(&format!(
+            "drush {} failed ({}): {tail}",
+            args.first().unwrap_or(&""),
+            out.status
+        ))))
+    }
+}
+
+/// The enabled modules of a site and their installed schema versions, from drush.
+pub async fn site_packages(
+    a: &SiteArgs,
+    password: &str,
+    ctx: &StepContext,
+) -> Result<Vec<Package>, StepError> {
+    let listed = drush(
+        a,
+        password,
+        &["pm:list", "--type=module", "--status=enabled", "--format=json"],
+        ctx,
+    )
+    .await?;
+    let map: serde_json::Map<String, Value> = serde_json::from_str(listed.trim())
+        .map_err(|e| StepError::permanent(format!("drush pm:list gave no JSON object: {e}")))?;
+    let sql = if a.drupal_major <= 7 {
+        "SELECT name, schema_version FROM system WHERE status = 1 AND type = 'module'"
+    } else {
+        "SELECT name, value FROM key_value WHERE collection = 'system.schema'"
+    };
+    let rows = drush(a, password, &["sql:query", sql], ctx).await?;
+    let schema: std::collections::HashMap<String, i64> = rows
+        .lines()
+        .filter_map(|l| {
+            let (name, v) = l.split_once('\t')?;
+            // D8+ stores PHP-serialised integers: `i:8001;`.
+            let v = v.trim().trim_start_matches("i:").trim_end_matches(';');
+            Some((name.trim().to_string(), v.parse().ok()?))
+        })
+        .collect();
+    let mut packages: Vec<Package> = map
+        .iter()
+        .map(|(name, info)| Package {
+            name: name.clone(),
+            package_type: PackageType::Module,
+            title: info
+                .get("display_name")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            version: info
+                .get("version")
+                .and_then(Value::as_str)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string),
+            schema_version: schema.get(name).copied(),
+            path: info
+                .get("path")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            languages: Vec::new(),
+            old_short_name: None,
+            enabled: Some(true),
+        })
+        .collect();
+    packages.push(Package {
+        name: a.profile.clone(),
+        package_type: PackageType::Profile,
+        title: None,
+        version: None,
+        schema_version: None,
+        path: String::new(),
+        languages: vec![a.language.clone()],
+        old_short_name: None,
+        enabled: Some(true),
+    });
+    packages.sort_by(|x, y| (x.package_type, &x.name).cmp(&(y.package_type, &y.name)));
+    Ok(packages)
+}
+
+/// A one-time login link for the site's admin.
+pub async fn login_link(
+    a: &SiteArgs,
+    password: &str,
+    ctx: &StepContext,
+) -> Result<String, StepError> {
+    let out = drush(a, password, &["user:login", "--no-browser"], ctx).await?;
+    out.lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("http://") || l.starts_with("https://"))
+        .map(str::to_string)
+        .ok_or_else(|| StepError::permanent("drush user:login printed no link"))
+}
+
+pub fn vhost_path(cfg: &HttpConfig, server: &str, uri: &str) -> PathBuf {
+    crate::HttpWorker::vhost_dir(&cfg.data_root, server).join(format!("{uri}.conf"))
+}
+
+pub fn render_site_vhost(cfg: &HttpConfig, a: &SiteArgs, password: &str) -> String {
+    let listen = if cfg.listen_address.is_empty() {
+        a.http_port.to_string()
+    } else {
+        format!("{}:{}", cfg.listen_address, a.http_port)
+    };
+    render_nginx(&SiteVhost {
+        uri: &a.uri,
+        aliases: &a.aliases,
+        redirection: a.redirection,
+        root: &a.root.to_string_lossy(),
+        listen,
+        php_fpm: &cfg.php_fpm,
+        db: DbParams {
+            host: &a.db_host,
+            port: a.db_port,
+            name: &a.db_name,
+            user: &a.db_user,
+            password,
+        },
+        disabled: a.disabled,
+    })
+}
+
+/// A reloader error as a step error: a broken configuration will stay broken; a reload
+/// that did not happen may work next time.
+pub fn reload_error(e: ReloadError) -> StepError {
+    match e {
+        ReloadError::Broken(m) => StepError::permanent(format!("nginx rejects the vhost: {m}")),
+        ReloadError::Reload(m) => StepError::transient(format!("nginx did not reload: {m}")),
+        ReloadError::Io(m) => StepError::transient(m),
+    }
+}
+
+pub fn vhost_change(path: PathBuf, contents: Option<String>) -> VhostChange {
+    VhostChange {
+        files: vec![(path, contents)],
+    }
+}
+
+/// Verify of a platform: the codebase is there, its directories have the modes the seeds
+/// describe, its packages are scanned and sites already in `sites/` are listed.
+pub async fn verify_platform(cmd: &StepCommand, ctx: &StepContext) -> Result<StepOk, StepError> {
+    let root = cmd
+        .args
+        .get("root")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let root = PathBuf::from(parse_root(root).map_err(bad)?);
+    if !root.is_dir() {
+        return Err(StepError::permanent(format!(
+            "platform root {} is not a directory on this server",
+            root.display()
+        )));
+    }
+    ctx.info(format!("codebase found at {}", root.display()));
+    let fixes = tokio::task::spawn_blocking({
+        let root = root.clone();
+        move || fix_platform_permissions(&root)
+    })
+    .await
+    .map_err(|e| StepError::permanent(format!("permission fix crashed: {e}")))??;
+    for f in fixes {
+        ctx.info(f);
+    }
+    let scanned = scan::scan_platform(&root)
+        .await
+        .map_err(|e| StepError::permanent(format!("package scan: {e}")))?;
+    let count = |t: PackageType| {
+        scanned
+            .packages
+            .iter()
+            .filter(|p| p.package_type == t)
+            .count()
+    };
+    ctx.info(format!(
+        "Drupal {} ({}): {} modules, {} themes, {} profiles",
+        scanned.core_version,
+        scanned.drupal_major,
+        count(PackageType::Module),
+        count(PackageType::Theme),
+        count(PackageType::Profile)
+    ));
+    let sites = scan::sites_in(&root);
+    if !sites.is_empty() {
+        ctx.info(format!("sites found in sites/: {}", sites.join(", ")));
+    }
+    Ok(StepOk::new(json!({
+        "drupal_major": scanned.drupal_major,
+        "core_version": scanned.core_version,
+        "packages": scanned.packages,
+        "sites": sites,
+    })))
+}
+
+/// Platform permissions (seed 004): the codebase is not the web server's to write;
+/// `sites/` and the shared module directories are group-writable with the setgid bit so
+/// that developers in the group can add to them; each site's files/ and private/ are the
+/// web server's group's, and settings.php readable by that group only.
+fn fix_platform_permissions(root: &Path) -> Result<Vec<String>, StepError> {
+    let mut log = Vec::new();
+    let sites = root.join("sites");
+    if !sites.is_dir() {
+        std::fs::create_dir_all(&sites).map_err(|e| io("create sites/", e))?;
+        log.push("created sites/".to_string());
+    }
+    let want = |p: &Path, mode: u32, web: bool, log: &mut Vec<String>| {
+        if let Ok(m) = std::fs::symlink_metadata(p)
+            && !m.file_type().is_symlink()
+            && m.permissions().mode() & 0o7777 != mode
+        {
+            if set_access(p, mode, web).is_ok() {
+                log.push(format!("mode of {} set to {mode:o}", p.display()));
+            }
+        }
+    };
+    want(&sites, 0o755, false, &mut log);
+    for shared in ["all", "all/modules", "all/themes", "all/libraries"] {
+        let p = sites.join(shared);
+        if p.is_dir() {
+            want(&p, 0o2775, false, &mut log);
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(&sites) {
+        for e in entries.flatten() {
+            let site = e.path();
+            if !site.join("settings.php").is_file() || e.file_type().is_ok_and(|t| t.is_symlink())
+            {
+                continue;
+            }
+            want(&site.join("settings.php"), 0o640, true, &mut log);
+            for sub in ["files", "private"] {
+                want(&site.join(sub), 0o2770, true, &mut log);
+            }
+        }
+    }
+    if log.is_empty() {
+        log.push("permissions are as they should be".into());
+    }
+    Ok(log)
+}

@@ -1,0 +1,453 @@
+//! Platforms and sites on the real servers: MariaDB, nginx with php-fpm, BIND. A site is
+//! installed on a fixture platform and then requested over HTTP and asked for over DNS.
+
+use berth_contracts::TaskStatus;
+use berth_tests::{World, WorldOptions, mysql_url, row_counts};
+use serde_json::{Value, json};
+use std::os::unix::fs::MetadataExt;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(120);
+
+async fn world(web: bool, dns: bool) -> World {
+    let w = World::start_with(WorldOptions {
+        web,
+        dns,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let s = w.create_server("server_master", "localhost").await.unwrap();
+    let t = w
+        .wait_finished(s["verify_task"].as_str().unwrap().parse().unwrap(), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    w
+}
+
+async fn mysql() -> sqlx::MySqlConnection {
+    <sqlx::MySqlConnection as sqlx::Connection>::connect(&mysql_url())
+        .await
+        .unwrap()
+}
+
+async fn db_exists(db: &str) -> bool {
+    let (n,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM information_schema.schemata WHERE schema_name = ?")
+            .bind(db)
+            .fetch_one(&mut mysql().await)
+            .await
+            .unwrap();
+    n > 0
+}
+
+async fn user_exists(user: &str) -> bool {
+    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM mysql.user WHERE user = ?")
+        .bind(user)
+        .fetch_one(&mut mysql().await)
+        .await
+        .unwrap();
+    n > 0
+}
+
+fn log_text(t: &berth_contracts::Task) -> String {
+    t.log
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|l| l.message.clone())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+async fn run_task(w: &World, task_type: &str, target: &str) -> berth_contracts::Task {
+    let t = w.create_task(task_type, target, json!({})).await.unwrap();
+    w.wait_finished(t.id, WAIT).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_site_serves_its_own_database_over_http_and_answers_dns() {
+    let w = world(true, true).await;
+    let platform = w.add_platform("platform_d10", "drupal10").await.unwrap();
+    assert_eq!(platform["status"], "verified", "{platform}");
+    assert_eq!(platform["drupal_major"], 10);
+
+    // The package registry of the platform, from its verify.
+    let packages = w.get_json("/api/v1/platforms/platform_d10/packages").await;
+    let find = |name: &str| {
+        packages
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .cloned()
+    };
+    assert_eq!(find("drupal").unwrap()["type"], "core");
+    let standard = find("standard").expect("profile standard");
+    assert_eq!(standard["type"], "profile");
+    assert!(standard["languages"].as_array().unwrap().contains(&json!("de")));
+    assert!(find("node").unwrap()["schema_version"].as_i64().unwrap() > 8000);
+    assert!(find("berth_hidden").is_none(), "hidden modules are skipped");
+
+    let uri = format!("www.{}.test", w.id);
+    let alias = format!("shop.{}.test", w.id);
+    let (site, task) = w
+        .install_site(json!({
+            "uri": uri, "platform": "platform_d10", "profile": "standard", "language": "de",
+            "aliases": [alias], "client_email": "owner@example.com"
+        }))
+        .await
+        .unwrap();
+    assert_eq!(task.status, TaskStatus::Success, "{task:#?}");
+    let actions: Vec<_> = task
+        .steps
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|s| s.action.as_str())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "site-db-create",
+            "site-files",
+            "site-install",
+            "site-vhost",
+            "site-records",
+            "site-packages"
+        ]
+    );
+    let db_name = site["db_name"].as_str().unwrap().to_string();
+
+    // Over HTTP, by name and by alias: a page built from the site's own database.
+    let (status, body, _) = w.http_get(&uri, "/").unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(&format!("<h1>{uri}</h1>")), "{body}");
+    assert!(body.contains(&format!("Served from database {db_name}")), "{body}");
+    let (status, body, _) = w.http_get(&alias, "/").unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(&format!("<h1>{uri}</h1>")), "{body}");
+
+    // The password lives in the vhost only: not in settings.php, not in the API.
+    let vhost = std::fs::read_to_string(
+        w.dir
+            .join("config/server_master/nginx/vhost.d")
+            .join(format!("{uri}.conf")),
+    )
+    .unwrap();
+    let password = vhost
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("fastcgi_param db_passwd "))
+        .unwrap()
+        .trim_end_matches(';')
+        .to_string();
+    assert_eq!(password.len(), 32);
+    let root = w.dir.join("platforms/platform_d10");
+    let settings_path = root.join("sites").join(&uri).join("settings.php");
+    let settings = std::fs::read_to_string(&settings_path).unwrap();
+    assert!(!settings.contains(&password), "settings.php holds the password");
+    assert!(settings.contains("$_SERVER['db_passwd']"));
+    let meta = std::fs::metadata(&settings_path).unwrap();
+    assert_eq!(meta.mode() & 0o777, 0o640, "settings.php readable by its group only");
+    let shown = w.get_json(&format!("/api/v1/sites/{uri}")).await;
+    let task_json = w.get_json(&format!("/api/v1/tasks/{}", task.id)).await;
+    for answer in [&shown, &task_json] {
+        assert!(!answer.to_string().contains(&password), "API answer leaks the password");
+    }
+    assert_eq!(shown["status"], "enabled");
+    let link = shown["login_link"].as_str().expect("a login link after install");
+    assert!(link.starts_with(&format!("http://{uri}/user/reset/1/")), "{link}");
+
+    // DNS: the site's A record and the alias's CNAME, from the real named.
+    let named = w.named.as_ref().unwrap();
+    assert_eq!(named.dig(&uri, "A").unwrap(), ["127.0.0.1"]);
+    assert_eq!(named.dig(&alias, "CNAME").unwrap(), [format!("{uri}.")]);
+
+    // The site's package registry: its enabled modules with their installed schema.
+    let site_packages = w.get_json(&format!("/api/v1/sites/{uri}/packages")).await;
+    let node = site_packages
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "node")
+        .expect("node enabled on the site");
+    assert!(node["schema_version"].as_i64().unwrap() > 8000, "{node}");
+
+    // A verify goes through again and keeps serving.
+    let t = run_task(&w, "verify", &uri).await;
+    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    assert_eq!(w.http_get(&uri, "/").unwrap().0, 200);
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn aliases_redirect_disable_enable_and_a_login_link_works_once() {
+    let w = world(true, false).await;
+    w.add_platform("platform_d7", "drupal7").await.unwrap();
+    let uri = format!("{}.example.test", w.id);
+    let alias = format!("old-{}.example.test", w.id);
+    let (_, task) = w
+        .install_site(json!({
+            "uri": uri, "platform": "platform_d7", "aliases": [alias], "redirection": true
+        }))
+        .await
+        .unwrap();
+    assert_eq!(task.status, TaskStatus::Success, "{task:#?}");
+    let (status, body, _) = w.http_get(&uri, "/").unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("on Drupal 7"), "{body}");
+    // With redirection, the alias answers with a 301 to the main domain.
+    let (status, _, headers) = w.http_get(&alias, "/node/1?x=1").unwrap();
+    assert_eq!(status, 301);
+    let location = headers
+        .iter()
+        .find(|(k, _)| k == "location")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    assert_eq!(location, format!("http://{uri}/node/1?x=1"));
+
+    // Redirection off: the alias serves the site itself.
+    let r = w
+        .http
+        .patch(w.url(&format!("/api/v1/sites/{uri}")))
+        .bearer_auth(&w.token)
+        .json(&json!({"redirection": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let changed: Value = r.json().await.unwrap();
+    let t = w
+        .wait_finished(changed["task"].as_str().unwrap().parse().unwrap(), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    let (status, body, _) = w.http_get(&alias, "/").unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(&format!("<h1>{uri}</h1>")));
+
+    // Disable: the "site disabled" page; enable: the site again.
+    let t = run_task(&w, "disable", &uri).await;
+    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    let (status, body, _) = w.http_get(&uri, "/").unwrap();
+    assert_eq!(status, 503);
+    assert!(body.contains("Site disabled"), "{body}");
+    assert_eq!(
+        w.get_json(&format!("/api/v1/sites/{uri}")).await["status"],
+        "disabled"
+    );
+    // A disabled site cannot be disabled again, nor reset.
+    let r = w
+        .post(
+            "/api/v1/tasks",
+            &json!({"type": "login-reset", "target": uri}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let t = run_task(&w, "enable", &uri).await;
+    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    assert_eq!(w.http_get(&uri, "/").unwrap().0, 200);
+
+    // Login reset: a one-time link that works once.
+    let t = run_task(&w, "login-reset", &uri).await;
+    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    let site = w.get_json(&format!("/api/v1/sites/{uri}")).await;
+    let link = site["login_link"].as_str().unwrap();
+    let path = link.strip_prefix(&format!("http://{uri}")).unwrap();
+    let (status, body, _) = w.http_get(&uri, path).unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Logged in"), "{body}");
+    let (status, _, _) = w.http_get(&uri, path).unwrap();
+    assert_eq!(status, 403, "a one-time link works once");
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failing_installer_leaves_nothing_behind() {
+    let w = world(true, true).await;
+    w.add_platform("platform_d10", "drupal10").await.unwrap();
+    let uri = format!("broken.{}.test", w.id);
+    let alias = format!("alias.{}.test", w.id);
+    let (site, task) = w
+        .install_site(json!({
+            "uri": uri, "platform": "platform_d10", "profile": "broken", "aliases": [alias]
+        }))
+        .await
+        .unwrap();
+    assert_eq!(task.status, TaskStatus::Error, "{task:#?}");
+    let log = log_text(&task);
+    assert!(log.contains("drush site:install failed"), "{log}");
+    assert!(log.contains("taking back"), "{log}");
+    let db = site["db_name"].as_str().unwrap();
+    let user = site["db_user"].as_str().unwrap();
+    assert!(!db_exists(db).await, "database {db} left behind");
+    assert!(!user_exists(user).await, "user {user} left behind");
+    let root = w.dir.join("platforms/platform_d10");
+    assert!(!root.join("sites").join(&uri).exists(), "site directory left");
+    assert!(!root.join("sites").join(&alias).exists(), "alias link left");
+    assert!(
+        !w.dir
+            .join("config/server_master/nginx/vhost.d")
+            .join(format!("{uri}.conf"))
+            .exists()
+    );
+    let named = w.named.as_ref().unwrap();
+    assert!(named.dig(&uri, "A").unwrap().is_empty());
+    assert_eq!(
+        w.get_json(&format!("/api/v1/sites/{uri}")).await["status"],
+        "failed"
+    );
+    let (status, _, _) = w.http_get(&uri, "/").unwrap();
+    assert_eq!(status, 404, "nothing serves the failed site");
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_site_and_platform_input_gets_problem_json_and_creates_nothing() {
+    let w = world(false, false).await;
+    w.add_platform("platform_d10", "drupal10").await.unwrap();
+    w.add_platform("platform_locked", "drupal10").await.unwrap();
+    let r = w
+        .post("/api/v1/platforms/platform_locked/lock", &json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // One site exists, to be duplicated.
+    let first = format!("one.{}.test", w.id);
+    let r = w
+        .post(
+            "/api/v1/sites",
+            &json!({"uri": first, "platform": "platform_d10"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let created: Value = r.json().await.unwrap();
+    w.wait_finished(created["task"].as_str().unwrap().parse().unwrap(), WAIT)
+        .await
+        .unwrap();
+
+    let long_label = format!("{}.test", "a".repeat(64));
+    let cases: Vec<(Value, u16, &str)> = vec![
+        (json!({"uri": "a..b.test", "platform": "platform_d10"}), 422, "empty label"),
+        (json!({"uri": "a/b.test", "platform": "platform_d10"}), 422, "lower-case"),
+        (json!({"uri": "../etc", "platform": "platform_d10"}), 422, "empty label"),
+        (json!({"uri": "Upper.test", "platform": "platform_d10"}), 422, "lower-case"),
+        (json!({"uri": ".lead.test", "platform": "platform_d10"}), 422, "empty label"),
+        (json!({"uri": long_label, "platform": "platform_d10"}), 422, "63"),
+        (json!({"uri": first, "platform": "platform_d10"}), 409, "already"),
+        (json!({"uri": "x.test", "platform": "platform_nope"}), 422, "does not exist"),
+        (json!({"uri": "x.test", "platform": "platform_locked"}), 409, "locked"),
+        (json!({"uri": "x.test", "platform": "platform_d10", "profile": "nope"}), 422, "no profile"),
+        (json!({"uri": "x.test", "platform": "platform_d10", "language": "xx"}), 422, "not offered"),
+        (json!({"uri": "x.test", "platform": "platform_d10", "aliases": ["x.test"]}), 422, "own uri"),
+        (json!({"uri": "x.test", "platform": "platform_d10", "aliases": [first]}), 409, "already"),
+        (json!({"uri": "x.test", "platform": "platform_d10", "db_server": "server_none"}), 422, "does not exist"),
+        (json!({"uri": "x.test", "platform": "platform_d10", "bogus": 1}), 422, "bogus"),
+    ];
+    for (body, code, says) in cases {
+        let before = row_counts(&w.store).await.unwrap();
+        let r = w.post("/api/v1/sites", &body).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), code, "{body}");
+        assert_eq!(
+            r.headers()["content-type"],
+            "application/problem+json",
+            "{body}"
+        );
+        let p: Value = r.json().await.unwrap();
+        assert!(
+            p["detail"].as_str().unwrap().contains(says),
+            "{body}: {p}"
+        );
+        assert_eq!(row_counts(&w.store).await.unwrap(), before, "{body}");
+    }
+    // Platforms: bad names and roots, a duplicate, a delete refused while it has sites.
+    for (body, code) in [
+        (json!({"name": "d10", "root": "/srv/x"}), 422),
+        (json!({"name": "platform_x", "root": "relative/path"}), 422),
+        (json!({"name": "platform_x", "root": "/srv/../etc"}), 422),
+        (json!({"name": "platform_d10", "root": "/srv/other"}), 409),
+        (json!({"name": "platform_x", "root": "/srv/x", "web_server": "server_none"}), 422),
+    ] {
+        let before = row_counts(&w.store).await.unwrap();
+        let r = w.post("/api/v1/platforms", &body).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), code, "{body}");
+        assert_eq!(row_counts(&w.store).await.unwrap(), before, "{body}");
+    }
+    let r = w
+        .http
+        .delete(w.url("/api/v1/platforms/platform_d10"))
+        .bearer_auth(&w.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let r = w
+        .http
+        .delete(w.url("/api/v1/platforms/platform_locked"))
+        .bearer_auth(&w.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_installs_in_a_burst_share_few_reloads() {
+    let w = World::start_with(WorldOptions {
+        web: true,
+        concurrency: 16,
+        reload_window_ms: 300,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let s = w.create_server("server_master", "localhost").await.unwrap();
+    w.wait_finished(s["verify_task"].as_str().unwrap().parse().unwrap(), WAIT)
+        .await
+        .unwrap();
+    w.add_platform("platform_d10", "drupal10").await.unwrap();
+    let n = 50;
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let r = w
+            .post(
+                "/api/v1/sites",
+                &json!({"uri": format!("s{i}.{}.test", w.id), "platform": "platform_d10"}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let v: Value = r.json().await.unwrap();
+        tasks.push(v["task"].as_str().unwrap().parse::<uuid::Uuid>().unwrap());
+    }
+    let mut reloads = std::collections::BTreeSet::new();
+    for (i, id) in tasks.iter().enumerate() {
+        let t = w.wait_finished(*id, Duration::from_secs(300)).await.unwrap();
+        assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+        let log = log_text(&t);
+        let n: u64 = log
+            .split("reload #")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .expect("the vhost step says which reload carried it");
+        reloads.insert(n);
+        let (status, body, _) = w.http_get(&format!("s{i}.{}.test", w.id), "/").unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+    println!("{n} installs shared {} nginx reloads", reloads.len());
+    assert!(
+        reloads.len() * 3 <= n,
+        "{} reloads for {n} installs",
+        reloads.len()
+    );
+    w.stop().await;
+}
