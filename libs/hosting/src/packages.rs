@@ -1604,6 +1604,37 @@ function views_update_7290() {}
                 ]));
             }
         }
+        // Random soups of the characters the parsers care about.
+        let alphabet: Vec<char> =
+            "ab_1 \t\r\n=;:'\"\\[]-#/*<>(){}&,.|~\u{feff}éfunctiondefineconstVERSIONx_update_7"
+                .chars()
+                .collect();
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..3000 {
+            let len = (next() % 80) as usize;
+            let text: String = (0..len)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect();
+            let _ = parse_info(&text);
+            let _ = parse_info_yml(&text);
+            let _ = schema_version(&text, "x");
+            let _ = core_version_d7(&text);
+            let _ = core_version_d8(&text);
+            let _ = po_language(&text);
+            let _ = wanted(&text);
+            let _ = descend(&text);
+            let _ = scan(&files(&[
+                ("core/lib/Drupal.php", &text),
+                ("modules/x/x.info.yml", &text),
+                ("modules/x/x.install", &text),
+            ]));
+        }
         // Every prefix of a realistic file, cut at every char boundary.
         let text = "<?php\n/* c */ define('VERSION', '7.98'); $x = <<<EOT\nfoo\nEOT;\nfunction x_update_7001() {}\n";
         for (i, _) in text.char_indices() {
