@@ -88,10 +88,10 @@ fn dir_allowed(dirs: &[&str]) -> bool {
     }
     // sites/all holds the platform's own contributed code; sites/<site>/ is a site's
     // (its files, private files, settings and site-specific modules), not the platform's.
-    if *first == "sites" {
-        if let Some(second) = dirs.get(1) {
-            return *second == "all";
-        }
+    if *first == "sites"
+        && let Some(second) = dirs.get(1)
+    {
+        return *second == "all";
     }
     // includes/ only matters for bootstrap.inc, nothing below it.
     if *first == "includes" && dirs.len() > 1 {
@@ -449,10 +449,10 @@ pub fn parse_info_yml_map(text: &str) -> BTreeMap<String, YamlValue> {
             }
             if let Some(key) = &current {
                 let v = yaml_scalar(item);
-                if let Some(YamlValue::List(l)) = out.get_mut(key) {
-                    if !v.is_empty() {
-                        l.push(v);
-                    }
+                if let Some(YamlValue::List(l)) = out.get_mut(key)
+                    && !v.is_empty()
+                {
+                    l.push(v);
                 }
             }
             continue;
@@ -679,15 +679,14 @@ pub fn schema_version(install_php: &str, module: &str) -> Option<i64> {
             j += 1;
         }
         let name = code[name_start..j].to_ascii_lowercase();
-        if let Some(digits) = name.strip_prefix(prefix.as_bytes()) {
-            if !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) {
-                if let Some(n) = std::str::from_utf8(digits)
-                    .ok()
-                    .and_then(|d| d.parse::<i64>().ok())
-                {
-                    best = Some(best.map_or(n, |b| b.max(n)));
-                }
-            }
+        if let Some(digits) = name.strip_prefix(prefix.as_bytes())
+            && !digits.is_empty()
+            && digits.iter().all(u8::is_ascii_digit)
+            && let Some(n) = std::str::from_utf8(digits)
+                .ok()
+                .and_then(|d| d.parse::<i64>().ok())
+        {
+            best = Some(best.map_or(n, |b| b.max(n)));
         }
         i = j.max(i);
     }
@@ -959,14 +958,12 @@ pub fn scan(files: &[(String, String)]) -> Result<PlatformScan, ScanError> {
             let prefix = format!("{dir}/translations/");
             let mut langs = BTreeSet::new();
             for p in by_path.keys() {
-                if let Some(f) = p.strip_prefix(&prefix) {
-                    if !f.contains('/') {
-                        if let Some(l) = po_language(f) {
-                            if l != "en" {
-                                langs.insert(l);
-                            }
-                        }
-                    }
+                if let Some(f) = p.strip_prefix(&prefix)
+                    && !f.contains('/')
+                    && let Some(l) = po_language(f)
+                    && l != "en"
+                {
+                    langs.insert(l);
                 }
             }
             languages.push("en".to_string());

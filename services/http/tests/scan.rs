@@ -40,8 +40,10 @@ impl Drop for Scratch {
     }
 }
 
-/// (type, name, version, schema, path) of each package.
-fn summary(packages: &[Package]) -> Vec<(PackageType, &str, Option<&str>, Option<i64>, &str)> {
+/// (type, name, version, schema, path) of a package.
+type Summary<'a> = (PackageType, &'a str, Option<&'a str>, Option<i64>, &'a str);
+
+fn summary(packages: &[Package]) -> Vec<Summary<'_>> {
     packages
         .iter()
         .map(|p| {
