@@ -338,6 +338,11 @@ impl World {
     /// Registers a server with the real local services: nginx, MariaDB (root on
     /// 127.0.0.1:3306 without password, as on the test machines) and bind.
     pub async fn create_server(&self, name: &str, host: &str) -> Result<Value> {
+        self.create_server_with_dns(name, host, "bind").await
+    }
+
+    /// As [`Self::create_server`], with the dns service's type (`bind` or `null`).
+    pub async fn create_server_with_dns(&self, name: &str, host: &str, dns: &str) -> Result<Value> {
         let http_port = self.web.as_ref().map(|w| w.port).unwrap_or(80);
         let dns_port = self.named.as_ref().map(|n| n.port).unwrap_or(53);
         let body = json!({
@@ -346,7 +351,7 @@ impl World {
                 "http": {"type": "nginx", "port": http_port},
                 "db": {"type": "mariadb", "host": "127.0.0.1", "port": 3306,
                        "admin_user": "root", "admin_password": env_or("BERTH_TEST_MYSQL_PASSWORD", "")},
-                "dns": {"type": "bind", "port": dns_port}
+                "dns": {"type": dns, "port": dns_port}
             }
         });
         let r = self.post("/api/v1/servers", &body).send().await?;

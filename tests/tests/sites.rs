@@ -17,7 +17,11 @@ async fn world(web: bool, dns: bool) -> World {
     })
     .await
     .unwrap();
-    let s = w.create_server("server_master", "localhost").await.unwrap();
+    let dns_type = if dns { "bind" } else { "null" };
+    let s = w
+        .create_server_with_dns("server_master", "localhost", dns_type)
+        .await
+        .unwrap();
     let t = w
         .wait_finished(s["verify_task"].as_str().unwrap().parse().unwrap(), WAIT)
         .await
@@ -307,7 +311,7 @@ async fn a_failing_installer_leaves_nothing_behind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_site_and_platform_input_gets_problem_json_and_creates_nothing() {
-    let w = world(false, false).await;
+    let w = world(true, false).await;
     w.add_platform("platform_d10", "drupal10").await.unwrap();
     w.add_platform("platform_locked", "drupal10").await.unwrap();
     let r = w
@@ -328,9 +332,11 @@ async fn bad_site_and_platform_input_gets_problem_json_and_creates_nothing() {
         .unwrap();
     assert_eq!(r.status(), 201);
     let created: Value = r.json().await.unwrap();
-    w.wait_finished(created["task"].as_str().unwrap().parse().unwrap(), WAIT)
+    let t = w
+        .wait_finished(created["task"].as_str().unwrap().parse().unwrap(), WAIT)
         .await
         .unwrap();
+    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
 
     let long_label = format!("{}.test", "a".repeat(64));
     let cases: Vec<(Value, u16, &str)> = vec![
@@ -408,7 +414,10 @@ async fn fifty_installs_in_a_burst_share_few_reloads() {
     })
     .await
     .unwrap();
-    let s = w.create_server("server_master", "localhost").await.unwrap();
+    let s = w
+        .create_server_with_dns("server_master", "localhost", "null")
+        .await
+        .unwrap();
     w.wait_finished(s["verify_task"].as_str().unwrap().parse().unwrap(), WAIT)
         .await
         .unwrap();
