@@ -54,6 +54,36 @@ pub const FORMS: &[Form] = &[
         build: |c| words(&["tasks", "create", "verify", c[0], "--follow"]),
     },
     Form {
+        pattern: &[Pat::Lit("provision-save"), Pat::Alias],
+        usage: "berth provision-save @<context> --context_type=… --property=value",
+        does: "create a platform or site context (a site's install is queued), or --delete it",
+        build: |c| words(&["contexts", "save", c[0]]),
+    },
+    Form {
+        pattern: &[Pat::Alias, Pat::Lit("provision-install")],
+        usage: "berth @<site> provision-install",
+        does: "install the site (following the install its save queued) and follow its log",
+        build: |c| words(&["sites", "install", c[0], "--follow"]),
+    },
+    Form {
+        pattern: &[Pat::Alias, Pat::Lit("provision-disable")],
+        usage: "berth @<site> provision-disable",
+        does: "queue a disable task on the site and follow its log",
+        build: |c| words(&["tasks", "create", "disable", c[0], "--follow"]),
+    },
+    Form {
+        pattern: &[Pat::Alias, Pat::Lit("provision-enable")],
+        usage: "berth @<site> provision-enable",
+        does: "queue an enable task on the site and follow its log",
+        build: |c| words(&["tasks", "create", "enable", c[0], "--follow"]),
+    },
+    Form {
+        pattern: &[Pat::Alias, Pat::Lit("provision-login-reset")],
+        usage: "berth @<site> provision-login-reset",
+        does: "queue a login reset (a new one-time login link) and follow its log",
+        build: |c| words(&["tasks", "create", "login-reset", c[0], "--follow"]),
+    },
+    Form {
         pattern: &[
             Pat::Lit("@hostmaster"),
             Pat::Lit("hosting-task"),
@@ -250,6 +280,35 @@ mod tests {
     }
 
     #[test]
+    fn the_seeds_site_forms_map_onto_contexts_and_sites() {
+        assert_eq!(
+            rewritten(
+                "provision-save @example.com --context_type=site --uri=example.com \
+                 --platform=@platform_x --db_server=@server_master --profile=standard \
+                 --client_email=a@example.com"
+            ),
+            "berth contexts save example.com --context_type=site --uri=example.com \
+             --platform=@platform_x --db_server=@server_master --profile=standard \
+             --client_email=a@example.com"
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        assert_eq!(
+            rewritten("@example.com provision-install --debug"),
+            "berth sites install example.com --follow"
+        );
+        assert_eq!(
+            rewritten("provision-save @example.com --delete"),
+            "berth contexts save example.com --delete"
+        );
+        assert_eq!(
+            rewritten("@example.com provision-login-reset"),
+            "berth tasks create login-reset example.com --follow"
+        );
+    }
+
+    #[test]
     fn global_options_are_kept_and_drush_verbosity_dropped() {
         assert_eq!(
             rewritten("--json --api-url http://h:1 @server_master provision-verify --debug"),
@@ -285,7 +344,7 @@ mod tests {
     fn unknown_forms_list_the_supported_ones() {
         for s in [
             "@server_master",
-            "@server_master provision-install",
+            "@server_master provision-backup",
             "@hostmaster hosting-import @server_master",
             "@server_master hosting-task @x verify",
             "@hostmaster hosting-task server_master verify",
@@ -307,7 +366,12 @@ mod tests {
     #[test]
     fn every_form_has_a_usage_matching_its_pattern() {
         for f in FORMS {
-            let words: Vec<&str> = f.usage.split_whitespace().skip(1).collect();
+            let words: Vec<&str> = f
+                .usage
+                .split_whitespace()
+                .skip(1)
+                .filter(|w| !w.starts_with('-'))
+                .collect();
             // `<task type>` is two words in the usage, one in the pattern.
             let joined = words.join(" ").replace("<task type>", "<type>");
             let n = joined.split_whitespace().count();

@@ -81,6 +81,15 @@ pub enum Command {
     /// Servers and their services (Aegir's server contexts).
     #[command(subcommand)]
     Servers(ServersCommand),
+    /// Platforms: codebases on a web server (Aegir's platform contexts).
+    #[command(subcommand)]
+    Platforms(PlatformsCommand),
+    /// Sites: domains installed on a platform (Aegir's site contexts).
+    #[command(subcommand)]
+    Sites(SitesCommand),
+    /// Aegir's `provision-save`: create or delete a context of any type.
+    #[command(subcommand, hide = true)]
+    Contexts(ContextsCommand),
     /// Tasks: list, show, follow, create, cancel, retry.
     #[command(subcommand)]
     Tasks(TasksCommand),
@@ -143,6 +152,134 @@ pub struct CreateServer {
     /// DNS port [default: 53].
     #[arg(long, requires = "dns")]
     pub dns_port: Option<u16>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlatformsCommand {
+    /// List platforms.
+    List,
+    /// Show one platform.
+    Show { name: String },
+    /// Create a platform and queue its verify (package scan); --follow waits for it.
+    Create {
+        /// Context name: platform_<name>.
+        #[arg(long)]
+        name: String,
+        /// Absolute path of the codebase on the web server.
+        #[arg(long)]
+        root: String,
+        /// Server publishing it [default: server_master].
+        #[arg(long)]
+        web_server: Option<String>,
+        /// The drush program, relative to the root or absolute [default: vendor/bin/drush].
+        #[arg(long)]
+        drush: Option<String>,
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// The packages the last verify found.
+    Packages { name: String },
+    /// Take no new sites.
+    Lock { name: String },
+    /// Take new sites again.
+    Unlock { name: String },
+    /// Forget a platform without sites (its codebase stays on disk).
+    Delete { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateSite {
+    /// The domain name.
+    #[arg(long)]
+    pub uri: String,
+    /// Context name of the platform.
+    #[arg(long)]
+    pub platform: String,
+    /// Server holding the database [default: server_master].
+    #[arg(long)]
+    pub db_server: Option<String>,
+    /// Install profile [default: standard].
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Language code [default: en].
+    #[arg(long)]
+    pub language: Option<String>,
+    #[arg(long)]
+    pub client: Option<String>,
+    #[arg(long)]
+    pub client_email: Option<String>,
+    /// An alias (repeat for more).
+    #[arg(long = "alias")]
+    pub aliases: Vec<String>,
+    /// Aliases answer with a 301 to the main domain.
+    #[arg(long)]
+    pub redirection: bool,
+    /// Follow the install task to its end.
+    #[arg(long, short)]
+    pub follow: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SitesCommand {
+    /// List sites.
+    List {
+        #[arg(long)]
+        platform: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Show one site (with its one-time login link while it is fresh).
+    Show { uri: String },
+    /// Create a site: queues its install.
+    Create(CreateSite),
+    /// Install a site: follows the install already queued, or queues one.
+    Install {
+        uri: String,
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// The packages enabled on the site.
+    Packages { uri: String },
+    /// Forget a site whose install failed.
+    Delete { uri: String },
+}
+
+/// Aegir's `provision-save @ctx --context_type=… --property=value`, options as Aegir spells them.
+#[derive(Debug, Subcommand)]
+pub enum ContextsCommand {
+    Save(SaveContext),
+}
+
+#[derive(Debug, Args)]
+pub struct SaveContext {
+    pub context: String,
+    #[arg(long = "context_type", value_parser = ["server", "platform", "site"])]
+    pub context_type: Option<String>,
+    #[arg(long)]
+    pub delete: bool,
+    #[arg(long)]
+    pub uri: Option<String>,
+    #[arg(long)]
+    pub platform: Option<String>,
+    #[arg(long = "db_server")]
+    pub db_server: Option<String>,
+    #[arg(long)]
+    pub profile: Option<String>,
+    #[arg(long)]
+    pub language: Option<String>,
+    #[arg(long)]
+    pub client: Option<String>,
+    #[arg(long = "client_email")]
+    pub client_email: Option<String>,
+    /// Comma-separated aliases.
+    #[arg(long)]
+    pub aliases: Option<String>,
+    #[arg(long)]
+    pub redirection: bool,
+    #[arg(long)]
+    pub root: Option<String>,
+    #[arg(long = "web_server")]
+    pub web_server: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -248,7 +385,7 @@ pub enum CliError {
     Usage(String),
 }
 
-fn usage(msg: impl Into<String>) -> CliError {
+pub(crate) fn usage(msg: impl Into<String>) -> CliError {
     CliError::Usage(msg.into())
 }
 
@@ -285,7 +422,7 @@ pub struct Client {
 }
 
 /// Percent-encodes one path segment (a server name, say) so that it stays one segment.
-fn segment(s: &str) -> String {
+pub(crate) fn segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
@@ -394,7 +531,7 @@ impl Client {
         }
     }
 
-    async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value, CliError> {
+    pub(crate) async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value, CliError> {
         self.send(reqwest::Method::GET, path, query, None)
             .await?
             .ok_or_else(|| CliError::BadAnswer {
@@ -403,7 +540,7 @@ impl Client {
             })
     }
 
-    async fn post(&self, path: &str, body: &Value) -> Result<Value, CliError> {
+    pub(crate) async fn post(&self, path: &str, body: &Value) -> Result<Value, CliError> {
         self.send(reqwest::Method::POST, path, &[], Some(body))
             .await?
             .ok_or_else(|| CliError::BadAnswer {
@@ -412,20 +549,20 @@ impl Client {
             })
     }
 
-    async fn delete(&self, path: &str) -> Result<(), CliError> {
+    pub(crate) async fn delete(&self, path: &str) -> Result<(), CliError> {
         self.send(reqwest::Method::DELETE, path, &[], None).await?;
         Ok(())
     }
 }
 
-fn decode<T: serde::de::DeserializeOwned>(what: &str, v: Value) -> Result<T, CliError> {
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(what: &str, v: Value) -> Result<T, CliError> {
     serde_json::from_value(v).map_err(|e| CliError::BadAnswer {
         what: what.to_string(),
         error: e.to_string(),
     })
 }
 
-fn print_json(v: &Value) {
+pub(crate) fn print_json(v: &Value) {
     println!(
         "{}",
         serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
@@ -436,11 +573,11 @@ fn print_json(v: &Value) {
 // Formatting
 // ---------------------------------------------------------------------------------------
 
-fn time(t: &chrono::DateTime<chrono::Utc>) -> String {
+pub(crate) fn time(t: &chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S").to_string()
 }
 
-fn opt_time(t: &Option<chrono::DateTime<chrono::Utc>>) -> String {
+pub(crate) fn opt_time(t: &Option<chrono::DateTime<chrono::Utc>>) -> String {
     t.as_ref().map(time).unwrap_or_else(|| "-".into())
 }
 
@@ -536,7 +673,7 @@ fn server_details(s: &Server) -> String {
     kv(&rows)
 }
 
-fn kv(rows: &[(&str, String)]) -> String {
+pub(crate) fn kv(rows: &[(&str, String)]) -> String {
     let w = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     rows.iter().map(|(k, v)| format!("{k:w$}  {v}\n")).collect()
 }
@@ -697,6 +834,11 @@ pub async fn run(api: &ApiArgs, command: Command) -> Result<ExitCode, CliError> 
     match command {
         Command::Servers(c) => servers(&client, json, c).await,
         Command::Tasks(c) => tasks(&client, json, c).await,
+        Command::Platforms(c) => crate::contexts::platforms(&client, json, c).await,
+        Command::Sites(c) => crate::contexts::sites(&client, json, c).await,
+        Command::Contexts(ContextsCommand::Save(c)) => {
+            crate::contexts::save(&client, json, c).await
+        }
         Command::DeadLetters(c) => dead_letters(&client, json, c).await,
         Command::Serve { .. } | Command::Token(_) | Command::SecretKey => {
             unreachable!("handled in main")
@@ -922,7 +1064,7 @@ async fn tasks(client: &Client, json: bool, c: TasksCommand) -> Result<ExitCode,
 }
 
 /// Reports a task the API accepted; follows it when asked.
-async fn queued(
+pub(crate) async fn queued(
     client: &Client,
     json: bool,
     v: Value,
@@ -957,7 +1099,7 @@ async fn queued(
 
 /// Prints a task's log as it grows, until the task is finished; its final status.
 /// With `json`, one log entry per line (and a final `{"status": …}` line).
-async fn follow_log(client: &Client, id: Uuid, json: bool) -> Result<TaskStatus, CliError> {
+pub(crate) async fn follow_log(client: &Client, id: Uuid, json: bool) -> Result<TaskStatus, CliError> {
     let path = format!("/tasks/{id}/log");
     let mut after: i64 = 0;
     let mut failing_since: Option<std::time::Instant> = None;

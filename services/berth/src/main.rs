@@ -4,6 +4,7 @@
 mod aegir;
 mod cli;
 mod config;
+mod contexts;
 mod serve;
 
 use clap::Parser;
