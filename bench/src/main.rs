@@ -4,10 +4,16 @@
 //! RabbitMQ → state service → worker → state service) in a test world, at a fixed offered
 //! load and flat out, and compares the flat-out rate with what the broker alone does (the
 //! raw ceiling: confirmed publishes and acked consumes on a quorum queue).
+//!
+//! `berth-bench sites` installs sites on the fixture platform through the real nginx,
+//! php-fpm and MariaDB, from the POST to the first HTTP 200, with 100 and 1,000 vhosts
+//! present, and a burst of installs posted at once; against the floor of a hand-made
+//! vhost change and site database measured in the same run.
 
 mod machine;
 mod pipeline;
 mod raw;
+mod sites;
 mod stats;
 
 use anyhow::Result;
@@ -24,6 +30,45 @@ struct Cli {
 enum Command {
     /// No-op tasks end to end at a fixed rate and flat out, against the raw broker ceiling.
     Pipeline(PipelineArgs),
+    /// Site installs end to end (POST → serving) with vhosts present, and a burst.
+    Sites(SitesArgs),
+}
+
+#[derive(Args)]
+struct SitesArgs {
+    /// Sequential installs per (reload window, vhosts present).
+    #[arg(long, default_value_t = 20)]
+    installs: usize,
+    /// Smoke run: 5 sequential installs per phase, a burst of 50.
+    #[arg(long, conflicts_with_all = ["installs", "burst"])]
+    quick: bool,
+    /// Filler vhosts present before the sequential installs; repeat for a phase per count.
+    #[arg(long, default_values_t = [100, 1000])]
+    present: Vec<usize>,
+    /// The http worker's reload window in ms; repeat for a world per window.
+    #[arg(long, default_values_t = [200, 20])]
+    window: Vec<u64>,
+    /// Concurrency of the state service and workers for the sequential installs.
+    #[arg(long, default_value_t = 8)]
+    concurrency: u16,
+    /// Installs posted at once in the burst (0: no burst).
+    #[arg(long, default_value_t = 200)]
+    burst: usize,
+    /// Filler vhosts present before the burst.
+    #[arg(long, default_value_t = 1000)]
+    burst_present: usize,
+    /// Concurrency of the burst's world; repeat for a burst per value.
+    #[arg(long, default_values_t = [64])]
+    burst_concurrency: Vec<u16>,
+    /// The http worker's reload window in the burst, ms.
+    #[arg(long, default_value_t = 200)]
+    burst_window: u64,
+    /// Runs of each floor measurement (the median is used).
+    #[arg(long, default_value_t = 5)]
+    floor_reps: usize,
+    /// Give up on an install (or the burst) after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    timeout_secs: u64,
 }
 
 #[derive(Args)]
@@ -81,6 +126,21 @@ fn main() -> Result<()> {
                     timeout: std::time::Duration::from_secs(a.timeout_secs),
                 };
                 pipeline::run(cfg).await
+            }
+            Command::Sites(a) => {
+                let cfg = sites::Config {
+                    present: a.present,
+                    installs: if a.quick { 5 } else { a.installs },
+                    windows: a.window,
+                    concurrency: a.concurrency,
+                    burst: if a.quick { 50 } else { a.burst },
+                    burst_present: a.burst_present,
+                    burst_concurrency: a.burst_concurrency,
+                    burst_window: a.burst_window,
+                    floor_reps: a.floor_reps,
+                    timeout: std::time::Duration::from_secs(a.timeout_secs),
+                };
+                sites::run(cfg).await
             }
         }
     })
