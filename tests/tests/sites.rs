@@ -133,6 +133,19 @@ async fn a_site_serves_its_own_database_over_http_and_answers_dns() {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(&format!("<h1>{uri}</h1>")), "{body}");
 
+    // /files/… is the site's files directory.
+    let files = w
+        .dir
+        .join("platforms/platform_d10/sites")
+        .join(&uri)
+        .join("files");
+    std::fs::write(files.join("hello.txt"), "hello from files\n").unwrap();
+    let (status, body, _) = w.http_get(&uri, "/files/hello.txt").unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, "hello from files\n");
+    let (status, _, _) = w.http_get(&uri, &format!("/sites/{uri}/settings.php")).unwrap();
+    assert_ne!(status, 200, "settings.php is never served");
+
     // The password lives in the vhost only: not in settings.php, not in the API.
     let vhost = std::fs::read_to_string(
         w.dir
@@ -266,6 +279,11 @@ async fn aliases_redirect_disable_enable_and_a_login_link_works_once() {
     assert!(body.contains("Logged in"), "{body}");
     let (status, _, _) = w.http_get(&uri, path).unwrap();
     assert_eq!(status, 403, "a one-time link works once");
+    let site = w.get_json(&format!("/api/v1/sites/{uri}")).await;
+    assert!(
+        site.get("login_link").is_none(),
+        "a used link is no longer shown: {site}"
+    );
     w.stop().await;
 }
 
@@ -458,5 +476,109 @@ async fn fifty_installs_in_a_burst_share_few_reloads() {
         "{} reloads for {n} installs",
         reloads.len()
     );
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_platform_verify_fixes_permissions_and_finds_sites_to_import() {
+    use std::os::unix::fs::PermissionsExt;
+    let w = world(false, false).await;
+    let root = w.copy_fixture("drupal7", "platform_d7").unwrap();
+    let legacy = root.join("sites/legacy.example.com");
+    std::fs::create_dir_all(legacy.join("files")).unwrap();
+    std::fs::write(legacy.join("settings.php"), "<?php\n").unwrap();
+    let mode = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    mode(&legacy.join("files"), 0o777);
+    mode(&legacy.join("settings.php"), 0o666);
+    mode(&root.join("sites/all"), 0o700);
+    let r = w
+        .post(
+            "/api/v1/platforms",
+            &json!({"name": "platform_d7", "root": root.display().to_string()}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let p: Value = r.json().await.unwrap();
+    assert_eq!(p["status"], "queued");
+    let t = w
+        .wait_finished(p["task"].as_str().unwrap().parse().unwrap(), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    let log = log_text(&t);
+    assert!(log.contains("Drupal 7.98"), "{log}");
+    let p = w.get_json("/api/v1/platforms/platform_d7").await;
+    assert_eq!(p["status"], "verified");
+    assert_eq!(p["core_version"], "7.98");
+    assert_eq!(p["found_sites"], json!(["legacy.example.com"]));
+    let m = |path: &std::path::Path| std::fs::metadata(path).unwrap().mode() & 0o7777;
+    assert_eq!(m(&root.join("sites/all")), 0o2775, "{log}");
+    assert_eq!(m(&legacy.join("files")), 0o2770, "{log}");
+    assert_eq!(m(&legacy.join("settings.php")), 0o640, "{log}");
+    let views = w.get_json("/api/v1/platforms/platform_d7/packages").await;
+    let views = views
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "views")
+        .cloned()
+        .unwrap();
+    assert_eq!(views["version"], "7.x-3.29");
+    assert_eq!(views["schema_version"], 7302);
+
+    // A platform whose codebase is missing fails its verify and says why.
+    let r = w
+        .post(
+            "/api/v1/platforms",
+            &json!({"name": "platform_gone", "root": "/nonexistent/berth/platform"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let p: Value = r.json().await.unwrap();
+    let t = w
+        .wait_finished(p["task"].as_str().unwrap().parse().unwrap(), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(t.status, TaskStatus::Error);
+    assert!(log_text(&t).contains("is not a directory"), "{}", log_text(&t));
+    assert_eq!(
+        w.get_json("/api/v1/platforms/platform_gone").await["status"],
+        "failed"
+    );
+    // Lock, unlock, delete.
+    let locked: Value = w
+        .post("/api/v1/platforms/platform_d7/lock", &json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(locked["locked"], true);
+    let unlocked: Value = w
+        .post("/api/v1/platforms/platform_d7/unlock", &json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(unlocked["locked"], false);
+    let r = w
+        .http
+        .delete(w.url("/api/v1/platforms/platform_gone"))
+        .bearer_auth(&w.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let r = w.get("/api/v1/platforms/platform_gone").send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(root.join("index.php").exists(), "a codebase is never removed");
     w.stop().await;
 }

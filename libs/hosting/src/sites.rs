@@ -44,6 +44,33 @@ pub struct SiteFacts {
     pub db_server: ServerFacts,
 }
 
+/// Drupal's one-time login links: `…/user/reset/<uid>/<timestamp>/<hash>/login`. A link is
+/// spent once its user has logged in at or after its timestamp (Drupal's own rule: the
+/// hash covers the last login time).
+pub mod login {
+    /// The link's timestamp.
+    pub fn timestamp(link: &str) -> Option<i64> {
+        let rest = link.split("/user/reset/").nth(1)?;
+        let mut parts = rest.split('/');
+        let _uid = parts.next()?;
+        parts.next()?.parse().ok()
+    }
+
+    /// The query giving the admin's last login time on a site of this Drupal version.
+    pub fn last_login_sql(drupal_major: Option<i32>) -> &'static str {
+        if drupal_major.is_some_and(|m| m <= 7) {
+            "SELECT CAST(COALESCE(login, 0) AS SIGNED) FROM users WHERE uid = 1"
+        } else {
+            "SELECT CAST(COALESCE(login, 0) AS SIGNED) FROM users_field_data WHERE uid = 1"
+        }
+    }
+
+    /// Whether a link with this timestamp is spent, given the admin's last login.
+    pub fn spent(link_ts: i64, last_login: i64) -> bool {
+        last_login >= link_ts
+    }
+}
+
 fn managed(t: &str) -> bool {
     t != "null"
 }
@@ -447,6 +474,17 @@ mod tests {
         assert!(p.steps[1].args["disabled"].as_bool().unwrap());
         let err = plan_site_task(TaskType::LoginReset, &site("disabled", "null")).unwrap_err();
         assert!(err.contains("disabled"), "{err}");
+    }
+
+    #[test]
+    fn login_links_are_spent_by_a_later_login() {
+        let link = "http://a.test/user/reset/1/1763800000/abcDEF_-1/login";
+        assert_eq!(login::timestamp(link), Some(1_763_800_000));
+        assert_eq!(login::timestamp("http://a.test/"), None);
+        assert!(login::spent(1_763_800_000, 1_763_800_005));
+        assert!(!login::spent(1_763_800_000, 0));
+        assert!(login::last_login_sql(Some(7)).contains("FROM users "));
+        assert!(login::last_login_sql(Some(10)).contains("users_field_data"));
     }
 
     #[test]

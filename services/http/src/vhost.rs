@@ -55,6 +55,7 @@ pub fn render_nginx(v: &SiteVhost) -> String {
             "    # Hidden files, private files and the settings never go out as they are.\n\
              \x20   location ~ /\\. {{ deny all; }}\n\
              \x20   location ^~ /sites/{uri}/private/ {{ deny all; }}\n\
+             \x20   location ~ ^/sites/[^/]+/(local\\.)?settings\\.php$ {{ deny all; }}\n\
              \x20   # /files/... is the site's files directory, whatever the site is called.\n\
              \x20   location ^~ /files/ {{ rewrite ^/files/(.*)$ /sites/{uri}/files/$1 last; }}\n\
              \x20   location ~ \\.php$ {{\n\
