@@ -274,12 +274,32 @@ pub struct SaveContext {
     /// Comma-separated aliases.
     #[arg(long)]
     pub aliases: Option<String>,
-    #[arg(long)]
-    pub redirection: bool,
+    /// `--redirection` or `--redirection=false`.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub redirection: Option<bool>,
     #[arg(long)]
     pub root: Option<String>,
     #[arg(long = "web_server")]
     pub web_server: Option<String>,
+    /// Servers: the host name.
+    #[arg(long = "remote_host")]
+    pub remote_host: Option<String>,
+    #[arg(long = "http_service_type", value_parser = ["nginx", "apache", "null"])]
+    pub http_service_type: Option<String>,
+    #[arg(long = "http_port")]
+    pub http_port: Option<u16>,
+    #[arg(long = "db_service_type", value_parser = ["mariadb", "mysql", "null"])]
+    pub db_service_type: Option<String>,
+    #[arg(long = "db_host")]
+    pub db_host: Option<String>,
+    #[arg(long = "db_port")]
+    pub db_port: Option<u16>,
+    #[arg(long = "db_user")]
+    pub db_user: Option<String>,
+    #[arg(long = "dns_service_type", value_parser = ["bind", "null"])]
+    pub dns_service_type: Option<String>,
+    #[arg(long = "dns_port")]
+    pub dns_port: Option<u16>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -531,7 +551,11 @@ impl Client {
         }
     }
 
-    pub(crate) async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value, CliError> {
+    pub(crate) async fn get(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<Value, CliError> {
         self.send(reqwest::Method::GET, path, query, None)
             .await?
             .ok_or_else(|| CliError::BadAnswer {
@@ -547,6 +571,24 @@ impl Client {
                 what: path.to_string(),
                 error: "empty body".into(),
             })
+    }
+
+    pub(crate) async fn patch(&self, path: &str, body: &Value) -> Result<Value, CliError> {
+        self.send(reqwest::Method::PATCH, path, &[], Some(body))
+            .await?
+            .ok_or_else(|| CliError::BadAnswer {
+                what: path.to_string(),
+                error: "empty body".into(),
+            })
+    }
+
+    /// Whether a resource exists (`GET` answers, rather than 404).
+    pub(crate) async fn exists(&self, path: &str) -> Result<bool, CliError> {
+        match self.get(path, &[]).await {
+            Ok(_) => Ok(true),
+            Err(CliError::Problem { title, .. }) if title == "Not found" => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     pub(crate) async fn delete(&self, path: &str) -> Result<(), CliError> {
@@ -881,7 +923,11 @@ fn new_server_body(c: &CreateServer, db_password: Option<String>) -> Value {
     body
 }
 
-async fn servers(client: &Client, json: bool, c: ServersCommand) -> Result<ExitCode, CliError> {
+pub(crate) async fn servers(
+    client: &Client,
+    json: bool,
+    c: ServersCommand,
+) -> Result<ExitCode, CliError> {
     match c {
         ServersCommand::List => {
             let v = client.get("/servers", &[]).await?;
@@ -1099,7 +1145,11 @@ pub(crate) async fn queued(
 
 /// Prints a task's log as it grows, until the task is finished; its final status.
 /// With `json`, one log entry per line (and a final `{"status": …}` line).
-pub(crate) async fn follow_log(client: &Client, id: Uuid, json: bool) -> Result<TaskStatus, CliError> {
+pub(crate) async fn follow_log(
+    client: &Client,
+    id: Uuid,
+    json: bool,
+) -> Result<TaskStatus, CliError> {
     let path = format!("/tasks/{id}/log");
     let mut after: i64 = 0;
     let mut failing_since: Option<std::time::Instant> = None;

@@ -507,10 +507,11 @@ impl Settings {
             "give the rndc program, e.g. BERTH_RNDC_BIN=/usr/sbin/rndc",
             non_empty,
         )?;
-        let rndc_conf = src
-            .parse(&RNDC_CONF, "e.g. BERTH_RNDC_CONF=/etc/bind/rndc.conf", |s| {
-                Ok(s.to_string())
-            })?;
+        let rndc_conf = src.parse(
+            &RNDC_CONF,
+            "e.g. BERTH_RNDC_CONF=/etc/bind/rndc.conf",
+            |s| Ok(s.to_string()),
+        )?;
         let rndc_conf = (!rndc_conf.is_empty()).then(|| PathBuf::from(rndc_conf));
         let php_fpm = src.parse(
             &PHP_FPM,

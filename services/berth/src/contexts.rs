@@ -1,8 +1,9 @@
 //! The CLI for platforms and sites, and Aegir's `provision-save` mapped onto the API.
 
 use crate::cli::{
-    Client, CliError, CreateSite, PlatformsCommand, SaveContext, SitesCommand, decode, exit_for,
-    follow_log, kv, opt_time, print_json, queued, segment, table, time, usage,
+    CliError, Client, CreateServer, CreateSite, PlatformsCommand, SaveContext, ServersCommand,
+    SitesCommand, decode, exit_for, follow_log, kv, opt_time, print_json, queued, segment, table,
+    time, usage,
 };
 use berth_contracts::{Package, Platform, Site, Task};
 use serde_json::{Value, json};
@@ -150,7 +151,10 @@ pub async fn platforms(
         PlatformsCommand::Packages { name } => {
             let v = client.get(&one(&name, "/packages"), &[]).await?;
             if !json {
-                print!("{}", packages_table(&decode::<Vec<Package>>("packages", v)?));
+                print!(
+                    "{}",
+                    packages_table(&decode::<Vec<Package>>("packages", v)?)
+                );
                 return Ok(ExitCode::SUCCESS);
             }
             v
@@ -161,7 +165,10 @@ pub async fn platforms(
         }
         PlatformsCommand::Delete { name } => {
             client.delete(&one(&name, "")).await?;
-            println!("platform {} deleted (its codebase stays on disk)", bare(&name));
+            println!(
+                "platform {} deleted (its codebase stays on disk)",
+                bare(&name)
+            );
             return Ok(ExitCode::SUCCESS);
         }
     };
@@ -239,7 +246,10 @@ pub async fn sites(client: &Client, json: bool, c: SitesCommand) -> Result<ExitC
         SitesCommand::Packages { uri } => {
             let v = client.get(&one(&uri, "/packages"), &[]).await?;
             if !json {
-                print!("{}", packages_table(&decode::<Vec<Package>>("packages", v)?));
+                print!(
+                    "{}",
+                    packages_table(&decode::<Vec<Package>>("packages", v)?)
+                );
                 return Ok(ExitCode::SUCCESS);
             }
             v
@@ -260,26 +270,35 @@ pub async fn sites(client: &Client, json: bool, c: SitesCommand) -> Result<ExitC
 
 /// `provision-install`: saving a site already queued its install, so follow that one;
 /// queue a new one only when none is waiting (a failed site installed again).
-async fn install(client: &Client, json: bool, uri: &str, follow: bool) -> Result<ExitCode, CliError> {
-    for status in ["processing", "queued"] {
-        let page = client
-            .get(
-                "/tasks",
-                &[
-                    ("target", uri.to_string()),
-                    ("type", "install".into()),
-                    ("status", status.into()),
-                    ("limit", "1".into()),
-                ],
-            )
-            .await?;
-        if let Some(t) = page["items"].as_array().and_then(|a| a.first()) {
-            let task: Task = decode("task", t.clone())?;
+async fn install(
+    client: &Client,
+    json: bool,
+    uri: &str,
+    follow: bool,
+) -> Result<ExitCode, CliError> {
+    // The newest install task of the site: if it has not finished, it is the one to follow.
+    let page = client
+        .get(
+            "/tasks",
+            &[
+                ("target", uri.to_string()),
+                ("type", "install".into()),
+                ("limit", "1".into()),
+            ],
+        )
+        .await?;
+    if let Some(t) = page["items"].as_array().and_then(|a| a.first()) {
+        let task: Task = decode("task", t.clone())?;
+        if !task.status.is_finished() {
             if !follow {
                 println!("{}", task.id);
                 return Ok(ExitCode::SUCCESS);
             }
-            eprintln!("install task {} is {status}; following it", task.id);
+            eprintln!(
+                "install task {} is {}; following it",
+                task.id,
+                task.status.as_str()
+            );
             return Ok(exit_for(follow_log(client, task.id, json).await?));
         }
     }
@@ -314,11 +333,28 @@ pub async fn save(client: &Client, json: bool, c: SaveContext) -> Result<ExitCod
         println!("{kind} context {ctx} deleted");
         return Ok(ExitCode::SUCCESS);
     }
+    let aliases: Option<Vec<String>> = c.aliases.as_deref().map(|a| {
+        a.split(',')
+            .map(str::trim)
+            .filter(|x| !x.is_empty())
+            .map(String::from)
+            .collect()
+    });
+    // An existing context is updated with only the properties given, as Aegir does.
+    let path = match kind.as_str() {
+        "server" => format!("/servers/{}", segment(&ctx)),
+        "platform" => format!("/platforms/{}", segment(&ctx)),
+        _ => format!("/sites/{}", segment(&ctx)),
+    };
+    if client.exists(&path).await? {
+        return update(client, json, &kind, &path, &c, aliases).await;
+    }
     match kind.as_str() {
         "platform" => {
-            let root = c.root.clone().ok_or_else(|| {
-                usage("a platform needs --root=<absolute path of the codebase>")
-            })?;
+            let root = c
+                .root
+                .clone()
+                .ok_or_else(|| usage("a platform needs --root=<absolute path of the codebase>"))?;
             platforms(
                 client,
                 json,
@@ -351,24 +387,91 @@ pub async fn save(client: &Client, json: bool, c: SaveContext) -> Result<ExitCod
                 language: c.language.clone(),
                 client: c.client.clone(),
                 client_email: c.client_email.clone(),
-                aliases: c
-                    .aliases
-                    .as_deref()
-                    .map(|a| {
-                        a.split(',')
-                            .map(str::trim)
-                            .filter(|x| !x.is_empty())
-                            .map(String::from)
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                redirection: c.redirection,
+                aliases: aliases.unwrap_or_default(),
+                redirection: c.redirection.unwrap_or(false),
                 follow: false,
             };
             sites(client, json, SitesCommand::Create(site)).await
         }
-        _ => Err(usage(
-            "servers are saved with `berth servers create --host …` (the db password from BERTH_DB_ADMIN_PASSWORD)",
-        )),
+        _ => {
+            let host = c.remote_host.clone().ok_or_else(|| {
+                usage("a server needs --remote_host=<its fully qualified host name>")
+            })?;
+            let server = CreateServer {
+                host,
+                name: Some(ctx),
+                http: c.http_service_type.clone(),
+                http_port: c.http_port,
+                db: c.db_service_type.clone(),
+                db_host: c.db_host.clone(),
+                db_port: c.db_port,
+                db_user: c.db_user.clone(),
+                dns: c.dns_service_type.clone(),
+                dns_port: c.dns_port,
+            };
+            // The db admin password comes from BERTH_DB_ADMIN_PASSWORD, as for `servers create`.
+            crate::cli::servers(client, json, ServersCommand::Create(server)).await
+        }
+    }
+}
+
+/// `provision-save` of a context that exists: only what is given changes.
+async fn update(
+    client: &Client,
+    json: bool,
+    kind: &str,
+    path: &str,
+    c: &SaveContext,
+    aliases: Option<Vec<String>>,
+) -> Result<ExitCode, CliError> {
+    match kind {
+        "site" => {
+            let mut body = json!({});
+            if let Some(v) = &c.client {
+                body["client"] = v.clone().into();
+            }
+            if let Some(v) = &c.client_email {
+                body["client_email"] = v.clone().into();
+            }
+            if let Some(a) = aliases {
+                body["aliases"] = a.into();
+            }
+            if let Some(r) = c.redirection {
+                body["redirection"] = r.into();
+            }
+            let v = client.patch(path, &body).await?;
+            let s: Site = decode("site", v.clone())?;
+            created(client, json, v, false, site_details(&s)).await
+        }
+        "server" => {
+            let mut services = serde_json::Map::new();
+            if let Some(t) = &c.http_service_type {
+                services.insert(
+                    "http".into(),
+                    json!({"type": t, "port": c.http_port.unwrap_or(80)}),
+                );
+            }
+            if let Some(t) = &c.dns_service_type {
+                services.insert(
+                    "dns".into(),
+                    json!({"type": t, "port": c.dns_port.unwrap_or(53)}),
+                );
+            }
+            let mut body = json!({"services": services});
+            if let Some(h) = &c.remote_host {
+                body["host"] = h.clone().into();
+            }
+            let v = client.patch(path, &body).await?;
+            if json {
+                print_json(&v);
+            } else {
+                println!("server {} saved; its verify is queued", bare(&c.context));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        _ => Err(usage(format!(
+            "platform {} exists; a platform's root and web server are fixed: create another platform (and migrate its sites) to change them",
+            bare(&c.context)
+        ))),
     }
 }

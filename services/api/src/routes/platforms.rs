@@ -137,7 +137,9 @@ pub async fn lock(
     ApiPath(name): ApiPath<String>,
 ) -> Result<axum::Json<Platform>, ApiError> {
     let p = existing(&state, &name).await?;
-    Ok(axum::Json(state.store.set_platform_locked(&p.name, true).await?))
+    Ok(axum::Json(
+        state.store.set_platform_locked(&p.name, true).await?,
+    ))
 }
 
 pub async fn unlock(
@@ -145,7 +147,9 @@ pub async fn unlock(
     ApiPath(name): ApiPath<String>,
 ) -> Result<axum::Json<Platform>, ApiError> {
     let p = existing(&state, &name).await?;
-    Ok(axum::Json(state.store.set_platform_locked(&p.name, false).await?))
+    Ok(axum::Json(
+        state.store.set_platform_locked(&p.name, false).await?,
+    ))
 }
 
 /// Forgets the platform (refused while it has sites); its codebase is left on disk.

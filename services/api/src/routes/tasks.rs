@@ -8,8 +8,8 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use berth_contracts::{LogEntry, NewTask, Page, TargetKind, Task, TaskStatus};
-use berth_hosting::tasks::{self, TaskType};
 use berth_hosting::sites::{check_status, status as site_status};
+use berth_hosting::tasks::{self, TaskType};
 use berth_hosting::{HostName, PlatformName, ServerName};
 use berth_store::tasks::TaskFilter;
 use serde::{Deserialize, Serialize};
@@ -60,10 +60,9 @@ pub async fn check_site_task(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("site `{uri}` not found")))?;
     check_status(task_type, uri, &site.status).map_err(ApiError::Conflict)?;
-    if let Some(id) = state
-        .store
-        .unfinished_task(uri, task_type.as_str())
-        .await?
+    // A verify may queue behind another (it is re-runnable); two installs, disables… may not.
+    if task_type != TaskType::Verify
+        && let Some(id) = state.store.unfinished_task(uri, task_type.as_str()).await?
     {
         return Err(ApiError::Conflict(format!(
             "site `{uri}` has a {} task queued or running already: {id}",
