@@ -573,13 +573,13 @@ impl World {
         for s in self.services.drain(..) {
             let _ = tokio::time::timeout(Duration::from_secs(15), s).await;
         }
-        let names: Vec<(String, String)> =
-            sqlx::query_as("SELECT db_name, db_user FROM sites")
-                .fetch_all(&self.store.pool)
-                .await
-                .unwrap_or_default();
+        let names: Vec<(String, String)> = sqlx::query_as("SELECT db_name, db_user FROM sites")
+            .fetch_all(&self.store.pool)
+            .await
+            .unwrap_or_default();
         if !names.is_empty()
-            && let Ok(mut my) = <sqlx::MySqlConnection as sqlx::Connection>::connect(&mysql_url()).await
+            && let Ok(mut my) =
+                <sqlx::MySqlConnection as sqlx::Connection>::connect(&mysql_url()).await
         {
             for (db, user) in names {
                 for host in ["localhost", "127.0.0.1"] {
@@ -589,9 +589,11 @@ impl World {
                     .execute(&mut my)
                     .await;
                 }
-                let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS `{db}`")))
-                    .execute(&mut my)
-                    .await;
+                let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS `{db}`"
+                )))
+                .execute(&mut my)
+                .await;
             }
         }
         self.web.take();

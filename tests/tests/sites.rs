@@ -90,7 +90,12 @@ async fn a_site_serves_its_own_database_over_http_and_answers_dns() {
     assert_eq!(find("drupal").unwrap()["type"], "core");
     let standard = find("standard").expect("profile standard");
     assert_eq!(standard["type"], "profile");
-    assert!(standard["languages"].as_array().unwrap().contains(&json!("de")));
+    assert!(
+        standard["languages"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("de"))
+    );
     assert!(find("node").unwrap()["schema_version"].as_i64().unwrap() > 8000);
     assert!(find("berth_hidden").is_none(), "hidden modules are skipped");
 
@@ -128,7 +133,10 @@ async fn a_site_serves_its_own_database_over_http_and_answers_dns() {
     let (status, body, _) = w.http_get(&uri, "/").unwrap();
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(&format!("<h1>{uri}</h1>")), "{body}");
-    assert!(body.contains(&format!("Served from database {db_name}")), "{body}");
+    assert!(
+        body.contains(&format!("Served from database {db_name}")),
+        "{body}"
+    );
     let (status, body, _) = w.http_get(&alias, "/").unwrap();
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(&format!("<h1>{uri}</h1>")), "{body}");
@@ -143,7 +151,9 @@ async fn a_site_serves_its_own_database_over_http_and_answers_dns() {
     let (status, body, _) = w.http_get(&uri, "/files/hello.txt").unwrap();
     assert_eq!(status, 200, "{body}");
     assert_eq!(body, "hello from files\n");
-    let (status, _, _) = w.http_get(&uri, &format!("/sites/{uri}/settings.php")).unwrap();
+    let (status, _, _) = w
+        .http_get(&uri, &format!("/sites/{uri}/settings.php"))
+        .unwrap();
     assert_ne!(status, 200, "settings.php is never served");
 
     // The password lives in the vhost only: not in settings.php, not in the API.
@@ -163,18 +173,33 @@ async fn a_site_serves_its_own_database_over_http_and_answers_dns() {
     let root = w.dir.join("platforms/platform_d10");
     let settings_path = root.join("sites").join(&uri).join("settings.php");
     let settings = std::fs::read_to_string(&settings_path).unwrap();
-    assert!(!settings.contains(&password), "settings.php holds the password");
+    assert!(
+        !settings.contains(&password),
+        "settings.php holds the password"
+    );
     assert!(settings.contains("$_SERVER['db_passwd']"));
     let meta = std::fs::metadata(&settings_path).unwrap();
-    assert_eq!(meta.mode() & 0o777, 0o640, "settings.php readable by its group only");
+    assert_eq!(
+        meta.mode() & 0o777,
+        0o640,
+        "settings.php readable by its group only"
+    );
     let shown = w.get_json(&format!("/api/v1/sites/{uri}")).await;
     let task_json = w.get_json(&format!("/api/v1/tasks/{}", task.id)).await;
     for answer in [&shown, &task_json] {
-        assert!(!answer.to_string().contains(&password), "API answer leaks the password");
+        assert!(
+            !answer.to_string().contains(&password),
+            "API answer leaks the password"
+        );
     }
     assert_eq!(shown["status"], "enabled");
-    let link = shown["login_link"].as_str().expect("a login link after install");
-    assert!(link.starts_with(&format!("http://{uri}/user/reset/1/")), "{link}");
+    let link = shown["login_link"]
+        .as_str()
+        .expect("a login link after install");
+    assert!(
+        link.starts_with(&format!("http://{uri}/user/reset/1/")),
+        "{link}"
+    );
 
     // DNS: the site's A record and the alias's CNAME, from the real named.
     let named = w.named.as_ref().unwrap();
@@ -308,7 +333,10 @@ async fn a_failing_installer_leaves_nothing_behind() {
     assert!(!db_exists(db).await, "database {db} left behind");
     assert!(!user_exists(user).await, "user {user} left behind");
     let root = w.dir.join("platforms/platform_d10");
-    assert!(!root.join("sites").join(&uri).exists(), "site directory left");
+    assert!(
+        !root.join("sites").join(&uri).exists(),
+        "site directory left"
+    );
     assert!(!root.join("sites").join(&alias).exists(), "alias link left");
     assert!(
         !w.dir
@@ -358,21 +386,81 @@ async fn bad_site_and_platform_input_gets_problem_json_and_creates_nothing() {
 
     let long_label = format!("{}.test", "a".repeat(64));
     let cases: Vec<(Value, u16, &str)> = vec![
-        (json!({"uri": "a..b.test", "platform": "platform_d10"}), 422, "empty label"),
-        (json!({"uri": "a/b.test", "platform": "platform_d10"}), 422, "lower-case"),
-        (json!({"uri": "../etc", "platform": "platform_d10"}), 422, "empty label"),
-        (json!({"uri": "Upper.test", "platform": "platform_d10"}), 422, "lower-case"),
-        (json!({"uri": ".lead.test", "platform": "platform_d10"}), 422, "empty label"),
-        (json!({"uri": long_label, "platform": "platform_d10"}), 422, "63"),
-        (json!({"uri": first, "platform": "platform_d10"}), 409, "already"),
-        (json!({"uri": "x.test", "platform": "platform_nope"}), 422, "does not exist"),
-        (json!({"uri": "x.test", "platform": "platform_locked"}), 409, "locked"),
-        (json!({"uri": "x.test", "platform": "platform_d10", "profile": "nope"}), 422, "no profile"),
-        (json!({"uri": "x.test", "platform": "platform_d10", "language": "xx"}), 422, "not offered"),
-        (json!({"uri": "x.test", "platform": "platform_d10", "aliases": ["x.test"]}), 422, "own uri"),
-        (json!({"uri": "x.test", "platform": "platform_d10", "aliases": [first]}), 409, "already"),
-        (json!({"uri": "x.test", "platform": "platform_d10", "db_server": "server_none"}), 422, "does not exist"),
-        (json!({"uri": "x.test", "platform": "platform_d10", "bogus": 1}), 422, "bogus"),
+        (
+            json!({"uri": "a..b.test", "platform": "platform_d10"}),
+            422,
+            "empty label",
+        ),
+        (
+            json!({"uri": "a/b.test", "platform": "platform_d10"}),
+            422,
+            "lower-case",
+        ),
+        (
+            json!({"uri": "../etc", "platform": "platform_d10"}),
+            422,
+            "empty label",
+        ),
+        (
+            json!({"uri": "Upper.test", "platform": "platform_d10"}),
+            422,
+            "lower-case",
+        ),
+        (
+            json!({"uri": ".lead.test", "platform": "platform_d10"}),
+            422,
+            "empty label",
+        ),
+        (
+            json!({"uri": long_label, "platform": "platform_d10"}),
+            422,
+            "63",
+        ),
+        (
+            json!({"uri": first, "platform": "platform_d10"}),
+            409,
+            "already",
+        ),
+        (
+            json!({"uri": "x.test", "platform": "platform_nope"}),
+            422,
+            "does not exist",
+        ),
+        (
+            json!({"uri": "x.test", "platform": "platform_locked"}),
+            409,
+            "locked",
+        ),
+        (
+            json!({"uri": "x.test", "platform": "platform_d10", "profile": "nope"}),
+            422,
+            "no profile",
+        ),
+        (
+            json!({"uri": "x.test", "platform": "platform_d10", "language": "xx"}),
+            422,
+            "not offered",
+        ),
+        (
+            json!({"uri": "x.test", "platform": "platform_d10", "aliases": ["x.test"]}),
+            422,
+            "own uri",
+        ),
+        (
+            json!({"uri": "x.test", "platform": "platform_d10", "aliases": [first]}),
+            409,
+            "already",
+        ),
+        (
+            json!({"uri": "x.test", "platform": "platform_d10", "db_server": "server_none"}),
+            422,
+            "does not exist",
+        ),
+        (
+            json!({"uri": "x.test", "platform": "platform_d10", "bogus": 1}),
+            422,
+            "bogus",
+        ),
     ];
     for (body, code, says) in cases {
         let before = row_counts(&w.store).await.unwrap();
@@ -384,10 +472,7 @@ async fn bad_site_and_platform_input_gets_problem_json_and_creates_nothing() {
             "{body}"
         );
         let p: Value = r.json().await.unwrap();
-        assert!(
-            p["detail"].as_str().unwrap().contains(says),
-            "{body}: {p}"
-        );
+        assert!(p["detail"].as_str().unwrap().contains(says), "{body}: {p}");
         assert_eq!(row_counts(&w.store).await.unwrap(), before, "{body}");
     }
     // Platforms: bad names and roots, a duplicate, a delete refused while it has sites.
@@ -396,7 +481,10 @@ async fn bad_site_and_platform_input_gets_problem_json_and_creates_nothing() {
         (json!({"name": "platform_x", "root": "relative/path"}), 422),
         (json!({"name": "platform_x", "root": "/srv/../etc"}), 422),
         (json!({"name": "platform_d10", "root": "/srv/other"}), 409),
-        (json!({"name": "platform_x", "root": "/srv/x", "web_server": "server_none"}), 422),
+        (
+            json!({"name": "platform_x", "root": "/srv/x", "web_server": "server_none"}),
+            422,
+        ),
     ] {
         let before = row_counts(&w.store).await.unwrap();
         let r = w.post("/api/v1/platforms", &body).send().await.unwrap();
@@ -457,7 +545,10 @@ async fn fifty_installs_in_a_burst_share_few_reloads() {
     }
     let mut reloads = std::collections::BTreeSet::new();
     for (i, id) in tasks.iter().enumerate() {
-        let t = w.wait_finished(*id, Duration::from_secs(300)).await.unwrap();
+        let t = w
+            .wait_finished(*id, Duration::from_secs(300))
+            .await
+            .unwrap();
         assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
         let log = log_text(&t);
         let n: u64 = log
@@ -545,7 +636,11 @@ async fn a_platform_verify_fixes_permissions_and_finds_sites_to_import() {
         .await
         .unwrap();
     assert_eq!(t.status, TaskStatus::Error);
-    assert!(log_text(&t).contains("is not a directory"), "{}", log_text(&t));
+    assert!(
+        log_text(&t).contains("is not a directory"),
+        "{}",
+        log_text(&t)
+    );
     assert_eq!(
         w.get_json("/api/v1/platforms/platform_gone").await["status"],
         "failed"
@@ -577,8 +672,15 @@ async fn a_platform_verify_fixes_permissions_and_finds_sites_to_import() {
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
-    let r = w.get("/api/v1/platforms/platform_gone").send().await.unwrap();
+    let r = w
+        .get("/api/v1/platforms/platform_gone")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
-    assert!(root.join("index.php").exists(), "a codebase is never removed");
+    assert!(
+        root.join("index.php").exists(),
+        "a codebase is never removed"
+    );
     w.stop().await;
 }

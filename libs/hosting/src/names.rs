@@ -204,9 +204,10 @@ pub fn parse_root(root: &str) -> Result<String, NameError> {
     if root.ends_with('/') {
         return bad("must not end with `/`");
     }
-    if !root.bytes().all(|b| {
-        b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'.' | b'+' | b'@')
-    }) {
+    if !root
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'.' | b'+' | b'@'))
+    {
         return bad("may only hold letters, digits and `/ _ - . + @`");
     }
     if root[1..]
@@ -260,11 +261,19 @@ mod tests {
             PlatformName::parse("@platform_d7").unwrap().as_str(),
             "platform_d7"
         );
-        for bad in ["platform_", "d7", "platform_D7", "platform_a/b", "platform_a.b"] {
+        for bad in [
+            "platform_",
+            "d7",
+            "platform_D7",
+            "platform_a/b",
+            "platform_a.b",
+        ] {
             assert!(PlatformName::parse(bad).is_err(), "{bad}");
         }
         assert!(parse_root("/var/aegir/platforms/drupal-7.98").is_ok());
-        for bad in ["var/x", "/", "/a/../b", "/a//b", "/a/", "/a b", "/a'b", "/a/./b"] {
+        for bad in [
+            "var/x", "/", "/a/../b", "/a//b", "/a/", "/a b", "/a'b", "/a/./b",
+        ] {
             assert!(parse_root(bad).is_err(), "{bad}");
         }
     }

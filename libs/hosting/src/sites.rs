@@ -249,10 +249,7 @@ pub fn plan_site_task(task_type: TaskType, s: &SiteFacts) -> Result<Plan, String
                 .as_ref()
                 .filter(|d| managed(&d.service_type))
                 .ok_or_else(|| {
-                    format!(
-                        "db server `{}` has no managed db service",
-                        s.db_server.name
-                    )
+                    format!("db server `{}` has no managed db service", s.db_server.name)
                 })?;
             let _ = db;
             let args = s.step_args(false);
@@ -431,11 +428,7 @@ mod tests {
                 "site-packages"
             ]
         );
-        let comps: Vec<_> = p
-            .steps
-            .iter()
-            .map(|s| s.compensation.as_deref())
-            .collect();
+        let comps: Vec<_> = p.steps.iter().map(|s| s.compensation.as_deref()).collect();
         assert_eq!(
             comps,
             [
@@ -449,7 +442,10 @@ mod tests {
         );
         assert_eq!(p.steps[0].service, "db");
         assert_eq!(p.steps[0].secret, Some(SecretNeed::DbAdminAndSiteDb));
-        assert_eq!(p.steps[0].args["db"]["grant_hosts"], json!(["localhost", "127.0.0.1"]));
+        assert_eq!(
+            p.steps[0].args["db"]["grant_hosts"],
+            json!(["localhost", "127.0.0.1"])
+        );
         assert!(p.steps[5].args["login"].as_bool().unwrap());
         // No bind on the web server: no records step.
         let p = plan_site_task(TaskType::Install, &site("installing", "null")).unwrap();
@@ -493,7 +489,13 @@ mod tests {
         assert!(user.len() <= 32, "{user}");
         assert_eq!(db, user);
         assert!(db.ends_with("_abc123"));
-        assert_eq!(grant_hosts("web1.example.com", "db.example.com"), ["web1.example.com"]);
-        assert_eq!(grant_hosts("localhost", "127.0.0.1"), ["localhost", "127.0.0.1"]);
+        assert_eq!(
+            grant_hosts("web1.example.com", "db.example.com"),
+            ["web1.example.com"]
+        );
+        assert_eq!(
+            grant_hosts("localhost", "127.0.0.1"),
+            ["localhost", "127.0.0.1"]
+        );
     }
 }

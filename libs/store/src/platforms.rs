@@ -74,10 +74,12 @@ pub async fn insert_platform(
 
 pub async fn get_platform(conn: &mut PgConnection, name: &str) -> Result<Option<PlatformRow>> {
     Ok(
-        sqlx::query_as::<_, PlatformRow>(sqlx::AssertSqlSafe(format!("{SELECT} WHERE p.name = $1")))
-            .bind(name)
-            .fetch_optional(&mut *conn)
-            .await?,
+        sqlx::query_as::<_, PlatformRow>(sqlx::AssertSqlSafe(format!(
+            "{SELECT} WHERE p.name = $1"
+        )))
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await?,
     )
 }
 
@@ -86,9 +88,9 @@ pub async fn facts(conn: &mut PgConnection, name: &str) -> Result<Option<Platfor
     let Some(p) = get_platform(conn, name).await? else {
         return Ok(None);
     };
-    let server = get_server(conn, &p.web_server)
-        .await?
-        .ok_or_else(|| StoreError::Corrupt(format!("platform {name}: no server {}", p.web_server)))?;
+    let server = get_server(conn, &p.web_server).await?.ok_or_else(|| {
+        StoreError::Corrupt(format!("platform {name}: no server {}", p.web_server))
+    })?;
     Ok(Some(PlatformFacts {
         name: p.name,
         root: p.root,
@@ -109,13 +111,14 @@ pub async fn record_scan(
     packages: &[Package],
     found_sites: &[String],
 ) -> Result<()> {
-    let known: Vec<(String,)> =
-        sqlx::query_as("SELECT uri FROM sites WHERE platform = $1 AND status <> 'deleted'
+    let known: Vec<(String,)> = sqlx::query_as(
+        "SELECT uri FROM sites WHERE platform = $1 AND status <> 'deleted'
                         UNION SELECT a.alias FROM site_aliases a JOIN sites s ON s.uri = a.site
-                        WHERE s.platform = $1")
-            .bind(name)
-            .fetch_all(&mut *conn)
-            .await?;
+                        WHERE s.platform = $1",
+    )
+    .bind(name)
+    .fetch_all(&mut *conn)
+    .await?;
     let found: Vec<&String> = found_sites
         .iter()
         .filter(|f| !known.iter().any(|(k,)| k == *f))
@@ -151,7 +154,12 @@ pub async fn record_scan(
     .bind(col(|p| Some(p.package_type.as_str().to_string())))
     .bind(col(|p| p.title.clone()))
     .bind(col(|p| p.version.clone()))
-    .bind(packages.iter().map(|p| p.schema_version).collect::<Vec<_>>())
+    .bind(
+        packages
+            .iter()
+            .map(|p| p.schema_version)
+            .collect::<Vec<_>>(),
+    )
     .bind(col(|p| Some(p.path.clone())))
     .bind(col(|p| Some(p.languages.join(","))))
     .bind(col(|p| p.old_short_name.clone()))
@@ -226,7 +234,9 @@ pub async fn profile(
 impl Store {
     pub async fn get_platform(&self, name: &str) -> Result<Option<Platform>> {
         let mut conn = self.pool.acquire().await?;
-        Ok(get_platform(&mut conn, name).await?.map(PlatformRow::into_contract))
+        Ok(get_platform(&mut conn, name)
+            .await?
+            .map(PlatformRow::into_contract))
     }
 
     pub async fn list_platforms(&self) -> Result<Vec<Platform>> {

@@ -177,10 +177,11 @@ pub async fn facts(conn: &mut PgConnection, uri: &str) -> Result<Option<SiteFact
 }
 
 pub async fn db_password_sealed(conn: &mut PgConnection, uri: &str) -> Result<Option<String>> {
-    let row: Option<(String,)> = sqlx::query_as("SELECT db_password_sealed FROM sites WHERE uri = $1")
-        .bind(uri)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let row: Option<(String,)> =
+        sqlx::query_as("SELECT db_password_sealed FROM sites WHERE uri = $1")
+            .bind(uri)
+            .fetch_optional(&mut *conn)
+            .await?;
     Ok(row.map(|(s,)| s))
 }
 
@@ -214,7 +215,11 @@ pub async fn clear_login_link(conn: &mut PgConnection, uri: &str) -> Result<()> 
 }
 
 /// Replaces the site's package registry with what its last verify found.
-pub async fn record_packages(conn: &mut PgConnection, uri: &str, packages: &[Package]) -> Result<()> {
+pub async fn record_packages(
+    conn: &mut PgConnection,
+    uri: &str,
+    packages: &[Package],
+) -> Result<()> {
     sqlx::query("DELETE FROM site_packages WHERE site = $1")
         .bind(uri)
         .execute(&mut *conn)

@@ -73,10 +73,7 @@ impl DbWorker {
             .get("host")
             .and_then(|v| v.as_str())
             .unwrap_or("127.0.0.1");
-        let port = args
-            .get("port")
-            .and_then(|v| v.as_u64())
-            .unwrap_or(3306) as u16;
+        let port = args.get("port").and_then(|v| v.as_u64()).unwrap_or(3306) as u16;
         let user = args
             .get("admin_user")
             .and_then(|v| v.as_str())
@@ -176,7 +173,9 @@ fn site_db(cmd: &StepCommand) -> Result<SiteDb, StepError> {
         {
             Ok(v.to_string())
         } else {
-            Err(StepError::permanent(format!("bad database identifier `{v}` for {k}")))
+            Err(StepError::permanent(format!(
+                "bad database identifier `{v}` for {k}"
+            )))
         }
     };
     let hosts: Vec<String> = db
@@ -216,20 +215,25 @@ impl DbWorker {
             .secrets
             .get("site_db")
             .ok_or_else(|| StepError::permanent("the site's database password was not sent"))?;
-        let pw = self
-            .cfg
-            .secret_key
-            .open(sealed)
-            .map_err(|e| StepError::permanent(format!("cannot open the site's password: {e}")))?;
+        let pw =
+            self.cfg.secret_key.open(sealed).map_err(|e| {
+                StepError::permanent(format!("cannot open the site's password: {e}"))
+            })?;
         if pw.is_empty() || !pw.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(StepError::permanent("the site's password is not in berth's form"));
+            return Err(StepError::permanent(
+                "the site's password is not in berth's form",
+            ));
         }
         Ok(pw)
     }
 
     /// Database, user (one per web host) and grants; each "if absent", so a redelivered
     /// step finds its own work and goes on.
-    async fn site_db_create(&self, cmd: &StepCommand, ctx: &StepContext) -> Result<StepOk, StepError> {
+    async fn site_db_create(
+        &self,
+        cmd: &StepCommand,
+        ctx: &StepContext,
+    ) -> Result<StepOk, StepError> {
         let site = site_db(cmd)?;
         let password = self.site_password(cmd)?;
         let mut conn = self.admin_connection_to(&cmd.args["db"], cmd, ctx).await?;
@@ -268,7 +272,11 @@ impl DbWorker {
     }
 
     /// Revokes and drops the site's users and drops its database (absent ones are fine).
-    async fn site_db_drop(&self, cmd: &StepCommand, ctx: &StepContext) -> Result<StepOk, StepError> {
+    async fn site_db_drop(
+        &self,
+        cmd: &StepCommand,
+        ctx: &StepContext,
+    ) -> Result<StepOk, StepError> {
         let site = site_db(cmd)?;
         let mut conn = self.admin_connection_to(&cmd.args["db"], cmd, ctx).await?;
         for host in &site.hosts {

@@ -63,16 +63,16 @@ impl HttpWorker {
             .secrets
             .get("site_db")
             .ok_or_else(|| StepError::permanent("the site's database password was not sent"))?;
-        let key = self
-            .cfg
-            .secret_key
-            .as_ref()
-            .ok_or_else(|| StepError::permanent("this http worker has no secret key to open the site's password"))?;
+        let key = self.cfg.secret_key.as_ref().ok_or_else(|| {
+            StepError::permanent("this http worker has no secret key to open the site's password")
+        })?;
         let pw = key
             .open(sealed)
             .map_err(|e| StepError::permanent(format!("cannot open the site's password: {e}")))?;
         if pw.is_empty() || !pw.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(StepError::permanent("the site's password is not in berth's form"));
+            return Err(StepError::permanent(
+                "the site's password is not in berth's form",
+            ));
         }
         Ok(pw)
     }
@@ -114,7 +114,10 @@ impl HttpWorker {
                 args.push("-y".into());
                 let args: Vec<&str> = args.iter().map(String::as_str).collect();
                 site::drush(&a, &pw, &args, ctx).await?;
-                ctx.info(format!("{} installed with profile {} ({})", a.uri, a.profile, a.language));
+                ctx.info(format!(
+                    "{} installed with profile {} ({})",
+                    a.uri, a.profile, a.language
+                ));
                 Ok(StepOk::default())
             }
             "site-vhost" | "site-vhost-remove" => {
@@ -148,7 +151,11 @@ impl HttpWorker {
             "site-packages" => {
                 let pw = self.site_password(cmd)?;
                 let packages = site::site_packages(&a, &pw, ctx).await?;
-                ctx.info(format!("{} package(s) enabled on {}", packages.len(), a.uri));
+                ctx.info(format!(
+                    "{} package(s) enabled on {}",
+                    packages.len(),
+                    a.uri
+                ));
                 let mut out = serde_json::json!({"packages": packages});
                 if cmd.args.get("login").and_then(|v| v.as_bool()) == Some(true) {
                     out["login_link"] = site::login_link(&a, &pw, ctx).await?.into();

@@ -45,8 +45,7 @@ fn bad(what: impl std::fmt::Display) -> StepError {
 
 fn machine_name(v: &str) -> bool {
     (1..=64).contains(&v.len())
-        && v
-            .bytes()
+        && v.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
@@ -108,7 +107,10 @@ impl SiteArgs {
             drush: drush_of(&root, a.get("installer").unwrap_or(&Value::Null))?,
             uri,
             aliases,
-            redirection: a.get("redirection").and_then(Value::as_bool).unwrap_or(false),
+            redirection: a
+                .get("redirection")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
             root,
             profile,
             language,
@@ -295,7 +297,9 @@ fn sync_alias_links(a: &SiteArgs) -> Result<Vec<String>, StepError> {
 /// Removes the site directory berth made, and its alias links.
 pub fn remove_site_files(a: &SiteArgs) -> Result<Vec<String>, StepError> {
     let mut log = Vec::new();
-    let mut none = SiteArgs { ..a.clone_shallow() };
+    let mut none = SiteArgs {
+        ..a.clone_shallow()
+    };
     none.aliases.clear();
     log.extend(sync_alias_links(&none)?);
     let dir = a.site_dir();
@@ -409,7 +413,12 @@ pub async fn site_packages(
     let listed = drush(
         a,
         password,
-        &["pm:list", "--type=module", "--status=enabled", "--format=json"],
+        &[
+            "pm:list",
+            "--type=module",
+            "--status=enabled",
+            "--format=json",
+        ],
         ctx,
     )
     .await?;
@@ -614,8 +623,7 @@ fn fix_platform_permissions(root: &Path) -> Result<Vec<String>, StepError> {
     if let Ok(entries) = std::fs::read_dir(&sites) {
         for e in entries.flatten() {
             let site = e.path();
-            if !site.join("settings.php").is_file() || e.file_type().is_ok_and(|t| t.is_symlink())
-            {
+            if !site.join("settings.php").is_file() || e.file_type().is_ok_and(|t| t.is_symlink()) {
                 continue;
             }
             want(&site.join("settings.php"), 0o640, true, &mut log);

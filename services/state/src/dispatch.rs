@@ -635,9 +635,7 @@ async fn apply_finish(tx: &mut Tx, task: &TaskRow, status: TaskStatus) -> Result
                 ("install", true) => site_status::ENABLED,
                 // Only an install that ran fails the site: one refused at planning (the site
                 // was already installed, say) leaves it as it was.
-                ("install", false) if site.status == site_status::INSTALLING => {
-                    site_status::FAILED
-                }
+                ("install", false) if site.status == site_status::INSTALLING => site_status::FAILED,
                 ("disable", true) => site_status::DISABLED,
                 ("enable", true) => site_status::ENABLED,
                 _ => return Ok(None),
