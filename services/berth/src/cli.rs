@@ -89,7 +89,7 @@ pub enum Command {
     Sites(SitesCommand),
     /// Aegir's `provision-save`: create or delete a context of any type.
     #[command(subcommand, hide = true)]
-    Contexts(ContextsCommand),
+    Contexts(Box<ContextsCommand>),
     /// Tasks: list, show, follow, create, cancel, retry.
     #[command(subcommand)]
     Tasks(TasksCommand),
@@ -878,7 +878,8 @@ pub async fn run(api: &ApiArgs, command: Command) -> Result<ExitCode, CliError> 
         Command::Tasks(c) => tasks(&client, json, c).await,
         Command::Platforms(c) => crate::contexts::platforms(&client, json, c).await,
         Command::Sites(c) => crate::contexts::sites(&client, json, c).await,
-        Command::Contexts(ContextsCommand::Save(c)) => {
+        Command::Contexts(c) => {
+            let ContextsCommand::Save(c) = *c;
             crate::contexts::save(&client, json, c).await
         }
         Command::DeadLetters(c) => dead_letters(&client, json, c).await,

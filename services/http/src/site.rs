@@ -607,10 +607,9 @@ fn fix_platform_permissions(root: &Path) -> Result<Vec<String>, StepError> {
         if let Ok(m) = std::fs::symlink_metadata(p)
             && !m.file_type().is_symlink()
             && m.permissions().mode() & 0o7777 != mode
+            && set_access(p, mode, web).is_ok()
         {
-            if set_access(p, mode, web).is_ok() {
-                log.push(format!("mode of {} set to {mode:o}", p.display()));
-            }
+            log.push(format!("mode of {} set to {mode:o}", p.display()));
         }
     };
     want(&sites, 0o755, false, &mut log);

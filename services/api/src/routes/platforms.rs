@@ -56,12 +56,12 @@ pub async fn create(
         .ok_or_else(|| {
             ApiError::Unprocessable(format!("web server `{web_server}` does not exist"))
         })?;
-    if !server
+    if server
         .server
         .services
         .http
         .as_ref()
-        .is_some_and(|h| h.service_type != "null")
+        .is_none_or(|h| h.service_type == "null")
     {
         return Err(ApiError::Unprocessable(format!(
             "server `{web_server}` has no http service to publish a platform"

@@ -171,12 +171,12 @@ pub async fn create(
         .ok_or_else(|| {
             ApiError::Unprocessable(format!("db server `{db_server}` does not exist"))
         })?;
-    if !db
+    if db
         .server
         .services
         .db
         .as_ref()
-        .is_some_and(|d| d.service_type != "null")
+        .is_none_or(|d| d.service_type == "null")
     {
         return Err(ApiError::Unprocessable(format!(
             "server `{db_server}` has no db service to hold the site's database"
