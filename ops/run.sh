@@ -173,7 +173,12 @@ fi
 log "starting: $BIN serve all (log $LOG_FILE)"
 touch "$LOG_FILE" && chmod 640 "$LOG_FILE"
 printf '\n==== %s ops/run.sh: %s serve all\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$BIN" >>"$LOG_FILE"
-BERTH_CONFIG=$CONFIG RUST_LOG=${RUST_LOG:-info} \
+# The php-fpm found above serves the sites, unless the configuration names another.
+php_fpm_env=()
+if [ -n "${fpm_v:-}" ] && [ -z "${BERTH_PHP_FPM:-}" ] && [ -z "$(toml_get php_fpm)" ]; then
+  php_fpm_env=(BERTH_PHP_FPM="unix:/run/php/php$fpm_v-fpm.sock")
+fi
+env "${php_fpm_env[@]}" BERTH_CONFIG="$CONFIG" RUST_LOG="${RUST_LOG:-info}" \
   nohup setsid "$BIN" serve all </dev/null >>"$LOG_FILE" 2>&1 &
 berth_pid=$!
 echo "$berth_pid" >"$PID_FILE"

@@ -16,7 +16,7 @@ PACKAGES=(
   rabbitmq-server
   nginx
   bind9 bind9-utils bind9-dnsutils
-  php-fpm php-mysql
+  php-fpm php-cli php-mysql
   curl ca-certificates openssl
 )
 
@@ -27,7 +27,7 @@ ensure_database berth
 ensure_mariadb
 ensure_rabbitmq
 
-for tool in nginx named named-checkconf named-checkzone rndc php-fpm8.2; do
+for tool in nginx named named-checkconf named-checkzone rndc dig php php-fpm8.2; do
   have "$tool" || warn "$tool not found in PATH"
 done
 ok "setup complete"
