@@ -530,6 +530,25 @@ impl World {
                 "BERTH_NAMED_CONF".into(),
                 self.named_conf.display().to_string(),
             ),
+            ("BERTH_HTTP_LISTEN_ADDRESS".into(), "127.0.0.1".into()),
+            (
+                "BERTH_PHP_FPM".into(),
+                self.web
+                    .as_ref()
+                    .map(|w| w.php_fpm.clone())
+                    .unwrap_or_else(|| "127.0.0.1:9".into()),
+            ),
+            (
+                "BERTH_RNDC_CONF".into(),
+                self.rndc_conf
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            ),
+            (
+                "BERTH_RELOAD_WINDOW_MS".into(),
+                self.opts.reload_window_ms.to_string(),
+            ),
             ("BERTH_API_URL".into(), self.api.clone()),
             ("BERTH_TOKEN".into(), self.token.clone()),
             ("RUST_LOG".into(), "info".into()),
