@@ -1,6 +1,7 @@
 //! The hosting domain, without I/O: names and their validation, task types and the plans
 //! of steps they run. Everything here is unit-tested on its own.
 
+pub mod compare;
 pub mod names;
 pub mod packages;
 pub mod sites;
