@@ -57,8 +57,9 @@ struct SitesArgs {
     /// Filler vhosts present before the burst.
     #[arg(long, default_value_t = 1000)]
     burst_present: usize,
-    /// Concurrency of the burst's world; repeat for a burst per value.
-    #[arg(long, default_values_t = [64])]
+    /// Concurrency of the burst world's http worker (drush runs stay capped by its
+    /// installer slots); repeat for a burst per value.
+    #[arg(long, default_values_t = [64, 200])]
     burst_concurrency: Vec<u16>,
     /// The http worker's reload window in the burst, ms.
     #[arg(long, default_value_t = 200)]

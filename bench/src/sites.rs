@@ -93,10 +93,14 @@ pub async fn run(cfg: Config) -> Result<()> {
     let mut bursts = Vec::new();
     if cfg.burst > 0 {
         for &c in &cfg.burst_concurrency {
+            // The http worker's concurrency only: steps waiting for a reload hold a slot
+            // but no CPU (drush runs are capped by the installer slots), while the state
+            // service keeps its own (its pool grows with it).
             let opts = WorldOptions {
                 web: true,
                 dns: false,
-                concurrency: c,
+                concurrency: cfg.concurrency,
+                http_concurrency: Some(c),
                 reload_window_ms: cfg.burst_window,
                 ..WorldOptions::default()
             };

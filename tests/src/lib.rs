@@ -60,6 +60,9 @@ pub struct WorldOptions {
     pub dns: bool,
     /// The http worker's reload window.
     pub reload_window_ms: u64,
+    /// The http worker's concurrency, when not `concurrency` (steps waiting for a reload
+    /// hold a slot but no CPU; drush runs are limited by the installer slots).
+    pub http_concurrency: Option<u16>,
 }
 
 impl Default for WorldOptions {
@@ -73,6 +76,7 @@ impl Default for WorldOptions {
             web: false,
             dns: false,
             reload_window_ms: 200,
+            http_concurrency: None,
         }
     }
 }
@@ -235,8 +239,12 @@ impl World {
     pub fn start_workers(&mut self, servers: &[String]) {
         let key = SecretKey::from_hex(&self.secret_hex).expect("valid key");
         let s = self.workers_shutdown.clone();
+        let mut http_worker = self.worker_config("http", servers);
+        if let Some(c) = self.opts.http_concurrency {
+            http_worker.concurrency = c;
+        }
         let http = berth_http::HttpConfig {
-            worker: self.worker_config("http", servers),
+            worker: http_worker,
             data_root: self.dir.clone(),
             nginx_bin: "nginx".into(),
             nginx_conf: self.nginx_conf.clone(),
@@ -248,6 +256,8 @@ impl World {
                 .unwrap_or_else(|| "127.0.0.1:9".into()),
             listen_address: "127.0.0.1".into(),
             reload_window: Duration::from_millis(self.opts.reload_window_ms),
+            reload_max_wait: Duration::from_secs(10),
+            installer_slots: 2,
         };
         self.services.push(tokio::spawn({
             let s = s.clone();

@@ -514,8 +514,7 @@ async fn bad_site_and_platform_input_gets_problem_json_and_creates_nothing() {
 async fn fifty_installs_in_a_burst_share_few_reloads() {
     let w = World::start_with(WorldOptions {
         web: true,
-        concurrency: 16,
-        reload_window_ms: 300,
+        http_concurrency: Some(64),
         ..Default::default()
     })
     .await
@@ -563,7 +562,7 @@ async fn fifty_installs_in_a_burst_share_few_reloads() {
     }
     println!("{n} installs shared {} nginx reloads", reloads.len());
     assert!(
-        reloads.len() * 3 <= n,
+        reloads.len() * 5 <= n,
         "{} reloads for {n} installs",
         reloads.len()
     );

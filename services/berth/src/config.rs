@@ -69,6 +69,9 @@ const RNDC_CONF: Key = key("BERTH_RNDC_CONF", "");
 const PHP_FPM: Key = key("BERTH_PHP_FPM", "unix:/run/php/php8.2-fpm.sock");
 const HTTP_LISTEN_ADDRESS: Key = key("BERTH_HTTP_LISTEN_ADDRESS", "");
 const RELOAD_WINDOW_MS: Key = key("BERTH_RELOAD_WINDOW_MS", "200");
+const RELOAD_MAX_WAIT_MS: Key = key("BERTH_RELOAD_MAX_WAIT_MS", "10000");
+const INSTALLER_SLOTS: Key = key("BERTH_INSTALLER_SLOTS", "0");
+const HTTP_CONCURRENCY: Key = key("BERTH_HTTP_CONCURRENCY", "200");
 const MAX_BODY_BYTES: Key = key("BERTH_MAX_BODY_BYTES", "65536");
 const LOG_FORMAT: Key = key("BERTH_LOG_FORMAT", "text");
 const OTLP_ENDPOINT: Key = Key {
@@ -83,7 +86,7 @@ const WORKER_NAME: Key = Key {
 };
 
 /// Every key the configuration file may hold.
-const ALL_KEYS: [&Key; 24] = [
+const ALL_KEYS: [&Key; 27] = [
     &DATABASE_URL,
     &AMQP_URL,
     &LISTEN,
@@ -104,6 +107,9 @@ const ALL_KEYS: [&Key; 24] = [
     &PHP_FPM,
     &HTTP_LISTEN_ADDRESS,
     &RELOAD_WINDOW_MS,
+    &RELOAD_MAX_WAIT_MS,
+    &INSTALLER_SLOTS,
+    &HTTP_CONCURRENCY,
     &MAX_BODY_BYTES,
     &LOG_FORMAT,
     &OTLP_ENDPOINT,
@@ -199,8 +205,15 @@ pub struct Settings {
     pub php_fpm: String,
     /// The address vhosts listen on (with the http service's port); empty: all addresses.
     pub http_listen_address: String,
-    /// How long vhost changes are gathered for one `nginx -t` and reload.
+    /// A batch of vhost changes closes once none has come for this long…
     pub reload_window_ms: u64,
+    /// …or this long after its first change.
+    pub reload_max_wait_ms: u64,
+    /// drush runs at once in an http worker; 0: the number of CPUs.
+    pub installer_slots: usize,
+    /// Steps an http worker holds at once: most wait for a reload, costing nothing, so
+    /// this is far above BERTH_CONCURRENCY; drush runs are capped by the installer slots.
+    pub http_concurrency: u16,
     pub max_body_bytes: usize,
     pub log_format: LogFormat,
     pub otlp_endpoint: Option<String>,
@@ -537,6 +550,31 @@ impl Settings {
                 _ => Err("not a whole number from 0 to 60000".into()),
             },
         )?;
+        let reload_max_wait_ms = src.parse(
+            &RELOAD_MAX_WAIT_MS,
+            "give milliseconds from 0 to 600000, e.g. BERTH_RELOAD_MAX_WAIT_MS=10000",
+            |s| match s.parse::<u64>() {
+                Ok(n) if n <= 600_000 => Ok(n),
+                _ => Err("not a whole number from 0 to 600000".into()),
+            },
+        )?;
+        let installer_slots = src.parse(
+            &INSTALLER_SLOTS,
+            "give a number from 0 (one per CPU) to 256, e.g. BERTH_INSTALLER_SLOTS=4",
+            |s| match s.parse::<usize>() {
+                Ok(0) => Ok(std::thread::available_parallelism().map_or(2, |n| n.get())),
+                Ok(n) if n <= 256 => Ok(n),
+                _ => Err("not a whole number from 0 to 256".into()),
+            },
+        )?;
+        let http_concurrency = src.parse(
+            &HTTP_CONCURRENCY,
+            "give a whole number from 1 to 1000, e.g. BERTH_HTTP_CONCURRENCY=200",
+            |s| match s.parse::<u16>() {
+                Ok(n) if (1..=1000).contains(&n) => Ok(n),
+                _ => Err("not a whole number from 1 to 1000".into()),
+            },
+        )?;
         let max_body_bytes = src.parse(
             &MAX_BODY_BYTES,
             "give a size in bytes from 1024 to 1073741824, e.g. BERTH_MAX_BODY_BYTES=65536",
@@ -603,6 +641,9 @@ impl Settings {
             php_fpm,
             http_listen_address,
             reload_window_ms,
+            reload_max_wait_ms,
+            installer_slots,
+            http_concurrency,
             max_body_bytes,
             log_format,
             otlp_endpoint,

@@ -118,8 +118,10 @@ fn start(
             Box::pin(async move { Ok(berth_state::run(cfg, shutdown).await?) })
         }
         Service::Http => {
+            let mut worker = worker_config(s, name, shared);
+            worker.concurrency = s.http_concurrency;
             let cfg = berth_http::HttpConfig {
-                worker: worker_config(s, name, shared),
+                worker,
                 data_root: s.data_root.clone(),
                 nginx_bin: s.nginx_bin.clone(),
                 nginx_conf: s.nginx_conf.clone(),
@@ -129,6 +131,8 @@ fn start(
                 php_fpm: s.php_fpm.clone(),
                 listen_address: s.http_listen_address.clone(),
                 reload_window: std::time::Duration::from_millis(s.reload_window_ms),
+                reload_max_wait: std::time::Duration::from_millis(s.reload_max_wait_ms),
+                installer_slots: s.installer_slots,
             };
             Box::pin(async move { Ok(berth_http::run(cfg, shutdown).await?) })
         }

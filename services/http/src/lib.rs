@@ -30,13 +30,19 @@ pub struct HttpConfig {
     pub php_fpm: String,
     /// Address vhosts listen on with the http service's port; empty: all addresses.
     pub listen_address: String,
-    /// How long vhost changes are gathered for one `nginx -t` and reload.
+    /// A batch of vhost changes closes once none has come for this long…
     pub reload_window: Duration,
+    /// …or this long after its first change.
+    pub reload_max_wait: Duration,
+    /// Installer (drush) runs at once: they are what loads the CPU, while steps waiting
+    /// for a reload cost nothing, so the worker's concurrency can be much higher.
+    pub installer_slots: usize,
 }
 
 pub struct HttpWorker {
     cfg: HttpConfig,
     reloader: reload::Reloader,
+    installer_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// How long a web server's config test may take before the step is retried.
@@ -46,9 +52,10 @@ impl HttpWorker {
     pub fn new(cfg: HttpConfig) -> Self {
         let mut rc = reload::ReloadConfig::new(cfg.nginx_bin.clone(), cfg.nginx_conf.clone());
         rc.window = cfg.reload_window;
-        rc.max_wait = cfg.reload_window.max(Duration::from_secs(2));
+        rc.max_wait = cfg.reload_max_wait.max(cfg.reload_window);
         Self {
             reloader: reload::Reloader::new(rc),
+            installer_slots: Arc::new(tokio::sync::Semaphore::new(cfg.installer_slots.max(1))),
             cfg,
         }
     }
@@ -79,6 +86,17 @@ impl HttpWorker {
 
     async fn site_step(&self, cmd: &StepCommand, ctx: &StepContext) -> Result<StepOk, StepError> {
         let a = site::SiteArgs::parse(&cmd.args)?;
+        // Steps that run drush take an installer slot; the others (files, vhosts) do not.
+        let _slot = match cmd.action.as_str() {
+            "site-install" | "site-packages" | "site-login" => Some(
+                self.installer_slots
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| StepError::transient("the worker is stopping"))?,
+            ),
+            _ => None,
+        };
         match cmd.action.as_str() {
             "site-files" => {
                 let installing = cmd.task_type == "install";

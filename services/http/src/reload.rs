@@ -32,6 +32,8 @@ use tokio::sync::oneshot;
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long nginx may take to turn its workers over after `-s reload`.
 const TURNOVER_TIMEOUT: Duration = Duration::from_secs(5);
+/// A batch of this many changes or more waits this many windows of quiet before closing.
+const BURST_STRETCH: usize = 5;
 /// How often /proc is looked at while waiting for the turnover.
 const TURNOVER_POLL: Duration = Duration::from_millis(10);
 
@@ -39,9 +41,11 @@ const TURNOVER_POLL: Duration = Duration::from_millis(10);
 pub struct ReloadConfig {
     pub nginx_bin: String,
     pub nginx_conf: PathBuf,
-    /// Changes are gathered this long after the first one of a batch (default 200 ms).
+    /// A batch is closed once no change has come for this long (default 200 ms) — a lone
+    /// change waits this long — or, for a batch of n changes, n times this long (up to 5):
+    /// a burst is gathered whole.
     pub window: Duration,
-    /// A change is never held (gathered) longer than this (default 2 s): it caps `window`.
+    /// …or this long after its first change, however busy (default 10 s).
     pub max_wait: Duration,
 }
 
@@ -51,7 +55,7 @@ impl ReloadConfig {
             nginx_bin: nginx_bin.into(),
             nginx_conf: nginx_conf.into(),
             window: Duration::from_millis(200),
-            max_wait: Duration::from_secs(2),
+            max_wait: Duration::from_secs(10),
         }
     }
 }
@@ -233,20 +237,29 @@ enum TestError {
 impl Inner {
     async fn run(self: Arc<Self>) {
         let _guard = RunningGuard(self.clone());
-        let hold = self.cfg.window.min(self.cfg.max_wait);
         loop {
-            let first = {
+            // A batch closes when no change has come for a while (the burst is over), or
+            // `max_wait` after its first change (a steady stream still gets reloads). The
+            // while is `window` for a lone change, and grows with the batch up to
+            // BURST_STRETCH windows: a burst's changes come unevenly (they wait for CPU),
+            // and a short pause should not split it.
+            let deadline = {
                 let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-                match st.queue.first() {
-                    Some(p) => p.since,
-                    None => {
+                let n = st.queue.len().min(BURST_STRETCH) as u32;
+                match (st.queue.first(), st.queue.last()) {
+                    (Some(first), Some(last)) => (last.since + self.cfg.window * n)
+                        .min(first.since + self.cfg.max_wait),
+                    _ => {
                         // Cleared under the lock: an `apply` after this starts a new task.
                         st.running = false;
                         return;
                     }
                 }
             };
-            tokio::time::sleep_until((first + hold).into()).await;
+            if Instant::now() < deadline {
+                tokio::time::sleep_until(deadline.into()).await;
+                continue;
+            }
             let batch = {
                 let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
                 std::mem::take(&mut st.queue)
