@@ -267,8 +267,8 @@ async fn wait_served(addr: SocketAddr, host: &str, within: Duration) -> Result<(
     }
 }
 
-/// The floor: medians over `reps` of (a) a new vhost by hand, `nginx -t` + `nginx -s reload`
-/// + GETs every 2 ms until it answers, and (b) the site database and users as the db
+/// The floor: medians over `reps` of (a) a new vhost by hand, `nginx -t`, `nginx -s reload`
+/// and GETs every 2 ms until it answers, and (b) the site database and users as the db
 /// worker makes them, over a fresh connection.
 #[derive(Debug, Clone, Copy, Default)]
 struct Floor {

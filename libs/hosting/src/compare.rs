@@ -229,7 +229,10 @@ pub fn compare(current: &[Package], target: &[Package], profile: Option<&str>) -
             Some(t) if t.name == p => (Verdict::Same, "the profile is on the target".into()),
             Some(t) => (
                 Verdict::Same,
-                format!("the profile is on the target as `{}` (its old name)", t.name),
+                format!(
+                    "the profile is on the target as `{}` (its old name)",
+                    t.name
+                ),
             ),
             None => (
                 Verdict::Error,
@@ -364,7 +367,10 @@ mod tests {
             pkg("b", Some("1.0"), Some(10)),
             pkg("c", Some("1.0"), Some(10)),
         ];
-        let target = [pkg("b", Some("1.0"), Some(9)), pkg("c", Some("1.1"), Some(10))];
+        let target = [
+            pkg("b", Some("1.0"), Some(9)),
+            pkg("c", Some("1.1"), Some(10)),
+        ];
         let cmp = compare(&site, &target, None);
         let order: Vec<_> = cmp.rows.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(order, ["b", "a", "c"]);

@@ -247,8 +247,9 @@ impl Inner {
                 let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
                 let n = st.queue.len().min(BURST_STRETCH) as u32;
                 match (st.queue.first(), st.queue.last()) {
-                    (Some(first), Some(last)) => (last.since + self.cfg.window * n)
-                        .min(first.since + self.cfg.max_wait),
+                    (Some(first), Some(last)) => {
+                        (last.since + self.cfg.window * n).min(first.since + self.cfg.max_wait)
+                    }
                     _ => {
                         // Cleared under the lock: an `apply` after this starts a new task.
                         st.running = false;
