@@ -75,6 +75,7 @@ pub fn router(state: AppState) -> Router {
             get(platforms::show).delete(platforms::delete),
         )
         .route("/platforms/{name}/packages", get(platforms::packages))
+        .route("/platforms/{name}/compare/{other}", get(platforms::compare))
         .route("/platforms/{name}/lock", post(platforms::lock))
         .route("/platforms/{name}/unlock", post(platforms::unlock))
         .route("/sites", post(sites::create).get(sites::list))

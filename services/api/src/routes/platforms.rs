@@ -152,6 +152,29 @@ pub async fn unlock(
     ))
 }
 
+/// Seed 000's package comparison of two platforms: what moving a site from `name` to
+/// `other` would mean for each package of `name` (error, warning, upgrade or same).
+pub async fn compare(
+    State(state): State<AppState>,
+    ApiPath((name, other)): ApiPath<(String, String)>,
+) -> Result<axum::Json<berth_hosting::compare::Comparison>, ApiError> {
+    let from = existing(&state, &name).await?;
+    let to = existing(&state, &other).await?;
+    for p in [&from, &to] {
+        if p.status != "verified" {
+            return Err(ApiError::Conflict(format!(
+                "platform `{}` is {}: verify it first, so berth knows its packages",
+                p.name, p.status
+            )));
+        }
+    }
+    let current = state.store.platform_packages(&from.name).await?;
+    let target = state.store.platform_packages(&to.name).await?;
+    Ok(axum::Json(berth_hosting::compare::compare(
+        &current, &target, None,
+    )))
+}
+
 /// Forgets the platform (refused while it has sites); its codebase is left on disk.
 pub async fn delete(
     State(state): State<AppState>,
