@@ -63,6 +63,8 @@ pub struct WorldOptions {
     /// The http worker's concurrency, when not `concurrency` (steps waiting for a reload
     /// hold a slot but no CPU; drush runs are limited by the installer slots).
     pub http_concurrency: Option<u16>,
+    /// Delete may run on an enabled site.
+    pub delete_enabled_sites: bool,
 }
 
 impl Default for WorldOptions {
@@ -77,6 +79,7 @@ impl Default for WorldOptions {
             dns: false,
             reload_window_ms: 200,
             http_concurrency: None,
+            delete_enabled_sites: false,
         }
     }
 }
@@ -177,6 +180,7 @@ impl World {
             secret_key: key.clone(),
             diagnostics: true,
             max_body_bytes: 65536,
+            delete_enabled_sites: opts.delete_enabled_sites,
         };
         let s = shutdown.clone();
         services.push(tokio::spawn(async move {

@@ -420,6 +420,26 @@ pub struct NewToken {
     pub token: String,
 }
 
+/// A backup of a site: a tarball of its directory with its database dump inside and its
+/// settings uncloaked, so that it deploys on a plain server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Backup {
+    pub id: Uuid,
+    pub site: String,
+    /// The server whose backup worker made it and holds the file.
+    pub server: String,
+    /// `<uri>-<UTC time>`.
+    pub file: String,
+    pub path: String,
+    pub size: i64,
+    pub sha256: String,
+    /// `zstd` or `gzip`.
+    pub compression: String,
+    pub description: String,
+    pub task_id: Uuid,
+    pub created_at: DateTime<Utc>,
+}
+
 /// How a platform installs and upgrades its sites.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

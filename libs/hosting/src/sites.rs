@@ -153,6 +153,9 @@ pub fn statuses_for(task_type: TaskType) -> &'static [&'static str] {
         TaskType::Verify => &[status::ENABLED, status::DISABLED],
         TaskType::Disable | TaskType::LoginReset => &[status::ENABLED],
         TaskType::Enable => &[status::DISABLED],
+        TaskType::Backup => &[status::ENABLED, status::DISABLED],
+        // The API refuses an enabled site unless deleting enabled sites is allowed.
+        TaskType::Delete => &[status::DISABLED, status::ENABLED],
         TaskType::Noop => &[],
     }
 }
@@ -225,8 +228,41 @@ pub fn plan_platform_task(task_type: TaskType, p: &PlatformFacts) -> Result<Plan
     }
 }
 
+/// The backup step of a backup, delete, restore…: its file name and options come with the
+/// task (the API names the file when it accepts the task).
+fn backup_step(s: &SiteFacts, web: &str, task_args: &Value) -> Result<PlannedStep, String> {
+    let backup = task_args
+        .get("backup")
+        .filter(|b| b.get("file").and_then(Value::as_str).is_some())
+        .ok_or("the task carries no backup file name")?;
+    let mut args = s.step_args(s.status == status::DISABLED);
+    args["backup"] = backup.clone();
+    Ok(step(
+        "backup",
+        web,
+        "site-backup",
+        &args,
+        None,
+        Some(SecretNeed::SiteDb),
+    ))
+}
+
+/// A backup's file name: `<uri>-<UTC time>`, as Aegir names them.
+pub fn backup_file_name(uri: &str, at: chrono::DateTime<chrono::Utc>) -> String {
+    format!("{uri}-{}", at.format("%Y%m%dT%H%M%SZ"))
+}
+
 /// The steps of a task on a site; `Err` says why it cannot run now.
 pub fn plan_site_task(task_type: TaskType, s: &SiteFacts) -> Result<Plan, String> {
+    plan_site_task_with(task_type, s, &Value::Null)
+}
+
+/// As [`plan_site_task`], with the task's arguments (backups carry their file name).
+pub fn plan_site_task_with(
+    task_type: TaskType,
+    s: &SiteFacts,
+    task_args: &Value,
+) -> Result<Plan, String> {
     let web = s.platform.web_server.name.as_str();
     let http_ok = s
         .platform
@@ -357,6 +393,31 @@ pub fn plan_site_task(task_type: TaskType, s: &SiteFacts) -> Result<Plan, String
                 Some(SecretNeed::SiteDb),
             ));
         }
+        TaskType::Backup => {
+            need_status(&[])?;
+            steps.push(backup_step(s, web, task_args)?);
+        }
+        TaskType::Delete => {
+            need_status(&[])?;
+            // Backup first: if it fails, nothing is removed. Then the site stops being
+            // served and its records go, before its files and database. Every removal
+            // takes an absent thing as done, so a failed delete can be run again.
+            steps.push(backup_step(s, web, task_args)?);
+            let args = s.step_args(disabled_now);
+            steps.push(step("http", web, "site-vhost-remove", &args, None, None));
+            if s.dns_managed() {
+                steps.push(step("dns", web, "site-records-remove", &args, None, None));
+            }
+            steps.push(step("http", web, "site-files-remove", &args, None, None));
+            steps.push(step(
+                "db",
+                &s.db_server.name,
+                "site-db-drop",
+                &args,
+                None,
+                Some(SecretNeed::DbAdmin),
+            ));
+        }
         TaskType::Noop => return Err("noop runs on servers only".into()),
     }
     Ok(Plan { steps })
@@ -470,6 +531,36 @@ mod tests {
         assert!(p.steps[1].args["disabled"].as_bool().unwrap());
         let err = plan_site_task(TaskType::LoginReset, &site("disabled", "null")).unwrap_err();
         assert!(err.contains("disabled"), "{err}");
+    }
+
+    #[test]
+    fn delete_backs_up_first_and_removes_everything_after() {
+        let args = json!({"backup": {"file": "www.example.com-20261122T120000Z",
+                                     "compression": "zstd", "description": "before delete"}});
+        let p = plan_site_task_with(TaskType::Delete, &site("disabled", "bind"), &args).unwrap();
+        assert_eq!(
+            actions(&p),
+            [
+                "site-backup",
+                "site-vhost-remove",
+                "site-records-remove",
+                "site-files-remove",
+                "site-db-drop"
+            ]
+        );
+        assert_eq!(p.steps[0].service, "backup");
+        assert_eq!(p.steps[0].args["backup"]["file"], "www.example.com-20261122T120000Z");
+        assert!(p.steps.iter().all(|s| s.compensation.is_none()));
+        assert!(plan_site_task(TaskType::Delete, &site("disabled", "bind")).is_err());
+        let b = plan_site_task_with(TaskType::Backup, &site("enabled", "null"), &args).unwrap();
+        assert_eq!(actions(&b), ["site-backup"]);
+        assert_eq!(
+            backup_file_name(
+                "a.test",
+                chrono::DateTime::from_timestamp(1_795_000_000, 0).unwrap()
+            ),
+            "a.test-20261118T110640Z"
+        );
     }
 
     #[test]

@@ -25,16 +25,22 @@ pub enum TaskType {
     Enable,
     /// A new one-time login link for the site's admin (Aegir's "Reset password").
     LoginReset,
+    /// A tarball of the site's directory and database.
+    Backup,
+    /// Remove a site: backup first, then its vhost, records, files, database and user.
+    Delete,
 }
 
 impl TaskType {
-    pub const ALL: [TaskType; 6] = [
+    pub const ALL: [TaskType; 8] = [
         Self::Verify,
         Self::Noop,
         Self::Install,
         Self::Disable,
         Self::Enable,
         Self::LoginReset,
+        Self::Backup,
+        Self::Delete,
     ];
 
     pub fn parse(s: &str) -> Result<Self, TaskError> {
@@ -52,6 +58,8 @@ impl TaskType {
             Self::Disable => "disable",
             Self::Enable => "enable",
             Self::LoginReset => "login-reset",
+            Self::Backup => "backup",
+            Self::Delete => "delete",
         }
     }
 }
@@ -59,7 +67,7 @@ impl TaskType {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TaskError {
     #[error(
-        "unknown task type `{0}`; known types: verify, noop, install, disable, enable, login-reset"
+        "unknown task type `{0}`; known types: verify, noop, install, disable, enable, login-reset, backup, delete"
     )]
     UnknownType(String),
     #[error("task type `{task_type}` does not run on a {target_kind}")]
@@ -106,6 +114,18 @@ pub struct NoopArgs {
     pub fail_step: Option<u32>,
 }
 
+/// A backup's options.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupArgs {
+    /// Shown with the backup (default "Generated on request").
+    #[serde(default)]
+    pub description: Option<String>,
+    /// `zstd` (default) or `gzip` (for tools that know no zstd).
+    #[serde(default)]
+    pub compression: Option<String>,
+}
+
 /// The longest a diagnostic noop may sleep.
 pub const MAX_SLEEP_MS: u64 = 3_600_000;
 /// The most steps a diagnostic noop may have.
@@ -123,9 +143,12 @@ pub fn validate(
     let runs_on = match task_type {
         TaskType::Verify => matches!(target_kind, K::Server | K::Platform | K::Site),
         TaskType::Noop => target_kind == K::Server,
-        TaskType::Install | TaskType::Disable | TaskType::Enable | TaskType::LoginReset => {
-            target_kind == K::Site
-        }
+        TaskType::Install
+        | TaskType::Disable
+        | TaskType::Enable
+        | TaskType::LoginReset
+        | TaskType::Backup
+        | TaskType::Delete => target_kind == K::Site,
     };
     if !runs_on {
         return Err(TaskError::WrongTarget {
@@ -142,10 +165,33 @@ pub fn validate(
         | TaskType::Install
         | TaskType::Disable
         | TaskType::Enable
-        | TaskType::LoginReset => match args.as_object() {
+        | TaskType::LoginReset
+        | TaskType::Delete => match args.as_object() {
             Some(o) if o.is_empty() => Ok(json!({})),
             _ => Err(bad(format!("{} takes no arguments", task_type.as_str()))),
         },
+        TaskType::Backup => {
+            let a: BackupArgs =
+                serde_json::from_value(args.clone()).map_err(|e| bad(e.to_string()))?;
+            let description = a
+                .description
+                .unwrap_or_else(|| "Generated on request".into());
+            if description.is_empty()
+                || description.len() > 255
+                || description.chars().any(char::is_control)
+            {
+                return Err(bad(
+                    "description must be 1 to 255 printable characters".into(),
+                ));
+            }
+            let compression = a.compression.unwrap_or_else(|| "zstd".into());
+            if !["zstd", "gzip"].contains(&compression.as_str()) {
+                return Err(bad(format!(
+                    "compression `{compression}` is not zstd or gzip"
+                )));
+            }
+            Ok(json!({"description": description, "compression": compression}))
+        }
         TaskType::Noop => {
             let a: NoopArgs =
                 serde_json::from_value(args.clone()).map_err(|e| bad(e.to_string()))?;
@@ -237,9 +283,12 @@ fn managed(service_type: &str) -> bool {
 /// The steps of a task on a server.
 pub fn plan_server_task(task_type: TaskType, args: &Value, server: &ServerFacts) -> Plan {
     match task_type {
-        TaskType::Install | TaskType::Disable | TaskType::Enable | TaskType::LoginReset => {
-            Plan { steps: Vec::new() }
-        }
+        TaskType::Install
+        | TaskType::Disable
+        | TaskType::Enable
+        | TaskType::LoginReset
+        | TaskType::Backup
+        | TaskType::Delete => Plan { steps: Vec::new() },
         TaskType::Verify => {
             let mut steps = Vec::new();
             // Database first: it is the service whose failure says most about credentials.

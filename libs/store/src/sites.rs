@@ -249,6 +249,40 @@ pub async fn record_packages(
     Ok(())
 }
 
+pub struct NewBackup<'a> {
+    /// The backup step's id: a redelivered result records nothing twice.
+    pub id: uuid::Uuid,
+    pub site: &'a str,
+    pub server: &'a str,
+    pub file: &'a str,
+    pub path: &'a str,
+    pub size: i64,
+    pub sha256: &'a str,
+    pub compression: &'a str,
+    pub description: &'a str,
+    pub task_id: uuid::Uuid,
+}
+
+pub async fn record_backup(conn: &mut PgConnection, b: NewBackup<'_>) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO backups (id, site, server, file, path, size, sha256, compression, description, task_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
+    )
+    .bind(b.id)
+    .bind(b.site)
+    .bind(b.server)
+    .bind(b.file)
+    .bind(b.path)
+    .bind(b.size)
+    .bind(b.sha256)
+    .bind(b.compression)
+    .bind(b.description)
+    .bind(b.task_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 #[derive(sqlx::FromRow)]
 struct SitePackageRow {
     name: String,
@@ -257,6 +291,21 @@ struct SitePackageRow {
     version: Option<String>,
     schema_version: Option<i64>,
     enabled: bool,
+}
+
+#[derive(sqlx::FromRow)]
+struct BackupRow {
+    id: uuid::Uuid,
+    site: String,
+    server: String,
+    file: String,
+    path: String,
+    size: i64,
+    sha256: String,
+    compression: String,
+    description: String,
+    task_id: uuid::Uuid,
+    created_at: DateTime<Utc>,
 }
 
 /// Filters for `GET /api/v1/sites`.
@@ -286,6 +335,33 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(SiteRow::into_contract).collect())
+    }
+
+    pub async fn site_backups(&self, uri: &str) -> Result<Vec<berth_contracts::Backup>> {
+        let rows: Vec<BackupRow> = sqlx::query_as(
+            "SELECT id, site, server, file, path, size, sha256, compression, description, task_id,
+                    created_at FROM backups WHERE site = $1 AND deleted_at IS NULL
+             ORDER BY created_at DESC",
+        )
+        .bind(uri)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| berth_contracts::Backup {
+                id: r.id,
+                site: r.site,
+                server: r.server,
+                file: r.file,
+                path: r.path,
+                size: r.size,
+                sha256: r.sha256,
+                compression: r.compression,
+                description: r.description,
+                task_id: r.task_id,
+                created_at: r.created_at,
+            })
+            .collect())
     }
 
     pub async fn site_packages(&self, uri: &str) -> Result<Vec<Package>> {

@@ -33,6 +33,9 @@ pub struct ApiConfig {
     pub secret_key: SecretKey,
     pub diagnostics: bool,
     pub max_body_bytes: usize,
+    /// Delete may run on an enabled site (Aegir's "Require site to be disabled before
+    /// deletion", unchecked).
+    pub delete_enabled_sites: bool,
 }
 
 #[derive(Clone)]
@@ -44,6 +47,7 @@ pub struct AppState {
     pub secret_key: SecretKey,
     pub diagnostics: bool,
     pub max_body_bytes: usize,
+    pub delete_enabled_sites: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +88,7 @@ pub fn router(state: AppState) -> Router {
             get(sites::show).patch(sites::change).delete(sites::delete),
         )
         .route("/sites/{uri}/packages", get(sites::packages))
+        .route("/sites/{uri}/backups", get(sites::backups))
         .route("/tasks", post(tasks::create).get(tasks::list))
         .route("/tasks/{id}", get(tasks::show))
         .route("/tasks/{id}/log", get(tasks::log))
@@ -172,6 +177,7 @@ pub async fn serve(
         secret_key: cfg.secret_key.clone(),
         diagnostics: cfg.diagnostics,
         max_body_bytes: cfg.max_body_bytes,
+        delete_enabled_sites: cfg.delete_enabled_sites,
     };
     tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "API listening");
     let s = shutdown.clone();

@@ -72,6 +72,7 @@ const RELOAD_WINDOW_MS: Key = key("BERTH_RELOAD_WINDOW_MS", "200");
 const RELOAD_MAX_WAIT_MS: Key = key("BERTH_RELOAD_MAX_WAIT_MS", "10000");
 const INSTALLER_SLOTS: Key = key("BERTH_INSTALLER_SLOTS", "0");
 const HTTP_CONCURRENCY: Key = key("BERTH_HTTP_CONCURRENCY", "200");
+const DELETE_ENABLED_SITES: Key = key("BERTH_DELETE_ENABLED_SITES", "false");
 const MAX_BODY_BYTES: Key = key("BERTH_MAX_BODY_BYTES", "65536");
 const LOG_FORMAT: Key = key("BERTH_LOG_FORMAT", "text");
 const OTLP_ENDPOINT: Key = Key {
@@ -86,7 +87,7 @@ const WORKER_NAME: Key = Key {
 };
 
 /// Every key the configuration file may hold.
-const ALL_KEYS: [&Key; 27] = [
+const ALL_KEYS: [&Key; 28] = [
     &DATABASE_URL,
     &AMQP_URL,
     &LISTEN,
@@ -110,6 +111,7 @@ const ALL_KEYS: [&Key; 27] = [
     &RELOAD_MAX_WAIT_MS,
     &INSTALLER_SLOTS,
     &HTTP_CONCURRENCY,
+    &DELETE_ENABLED_SITES,
     &MAX_BODY_BYTES,
     &LOG_FORMAT,
     &OTLP_ENDPOINT,
@@ -214,6 +216,8 @@ pub struct Settings {
     /// Steps an http worker holds at once: most wait for a reload, costing nothing, so
     /// this is far above BERTH_CONCURRENCY; drush runs are capped by the installer slots.
     pub http_concurrency: u16,
+    /// Delete may run on an enabled site (default: it must be disabled first).
+    pub delete_enabled_sites: bool,
     pub max_body_bytes: usize,
     pub log_format: LogFormat,
     pub otlp_endpoint: Option<String>,
@@ -575,6 +579,11 @@ impl Settings {
                 _ => Err("not a whole number from 1 to 1000".into()),
             },
         )?;
+        let delete_enabled_sites = src.parse(
+            &DELETE_ENABLED_SITES,
+            "use BERTH_DELETE_ENABLED_SITES=true or false",
+            parse_bool,
+        )?;
         let max_body_bytes = src.parse(
             &MAX_BODY_BYTES,
             "give a size in bytes from 1024 to 1073741824, e.g. BERTH_MAX_BODY_BYTES=65536",
@@ -644,6 +653,7 @@ impl Settings {
             reload_max_wait_ms,
             installer_slots,
             http_concurrency,
+            delete_enabled_sites,
             max_body_bytes,
             log_format,
             otlp_endpoint,

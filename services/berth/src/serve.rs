@@ -106,6 +106,7 @@ fn start(
                 secret_key: s.secret_key("`berth serve api` (it seals db passwords)")?,
                 diagnostics: s.diagnostics,
                 max_body_bytes: s.max_body_bytes,
+                delete_enabled_sites: s.delete_enabled_sites,
             };
             Box::pin(async move { Ok(berth_api::run(cfg, shutdown).await?) })
         }

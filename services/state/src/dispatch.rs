@@ -11,7 +11,7 @@ use berth_contracts::{
     AttemptRecord, DeadLetterMessage, ErrorKind, LogLevel, StepCommand, StepEvent, StepOutcome,
     StepPhase, StepStatus, TargetKind, TaskQueued, TaskStatus, WorkerLog, exchanges,
 };
-use berth_hosting::sites::{plan_platform_task, plan_site_task, status as site_status};
+use berth_hosting::sites::{plan_platform_task, plan_site_task_with, status as site_status};
 use berth_hosting::tasks::{SecretNeed, TaskType, plan_server_task};
 use berth_store::outbox::{self, OutboxMessage, OutboxRow};
 use berth_store::tasks::{self as t, NewStep, StepChange, StepRow, TaskRow};
@@ -389,7 +389,7 @@ impl Dispatcher {
                 let Some(site) = sites::facts(tx, &task.target).await? else {
                     return Ok(Err(format!("site `{}` does not exist", task.target)));
                 };
-                match plan_site_task(task_type, &site) {
+                match plan_site_task_with(task_type, &site, &task.args) {
                     Ok(plan) => plan,
                     Err(why) => return Ok(Err(why)),
                 }
@@ -605,6 +605,31 @@ async fn record_output(
             )
             .await?;
         }
+        "site-backup" => {
+            let backup = step.args.get("backup").cloned().unwrap_or_default();
+            let text = |v: &serde_json::Value, k: &str| {
+                v.get(k)
+                    .and_then(|x| x.as_str())
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            sites::record_backup(
+                tx,
+                sites::NewBackup {
+                    id: step.id,
+                    site: &task.target,
+                    server: &step.server,
+                    file: &text(output, "file"),
+                    path: &text(output, "path"),
+                    size: output.get("size").and_then(|v| v.as_i64()).unwrap_or(0),
+                    sha256: &text(output, "sha256"),
+                    compression: &text(output, "compression"),
+                    description: &text(&backup, "description"),
+                    task_id: task.id,
+                },
+            )
+            .await?;
+        }
         "site-packages" | "site-login" => {
             if output.get("packages").is_some() {
                 sites::record_packages(tx, &task.target, &packages(output)).await?;
@@ -637,6 +662,11 @@ async fn apply_finish(tx: &mut Tx, task: &TaskRow, status: TaskStatus) -> Result
                 // was already installed, say) leaves it as it was.
                 ("install", false) if site.status == site_status::INSTALLING => site_status::FAILED,
                 ("disable", true) => site_status::DISABLED,
+                ("delete", true) => {
+                    // The row and its history stay; its aliases are free for other sites.
+                    sites::set_aliases(tx, &task.target, &[]).await?;
+                    site_status::DELETED
+                }
                 ("enable", true) => site_status::ENABLED,
                 _ => return Ok(None),
             };

@@ -347,6 +347,15 @@ pub async fn packages(
     Ok(axum::Json(state.store.site_packages(&site.uri).await?))
 }
 
+/// The site's backups, newest first.
+pub async fn backups(
+    State(state): State<AppState>,
+    ApiPath(uri): ApiPath<String>,
+) -> Result<axum::Json<Vec<berth_contracts::Backup>>, ApiError> {
+    let site = existing(&state, &uri).await?;
+    Ok(axum::Json(state.store.site_backups(&site.uri).await?))
+}
+
 /// Changes client, e-mail, aliases or redirection, and queues the verify that applies
 /// them to the web server and DNS.
 pub async fn change(

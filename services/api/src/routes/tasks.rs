@@ -48,6 +48,25 @@ async fn resolve_target(state: &AppState, target: &str) -> Result<TargetKind, Ap
     }
 }
 
+/// Backup and delete tasks carry the name of the backup they make, given here (when the task
+/// is accepted) so that the plan stays pure and a redelivered step writes the same file.
+fn with_backup_file(task_type: TaskType, uri: &str, args: serde_json::Value) -> serde_json::Value {
+    let file = berth_hosting::sites::backup_file_name(uri, chrono::Utc::now());
+    match task_type {
+        TaskType::Backup => serde_json::json!({"backup": {
+            "file": file,
+            "compression": args["compression"],
+            "description": args["description"],
+        }}),
+        TaskType::Delete => serde_json::json!({"backup": {
+            "file": file,
+            "compression": "zstd",
+            "description": "Generated before being deleted",
+        }}),
+        _ => args,
+    }
+}
+
 /// Refuses, before anything is queued, a site task the site's status does not allow.
 pub async fn check_site_task(
     state: &AppState,
@@ -60,6 +79,16 @@ pub async fn check_site_task(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("site `{uri}` not found")))?;
     check_status(task_type, uri, &site.status).map_err(ApiError::Conflict)?;
+    if task_type == TaskType::Delete
+        && site.status != site_status::DISABLED
+        && !state.delete_enabled_sites
+    {
+        return Err(ApiError::Conflict(format!(
+            "site `{uri}` is {}: disable it first (a site must be disabled before it is deleted; \
+             BERTH_DELETE_ENABLED_SITES=true lifts this)",
+            site.status
+        )));
+    }
     // A verify may queue behind another (it is re-runnable); two installs, disables… may not.
     if task_type != TaskType::Verify
         && let Some(id) = state.store.unfinished_task(uri, task_type.as_str()).await?
@@ -85,10 +114,11 @@ pub async fn create(
         .unwrap_or(&body.target)
         .to_string();
     let kind = resolve_target(&state, &target).await?;
-    let args = tasks::validate(task_type, kind, &body.args, state.diagnostics)
+    let mut args = tasks::validate(task_type, kind, &body.args, state.diagnostics)
         .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
     if kind == TargetKind::Site {
         check_site_task(&state, task_type, &target).await?;
+        args = with_backup_file(task_type, &target, args);
     }
     let mut tx = state.store.pool.begin().await?;
     if kind == TargetKind::Site && task_type == TaskType::Install {
