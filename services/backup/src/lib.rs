@@ -1,26 +1,229 @@
-//! The backup worker: site tarballs (create, restore, delete, retention). Its actions come
-//! with the backup tasks; until then it answers the diagnostic `noop` that every worker
-//! answers (handled by the worker framework) and refuses anything else.
+//! The backup worker: site tarballs, as Aegir makes them (the site directory with an
+//! uncloaked settings.php, plus `database.sql`), stored in the backups directory of the
+//! web server the site runs on.
+//!
+//! Actions:
+//! - `site-backup`: the site description (`uri`, `root`, `db {host, port, name, user}`)
+//!   plus `backup {file, compression, description}`; the site's database password sealed
+//!   in `secrets.site_db`. Output `{file, path, size, sha256, compression}`.
+//! - `backup-delete`: `{path}`, a file directly inside the backups directory.
+//! - `backup-extract`: `{path, target_dir, db}` plus `secrets.site_db` (the target user's
+//!   password): unpacks into a new directory and imports the dump.
+//!
+//! The work is done by plain async functions ([`backup_site`], [`extract_backup`],
+//! [`delete_backup`]) that the step handler wraps.
+
+mod archive;
+mod mysql;
+
+pub use archive::{
+    BackupArgs, BackupOutput, Compression, EXTRACT_MARKER, ExtractArgs, ExtractOutput, backup_site,
+    delete_backup, extract_backup, uncloak_settings,
+};
+pub use mysql::DbTarget;
 
 use berth_broker::worker::{StepContext, StepError, StepHandler, StepOk, WorkerConfig, run_worker};
 use berth_contracts::StepCommand;
+use berth_secrets::SecretKey;
+use std::path::PathBuf;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
-pub struct BackupWorker;
+/// The backup worker's configuration.
+#[derive(Debug, Clone)]
+pub struct BackupConfig {
+    pub worker: WorkerConfig,
+    /// Opens the sealed site database passwords that come with the steps.
+    pub secret_key: SecretKey,
+    /// Where the tarballs go (made 0700 if absent), e.g. `/var/berth/backups`.
+    pub backups_dir: PathBuf,
+    /// The dump program: `mariadb-dump` (or `mysqldump`).
+    pub dump_bin: String,
+    /// The client program that imports dumps: `mariadb` (or `mysql`).
+    pub client_bin: String,
+}
 
-impl StepHandler for BackupWorker {
-    async fn handle(&self, cmd: &StepCommand, _ctx: &StepContext) -> Result<StepOk, StepError> {
-        Err(StepError::Permanent(format!(
-            "the backup worker has no action `{}`",
-            cmd.action
-        )))
+impl BackupConfig {
+    /// The archiver with this configuration's directory and programs, default tuning.
+    pub fn archiver(&self) -> Archiver {
+        Archiver::new(
+            self.backups_dir.clone(),
+            self.dump_bin.clone(),
+            self.client_bin.clone(),
+        )
     }
 }
 
+/// What the archive functions need: where tarballs go, the programs, the compressors'
+/// settings.
+#[derive(Debug, Clone)]
+pub struct Archiver {
+    pub backups_dir: PathBuf,
+    pub dump_bin: String,
+    pub client_bin: String,
+    /// zstd level (3).
+    pub zstd_level: i32,
+    /// zstd worker threads; 0: one per core (the default).
+    pub zstd_threads: u32,
+    /// gzip level (6, as gzip's own default).
+    pub gzip_level: u32,
+}
+
+impl Archiver {
+    pub fn new(
+        backups_dir: impl Into<PathBuf>,
+        dump_bin: impl Into<String>,
+        client_bin: impl Into<String>,
+    ) -> Self {
+        Self {
+            backups_dir: backups_dir.into(),
+            dump_bin: dump_bin.into(),
+            client_bin: client_bin.into(),
+            zstd_level: 3,
+            zstd_threads: 0,
+            gzip_level: 6,
+        }
+    }
+}
+
+/// Why an archive function failed: the step error it becomes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackupError {
+    #[error("{0}")]
+    Permanent(String),
+    #[error("{0}")]
+    Transient(String),
+}
+
+impl BackupError {
+    pub fn permanent(m: impl std::fmt::Display) -> Self {
+        Self::Permanent(m.to_string())
+    }
+    pub fn transient(m: impl std::fmt::Display) -> Self {
+        Self::Transient(m.to_string())
+    }
+    pub fn bad(m: impl std::fmt::Display) -> Self {
+        Self::Permanent(format!("bad step arguments: {m}"))
+    }
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Self::Permanent(_))
+    }
+}
+
+impl From<BackupError> for StepError {
+    fn from(e: BackupError) -> Self {
+        match e {
+            BackupError::Permanent(m) => StepError::Permanent(m),
+            BackupError::Transient(m) => StepError::Transient(m),
+        }
+    }
+}
+
+pub struct BackupWorker {
+    secret_key: Option<SecretKey>,
+    archiver: Option<Archiver>,
+}
+
+impl BackupWorker {
+    pub fn new(cfg: &BackupConfig) -> Self {
+        Self {
+            secret_key: Some(cfg.secret_key.clone()),
+            archiver: Some(cfg.archiver()),
+        }
+    }
+
+    fn parts(&self) -> Result<(&SecretKey, &Archiver), StepError> {
+        match (&self.secret_key, &self.archiver) {
+            (Some(k), Some(a)) => Ok((k, a)),
+            _ => Err(StepError::permanent(
+                "this backup worker runs without a BackupConfig (no key, no backups dir)",
+            )),
+        }
+    }
+
+    fn site_password(key: &SecretKey, cmd: &StepCommand) -> Result<String, StepError> {
+        let sealed = cmd
+            .secrets
+            .get("site_db")
+            .ok_or_else(|| StepError::permanent("the site's database password was not sent"))?;
+        key.open(sealed)
+            .map_err(|e| StepError::permanent(format!("cannot open the site's password: {e}")))
+    }
+}
+
+/// Runs `work` with a log whose lines go to the task log at once (`ctx.progress`).
+async fn with_progress<T, Fut>(
+    ctx: &StepContext,
+    work: impl FnOnce(Box<dyn Fn(String) + Send + Sync>) -> Fut,
+) -> T
+where
+    Fut: std::future::Future<Output = T>,
+{
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let log: Box<dyn Fn(String) + Send + Sync> = Box::new(move |line| {
+        let _ = tx.send(line);
+    });
+    let forward = async {
+        while let Some(line) = rx.recv().await {
+            ctx.progress(line).await;
+        }
+    };
+    let (out, ()) = tokio::join!(work(log), forward);
+    out
+}
+
+impl StepHandler for BackupWorker {
+    async fn handle(&self, cmd: &StepCommand, ctx: &StepContext) -> Result<StepOk, StepError> {
+        match cmd.action.as_str() {
+            "site-backup" => {
+                let (key, a) = self.parts()?;
+                let pw = Self::site_password(key, cmd)?;
+                let out = with_progress(ctx, |log| async move {
+                    backup_site(a, &cmd.args, &pw, &*log).await
+                })
+                .await?;
+                Ok(StepOk::new(serde_json::to_value(out).unwrap_or_default()))
+            }
+            "backup-extract" => {
+                let (key, a) = self.parts()?;
+                let pw = Self::site_password(key, cmd)?;
+                let out = with_progress(ctx, |log| async move {
+                    extract_backup(a, &cmd.args, &pw, &*log).await
+                })
+                .await?;
+                Ok(StepOk::new(serde_json::to_value(out).unwrap_or_default()))
+            }
+            "backup-delete" => {
+                let (_, a) = self.parts()?;
+                let out = delete_backup(a, &cmd.args, &|line| ctx.info(line))?;
+                Ok(StepOk::new(out))
+            }
+            other => Err(StepError::Permanent(format!(
+                "the backup worker has no action `{other}`"
+            ))),
+        }
+    }
+}
+
+/// The worker with a bare [`WorkerConfig`]: answers `noop` and refuses the backup actions
+/// (no key, no backups directory). Kept until every caller passes a [`BackupConfig`] to
+/// [`run_with`].
 pub async fn run(
     cfg: WorkerConfig,
     shutdown: CancellationToken,
 ) -> Result<(), berth_broker::BrokerError> {
-    run_worker(cfg, Arc::new(BackupWorker), shutdown).await
+    let worker = BackupWorker {
+        secret_key: None,
+        archiver: None,
+    };
+    run_worker(cfg, Arc::new(worker), shutdown).await
+}
+
+/// The backup worker with its configuration.
+pub async fn run_with(
+    cfg: BackupConfig,
+    shutdown: CancellationToken,
+) -> Result<(), berth_broker::BrokerError> {
+    let worker = cfg.worker.clone();
+    run_worker(worker, Arc::new(BackupWorker::new(&cfg)), shutdown).await
 }
