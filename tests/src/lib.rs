@@ -300,9 +300,15 @@ impl World {
                 }
             }
         }));
-        let backup = self.worker_config("backup", servers);
+        let backup = berth_backup::BackupConfig {
+            worker: self.worker_config("backup", servers),
+            secret_key: SecretKey::from_hex(&self.secret_hex).expect("valid key"),
+            backups_dir: self.dir.join("backups"),
+            dump_bin: "mariadb-dump".into(),
+            client_bin: "mariadb".into(),
+        };
         self.services.push(tokio::spawn(async move {
-            if let Err(e) = berth_backup::run(backup, s).await {
+            if let Err(e) = berth_backup::run_with(backup, s).await {
                 eprintln!("backup worker stopped: {e}");
             }
         }));
@@ -562,6 +568,10 @@ impl World {
             (
                 "BERTH_RELOAD_WINDOW_MS".into(),
                 self.opts.reload_window_ms.to_string(),
+            ),
+            (
+                "BERTH_BACKUPS_DIR".into(),
+                self.dir.join("backups").display().to_string(),
             ),
             ("BERTH_API_URL".into(), self.api.clone()),
             ("BERTH_TOKEN".into(), self.token.clone()),

@@ -64,7 +64,9 @@ async fn platforms_compare_by_schema_version_and_presence() {
     platform_from(&w, "platform_b", &b).await;
     platform_from(&w, "platform_same", &same).await;
 
-    let cmp = w.get_json("/api/v1/platforms/platform_a/compare/platform_b").await;
+    let cmp = w
+        .get_json("/api/v1/platforms/platform_a/compare/platform_b")
+        .await;
     assert_eq!(row(&cmp, "node")["verdict"], "error", "{cmp}");
     assert_eq!(row(&cmp, "node")["current_schema"], 10101);
     assert_eq!(row(&cmp, "node")["target_schema"], 10100);
@@ -77,7 +79,9 @@ async fn platforms_compare_by_schema_version_and_presence() {
     assert_eq!(cmp["rows"][0]["verdict"], "error");
 
     // The other way round, node is an upgrade and token an error.
-    let back = w.get_json("/api/v1/platforms/platform_b/compare/platform_a").await;
+    let back = w
+        .get_json("/api/v1/platforms/platform_b/compare/platform_a")
+        .await;
     assert_eq!(row(&back, "node")["verdict"], "upgrade");
     assert_eq!(row(&back, "token")["verdict"], "error");
 

@@ -73,6 +73,9 @@ const RELOAD_MAX_WAIT_MS: Key = key("BERTH_RELOAD_MAX_WAIT_MS", "10000");
 const INSTALLER_SLOTS: Key = key("BERTH_INSTALLER_SLOTS", "0");
 const HTTP_CONCURRENCY: Key = key("BERTH_HTTP_CONCURRENCY", "200");
 const DELETE_ENABLED_SITES: Key = key("BERTH_DELETE_ENABLED_SITES", "false");
+const BACKUPS_DIR: Key = key("BERTH_BACKUPS_DIR", "");
+const DUMP_BIN: Key = key("BERTH_DUMP_BIN", "mariadb-dump");
+const MYSQL_CLIENT_BIN: Key = key("BERTH_MYSQL_CLIENT_BIN", "mariadb");
 const MAX_BODY_BYTES: Key = key("BERTH_MAX_BODY_BYTES", "65536");
 const LOG_FORMAT: Key = key("BERTH_LOG_FORMAT", "text");
 const OTLP_ENDPOINT: Key = Key {
@@ -87,7 +90,7 @@ const WORKER_NAME: Key = Key {
 };
 
 /// Every key the configuration file may hold.
-const ALL_KEYS: [&Key; 28] = [
+const ALL_KEYS: [&Key; 31] = [
     &DATABASE_URL,
     &AMQP_URL,
     &LISTEN,
@@ -112,6 +115,9 @@ const ALL_KEYS: [&Key; 28] = [
     &INSTALLER_SLOTS,
     &HTTP_CONCURRENCY,
     &DELETE_ENABLED_SITES,
+    &BACKUPS_DIR,
+    &DUMP_BIN,
+    &MYSQL_CLIENT_BIN,
     &MAX_BODY_BYTES,
     &LOG_FORMAT,
     &OTLP_ENDPOINT,
@@ -218,6 +224,12 @@ pub struct Settings {
     pub http_concurrency: u16,
     /// Delete may run on an enabled site (default: it must be disabled first).
     pub delete_enabled_sites: bool,
+    /// Where backups go; empty in the configuration: `<data_root>/backups`.
+    pub backups_dir: PathBuf,
+    /// The database dump program (`mariadb-dump` or `mysqldump`).
+    pub dump_bin: String,
+    /// The database client that imports dumps (`mariadb` or `mysql`).
+    pub mysql_client_bin: String,
     pub max_body_bytes: usize,
     pub log_format: LogFormat,
     pub otlp_endpoint: Option<String>,
@@ -584,6 +596,32 @@ impl Settings {
             "use BERTH_DELETE_ENABLED_SITES=true or false",
             parse_bool,
         )?;
+        let backups_dir = src.parse(
+            &BACKUPS_DIR,
+            "give an absolute path, e.g. BERTH_BACKUPS_DIR=/var/lib/berth/backups, or leave it empty",
+            |s| {
+                if s.is_empty() || s.starts_with('/') {
+                    Ok(s.to_string())
+                } else {
+                    Err("not an absolute path".into())
+                }
+            },
+        )?;
+        let backups_dir = if backups_dir.is_empty() {
+            data_root.join("backups")
+        } else {
+            PathBuf::from(backups_dir)
+        };
+        let dump_bin = src.parse(
+            &DUMP_BIN,
+            "give the dump program, e.g. BERTH_DUMP_BIN=mariadb-dump",
+            non_empty,
+        )?;
+        let mysql_client_bin = src.parse(
+            &MYSQL_CLIENT_BIN,
+            "give the client program, e.g. BERTH_MYSQL_CLIENT_BIN=mariadb",
+            non_empty,
+        )?;
         let max_body_bytes = src.parse(
             &MAX_BODY_BYTES,
             "give a size in bytes from 1024 to 1073741824, e.g. BERTH_MAX_BODY_BYTES=65536",
@@ -654,6 +692,9 @@ impl Settings {
             installer_slots,
             http_concurrency,
             delete_enabled_sites,
+            backups_dir,
+            dump_bin,
+            mysql_client_bin,
             max_body_bytes,
             log_format,
             otlp_endpoint,

@@ -157,8 +157,15 @@ fn start(
             Box::pin(async move { Ok(berth_dns::run(cfg, shutdown).await?) })
         }
         Service::Backup => {
-            let cfg = worker_config(s, name, shared);
-            Box::pin(async move { Ok(berth_backup::run(cfg, shutdown).await?) })
+            let cfg = berth_backup::BackupConfig {
+                worker: worker_config(s, name, shared),
+                secret_key: s
+                    .secret_key("`berth serve backup` (it opens sites' sealed db passwords)")?,
+                backups_dir: s.backups_dir.clone(),
+                dump_bin: s.dump_bin.clone(),
+                client_bin: s.mysql_client_bin.clone(),
+            };
+            Box::pin(async move { Ok(berth_backup::run_with(cfg, shutdown).await?) })
         }
         Service::All => unreachable!("`all` is split into its services"),
     })
