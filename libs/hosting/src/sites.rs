@@ -549,7 +549,10 @@ mod tests {
             ]
         );
         assert_eq!(p.steps[0].service, "backup");
-        assert_eq!(p.steps[0].args["backup"]["file"], "www.example.com-20261122T120000Z");
+        assert_eq!(
+            p.steps[0].args["backup"]["file"],
+            "www.example.com-20261122T120000Z"
+        );
         assert!(p.steps.iter().all(|s| s.compensation.is_none()));
         assert!(plan_site_task(TaskType::Delete, &site("disabled", "bind")).is_err());
         let b = plan_site_task_with(TaskType::Backup, &site("enabled", "null"), &args).unwrap();

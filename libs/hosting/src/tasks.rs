@@ -181,7 +181,7 @@ pub fn validate(
                 || description.chars().any(char::is_control)
             {
                 return Err(bad(
-                    "description must be 1 to 255 printable characters".into(),
+                    "description must be 1 to 255 printable characters".into()
                 ));
             }
             let compression = a.compression.unwrap_or_else(|| "zstd".into());
