@@ -967,7 +967,7 @@ fn import(
     });
     let mut stdin = child.stdin.take();
     let copied = match stdin.as_mut() {
-        Some(w) => io::copy(sql, w),
+        Some(w) => copy_without_definers(sql, w),
         None => Ok(0),
     };
     drop(stdin);
@@ -981,6 +981,86 @@ fn import(
     copied.map_err(|e| {
         BackupError::transient(format!("feeding database.sql to {}: {e}", a.client_bin))
     })
+}
+
+/// Copies a dump, dropping the `DEFINER=` clauses of routines, triggers and views: the
+/// dump's definer (the old site user) does not exist for, or may not be named by, the
+/// user that imports it; without the clause the importing user is the definer. Rows
+/// (`INSERT` lines) pass untouched.
+fn copy_without_definers(r: &mut dyn Read, w: &mut dyn Write) -> io::Result<u64> {
+    let mut r = io::BufReader::with_capacity(1 << 20, r);
+    let mut line = Vec::with_capacity(1 << 20);
+    let mut n = 0u64;
+    loop {
+        line.clear();
+        let k = io::BufRead::read_until(&mut r, b'\n', &mut line)?;
+        if k == 0 {
+            break;
+        }
+        n += k as u64;
+        if !line.starts_with(b"INSERT") && find(&line, b"DEFINER=").is_some() {
+            w.write_all(&strip_definers(&line))?;
+        } else {
+            w.write_all(&line)?;
+        }
+    }
+    w.flush()?;
+    Ok(n)
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Length of a quoted name (`x`, 'x', "x", doubled quotes escape) or bare word at the
+/// start of `s`.
+fn quoted_len(s: &[u8]) -> usize {
+    match s.first() {
+        Some(&q @ (b'`' | b'\'' | b'"')) => {
+            let mut i = 1;
+            while i < s.len() {
+                if s[i] == q {
+                    if s.get(i + 1) == Some(&q) {
+                        i += 2;
+                        continue;
+                    }
+                    return i + 1;
+                }
+                if s[i] == b'\\' && q != b'`' {
+                    i += 1;
+                }
+                i += 1;
+            }
+            s.len()
+        }
+        _ => s
+            .iter()
+            .position(|b| {
+                !(b.is_ascii_alphanumeric() || matches!(b, b'_' | b'(' | b')' | b'.' | b'%' | b'-'))
+            })
+            .unwrap_or(s.len()),
+    }
+}
+
+/// `DEFINER=`user`@`host` ` (or `DEFINER=CURRENT_USER`) removed wherever it appears.
+pub fn strip_definers(line: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(i) = find(rest, b"DEFINER=") {
+        out.extend_from_slice(&rest[..i]);
+        let mut j = i + b"DEFINER=".len();
+        j += quoted_len(&rest[j..]);
+        if rest.get(j) == Some(&b'@') {
+            j += 1;
+            j += quoted_len(&rest[j..]);
+        }
+        if rest.get(j) == Some(&b' ') {
+            j += 1;
+        }
+        rest = &rest[j..];
+    }
+    out.extend_from_slice(rest);
+    out
 }
 
 /// `backup-delete`: removes a tarball directly inside the backups directory; anything

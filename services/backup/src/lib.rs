@@ -18,7 +18,7 @@ mod mysql;
 
 pub use archive::{
     BackupArgs, BackupOutput, Compression, EXTRACT_MARKER, ExtractArgs, ExtractOutput, backup_site,
-    delete_backup, extract_backup, uncloak_settings,
+    delete_backup, extract_backup, strip_definers, uncloak_settings,
 };
 pub use mysql::DbTarget;
 

@@ -127,7 +127,8 @@ pub fn classify(what: &str, status: std::process::ExitStatus, stderr: &str) -> B
             || stderr.contains(&format!("ERROR {code}"))
             || stderr.contains(&format!("Error: {code}"))
             || stderr.contains(&format!("error {code}"))
-    });
+    }) || stderr.contains("insufficient privileges")
+        || stderr.contains("Access denied");
     if permanent {
         BackupError::Permanent(msg)
     } else {
