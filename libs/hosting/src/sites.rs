@@ -156,6 +156,7 @@ pub fn statuses_for(task_type: TaskType) -> &'static [&'static str] {
         TaskType::Backup => &[status::ENABLED, status::DISABLED],
         // The API refuses an enabled site unless deleting enabled sites is allowed.
         TaskType::Delete => &[status::DISABLED, status::ENABLED],
+        TaskType::Restore => &[status::ENABLED, status::DISABLED],
         TaskType::Noop => &[],
     }
 }
@@ -247,9 +248,112 @@ fn backup_step(s: &SiteFacts, web: &str, task_args: &Value) -> Result<PlannedSte
     ))
 }
 
-/// A backup's file name: `<uri>-<UTC time>`, as Aegir names them.
-pub fn backup_file_name(uri: &str, at: chrono::DateTime<chrono::Utc>) -> String {
-    format!("{uri}-{}", at.format("%Y%m%dT%H%M%SZ"))
+/// The directory a restore unpacks the backup into, beside the live site.
+pub fn restore_dir(root: &str, uri: &str) -> String {
+    format!("{root}/sites/{uri}.berth-new")
+}
+
+/// A restore, in steps that each can be taken back until the old database is dropped,
+/// the last step that can fail: maintenance page, a backup of the site as it is, a new
+/// database, the chosen backup unpacked beside the site and imported, the swap, updatedb,
+/// the vhost with the new credentials, the package map, then the old database dropped and
+/// the old directory removed. A failure anywhere before the drop puts everything back.
+fn restore_steps(s: &SiteFacts, task_args: &Value) -> Result<Vec<PlannedStep>, String> {
+    let web = s.platform.web_server.name.as_str();
+    let from = task_args
+        .get("restore_from")
+        .and_then(|r| r.get("path"))
+        .and_then(Value::as_str)
+        .ok_or("the task carries no backup to restore")?;
+    let next = task_args
+        .get("next_db")
+        .filter(|n| n.get("name").is_some() && n.get("user").is_some())
+        .ok_or("the task carries no database to restore into")?;
+    let disabled = s.status == status::DISABLED;
+    let mut args = s.step_args(disabled);
+    args["stash"] = json!(true);
+    let mut next_args = args.clone();
+    next_args["db"]["name"] = next["name"].clone();
+    next_args["db"]["user"] = next["user"].clone();
+    let new_dir = restore_dir(&s.platform.root, &s.uri);
+    let extract = json!({
+        "path": from,
+        "target_dir": new_dir,
+        "db": {
+            "host": next_args["db"]["host"], "port": next_args["db"]["port"],
+            "name": next["name"], "user": next["user"],
+        },
+    });
+    let mut swap = next_args.clone();
+    swap["new_dir"] = json!(new_dir);
+    let db_server = s.db_server.name.as_str();
+    Ok(vec![
+        step(
+            "http",
+            web,
+            "site-maintenance",
+            &args,
+            Some("site-vhost-restore"),
+            None,
+        ),
+        backup_step(s, web, task_args)?,
+        step(
+            "db",
+            db_server,
+            "site-db-create",
+            &next_args,
+            Some("site-db-drop"),
+            Some(SecretNeed::DbAdminAndSiteDbNext),
+        ),
+        step(
+            "backup",
+            web,
+            "backup-extract",
+            &extract,
+            Some("backup-extract-remove"),
+            Some(SecretNeed::SiteDbNext),
+        ),
+        step("http", web, "site-swap", &swap, Some("site-swap-back"), None),
+        step(
+            "http",
+            web,
+            "site-updatedb",
+            &next_args,
+            None,
+            Some(SecretNeed::SiteDbNext),
+        ),
+        step(
+            "http",
+            web,
+            "site-vhost",
+            &next_args,
+            Some("site-vhost-restore"),
+            Some(SecretNeed::SiteDbNext),
+        ),
+        step(
+            "http",
+            web,
+            "site-packages",
+            &next_args,
+            None,
+            Some(SecretNeed::SiteDbNext),
+        ),
+        step(
+            "db",
+            db_server,
+            "site-db-drop",
+            &args,
+            None,
+            Some(SecretNeed::DbAdmin),
+        ),
+        step("http", web, "site-cleanup", &swap, None, None),
+    ])
+}
+
+/// A backup's file name: `<uri>-<UTC time>`, as Aegir names them, and a few random hex
+/// digits (`unique`): two backups in one second must not share a file.
+pub fn backup_file_name(uri: &str, at: chrono::DateTime<chrono::Utc>, unique: &str) -> String {
+    format!("{uri}-{}-{unique}", at.format("%Y%m%dT%H%M%SZ"))
 }
 
 /// The steps of a task on a site; `Err` says why it cannot run now.
@@ -418,6 +522,10 @@ pub fn plan_site_task_with(
                 Some(SecretNeed::DbAdmin),
             ));
         }
+        TaskType::Restore => {
+            need_status(&[])?;
+            steps = restore_steps(s, task_args)?;
+        }
         TaskType::Noop => return Err("noop runs on servers only".into()),
     }
     Ok(Plan { steps })
@@ -560,10 +668,48 @@ mod tests {
         assert_eq!(
             backup_file_name(
                 "a.test",
-                chrono::DateTime::from_timestamp(1_795_000_000, 0).unwrap()
+                chrono::DateTime::from_timestamp(1_795_000_000, 0).unwrap(),
+                "1a2b"
             ),
-            "a.test-20261118T110640Z"
+            "a.test-20261118T110640Z-1a2b"
         );
+    }
+
+    #[test]
+    fn a_restore_can_be_taken_back_until_the_old_database_goes() {
+        let args = json!({
+            "backup": {"file": "f", "compression": "zstd", "description": "before restore"},
+            "restore_from": {"id": "x", "path": "/var/lib/berth/backups/old.tar.zst"},
+            "next_db": {"name": "wwwexamplecom_ffffff", "user": "wwwexamplecom_ffffff"},
+        });
+        let p = plan_site_task_with(TaskType::Restore, &site("enabled", "null"), &args).unwrap();
+        assert_eq!(
+            actions(&p),
+            [
+                "site-maintenance",
+                "site-backup",
+                "site-db-create",
+                "backup-extract",
+                "site-swap",
+                "site-updatedb",
+                "site-vhost",
+                "site-packages",
+                "site-db-drop",
+                "site-cleanup"
+            ]
+        );
+        // The new database for the create, the old one for the drop.
+        assert_eq!(p.steps[2].args["db"]["name"], "wwwexamplecom_ffffff");
+        assert_eq!(p.steps[8].args["db"]["name"], "wwwexamplecom_abc123");
+        assert_eq!(p.steps[3].args["target_dir"], "/var/aegir/platforms/d10/sites/www.example.com.berth-new");
+        // Everything that changes something before the drop can be taken back.
+        for s in &p.steps[..8] {
+            if !matches!(s.action.as_str(), "site-backup" | "site-updatedb" | "site-packages") {
+                assert!(s.compensation.is_some(), "{}", s.action);
+            }
+        }
+        assert!(p.steps[8..].iter().all(|s| s.compensation.is_none()));
+        assert!(plan_site_task(TaskType::Restore, &site("enabled", "null")).is_err());
     }
 
     #[test]

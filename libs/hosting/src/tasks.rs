@@ -29,10 +29,12 @@ pub enum TaskType {
     Backup,
     /// Remove a site: backup first, then its vhost, records, files, database and user.
     Delete,
+    /// Put a site back as a chosen backup has it; any failure leaves it as it was.
+    Restore,
 }
 
 impl TaskType {
-    pub const ALL: [TaskType; 8] = [
+    pub const ALL: [TaskType; 9] = [
         Self::Verify,
         Self::Noop,
         Self::Install,
@@ -41,6 +43,7 @@ impl TaskType {
         Self::LoginReset,
         Self::Backup,
         Self::Delete,
+        Self::Restore,
     ];
 
     pub fn parse(s: &str) -> Result<Self, TaskError> {
@@ -60,6 +63,7 @@ impl TaskType {
             Self::LoginReset => "login-reset",
             Self::Backup => "backup",
             Self::Delete => "delete",
+            Self::Restore => "restore",
         }
     }
 }
@@ -67,7 +71,7 @@ impl TaskType {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TaskError {
     #[error(
-        "unknown task type `{0}`; known types: verify, noop, install, disable, enable, login-reset, backup, delete"
+        "unknown task type `{0}`; known types: verify, noop, install, disable, enable, login-reset, backup, delete, restore"
     )]
     UnknownType(String),
     #[error("task type `{task_type}` does not run on a {target_kind}")]
@@ -148,7 +152,8 @@ pub fn validate(
         | TaskType::Enable
         | TaskType::LoginReset
         | TaskType::Backup
-        | TaskType::Delete => target_kind == K::Site,
+        | TaskType::Delete
+        | TaskType::Restore => target_kind == K::Site,
     };
     if !runs_on {
         return Err(TaskError::WrongTarget {
@@ -170,6 +175,18 @@ pub fn validate(
             Some(o) if o.is_empty() => Ok(json!({})),
             _ => Err(bad(format!("{} takes no arguments", task_type.as_str()))),
         },
+        TaskType::Restore => {
+            let id = args
+                .as_object()
+                .filter(|o| o.len() == 1)
+                .and_then(|o| o.get("backup"))
+                .and_then(Value::as_str)
+                .and_then(|b| uuid::Uuid::parse_str(b).ok())
+                .ok_or_else(|| {
+                    bad("restore takes {\"backup\": \"<backup id>\"} (see GET /api/v1/sites/{uri}/backups)".into())
+                })?;
+            Ok(json!({"backup": id.to_string()}))
+        }
         TaskType::Backup => {
             let a: BackupArgs =
                 serde_json::from_value(args.clone()).map_err(|e| bad(e.to_string()))?;
@@ -258,6 +275,11 @@ pub enum SecretNeed {
     SiteDb,
     /// Both: creating the site's user takes the admin's and the site's passwords.
     DbAdminAndSiteDb,
+    /// The password of the database a restore or migrate moves the site to (given to the
+    /// worker as the site's password: it acts on that database).
+    SiteDbNext,
+    /// The admin's and the next database's passwords.
+    DbAdminAndSiteDbNext,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -288,7 +310,8 @@ pub fn plan_server_task(task_type: TaskType, args: &Value, server: &ServerFacts)
         | TaskType::Enable
         | TaskType::LoginReset
         | TaskType::Backup
-        | TaskType::Delete => Plan { steps: Vec::new() },
+        | TaskType::Delete
+        | TaskType::Restore => Plan { steps: Vec::new() },
         TaskType::Verify => {
             let mut steps = Vec::new();
             // Database first: it is the service whose failure says most about credentials.

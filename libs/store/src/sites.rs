@@ -194,6 +194,44 @@ pub async fn set_status(conn: &mut PgConnection, uri: &str, status: &str) -> Res
     Ok(())
 }
 
+/// The site now lives in another database (a restore or migrate finished).
+pub async fn set_database(
+    conn: &mut PgConnection,
+    uri: &str,
+    db_name: &str,
+    db_user: &str,
+    db_password_sealed: &str,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE sites SET db_name = $2, db_user = $3, db_password_sealed = $4, updated_at = now()
+         WHERE uri = $1",
+    )
+    .bind(uri)
+    .bind(db_name)
+    .bind(db_user)
+    .bind(db_password_sealed)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// A backup of the site that still exists.
+pub async fn backup(
+    conn: &mut PgConnection,
+    uri: &str,
+    id: uuid::Uuid,
+) -> Result<Option<berth_contracts::Backup>> {
+    let row: Option<BackupRow> = sqlx::query_as(
+        "SELECT id, site, server, file, path, size, sha256, compression, description, task_id,
+                created_at FROM backups WHERE site = $1 AND id = $2 AND deleted_at IS NULL",
+    )
+    .bind(uri)
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.map(BackupRow::into_contract))
+}
+
 pub async fn set_login_link(conn: &mut PgConnection, uri: &str, link: &str) -> Result<()> {
     sqlx::query(
         "UPDATE sites SET login_link = $2, login_link_at = now(), updated_at = now() WHERE uri = $1",
@@ -308,6 +346,24 @@ struct BackupRow {
     created_at: DateTime<Utc>,
 }
 
+impl BackupRow {
+    fn into_contract(self) -> berth_contracts::Backup {
+        berth_contracts::Backup {
+            id: self.id,
+            site: self.site,
+            server: self.server,
+            file: self.file,
+            path: self.path,
+            size: self.size,
+            sha256: self.sha256,
+            compression: self.compression,
+            description: self.description,
+            task_id: self.task_id,
+            created_at: self.created_at,
+        }
+    }
+}
+
 /// Filters for `GET /api/v1/sites`.
 #[derive(Debug, Default, Clone)]
 pub struct SiteFilter {
@@ -346,22 +402,7 @@ impl Store {
         .bind(uri)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| berth_contracts::Backup {
-                id: r.id,
-                site: r.site,
-                server: r.server,
-                file: r.file,
-                path: r.path,
-                size: r.size,
-                sha256: r.sha256,
-                compression: r.compression,
-                description: r.description,
-                task_id: r.task_id,
-                created_at: r.created_at,
-            })
-            .collect())
+        Ok(rows.into_iter().map(BackupRow::into_contract).collect())
     }
 
     pub async fn site_packages(&self, uri: &str) -> Result<Vec<Package>> {

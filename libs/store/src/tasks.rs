@@ -180,6 +180,32 @@ pub async fn get_task_row(conn: &mut PgConnection, id: Uuid) -> Result<Option<Ta
 }
 
 /// Locks the task row for the rest of the transaction.
+/// Stores a sealed secret the task's steps will need.
+pub async fn insert_task_secret(
+    conn: &mut PgConnection,
+    task_id: Uuid,
+    name: &str,
+    sealed: &str,
+) -> Result<()> {
+    sqlx::query("INSERT INTO task_secrets (task_id, name, sealed) VALUES ($1, $2, $3)")
+        .bind(task_id)
+        .bind(name)
+        .bind(sealed)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn task_secret(conn: &mut PgConnection, task_id: Uuid, name: &str) -> Result<Option<String>> {
+    let row: Option<(String,)> =
+        sqlx::query_as("SELECT sealed FROM task_secrets WHERE task_id = $1 AND name = $2")
+            .bind(task_id)
+            .bind(name)
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(row.map(|(s,)| s))
+}
+
 pub async fn lock_task(conn: &mut PgConnection, id: Uuid) -> Result<Option<TaskRow>> {
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1 FOR UPDATE"

@@ -9,6 +9,7 @@
 //! - `backup-delete`: `{path}`, a file directly inside the backups directory.
 //! - `backup-extract`: `{path, target_dir, db}` plus `secrets.site_db` (the target user's
 //!   password): unpacks into a new directory and imports the dump.
+//! - `backup-extract-remove`: `{target_dir}`, the compensation of `backup-extract`.
 //!
 //! The work is done by plain async functions ([`backup_site`], [`extract_backup`],
 //! [`delete_backup`]) that the step handler wraps.
@@ -190,8 +191,53 @@ impl StepHandler for BackupWorker {
                 let out = with_progress(ctx, |log| async move {
                     extract_backup(a, &cmd.args, &pw, &*log).await
                 })
-                .await?;
-                Ok(StepOk::new(serde_json::to_value(out).unwrap_or_default()))
+                .await;
+                match out {
+                    Ok(out) => Ok(StepOk::new(serde_json::to_value(out).unwrap_or_default())),
+                    Err(e) => {
+                        // A failed step is not taken back by its compensation: what it
+                        // unpacked goes now (a retry starts over anyway).
+                        if let Some(dir) = cmd.args.get("target_dir").and_then(|v| v.as_str()) {
+                            let dir = std::path::Path::new(dir);
+                            if dir.join(EXTRACT_MARKER).exists()
+                                && std::fs::remove_dir_all(dir).is_ok()
+                            {
+                                ctx.info(format!("removed the half-unpacked {}", dir.display()));
+                            }
+                        }
+                        Err(e.into())
+                    }
+                }
+            }
+            "backup-extract-remove" => {
+                // The compensation of `backup-extract`: the directory it unpacked into goes,
+                // if it is one (it holds the unpack's marker). Its imported database is
+                // dropped by the compensation of the step that created it.
+                let dir = cmd
+                    .args
+                    .get("target_dir")
+                    .and_then(|v| v.as_str())
+                    .map(std::path::PathBuf::from)
+                    .filter(|p| {
+                        p.is_absolute()
+                            && p.components()
+                                .all(|c| !matches!(c, std::path::Component::ParentDir))
+                    })
+                    .ok_or_else(|| StepError::permanent("backup-extract-remove: bad target_dir"))?;
+                if !dir.exists() {
+                    ctx.info(format!("{} is already gone", dir.display()));
+                } else if dir.join(EXTRACT_MARKER).exists() {
+                    std::fs::remove_dir_all(&dir).map_err(|e| {
+                        StepError::transient(format!("remove {}: {e}", dir.display()))
+                    })?;
+                    ctx.info(format!("removed {}", dir.display()));
+                } else {
+                    return Err(StepError::permanent(format!(
+                        "{} was not unpacked by berth: left in place",
+                        dir.display()
+                    )));
+                }
+                Ok(StepOk::default())
             }
             "backup-delete" => {
                 let (_, a) = self.parts()?;

@@ -84,11 +84,35 @@ impl HttpWorker {
         Ok(pw)
     }
 
+    /// Writes (or removes) a vhost through the coalescing reloader.
+    async fn reload(
+        &self,
+        path: PathBuf,
+        contents: Option<String>,
+        what: &str,
+        ctx: &StepContext,
+    ) -> Result<StepOk, StepError> {
+        let report = self
+            .reloader
+            .apply(site::vhost_change(path.clone(), contents))
+            .await
+            .map_err(site::reload_error)?;
+        ctx.info(format!(
+            "vhost {} {what}; nginx -t passed; reload #{} carried {} change(s)",
+            path.display(),
+            report.reload,
+            report.batch
+        ));
+        Ok(StepOk::new(serde_json::json!({
+            "reload": report.reload, "batch": report.batch
+        })))
+    }
+
     async fn site_step(&self, cmd: &StepCommand, ctx: &StepContext) -> Result<StepOk, StepError> {
         let a = site::SiteArgs::parse(&cmd.args)?;
         // Steps that run drush take an installer slot; the others (files, vhosts) do not.
         let _slot = match cmd.action.as_str() {
-            "site-install" | "site-packages" | "site-login" => Some(
+            "site-install" | "site-packages" | "site-login" | "site-updatedb" => Some(
                 self.installer_slots
                     .clone()
                     .acquire_owned()
@@ -138,33 +162,79 @@ impl HttpWorker {
                 ));
                 Ok(StepOk::default())
             }
-            "site-vhost" | "site-vhost-remove" => {
+            "site-vhost" | "site-vhost-remove" | "site-maintenance" => {
                 let path = site::vhost_path(&self.cfg, &cmd.server, &a.uri);
-                let contents = if cmd.action == "site-vhost" {
-                    let pw = self.site_password(cmd)?;
-                    Some(site::render_site_vhost(&self.cfg, &a, &pw))
-                } else {
-                    None
+                let maintenance = cmd.action == "site-maintenance";
+                if maintenance || cmd.args.get("stash").and_then(|v| v.as_bool()) == Some(true) {
+                    site::stash_vhost(&path, cmd.step_id)?;
+                }
+                let contents = match cmd.action.as_str() {
+                    "site-vhost-remove" => None,
+                    // The maintenance page needs no credentials.
+                    _ if maintenance => Some(site::render_site_vhost(&self.cfg, &a, "", true)),
+                    _ => {
+                        let pw = self.site_password(cmd)?;
+                        Some(site::render_site_vhost(&self.cfg, &a, &pw, false))
+                    }
                 };
-                let what = match (&contents, a.disabled) {
-                    (None, _) => "removed",
-                    (Some(_), true) => "written (site disabled)",
-                    (Some(_), false) => "written",
+                let what = match (&contents, a.disabled, maintenance) {
+                    (None, _, _) => "removed",
+                    (Some(_), _, true) => "written (maintenance page)",
+                    (Some(_), true, _) => "written (site disabled)",
+                    (Some(_), false, _) => "written",
                 };
-                let report = self
-                    .reloader
-                    .apply(site::vhost_change(path.clone(), contents))
-                    .await
-                    .map_err(site::reload_error)?;
-                ctx.info(format!(
-                    "vhost {} {what}; nginx -t passed; reload #{} carried {} change(s)",
-                    path.display(),
-                    report.reload,
-                    report.batch
-                ));
-                Ok(StepOk::new(serde_json::json!({
-                    "reload": report.reload, "batch": report.batch
-                })))
+                self.reload(path, contents, what, ctx).await
+            }
+            "site-vhost-restore" => {
+                let path = site::vhost_path(&self.cfg, &cmd.server, &a.uri);
+                match site::stashed_vhost(&path, cmd.step_id) {
+                    None => {
+                        ctx.info("no vhost kept by this step: nothing to put back");
+                        Ok(StepOk::default())
+                    }
+                    Some(contents) => {
+                        let what = if contents.is_some() {
+                            "put back as it was"
+                        } else {
+                            "removed (there was none)"
+                        };
+                        let out = self.reload(path.clone(), contents, what, ctx).await?;
+                        site::drop_stash(&path, cmd.step_id);
+                        Ok(out)
+                    }
+                }
+            }
+            "site-swap" | "site-swap-back" => {
+                let a2 = site::SiteArgs::parse(&cmd.args)?;
+                let args = cmd.args.clone();
+                let swap = cmd.action == "site-swap";
+                let log = tokio::task::spawn_blocking(move || {
+                    if swap {
+                        site::swap_site_dir(&a2, &args)
+                    } else {
+                        site::swap_back_site_dir(&a2, &args)
+                    }
+                })
+                .await
+                .map_err(|e| StepError::permanent(format!("swap: {e}")))??;
+                log.into_iter().for_each(|l| ctx.info(l));
+                Ok(StepOk::default())
+            }
+            "site-updatedb" => {
+                let pw = self.site_password(cmd)?;
+                site::drush(&a, &pw, &["updatedb", "-y"], ctx).await?;
+                site::drush(&a, &pw, &["cache:rebuild"], ctx).await?;
+                ctx.info(format!("{}: database updated, caches rebuilt", a.uri));
+                Ok(StepOk::default())
+            }
+            "site-cleanup" => {
+                let path = site::vhost_path(&self.cfg, &cmd.server, &a.uri);
+                for l in site::cleanup_after_restore(&a) {
+                    ctx.info(l);
+                }
+                let n = site::drop_all_stashes(&path);
+                ctx.info(format!("{n} kept vhost(s) dropped"));
+                Ok(StepOk::default())
             }
             "site-packages" => {
                 let pw = self.site_password(cmd)?;

@@ -497,7 +497,12 @@ pub fn vhost_path(cfg: &HttpConfig, server: &str, uri: &str) -> PathBuf {
     crate::HttpWorker::vhost_dir(&cfg.data_root, server).join(format!("{uri}.conf"))
 }
 
-pub fn render_site_vhost(cfg: &HttpConfig, a: &SiteArgs, password: &str) -> String {
+pub fn render_site_vhost(
+    cfg: &HttpConfig,
+    a: &SiteArgs,
+    password: &str,
+    maintenance: bool,
+) -> String {
     let listen = if cfg.listen_address.is_empty() {
         a.http_port.to_string()
     } else {
@@ -518,7 +523,146 @@ pub fn render_site_vhost(cfg: &HttpConfig, a: &SiteArgs, password: &str) -> Stri
             password,
         },
         disabled: a.disabled,
+        maintenance,
     })
+}
+
+/// Where a step keeps the vhost it replaced, so that its compensation can put it back.
+fn stash_path(vhost: &Path, step: uuid::Uuid) -> PathBuf {
+    vhost.with_file_name(format!(
+        "{}.stash-{step}",
+        vhost.file_name().and_then(|n| n.to_str()).unwrap_or("vhost")
+    ))
+}
+
+/// Keeps the current vhost (or the fact that there is none) for the step's compensation.
+/// A redelivered step keeps the first stash: it holds what was there before the step.
+pub fn stash_vhost(vhost: &Path, step: uuid::Uuid) -> Result<(), StepError> {
+    let stash = stash_path(vhost, step);
+    let absent = stash.with_extension("absent");
+    if stash.exists() || absent.exists() {
+        return Ok(());
+    }
+    match std::fs::read_to_string(vhost) {
+        Ok(text) => write_whole(&stash, &text, 0o600, false),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            write_whole(&absent, "", 0o600, false)
+        }
+        Err(e) => Err(e),
+    }
+    .map_err(|e| io("keep the vhost", e))
+}
+
+/// What a vhost compensation puts back: the stashed vhost (`Some(Some(text))`), its
+/// absence (`Some(None)`), or nothing when the step never stashed (`None`).
+pub fn stashed_vhost(vhost: &Path, step: uuid::Uuid) -> Option<Option<String>> {
+    let stash = stash_path(vhost, step);
+    if let Ok(text) = std::fs::read_to_string(&stash) {
+        return Some(Some(text));
+    }
+    stash.with_extension("absent").exists().then_some(None)
+}
+
+pub fn drop_stash(vhost: &Path, step: uuid::Uuid) {
+    let stash = stash_path(vhost, step);
+    let _ = std::fs::remove_file(stash.with_extension("absent"));
+    let _ = std::fs::remove_file(stash);
+}
+
+/// Removes every stash of a vhost (a restore that finished needs none of them).
+pub fn drop_all_stashes(vhost: &Path) -> usize {
+    let (Some(dir), Some(name)) = (vhost.parent(), vhost.file_name().and_then(|n| n.to_str()))
+    else {
+        return 0;
+    };
+    let prefix = format!("{name}.stash-");
+    let mut n = 0;
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&prefix)
+                && std::fs::remove_file(e.path()).is_ok()
+            {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+/// The directory a restore unpacked into, checked to be the site's own beside it.
+fn new_dir_of(a: &SiteArgs, args: &Value) -> Result<PathBuf, StepError> {
+    let want = a.root.join("sites").join(format!("{}.berth-new", a.uri));
+    match args.get("new_dir").and_then(Value::as_str) {
+        Some(d) if Path::new(d) == want => Ok(want),
+        other => Err(bad(format!("new_dir {other:?} is not {}", want.display()))),
+    }
+}
+
+/// The restore's swap: the live directory goes aside (`<uri>.berth-old`), the unpacked one
+/// takes its place, with berth's marker, cloaked settings, permissions and alias links.
+pub fn swap_site_dir(a: &SiteArgs, args: &Value) -> Result<Vec<String>, StepError> {
+    let mut log = Vec::new();
+    let new = new_dir_of(a, args)?;
+    let dir = a.site_dir();
+    let old = a.root.join("sites").join(format!("{}.berth-old", a.uri));
+    if new.exists() {
+        if dir.exists() {
+            if old.exists() {
+                return Err(StepError::permanent(format!(
+                    "{} exists from an earlier restore: remove it first",
+                    old.display()
+                )));
+            }
+            std::fs::rename(&dir, &old).map_err(|e| io("move the live site aside", e))?;
+            log.push(format!("{} moved aside to {}", dir.display(), old.display()));
+        }
+        std::fs::rename(&new, &dir).map_err(|e| io("move the restored site in", e))?;
+        log.push(format!("{} is now {}", new.display(), dir.display()));
+    } else if !dir.exists() {
+        return Err(StepError::permanent(format!(
+            "neither {} nor {} exists",
+            new.display(),
+            dir.display()
+        )));
+    } else {
+        log.push("already swapped (a redelivered step)".into());
+    }
+    std::fs::write(dir.join(MARKER), format!("{}\n", a.uri)).map_err(|e| io("write marker", e))?;
+    log.extend(write_site_files(a, false)?);
+    Ok(log)
+}
+
+/// Takes the swap back: the restored directory returns beside the site (where the unpack's
+/// compensation removes it) and the one moved aside comes back.
+pub fn swap_back_site_dir(a: &SiteArgs, args: &Value) -> Result<Vec<String>, StepError> {
+    let new = new_dir_of(a, args)?;
+    let dir = a.site_dir();
+    let old = a.root.join("sites").join(format!("{}.berth-old", a.uri));
+    if !old.exists() {
+        return Ok(vec!["nothing to swap back".into()]);
+    }
+    let mut log = Vec::new();
+    if dir.exists() {
+        if new.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| io("remove the restored site", e))?;
+        } else {
+            std::fs::rename(&dir, &new).map_err(|e| io("move the restored site out", e))?;
+        }
+    }
+    std::fs::rename(&old, &dir).map_err(|e| io("move the live site back", e))?;
+    log.push(format!("{} is back", dir.display()));
+    Ok(log)
+}
+
+/// After a restore: the old directory goes. Never fails (the restore is done): what
+/// cannot be removed is said in the log.
+pub fn cleanup_after_restore(a: &SiteArgs) -> Vec<String> {
+    let old = a.root.join("sites").join(format!("{}.berth-old", a.uri));
+    match std::fs::remove_dir_all(&old) {
+        Ok(()) => vec![format!("removed {}", old.display())],
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => vec![format!("could not remove {}: {e}", old.display())],
+    }
 }
 
 /// A reloader error as a step error: a broken configuration will stay broken; a reload

@@ -16,6 +16,8 @@ pub struct SiteVhost<'a> {
     pub php_fpm: &'a str,
     pub db: DbParams<'a>,
     pub disabled: bool,
+    /// The maintenance page (a restore or migrate is under way).
+    pub maintenance: bool,
 }
 
 pub struct DbParams<'a> {
@@ -28,6 +30,8 @@ pub struct DbParams<'a> {
 
 /// The page a disabled site answers with.
 pub const DISABLED_TITLE: &str = "Site disabled";
+/// The page a site answers with while it is being restored or migrated.
+pub const MAINTENANCE_TITLE: &str = "Site under maintenance";
 
 pub fn render_nginx(v: &SiteVhost) -> String {
     let mut out = format!(
@@ -44,9 +48,19 @@ pub fn render_nginx(v: &SiteVhost) -> String {
         names = names.join(" "),
         root = v.root,
     ));
-    if v.disabled {
+    let page = if v.disabled {
+        Some((DISABLED_TITLE, "has been disabled"))
+    } else if v.maintenance {
+        Some((
+            MAINTENANCE_TITLE,
+            "is under maintenance and will be back shortly",
+        ))
+    } else {
+        None
+    };
+    if let Some((title, says)) = page {
         out.push_str(&format!(
-            "    location / {{\n        default_type text/html;\n        return 503 \"<!DOCTYPE html><html><head><title>{DISABLED_TITLE}</title></head><body><h1>{DISABLED_TITLE}</h1><p>The site {uri} has been disabled.</p></body></html>\";\n    }}\n}}\n",
+            "    location / {{\n        default_type text/html;\n        add_header Retry-After 30 always;\n        return 503 \"<!DOCTYPE html><html><head><title>{title}</title></head><body><h1>{title}</h1><p>The site {uri} {says}.</p></body></html>\";\n    }}\n}}\n",
             uri = v.uri
         ));
     } else {
@@ -111,6 +125,7 @@ mod tests {
                 password: "0123abcd",
             },
             disabled,
+            maintenance: false,
         })
     }
 

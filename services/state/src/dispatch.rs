@@ -84,6 +84,9 @@ impl std::ops::DerefMut for Tx {
 
 const SECRET_DB_ADMIN: &str = "db_admin";
 const SECRET_SITE_DB: &str = "site_db";
+/// The password of the database a restore moves the site to, kept with the task; the
+/// worker gets it as `site_db`, the password of the database it acts on.
+const SECRET_SITE_DB_NEXT: &str = "site_db_next";
 
 #[derive(Clone)]
 pub struct Dispatcher {
@@ -412,6 +415,8 @@ impl Dispatcher {
                     SecretNeed::DbAdmin => SECRET_DB_ADMIN,
                     SecretNeed::SiteDb => SECRET_SITE_DB,
                     SecretNeed::DbAdminAndSiteDb => "db_admin,site_db",
+                    SecretNeed::SiteDbNext => SECRET_SITE_DB_NEXT,
+                    SecretNeed::DbAdminAndSiteDbNext => "db_admin,site_db_next",
                 }),
             })
             .collect();
@@ -506,6 +511,11 @@ impl Dispatcher {
         let mut secrets = std::collections::BTreeMap::new();
         if needs.contains(&SECRET_SITE_DB)
             && let Some(p) = sites::db_password_sealed(tx, &task.target).await?
+        {
+            secrets.insert(SECRET_SITE_DB.to_string(), p);
+        }
+        if needs.contains(&SECRET_SITE_DB_NEXT)
+            && let Some(p) = t::task_secret(tx, task.id, SECRET_SITE_DB_NEXT).await?
         {
             secrets.insert(SECRET_SITE_DB.to_string(), p);
         }
@@ -668,6 +678,21 @@ async fn apply_finish(tx: &mut Tx, task: &TaskRow, status: TaskStatus) -> Result
                     site_status::DELETED
                 }
                 ("enable", true) => site_status::ENABLED,
+                ("restore", true) => {
+                    let next = &task.args["next_db"];
+                    if let (Some(name), Some(user), Some(sealed)) = (
+                        next["name"].as_str(),
+                        next["user"].as_str(),
+                        t::task_secret(tx, task.id, SECRET_SITE_DB_NEXT).await?,
+                    ) {
+                        sites::set_database(tx, &task.target, name, user, &sealed).await?;
+                    }
+                    return Ok(Some(format!(
+                        "site {}: restored; it now uses database {}",
+                        task.target,
+                        next["name"].as_str().unwrap_or("?")
+                    )));
+                }
                 _ => return Ok(None),
             };
             sites::set_status(tx, &task.target, to).await?;

@@ -48,10 +48,54 @@ async fn resolve_target(state: &AppState, target: &str) -> Result<TargetKind, Ap
     }
 }
 
+/// A restore's arguments: the backup to restore (it must be the site's and still exist),
+/// the backup taken first, and the new database the site moves to; and the new database's
+/// password, sealed, kept with the task.
+async fn restore_args(
+    state: &AppState,
+    tx: &mut sqlx::PgConnection,
+    uri: &str,
+    args: &serde_json::Value,
+) -> Result<(serde_json::Value, String), ApiError> {
+    let id: Uuid = args["backup"]
+        .as_str()
+        .and_then(|b| b.parse().ok())
+        .ok_or_else(|| ApiError::Unprocessable("restore needs a backup id".into()))?;
+    let backup = berth_store::sites::backup(tx, uri, id).await?.ok_or_else(|| {
+        ApiError::Unprocessable(format!(
+            "site `{uri}` has no backup {id} (see GET /api/v1/sites/{uri}/backups)"
+        ))
+    })?;
+    let password = berth_secrets::SecretKey::new_password();
+    let (db_name, db_user) = berth_hosting::sites::db_names(uri, &password[..6]);
+    let sealed = state.secret_key.seal(&berth_secrets::SecretKey::new_password());
+    let file = berth_hosting::sites::backup_file_name(
+        uri,
+        chrono::Utc::now(),
+        &berth_secrets::SecretKey::new_password()[..4],
+    );
+    Ok((
+        serde_json::json!({
+            "restore_from": {"id": backup.id, "path": backup.path, "file": backup.file},
+            "backup": {
+                "file": file,
+                "compression": "zstd",
+                "description": "Generated before being restored to a previous version",
+            },
+            "next_db": {"name": db_name, "user": db_user},
+        }),
+        sealed,
+    ))
+}
+
 /// Backup and delete tasks carry the name of the backup they make, given here (when the task
 /// is accepted) so that the plan stays pure and a redelivered step writes the same file.
 fn with_backup_file(task_type: TaskType, uri: &str, args: serde_json::Value) -> serde_json::Value {
-    let file = berth_hosting::sites::backup_file_name(uri, chrono::Utc::now());
+    let file = berth_hosting::sites::backup_file_name(
+        uri,
+        chrono::Utc::now(),
+        &berth_secrets::SecretKey::new_password()[..4],
+    );
     match task_type {
         TaskType::Backup => serde_json::json!({"backup": {
             "file": file,
@@ -125,6 +169,12 @@ pub async fn create(
         // A failed site is installed again from the start.
         berth_store::sites::set_status(&mut tx, &target, site_status::INSTALLING).await?;
     }
+    let mut next_password = None;
+    if task_type == TaskType::Restore {
+        let (restore_args, sealed) = restore_args(&state, &mut tx, &target, &args).await?;
+        args = restore_args;
+        next_password = Some(sealed);
+    }
     let (task, message) = queue_task_tx(
         &mut tx,
         &caller,
@@ -135,6 +185,9 @@ pub async fn create(
         None,
     )
     .await?;
+    if let Some(sealed) = next_password {
+        berth_store::tasks::insert_task_secret(&mut tx, task.id, "site_db_next", &sealed).await?;
+    }
     tx.commit().await?;
     state.outbox.publish(vec![message]);
     Ok(accepted(task))
@@ -284,6 +337,15 @@ pub async fn retry(
         &old.args,
         Some(old.id),
     )
+    .await?;
+    // The retry needs the secrets the task came with (a restore's new database password).
+    sqlx::query(
+        "INSERT INTO task_secrets (task_id, name, sealed)
+         SELECT $1, name, sealed FROM task_secrets WHERE task_id = $2",
+    )
+    .bind(task.id)
+    .bind(old.id)
+    .execute(&mut *tx)
     .await?;
     tx.commit().await?;
     state.outbox.publish(vec![message]);

@@ -1,0 +1,251 @@
+//! Restore on the real servers: the old data is served again, a backup of the site as it
+//! was is taken first, and a failure at any step leaves the site serving as before, out of
+//! maintenance, with a task that says what failed.
+
+use berth_contracts::TaskStatus;
+use berth_tests::{World, WorldOptions, mysql_url};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(120);
+
+struct Site {
+    w: World,
+    uri: String,
+    root: std::path::PathBuf,
+}
+
+async fn site() -> Site {
+    let w = World::start_with(WorldOptions {
+        web: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let s = w
+        .create_server_with_dns("server_master", "localhost", "null")
+        .await
+        .unwrap();
+    w.wait_finished(s["verify_task"].as_str().unwrap().parse().unwrap(), WAIT)
+        .await
+        .unwrap();
+    w.add_platform("platform_d10", "drupal10").await.unwrap();
+    let uri = format!("rs.{}.test", w.id);
+    let (_, t) = w
+        .install_site(json!({"uri": uri, "platform": "platform_d10"}))
+        .await
+        .unwrap();
+    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    let root = w.dir.join("platforms/platform_d10");
+    Site { w, uri, root }
+}
+
+impl Site {
+    async fn task(&self, task_type: &str, args: Value) -> berth_contracts::Task {
+        let t = self.w.create_task(task_type, &self.uri, args).await.unwrap();
+        self.w.wait_finished(t.id, WAIT).await.unwrap()
+    }
+
+    async fn site(&self) -> Value {
+        self.w.get_json(&format!("/api/v1/sites/{}", self.uri)).await
+    }
+
+    /// Renames the site in its own database, as its admin would.
+    async fn rename(&self, name: &str) {
+        let db = self.site().await["db_name"].as_str().unwrap().to_string();
+        let mut my = <sqlx::MySqlConnection as sqlx::Connection>::connect(&mysql_url())
+            .await
+            .unwrap();
+        let data = format!(
+            "a:3:{{s:4:\"name\";s:{}:\"{name}\";s:4:\"mail\";s:17:\"admin@example.com\";s:16:\"default_langcode\";s:2:\"en\";}}",
+            name.len()
+        );
+        let n = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE `{db}`.config SET data = ? WHERE name = 'system.site'"
+        )))
+        .bind(data)
+        .execute(&mut my)
+        .await
+        .unwrap()
+        .rows_affected();
+        assert_eq!(n, 1);
+        assert!(self.page().contains(&format!("<h1>{name}</h1>")), "{}", self.page());
+    }
+
+    fn page(&self) -> String {
+        let (status, body, _) = self.w.http_get(&self.uri, "/").unwrap();
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    async fn backup(&self) -> String {
+        let t = self.task("backup", json!({})).await;
+        assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+        let list = self
+            .w
+            .get_json(&format!("/api/v1/sites/{}/backups", self.uri))
+            .await;
+        list[0]["id"].as_str().unwrap().to_string()
+    }
+
+    async fn db_exists(&self, db: &str) -> bool {
+        let mut my = <sqlx::MySqlConnection as sqlx::Connection>::connect(&mysql_url())
+            .await
+            .unwrap();
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM information_schema.schemata WHERE schema_name = ?",
+        )
+        .bind(db)
+        .fetch_one(&mut my)
+        .await
+        .unwrap();
+        n > 0
+    }
+
+    /// Nothing of a restore is left beside the site.
+    fn no_leftovers(&self) {
+        let sites = self.root.join("sites");
+        for suffix in ["berth-new", "berth-old"] {
+            let p = sites.join(format!("{}.{suffix}", self.uri));
+            assert!(!p.exists(), "{} left behind", p.display());
+        }
+        let vhosts = self.w.dir.join("config/server_master/nginx/vhost.d");
+        for e in std::fs::read_dir(vhosts).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            assert!(!name.contains(".stash-"), "{name} left behind");
+        }
+    }
+}
+
+fn log_of(t: &berth_contracts::Task) -> String {
+    t.log
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|l| l.message.clone())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_older_backup_is_served_again_after_a_backup_of_the_present() {
+    let s = site().await;
+    assert!(s.page().contains(&format!("<h1>{}</h1>", s.uri)));
+    let before = s.site().await;
+    let old_db = before["db_name"].as_str().unwrap().to_string();
+    let backup = s.backup().await;
+
+    s.rename("Changed since the backup").await;
+    let files = s.root.join("sites").join(&s.uri).join("files");
+    std::fs::write(files.join("new.txt"), "made after the backup").unwrap();
+
+    let t = s.task("restore", json!({"backup": backup})).await;
+    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    let body = s.page();
+    assert!(body.contains(&format!("<h1>{}</h1>", s.uri)), "{body}");
+    assert!(!files.join("new.txt").exists(), "files are the backup's");
+    let after = s.site().await;
+    assert_eq!(after["status"], "enabled");
+    let new_db = after["db_name"].as_str().unwrap();
+    assert_ne!(new_db, old_db, "the site moved to a new database");
+    assert!(!s.db_exists(&old_db).await, "the old database is dropped");
+    // A backup of the site as it was before the restore exists.
+    let list = s
+        .w
+        .get_json(&format!("/api/v1/sites/{}/backups", s.uri))
+        .await;
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["description"] == "Generated before being restored to a previous version"),
+        "{list}"
+    );
+    s.no_leftovers();
+    // The site keeps working: verify and a new login link.
+    assert_eq!(s.task("verify", json!({})).await.status, TaskStatus::Success);
+    assert_eq!(
+        s.task("login-reset", json!({})).await.status,
+        TaskStatus::Success
+    );
+    s.w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failing_updatedb_or_import_leaves_the_site_serving_as_before() {
+    let s = site().await;
+    let backup = s.backup().await;
+    s.rename("The present").await;
+    let db = s.site().await["db_name"].as_str().unwrap().to_string();
+
+    // updatedb fails: a module on the platform has an update that throws.
+    let install = s.root.join("core/modules/node/node.install");
+    let original = std::fs::read_to_string(&install).unwrap();
+    std::fs::write(
+        &install,
+        format!(
+            "{original}\nfunction node_update_10102() {{\n  throw new Exception('injected failure');\n}}\n"
+        ),
+    )
+    .unwrap();
+    let t = s.task("restore", json!({"backup": backup})).await;
+    assert_eq!(t.status, TaskStatus::Error, "{t:#?}");
+    let log = log_of(&t);
+    assert!(log.contains("node_update_10102 failed: injected failure"), "{log}");
+    assert!(log.contains("taken back"), "{log}");
+    assert!(s.page().contains("<h1>The present</h1>"), "{}", s.page());
+    let now = s.site().await;
+    assert_eq!(now["status"], "enabled");
+    assert_eq!(now["db_name"], db.as_str(), "the site keeps its database");
+    assert!(s.db_exists(&db).await);
+    let next_db = t.args["next_db"]["name"].as_str().unwrap();
+    assert!(!s.db_exists(next_db).await, "the restore's database is dropped");
+    s.no_leftovers();
+    std::fs::write(&install, original).unwrap();
+
+    // The import fails: the backup file is damaged.
+    let list = s
+        .w
+        .get_json(&format!("/api/v1/sites/{}/backups", s.uri))
+        .await;
+    let b = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["id"] == backup.as_str())
+        .unwrap()
+        .clone();
+    let path = b["path"].as_str().unwrap();
+    let mut bytes = std::fs::read(path).unwrap();
+    let half = bytes.len() / 2;
+    bytes.truncate(half);
+    std::fs::write(path, bytes).unwrap();
+    let t = s.task("restore", json!({"backup": backup})).await;
+    assert_eq!(t.status, TaskStatus::Error, "{t:#?}");
+    let failed: Vec<_> = t
+        .steps
+        .as_ref()
+        .unwrap()
+        .iter()
+        .filter(|st| st.status == berth_contracts::StepStatus::Error)
+        .map(|st| st.action.clone())
+        .collect();
+    assert_eq!(failed, ["backup-extract"], "{}", log_of(&t));
+    assert!(s.page().contains("<h1>The present</h1>"));
+    assert_eq!(s.site().await["db_name"], db.as_str());
+    s.no_leftovers();
+
+    // A backup that is not the site's is refused before anything runs.
+    let r = s
+        .w
+        .post(
+            "/api/v1/tasks",
+            &json!({"type": "restore", "target": s.uri,
+                    "args": {"backup": "00000000-0000-0000-0000-000000000000"}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    s.w.stop().await;
+}
