@@ -156,7 +156,7 @@ pub fn statuses_for(task_type: TaskType) -> &'static [&'static str] {
         TaskType::Backup => &[status::ENABLED, status::DISABLED],
         // The API refuses an enabled site unless deleting enabled sites is allowed.
         TaskType::Delete => &[status::DISABLED, status::ENABLED],
-        TaskType::Restore => &[status::ENABLED, status::DISABLED],
+        TaskType::Restore | TaskType::Migrate => &[status::ENABLED, status::DISABLED],
         TaskType::Noop => &[],
     }
 }
@@ -350,6 +350,104 @@ fn restore_steps(s: &SiteFacts, task_args: &Value) -> Result<Vec<PlannedStep>, S
     ])
 }
 
+/// A migrate to another platform and/or db server on the same web server, in the steps of a
+/// restore: maintenance, a backup, the target database, the backup unpacked into the target
+/// platform and imported, the swap, `updatedb` (the upgrade), the vhost pointing at the new
+/// codebase and database, the package map; then the old database dropped and the old copy
+/// removed, once everything else has succeeded. A failure before puts it all back.
+pub fn plan_migrate(
+    s: &SiteFacts,
+    to_platform: &PlatformFacts,
+    to_db: &ServerFacts,
+    task_args: &Value,
+) -> Result<Plan, String> {
+    check_status(TaskType::Migrate, &s.uri, &s.status)?;
+    if to_platform.web_server.name != s.platform.web_server.name {
+        return Err(format!(
+            "platform `{}` is on another web server ({}); moving between web servers is not built yet",
+            to_platform.name, to_platform.web_server.name
+        ));
+    }
+    let next = task_args
+        .get("next_db")
+        .filter(|n| n.get("name").is_some() && n.get("user").is_some())
+        .ok_or("the task carries no database to migrate into")?;
+    let file = task_args
+        .get("backup")
+        .and_then(|b| b.get("file"))
+        .and_then(Value::as_str)
+        .ok_or("the task carries no backup file name")?;
+    let web = s.platform.web_server.name.as_str();
+    let disabled = s.status == status::DISABLED;
+    let mut args = s.step_args(disabled);
+    args["stash"] = json!(true);
+    let target = SiteFacts {
+        platform: to_platform.clone(),
+        db_server: to_db.clone(),
+        db_name: next["name"].as_str().unwrap_or_default().to_string(),
+        db_user: next["user"].as_str().unwrap_or_default().to_string(),
+        ..s.clone()
+    };
+    let mut next_args = target.step_args(disabled);
+    next_args["stash"] = json!(true);
+    let new_dir = restore_dir(&to_platform.root, &s.uri);
+    let extract = json!({
+        "file": file,
+        "target_dir": new_dir,
+        "db": {
+            "host": next_args["db"]["host"], "port": next_args["db"]["port"],
+            "name": next["name"], "user": next["user"],
+        },
+    });
+    let mut swap = next_args.clone();
+    swap["new_dir"] = json!(new_dir);
+    let mut cleanup = swap.clone();
+    if to_platform.root != s.platform.root {
+        cleanup["old_root"] = json!(s.platform.root);
+    }
+    let steps = vec![
+        step("http", web, "site-maintenance", &args, Some("site-vhost-restore"), None),
+        backup_step(s, web, task_args)?,
+        step(
+            "db",
+            &to_db.name,
+            "site-db-create",
+            &next_args,
+            Some("site-db-drop"),
+            Some(SecretNeed::DbAdminAndSiteDbNext),
+        ),
+        step(
+            "backup",
+            web,
+            "backup-extract",
+            &extract,
+            Some("backup-extract-remove"),
+            Some(SecretNeed::SiteDbNext),
+        ),
+        step("http", web, "site-swap", &swap, Some("site-swap-back"), None),
+        step("http", web, "site-updatedb", &next_args, None, Some(SecretNeed::SiteDbNext)),
+        step(
+            "http",
+            web,
+            "site-vhost",
+            &next_args,
+            Some("site-vhost-restore"),
+            Some(SecretNeed::SiteDbNext),
+        ),
+        step("http", web, "site-packages", &next_args, None, Some(SecretNeed::SiteDbNext)),
+        step(
+            "db",
+            &s.db_server.name,
+            "site-db-drop",
+            &args,
+            None,
+            Some(SecretNeed::DbAdmin),
+        ),
+        step("http", web, "site-cleanup", &cleanup, None, None),
+    ];
+    Ok(Plan { steps })
+}
+
 /// A backup's file name: `<uri>-<UTC time>`, as Aegir names them, and a few random hex
 /// digits (`unique`): two backups in one second must not share a file.
 pub fn backup_file_name(uri: &str, at: chrono::DateTime<chrono::Utc>, unique: &str) -> String {
@@ -525,6 +623,9 @@ pub fn plan_site_task_with(
         TaskType::Restore => {
             need_status(&[])?;
             steps = restore_steps(s, task_args)?;
+        }
+        TaskType::Migrate => {
+            return Err("a migrate is planned with its target (plan_migrate)".into());
         }
         TaskType::Noop => return Err("noop runs on servers only".into()),
     }
@@ -710,6 +811,31 @@ mod tests {
         }
         assert!(p.steps[8..].iter().all(|s| s.compensation.is_none()));
         assert!(plan_site_task(TaskType::Restore, &site("enabled", "null")).is_err());
+    }
+
+    #[test]
+    fn a_migrate_deploys_into_the_target_and_removes_the_old_copy_last() {
+        let s = site("enabled", "null");
+        let mut to = s.platform.clone();
+        to.name = "platform_d10b".into();
+        to.root = "/var/aegir/platforms/d10b".into();
+        let args = json!({
+            "backup": {"file": "f1", "compression": "zstd", "description": "before migrate"},
+            "next_db": {"name": "wwwexamplecom_eeeeee", "user": "wwwexamplecom_eeeeee"},
+        });
+        let p = plan_migrate(&s, &to, &s.db_server, &args).unwrap();
+        assert_eq!(p.steps[3].action, "backup-extract");
+        assert_eq!(p.steps[3].args["file"], "f1");
+        assert_eq!(
+            p.steps[3].args["target_dir"],
+            "/var/aegir/platforms/d10b/sites/www.example.com.berth-new"
+        );
+        assert_eq!(p.steps[6].args["root"], "/var/aegir/platforms/d10b");
+        assert_eq!(p.steps[8].args["db"]["name"], "wwwexamplecom_abc123");
+        assert_eq!(p.steps[9].args["old_root"], "/var/aegir/platforms/d10");
+        let mut elsewhere = to.clone();
+        elsewhere.web_server.name = "server_web2".into();
+        assert!(plan_migrate(&s, &elsewhere, &s.db_server, &args).is_err());
     }
 
     #[test]

@@ -31,10 +31,13 @@ pub enum TaskType {
     Delete,
     /// Put a site back as a chosen backup has it; any failure leaves it as it was.
     Restore,
+    /// Move a site to another platform and/or db server (an upgrade, with `updatedb`);
+    /// any failure leaves it serving where it was.
+    Migrate,
 }
 
 impl TaskType {
-    pub const ALL: [TaskType; 9] = [
+    pub const ALL: [TaskType; 10] = [
         Self::Verify,
         Self::Noop,
         Self::Install,
@@ -44,6 +47,7 @@ impl TaskType {
         Self::Backup,
         Self::Delete,
         Self::Restore,
+        Self::Migrate,
     ];
 
     pub fn parse(s: &str) -> Result<Self, TaskError> {
@@ -64,6 +68,7 @@ impl TaskType {
             Self::Backup => "backup",
             Self::Delete => "delete",
             Self::Restore => "restore",
+            Self::Migrate => "migrate",
         }
     }
 }
@@ -71,7 +76,7 @@ impl TaskType {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TaskError {
     #[error(
-        "unknown task type `{0}`; known types: verify, noop, install, disable, enable, login-reset, backup, delete, restore"
+        "unknown task type `{0}`; known types: verify, noop, install, disable, enable, login-reset, backup, delete, restore, migrate"
     )]
     UnknownType(String),
     #[error("task type `{task_type}` does not run on a {target_kind}")]
@@ -118,6 +123,16 @@ pub struct NoopArgs {
     pub fail_step: Option<u32>,
 }
 
+/// Where a migrate moves a site (what is not given stays).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigrateArgs {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_server: Option<String>,
+}
+
 /// A backup's options.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -153,7 +168,8 @@ pub fn validate(
         | TaskType::LoginReset
         | TaskType::Backup
         | TaskType::Delete
-        | TaskType::Restore => target_kind == K::Site,
+        | TaskType::Restore
+        | TaskType::Migrate => target_kind == K::Site,
     };
     if !runs_on {
         return Err(TaskError::WrongTarget {
@@ -186,6 +202,16 @@ pub fn validate(
                     bad("restore takes {\"backup\": \"<backup id>\"} (see GET /api/v1/sites/{uri}/backups)".into())
                 })?;
             Ok(json!({"backup": id.to_string()}))
+        }
+        TaskType::Migrate => {
+            let a: MigrateArgs =
+                serde_json::from_value(args.clone()).map_err(|e| bad(e.to_string()))?;
+            if a.platform.is_none() && a.db_server.is_none() {
+                return Err(bad(
+                    "migrate needs a target: {\"platform\": \"platform_…\"} and/or {\"db_server\": \"server_…\"}".into(),
+                ));
+            }
+            Ok(serde_json::to_value(a).expect("serialisable"))
         }
         TaskType::Backup => {
             let a: BackupArgs =
@@ -311,7 +337,8 @@ pub fn plan_server_task(task_type: TaskType, args: &Value, server: &ServerFacts)
         | TaskType::LoginReset
         | TaskType::Backup
         | TaskType::Delete
-        | TaskType::Restore => Plan { steps: Vec::new() },
+        | TaskType::Restore
+        | TaskType::Migrate => Plan { steps: Vec::new() },
         TaskType::Verify => {
             let mut steps = Vec::new();
             // Database first: it is the service whose failure says most about credentials.

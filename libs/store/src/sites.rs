@@ -215,6 +215,24 @@ pub async fn set_database(
     Ok(())
 }
 
+/// The site now lives on another platform and db server (a migrate finished).
+pub async fn set_home(
+    conn: &mut PgConnection,
+    uri: &str,
+    platform: &str,
+    db_server: &str,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE sites SET platform = $2, db_server = $3, updated_at = now() WHERE uri = $1",
+    )
+    .bind(uri)
+    .bind(platform)
+    .bind(db_server)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// A backup of the site that still exists.
 pub async fn backup(
     conn: &mut PgConnection,

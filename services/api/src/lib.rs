@@ -89,6 +89,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/sites/{uri}/packages", get(sites::packages))
         .route("/sites/{uri}/backups", get(sites::backups))
+        .route("/sites/{uri}/migrate-plan", get(sites::migrate_plan))
         .route("/tasks", post(tasks::create).get(tasks::list))
         .route("/tasks/{id}", get(tasks::show))
         .route("/tasks/{id}/log", get(tasks::log))

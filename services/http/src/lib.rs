@@ -229,7 +229,7 @@ impl HttpWorker {
             }
             "site-cleanup" => {
                 let path = site::vhost_path(&self.cfg, &cmd.server, &a.uri);
-                for l in site::cleanup_after_restore(&a) {
+                for l in site::cleanup_after_restore(&a, &cmd.args) {
                     ctx.info(l);
                 }
                 let n = site::drop_all_stashes(&path);

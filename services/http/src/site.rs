@@ -17,6 +17,8 @@ use std::time::Duration;
 const INSTALLER_TIMEOUT: Duration = Duration::from_secs(600);
 /// The marker berth leaves in a site directory it made: it only ever removes those.
 const MARKER: &str = ".berth-site";
+/// The marker the backup worker's `backup-extract` leaves in what it unpacked.
+const EXTRACT_MARKER: &str = ".berth-extract";
 /// The group the web server runs as: it reads settings.php and writes files/.
 const WEB_GROUP: &str = "www-data";
 
@@ -639,6 +641,12 @@ pub fn swap_back_site_dir(a: &SiteArgs, args: &Value) -> Result<Vec<String>, Ste
     let dir = a.site_dir();
     let old = a.root.join("sites").join(format!("{}.berth-old", a.uri));
     if !old.exists() {
+        // Nothing was moved aside (a migrate into another platform): what the swap moved in
+        // goes back beside, for the unpack's compensation to remove.
+        if dir.join(EXTRACT_MARKER).exists() && !new.exists() {
+            std::fs::rename(&dir, &new).map_err(|e| io("move the unpacked site out", e))?;
+            return Ok(vec![format!("{} moved back to {}", dir.display(), new.display())]);
+        }
         return Ok(vec!["nothing to swap back".into()]);
     }
     let mut log = Vec::new();
@@ -654,15 +662,31 @@ pub fn swap_back_site_dir(a: &SiteArgs, args: &Value) -> Result<Vec<String>, Ste
     Ok(log)
 }
 
-/// After a restore: the old directory goes. Never fails (the restore is done): what
+/// After a restore or migrate: the old directory goes (beside the site, or the site's
+/// directory on the platform it left, `old_root`). Never fails (the task is done): what
 /// cannot be removed is said in the log.
-pub fn cleanup_after_restore(a: &SiteArgs) -> Vec<String> {
+pub fn cleanup_after_restore(a: &SiteArgs, args: &Value) -> Vec<String> {
+    let mut log = Vec::new();
     let old = a.root.join("sites").join(format!("{}.berth-old", a.uri));
     match std::fs::remove_dir_all(&old) {
-        Ok(()) => vec![format!("removed {}", old.display())],
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => vec![format!("could not remove {}: {e}", old.display())],
+        Ok(()) => log.push(format!("removed {}", old.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => log.push(format!("could not remove {}: {e}", old.display())),
     }
+    let old_root = args
+        .get("old_root")
+        .and_then(Value::as_str)
+        .and_then(|r| parse_root(r).ok())
+        .filter(|r| Path::new(r) != a.root);
+    if let Some(old_root) = old_root {
+        let mut left = a.clone_shallow();
+        left.root = PathBuf::from(old_root);
+        match remove_site_files(&left) {
+            Ok(l) => log.extend(l),
+            Err(e) => log.push(format!("the old copy stays: {}", e.message())),
+        }
+    }
+    log
 }
 
 /// A reloader error as a step error: a broken configuration will stay broken; a reload

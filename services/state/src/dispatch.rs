@@ -11,7 +11,9 @@ use berth_contracts::{
     AttemptRecord, DeadLetterMessage, ErrorKind, LogLevel, StepCommand, StepEvent, StepOutcome,
     StepPhase, StepStatus, TargetKind, TaskQueued, TaskStatus, WorkerLog, exchanges,
 };
-use berth_hosting::sites::{plan_platform_task, plan_site_task_with, status as site_status};
+use berth_hosting::sites::{
+    plan_migrate, plan_platform_task, plan_site_task_with, status as site_status,
+};
 use berth_hosting::tasks::{SecretNeed, TaskType, plan_server_task};
 use berth_store::outbox::{self, OutboxMessage, OutboxRow};
 use berth_store::tasks::{self as t, NewStep, StepChange, StepRow, TaskRow};
@@ -392,7 +394,21 @@ impl Dispatcher {
                 let Some(site) = sites::facts(tx, &task.target).await? else {
                     return Ok(Err(format!("site `{}` does not exist", task.target)));
                 };
-                match plan_site_task_with(task_type, &site, &task.args) {
+                let planned = if task_type == TaskType::Migrate {
+                    let to = &task.args["to"];
+                    let platform = to["platform"].as_str().unwrap_or(&site.platform.name);
+                    let db_server = to["db_server"].as_str().unwrap_or(&site.db_server.name);
+                    let Some(p) = platforms::facts(tx, platform).await? else {
+                        return Ok(Err(format!("platform `{platform}` does not exist")));
+                    };
+                    let Some(db) = servers::get_server(tx, db_server).await? else {
+                        return Ok(Err(format!("server `{db_server}` does not exist")));
+                    };
+                    plan_migrate(&site, &p, &db.facts(), &task.args)
+                } else {
+                    plan_site_task_with(task_type, &site, &task.args)
+                };
+                match planned {
                     Ok(plan) => plan,
                     Err(why) => return Ok(Err(why)),
                 }
@@ -678,6 +694,31 @@ async fn apply_finish(tx: &mut Tx, task: &TaskRow, status: TaskStatus) -> Result
                     site_status::DELETED
                 }
                 ("enable", true) => site_status::ENABLED,
+                ("migrate", true) => {
+                    let next = &task.args["next_db"];
+                    let to = &task.args["to"];
+                    if let (Some(name), Some(user), Some(sealed)) = (
+                        next["name"].as_str(),
+                        next["user"].as_str(),
+                        t::task_secret(tx, task.id, SECRET_SITE_DB_NEXT).await?,
+                    ) {
+                        sites::set_database(tx, &task.target, name, user, &sealed).await?;
+                    }
+                    sites::set_home(
+                        tx,
+                        &task.target,
+                        to["platform"].as_str().unwrap_or(&site.platform),
+                        to["db_server"].as_str().unwrap_or(&site.db_server),
+                    )
+                    .await?;
+                    return Ok(Some(format!(
+                        "site {}: now on {} with database {} on {}",
+                        task.target,
+                        to["platform"].as_str().unwrap_or(&site.platform),
+                        next["name"].as_str().unwrap_or("?"),
+                        to["db_server"].as_str().unwrap_or(&site.db_server),
+                    )));
+                }
                 ("restore", true) => {
                     let next = &task.args["next_db"];
                     if let (Some(name), Some(user), Some(sealed)) = (

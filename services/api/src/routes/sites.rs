@@ -347,6 +347,170 @@ pub async fn packages(
     Ok(axum::Json(state.store.site_packages(&site.uri).await?))
 }
 
+/// Where a migrate would take a site, checked: the target platform exists, is verified,
+/// unlocked and on the same web server; the db server has a managed db service; and the
+/// package comparison of the site with the target platform.
+pub(crate) struct MigrateTarget {
+    pub platform: String,
+    pub db_server: String,
+    pub comparison: berth_hosting::compare::Comparison,
+}
+
+pub(crate) async fn migrate_target(
+    state: &AppState,
+    site: &Site,
+    platform: Option<&str>,
+    db_server: Option<&str>,
+) -> Result<MigrateTarget, ApiError> {
+    let mut conn = state.store.pool.acquire().await?;
+    let platform = match platform {
+        Some(p) => PlatformName::parse(p)
+            .map_err(|e| ApiError::Unprocessable(format!("platform: {e}")))?
+            .to_string(),
+        None => site.platform.clone(),
+    };
+    let db_server = match db_server {
+        Some(d) => ServerName::parse(d)
+            .map_err(|e| ApiError::Unprocessable(format!("db_server: {e}")))?
+            .to_string(),
+        None => site.db_server.clone(),
+    };
+    if platform == site.platform && db_server == site.db_server {
+        return Err(ApiError::Unprocessable(format!(
+            "site `{}` is on {platform} with its database on {db_server} already",
+            site.uri
+        )));
+    }
+    let target = match platforms::get_platform(&mut conn, &platform).await? {
+        Some(p) if p.status != "deleted" => p,
+        _ => {
+            return Err(ApiError::Unprocessable(format!(
+                "platform `{platform}` does not exist"
+            )));
+        }
+    };
+    if target.status != "verified" {
+        return Err(ApiError::Conflict(format!(
+            "platform `{platform}` is {}: verify it first, so berth knows its packages",
+            target.status
+        )));
+    }
+    if target.locked && platform != site.platform {
+        return Err(ApiError::Conflict(format!(
+            "platform `{platform}` is locked: it takes no new sites"
+        )));
+    }
+    let current = platforms::get_platform(&mut conn, &site.platform)
+        .await?
+        .ok_or_else(|| ApiError::Internal("the site's platform vanished".into()))?;
+    if current.web_server != target.web_server {
+        return Err(ApiError::Unprocessable(format!(
+            "platform `{platform}` is on {} and the site on {}: moving between web servers is not built yet",
+            target.web_server, current.web_server
+        )));
+    }
+    let db = servers::get_server(&mut conn, &db_server)
+        .await?
+        .ok_or_else(|| ApiError::Unprocessable(format!("db server `{db_server}` does not exist")))?;
+    if db
+        .server
+        .services
+        .db
+        .as_ref()
+        .is_none_or(|d| d.service_type == "null")
+    {
+        return Err(ApiError::Unprocessable(format!(
+            "server `{db_server}` has no db service to hold the site's database"
+        )));
+    }
+    drop(conn);
+    let installed = state.store.site_packages(&site.uri).await?;
+    let offered = state.store.platform_packages(&platform).await?;
+    let comparison =
+        berth_hosting::compare::compare(&installed, &offered, Some(site.profile.as_str()));
+    Ok(MigrateTarget {
+        platform,
+        db_server,
+        comparison,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanQuery {
+    platform: Option<String>,
+    db_server: Option<String>,
+    uri: Option<String>,
+}
+
+/// What a migrate would do, without doing anything: the package table, the steps, the
+/// backup taken first, and the downtime to expect.
+pub async fn migrate_plan(
+    State(state): State<AppState>,
+    ApiPath(uri): ApiPath<String>,
+    ApiQuery(q): ApiQuery<PlanQuery>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let site = existing(&state, &uri).await?;
+    if let Some(new_uri) = q.uri.as_deref().filter(|u| *u != site.uri) {
+        return Err(ApiError::Unprocessable(format!(
+            "renaming a site (to `{new_uri}`) is not built yet; migrate keeps the uri"
+        )));
+    }
+    let target = migrate_target(&state, &site, q.platform.as_deref(), q.db_server.as_deref()).await?;
+    let mut conn = state.store.pool.acquire().await?;
+    let facts = sites::facts(&mut conn, &site.uri)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("site `{}` not found", site.uri)))?;
+    let to_platform = platforms::facts(&mut conn, &target.platform)
+        .await?
+        .ok_or_else(|| ApiError::Internal("target platform vanished".into()))?;
+    let to_db = servers::get_server(&mut conn, &target.db_server)
+        .await?
+        .ok_or_else(|| ApiError::Internal("target db server vanished".into()))?
+        .facts();
+    drop(conn);
+    let args = serde_json::json!({
+        "backup": {"file": "(named when the migrate is queued)", "compression": "zstd",
+                   "description": "Generated before being migrated"},
+        "next_db": {"name": "(new)", "user": "(new)"},
+    });
+    let plan = berth_hosting::sites::plan_migrate(&facts, &to_platform, &to_db, &args)
+        .map_err(ApiError::Conflict)?;
+    let steps: Vec<serde_json::Value> = plan
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            serde_json::json!({
+                "position": i + 1, "service": s.service, "server": s.server,
+                "action": s.action, "taken_back_by": s.compensation,
+            })
+        })
+        .collect();
+    // The site is in maintenance from the first step until its new vhost: roughly a backup
+    // and an unpack of its size (at ~25 MB/s each, measured by berth-bench backup on two
+    // cores) plus updatedb and a reload.
+    let last = state.store.site_backups(&site.uri).await?.into_iter().next();
+    let (downtime_ms, basis) = match &last {
+        Some(b) => (
+            2_000 + 2 * b.size / 25_000,
+            format!("the last backup's size ({} bytes)", b.size),
+        ),
+        None => (2_000, "no backup yet: at least".to_string()),
+    };
+    Ok(axum::Json(serde_json::json!({
+        "site": site.uri,
+        "from": {"platform": site.platform, "db_server": site.db_server},
+        "to": {"platform": target.platform, "db_server": target.db_server},
+        "allowed": target.comparison.ok(),
+        "comparison": target.comparison,
+        "backup": "a backup of the site is taken first (\"Generated before being migrated\"), after it is put in maintenance",
+        "steps": steps,
+        "expected_downtime_ms": downtime_ms,
+        "expected_downtime_basis": basis,
+    })))
+}
+
 /// The site's backups, newest first.
 pub async fn backups(
     State(state): State<AppState>,

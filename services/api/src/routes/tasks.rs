@@ -88,6 +88,52 @@ async fn restore_args(
     ))
 }
 
+/// A migrate's arguments, checked (the target, and a package comparison without errors),
+/// and the new database's password, sealed.
+async fn migrate_args(
+    state: &AppState,
+    site: &berth_contracts::Site,
+    args: &serde_json::Value,
+) -> Result<(serde_json::Value, String), ApiError> {
+    let target = crate::routes::sites::migrate_target(
+        state,
+        site,
+        args["platform"].as_str(),
+        args["db_server"].as_str(),
+    )
+    .await?;
+    if !target.comparison.ok() {
+        let errors: Vec<String> = target
+            .comparison
+            .rows
+            .iter()
+            .filter(|r| r.verdict == berth_hosting::compare::Verdict::Error)
+            .map(|r| format!("{}: {}", r.name, r.reason))
+            .collect();
+        return Err(ApiError::Conflict(format!(
+            "site `{}` cannot move to {}: {}",
+            site.uri,
+            target.platform,
+            errors.join("; ")
+        )));
+    }
+    let unique = berth_secrets::SecretKey::new_password();
+    let (db_name, db_user) = berth_hosting::sites::db_names(&site.uri, &unique[..6]);
+    let sealed = state
+        .secret_key
+        .seal(&berth_secrets::SecretKey::new_password());
+    let file = berth_hosting::sites::backup_file_name(&site.uri, chrono::Utc::now(), &unique[6..10]);
+    Ok((
+        serde_json::json!({
+            "to": {"platform": target.platform, "db_server": target.db_server},
+            "backup": {"file": file, "compression": "zstd",
+                       "description": "Generated before being migrated"},
+            "next_db": {"name": db_name, "user": db_user},
+        }),
+        sealed,
+    ))
+}
+
 /// Backup and delete tasks carry the name of the backup they make, given here (when the task
 /// is accepted) so that the plan stays pure and a redelivered step writes the same file.
 fn with_backup_file(task_type: TaskType, uri: &str, args: serde_json::Value) -> serde_json::Value {
@@ -170,7 +216,15 @@ pub async fn create(
         berth_store::sites::set_status(&mut tx, &target, site_status::INSTALLING).await?;
     }
     let mut next_password = None;
-    if task_type == TaskType::Restore {
+    if task_type == TaskType::Migrate {
+        let site = berth_store::sites::get_site(&mut tx, &target)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("site `{target}` not found")))?
+            .into_contract();
+        let (migrate, sealed) = migrate_args(&state, &site, &args).await?;
+        args = migrate;
+        next_password = Some(sealed);
+    } else if task_type == TaskType::Restore {
         let (restore_args, sealed) = restore_args(&state, &mut tx, &target, &args).await?;
         args = restore_args;
         next_password = Some(sealed);

@@ -1,0 +1,190 @@
+//! Migrate (an upgrade) on the real servers: refused when the package comparison has errors,
+//! planned without doing anything, done with updatedb, and taken back whole on a failure.
+
+use berth_contracts::TaskStatus;
+use berth_tests::{World, WorldOptions, mysql_url};
+use serde_json::{Value, json};
+use std::path::Path;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(120);
+
+fn add_update(root: &Path, n: u32, body: &str) {
+    let install = root.join("core/modules/node/node.install");
+    let mut text = std::fs::read_to_string(&install).unwrap();
+    text.push_str(&format!("\nfunction node_update_{n}() {{\n{body}}}\n"));
+    std::fs::write(install, text).unwrap();
+}
+
+async fn platform(w: &World, name: &str, root: &Path) {
+    let r = w
+        .post(
+            "/api/v1/platforms",
+            &json!({"name": name, "root": root.display().to_string()}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let v: Value = r.json().await.unwrap();
+    let t = w
+        .wait_finished(v["task"].as_str().unwrap().parse().unwrap(), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+}
+
+async fn db_exists(db: &str) -> bool {
+    let mut my = <sqlx::MySqlConnection as sqlx::Connection>::connect(&mysql_url())
+        .await
+        .unwrap();
+    let (n,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM information_schema.schemata WHERE schema_name = ?")
+            .bind(db)
+            .fetch_one(&mut my)
+            .await
+            .unwrap();
+    n > 0
+}
+
+fn node_schema(packages: &Value) -> i64 {
+    packages
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "node")
+        .unwrap()["schema_version"]
+        .as_i64()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_site_is_upgraded_onto_a_newer_platform_and_a_failed_migrate_changes_nothing() {
+    let w = World::start_with(WorldOptions {
+        web: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let s = w
+        .create_server_with_dns("server_master", "localhost", "null")
+        .await
+        .unwrap();
+    w.wait_finished(s["verify_task"].as_str().unwrap().parse().unwrap(), WAIT)
+        .await
+        .unwrap();
+    let a = w.copy_fixture("drupal10", "platform_a").unwrap();
+    let newer = w.copy_fixture("drupal10", "platform_newer").unwrap();
+    add_update(&newer, 10102, "");
+    let older = w.copy_fixture("drupal10", "platform_older").unwrap();
+    let install = older.join("core/modules/node/node.install");
+    let text = std::fs::read_to_string(&install)
+        .unwrap()
+        .replace("function node_update_10101() {\n}\n", "");
+    std::fs::write(&install, text).unwrap();
+    let broken = w.copy_fixture("drupal10", "platform_broken").unwrap();
+    add_update(&broken, 10102, "");
+    add_update(&broken, 10103, "  throw new Exception('update 10103 breaks');\n");
+    for (name, root) in [
+        ("platform_a", &a),
+        ("platform_newer", &newer),
+        ("platform_older", &older),
+        ("platform_broken", &broken),
+    ] {
+        platform(&w, name, root).await;
+    }
+
+    let uri = format!("mg.{}.test", w.id);
+    let (site, t) = w
+        .install_site(json!({"uri": uri, "platform": "platform_a"}))
+        .await
+        .unwrap();
+    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    let old_db = site["db_name"].as_str().unwrap().to_string();
+    let packages = w.get_json(&format!("/api/v1/sites/{uri}/packages")).await;
+    assert_eq!(node_schema(&packages), 10101);
+
+    // Refused: the older platform would take node's schema back.
+    let plan = w
+        .get_json(&format!(
+            "/api/v1/sites/{uri}/migrate-plan?platform=platform_older"
+        ))
+        .await;
+    assert_eq!(plan["allowed"], false, "{plan}");
+    assert_eq!(plan["comparison"]["errors"], 1);
+    let r = w
+        .post(
+            "/api/v1/tasks",
+            &json!({"type": "migrate", "target": uri, "args": {"platform": "platform_older"}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let p: Value = r.json().await.unwrap();
+    assert!(p["detail"].as_str().unwrap().contains("node"), "{p}");
+
+    // The plan of the upgrade, without doing anything.
+    let before = berth_tests::row_counts(&w.store).await.unwrap();
+    let plan = w
+        .get_json(&format!(
+            "/api/v1/sites/{uri}/migrate-plan?platform=platform_newer"
+        ))
+        .await;
+    assert_eq!(plan["allowed"], true, "{plan}");
+    assert_eq!(plan["comparison"]["upgrades"], 1, "{plan}");
+    assert_eq!(plan["steps"][0]["action"], "site-maintenance");
+    assert_eq!(plan["steps"][1]["action"], "site-backup");
+    assert!(plan["expected_downtime_ms"].as_i64().unwrap() >= 2000);
+    assert_eq!(berth_tests::row_counts(&w.store).await.unwrap(), before);
+
+    // The upgrade.
+    let t = w
+        .create_task("migrate", &uri, json!({"platform": "platform_newer"}))
+        .await
+        .unwrap();
+    let t = w.wait_finished(t.id, WAIT).await.unwrap();
+    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    let site = w.get_json(&format!("/api/v1/sites/{uri}")).await;
+    assert_eq!(site["platform"], "platform_newer");
+    let (status, body, _) = w.http_get(&uri, "/").unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(&format!("<h1>{uri}</h1>")), "{body}");
+    assert!(newer.join("sites").join(&uri).join("settings.php").exists());
+    assert!(!a.join("sites").join(&uri).exists(), "the old copy is removed");
+    assert!(!db_exists(&old_db).await, "the old database is dropped");
+    let packages = w.get_json(&format!("/api/v1/sites/{uri}/packages")).await;
+    assert_eq!(node_schema(&packages), 10102, "updatedb ran");
+    let backups = w.get_json(&format!("/api/v1/sites/{uri}/backups")).await;
+    assert_eq!(backups[0]["description"], "Generated before being migrated");
+
+    // A migrate whose updatedb fails leaves the site where it was, serving, out of maintenance.
+    let db = site["db_name"].as_str().unwrap().to_string();
+    let t = w
+        .create_task("migrate", &uri, json!({"platform": "platform_broken"}))
+        .await
+        .unwrap();
+    let t = w.wait_finished(t.id, WAIT).await.unwrap();
+    assert_eq!(t.status, TaskStatus::Error, "{t:#?}");
+    let log: String = t
+        .log
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|l| l.message.clone())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(log.contains("update 10103 breaks"), "{log}");
+    let site = w.get_json(&format!("/api/v1/sites/{uri}")).await;
+    assert_eq!(site["platform"], "platform_newer");
+    assert_eq!(site["db_name"], db.as_str());
+    assert!(db_exists(&db).await);
+    let next = t.args["next_db"]["name"].as_str().unwrap();
+    assert!(!db_exists(next).await);
+    let (status, body, _) = w.http_get(&uri, "/").unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(&format!("<h1>{uri}</h1>")), "{body}");
+    assert!(!broken.join("sites").join(&uri).exists());
+    assert!(!broken.join("sites").join(format!("{uri}.berth-new")).exists());
+    w.stop().await;
+}
