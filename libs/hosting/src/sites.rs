@@ -156,7 +156,9 @@ pub fn statuses_for(task_type: TaskType) -> &'static [&'static str] {
         TaskType::Backup => &[status::ENABLED, status::DISABLED],
         // The API refuses an enabled site unless deleting enabled sites is allowed.
         TaskType::Delete => &[status::DISABLED, status::ENABLED],
-        TaskType::Restore | TaskType::Migrate => &[status::ENABLED, status::DISABLED],
+        TaskType::Restore | TaskType::Migrate | TaskType::Clone | TaskType::BackupDelete => {
+            &[status::ENABLED, status::DISABLED]
+        }
         TaskType::Noop => &[],
     }
 }
@@ -448,6 +450,90 @@ pub fn plan_migrate(
     Ok(Plan { steps })
 }
 
+/// A clone: a backup of the site, deployed as the new site `n` (its own database and user,
+/// on its platform and db server), verified. The site itself is only read. A failure takes
+/// back everything made for the new site, which is then marked failed.
+pub fn plan_clone(s: &SiteFacts, n: &SiteFacts, task_args: &Value) -> Result<Plan, String> {
+    check_status(TaskType::Clone, &s.uri, &s.status)?;
+    if n.platform.web_server.name != s.platform.web_server.name {
+        return Err(format!(
+            "platform `{}` is on another web server ({}); cloning between web servers is not built yet",
+            n.platform.name, n.platform.web_server.name
+        ));
+    }
+    let file = task_args
+        .get("backup")
+        .and_then(|b| b.get("file"))
+        .and_then(Value::as_str)
+        .ok_or("the task carries no backup file name")?;
+    let web = s.platform.web_server.name.as_str();
+    let mut args = n.step_args(false);
+    args["stash"] = json!(true);
+    let new_dir = restore_dir(&n.platform.root, &n.uri);
+    let extract = json!({
+        "file": file,
+        "target_dir": new_dir,
+        "db": {
+            "host": args["db"]["host"], "port": args["db"]["port"],
+            "name": n.db_name, "user": n.db_user,
+        },
+    });
+    let mut swap = args.clone();
+    swap["new_dir"] = json!(new_dir);
+    swap["renamed_from"] = json!(s.uri);
+    let mut steps = vec![
+        backup_step(s, web, task_args)?,
+        step(
+            "db",
+            &n.db_server.name,
+            "site-db-create",
+            &args,
+            Some("site-db-drop"),
+            Some(SecretNeed::DbAdminAndSiteDbNext),
+        ),
+        step(
+            "backup",
+            web,
+            "backup-extract",
+            &extract,
+            Some("backup-extract-remove"),
+            Some(SecretNeed::SiteDbNext),
+        ),
+        step("http", web, "site-swap", &swap, Some("site-swap-back"), None),
+        step("http", web, "site-updatedb", &swap, None, Some(SecretNeed::SiteDbNext)),
+        step(
+            "http",
+            web,
+            "site-vhost",
+            &args,
+            Some("site-vhost-restore"),
+            Some(SecretNeed::SiteDbNext),
+        ),
+    ];
+    if n.dns_managed() {
+        steps.push(step(
+            "dns",
+            web,
+            "site-records",
+            &args,
+            Some("site-records-remove"),
+            None,
+        ));
+    }
+    let mut last = args.clone();
+    last["login"] = json!(true);
+    steps.push(step(
+        "http",
+        web,
+        "site-packages",
+        &last,
+        None,
+        Some(SecretNeed::SiteDbNext),
+    ));
+    steps.push(step("http", web, "site-cleanup", &swap, None, None));
+    Ok(Plan { steps })
+}
+
 /// A backup's file name: `<uri>-<UTC time>`, as Aegir names them, and a few random hex
 /// digits (`unique`): two backups in one second must not share a file.
 pub fn backup_file_name(uri: &str, at: chrono::DateTime<chrono::Utc>, unique: &str) -> String {
@@ -624,8 +710,32 @@ pub fn plan_site_task_with(
             need_status(&[])?;
             steps = restore_steps(s, task_args)?;
         }
-        TaskType::Migrate => {
-            return Err("a migrate is planned with its target (plan_migrate)".into());
+        TaskType::Migrate | TaskType::Clone => {
+            return Err(format!(
+                "a {} is planned with its target",
+                task_type.as_str()
+            ));
+        }
+        TaskType::BackupDelete => {
+            need_status(&[])?;
+            let path = task_args
+                .get("backup")
+                .and_then(|b| b.get("path"))
+                .and_then(Value::as_str)
+                .ok_or("the task carries no backup to delete")?;
+            let server = task_args
+                .get("backup")
+                .and_then(|b| b.get("server"))
+                .and_then(Value::as_str)
+                .unwrap_or(web);
+            steps.push(step(
+                "backup",
+                server,
+                "backup-delete",
+                &json!({"path": path}),
+                None,
+                None,
+            ));
         }
         TaskType::Noop => return Err("noop runs on servers only".into()),
     }

@@ -34,10 +34,14 @@ pub enum TaskType {
     /// Move a site to another platform and/or db server (an upgrade, with `updatedb`);
     /// any failure leaves it serving where it was.
     Migrate,
+    /// Copy a site to a new uri, with its own database and user.
+    Clone,
+    /// Remove one of a site's backups.
+    BackupDelete,
 }
 
 impl TaskType {
-    pub const ALL: [TaskType; 10] = [
+    pub const ALL: [TaskType; 12] = [
         Self::Verify,
         Self::Noop,
         Self::Install,
@@ -48,6 +52,8 @@ impl TaskType {
         Self::Delete,
         Self::Restore,
         Self::Migrate,
+        Self::Clone,
+        Self::BackupDelete,
     ];
 
     pub fn parse(s: &str) -> Result<Self, TaskError> {
@@ -69,6 +75,8 @@ impl TaskType {
             Self::Delete => "delete",
             Self::Restore => "restore",
             Self::Migrate => "migrate",
+            Self::Clone => "clone",
+            Self::BackupDelete => "backup-delete",
         }
     }
 }
@@ -76,7 +84,7 @@ impl TaskType {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TaskError {
     #[error(
-        "unknown task type `{0}`; known types: verify, noop, install, disable, enable, login-reset, backup, delete, restore, migrate"
+        "unknown task type `{0}`; known types: verify, noop, install, disable, enable, login-reset, backup, delete, restore, migrate, clone, backup-delete"
     )]
     UnknownType(String),
     #[error("task type `{task_type}` does not run on a {target_kind}")]
@@ -133,6 +141,21 @@ pub struct MigrateArgs {
     pub db_server: Option<String>,
 }
 
+/// A clone's new site: its uri, where it goes (default: where the site is), new aliases.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloneArgs {
+    pub uri: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_server: Option<String>,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    #[serde(default)]
+    pub redirection: bool,
+}
+
 /// A backup's options.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -169,7 +192,9 @@ pub fn validate(
         | TaskType::Backup
         | TaskType::Delete
         | TaskType::Restore
-        | TaskType::Migrate => target_kind == K::Site,
+        | TaskType::Migrate
+        | TaskType::Clone
+        | TaskType::BackupDelete => target_kind == K::Site,
     };
     if !runs_on {
         return Err(TaskError::WrongTarget {
@@ -191,7 +216,16 @@ pub fn validate(
             Some(o) if o.is_empty() => Ok(json!({})),
             _ => Err(bad(format!("{} takes no arguments", task_type.as_str()))),
         },
-        TaskType::Restore => {
+        TaskType::Clone => {
+            let a: CloneArgs =
+                serde_json::from_value(args.clone()).map_err(|e| bad(e.to_string()))?;
+            crate::HostName::parse(&a.uri).map_err(|e| bad(format!("uri: {e}")))?;
+            for alias in &a.aliases {
+                crate::HostName::parse(alias).map_err(|e| bad(format!("alias: {e}")))?;
+            }
+            Ok(serde_json::to_value(a).expect("serialisable"))
+        }
+        TaskType::Restore | TaskType::BackupDelete => {
             let id = args
                 .as_object()
                 .filter(|o| o.len() == 1)
@@ -199,7 +233,10 @@ pub fn validate(
                 .and_then(Value::as_str)
                 .and_then(|b| uuid::Uuid::parse_str(b).ok())
                 .ok_or_else(|| {
-                    bad("restore takes {\"backup\": \"<backup id>\"} (see GET /api/v1/sites/{uri}/backups)".into())
+                    bad(format!(
+                        "{} takes {{\"backup\": \"<backup id>\"}} (see GET /api/v1/sites/{{uri}}/backups)",
+                        task_type.as_str()
+                    ))
                 })?;
             Ok(json!({"backup": id.to_string()}))
         }
@@ -338,7 +375,9 @@ pub fn plan_server_task(task_type: TaskType, args: &Value, server: &ServerFacts)
         | TaskType::Backup
         | TaskType::Delete
         | TaskType::Restore
-        | TaskType::Migrate => Plan { steps: Vec::new() },
+        | TaskType::Migrate
+        | TaskType::Clone
+        | TaskType::BackupDelete => Plan { steps: Vec::new() },
         TaskType::Verify => {
             let mut steps = Vec::new();
             // Database first: it is the service whose failure says most about credentials.

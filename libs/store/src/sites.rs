@@ -233,6 +233,17 @@ pub async fn set_home(
     Ok(())
 }
 
+pub async fn mark_backup_deleted(conn: &mut PgConnection, server: &str, path: &str) -> Result<()> {
+    sqlx::query(
+        "UPDATE backups SET deleted_at = now() WHERE server = $1 AND path = $2 AND deleted_at IS NULL",
+    )
+    .bind(server)
+    .bind(path)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// A backup of the site that still exists.
 pub async fn backup(
     conn: &mut PgConnection,

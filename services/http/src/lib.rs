@@ -223,6 +223,9 @@ impl HttpWorker {
             "site-updatedb" => {
                 let pw = self.site_password(cmd)?;
                 site::drush(&a, &pw, &["updatedb", "-y"], ctx).await?;
+                if let Some(from) = cmd.args.get("renamed_from").and_then(|v| v.as_str()) {
+                    site::fix_file_paths(&a, &pw, from, ctx).await?;
+                }
                 site::drush(&a, &pw, &["cache:rebuild"], ctx).await?;
                 ctx.info(format!("{}: database updated, caches rebuilt", a.uri));
                 Ok(StepOk::default())

@@ -481,6 +481,38 @@ pub async fn site_packages(
     Ok(packages)
 }
 
+/// On a new uri, paths to files stored in the database follow (seed 000: "paths to files
+/// fixed in the database"): Drupal 6/7 sites that keep `sites/<uri>/files/...` in a `files`
+/// table. Drupal 8+ stores `public://` URIs, which the settings' file path already moves.
+pub async fn fix_file_paths(
+    a: &SiteArgs,
+    password: &str,
+    from: &str,
+    ctx: &StepContext,
+) -> Result<(), StepError> {
+    let from = HostName::parse(from).map_err(bad)?;
+    if from.as_str() == a.uri {
+        return Ok(());
+    }
+    if a.drupal_major >= 8 {
+        ctx.info("file paths are public:// URIs: nothing to rewrite in the database");
+        return Ok(());
+    }
+    let tables = drush(a, password, &["sql:query", "SHOW TABLES LIKE 'files'"], ctx).await?;
+    if tables.trim().is_empty() {
+        ctx.info("no `files` table: no file paths to rewrite");
+        return Ok(());
+    }
+    // Both names are host names (checked): safe inside the SQL string.
+    let sql = format!(
+        "UPDATE files SET filepath = REPLACE(filepath, 'sites/{from}/files/', 'sites/{to}/files/')",
+        to = a.uri
+    );
+    drush(a, password, &["sql:query", &sql], ctx).await?;
+    ctx.info(format!("file paths moved from sites/{from}/files to sites/{}/files", a.uri));
+    Ok(())
+}
+
 /// A one-time login link for the site's admin.
 pub async fn login_link(
     a: &SiteArgs,

@@ -12,7 +12,7 @@ use berth_contracts::{
     StepPhase, StepStatus, TargetKind, TaskQueued, TaskStatus, WorkerLog, exchanges,
 };
 use berth_hosting::sites::{
-    plan_migrate, plan_platform_task, plan_site_task_with, status as site_status,
+    plan_clone, plan_migrate, plan_platform_task, plan_site_task_with, status as site_status,
 };
 use berth_hosting::tasks::{SecretNeed, TaskType, plan_server_task};
 use berth_store::outbox::{self, OutboxMessage, OutboxRow};
@@ -394,7 +394,13 @@ impl Dispatcher {
                 let Some(site) = sites::facts(tx, &task.target).await? else {
                     return Ok(Err(format!("site `{}` does not exist", task.target)));
                 };
-                let planned = if task_type == TaskType::Migrate {
+                let planned = if task_type == TaskType::Clone {
+                    let new_uri = task.args["new_site"].as_str().unwrap_or_default();
+                    match sites::facts(tx, new_uri).await? {
+                        Some(n) => plan_clone(&site, &n, &task.args),
+                        None => Err(format!("the clone's new site `{new_uri}` does not exist")),
+                    }
+                } else if task_type == TaskType::Migrate {
                     let to = &task.args["to"];
                     let platform = to["platform"].as_str().unwrap_or(&site.platform.name);
                     let db_server = to["db_server"].as_str().unwrap_or(&site.db_server.name);
@@ -657,11 +663,18 @@ async fn record_output(
             .await?;
         }
         "site-packages" | "site-login" => {
+            // The site the step acted on: the task's, or a clone's new site.
+            let uri = step.args["uri"].as_str().unwrap_or(&task.target);
             if output.get("packages").is_some() {
-                sites::record_packages(tx, &task.target, &packages(output)).await?;
+                sites::record_packages(tx, uri, &packages(output)).await?;
             }
             if let Some(link) = output.get("login_link").and_then(|v| v.as_str()) {
-                sites::set_login_link(tx, &task.target, link).await?;
+                sites::set_login_link(tx, uri, link).await?;
+            }
+        }
+        "backup-delete" => {
+            if let Some(path) = step.args["path"].as_str() {
+                sites::mark_backup_deleted(tx, &step.server, path).await?;
             }
         }
         _ => {}
@@ -677,6 +690,17 @@ async fn apply_finish(tx: &mut Tx, task: &TaskRow, status: TaskStatus) -> Result
             let to = if ok { "verified" } else { "failed" };
             platforms::set_status(tx, &task.target, to).await?;
             Ok(Some(format!("platform {}: {to}", task.target)))
+        }
+        Some(TargetKind::Site) if task.task_type == "clone" => {
+            // A clone ends its new site's install: enabled, or failed (nothing left of it).
+            let new_uri = task.args["new_site"].as_str().unwrap_or_default();
+            let to = if ok {
+                site_status::ENABLED
+            } else {
+                site_status::FAILED
+            };
+            sites::set_status(tx, new_uri, to).await?;
+            Ok(Some(format!("site {new_uri} (the clone): {to}")))
         }
         Some(TargetKind::Site) => {
             let Some(site) = sites::get_site(tx, &task.target).await? else {

@@ -362,6 +362,17 @@ pub(crate) async fn migrate_target(
     platform: Option<&str>,
     db_server: Option<&str>,
 ) -> Result<MigrateTarget, ApiError> {
+    deploy_target(state, site, platform, db_server, false).await
+}
+
+/// As [`migrate_target`]; `copy`: a clone, which may stay where the site is.
+pub(crate) async fn deploy_target(
+    state: &AppState,
+    site: &Site,
+    platform: Option<&str>,
+    db_server: Option<&str>,
+    copy: bool,
+) -> Result<MigrateTarget, ApiError> {
     let mut conn = state.store.pool.acquire().await?;
     let platform = match platform {
         Some(p) => PlatformName::parse(p)
@@ -375,7 +386,7 @@ pub(crate) async fn migrate_target(
             .to_string(),
         None => site.db_server.clone(),
     };
-    if platform == site.platform && db_server == site.db_server {
+    if !copy && platform == site.platform && db_server == site.db_server {
         return Err(ApiError::Unprocessable(format!(
             "site `{}` is on {platform} with its database on {db_server} already",
             site.uri
@@ -395,7 +406,7 @@ pub(crate) async fn migrate_target(
             target.status
         )));
     }
-    if target.locked && platform != site.platform {
+    if target.locked && (copy || platform != site.platform) {
         return Err(ApiError::Conflict(format!(
             "platform `{platform}` is locked: it takes no new sites"
         )));

@@ -88,6 +88,80 @@ async fn restore_args(
     ))
 }
 
+/// A clone's arguments, checked (the new uri and aliases free, the target platform and db
+/// server usable, no package errors), with the new site saved (installing) in the same
+/// transaction as the task; and the new site's database password, sealed.
+async fn clone_args(
+    state: &AppState,
+    tx: &mut sqlx::PgConnection,
+    site: &berth_contracts::Site,
+    args: &serde_json::Value,
+) -> Result<(serde_json::Value, String), ApiError> {
+    let a: berth_hosting::tasks::CloneArgs = serde_json::from_value(args.clone())
+        .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    if a.uri == site.uri || a.aliases.iter().any(|x| *x == a.uri) {
+        return Err(ApiError::Unprocessable(
+            "a clone needs a uri of its own, and aliases other than it".into(),
+        ));
+    }
+    let mut names = vec![a.uri.clone()];
+    names.extend(a.aliases.iter().cloned());
+    let taken = berth_store::sites::names_taken(tx, &names, None).await?;
+    if !taken.is_empty() {
+        return Err(ApiError::Conflict(format!(
+            "already a site or an alias: {} (a clone takes new aliases only)",
+            taken.join(", ")
+        )));
+    }
+    let target = crate::routes::sites::deploy_target(
+        state,
+        site,
+        a.platform.as_deref(),
+        a.db_server.as_deref(),
+        true,
+    )
+    .await?;
+    if !target.comparison.ok() {
+        return Err(ApiError::Conflict(format!(
+            "site `{}` cannot be cloned onto {}: the package comparison has errors",
+            site.uri, target.platform
+        )));
+    }
+    let unique = berth_secrets::SecretKey::new_password();
+    let (db_name, db_user) = berth_hosting::sites::db_names(&a.uri, &unique[..6]);
+    let sealed = state
+        .secret_key
+        .seal(&berth_secrets::SecretKey::new_password());
+    berth_store::sites::insert_site(
+        tx,
+        berth_store::sites::NewSiteRow {
+            uri: &a.uri,
+            platform: &target.platform,
+            db_server: &target.db_server,
+            client: site.client.as_deref(),
+            client_email: site.client_email.as_deref(),
+            profile: &site.profile,
+            language: &site.language,
+            redirection: a.redirection,
+            db_name: &db_name,
+            db_user: &db_user,
+            db_password_sealed: &sealed,
+            aliases: &a.aliases,
+        },
+    )
+    .await?;
+    let file = berth_hosting::sites::backup_file_name(&site.uri, chrono::Utc::now(), &unique[6..10]);
+    Ok((
+        serde_json::json!({
+            "new_site": a.uri,
+            "to": {"platform": target.platform, "db_server": target.db_server},
+            "backup": {"file": file, "compression": "zstd",
+                       "description": format!("Generated for cloning to {}", a.uri)},
+        }),
+        sealed,
+    ))
+}
+
 /// A migrate's arguments, checked (the target, and a package comparison without errors),
 /// and the new database's password, sealed.
 async fn migrate_args(
@@ -216,7 +290,26 @@ pub async fn create(
         berth_store::sites::set_status(&mut tx, &target, site_status::INSTALLING).await?;
     }
     let mut next_password = None;
-    if task_type == TaskType::Migrate {
+    if task_type == TaskType::Clone {
+        let site = berth_store::sites::get_site(&mut tx, &target)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("site `{target}` not found")))?
+            .into_contract();
+        let (clone, sealed) = clone_args(&state, &mut tx, &site, &args).await?;
+        args = clone;
+        next_password = Some(sealed);
+    } else if task_type == TaskType::BackupDelete {
+        let id: Uuid = args["backup"]
+            .as_str()
+            .and_then(|b| b.parse().ok())
+            .ok_or_else(|| ApiError::Unprocessable("backup-delete needs a backup id".into()))?;
+        let b = berth_store::sites::backup(&mut tx, &target, id)
+            .await?
+            .ok_or_else(|| {
+                ApiError::Unprocessable(format!("site `{target}` has no backup {id}"))
+            })?;
+        args = serde_json::json!({"backup": {"id": b.id, "path": b.path, "server": b.server}});
+    } else if task_type == TaskType::Migrate {
         let site = berth_store::sites::get_site(&mut tx, &target)
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("site `{target}` not found")))?
