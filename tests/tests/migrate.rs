@@ -188,3 +188,90 @@ async fn a_site_is_upgraded_onto_a_newer_platform_and_a_failed_migrate_changes_n
     assert!(!broken.join("sites").join(format!("{uri}.berth-new")).exists());
     w.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn migrating_a_platform_moves_each_site_that_can_move_and_says_why_others_stay() {
+    let w = World::start_with(WorldOptions {
+        web: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let s = w
+        .create_server_with_dns("server_master", "localhost", "null")
+        .await
+        .unwrap();
+    w.wait_finished(s["verify_task"].as_str().unwrap().parse().unwrap(), WAIT)
+        .await
+        .unwrap();
+    let a = w.copy_fixture("drupal10", "platform_a").unwrap();
+    let newer = w.copy_fixture("drupal10", "platform_newer").unwrap();
+    add_update(&newer, 10102, "");
+    platform(&w, "platform_a", &a).await;
+    platform(&w, "platform_newer", &newer).await;
+    let mut uris = Vec::new();
+    for i in 0..3 {
+        let uri = format!("p{i}.{}.test", w.id);
+        let (_, t) = w
+            .install_site(json!({"uri": uri, "platform": "platform_a"}))
+            .await
+            .unwrap();
+        assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+        uris.push(uri);
+    }
+    // The third site's database is ahead of the newer platform: it must stay.
+    let ahead = w.get_json(&format!("/api/v1/sites/{}", uris[2])).await;
+    let db = ahead["db_name"].as_str().unwrap();
+    let mut my = <sqlx::MySqlConnection as sqlx::Connection>::connect(&mysql_url())
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE `{db}`.key_value SET value = 'i:10200;' WHERE collection = 'system.schema' AND name = 'node'"
+    )))
+    .execute(&mut my)
+    .await
+    .unwrap();
+    let t = w.create_task("verify", &uris[2], json!({})).await.unwrap();
+    assert_eq!(
+        w.wait_finished(t.id, WAIT).await.unwrap().status,
+        TaskStatus::Success
+    );
+
+    let r = w
+        .post(
+            "/api/v1/platforms/platform_a/migrate",
+            &json!({"to": "platform_newer"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let summary: Value = r.json().await.unwrap();
+    assert_eq!(summary["queued"].as_array().unwrap().len(), 2, "{summary}");
+    let skipped = summary["skipped"].as_array().unwrap();
+    assert_eq!(skipped.len(), 1, "{summary}");
+    assert_eq!(skipped[0]["site"], uris[2].as_str());
+    assert!(
+        skipped[0]["reason"].as_str().unwrap().contains("node"),
+        "{summary}"
+    );
+    for q in summary["queued"].as_array().unwrap() {
+        let t = w
+            .wait_finished(q["task"].as_str().unwrap().parse().unwrap(), WAIT)
+            .await
+            .unwrap();
+        assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+        let uri = q["site"].as_str().unwrap();
+        assert_eq!(
+            w.get_json(&format!("/api/v1/sites/{uri}")).await["platform"],
+            "platform_newer"
+        );
+        assert_eq!(w.http_get(uri, "/").unwrap().0, 200);
+    }
+    assert_eq!(
+        w.get_json(&format!("/api/v1/sites/{}", uris[2])).await["platform"],
+        "platform_a"
+    );
+    assert_eq!(w.http_get(&uris[2], "/").unwrap().0, 200);
+    w.stop().await;
+}

@@ -80,6 +80,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/platforms/{name}/packages", get(platforms::packages))
         .route("/platforms/{name}/compare/{other}", get(platforms::compare))
+        .route("/platforms/{name}/migrate", post(platforms::migrate))
         .route("/platforms/{name}/lock", post(platforms::lock))
         .route("/platforms/{name}/unlock", post(platforms::unlock))
         .route("/sites", post(sites::create).get(sites::list))

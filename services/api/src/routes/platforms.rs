@@ -175,6 +175,85 @@ pub async fn compare(
     )))
 }
 
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigratePlatform {
+    /// The platform every site moves to.
+    pub to: String,
+}
+
+/// Migrates every site of a platform to another: one migrate task per site whose package
+/// comparison has no errors; the others are listed with the reason they stay.
+pub async fn migrate(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(body): ApiJson<MigratePlatform>,
+) -> Result<Response, ApiError> {
+    let from = existing(&state, &name).await?;
+    let to = existing(&state, &body.to).await?;
+    if from.name == to.name {
+        return Err(ApiError::Unprocessable(format!(
+            "the sites of `{}` are on it already",
+            from.name
+        )));
+    }
+    let sites = state
+        .store
+        .list_sites(&berth_store::sites::SiteFilter {
+            platform: Some(from.name.clone()),
+            ..Default::default()
+        })
+        .await?;
+    let mut queued = Vec::new();
+    let mut skipped = Vec::new();
+    let mut messages = Vec::new();
+    let mut tx = state.store.pool.begin().await?;
+    for site in sites {
+        if !["enabled", "disabled"].contains(&site.status.as_str()) {
+            if site.status != "deleted" {
+                skipped.push(serde_json::json!({"site": site.uri,
+                    "reason": format!("it is {}", site.status)}));
+            }
+            continue;
+        }
+        if let Some(id) = state.store.unfinished_task(&site.uri, "migrate").await? {
+            skipped.push(serde_json::json!({"site": site.uri,
+                "reason": format!("a migrate is queued or running already ({id})")}));
+            continue;
+        }
+        let args = serde_json::json!({"platform": to.name});
+        match crate::routes::tasks::migrate_args(&state, &site, &args).await {
+            Ok((args, sealed)) => {
+                let (task, message) = queue_task_tx(
+                    &mut tx,
+                    &caller,
+                    "migrate",
+                    &site.uri,
+                    TargetKind::Site,
+                    &args,
+                    None,
+                )
+                .await?;
+                berth_store::tasks::insert_task_secret(&mut tx, task.id, "site_db_next", &sealed)
+                    .await?;
+                messages.push(message);
+                queued.push(serde_json::json!({"site": site.uri, "task": task.id}));
+            }
+            Err(e) => skipped.push(serde_json::json!({"site": site.uri, "reason": e.to_string()})),
+        }
+    }
+    tx.commit().await?;
+    state.outbox.publish(messages);
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(serde_json::json!({
+            "from": from.name, "to": to.name, "queued": queued, "skipped": skipped,
+        })),
+    )
+        .into_response())
+}
+
 /// Forgets the platform (refused while it has sites); its codebase is left on disk.
 pub async fn delete(
     State(state): State<AppState>,

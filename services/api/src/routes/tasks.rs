@@ -164,7 +164,7 @@ async fn clone_args(
 
 /// A migrate's arguments, checked (the target, and a package comparison without errors),
 /// and the new database's password, sealed.
-async fn migrate_args(
+pub(crate) async fn migrate_args(
     state: &AppState,
     site: &berth_contracts::Site,
     args: &serde_json::Value,
