@@ -5,11 +5,16 @@
 //! load and flat out, and compares the flat-out rate with what the broker alone does (the
 //! raw ceiling: confirmed publishes and acked consumes on a quorum queue).
 //!
+//! `berth-bench backup` backs up and restores a generated site (files and database) with
+//! the backup worker's functions, against `mysqldump` + `tar czf` and `tar xzf` + `mysql`
+//! in the same run.
+//!
 //! `berth-bench sites` installs sites on the fixture platform through the real nginx,
 //! php-fpm and MariaDB, from the POST to the first HTTP 200, with 100 and 1,000 vhosts
 //! present, and a burst of installs posted at once; against the floor of a hand-made
 //! vhost change and site database measured in the same run.
 
+mod backup;
 mod machine;
 mod pipeline;
 mod raw;
@@ -32,6 +37,40 @@ enum Command {
     Pipeline(PipelineArgs),
     /// Site installs end to end (POST → serving) with vhosts present, and a burst.
     Sites(SitesArgs),
+    /// Site backup and restore against `mysqldump` + `tar czf` / `tar xzf` + `mysql`.
+    Backup(BackupArgs),
+}
+
+#[derive(Args)]
+struct BackupArgs {
+    /// Where the site, tarballs and restores go (removed first and at the end).
+    #[arg(long, default_value = "/var/tmp/berth-bench-backup")]
+    dir: std::path::PathBuf,
+    /// MB of site files.
+    #[arg(long, default_value_t = 200)]
+    files_mb: u64,
+    /// MB of database rows.
+    #[arg(long, default_value_t = 50)]
+    db_mb: u64,
+    /// Repetitions of each measurement (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    /// zstd levels for berth's backup; repeat for a variant per level (the first is the
+    /// headline and the tarball restored).
+    #[arg(long, default_values_t = [3])]
+    zstd_level: Vec<i32>,
+    /// zstd worker threads (0: one per core); repeat for a variant per count.
+    #[arg(long, default_values_t = [0])]
+    zstd_threads: Vec<u32>,
+    /// Also measure berth writing gzip -6 (the baseline's format).
+    #[arg(long)]
+    gzip: bool,
+    /// Smoke run: 20 MB of files, 5 MB of database, one repetition.
+    #[arg(long)]
+    quick: bool,
+    /// Keep the generated site and outputs.
+    #[arg(long)]
+    keep: bool,
 }
 
 #[derive(Args)]
@@ -142,6 +181,19 @@ fn main() -> Result<()> {
                     timeout: std::time::Duration::from_secs(a.timeout_secs),
                 };
                 sites::run(cfg).await
+            }
+            Command::Backup(a) => {
+                let cfg = backup::Config {
+                    dir: a.dir,
+                    files_mb: if a.quick { 20 } else { a.files_mb },
+                    db_mb: if a.quick { 5 } else { a.db_mb },
+                    reps: if a.quick { 1 } else { a.reps.max(1) },
+                    levels: a.zstd_level,
+                    threads: a.zstd_threads,
+                    gzip: a.gzip,
+                    keep: a.keep,
+                };
+                backup::run(cfg).await
             }
         }
     })
