@@ -241,6 +241,12 @@ impl World {
 
     /// Starts in-process http, db, dns and backup workers for `servers`.
     pub fn start_workers(&mut self, servers: &[String]) {
+        self.start_workers_except(servers, &[]);
+    }
+
+    /// Starts the in-process workers but those named in `except` (a test runs those as
+    /// `berth serve <service>` processes, to kill them).
+    pub fn start_workers_except(&mut self, servers: &[String], except: &[&str]) {
         let key = SecretKey::from_hex(&self.secret_hex).expect("valid key");
         let s = self.workers_shutdown.clone();
         let mut http_worker = self.worker_config("http", servers);
@@ -263,26 +269,30 @@ impl World {
             reload_max_wait: Duration::from_secs(10),
             installer_slots: 2,
         };
-        self.services.push(tokio::spawn({
-            let s = s.clone();
-            async move {
-                if let Err(e) = berth_http::run(http, s).await {
-                    eprintln!("http worker stopped: {e}");
+        if !except.contains(&"http") {
+            self.services.push(tokio::spawn({
+                let s = s.clone();
+                async move {
+                    if let Err(e) = berth_http::run(http, s).await {
+                        eprintln!("http worker stopped: {e}");
+                    }
                 }
-            }
-        }));
+            }));
+        }
         let db = berth_db::DbConfig {
             worker: self.worker_config("db", servers),
             secret_key: key,
         };
-        self.services.push(tokio::spawn({
-            let s = s.clone();
-            async move {
-                if let Err(e) = berth_db::run(db, s).await {
-                    eprintln!("db worker stopped: {e}");
+        if !except.contains(&"db") {
+            self.services.push(tokio::spawn({
+                let s = s.clone();
+                async move {
+                    if let Err(e) = berth_db::run(db, s).await {
+                        eprintln!("db worker stopped: {e}");
+                    }
                 }
-            }
-        }));
+            }));
+        }
         let dns = berth_dns::DnsConfig {
             worker: self.worker_config("dns", servers),
             data_root: self.dir.clone(),
@@ -292,14 +302,16 @@ impl World {
             rndc_bin: "rndc".into(),
             rndc_conf: self.rndc_conf.clone(),
         };
-        self.services.push(tokio::spawn({
-            let s = s.clone();
-            async move {
-                if let Err(e) = berth_dns::run(dns, s).await {
-                    eprintln!("dns worker stopped: {e}");
+        if !except.contains(&"dns") {
+            self.services.push(tokio::spawn({
+                let s = s.clone();
+                async move {
+                    if let Err(e) = berth_dns::run(dns, s).await {
+                        eprintln!("dns worker stopped: {e}");
+                    }
                 }
-            }
-        }));
+            }));
+        }
         let backup = berth_backup::BackupConfig {
             worker: self.worker_config("backup", servers),
             secret_key: SecretKey::from_hex(&self.secret_hex).expect("valid key"),
@@ -307,11 +319,13 @@ impl World {
             dump_bin: "mariadb-dump".into(),
             client_bin: "mariadb".into(),
         };
-        self.services.push(tokio::spawn(async move {
-            if let Err(e) = berth_backup::run_with(backup, s).await {
-                eprintln!("backup worker stopped: {e}");
-            }
-        }));
+        if !except.contains(&"backup") {
+            self.services.push(tokio::spawn(async move {
+                if let Err(e) = berth_backup::run_with(backup, s).await {
+                    eprintln!("backup worker stopped: {e}");
+                }
+            }));
+        }
     }
 
     async fn wait_ready(&self) -> Result<()> {

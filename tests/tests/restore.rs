@@ -42,12 +42,18 @@ async fn site() -> Site {
 
 impl Site {
     async fn task(&self, task_type: &str, args: Value) -> berth_contracts::Task {
-        let t = self.w.create_task(task_type, &self.uri, args).await.unwrap();
+        let t = self
+            .w
+            .create_task(task_type, &self.uri, args)
+            .await
+            .unwrap();
         self.w.wait_finished(t.id, WAIT).await.unwrap()
     }
 
     async fn site(&self) -> Value {
-        self.w.get_json(&format!("/api/v1/sites/{}", self.uri)).await
+        self.w
+            .get_json(&format!("/api/v1/sites/{}", self.uri))
+            .await
     }
 
     /// Renames the site in its own database, as its admin would.
@@ -69,7 +75,11 @@ impl Site {
         .unwrap()
         .rows_affected();
         assert_eq!(n, 1);
-        assert!(self.page().contains(&format!("<h1>{name}</h1>")), "{}", self.page());
+        assert!(
+            self.page().contains(&format!("<h1>{name}</h1>")),
+            "{}",
+            self.page()
+        );
     }
 
     fn page(&self) -> String {
@@ -150,10 +160,9 @@ async fn an_older_backup_is_served_again_after_a_backup_of_the_present() {
     assert_ne!(new_db, old_db, "the site moved to a new database");
     assert!(!s.db_exists(&old_db).await, "the old database is dropped");
     // A backup of the site as it was before the restore exists.
-    let list = s
-        .w
-        .get_json(&format!("/api/v1/sites/{}/backups", s.uri))
-        .await;
+    let list =
+        s.w.get_json(&format!("/api/v1/sites/{}/backups", s.uri))
+            .await;
     assert!(
         list.as_array()
             .unwrap()
@@ -163,7 +172,10 @@ async fn an_older_backup_is_served_again_after_a_backup_of_the_present() {
     );
     s.no_leftovers();
     // The site keeps working: verify and a new login link.
-    assert_eq!(s.task("verify", json!({})).await.status, TaskStatus::Success);
+    assert_eq!(
+        s.task("verify", json!({})).await.status,
+        TaskStatus::Success
+    );
     assert_eq!(
         s.task("login-reset", json!({})).await.status,
         TaskStatus::Success
@@ -191,7 +203,10 @@ async fn a_failing_updatedb_or_import_leaves_the_site_serving_as_before() {
     let t = s.task("restore", json!({"backup": backup})).await;
     assert_eq!(t.status, TaskStatus::Error, "{t:#?}");
     let log = log_of(&t);
-    assert!(log.contains("node_update_10102 failed: injected failure"), "{log}");
+    assert!(
+        log.contains("node_update_10102 failed: injected failure"),
+        "{log}"
+    );
     assert!(log.contains("taken back"), "{log}");
     assert!(s.page().contains("<h1>The present</h1>"), "{}", s.page());
     let now = s.site().await;
@@ -199,15 +214,17 @@ async fn a_failing_updatedb_or_import_leaves_the_site_serving_as_before() {
     assert_eq!(now["db_name"], db.as_str(), "the site keeps its database");
     assert!(s.db_exists(&db).await);
     let next_db = t.args["next_db"]["name"].as_str().unwrap();
-    assert!(!s.db_exists(next_db).await, "the restore's database is dropped");
+    assert!(
+        !s.db_exists(next_db).await,
+        "the restore's database is dropped"
+    );
     s.no_leftovers();
     std::fs::write(&install, original).unwrap();
 
     // The import fails: the backup file is damaged.
-    let list = s
-        .w
-        .get_json(&format!("/api/v1/sites/{}/backups", s.uri))
-        .await;
+    let list =
+        s.w.get_json(&format!("/api/v1/sites/{}/backups", s.uri))
+            .await;
     let b = list
         .as_array()
         .unwrap()
@@ -236,9 +253,8 @@ async fn a_failing_updatedb_or_import_leaves_the_site_serving_as_before() {
     s.no_leftovers();
 
     // A backup that is not the site's is refused before anything runs.
-    let r = s
-        .w
-        .post(
+    let r =
+        s.w.post(
             "/api/v1/tasks",
             &json!({"type": "restore", "target": s.uri,
                     "args": {"backup": "00000000-0000-0000-0000-000000000000"}}),
@@ -247,5 +263,74 @@ async fn a_failing_updatedb_or_import_leaves_the_site_serving_as_before() {
         .await
         .unwrap();
     assert_eq!(r.status(), 422);
+    s.w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_http_worker_killed_during_a_restore_is_replaced_and_the_restore_completes() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let mut w = World::start_with(WorldOptions {
+        web: true,
+        workers: false,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let servers = w.opts.servers.clone();
+    w.start_workers_except(&servers, &["http"]);
+    let (mut http, _) = w.spawn_berth("http", &[]);
+    let s = w
+        .create_server_with_dns("server_master", "localhost", "null")
+        .await
+        .unwrap();
+    w.wait_finished(s["verify_task"].as_str().unwrap().parse().unwrap(), WAIT)
+        .await
+        .unwrap();
+    w.add_platform("platform_d10", "drupal10").await.unwrap();
+    let uri = format!("kill.{}.test", w.id);
+    let (_, t) = w
+        .install_site(json!({"uri": uri, "platform": "platform_d10"}))
+        .await
+        .unwrap();
+    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    let root = w.dir.join("platforms/platform_d10");
+    let s = Site { w, uri, root };
+    let backup = s.backup().await;
+    s.rename("After the backup").await;
+    // A slow update: the worker is killed while drush runs it.
+    let install = s.root.join("core/modules/node/node.install");
+    let mut text = std::fs::read_to_string(&install).unwrap();
+    text.push_str("\nfunction node_update_10102() {\n  sleep(3);\n}\n");
+    std::fs::write(&install, text).unwrap();
+
+    let t = s
+        .w
+        .create_task("restore", &s.uri, json!({"backup": backup}))
+        .await
+        .unwrap();
+    s.w.wait_task(t.id, WAIT, "drush updatedb running", |t| {
+        t.log.as_ref().is_some_and(|l| {
+            l.iter()
+                .any(|e| e.message.contains("drush updatedb"))
+        })
+    })
+    .await
+    .unwrap();
+    kill(Pid::from_raw(http.id() as i32), Signal::SIGKILL).unwrap();
+    http.wait().unwrap();
+    assert_eq!(
+        s.w.task(t.id).await.unwrap().status,
+        TaskStatus::Processing,
+        "the restore must not end with its worker"
+    );
+    let (mut second, _) = s.w.spawn_berth("http", &[]);
+    let done = s.w.wait_finished(t.id, WAIT).await.unwrap();
+    assert_eq!(done.status, TaskStatus::Success, "{done:#?}");
+    let body = s.page();
+    assert!(body.contains(&format!("<h1>{}</h1>", s.uri)), "{body}");
+    s.no_leftovers();
+    let _ = second.kill();
+    let _ = second.wait();
     s.w.stop().await;
 }

@@ -351,7 +351,8 @@ pub async fn drush(
 ) -> Result<String, StepError> {
     let root = format!("--root={}", a.root.display());
     let uri = format!("--uri={}", a.uri);
-    ctx.info(format!("drush {}", args.join(" ")));
+    // Sent at once: installs and updates can be long, and the log should say what runs.
+    ctx.progress(format!("drush {}", args.join(" "))).await;
     let child = tokio::process::Command::new(&a.drush)
         .arg(&root)
         .arg(&uri)
