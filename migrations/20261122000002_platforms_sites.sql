@@ -47,7 +47,7 @@ CREATE INDEX sites_platform ON sites (platform) WHERE status <> 'deleted';
 -- An alias is a domain served as its site (or redirected to it): unique across sites.
 CREATE TABLE site_aliases (
     alias       text PRIMARY KEY,
-    site        text NOT NULL REFERENCES sites(uri) ON DELETE CASCADE,
+    site        text NOT NULL REFERENCES sites(uri) ON DELETE CASCADE ON UPDATE CASCADE,
     position    integer NOT NULL DEFAULT 0
 );
 CREATE INDEX site_aliases_site ON site_aliases (site, position);
@@ -68,7 +68,7 @@ CREATE TABLE platform_packages (
 
 -- What a site's last verify found enabled on it, with the schema installed in its database.
 CREATE TABLE site_packages (
-    site            text NOT NULL REFERENCES sites(uri) ON DELETE CASCADE,
+    site            text NOT NULL REFERENCES sites(uri) ON DELETE CASCADE ON UPDATE CASCADE,
     name            text NOT NULL,
     type            text NOT NULL CHECK (type IN ('core', 'profile', 'module', 'theme')),
     version         text,

@@ -3,7 +3,7 @@
 
 CREATE TABLE backups (
     id           uuid PRIMARY KEY,
-    site         text NOT NULL REFERENCES sites(uri),
+    site         text NOT NULL REFERENCES sites(uri) ON UPDATE CASCADE,
     server       text NOT NULL,
     file         text NOT NULL,
     path         text NOT NULL,

@@ -84,7 +84,11 @@ async fn a_site_is_upgraded_onto_a_newer_platform_and_a_failed_migrate_changes_n
     std::fs::write(&install, text).unwrap();
     let broken = w.copy_fixture("drupal10", "platform_broken").unwrap();
     add_update(&broken, 10102, "");
-    add_update(&broken, 10103, "  throw new Exception('update 10103 breaks');\n");
+    add_update(
+        &broken,
+        10103,
+        "  throw new Exception('update 10103 breaks');\n",
+    );
     for (name, root) in [
         ("platform_a", &a),
         ("platform_newer", &newer),
@@ -151,7 +155,10 @@ async fn a_site_is_upgraded_onto_a_newer_platform_and_a_failed_migrate_changes_n
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(&format!("<h1>{uri}</h1>")), "{body}");
     assert!(newer.join("sites").join(&uri).join("settings.php").exists());
-    assert!(!a.join("sites").join(&uri).exists(), "the old copy is removed");
+    assert!(
+        !a.join("sites").join(&uri).exists(),
+        "the old copy is removed"
+    );
     assert!(!db_exists(&old_db).await, "the old database is dropped");
     let packages = w.get_json(&format!("/api/v1/sites/{uri}/packages")).await;
     assert_eq!(node_schema(&packages), 10102, "updatedb ran");
@@ -185,7 +192,12 @@ async fn a_site_is_upgraded_onto_a_newer_platform_and_a_failed_migrate_changes_n
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(&format!("<h1>{uri}</h1>")), "{body}");
     assert!(!broken.join("sites").join(&uri).exists());
-    assert!(!broken.join("sites").join(format!("{uri}.berth-new")).exists());
+    assert!(
+        !broken
+            .join("sites")
+            .join(format!("{uri}.berth-new"))
+            .exists()
+    );
     w.stop().await;
 }
 
@@ -273,5 +285,71 @@ async fn migrating_a_platform_moves_each_site_that_can_move_and_says_why_others_
         "platform_a"
     );
     assert_eq!(w.http_get(&uris[2], "/").unwrap().0, 200);
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_site_renamed_answers_under_its_new_name_only() {
+    let w = World::start_with(WorldOptions {
+        web: true,
+        dns: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let s = w.create_server("server_master", "localhost").await.unwrap();
+    w.wait_finished(s["verify_task"].as_str().unwrap().parse().unwrap(), WAIT)
+        .await
+        .unwrap();
+    w.add_platform("platform_d10", "drupal10").await.unwrap();
+    let old = format!("old.{}.test", w.id);
+    let new = format!("new.{}.test", w.id);
+    let alias = format!("www.{}.test", w.id);
+    let (_, t) = w
+        .install_site(json!({"uri": old, "platform": "platform_d10", "aliases": [alias]}))
+        .await
+        .unwrap();
+    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+
+    let plan = w
+        .get_json(&format!("/api/v1/sites/{old}/migrate-plan?uri={new}"))
+        .await;
+    assert_eq!(plan["allowed"], true, "{plan}");
+    assert_eq!(plan["to"]["uri"], new.as_str());
+    let t = w.create_task("migrate", &old, json!({"uri": new})).await.unwrap();
+    // The new name is held while the rename runs.
+    let r = w
+        .post("/api/v1/sites", &json!({"uri": new, "platform": "platform_d10"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let t = w.wait_finished(t.id, WAIT).await.unwrap();
+    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+
+    let site = w.get_json(&format!("/api/v1/sites/{new}")).await;
+    assert_eq!(site["status"], "enabled", "{site}");
+    assert_eq!(site["aliases"], json!([alias]));
+    let r = w.get(&format!("/api/v1/sites/{old}")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let (status, body, _) = w.http_get(&new, "/").unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(w.http_get(&alias, "/").unwrap().0, 200, "the alias follows");
+    assert_eq!(w.http_get(&old, "/").unwrap().0, 404, "the old name is gone");
+    let root = w.dir.join("platforms/platform_d10/sites");
+    assert!(root.join(&new).join("settings.php").exists());
+    assert!(!root.join(&old).exists());
+    let named = w.named.as_ref().unwrap();
+    assert_eq!(named.dig(&new, "A").unwrap(), ["127.0.0.1"]);
+    assert!(named.dig(&old, "A").unwrap().is_empty());
+    let backups = w.get_json(&format!("/api/v1/sites/{new}/backups")).await;
+    assert_eq!(backups.as_array().unwrap().len(), 1, "{backups}");
+    assert_eq!(
+        w.create_task("verify", &new, json!({}))
+            .await
+            .map(|t| t.id)
+            .is_ok(),
+        true
+    );
     w.stop().await;
 }

@@ -383,7 +383,13 @@ pub fn plan_migrate(
     let disabled = s.status == status::DISABLED;
     let mut args = s.step_args(disabled);
     args["stash"] = json!(true);
+    let new_uri = task_args
+        .get("to")
+        .and_then(|t| t.get("uri"))
+        .and_then(Value::as_str)
+        .filter(|u| *u != s.uri);
     let target = SiteFacts {
+        uri: new_uri.unwrap_or(&s.uri).to_string(),
         platform: to_platform.clone(),
         db_server: to_db.clone(),
         db_name: next["name"].as_str().unwrap_or_default().to_string(),
@@ -392,7 +398,7 @@ pub fn plan_migrate(
     };
     let mut next_args = target.step_args(disabled);
     next_args["stash"] = json!(true);
-    let new_dir = restore_dir(&to_platform.root, &s.uri);
+    let new_dir = restore_dir(&to_platform.root, &target.uri);
     let extract = json!({
         "file": file,
         "target_dir": new_dir,
@@ -403,11 +409,17 @@ pub fn plan_migrate(
     });
     let mut swap = next_args.clone();
     swap["new_dir"] = json!(new_dir);
+    if new_uri.is_some() {
+        swap["renamed_from"] = json!(s.uri);
+    }
     let mut cleanup = swap.clone();
-    if to_platform.root != s.platform.root {
+    if to_platform.root != s.platform.root || new_uri.is_some() {
         cleanup["old_root"] = json!(s.platform.root);
     }
-    let steps = vec![
+    if new_uri.is_some() {
+        cleanup["old_uri"] = json!(s.uri);
+    }
+    let mut steps = vec![
         step("http", web, "site-maintenance", &args, Some("site-vhost-restore"), None),
         backup_step(s, web, task_args)?,
         step(
@@ -427,7 +439,7 @@ pub fn plan_migrate(
             Some(SecretNeed::SiteDbNext),
         ),
         step("http", web, "site-swap", &swap, Some("site-swap-back"), None),
-        step("http", web, "site-updatedb", &next_args, None, Some(SecretNeed::SiteDbNext)),
+        step("http", web, "site-updatedb", &swap, None, Some(SecretNeed::SiteDbNext)),
         step(
             "http",
             web,
@@ -436,17 +448,44 @@ pub fn plan_migrate(
             Some("site-vhost-restore"),
             Some(SecretNeed::SiteDbNext),
         ),
-        step("http", web, "site-packages", &next_args, None, Some(SecretNeed::SiteDbNext)),
-        step(
-            "db",
-            &s.db_server.name,
-            "site-db-drop",
-            &args,
-            None,
-            Some(SecretNeed::DbAdmin),
-        ),
-        step("http", web, "site-cleanup", &cleanup, None, None),
     ];
+    if new_uri.is_some() && s.dns_managed() {
+        // The old name's records go first (its aliases' CNAMEs are the site's), then the
+        // new name's come; both are undone on a failure.
+        steps.push(step(
+            "dns",
+            web,
+            "site-records-remove",
+            &args,
+            Some("site-records"),
+            None,
+        ));
+        steps.push(step(
+            "dns",
+            web,
+            "site-records",
+            &next_args,
+            Some("site-records-remove"),
+            None,
+        ));
+    }
+    steps.push(step(
+        "http",
+        web,
+        "site-packages",
+        &next_args,
+        None,
+        Some(SecretNeed::SiteDbNext),
+    ));
+    steps.push(step(
+        "db",
+        &s.db_server.name,
+        "site-db-drop",
+        &args,
+        None,
+        Some(SecretNeed::DbAdmin),
+    ));
+    steps.push(step("http", web, "site-cleanup", &cleanup, None, None));
     Ok(Plan { steps })
 }
 

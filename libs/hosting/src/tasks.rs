@@ -135,6 +135,9 @@ pub struct NoopArgs {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MigrateArgs {
+    /// A new uri: the site is renamed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -243,10 +246,13 @@ pub fn validate(
         TaskType::Migrate => {
             let a: MigrateArgs =
                 serde_json::from_value(args.clone()).map_err(|e| bad(e.to_string()))?;
-            if a.platform.is_none() && a.db_server.is_none() {
+            if a.platform.is_none() && a.db_server.is_none() && a.uri.is_none() {
                 return Err(bad(
-                    "migrate needs a target: {\"platform\": \"platform_…\"} and/or {\"db_server\": \"server_…\"}".into(),
+                    "migrate needs a target: {\"platform\": \"platform_…\"}, {\"db_server\": \"server_…\"} and/or a new {\"uri\": …}".into(),
                 ));
+            }
+            if let Some(u) = &a.uri {
+                crate::HostName::parse(u).map_err(|e| bad(format!("uri: {e}")))?;
             }
             Ok(serde_json::to_value(a).expect("serialisable"))
         }

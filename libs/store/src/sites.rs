@@ -85,9 +85,13 @@ pub async fn names_taken(
     names: &[String],
     except_site: Option<&str>,
 ) -> Result<Vec<String>> {
+    // A rename under way holds its new name too.
     let rows: Vec<(String,)> = sqlx::query_as(
         "SELECT uri FROM sites WHERE uri = ANY($1) AND uri IS DISTINCT FROM $2
-         UNION SELECT alias FROM site_aliases WHERE alias = ANY($1) AND site IS DISTINCT FROM $2",
+         UNION SELECT alias FROM site_aliases WHERE alias = ANY($1) AND site IS DISTINCT FROM $2
+         UNION SELECT args->'to'->>'uri' FROM tasks WHERE type = 'migrate'
+           AND status IN ('queued', 'processing') AND args->'to'->>'uri' = ANY($1)
+           AND target IS DISTINCT FROM args->'to'->>'uri'",
     )
     .bind(names)
     .bind(except_site)
@@ -212,6 +216,17 @@ pub async fn set_database(
     .bind(db_password_sealed)
     .execute(&mut *conn)
     .await?;
+    Ok(())
+}
+
+/// The site has a new name (a migrate with a new uri finished); its aliases, packages and
+/// backups follow (ON UPDATE CASCADE); its tasks keep the name they ran under.
+pub async fn rename(conn: &mut PgConnection, uri: &str, new_uri: &str) -> Result<()> {
+    sqlx::query("UPDATE sites SET uri = $2, updated_at = now() WHERE uri = $1")
+        .bind(uri)
+        .bind(new_uri)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 

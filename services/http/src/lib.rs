@@ -235,7 +235,25 @@ impl HttpWorker {
                 for l in site::cleanup_after_restore(&a, &cmd.args) {
                     ctx.info(l);
                 }
-                let n = site::drop_all_stashes(&path);
+                let mut n = site::drop_all_stashes(&path);
+                // A renamed site's old vhost goes too; a failure here is only reported:
+                // the task is done.
+                if let Some(old) = cmd.args.get("old_uri").and_then(|v| v.as_str())
+                    && berth_hosting::HostName::parse(old).is_ok()
+                    && old != a.uri
+                {
+                    let old_path = site::vhost_path(&self.cfg, &cmd.server, old);
+                    match self.reloader.apply(site::vhost_change(old_path.clone(), None)).await {
+                        Ok(r) => ctx.info(format!(
+                            "vhost {} removed; reload #{} carried {} change(s)",
+                            old_path.display(),
+                            r.reload,
+                            r.batch
+                        )),
+                        Err(e) => ctx.warn(format!("the old vhost stays: {e}")),
+                    }
+                    n += site::drop_all_stashes(&old_path);
+                }
                 ctx.info(format!("{n} kept vhost(s) dropped"));
                 Ok(StepOk::default())
             }

@@ -706,17 +706,32 @@ pub fn cleanup_after_restore(a: &SiteArgs, args: &Value) -> Vec<String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => log.push(format!("could not remove {}: {e}", old.display())),
     }
-    let old_root = args
+    // The copy the site left: on another platform (`old_root`) and/or under its old name
+    // (`old_uri`, a rename).
+    let mut left = a.clone_shallow();
+    if let Some(r) = args
         .get("old_root")
         .and_then(Value::as_str)
         .and_then(|r| parse_root(r).ok())
-        .filter(|r| Path::new(r) != a.root);
-    if let Some(old_root) = old_root {
-        let mut left = a.clone_shallow();
-        left.root = PathBuf::from(old_root);
+    {
+        left.root = PathBuf::from(r);
+    }
+    if let Some(u) = args
+        .get("old_uri")
+        .and_then(Value::as_str)
+        .and_then(|u| HostName::parse(u).ok())
+    {
+        left.uri = u.to_string();
+    }
+    if (&left.root, &left.uri) != (&a.root, &a.uri) {
         match remove_site_files(&left) {
             Ok(l) => log.extend(l),
             Err(e) => log.push(format!("the old copy stays: {}", e.message())),
+        }
+        // The aliases now lead to the site under its new name.
+        match sync_alias_links(a) {
+            Ok(l) => log.extend(l),
+            Err(e) => log.push(format!("alias links: {}", e.message())),
         }
     }
     log

@@ -663,8 +663,12 @@ async fn record_output(
             .await?;
         }
         "site-packages" | "site-login" => {
-            // The site the step acted on: the task's, or a clone's new site.
-            let uri = step.args["uri"].as_str().unwrap_or(&task.target);
+            // The site the step acted on: the task's (a renamed site keeps its row's old
+            // name until the task ends), or a clone's new site.
+            let uri = match task.task_type.as_str() {
+                "clone" => step.args["uri"].as_str().unwrap_or(&task.target),
+                _ => &task.target,
+            };
             if output.get("packages").is_some() {
                 sites::record_packages(tx, uri, &packages(output)).await?;
             }
@@ -735,9 +739,16 @@ async fn apply_finish(tx: &mut Tx, task: &TaskRow, status: TaskStatus) -> Result
                         to["db_server"].as_str().unwrap_or(&site.db_server),
                     )
                     .await?;
+                    let new_uri = to["uri"].as_str().filter(|u| *u != task.target);
+                    if let Some(u) = new_uri {
+                        sites::rename(tx, &task.target, u).await?;
+                        // A login link made for the old name leads nowhere now.
+                        sites::clear_login_link(tx, u).await?;
+                    }
                     return Ok(Some(format!(
-                        "site {}: now on {} with database {} on {}",
+                        "site {}: now {}on {} with database {} on {}",
                         task.target,
+                        new_uri.map(|u| format!("{u}, ")).unwrap_or_default(),
                         to["platform"].as_str().unwrap_or(&site.platform),
                         next["name"].as_str().unwrap_or("?"),
                         to["db_server"].as_str().unwrap_or(&site.db_server),

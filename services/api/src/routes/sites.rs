@@ -361,8 +361,20 @@ pub(crate) async fn migrate_target(
     site: &Site,
     platform: Option<&str>,
     db_server: Option<&str>,
+    new_uri: Option<&str>,
 ) -> Result<MigrateTarget, ApiError> {
-    deploy_target(state, site, platform, db_server, false).await
+    let renamed = new_uri.is_some_and(|u| u != site.uri);
+    if let Some(u) = new_uri.filter(|_| renamed) {
+        let u = HostName::parse(u).map_err(|e| ApiError::Unprocessable(format!("uri: {e}")))?;
+        let mut conn = state.store.pool.acquire().await?;
+        let taken = sites::names_taken(&mut conn, &[u.to_string()], None).await?;
+        if !taken.is_empty() {
+            return Err(ApiError::Conflict(format!(
+                "`{u}` is a site or an alias already (remove it from the aliases first, if it is this site's)"
+            )));
+        }
+    }
+    deploy_target(state, site, platform, db_server, renamed).await
 }
 
 /// As [`migrate_target`]; `copy`: a clone, which may stay where the site is.
@@ -462,12 +474,14 @@ pub async fn migrate_plan(
     ApiQuery(q): ApiQuery<PlanQuery>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let site = existing(&state, &uri).await?;
-    if let Some(new_uri) = q.uri.as_deref().filter(|u| *u != site.uri) {
-        return Err(ApiError::Unprocessable(format!(
-            "renaming a site (to `{new_uri}`) is not built yet; migrate keeps the uri"
-        )));
-    }
-    let target = migrate_target(&state, &site, q.platform.as_deref(), q.db_server.as_deref()).await?;
+    let target = migrate_target(
+        &state,
+        &site,
+        q.platform.as_deref(),
+        q.db_server.as_deref(),
+        q.uri.as_deref(),
+    )
+    .await?;
     let mut conn = state.store.pool.acquire().await?;
     let facts = sites::facts(&mut conn, &site.uri)
         .await?
@@ -481,6 +495,7 @@ pub async fn migrate_plan(
         .facts();
     drop(conn);
     let args = serde_json::json!({
+        "to": {"uri": q.uri.as_deref().unwrap_or(&site.uri)},
         "backup": {"file": "(named when the migrate is queued)", "compression": "zstd",
                    "description": "Generated before being migrated"},
         "next_db": {"name": "(new)", "user": "(new)"},
@@ -512,7 +527,8 @@ pub async fn migrate_plan(
     Ok(axum::Json(serde_json::json!({
         "site": site.uri,
         "from": {"platform": site.platform, "db_server": site.db_server},
-        "to": {"platform": target.platform, "db_server": target.db_server},
+        "to": {"platform": target.platform, "db_server": target.db_server,
+               "uri": q.uri.as_deref().unwrap_or(&site.uri)},
         "allowed": target.comparison.ok(),
         "comparison": target.comparison,
         "backup": "a backup of the site is taken first (\"Generated before being migrated\"), after it is put in maintenance",

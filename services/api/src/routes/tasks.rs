@@ -169,11 +169,13 @@ pub(crate) async fn migrate_args(
     site: &berth_contracts::Site,
     args: &serde_json::Value,
 ) -> Result<(serde_json::Value, String), ApiError> {
+    let new_uri = args["uri"].as_str().filter(|u| *u != site.uri);
     let target = crate::routes::sites::migrate_target(
         state,
         site,
         args["platform"].as_str(),
         args["db_server"].as_str(),
+        new_uri,
     )
     .await?;
     if !target.comparison.ok() {
@@ -199,7 +201,8 @@ pub(crate) async fn migrate_args(
     let file = berth_hosting::sites::backup_file_name(&site.uri, chrono::Utc::now(), &unique[6..10]);
     Ok((
         serde_json::json!({
-            "to": {"platform": target.platform, "db_server": target.db_server},
+            "to": {"platform": target.platform, "db_server": target.db_server,
+                   "uri": new_uri.unwrap_or(&site.uri)},
             "backup": {"file": file, "compression": "zstd",
                        "description": "Generated before being migrated"},
             "next_db": {"name": db_name, "user": db_user},
