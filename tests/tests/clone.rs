@@ -110,12 +110,19 @@ async fn a_clone_is_a_new_site_and_a_failed_one_leaves_nothing() {
     assert!(body.contains(site["db_name"].as_str().unwrap()));
     let named = w.named.as_ref().unwrap();
     assert_eq!(named.dig(&copy, "A").unwrap(), ["127.0.0.1"]);
-    assert_eq!(named.dig(&copy_alias, "CNAME").unwrap(), [format!("{copy}.")]);
+    assert_eq!(
+        named.dig(&copy_alias, "CNAME").unwrap(),
+        [format!("{copy}.")]
+    );
 
     // A clone that fails (its updatedb throws) leaves nothing of the new site.
     let bad = format!("bad.{}.test", w.id);
     let t = w
-        .create_task("clone", &uri, json!({"uri": bad, "platform": "platform_broken"}))
+        .create_task(
+            "clone",
+            &uri,
+            json!({"uri": bad, "platform": "platform_broken"}),
+        )
         .await
         .unwrap();
     let t = w.wait_finished(t.id, WAIT).await.unwrap();
@@ -124,7 +131,12 @@ async fn a_clone_is_a_new_site_and_a_failed_one_leaves_nothing() {
     assert_eq!(failed["status"], "failed");
     assert!(!db_exists(failed["db_name"].as_str().unwrap()).await);
     assert!(!broken.join("sites").join(&bad).exists());
-    assert!(!broken.join("sites").join(format!("{bad}.berth-new")).exists());
+    assert!(
+        !broken
+            .join("sites")
+            .join(format!("{bad}.berth-new"))
+            .exists()
+    );
     assert!(
         !w.dir
             .join("config/server_master/nginx/vhost.d")
@@ -132,7 +144,11 @@ async fn a_clone_is_a_new_site_and_a_failed_one_leaves_nothing() {
             .exists()
     );
     assert!(named.dig(&bad, "A").unwrap().is_empty());
-    assert_eq!(w.http_get(&uri, "/").unwrap().0, 200, "the original serves on");
+    assert_eq!(
+        w.http_get(&uri, "/").unwrap().0,
+        200,
+        "the original serves on"
+    );
 
     // backup-delete: the file goes, the backup is no longer listed.
     let backups = w.get_json(&format!("/api/v1/sites/{uri}/backups")).await;
