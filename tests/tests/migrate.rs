@@ -316,10 +316,16 @@ async fn a_site_renamed_answers_under_its_new_name_only() {
         .await;
     assert_eq!(plan["allowed"], true, "{plan}");
     assert_eq!(plan["to"]["uri"], new.as_str());
-    let t = w.create_task("migrate", &old, json!({"uri": new})).await.unwrap();
+    let t = w
+        .create_task("migrate", &old, json!({"uri": new}))
+        .await
+        .unwrap();
     // The new name is held while the rename runs.
     let r = w
-        .post("/api/v1/sites", &json!({"uri": new, "platform": "platform_d10"}))
+        .post(
+            "/api/v1/sites",
+            &json!({"uri": new, "platform": "platform_d10"}),
+        )
         .send()
         .await
         .unwrap();
@@ -335,7 +341,11 @@ async fn a_site_renamed_answers_under_its_new_name_only() {
     let (status, body, _) = w.http_get(&new, "/").unwrap();
     assert_eq!(status, 200, "{body}");
     assert_eq!(w.http_get(&alias, "/").unwrap().0, 200, "the alias follows");
-    assert_eq!(w.http_get(&old, "/").unwrap().0, 404, "the old name is gone");
+    assert_eq!(
+        w.http_get(&old, "/").unwrap().0,
+        404,
+        "the old name is gone"
+    );
     let root = w.dir.join("platforms/platform_d10/sites");
     assert!(root.join(&new).join("settings.php").exists());
     assert!(!root.join(&old).exists());
@@ -344,12 +354,11 @@ async fn a_site_renamed_answers_under_its_new_name_only() {
     assert!(named.dig(&old, "A").unwrap().is_empty());
     let backups = w.get_json(&format!("/api/v1/sites/{new}/backups")).await;
     assert_eq!(backups.as_array().unwrap().len(), 1, "{backups}");
+    let t = w.create_task("verify", &new, json!({})).await.unwrap();
     assert_eq!(
-        w.create_task("verify", &new, json!({}))
-            .await
-            .map(|t| t.id)
-            .is_ok(),
-        true
+        w.wait_finished(t.id, WAIT).await.unwrap().status,
+        TaskStatus::Success,
+        "the renamed site verifies"
     );
     w.stop().await;
 }

@@ -304,16 +304,14 @@ async fn an_http_worker_killed_during_a_restore_is_replaced_and_the_restore_comp
     text.push_str("\nfunction node_update_10102() {\n  sleep(3);\n}\n");
     std::fs::write(&install, text).unwrap();
 
-    let t = s
-        .w
-        .create_task("restore", &s.uri, json!({"backup": backup}))
-        .await
-        .unwrap();
+    let t =
+        s.w.create_task("restore", &s.uri, json!({"backup": backup}))
+            .await
+            .unwrap();
     s.w.wait_task(t.id, WAIT, "drush updatedb running", |t| {
-        t.log.as_ref().is_some_and(|l| {
-            l.iter()
-                .any(|e| e.message.contains("drush updatedb"))
-        })
+        t.log
+            .as_ref()
+            .is_some_and(|l| l.iter().any(|e| e.message.contains("drush updatedb")))
     })
     .await
     .unwrap();

@@ -315,7 +315,14 @@ fn restore_steps(s: &SiteFacts, task_args: &Value) -> Result<Vec<PlannedStep>, S
             Some("backup-extract-remove"),
             Some(SecretNeed::SiteDbNext),
         ),
-        step("http", web, "site-swap", &swap, Some("site-swap-back"), None),
+        step(
+            "http",
+            web,
+            "site-swap",
+            &swap,
+            Some("site-swap-back"),
+            None,
+        ),
         step(
             "http",
             web,
@@ -420,7 +427,14 @@ pub fn plan_migrate(
         cleanup["old_uri"] = json!(s.uri);
     }
     let mut steps = vec![
-        step("http", web, "site-maintenance", &args, Some("site-vhost-restore"), None),
+        step(
+            "http",
+            web,
+            "site-maintenance",
+            &args,
+            Some("site-vhost-restore"),
+            None,
+        ),
         backup_step(s, web, task_args)?,
         step(
             "db",
@@ -438,8 +452,22 @@ pub fn plan_migrate(
             Some("backup-extract-remove"),
             Some(SecretNeed::SiteDbNext),
         ),
-        step("http", web, "site-swap", &swap, Some("site-swap-back"), None),
-        step("http", web, "site-updatedb", &swap, None, Some(SecretNeed::SiteDbNext)),
+        step(
+            "http",
+            web,
+            "site-swap",
+            &swap,
+            Some("site-swap-back"),
+            None,
+        ),
+        step(
+            "http",
+            web,
+            "site-updatedb",
+            &swap,
+            None,
+            Some(SecretNeed::SiteDbNext),
+        ),
         step(
             "http",
             web,
@@ -538,8 +566,22 @@ pub fn plan_clone(s: &SiteFacts, n: &SiteFacts, task_args: &Value) -> Result<Pla
             Some("backup-extract-remove"),
             Some(SecretNeed::SiteDbNext),
         ),
-        step("http", web, "site-swap", &swap, Some("site-swap-back"), None),
-        step("http", web, "site-updatedb", &swap, None, Some(SecretNeed::SiteDbNext)),
+        step(
+            "http",
+            web,
+            "site-swap",
+            &swap,
+            Some("site-swap-back"),
+            None,
+        ),
+        step(
+            "http",
+            web,
+            "site-updatedb",
+            &swap,
+            None,
+            Some(SecretNeed::SiteDbNext),
+        ),
         step(
             "http",
             web,
@@ -951,10 +993,16 @@ mod tests {
         // The new database for the create, the old one for the drop.
         assert_eq!(p.steps[2].args["db"]["name"], "wwwexamplecom_ffffff");
         assert_eq!(p.steps[8].args["db"]["name"], "wwwexamplecom_abc123");
-        assert_eq!(p.steps[3].args["target_dir"], "/var/aegir/platforms/d10/sites/www.example.com.berth-new");
+        assert_eq!(
+            p.steps[3].args["target_dir"],
+            "/var/aegir/platforms/d10/sites/www.example.com.berth-new"
+        );
         // Everything that changes something before the drop can be taken back.
         for s in &p.steps[..8] {
-            if !matches!(s.action.as_str(), "site-backup" | "site-updatedb" | "site-packages") {
+            if !matches!(
+                s.action.as_str(),
+                "site-backup" | "site-updatedb" | "site-packages"
+            ) {
                 assert!(s.compensation.is_some(), "{}", s.action);
             }
         }

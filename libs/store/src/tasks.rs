@@ -196,7 +196,11 @@ pub async fn insert_task_secret(
     Ok(())
 }
 
-pub async fn task_secret(conn: &mut PgConnection, task_id: Uuid, name: &str) -> Result<Option<String>> {
+pub async fn task_secret(
+    conn: &mut PgConnection,
+    task_id: Uuid,
+    name: &str,
+) -> Result<Option<String>> {
     let row: Option<(String,)> =
         sqlx::query_as("SELECT sealed FROM task_secrets WHERE task_id = $1 AND name = $2")
             .bind(task_id)

@@ -154,7 +154,10 @@ impl BackupWorker {
 
 /// `backup-extract` of a backup made earlier in the same task knows only its file name
 /// (`file`): the path is the tarball of that name in this worker's backups directory.
-fn with_backup_path(a: &Archiver, args: &serde_json::Value) -> Result<serde_json::Value, StepError> {
+fn with_backup_path(
+    a: &Archiver,
+    args: &serde_json::Value,
+) -> Result<serde_json::Value, StepError> {
     if args.get("path").is_some() {
         return Ok(args.clone());
     }
@@ -162,16 +165,15 @@ fn with_backup_path(a: &Archiver, args: &serde_json::Value) -> Result<serde_json
         .get("file")
         .and_then(|v| v.as_str())
         .filter(|f| !f.is_empty() && !f.contains('/') && !f.starts_with('.'))
-        .ok_or_else(|| StepError::permanent("backup-extract needs a `path` or a plain `file` name"))?;
+        .ok_or_else(|| {
+            StepError::permanent("backup-extract needs a `path` or a plain `file` name")
+        })?;
     let found = ["tar.zst", "tar.gz"]
         .iter()
         .map(|ext| a.backups_dir.join(format!("{file}.{ext}")))
         .find(|p| p.is_file())
         .ok_or_else(|| {
-            StepError::permanent(format!(
-                "no backup {file} in {}",
-                a.backups_dir.display()
-            ))
+            StepError::permanent(format!("no backup {file} in {}", a.backups_dir.display()))
         })?;
     let mut out = args.clone();
     out["path"] = serde_json::json!(found.display().to_string());

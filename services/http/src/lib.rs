@@ -243,7 +243,11 @@ impl HttpWorker {
                     && old != a.uri
                 {
                     let old_path = site::vhost_path(&self.cfg, &cmd.server, old);
-                    match self.reloader.apply(site::vhost_change(old_path.clone(), None)).await {
+                    match self
+                        .reloader
+                        .apply(site::vhost_change(old_path.clone(), None))
+                        .await
+                    {
                         Ok(r) => ctx.info(format!(
                             "vhost {} removed; reload #{} carried {} change(s)",
                             old_path.display(),

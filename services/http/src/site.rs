@@ -510,7 +510,10 @@ pub async fn fix_file_paths(
         to = a.uri
     );
     drush(a, password, &["sql:query", &sql], ctx).await?;
-    ctx.info(format!("file paths moved from sites/{from}/files to sites/{}/files", a.uri));
+    ctx.info(format!(
+        "file paths moved from sites/{from}/files to sites/{}/files",
+        a.uri
+    ));
     Ok(())
 }
 
@@ -566,7 +569,10 @@ pub fn render_site_vhost(
 fn stash_path(vhost: &Path, step: uuid::Uuid) -> PathBuf {
     vhost.with_file_name(format!(
         "{}.stash-{step}",
-        vhost.file_name().and_then(|n| n.to_str()).unwrap_or("vhost")
+        vhost
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("vhost")
     ))
 }
 
@@ -649,7 +655,11 @@ pub fn swap_site_dir(a: &SiteArgs, args: &Value) -> Result<Vec<String>, StepErro
                 )));
             }
             std::fs::rename(&dir, &old).map_err(|e| io("move the live site aside", e))?;
-            log.push(format!("{} moved aside to {}", dir.display(), old.display()));
+            log.push(format!(
+                "{} moved aside to {}",
+                dir.display(),
+                old.display()
+            ));
         }
         std::fs::rename(&new, &dir).map_err(|e| io("move the restored site in", e))?;
         log.push(format!("{} is now {}", new.display(), dir.display()));
@@ -678,7 +688,11 @@ pub fn swap_back_site_dir(a: &SiteArgs, args: &Value) -> Result<Vec<String>, Ste
         // goes back beside, for the unpack's compensation to remove.
         if dir.join(EXTRACT_MARKER).exists() && !new.exists() {
             std::fs::rename(&dir, &new).map_err(|e| io("move the unpacked site out", e))?;
-            return Ok(vec![format!("{} moved back to {}", dir.display(), new.display())]);
+            return Ok(vec![format!(
+                "{} moved back to {}",
+                dir.display(),
+                new.display()
+            )]);
         }
         return Ok(vec!["nothing to swap back".into()]);
     }

@@ -434,7 +434,9 @@ pub(crate) async fn deploy_target(
     }
     let db = servers::get_server(&mut conn, &db_server)
         .await?
-        .ok_or_else(|| ApiError::Unprocessable(format!("db server `{db_server}` does not exist")))?;
+        .ok_or_else(|| {
+            ApiError::Unprocessable(format!("db server `{db_server}` does not exist"))
+        })?;
     if db
         .server
         .services
@@ -516,7 +518,12 @@ pub async fn migrate_plan(
     // The site is in maintenance from the first step until its new vhost: roughly a backup
     // and an unpack of its size (at ~25 MB/s each, measured by berth-bench backup on two
     // cores) plus updatedb and a reload.
-    let last = state.store.site_backups(&site.uri).await?.into_iter().next();
+    let last = state
+        .store
+        .site_backups(&site.uri)
+        .await?
+        .into_iter()
+        .next();
     let (downtime_ms, basis) = match &last {
         Some(b) => (
             2_000 + 2 * b.size / 25_000,

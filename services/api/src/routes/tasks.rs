@@ -61,14 +61,18 @@ async fn restore_args(
         .as_str()
         .and_then(|b| b.parse().ok())
         .ok_or_else(|| ApiError::Unprocessable("restore needs a backup id".into()))?;
-    let backup = berth_store::sites::backup(tx, uri, id).await?.ok_or_else(|| {
-        ApiError::Unprocessable(format!(
-            "site `{uri}` has no backup {id} (see GET /api/v1/sites/{uri}/backups)"
-        ))
-    })?;
+    let backup = berth_store::sites::backup(tx, uri, id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::Unprocessable(format!(
+                "site `{uri}` has no backup {id} (see GET /api/v1/sites/{uri}/backups)"
+            ))
+        })?;
     let password = berth_secrets::SecretKey::new_password();
     let (db_name, db_user) = berth_hosting::sites::db_names(uri, &password[..6]);
-    let sealed = state.secret_key.seal(&berth_secrets::SecretKey::new_password());
+    let sealed = state
+        .secret_key
+        .seal(&berth_secrets::SecretKey::new_password());
     let file = berth_hosting::sites::backup_file_name(
         uri,
         chrono::Utc::now(),
@@ -97,9 +101,9 @@ async fn clone_args(
     site: &berth_contracts::Site,
     args: &serde_json::Value,
 ) -> Result<(serde_json::Value, String), ApiError> {
-    let a: berth_hosting::tasks::CloneArgs = serde_json::from_value(args.clone())
-        .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
-    if a.uri == site.uri || a.aliases.iter().any(|x| *x == a.uri) {
+    let a: berth_hosting::tasks::CloneArgs =
+        serde_json::from_value(args.clone()).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    if a.uri == site.uri || a.aliases.contains(&a.uri) {
         return Err(ApiError::Unprocessable(
             "a clone needs a uri of its own, and aliases other than it".into(),
         ));
@@ -150,7 +154,8 @@ async fn clone_args(
         },
     )
     .await?;
-    let file = berth_hosting::sites::backup_file_name(&site.uri, chrono::Utc::now(), &unique[6..10]);
+    let file =
+        berth_hosting::sites::backup_file_name(&site.uri, chrono::Utc::now(), &unique[6..10]);
     Ok((
         serde_json::json!({
             "new_site": a.uri,
@@ -198,7 +203,8 @@ pub(crate) async fn migrate_args(
     let sealed = state
         .secret_key
         .seal(&berth_secrets::SecretKey::new_password());
-    let file = berth_hosting::sites::backup_file_name(&site.uri, chrono::Utc::now(), &unique[6..10]);
+    let file =
+        berth_hosting::sites::backup_file_name(&site.uri, chrono::Utc::now(), &unique[6..10]);
     Ok((
         serde_json::json!({
             "to": {"platform": target.platform, "db_server": target.db_server,
