@@ -183,7 +183,13 @@ impl HttpWorker {
                     (Some(_), true, _) => "written (site disabled)",
                     (Some(_), false, _) => "written",
                 };
-                self.reload(path, contents, what, ctx).await
+                let out = self.reload(path.clone(), contents, what, ctx).await;
+                if out.is_err() {
+                    // The reloader put the vhost back; a failed step is not taken back, so
+                    // what it kept for its compensation goes now.
+                    site::drop_stash(&path, cmd.step_id);
+                }
+                out
             }
             "site-vhost-restore" => {
                 let path = site::vhost_path(&self.cfg, &cmd.server, &a.uri);
