@@ -140,6 +140,32 @@ async fn the_seeds_forms_create_install_verify_and_delete_contexts() {
     let t = ok(&w, &["platforms", "packages", "platform_x"]).await;
     assert!(t.contains("token") && t.contains("8.x-1.14"), "{t}");
 
+    // Backups, clones, migrates in Aegir's words.
+    let t = ok(&w, &[&format!("@{uri}"), "provision-backup"]).await;
+    assert!(t.contains("finished: success"), "{t}");
+    let t = ok(&w, &["sites", "backups", &uri]).await;
+    assert!(t.contains("Generated on request"), "{t}");
+    let copy = format!("copy.cli.{}.test", w.id);
+    let t = ok(
+        &w,
+        &[
+            &format!("@{uri}"),
+            "provision-clone",
+            &format!("@{copy}"),
+            "@platform_x",
+        ],
+    )
+    .await;
+    assert!(t.contains("finished: success"), "{t}");
+    assert_eq!(w.http_get(&copy, "/").unwrap().0, 200);
+    let out = berth(
+        &w,
+        &[&format!("@{uri}"), "provision-migrate", "@platform_x"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("already"), "{}", text(&out));
+
     // --delete of an installed site is refused with the reason; of a platform with a site too.
     let out = berth(&w, &["provision-save", &format!("@{uri}"), "--delete"]).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));

@@ -39,6 +39,18 @@ fn words(w: &[&str]) -> Vec<String> {
     w.iter().map(|s| s.to_string()).collect()
 }
 
+/// `tasks create <type> <target> --args <json> --follow`.
+fn with_args(task_type: &str, target: &str, args: &[(&str, &str)]) -> Vec<String> {
+    let obj: serde_json::Map<String, serde_json::Value> = args
+        .iter()
+        .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
+        .collect();
+    let mut out = words(&["tasks", "create", task_type, target, "--args"]);
+    out.push(serde_json::Value::Object(obj).to_string());
+    out.push("--follow".into());
+    out
+}
+
 /// Every supported form, in the order they are listed to users.
 pub const FORMS: &[Form] = &[
     Form {
@@ -82,6 +94,41 @@ pub const FORMS: &[Form] = &[
         usage: "berth @<site> provision-login-reset",
         does: "queue a login reset (a new one-time login link) and follow its log",
         build: |c| words(&["tasks", "create", "login-reset", c[0], "--follow"]),
+    },
+    Form {
+        pattern: &[Pat::Alias, Pat::Lit("provision-backup")],
+        usage: "berth @<site> provision-backup",
+        does: "queue a backup of the site and follow its log",
+        build: |c| words(&["tasks", "create", "backup", c[0], "--follow"]),
+    },
+    Form {
+        pattern: &[Pat::Alias, Pat::Lit("provision-restore"), Pat::Word],
+        usage: "berth @<site> provision-restore <backup-id>",
+        does: "restore one of the site's backups (see `berth sites backups`) and follow",
+        build: |c| with_args("restore", c[0], &[("backup", c[1])]),
+    },
+    Form {
+        pattern: &[Pat::Alias, Pat::Lit("provision-delete")],
+        usage: "berth @<site> provision-delete",
+        does: "delete the site (backup first; it must be disabled) and follow its log",
+        build: |c| words(&["tasks", "create", "delete", c[0], "--follow"]),
+    },
+    Form {
+        pattern: &[Pat::Alias, Pat::Lit("provision-migrate"), Pat::Alias],
+        usage: "berth @<site> provision-migrate @<platform>",
+        does: "migrate the site to the platform (refused on package errors) and follow",
+        build: |c| with_args("migrate", c[0], &[("platform", c[1])]),
+    },
+    Form {
+        pattern: &[
+            Pat::Alias,
+            Pat::Lit("provision-clone"),
+            Pat::Alias,
+            Pat::Alias,
+        ],
+        usage: "berth @<site> provision-clone @<new-uri> @<platform>",
+        does: "clone the site to a new uri on the platform and follow",
+        build: |c| with_args("clone", c[0], &[("uri", c[1]), ("platform", c[2])]),
     },
     Form {
         pattern: &[
@@ -306,6 +353,14 @@ mod tests {
             rewritten("@example.com provision-login-reset"),
             "berth tasks create login-reset example.com --follow"
         );
+        assert_eq!(
+            rewritten("@example.com provision-migrate @platform_newer"),
+            r#"berth tasks create migrate example.com --args {"platform":"platform_newer"} --follow"#
+        );
+        assert_eq!(
+            rewritten("@example.com provision-clone @copy.example.com @platform_x"),
+            r#"berth tasks create clone example.com --args {"platform":"platform_x","uri":"copy.example.com"} --follow"#
+        );
     }
 
     #[test]
@@ -344,7 +399,7 @@ mod tests {
     fn unknown_forms_list_the_supported_ones() {
         for s in [
             "@server_master",
-            "@server_master provision-backup",
+            "@server_master provision-import",
             "@hostmaster hosting-import @server_master",
             "@server_master hosting-task @x verify",
             "@hostmaster hosting-task server_master verify",

@@ -240,6 +240,8 @@ pub enum SitesCommand {
     },
     /// The packages enabled on the site.
     Packages { uri: String },
+    /// The site's backups, newest first.
+    Backups { uri: String },
     /// Forget a site whose install failed.
     Delete { uri: String },
 }

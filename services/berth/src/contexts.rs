@@ -254,6 +254,29 @@ pub async fn sites(client: &Client, json: bool, c: SitesCommand) -> Result<ExitC
             }
             v
         }
+        SitesCommand::Backups { uri } => {
+            let v = client.get(&one(&uri, "/backups"), &[]).await?;
+            if !json {
+                let list: Vec<berth_contracts::Backup> = decode("backups", v)?;
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|b| {
+                        vec![
+                            b.id.to_string(),
+                            time(&b.created_at),
+                            format!("{:.1} MB", b.size as f64 / 1e6),
+                            b.description.clone(),
+                        ]
+                    })
+                    .collect();
+                print!(
+                    "{}",
+                    table(&["ID", "CREATED", "SIZE", "DESCRIPTION"], &rows)
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            v
+        }
         SitesCommand::Delete { uri } => {
             client.delete(&one(&uri, "")).await?;
             println!("site {} forgotten", bare(&uri));
