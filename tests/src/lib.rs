@@ -16,6 +16,29 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// Whether MariaDB has this database.
+pub async fn mysql_db_exists(db: &str) -> bool {
+    let mut my = <sqlx::MySqlConnection as sqlx::Connection>::connect(&mysql_url())
+        .await
+        .expect("MariaDB reachable");
+    let (n,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM information_schema.schemata WHERE schema_name = ?")
+            .bind(db)
+            .fetch_one(&mut my)
+            .await
+            .expect("schemata readable");
+    n > 0
+}
+
+/// Adds `node_update_<n>` with `body` to a fixture platform's node.install (a throwing or a
+/// slow update, for the fixture drush's `updatedb`).
+pub fn add_node_update(root: &Path, n: u32, body: &str) {
+    let install = root.join("core/modules/node/node.install");
+    let mut text = std::fs::read_to_string(&install).expect("node.install");
+    text.push_str(&format!("\nfunction node_update_{n}() {{\n{body}}}\n"));
+    std::fs::write(install, text).expect("node.install written");
+}
+
 pub fn mysql_url() -> String {
     env_or("BERTH_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306")
 }
@@ -397,10 +420,9 @@ impl World {
         Ok(v)
     }
 
-    /// Copies a fixture platform (`tests/fixtures/platforms/<fixture>`) into the world and
-    /// creates the platform `name` on it; waits for its verify and returns the platform.
-    pub async fn add_platform(&self, name: &str, fixture: &str) -> Result<Value> {
-        let root = self.copy_fixture(fixture, name)?;
+    /// Creates the platform `name` on a codebase already under the world's directory, and
+    /// waits for its verify to succeed.
+    pub async fn create_platform(&self, name: &str, root: &Path) -> Result<Value> {
         let r = self
             .post(
                 "/api/v1/platforms",
@@ -419,6 +441,13 @@ impl World {
             bail!("verify of {name} ended {:?}: {t:#?}", t.status);
         }
         Ok(self.get_json(&format!("/api/v1/platforms/{name}")).await)
+    }
+
+    /// Copies a fixture platform (`tests/fixtures/platforms/<fixture>`) into the world and
+    /// creates the platform `name` on it; waits for its verify and returns the platform.
+    pub async fn add_platform(&self, name: &str, fixture: &str) -> Result<Value> {
+        let root = self.copy_fixture(fixture, name)?;
+        self.create_platform(name, &root).await
     }
 
     /// A fresh copy of a fixture platform under the world's directory.

@@ -3,24 +3,11 @@
 //! the new site and the original untouched.
 
 use berth_contracts::TaskStatus;
-use berth_tests::{World, WorldOptions, mysql_url};
+use berth_tests::{World, WorldOptions};
 use serde_json::{Value, json};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(120);
-
-async fn db_exists(db: &str) -> bool {
-    let mut my = <sqlx::MySqlConnection as sqlx::Connection>::connect(&mysql_url())
-        .await
-        .unwrap();
-    let (n,): (i64,) =
-        sqlx::query_as("SELECT count(*) FROM information_schema.schemata WHERE schema_name = ?")
-            .bind(db)
-            .fetch_one(&mut my)
-            .await
-            .unwrap();
-    n > 0
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_clone_is_a_new_site_and_a_failed_one_leaves_nothing() {
@@ -129,7 +116,7 @@ async fn a_clone_is_a_new_site_and_a_failed_one_leaves_nothing() {
     assert_eq!(t.status, TaskStatus::Error, "{t:#?}");
     let failed = w.get_json(&format!("/api/v1/sites/{bad}")).await;
     assert_eq!(failed["status"], "failed");
-    assert!(!db_exists(failed["db_name"].as_str().unwrap()).await);
+    assert!(!berth_tests::mysql_db_exists(failed["db_name"].as_str().unwrap()).await);
     assert!(!broken.join("sites").join(&bad).exists());
     assert!(
         !broken

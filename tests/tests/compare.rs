@@ -1,30 +1,11 @@
 //! Seed 000's package comparison between platforms, on fixture pairs whose codebases differ
 //! the ways that matter: a newer schema, a missing module, an older schema.
 
-use berth_contracts::TaskStatus;
 use berth_tests::World;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(60);
-
-async fn platform_from(w: &World, name: &str, root: &std::path::Path) {
-    let r = w
-        .post(
-            "/api/v1/platforms",
-            &json!({"name": name, "root": root.display().to_string()}),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let v: Value = r.json().await.unwrap();
-    let t = w
-        .wait_finished(v["task"].as_str().unwrap().parse().unwrap(), WAIT)
-        .await
-        .unwrap();
-    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
-}
 
 fn row<'a>(cmp: &'a Value, name: &str) -> &'a Value {
     cmp["rows"]
@@ -60,9 +41,9 @@ async fn platforms_compare_by_schema_version_and_presence() {
         .unwrap()
         .replace("function node_update_10101() {\n}\n", "");
     std::fs::write(&node, n).unwrap();
-    platform_from(&w, "platform_a", &a).await;
-    platform_from(&w, "platform_b", &b).await;
-    platform_from(&w, "platform_same", &same).await;
+    w.create_platform("platform_a", &a).await.unwrap();
+    w.create_platform("platform_b", &b).await.unwrap();
+    w.create_platform("platform_same", &same).await.unwrap();
 
     let cmp = w
         .get_json("/api/v1/platforms/platform_a/compare/platform_b")

@@ -34,30 +34,6 @@ struct Case {
     others: Vec<Child>,
 }
 
-fn add_update(root: &Path, n: u32, body: &str) {
-    let install = root.join("core/modules/node/node.install");
-    let mut text = std::fs::read_to_string(&install).unwrap();
-    text.push_str(&format!("\nfunction node_update_{n}() {{\n{body}}}\n"));
-    std::fs::write(install, text).unwrap();
-}
-
-async fn verified(w: &World, name: &str, root: &Path) {
-    let r = w
-        .post(
-            "/api/v1/platforms",
-            &json!({"name": name, "root": root.display().to_string()}),
-        )
-        .send()
-        .await
-        .unwrap();
-    let v: Value = r.json().await.unwrap();
-    let t = w
-        .wait_finished(v["task"].as_str().unwrap().parse().unwrap(), WAIT)
-        .await
-        .unwrap();
-    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
-}
-
 impl Case {
     /// A site on platform_a (and a second platform, platform_b, for migrates), its name
     /// changed in its database to "The present" after a first backup.
@@ -93,8 +69,8 @@ impl Case {
             .unwrap();
         let a = w.copy_fixture("drupal10", "platform_a").unwrap();
         let b = w.copy_fixture("drupal10", "platform_b").unwrap();
-        verified(&w, "platform_a", &a).await;
-        verified(&w, "platform_b", &b).await;
+        w.create_platform("platform_a", &a).await.unwrap();
+        w.create_platform("platform_b", &b).await.unwrap();
         let uri = format!("f.{}.test", w.id);
         let (_, t) = w
             .install_site(json!({"uri": uri, "platform": "platform_a"}))
@@ -162,8 +138,12 @@ impl Case {
     /// The injection that must be in place before the task runs.
     fn prepare(&mut self, inject: Inject, platform: &Path) {
         match inject {
-            Inject::Updatedb => add_update(platform, 10102, "  throw new Exception('injected');\n"),
-            Inject::KillWorker => add_update(platform, 10102, "  sleep(3);\n"),
+            Inject::Updatedb => berth_tests::add_node_update(
+                platform,
+                10102,
+                "  throw new Exception('injected');\n",
+            ),
+            Inject::KillWorker => berth_tests::add_node_update(platform, 10102, "  sleep(3);\n"),
             Inject::NginxTest => {
                 // Only vhosts that pass PHP on name the php-fpm address: the maintenance
                 // page passes `nginx -t`, the site's new vhost does not.
@@ -260,19 +240,6 @@ fn failed_at(t: &berth_contracts::Task, action: &str, says: &str) {
     assert!(log_of(t).contains(says), "{}", log_of(t));
 }
 
-async fn db_exists(db: &str) -> bool {
-    let mut my = <sqlx::MySqlConnection as sqlx::Connection>::connect(&mysql_url())
-        .await
-        .unwrap();
-    let (n,): (i64,) =
-        sqlx::query_as("SELECT count(*) FROM information_schema.schemata WHERE schema_name = ?")
-            .bind(db)
-            .fetch_one(&mut my)
-            .await
-            .unwrap();
-    n > 0
-}
-
 fn expected_failure(inject: Inject) -> (&'static str, &'static str) {
     match inject {
         Inject::Updatedb => ("site-updatedb", "node_update_10102 failed: injected"),
@@ -301,7 +268,7 @@ async fn restore(inject: Inject) {
         failed_at(&t, action, says);
         c.serves_as_before(&t);
         assert_eq!(c.site(&c.uri).await["db_name"], db.as_str());
-        assert!(!db_exists(t.args["next_db"]["name"].as_str().unwrap()).await);
+        assert!(!berth_tests::mysql_db_exists(t.args["next_db"]["name"].as_str().unwrap()).await);
     }
     c.stop().await;
 }
@@ -331,7 +298,7 @@ async fn migrate(inject: Inject) {
         assert_eq!(site["platform"], "platform_a");
         assert_eq!(site["db_name"], db.as_str());
         assert!(!c.b.join("sites").join(&c.uri).exists());
-        assert!(!db_exists(t.args["next_db"]["name"].as_str().unwrap()).await);
+        assert!(!berth_tests::mysql_db_exists(t.args["next_db"]["name"].as_str().unwrap()).await);
     }
     c.stop().await;
 }
@@ -361,7 +328,7 @@ async fn clone(inject: Inject) {
         c.serves_as_before(&t);
         let failed = c.site(&copy).await;
         assert_eq!(failed["status"], "failed");
-        assert!(!db_exists(failed["db_name"].as_str().unwrap()).await);
+        assert!(!berth_tests::mysql_db_exists(failed["db_name"].as_str().unwrap()).await);
         assert!(!c.a.join("sites").join(&copy).exists());
         assert_eq!(c.page(&copy).0, 404);
     }

@@ -4,48 +4,9 @@
 use berth_contracts::TaskStatus;
 use berth_tests::{World, WorldOptions, mysql_url};
 use serde_json::{Value, json};
-use std::path::Path;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(120);
-
-fn add_update(root: &Path, n: u32, body: &str) {
-    let install = root.join("core/modules/node/node.install");
-    let mut text = std::fs::read_to_string(&install).unwrap();
-    text.push_str(&format!("\nfunction node_update_{n}() {{\n{body}}}\n"));
-    std::fs::write(install, text).unwrap();
-}
-
-async fn platform(w: &World, name: &str, root: &Path) {
-    let r = w
-        .post(
-            "/api/v1/platforms",
-            &json!({"name": name, "root": root.display().to_string()}),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let v: Value = r.json().await.unwrap();
-    let t = w
-        .wait_finished(v["task"].as_str().unwrap().parse().unwrap(), WAIT)
-        .await
-        .unwrap();
-    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
-}
-
-async fn db_exists(db: &str) -> bool {
-    let mut my = <sqlx::MySqlConnection as sqlx::Connection>::connect(&mysql_url())
-        .await
-        .unwrap();
-    let (n,): (i64,) =
-        sqlx::query_as("SELECT count(*) FROM information_schema.schemata WHERE schema_name = ?")
-            .bind(db)
-            .fetch_one(&mut my)
-            .await
-            .unwrap();
-    n > 0
-}
 
 fn node_schema(packages: &Value) -> i64 {
     packages
@@ -75,7 +36,7 @@ async fn a_site_is_upgraded_onto_a_newer_platform_and_a_failed_migrate_changes_n
         .unwrap();
     let a = w.copy_fixture("drupal10", "platform_a").unwrap();
     let newer = w.copy_fixture("drupal10", "platform_newer").unwrap();
-    add_update(&newer, 10102, "");
+    berth_tests::add_node_update(&newer, 10102, "");
     let older = w.copy_fixture("drupal10", "platform_older").unwrap();
     let install = older.join("core/modules/node/node.install");
     let text = std::fs::read_to_string(&install)
@@ -83,8 +44,8 @@ async fn a_site_is_upgraded_onto_a_newer_platform_and_a_failed_migrate_changes_n
         .replace("function node_update_10101() {\n}\n", "");
     std::fs::write(&install, text).unwrap();
     let broken = w.copy_fixture("drupal10", "platform_broken").unwrap();
-    add_update(&broken, 10102, "");
-    add_update(
+    berth_tests::add_node_update(&broken, 10102, "");
+    berth_tests::add_node_update(
         &broken,
         10103,
         "  throw new Exception('update 10103 breaks');\n",
@@ -95,7 +56,7 @@ async fn a_site_is_upgraded_onto_a_newer_platform_and_a_failed_migrate_changes_n
         ("platform_older", &older),
         ("platform_broken", &broken),
     ] {
-        platform(&w, name, root).await;
+        w.create_platform(name, root).await.unwrap();
     }
 
     let uri = format!("mg.{}.test", w.id);
@@ -159,7 +120,10 @@ async fn a_site_is_upgraded_onto_a_newer_platform_and_a_failed_migrate_changes_n
         !a.join("sites").join(&uri).exists(),
         "the old copy is removed"
     );
-    assert!(!db_exists(&old_db).await, "the old database is dropped");
+    assert!(
+        !berth_tests::mysql_db_exists(&old_db).await,
+        "the old database is dropped"
+    );
     let packages = w.get_json(&format!("/api/v1/sites/{uri}/packages")).await;
     assert_eq!(node_schema(&packages), 10102, "updatedb ran");
     let backups = w.get_json(&format!("/api/v1/sites/{uri}/backups")).await;
@@ -185,9 +149,9 @@ async fn a_site_is_upgraded_onto_a_newer_platform_and_a_failed_migrate_changes_n
     let site = w.get_json(&format!("/api/v1/sites/{uri}")).await;
     assert_eq!(site["platform"], "platform_newer");
     assert_eq!(site["db_name"], db.as_str());
-    assert!(db_exists(&db).await);
+    assert!(berth_tests::mysql_db_exists(&db).await);
     let next = t.args["next_db"]["name"].as_str().unwrap();
-    assert!(!db_exists(next).await);
+    assert!(!berth_tests::mysql_db_exists(next).await);
     let (status, body, _) = w.http_get(&uri, "/").unwrap();
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(&format!("<h1>{uri}</h1>")), "{body}");
@@ -218,9 +182,9 @@ async fn migrating_a_platform_moves_each_site_that_can_move_and_says_why_others_
         .unwrap();
     let a = w.copy_fixture("drupal10", "platform_a").unwrap();
     let newer = w.copy_fixture("drupal10", "platform_newer").unwrap();
-    add_update(&newer, 10102, "");
-    platform(&w, "platform_a", &a).await;
-    platform(&w, "platform_newer", &newer).await;
+    berth_tests::add_node_update(&newer, 10102, "");
+    w.create_platform("platform_a", &a).await.unwrap();
+    w.create_platform("platform_newer", &newer).await.unwrap();
     let mut uris = Vec::new();
     for i in 0..3 {
         let uri = format!("p{i}.{}.test", w.id);

@@ -98,20 +98,6 @@ impl Site {
         list[0]["id"].as_str().unwrap().to_string()
     }
 
-    async fn db_exists(&self, db: &str) -> bool {
-        let mut my = <sqlx::MySqlConnection as sqlx::Connection>::connect(&mysql_url())
-            .await
-            .unwrap();
-        let (n,): (i64,) = sqlx::query_as(
-            "SELECT count(*) FROM information_schema.schemata WHERE schema_name = ?",
-        )
-        .bind(db)
-        .fetch_one(&mut my)
-        .await
-        .unwrap();
-        n > 0
-    }
-
     /// Nothing of a restore is left beside the site.
     fn no_leftovers(&self) {
         let sites = self.root.join("sites");
@@ -158,7 +144,10 @@ async fn an_older_backup_is_served_again_after_a_backup_of_the_present() {
     assert_eq!(after["status"], "enabled");
     let new_db = after["db_name"].as_str().unwrap();
     assert_ne!(new_db, old_db, "the site moved to a new database");
-    assert!(!s.db_exists(&old_db).await, "the old database is dropped");
+    assert!(
+        !berth_tests::mysql_db_exists(&old_db).await,
+        "the old database is dropped"
+    );
     // A backup of the site as it was before the restore exists.
     let list =
         s.w.get_json(&format!("/api/v1/sites/{}/backups", s.uri))
@@ -212,10 +201,10 @@ async fn a_failing_updatedb_or_import_leaves_the_site_serving_as_before() {
     let now = s.site().await;
     assert_eq!(now["status"], "enabled");
     assert_eq!(now["db_name"], db.as_str(), "the site keeps its database");
-    assert!(s.db_exists(&db).await);
+    assert!(berth_tests::mysql_db_exists(&db).await);
     let next_db = t.args["next_db"]["name"].as_str().unwrap();
     assert!(
-        !s.db_exists(next_db).await,
+        !berth_tests::mysql_db_exists(next_db).await,
         "the restore's database is dropped"
     );
     s.no_leftovers();

@@ -36,16 +36,6 @@ async fn mysql() -> sqlx::MySqlConnection {
         .unwrap()
 }
 
-async fn db_exists(db: &str) -> bool {
-    let (n,): (i64,) =
-        sqlx::query_as("SELECT count(*) FROM information_schema.schemata WHERE schema_name = ?")
-            .bind(db)
-            .fetch_one(&mut mysql().await)
-            .await
-            .unwrap();
-    n > 0
-}
-
 async fn user_exists(user: &str) -> bool {
     let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM mysql.user WHERE user = ?")
         .bind(user)
@@ -330,7 +320,10 @@ async fn a_failing_installer_leaves_nothing_behind() {
     assert!(log.contains("taking back"), "{log}");
     let db = site["db_name"].as_str().unwrap();
     let user = site["db_user"].as_str().unwrap();
-    assert!(!db_exists(db).await, "database {db} left behind");
+    assert!(
+        !berth_tests::mysql_db_exists(db).await,
+        "database {db} left behind"
+    );
     assert!(!user_exists(user).await, "user {user} left behind");
     let root = w.dir.join("platforms/platform_d10");
     assert!(

@@ -260,50 +260,37 @@ pub fn restore_dir(root: &str, uri: &str) -> String {
 /// database, the chosen backup unpacked beside the site and imported, the swap, updatedb,
 /// the vhost with the new credentials, the package map, then the old database dropped and
 /// the old directory removed. A failure anywhere before the drop puts everything back.
-fn restore_steps(s: &SiteFacts, task_args: &Value) -> Result<Vec<PlannedStep>, String> {
-    let web = s.platform.web_server.name.as_str();
-    let from = task_args
-        .get("restore_from")
-        .and_then(|r| r.get("path"))
-        .and_then(Value::as_str)
-        .ok_or("the task carries no backup to restore")?;
-    let next = task_args
-        .get("next_db")
-        .filter(|n| n.get("name").is_some() && n.get("user").is_some())
-        .ok_or("the task carries no database to restore into")?;
-    let disabled = s.status == status::DISABLED;
-    let mut args = s.step_args(disabled);
-    args["stash"] = json!(true);
-    let mut next_args = args.clone();
-    next_args["db"]["name"] = next["name"].clone();
-    next_args["db"]["user"] = next["user"].clone();
-    let new_dir = restore_dir(&s.platform.root, &s.uri);
-    let extract = json!({
-        "path": from,
+/// The deploy steps restore, migrate and clone share, each taken back on a later failure:
+/// the new database, the backup unpacked beside the target and imported into it, the swap,
+/// `updatedb` (with the file paths on a new uri), the new vhost.
+fn deploy_steps(
+    web: &str,
+    db_server: &str,
+    next_args: &Value,
+    source: (&str, &Value),
+    new_dir: &str,
+    renamed_from: Option<&str>,
+) -> (Vec<PlannedStep>, Value) {
+    let (key, value) = source;
+    let mut extract = json!({
         "target_dir": new_dir,
         "db": {
             "host": next_args["db"]["host"], "port": next_args["db"]["port"],
-            "name": next["name"], "user": next["user"],
+            "name": next_args["db"]["name"], "user": next_args["db"]["user"],
         },
     });
+    extract[key] = value.clone();
     let mut swap = next_args.clone();
     swap["new_dir"] = json!(new_dir);
-    let db_server = s.db_server.name.as_str();
-    Ok(vec![
-        step(
-            "http",
-            web,
-            "site-maintenance",
-            &args,
-            Some("site-vhost-restore"),
-            None,
-        ),
-        backup_step(s, web, task_args)?,
+    if let Some(from) = renamed_from {
+        swap["renamed_from"] = json!(from);
+    }
+    let steps = vec![
         step(
             "db",
             db_server,
             "site-db-create",
-            &next_args,
+            next_args,
             Some("site-db-drop"),
             Some(SecretNeed::DbAdminAndSiteDbNext),
         ),
@@ -327,7 +314,7 @@ fn restore_steps(s: &SiteFacts, task_args: &Value) -> Result<Vec<PlannedStep>, S
             "http",
             web,
             "site-updatedb",
-            &next_args,
+            &swap,
             None,
             Some(SecretNeed::SiteDbNext),
         ),
@@ -335,28 +322,89 @@ fn restore_steps(s: &SiteFacts, task_args: &Value) -> Result<Vec<PlannedStep>, S
             "http",
             web,
             "site-vhost",
-            &next_args,
+            next_args,
             Some("site-vhost-restore"),
             Some(SecretNeed::SiteDbNext),
         ),
+    ];
+    (steps, swap)
+}
+
+/// The steps after the deploy: the package map, the old database dropped (the point of
+/// no return) and a cleanup that never fails.
+fn finish_steps(
+    web: &str,
+    s: &SiteFacts,
+    old_args: &Value,
+    next_args: &Value,
+    cleanup: &Value,
+) -> Vec<PlannedStep> {
+    vec![
         step(
             "http",
             web,
             "site-packages",
-            &next_args,
+            next_args,
             None,
             Some(SecretNeed::SiteDbNext),
         ),
         step(
             "db",
-            db_server,
+            &s.db_server.name,
             "site-db-drop",
-            &args,
+            old_args,
             None,
             Some(SecretNeed::DbAdmin),
         ),
-        step("http", web, "site-cleanup", &swap, None, None),
-    ])
+        step("http", web, "site-cleanup", cleanup, None, None),
+    ]
+}
+
+/// The maintenance page, kept for its compensation to put the site's vhost back.
+fn maintenance_step(web: &str, args: &Value) -> PlannedStep {
+    step(
+        "http",
+        web,
+        "site-maintenance",
+        args,
+        Some("site-vhost-restore"),
+        None,
+    )
+}
+
+fn restore_steps(s: &SiteFacts, task_args: &Value) -> Result<Vec<PlannedStep>, String> {
+    let web = s.platform.web_server.name.as_str();
+    let from = task_args
+        .get("restore_from")
+        .and_then(|r| r.get("path"))
+        .and_then(Value::as_str)
+        .ok_or("the task carries no backup to restore")?;
+    let next = task_args
+        .get("next_db")
+        .filter(|n| n.get("name").is_some() && n.get("user").is_some())
+        .ok_or("the task carries no database to restore into")?;
+    let disabled = s.status == status::DISABLED;
+    let mut args = s.step_args(disabled);
+    args["stash"] = json!(true);
+    let mut next_args = args.clone();
+    next_args["db"]["name"] = next["name"].clone();
+    next_args["db"]["user"] = next["user"].clone();
+    let new_dir = restore_dir(&s.platform.root, &s.uri);
+    let (deploy, swap) = deploy_steps(
+        web,
+        &s.db_server.name,
+        &next_args,
+        ("path", &json!(from)),
+        &new_dir,
+        None,
+    );
+    let mut steps = vec![
+        maintenance_step(web, &args),
+        backup_step(s, web, task_args)?,
+    ];
+    steps.extend(deploy);
+    steps.extend(finish_steps(web, s, &args, &next_args, &swap));
+    Ok(steps)
 }
 
 /// A migrate to another platform and/or db server on the same web server, in the steps of a
@@ -406,19 +454,14 @@ pub fn plan_migrate(
     let mut next_args = target.step_args(disabled);
     next_args["stash"] = json!(true);
     let new_dir = restore_dir(&to_platform.root, &target.uri);
-    let extract = json!({
-        "file": file,
-        "target_dir": new_dir,
-        "db": {
-            "host": next_args["db"]["host"], "port": next_args["db"]["port"],
-            "name": next["name"], "user": next["user"],
-        },
-    });
-    let mut swap = next_args.clone();
-    swap["new_dir"] = json!(new_dir);
-    if new_uri.is_some() {
-        swap["renamed_from"] = json!(s.uri);
-    }
+    let (deploy, swap) = deploy_steps(
+        web,
+        &to_db.name,
+        &next_args,
+        ("file", &json!(file)),
+        &new_dir,
+        new_uri.map(|_| s.uri.as_str()),
+    );
     let mut cleanup = swap.clone();
     if to_platform.root != s.platform.root || new_uri.is_some() {
         cleanup["old_root"] = json!(s.platform.root);
@@ -427,56 +470,10 @@ pub fn plan_migrate(
         cleanup["old_uri"] = json!(s.uri);
     }
     let mut steps = vec![
-        step(
-            "http",
-            web,
-            "site-maintenance",
-            &args,
-            Some("site-vhost-restore"),
-            None,
-        ),
+        maintenance_step(web, &args),
         backup_step(s, web, task_args)?,
-        step(
-            "db",
-            &to_db.name,
-            "site-db-create",
-            &next_args,
-            Some("site-db-drop"),
-            Some(SecretNeed::DbAdminAndSiteDbNext),
-        ),
-        step(
-            "backup",
-            web,
-            "backup-extract",
-            &extract,
-            Some("backup-extract-remove"),
-            Some(SecretNeed::SiteDbNext),
-        ),
-        step(
-            "http",
-            web,
-            "site-swap",
-            &swap,
-            Some("site-swap-back"),
-            None,
-        ),
-        step(
-            "http",
-            web,
-            "site-updatedb",
-            &swap,
-            None,
-            Some(SecretNeed::SiteDbNext),
-        ),
-        step(
-            "http",
-            web,
-            "site-vhost",
-            &next_args,
-            Some("site-vhost-restore"),
-            Some(SecretNeed::SiteDbNext),
-        ),
     ];
+    steps.extend(deploy);
     if new_uri.is_some() && s.dns_managed() {
         // The old name's records go first (its aliases' CNAMEs are the site's), then the
         // new name's come; both are undone on a failure.
@@ -497,23 +494,7 @@ pub fn plan_migrate(
             None,
         ));
     }
-    steps.push(step(
-        "http",
-        web,
-        "site-packages",
-        &next_args,
-        None,
-        Some(SecretNeed::SiteDbNext),
-    ));
-    steps.push(step(
-        "db",
-        &s.db_server.name,
-        "site-db-drop",
-        &args,
-        None,
-        Some(SecretNeed::DbAdmin),
-    ));
-    steps.push(step("http", web, "site-cleanup", &cleanup, None, None));
+    steps.extend(finish_steps(web, s, &args, &next_args, &cleanup));
     Ok(Plan { steps })
 }
 
@@ -537,60 +518,16 @@ pub fn plan_clone(s: &SiteFacts, n: &SiteFacts, task_args: &Value) -> Result<Pla
     let mut args = n.step_args(false);
     args["stash"] = json!(true);
     let new_dir = restore_dir(&n.platform.root, &n.uri);
-    let extract = json!({
-        "file": file,
-        "target_dir": new_dir,
-        "db": {
-            "host": args["db"]["host"], "port": args["db"]["port"],
-            "name": n.db_name, "user": n.db_user,
-        },
-    });
-    let mut swap = args.clone();
-    swap["new_dir"] = json!(new_dir);
-    swap["renamed_from"] = json!(s.uri);
-    let mut steps = vec![
-        backup_step(s, web, task_args)?,
-        step(
-            "db",
-            &n.db_server.name,
-            "site-db-create",
-            &args,
-            Some("site-db-drop"),
-            Some(SecretNeed::DbAdminAndSiteDbNext),
-        ),
-        step(
-            "backup",
-            web,
-            "backup-extract",
-            &extract,
-            Some("backup-extract-remove"),
-            Some(SecretNeed::SiteDbNext),
-        ),
-        step(
-            "http",
-            web,
-            "site-swap",
-            &swap,
-            Some("site-swap-back"),
-            None,
-        ),
-        step(
-            "http",
-            web,
-            "site-updatedb",
-            &swap,
-            None,
-            Some(SecretNeed::SiteDbNext),
-        ),
-        step(
-            "http",
-            web,
-            "site-vhost",
-            &args,
-            Some("site-vhost-restore"),
-            Some(SecretNeed::SiteDbNext),
-        ),
-    ];
+    let (deploy, swap) = deploy_steps(
+        web,
+        &n.db_server.name,
+        &args,
+        ("file", &json!(file)),
+        &new_dir,
+        Some(&s.uri),
+    );
+    let mut steps = vec![backup_step(s, web, task_args)?];
+    steps.extend(deploy);
     if n.dns_managed() {
         steps.push(step(
             "dns",
