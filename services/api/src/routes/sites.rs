@@ -625,8 +625,10 @@ pub async fn delete(
     let site = existing(&state, &uri).await?;
     if site.status != status::FAILED {
         return Err(ApiError::Conflict(format!(
-            "site `{}` is {}: only a site whose install failed can be forgotten this way",
-            site.uri, site.status
+            "site `{}` is {}: only a site whose install failed can be forgotten this way; \
+             an installed site is removed by the delete task (`berth @{} provision-delete`, \
+             after disabling it), which backs it up first",
+            site.uri, site.status, site.uri
         )));
     }
     let mut tx = state.store.pool.begin().await?;
