@@ -326,3 +326,74 @@ async fn a_site_renamed_answers_under_its_new_name_only() {
     );
     w.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_site_moves_its_database_to_another_db_server() {
+    // Workers serve both servers (a step for a server waits for its workers).
+    let name = "server_db2exampletest";
+    let w = World::start_with(WorldOptions {
+        web: true,
+        servers: vec!["server_master".into(), name.into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let s = w
+        .create_server_with_dns("server_master", "localhost", "null")
+        .await
+        .unwrap();
+    w.wait_finished(s["verify_task"].as_str().unwrap().parse().unwrap(), WAIT)
+        .await
+        .unwrap();
+    // A second db server (here the same MariaDB under another name and port entry).
+    let r = w
+        .post(
+            "/api/v1/servers",
+            &json!({"name": "server_db2", "host": "db2.example.test",
+                    "services": {"db": {"type": "mariadb", "host": "127.0.0.1", "port": 3306,
+                    "admin_user": "root",
+                    "admin_password": berth_tests::env_or("BERTH_TEST_MYSQL_PASSWORD", "")}}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422, "a server name must follow its host");
+    let host = "db2.example.test";
+    let r = w
+        .post(
+            "/api/v1/servers",
+            &json!({"name": name, "host": host,
+                    "services": {"db": {"type": "mariadb", "host": "127.0.0.1", "port": 3306,
+                    "admin_user": "root",
+                    "admin_password": berth_tests::env_or("BERTH_TEST_MYSQL_PASSWORD", "")}}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    w.add_platform("platform_d10", "drupal10").await.unwrap();
+    let uri = format!("db.{}.test", w.id);
+    let (site, t) = w
+        .install_site(json!({"uri": uri, "platform": "platform_d10"}))
+        .await
+        .unwrap();
+    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    let old_db = site["db_name"].as_str().unwrap().to_string();
+    let t = w
+        .create_task("migrate", &uri, json!({"db_server": name}))
+        .await
+        .unwrap();
+    let t = w.wait_finished(t.id, WAIT).await.unwrap();
+    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    let site = w.get_json(&format!("/api/v1/sites/{uri}")).await;
+    assert_eq!(site["db_server"], name);
+    assert_eq!(site["platform"], "platform_d10");
+    let new_db = site["db_name"].as_str().unwrap();
+    assert_ne!(new_db, old_db);
+    assert!(berth_tests::mysql_db_exists(new_db).await);
+    assert!(!berth_tests::mysql_db_exists(&old_db).await);
+    let (status, body, _) = w.http_get(&uri, "/").unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(new_db), "{body}");
+    w.stop().await;
+}

@@ -548,6 +548,15 @@ pub fn plan_clone(s: &SiteFacts, n: &SiteFacts, task_args: &Value) -> Result<Pla
         None,
         Some(SecretNeed::SiteDbNext),
     ));
+    // The site cloned from is verified too: it was only read, and should say so.
+    steps.push(step(
+        "http",
+        web,
+        "site-packages",
+        &s.step_args(s.status == status::DISABLED),
+        None,
+        Some(SecretNeed::SiteDb),
+    ));
     steps.push(step("http", web, "site-cleanup", &swap, None, None));
     Ok(Plan { steps })
 }
