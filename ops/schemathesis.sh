@@ -163,20 +163,46 @@ TOKEN=$("$BIN" token create --name st)
 auth=(-H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json')
 
 # ------------------------------------------------------------------ seed
-seed_post() { # PATH BODY
+seed_req() { # METHOD PATH [BODY]: prints the body; warns on a non-2xx
   local code
-  code=$(curl -sS -o "$TMP/seed.out" -w '%{http_code}' "${auth[@]}" -X POST "$API$1" -d "$2")
-  case $code in 2*) ;; *) warn "seed POST $1: $code $(cat "$TMP/seed.out")" ;; esac
+  code=$(curl -sS -o "$TMP/seed.out" -w '%{http_code}' "${auth[@]}" -X "$1" "$API$2" ${3:+-d "$3"})
+  case $code in 2*) ;; *) warn "seed $1 $2: $code $(cat "$TMP/seed.out")" ;; esac
+  cat "$TMP/seed.out"
 }
-seed_post /api/v1/servers '{"name":"server_master","host":"localhost",
-  "services":{"http":{"type":"nginx","port":'"$web_port"'},
-              "db":{"type":"mariadb","host":"localhost","port":3306,"admin_user":"root","admin_password":"x"},
-              "dns":{"type":"bind"}}}'
+jget() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {"d": d}))' "$1"; }
+db_service() { # PASSWORD
+  printf '{"type":"mariadb","host":"127.0.0.1","port":3306,"admin_user":"root","admin_password":"%s"}' "$1"
+}
+# server_master first with a wrong db password, so its verify leaves a dead letter; then the
+# right one (root without a password, as ops/setup.sh makes it).
+seed_req POST /api/v1/servers '{"name":"server_master","host":"localhost",
+  "services":{"http":{"type":"nginx","port":'"$web_port"'},"db":'"$(db_service wrong)"',"dns":{"type":"bind"}}}' >/dev/null
+for _ in $(seq 50); do
+  [ "$(seed_req GET '/api/v1/dead-letters?limit=1' | jget 'd["total"]')" -gt 0 ] && break
+  sleep 0.2
+done
+seed_req PATCH /api/v1/servers/server_master '{"services":{"db":'"$(db_service "")"'}}' >/dev/null
 cp -r tests/fixtures/platforms/drupal10 "$TMP/data/drupal10"
-seed_post /api/v1/platforms '{"name":"platform_d10","root":"'"$TMP/data/drupal10"'","web_server":"server_master"}'
-seed_post /api/v1/tasks '{"type":"noop","target":"server_master","args":{}}'
+seed_req POST /api/v1/platforms '{"name":"platform_d10","root":"'"$TMP/data/drupal10"'","web_server":"server_master"}' >/dev/null
+pstatus=
+for _ in $(seq 100); do
+  pstatus=$(seed_req GET /api/v1/platforms/platform_d10 | jget 'd["status"]')
+  [ "$pstatus" = queued ] || [ "$pstatus" = verifying ] || break
+  sleep 0.3
+done
+log "platform_d10 is $pstatus"
+seed_req POST /api/v1/sites '{"uri":"www.example.com","platform":"platform_d10"}' >/dev/null
+seed_req POST /api/v1/tasks '{"type":"noop","target":"server_master","args":{}}' >/dev/null
 sleep 2
-ok "seeded server_master, platform_d10, a noop task"
+tasks=$(seed_req GET '/api/v1/tasks?limit=5' | jget '[t["id"] for t in d["items"]]')
+dls=$(seed_req GET '/api/v1/dead-letters?limit=3' | jget '[x["id"] for x in d["items"]]')
+sites=$(seed_req GET /api/v1/sites | jget '[x["uri"] for x in d]')
+BERTH_ST_KNOWN=$(python3 -c 'import json,sys; print(json.dumps({"servers":["server_master"],"platforms":["platform_d10"],
+  "sites":eval(sys.argv[1]),"tasks":eval(sys.argv[2]),"dead-letters":eval(sys.argv[3])}))' "$sites" "$tasks" "$dls")
+export BERTH_ST_KNOWN
+export SCHEMATHESIS_HOOKS=berth_hooks
+export PYTHONPATH=$BERTH_REPO_ROOT/tests/schemathesis${PYTHONPATH:+:$PYTHONPATH}
+ok "seeded: $BERTH_ST_KNOWN"
 
 # ------------------------------------------------------------------ run
 report=$TMP/report
