@@ -154,10 +154,34 @@ impl From<axum::extract::rejection::PathRejection> for ApiError {
     }
 }
 
-/// `Json` whose rejections are problem+json.
-#[derive(axum::extract::FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// `Json` whose rejections are problem+json. The body must be a JSON object: serde would
+/// otherwise read a struct from an array of its fields in order, so `[null, null]` was a
+/// valid (empty) change.
 pub struct ApiJson<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for ApiJson<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        // The body-size middleware has already read the body within its limit.
+        let bytes = axum::body::to_bytes(body, usize::MAX)
+            .await
+            .map_err(|e| ApiError::BadRequest(format!("reading the body: {e}")))?;
+        let req = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes.clone()));
+        let axum::Json(v) = axum::Json::<T>::from_request(req, state).await?;
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::Unprocessable(
+                "the request body must be a JSON object".into(),
+            ));
+        }
+        Ok(Self(v))
+    }
+}
 
 /// `Query` whose rejections are problem+json. A query that decodes to a NUL character is
 /// refused with 400 here: PostgreSQL text cannot hold NUL, so a filter with one would fail in
@@ -235,6 +259,54 @@ mod tests {
             assert_eq!(ct, "application/problem+json", "{uri}");
             assert!(body.contains("NUL"), "{uri}: {body}");
         }
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Change {
+        host: Option<String>,
+        port: Option<u16>,
+    }
+
+    async fn change(ApiJson(c): ApiJson<Change>) -> String {
+        format!("{c:?}")
+    }
+
+    async fn post(body: &str) -> (StatusCode, String) {
+        let app = Router::new().route("/j", axum::routing::patch(change));
+        let res = app
+            .oneshot(
+                Request::patch("/j")
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(body.to_string()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let status = res.status();
+        let ct = res
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        (status, ct)
+    }
+
+    /// Found by ops/schemathesis.sh (`--checks all`): `PATCH /api/v1/servers/server_master`
+    /// with the body `[null, null]` was a 200.
+    #[tokio::test]
+    async fn a_body_that_is_not_an_object_is_a_422_problem() {
+        for body in ["[null, null]", " [\"h\", 1]", "null", "3", "\"x\""] {
+            let (status, ct) = post(body).await;
+            assert!(
+                status == StatusCode::UNPROCESSABLE_ENTITY,
+                "{body}: {status}"
+            );
+            assert_eq!(ct, "application/problem+json", "{body}");
+        }
+        assert_eq!(post("{\"port\": 8080}").await.0, StatusCode::OK);
+        assert_eq!(post(" {}").await.0, StatusCode::OK);
+        assert_eq!(post("{").await.0, StatusCode::BAD_REQUEST);
     }
 
     #[tokio::test]
