@@ -28,6 +28,20 @@ pub enum DispatchError {
     Db(#[from] sqlx::Error),
 }
 
+impl DispatchError {
+    /// PostgreSQL refused the data itself (a data exception, a constraint, a statement it
+    /// cannot run): trying again will not help. An outage, a deadlock or a lack of
+    /// resources is not this: those are retried for as long as they last.
+    pub fn is_refusal(&self) -> bool {
+        let e = match self {
+            Self::Store(berth_store::StoreError::Db(e)) | Self::Db(e) => e,
+            Self::Store(_) => return false,
+        };
+        matches!(e, sqlx::Error::Database(d)
+            if d.code().is_some_and(|c| ["22", "23", "42"].contains(&&c[..2.min(c.len())])))
+    }
+}
+
 type Result<T> = std::result::Result<T, DispatchError>;
 
 /// A dispatcher transaction and the outbox rows it wrote, which are published once it has
@@ -238,6 +252,25 @@ impl Dispatcher {
                     }
                 }
             },
+        }
+        tx.commit().await
+    }
+
+    /// A message about this task cannot be recorded (it fails again and again): the task
+    /// ends in error with the reason in its log, and the next task of its target starts.
+    /// Its steps stay as they are, so an operator sees where it stood.
+    pub async fn fail_task(&self, task_id: Uuid, reason: &str) -> Result<Vec<OutboxRow>> {
+        let mut tx = Tx::begin(&self.store).await?;
+        let Some(target) = target_for(&mut tx, None, task_id).await? else {
+            return Ok(Vec::new());
+        };
+        t::lock_target(&mut tx, &target).await?;
+        let Some(task) = t::lock_task(&mut tx, task_id).await? else {
+            return Ok(Vec::new());
+        };
+        if !task.status().is_finished() {
+            log(&mut tx, &task, None, LogLevel::Error, reason);
+            self.finish(&mut tx, &task, TaskStatus::Error).await?;
         }
         tx.commit().await
     }

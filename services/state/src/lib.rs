@@ -36,14 +36,14 @@ pub async fn run(cfg: StateConfig, shutdown: CancellationToken) -> Result<(), St
     let (relay, outbox) = Relay::new(store.clone(), broker.clone());
     let relay = tokio::spawn(relay.run(shutdown.clone()));
     let d = Dispatcher::new(store);
-    let tasks = consume_json(&broker, "state.tasks", &cfg, &shutdown, &outbox, {
+    let tasks = consume_json(&broker, "state.tasks", &cfg, &shutdown, &outbox, &d, {
         let d = d.clone();
         move |m: TaskQueued| {
             let d = d.clone();
             async move { d.on_task_queued(m).await }
         }
     });
-    let events = consume_json(&broker, "state.events", &cfg, &shutdown, &outbox, {
+    let events = consume_json(&broker, "state.events", &cfg, &shutdown, &outbox, &d, {
         let d = d.clone();
         move |ev| {
             let d = d.clone();
@@ -57,22 +57,47 @@ pub async fn run(cfg: StateConfig, shutdown: CancellationToken) -> Result<(), St
     a.and(b).and(c)
 }
 
+/// A message about one task.
+pub trait ForTask {
+    fn task_id(&self) -> uuid::Uuid;
+}
+
+impl ForTask for TaskQueued {
+    fn task_id(&self) -> uuid::Uuid {
+        self.task_id
+    }
+}
+
+impl ForTask for berth_contracts::StepEvent {
+    fn task_id(&self) -> uuid::Uuid {
+        self.task_id
+    }
+}
+
+/// Deliveries of one message that PostgreSQL refuses (its data, not an outage) before its
+/// task is failed instead: such a refusal is the message's own and would loop for ever.
+pub const POISON_AFTER: u32 = 20;
+
 /// Consumes `queue`, decoding each body as `T`. A body that does not decode is rejected
-/// (it would never decode); a database error is retried by requeueing.
+/// (it would never decode); a database error is retried by requeueing; one where PostgreSQL
+/// refuses the data [`POISON_AFTER`] times fails the message's task, saying why, and the
+/// message goes.
 async fn consume_json<T, F, Fut>(
     broker: &Broker,
     queue: &'static str,
     cfg: &StateConfig,
     shutdown: &CancellationToken,
     outbox: &Outbox,
+    dispatcher: &Dispatcher,
     handle: F,
 ) -> Result<(), StateServiceError>
 where
-    T: serde::de::DeserializeOwned + Send + 'static,
+    T: serde::de::DeserializeOwned + ForTask + Send + 'static,
     F: Fn(T) -> Fut + Send + Sync + Clone + 'static,
     Fut: Future<Output = Result<Vec<OutboxRow>, dispatch::DispatchError>> + Send + 'static,
 {
     let outbox = outbox.clone();
+    let dispatcher = dispatcher.clone();
     berth_broker::consume(
         broker,
         queue,
@@ -81,19 +106,38 @@ where
         move |m: Delivery| {
             let handle = handle.clone();
             let outbox = outbox.clone();
+            let dispatcher = dispatcher.clone();
             async move {
                 let msg: T = serde_json::from_slice(&m.body).map_err(|e| {
                     tracing::error!(queue, error = %e, "undecodable message rejected");
                     HandlerError::Reject(e.to_string())
                 })?;
+                let task_id = msg.task_id();
                 let span = tracing::info_span!("dispatch", queue);
                 if let Some(tp) = &m.headers.traceparent {
                     berth_telemetry::set_parent_from_traceparent(&span, tp);
                 }
-                let written = handle(msg).instrument(span).await.map_err(|e| {
-                    tracing::warn!(queue, error = %e, "dispatch failed; message requeued");
-                    HandlerError::Retry(e.to_string())
-                })?;
+                let e = match handle(msg).instrument(span).await {
+                    Ok(written) => {
+                        outbox.publish(written);
+                        return Ok(());
+                    }
+                    Err(e) => e,
+                };
+                let deliveries = m.delivery_count.unwrap_or(0) + 1;
+                if deliveries < POISON_AFTER || !e.is_refusal() {
+                    tracing::warn!(queue, error = %e, deliveries, "dispatch failed; message requeued");
+                    return Err(HandlerError::Retry(e.to_string()));
+                }
+                tracing::error!(queue, %task_id, error = %e, deliveries,
+                    "dispatch keeps failing on this message; its task fails");
+                let written = dispatcher
+                    .fail_task(task_id, &format!(
+                        "the state service could not record a message about this task after \
+                         {deliveries} tries: {e}"
+                    ))
+                    .await
+                    .map_err(|e2| HandlerError::Retry(e2.to_string()))?;
                 outbox.publish(written);
                 Ok(())
             }

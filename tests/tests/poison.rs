@@ -1,0 +1,72 @@
+//! A message the state service cannot record, however often it tries, must not loop for
+//! ever and leave its task processing: after a bounded number of deliveries the task fails
+//! with the reason, and the target's next task runs.
+
+use berth_contracts::TaskStatus;
+use berth_tests::World;
+use serde_json::json;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(120);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_result_that_cannot_be_recorded_fails_its_task_instead_of_looping() {
+    let w = World::start().await.unwrap();
+    let s = w
+        .create_server_with_dns("server_master", "localhost", "null")
+        .await
+        .unwrap();
+    w.wait_finished(s["verify_task"].as_str().unwrap().parse().unwrap(), WAIT)
+        .await
+        .unwrap();
+    // A module whose info file carries a NUL byte in its version: PostgreSQL refuses to
+    // store it, every time the platform verify's result is recorded.
+    let root = w.copy_fixture("drupal10", "platform_nul").unwrap();
+    let info = root.join("modules/contrib/token/token.info.yml");
+    let text = std::fs::read_to_string(&info).unwrap();
+    let bad = text.replace("version: '8.x-1.14'", "version: '8.x-1.14\u{0}'");
+    let bad = if bad == text {
+        text.replace("8.x-1.14", "8.x-1.14\u{0}")
+    } else {
+        bad
+    };
+    assert_ne!(bad, text, "the fixture's version line was found");
+    std::fs::write(&info, bad).unwrap();
+    let r = w
+        .post(
+            "/api/v1/platforms",
+            &json!({"name": "platform_nul", "root": root.display().to_string()}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let p: serde_json::Value = r.json().await.unwrap();
+    let verify: uuid::Uuid = p["task"].as_str().unwrap().parse().unwrap();
+    // A task queued behind it on the same platform still runs.
+    let next = w
+        .create_task("verify", "platform_nul", json!({}))
+        .await
+        .unwrap();
+    let t = w.wait_finished(verify, WAIT).await.unwrap();
+    assert_eq!(t.status, TaskStatus::Error, "{t:#?}");
+    let log: String = t
+        .log
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|l| l.message.clone())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        log.contains("could not record a message about this task"),
+        "{log}"
+    );
+    assert_eq!(
+        w.get_json("/api/v1/platforms/platform_nul").await["status"],
+        "failed"
+    );
+    let n = w.wait_finished(next.id, WAIT).await.unwrap();
+    assert!(n.status.is_finished());
+    w.stop().await;
+}
