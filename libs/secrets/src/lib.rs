@@ -22,6 +22,10 @@ pub enum SecretError {
     Malformed,
     #[error("sealed value does not open with this key (another cluster's key, or tampered)")]
     WrongKey,
+    #[error("the site's database password was not sent with the step")]
+    Missing,
+    #[error("the site's password is not in berth's form (hex digits)")]
+    NotAPassword,
 }
 
 const NONCE_LEN: usize = 24;
@@ -52,6 +56,20 @@ impl SecretKey {
         let mut p = [0u8; 16];
         rand::rng().fill_bytes(&mut p);
         hex::encode(p)
+    }
+
+    /// Opens the site database password a step carries in its sealed `secrets` under
+    /// `site_db`. Only hex digits (what [`Self::new_password`] makes) are accepted: the
+    /// password is quoted into SQL and web server configuration.
+    pub fn open_site_password(
+        &self,
+        secrets: &std::collections::BTreeMap<String, String>,
+    ) -> Result<String, SecretError> {
+        let pw = self.open(secrets.get("site_db").ok_or(SecretError::Missing)?)?;
+        if pw.is_empty() || !pw.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(SecretError::NotAPassword);
+        }
+        Ok(pw)
     }
 
     /// A fresh random key, as 64 hex digits.
@@ -96,6 +114,19 @@ mod tests {
     #[test]
     fn seal_then_open_gives_the_secret_back_and_hides_it() {
         let key = SecretKey::from_hex(&SecretKey::generate_hex()).unwrap();
+        let mut secrets = std::collections::BTreeMap::new();
+        assert!(matches!(
+            key.open_site_password(&secrets),
+            Err(SecretError::Missing)
+        ));
+        secrets.insert("site_db".to_string(), key.seal("not hex"));
+        assert!(matches!(
+            key.open_site_password(&secrets),
+            Err(SecretError::NotAPassword)
+        ));
+        let pw = SecretKey::new_password();
+        secrets.insert("site_db".to_string(), key.seal(&pw));
+        assert_eq!(key.open_site_password(&secrets).unwrap(), pw);
         let sealed = key.seal("hunter2");
         assert!(!sealed.contains("hunter2"));
         assert_ne!(sealed, key.seal("hunter2"), "nonces must differ");

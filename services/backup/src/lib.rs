@@ -121,34 +121,21 @@ impl From<BackupError> for StepError {
 }
 
 pub struct BackupWorker {
-    secret_key: Option<SecretKey>,
-    archiver: Option<Archiver>,
+    secret_key: SecretKey,
+    archiver: Archiver,
 }
 
 impl BackupWorker {
     pub fn new(cfg: &BackupConfig) -> Self {
         Self {
-            secret_key: Some(cfg.secret_key.clone()),
-            archiver: Some(cfg.archiver()),
-        }
-    }
-
-    fn parts(&self) -> Result<(&SecretKey, &Archiver), StepError> {
-        match (&self.secret_key, &self.archiver) {
-            (Some(k), Some(a)) => Ok((k, a)),
-            _ => Err(StepError::permanent(
-                "this backup worker runs without a BackupConfig (no key, no backups dir)",
-            )),
+            secret_key: cfg.secret_key.clone(),
+            archiver: cfg.archiver(),
         }
     }
 
     fn site_password(key: &SecretKey, cmd: &StepCommand) -> Result<String, StepError> {
-        let sealed = cmd
-            .secrets
-            .get("site_db")
-            .ok_or_else(|| StepError::permanent("the site's database password was not sent"))?;
-        key.open(sealed)
-            .map_err(|e| StepError::permanent(format!("cannot open the site's password: {e}")))
+        key.open_site_password(&cmd.secrets)
+            .map_err(|e| StepError::permanent(format!("the site's password: {e}")))
     }
 }
 
@@ -205,7 +192,7 @@ impl StepHandler for BackupWorker {
     async fn handle(&self, cmd: &StepCommand, ctx: &StepContext) -> Result<StepOk, StepError> {
         match cmd.action.as_str() {
             "site-backup" => {
-                let (key, a) = self.parts()?;
+                let (key, a) = (&self.secret_key, &self.archiver);
                 let pw = Self::site_password(key, cmd)?;
                 let out = with_progress(ctx, |log| async move {
                     backup_site(a, &cmd.args, &pw, &*log).await
@@ -214,7 +201,7 @@ impl StepHandler for BackupWorker {
                 Ok(StepOk::new(serde_json::to_value(out).unwrap_or_default()))
             }
             "backup-extract" => {
-                let (key, a) = self.parts()?;
+                let (key, a) = (&self.secret_key, &self.archiver);
                 let pw = Self::site_password(key, cmd)?;
                 let args = with_backup_path(a, &cmd.args)?;
                 let out = with_progress(ctx, |log| async move {
@@ -269,7 +256,7 @@ impl StepHandler for BackupWorker {
                 Ok(StepOk::default())
             }
             "backup-delete" => {
-                let (_, a) = self.parts()?;
+                let a = &self.archiver;
                 let out = delete_backup(a, &cmd.args, &|line| ctx.info(line))?;
                 Ok(StepOk::new(out))
             }
@@ -278,20 +265,6 @@ impl StepHandler for BackupWorker {
             ))),
         }
     }
-}
-
-/// The worker with a bare [`WorkerConfig`]: answers `noop` and refuses the backup actions
-/// (no key, no backups directory). Kept until every caller passes a [`BackupConfig`] to
-/// [`run_with`].
-pub async fn run(
-    cfg: WorkerConfig,
-    shutdown: CancellationToken,
-) -> Result<(), berth_broker::BrokerError> {
-    let worker = BackupWorker {
-        secret_key: None,
-        archiver: None,
-    };
-    run_worker(cfg, Arc::new(worker), shutdown).await
 }
 
 /// The backup worker with its configuration.

@@ -211,20 +211,10 @@ impl DbWorker {
     /// The site's password, opened from the command's sealed secrets; hex only (berth
     /// makes it so), because it is quoted into `IDENTIFIED BY`.
     fn site_password(&self, cmd: &StepCommand) -> Result<String, StepError> {
-        let sealed = cmd
-            .secrets
-            .get("site_db")
-            .ok_or_else(|| StepError::permanent("the site's database password was not sent"))?;
-        let pw =
-            self.cfg.secret_key.open(sealed).map_err(|e| {
-                StepError::permanent(format!("cannot open the site's password: {e}"))
-            })?;
-        if pw.is_empty() || !pw.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(StepError::permanent(
-                "the site's password is not in berth's form",
-            ));
-        }
-        Ok(pw)
+        self.cfg
+            .secret_key
+            .open_site_password(&cmd.secrets)
+            .map_err(|e| StepError::permanent(format!("the site's password: {e}")))
     }
 
     /// Database, user (one per web host) and grants; each "if absent", so a redelivered

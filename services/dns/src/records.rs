@@ -15,7 +15,6 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex};
-use std::time::Duration;
 
 use berth_broker::worker::StepError;
 use berth_hosting::zone::{Change, SiteRecords, Zone, ZoneError, zone_for};
@@ -29,8 +28,6 @@ pub type Log<'a> = &'a (dyn Fn(String) + Send + Sync);
 
 /// The name server of the zones berth creates when the step names none (`ns`).
 pub const DEFAULT_NS: &str = "localhost";
-
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One lock per server: zone edits of a server are serialised within the process.
 static SERVER_LOCKS: LazyLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> =
@@ -206,48 +203,6 @@ async fn write_atomic(path: &Path, text: &str) -> Result<(), StepError> {
     })
 }
 
-/// Runs a program; its output on success, else its output in the error (`transient`:
-/// whether a failure is worth retrying). A time-out is transient, a missing program
-/// permanent.
-async fn run(program: &str, args: &[String], transient: bool) -> Result<String, StepError> {
-    let child = tokio::process::Command::new(program)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = match tokio::time::timeout(COMMAND_TIMEOUT, child).await {
-        Err(_) => {
-            return Err(StepError::transient(format!(
-                "{program} did not finish in {} s",
-                COMMAND_TIMEOUT.as_secs()
-            )));
-        }
-        Ok(Err(e)) => return Err(StepError::permanent(format!("cannot run {program}: {e}"))),
-        Ok(Ok(out)) => out,
-    };
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-    .trim()
-    .to_string();
-    if out.status.success() {
-        Ok(text)
-    } else {
-        let msg = format!(
-            "{program} {} failed ({}): {text}",
-            args.join(" "),
-            out.status
-        );
-        Err(if transient {
-            StepError::Transient(msg)
-        } else {
-            StepError::Permanent(msg)
-        })
-    }
-}
-
 /// `rndc [-c <rndc_conf>] <args>`; a failure is transient (named may be restarting; the
 /// zone files are already in place for the retry).
 async fn rndc(cfg: &DnsConfig, args: &[&str], log: Log<'_>) -> Result<(), StepError> {
@@ -257,7 +212,8 @@ async fn rndc(cfg: &DnsConfig, args: &[&str], log: Log<'_>) -> Result<(), StepEr
         full.push(conf.to_string_lossy().into_owned());
     }
     full.extend(args.iter().map(|a| a.to_string()));
-    run(&cfg.rndc_bin, &full, true).await?;
+    let full: Vec<&str> = full.iter().map(String::as_str).collect();
+    berth_http::run_command(&cfg.rndc_bin, &full, true).await?;
     log(format!("rndc {}", args.join(" ")));
     Ok(())
 }
@@ -284,7 +240,7 @@ async fn write_checked(
             break;
         }
         let path = p.path.to_string_lossy().into_owned();
-        let check = run(&cfg.checkzone_bin, &[p.zone.clone(), path], false).await;
+        let check = berth_http::run_command(&cfg.checkzone_bin, &[&p.zone, &path], false).await;
         let zone = p.zone.clone();
         written.push(p);
         match check {

@@ -66,22 +66,11 @@ impl HttpWorker {
     }
 
     fn site_password(&self, cmd: &StepCommand) -> Result<String, StepError> {
-        let sealed = cmd
-            .secrets
-            .get("site_db")
-            .ok_or_else(|| StepError::permanent("the site's database password was not sent"))?;
         let key = self.cfg.secret_key.as_ref().ok_or_else(|| {
             StepError::permanent("this http worker has no secret key to open the site's password")
         })?;
-        let pw = key
-            .open(sealed)
-            .map_err(|e| StepError::permanent(format!("cannot open the site's password: {e}")))?;
-        if pw.is_empty() || !pw.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(StepError::permanent(
-                "the site's password is not in berth's form",
-            ));
-        }
-        Ok(pw)
+        key.open_site_password(&cmd.secrets)
+            .map_err(|e| StepError::permanent(format!("the site's password: {e}")))
     }
 
     /// Writes (or removes) a vhost through the coalescing reloader.
@@ -124,17 +113,16 @@ impl HttpWorker {
         match cmd.action.as_str() {
             "site-files" => {
                 let installing = cmd.task_type == "install";
-                let log = {
-                    let a2 = site::SiteArgs::parse(&cmd.args)?;
+                let a2 = a.clone();
+                let log =
                     tokio::task::spawn_blocking(move || site::write_site_files(&a2, installing))
                         .await
-                        .map_err(|e| StepError::permanent(format!("site files: {e}")))??
-                };
+                        .map_err(|e| StepError::permanent(format!("site files: {e}")))??;
                 log.into_iter().for_each(|l| ctx.info(l));
                 Ok(StepOk::default())
             }
             "site-files-remove" => {
-                let a2 = site::SiteArgs::parse(&cmd.args)?;
+                let a2 = a.clone();
                 let log = tokio::task::spawn_blocking(move || site::remove_site_files(&a2))
                     .await
                     .map_err(|e| StepError::permanent(format!("site files: {e}")))??;
@@ -211,7 +199,7 @@ impl HttpWorker {
                 }
             }
             "site-swap" | "site-swap-back" => {
-                let a2 = site::SiteArgs::parse(&cmd.args)?;
+                let a2 = a.clone();
                 let args = cmd.args.clone();
                 let swap = cmd.action == "site-swap";
                 let log = tokio::task::spawn_blocking(move || {
@@ -374,14 +362,25 @@ pub async fn ensure_dir(dir: &Path, ctx: &StepContext) -> Result<(), StepError> 
     Ok(())
 }
 
-/// Runs a command (never with secrets in its arguments); a non-zero exit is a permanent
-/// failure carrying its output, a missing program too, a time-out a transient one.
+/// Runs a command (never with secrets in its arguments), logging it; a non-zero exit is a
+/// permanent failure carrying its output, a missing program too, a time-out a transient one.
 pub async fn run_checked(
     ctx: &StepContext,
     program: &str,
     args: &[&str],
 ) -> Result<String, StepError> {
     ctx.info(format!("running {program} {}", args.join(" ")));
+    run_command(program, args, false).await
+}
+
+/// Runs a command (never with secrets in its arguments): its output on success, else its
+/// output in the error, transient if `transient` (worth retrying), else permanent. A
+/// time-out is transient, a missing program permanent.
+pub async fn run_command(
+    program: &str,
+    args: &[&str],
+    transient: bool,
+) -> Result<String, StepError> {
     let child = tokio::process::Command::new(program)
         .args(args)
         .stdin(std::process::Stdio::null())
@@ -405,13 +404,18 @@ pub async fn run_checked(
     .trim()
     .to_string();
     if out.status.success() {
-        Ok(text)
-    } else {
-        Err(StepError::Permanent(format!(
-            "{program} failed ({}): {text}",
-            out.status
-        )))
+        return Ok(text);
     }
+    let msg = format!(
+        "{program} {} failed ({}): {text}",
+        args.join(" "),
+        out.status
+    );
+    Err(if transient {
+        StepError::Transient(msg)
+    } else {
+        StepError::Permanent(msg)
+    })
 }
 
 impl StepHandler for HttpWorker {

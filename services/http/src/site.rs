@@ -23,6 +23,7 @@ const EXTRACT_MARKER: &str = ".berth-extract";
 const WEB_GROUP: &str = "www-data";
 
 /// A site step's arguments, checked again here (they reach paths and commands).
+#[derive(Debug, Clone)]
 pub struct SiteArgs {
     pub uri: String,
     pub aliases: Vec<String>,
@@ -299,9 +300,7 @@ fn sync_alias_links(a: &SiteArgs) -> Result<Vec<String>, StepError> {
 /// Removes the site directory berth made, and its alias links.
 pub fn remove_site_files(a: &SiteArgs) -> Result<Vec<String>, StepError> {
     let mut log = Vec::new();
-    let mut none = SiteArgs {
-        ..a.clone_shallow()
-    };
+    let mut none = a.clone();
     none.aliases.clear();
     log.extend(sync_alias_links(&none)?);
     let dir = a.site_dir();
@@ -317,28 +316,6 @@ pub fn remove_site_files(a: &SiteArgs) -> Result<Vec<String>, StepError> {
         log.push(format!("removed {}", dir.display()));
     }
     Ok(log)
-}
-
-impl SiteArgs {
-    fn clone_shallow(&self) -> SiteArgs {
-        SiteArgs {
-            uri: self.uri.clone(),
-            aliases: self.aliases.clone(),
-            redirection: self.redirection,
-            root: self.root.clone(),
-            profile: self.profile.clone(),
-            language: self.language.clone(),
-            client_email: self.client_email.clone(),
-            disabled: self.disabled,
-            drush: self.drush.clone(),
-            drupal_major: self.drupal_major,
-            http_port: self.http_port,
-            db_host: self.db_host.clone(),
-            db_port: self.db_port,
-            db_name: self.db_name.clone(),
-            db_user: self.db_user.clone(),
-        }
-    }
 }
 
 /// Runs drush for the site with the credentials in its environment (never in argv);
@@ -722,7 +699,7 @@ pub fn cleanup_after_restore(a: &SiteArgs, args: &Value) -> Vec<String> {
     }
     // The copy the site left: on another platform (`old_root`) and/or under its old name
     // (`old_uri`, a rename).
-    let mut left = a.clone_shallow();
+    let mut left = a.clone();
     if let Some(r) = args
         .get("old_root")
         .and_then(Value::as_str)

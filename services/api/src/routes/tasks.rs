@@ -73,19 +73,14 @@ async fn restore_args(
     let sealed = state
         .secret_key
         .seal(&berth_secrets::SecretKey::new_password());
-    let file = berth_hosting::sites::backup_file_name(
-        uri,
-        chrono::Utc::now(),
-        &berth_secrets::SecretKey::new_password()[..4],
-    );
     Ok((
         serde_json::json!({
             "restore_from": {"id": backup.id, "path": backup.path, "file": backup.file},
-            "backup": {
-                "file": file,
-                "compression": "zstd",
-                "description": "Generated before being restored to a previous version",
-            },
+            "backup": backup_of(
+                uri,
+                &"zstd".into(),
+                "Generated before being restored to a previous version",
+            ),
             "next_db": {"name": db_name, "user": db_user},
         }),
         sealed,
@@ -154,14 +149,16 @@ async fn clone_args(
         },
     )
     .await?;
-    let file =
-        berth_hosting::sites::backup_file_name(&site.uri, chrono::Utc::now(), &unique[6..10]);
+    let backup = backup_of(
+        &site.uri,
+        &"zstd".into(),
+        &format!("Generated for cloning to {}", a.uri),
+    );
     Ok((
         serde_json::json!({
             "new_site": a.uri,
             "to": {"platform": target.platform, "db_server": target.db_server},
-            "backup": {"file": file, "compression": "zstd",
-                       "description": format!("Generated for cloning to {}", a.uri)},
+            "backup": backup,
         }),
         sealed,
     ))
@@ -203,39 +200,41 @@ pub(crate) async fn migrate_args(
     let sealed = state
         .secret_key
         .seal(&berth_secrets::SecretKey::new_password());
-    let file =
-        berth_hosting::sites::backup_file_name(&site.uri, chrono::Utc::now(), &unique[6..10]);
     Ok((
         serde_json::json!({
             "to": {"platform": target.platform, "db_server": target.db_server,
                    "uri": new_uri.unwrap_or(&site.uri)},
-            "backup": {"file": file, "compression": "zstd",
-                       "description": "Generated before being migrated"},
+            "backup": backup_of(&site.uri, &"zstd".into(), "Generated before being migrated"),
             "next_db": {"name": db_name, "user": db_user},
         }),
         sealed,
     ))
 }
 
-/// Backup and delete tasks carry the name of the backup they make, given here (when the task
-/// is accepted) so that the plan stays pure and a redelivered step writes the same file.
-fn with_backup_file(task_type: TaskType, uri: &str, args: serde_json::Value) -> serde_json::Value {
+/// The backup a task makes: its file is named here, when the task is accepted, so that
+/// the plan stays pure and a redelivered step writes the same file.
+fn backup_of(uri: &str, compression: &serde_json::Value, description: &str) -> serde_json::Value {
     let file = berth_hosting::sites::backup_file_name(
         uri,
         chrono::Utc::now(),
         &berth_secrets::SecretKey::new_password()[..4],
     );
+    serde_json::json!({"file": file, "compression": compression, "description": description})
+}
+
+/// Backup and delete tasks carry the backup they make.
+fn with_backup_file(task_type: TaskType, uri: &str, args: serde_json::Value) -> serde_json::Value {
     match task_type {
-        TaskType::Backup => serde_json::json!({"backup": {
-            "file": file,
-            "compression": args["compression"],
-            "description": args["description"],
-        }}),
-        TaskType::Delete => serde_json::json!({"backup": {
-            "file": file,
-            "compression": "zstd",
-            "description": "Generated before being deleted",
-        }}),
+        TaskType::Backup => serde_json::json!({"backup": backup_of(
+            uri,
+            &args["compression"],
+            args["description"].as_str().unwrap_or_default(),
+        )}),
+        TaskType::Delete => serde_json::json!({"backup": backup_of(
+            uri,
+            &"zstd".into(),
+            "Generated before being deleted",
+        )}),
         _ => args,
     }
 }
