@@ -2,6 +2,8 @@
 //! of steps they run. Everything here is unit-tested on its own.
 
 pub mod compare;
+#[doc(hidden)]
+pub mod fuzz_checks;
 pub mod names;
 pub mod packages;
 pub mod sites;

@@ -31,6 +31,10 @@ pub enum NameError {
     NotPlatformContext { name: String },
     #[error("platform root `{root}`: {why}")]
     BadRoot { root: String, why: &'static str },
+    #[error(
+        "host `{host}` gives the server name `{name}`, over 64 characters: use a shorter host, or name the server `server_master`"
+    )]
+    HostTooLongForServerName { host: String, name: String },
     #[error("server name `{name}` does not match host `{host}`: expected `{expected}`")]
     ServerNameMismatch {
         name: String,
@@ -119,10 +123,18 @@ impl ServerName {
     }
 
     /// The name a new server gets: the one asked for, if it is `server_master` or agrees
-    /// with the host, else the one derived from the host.
+    /// with the host, else the one derived from the host. A host whose derived name is
+    /// over 64 characters (which [`parse`](Self::parse) would refuse, leaving the server
+    /// unreachable by name) is refused.
     pub fn for_new_server(host: &HostName, asked: Option<&str>) -> Result<Self, NameError> {
         let derived = Self::for_host(host);
         match asked {
+            None if Self::parse(derived.as_str()).is_err() => {
+                Err(NameError::HostTooLongForServerName {
+                    host: host.to_string(),
+                    name: derived.0,
+                })
+            }
             None => Ok(derived),
             Some(a) => {
                 let parsed = Self::parse(a)?;
@@ -313,5 +325,21 @@ mod tests {
             ServerName::for_new_server(&host, Some("server_other")),
             Err(NameError::ServerNameMismatch { .. })
         ));
+    }
+
+    #[test]
+    fn a_host_too_long_for_a_server_name_is_refused_up_front() {
+        // Found by fuzzing (fuzz/corpus/names): `server_` + 58 characters or more is over the 64
+        // that `ServerName::parse` allows, so the server could never be named again.
+        let host = HostName::parse(&format!("{}.example.com", "a".repeat(48))).unwrap();
+        let err = ServerName::for_new_server(&host, None).unwrap_err();
+        assert!(matches!(err, NameError::HostTooLongForServerName { .. }));
+        assert!(err.to_string().contains("over 64 characters"), "{err}");
+        assert!(ServerName::for_new_server(&host, Some("server_master")).is_ok());
+        // The longest that works: 57 characters without the dots.
+        let host = HostName::parse(&format!("{}.example.com", "a".repeat(47))).unwrap();
+        let name = ServerName::for_new_server(&host, None).unwrap();
+        assert_eq!(name.as_str().len(), 64);
+        assert_eq!(ServerName::parse(name.as_str()), Ok(name));
     }
 }
