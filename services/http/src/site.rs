@@ -553,11 +553,19 @@ fn stash_path(vhost: &Path, step: uuid::Uuid) -> PathBuf {
     ))
 }
 
+/// The marker of a stash that found no vhost: `<stash>.absent`, the step's id kept in it
+/// (`with_extension` would cut it off and share one marker between all steps).
+fn absent_path(stash: &Path) -> PathBuf {
+    let mut name = stash.as_os_str().to_owned();
+    name.push(".absent");
+    PathBuf::from(name)
+}
+
 /// Keeps the current vhost (or the fact that there is none) for the step's compensation.
 /// A redelivered step keeps the first stash: it holds what was there before the step.
 pub fn stash_vhost(vhost: &Path, step: uuid::Uuid) -> Result<(), StepError> {
     let stash = stash_path(vhost, step);
-    let absent = stash.with_extension("absent");
+    let absent = absent_path(&stash);
     if stash.exists() || absent.exists() {
         return Ok(());
     }
@@ -578,12 +586,12 @@ pub fn stashed_vhost(vhost: &Path, step: uuid::Uuid) -> Option<Option<String>> {
     if let Ok(text) = std::fs::read_to_string(&stash) {
         return Some(Some(text));
     }
-    stash.with_extension("absent").exists().then_some(None)
+    absent_path(&stash).exists().then_some(None)
 }
 
 pub fn drop_stash(vhost: &Path, step: uuid::Uuid) {
     let stash = stash_path(vhost, step);
-    let _ = std::fs::remove_file(stash.with_extension("absent"));
+    let _ = std::fs::remove_file(absent_path(&stash));
     let _ = std::fs::remove_file(stash);
 }
 
@@ -842,4 +850,45 @@ fn fix_platform_permissions(root: &Path) -> Result<Vec<String>, StepError> {
         log.push("permissions are as they should be".into());
     }
     Ok(log)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!("berth-stash-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// Found by the chaos run: the "no vhost before" marker lost its step id, so a clone's
+    /// marker stayed behind after the clone and a later step on the same site took it for
+    /// its own: its compensation removed the live vhost instead of putting it back.
+    #[test]
+    fn each_step_keeps_its_own_stash_and_none_outlives_the_site_tasks() {
+        let dir = temp_dir();
+        let vhost = dir.join("a.example.com.conf");
+        let (first, second) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+
+        // A step that made the vhost: nothing was there before it.
+        stash_vhost(&vhost, first).unwrap();
+        std::fs::write(&vhost, "server { a }").unwrap();
+        // A later step on the live site keeps the vhost it replaces.
+        stash_vhost(&vhost, second).unwrap();
+        assert_eq!(
+            stashed_vhost(&vhost, second),
+            Some(Some("server { a }".into()))
+        );
+        assert_eq!(stashed_vhost(&vhost, first), Some(None));
+
+        // A finished restore drops every stash of the vhost: nothing is left beside it.
+        drop_all_stashes(&vhost);
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, vec!["a.example.com.conf".to_string()]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }
