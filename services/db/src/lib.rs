@@ -227,9 +227,45 @@ impl DbWorker {
         let site = site_db(cmd)?;
         let password = self.site_password(cmd)?;
         let mut conn = self.admin_connection_to(&cmd.args["db"], cmd, ctx).await?;
+        let made = self.make_site_db(&mut conn, &site, &password, ctx).await;
+        if let Err(e) = &made {
+            // A failed step is not taken back by the dispatcher: what it made goes now (the
+            // database and users are this site's own, named with a fresh suffix).
+            ctx.warn(format!("{}; taking back what this step made", e.message()));
+            for host in &site.hosts {
+                let _ = exec(
+                    &mut conn,
+                    "drop user",
+                    format!("DROP USER IF EXISTS '{}'@'{host}'", site.user),
+                )
+                .await;
+            }
+            match exec(
+                &mut conn,
+                "drop database",
+                format!("DROP DATABASE IF EXISTS `{}`", site.name),
+            )
+            .await
+            {
+                Ok(()) => ctx.info(format!("database {} dropped", site.name)),
+                Err(e) => ctx.warn(format!("database {} stays: {}", site.name, e.message())),
+            }
+        }
+        let _ = conn.close().await;
+        made.map(|()| StepOk::default())
+    }
+
+    async fn make_site_db(
+        &self,
+        conn: &mut MySqlConnection,
+        site: &SiteDb,
+        password: &str,
+        ctx: &StepContext,
+    ) -> Result<(), StepError> {
+        let conn = &mut *conn;
         let (db, user) = (&site.name, &site.user);
         exec(
-            &mut conn,
+            conn,
             "create database",
             format!("CREATE DATABASE IF NOT EXISTS `{db}` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"),
         )
@@ -237,28 +273,27 @@ impl DbWorker {
         ctx.info(format!("database {db} ready"));
         for host in &site.hosts {
             exec(
-                &mut conn,
+                conn,
                 "create user",
                 format!("CREATE USER IF NOT EXISTS '{user}'@'{host}' IDENTIFIED BY '{password}'"),
             )
             .await?;
             // A user left by an earlier attempt gets this attempt's password.
             exec(
-                &mut conn,
+                conn,
                 "set password",
                 format!("ALTER USER '{user}'@'{host}' IDENTIFIED BY '{password}'"),
             )
             .await?;
             exec(
-                &mut conn,
+                conn,
                 "grant",
                 format!("GRANT ALL PRIVILEGES ON `{db}`.* TO '{user}'@'{host}'"),
             )
             .await?;
             ctx.info(format!("user {user}@{host} granted all on {db}"));
         }
-        let _ = conn.close().await;
-        Ok(StepOk::default())
+        Ok(())
     }
 
     /// Revokes and drops the site's users and drops its database (absent ones are fine).

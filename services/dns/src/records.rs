@@ -204,7 +204,7 @@ async fn write_atomic(path: &Path, text: &str) -> Result<(), StepError> {
 }
 
 /// `rndc [-c <rndc_conf>] <args>`; a failure is transient (named may be restarting; the
-/// zone files are already in place for the retry).
+/// zone files are put back, and the retry writes them again).
 async fn rndc(cfg: &DnsConfig, args: &[&str], log: Log<'_>) -> Result<(), StepError> {
     let mut full = Vec::new();
     if let Some(conf) = &cfg.rndc_conf {
@@ -257,6 +257,12 @@ async fn write_checked(
     let Some(err) = failure else {
         return Ok(written);
     };
+    put_back(&written, log).await;
+    Err(err)
+}
+
+/// Puts zone files back as they were before this step wrote them (or removes new ones).
+async fn put_back(written: &[Pending], log: Log<'_>) {
     for p in written.iter().rev() {
         let restored = match &p.old {
             Some(old) => write_atomic(&p.path, old).await,
@@ -272,7 +278,36 @@ async fn write_checked(
             )),
         }
     }
-    Err(err)
+}
+
+/// Rewrites zones.conf and tells named. When that fails, the zone files go back as they
+/// were (and zones.conf with them) before the error is returned: a step that fails for good
+/// is not taken back, so it must not leave records named was never told of (they would be
+/// served at named's next reload). A retry writes them again.
+async fn publish(
+    cfg: &DnsConfig,
+    server: &str,
+    written: &[Pending],
+    reload: &[String],
+    log: Log<'_>,
+) -> Result<(), StepError> {
+    let told = async {
+        let conf_changed = write_zones_conf(cfg, server, log).await?;
+        tell_named(cfg, conf_changed, reload, log).await
+    }
+    .await;
+    if let Err(e) = told {
+        log(format!(
+            "named was not told of the change ({}): zone files put back",
+            e.message()
+        ));
+        put_back(written, log).await;
+        if let Err(e2) = write_zones_conf(cfg, server, log).await {
+            log(format!("zones.conf: {}", e2.message()));
+        }
+        return Err(e);
+    }
+    Ok(())
 }
 
 /// Rewrites `zones.conf` from the zone files present; whether it changed.
@@ -414,9 +449,8 @@ pub async fn site_records(
         }));
     }
 
-    write_checked(cfg, edits, log).await?;
-    let conf_changed = write_zones_conf(cfg, server, log).await?;
-    tell_named(cfg, conf_changed, &reload, log).await?;
+    let written = write_checked(cfg, edits, log).await?;
+    publish(cfg, server, &written, &reload, log).await?;
     Ok(json!({ "zones": report }))
 }
 
@@ -476,8 +510,7 @@ pub async fn site_records_remove(
     if edits.is_empty() {
         return Ok(json!({ "zones": report }));
     }
-    write_checked(cfg, edits, log).await?;
-    let conf_changed = write_zones_conf(cfg, server, log).await?;
-    tell_named(cfg, conf_changed, &touched, log).await?;
+    let written = write_checked(cfg, edits, log).await?;
+    publish(cfg, server, &written, &touched, log).await?;
     Ok(json!({ "zones": report }))
 }
