@@ -376,12 +376,27 @@ pub async fn drush(
             .filter(|l| !l.trim().is_empty())
             .collect();
         let tail = tail[tail.len().saturating_sub(5)..].join(" | ");
-        Err(StepError::permanent(clean(&format!(
+        let msg = clean(&format!(
             "drush {} failed ({}): {tail}",
             args.first().unwrap_or(&""),
             out.status
-        ))))
+        ));
+        // The database server restarting is an outage, not a verdict on the site.
+        if db_unreachable(&stderr) || db_unreachable(&stdout) {
+            Err(StepError::transient(msg))
+        } else {
+            Err(StepError::permanent(msg))
+        }
     }
+}
+
+/// Whether PHP's output says the database server could not be reached or went away
+/// (PDO's client errors 2002, 2006, 2013 and "too many connections", 1040).
+pub fn db_unreachable(output: &str) -> bool {
+    ["[2002]", "[2006]", "[2013]", "[1040]"]
+        .iter()
+        .any(|code| output.contains(&format!("SQLSTATE[HY000] {code}")))
+        || output.contains("SQLSTATE[08004] [1040]")
 }
 
 /// The enabled modules of a site and their installed schema versions, from drush.
@@ -860,6 +875,27 @@ mod tests {
         let d = std::env::temp_dir().join(format!("berth-stash-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    /// Found by the chaos run: drush failing because MariaDB was restarting ended verify and
+    /// migrate tasks in error; an unreachable database server is worth another attempt.
+    #[test]
+    fn an_unreachable_database_is_transient_a_broken_site_is_not() {
+        for out in [
+            "[error] Could not connect to the database 'x' on 127.0.0.1: SQLSTATE[HY000] [2002] Connection refused",
+            "SQLSTATE[HY000] [2006] MySQL server has gone away",
+            "SQLSTATE[HY000] [2013] Lost connection to server during query",
+            "SQLSTATE[08004] [1040] Too many connections",
+        ] {
+            assert!(db_unreachable(out), "{out}");
+        }
+        for out in [
+            "SQLSTATE[HY000] [1045] Access denied for user 'x'@'localhost'",
+            "SQLSTATE[42S02]: Base table or view not found",
+            "PHP Fatal error: node_update_10102 failed",
+        ] {
+            assert!(!db_unreachable(out), "{out}");
+        }
     }
 
     /// Found by the chaos run: the "no vhost before" marker lost its step id, so a clone's
