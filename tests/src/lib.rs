@@ -259,6 +259,7 @@ impl World {
             retry_delays_ms: self.opts.retry_delays_ms.clone(),
             worker_name: format!("{service}@test"),
             diagnostics: true,
+            step_timeout: berth_broker::worker::DEFAULT_STEP_TIMEOUT,
         }
     }
 

@@ -52,6 +52,21 @@ impl Running {
 }
 
 async fn start_worker(vhost: &TestVhost, delays: &[u64], diagnostics: bool) -> Running {
+    start_worker_with(
+        vhost,
+        delays,
+        diagnostics,
+        berth_broker::worker::DEFAULT_STEP_TIMEOUT,
+    )
+    .await
+}
+
+async fn start_worker_with(
+    vhost: &TestVhost,
+    delays: &[u64],
+    diagnostics: bool,
+    step_timeout: Duration,
+) -> Running {
     let cfg = WorkerConfig {
         amqp_url: vhost.url.clone(),
         service: SERVICE.into(),
@@ -60,6 +75,7 @@ async fn start_worker(vhost: &TestVhost, delays: &[u64], diagnostics: bool) -> R
         retry_delays_ms: delays.to_vec(),
         worker_name: "http@test#1".into(),
         diagnostics,
+        step_timeout,
     };
     let shutdown = CancellationToken::new();
     let handle = tokio::spawn(run_worker(cfg, Arc::new(TestHandler), shutdown.clone()));
@@ -283,6 +299,35 @@ async fn noop_injects_failures_when_diagnostics_are_on() {
     let dead = next_dead(&broker).await;
     assert_eq!(dead.command.step_id, broken.step_id);
     assert_eq!(dead.error, "injected permanent failure (attempt 1 of 1)");
+    worker.stop().await;
+}
+
+/// A step still running at the step timeout is ended and fails (permanently: dead-lettered)
+/// while the worker goes on with the next step. Without it, RabbitMQ's consumer timeout
+/// would close the channel and hand the still-running step to another worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_past_its_timeout_is_ended_and_the_worker_goes_on() {
+    let vhost = TestVhost::new().await;
+    let worker = start_worker_with(&vhost, &[50], true, Duration::from_millis(300)).await;
+    let broker = vhost.broker().await;
+    let publisher = Publisher::new(broker.clone());
+    let slow = step(SERVICE, SERVER, "noop", json!({"sleep_ms": 60_000}));
+    send_step(&publisher, &slow).await;
+    let dead = next_dead(&broker).await;
+    assert_eq!(dead.command.step_id, slow.step_id);
+    assert_eq!(
+        dead.error,
+        "the step did not finish within 0.3 s and was ended (BERTH_STEP_TIMEOUT_S)"
+    );
+
+    let quick = step(SERVICE, SERVER, "noop", json!({}));
+    send_step(&publisher, &quick).await;
+    loop {
+        let e = next_event(&broker).await;
+        if e.step_id == quick.step_id && matches!(e.outcome, StepOutcome::Succeeded { .. }) {
+            break;
+        }
+    }
     worker.stop().await;
 }
 

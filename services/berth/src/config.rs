@@ -70,6 +70,7 @@ const PHP_FPM: Key = key("BERTH_PHP_FPM", "unix:/run/php/php8.2-fpm.sock");
 const HTTP_LISTEN_ADDRESS: Key = key("BERTH_HTTP_LISTEN_ADDRESS", "");
 const RELOAD_WINDOW_MS: Key = key("BERTH_RELOAD_WINDOW_MS", "200");
 const RELOAD_MAX_WAIT_MS: Key = key("BERTH_RELOAD_MAX_WAIT_MS", "10000");
+const STEP_TIMEOUT_S: Key = key("BERTH_STEP_TIMEOUT_S", "1500");
 const INSTALLER_SLOTS: Key = key("BERTH_INSTALLER_SLOTS", "0");
 const HTTP_CONCURRENCY: Key = key("BERTH_HTTP_CONCURRENCY", "200");
 const DELETE_ENABLED_SITES: Key = key("BERTH_DELETE_ENABLED_SITES", "false");
@@ -90,7 +91,7 @@ const WORKER_NAME: Key = Key {
 };
 
 /// Every key the configuration file may hold.
-const ALL_KEYS: [&Key; 31] = [
+const ALL_KEYS: [&Key; 32] = [
     &DATABASE_URL,
     &AMQP_URL,
     &LISTEN,
@@ -112,6 +113,7 @@ const ALL_KEYS: [&Key; 31] = [
     &HTTP_LISTEN_ADDRESS,
     &RELOAD_WINDOW_MS,
     &RELOAD_MAX_WAIT_MS,
+    &STEP_TIMEOUT_S,
     &INSTALLER_SLOTS,
     &HTTP_CONCURRENCY,
     &DELETE_ENABLED_SITES,
@@ -217,6 +219,9 @@ pub struct Settings {
     pub reload_window_ms: u64,
     /// …or this long after its first change.
     pub reload_max_wait_ms: u64,
+    /// A worker ends a step still running after this many seconds (below the broker's
+    /// consumer timeout, 1800 s by default in RabbitMQ).
+    pub step_timeout_s: u64,
     /// drush runs at once in an http worker; 0: the number of CPUs.
     pub installer_slots: usize,
     /// Steps an http worker holds at once: most wait for a reload, costing nothing, so
@@ -574,6 +579,15 @@ impl Settings {
                 _ => Err("not a whole number from 0 to 600000".into()),
             },
         )?;
+        let step_timeout_s = src.parse(
+            &STEP_TIMEOUT_S,
+            "give seconds from 1 to 86400, below the broker's consumer timeout, e.g. \
+             BERTH_STEP_TIMEOUT_S=1500",
+            |s| match s.parse::<u64>() {
+                Ok(n) if (1..=86_400).contains(&n) => Ok(n),
+                _ => Err("not a whole number from 1 to 86400".into()),
+            },
+        )?;
         let installer_slots = src.parse(
             &INSTALLER_SLOTS,
             "give a number from 0 (one per CPU) to 256, e.g. BERTH_INSTALLER_SLOTS=4",
@@ -689,6 +703,7 @@ impl Settings {
             http_listen_address,
             reload_window_ms,
             reload_max_wait_ms,
+            step_timeout_s,
             installer_slots,
             http_concurrency,
             delete_enabled_sites,

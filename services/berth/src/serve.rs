@@ -86,6 +86,7 @@ fn worker_config(s: &Settings, service: &str, shared: bool) -> WorkerConfig {
     w.retry_delays_ms = s.retry_delays_ms.clone();
     w.worker_name = s.worker_name(service, shared);
     w.diagnostics = s.diagnostics;
+    w.step_timeout = std::time::Duration::from_secs(s.step_timeout_s);
     w
 }
 

@@ -47,7 +47,16 @@ pub struct WorkerConfig {
     pub worker_name: String,
     /// Honour the `noop` step's `sleep_ms` and `fail` arguments (off in production).
     pub diagnostics: bool,
+    /// A step still running after this long is ended (its future dropped, its child
+    /// processes killed) and fails permanently. It must stay below the broker's consumer
+    /// timeout (RabbitMQ: 30 min by default), which would otherwise close the channel and
+    /// hand the step, still running here, to another worker.
+    pub step_timeout: Duration,
 }
+
+/// The default [`WorkerConfig::step_timeout`]: 25 minutes, under RabbitMQ's default
+/// `consumer_timeout` of 30.
+pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(25 * 60);
 
 impl WorkerConfig {
     /// A configuration with the default retry tiers, concurrency 4, diagnostics off and
@@ -66,6 +75,7 @@ impl WorkerConfig {
             concurrency: 4,
             retry_delays_ms: topology::DEFAULT_RETRY_DELAYS_MS.to_vec(),
             diagnostics: false,
+            step_timeout: DEFAULT_STEP_TIMEOUT,
         }
     }
 
@@ -82,6 +92,9 @@ impl WorkerConfig {
         }
         if self.retry_delays_ms.contains(&0) {
             return bad("retry delays must be at least 1 ms");
+        }
+        if self.step_timeout.is_zero() {
+            return bad("the step timeout must be above zero");
         }
         for server in &self.servers {
             short(&topology::work_queue(&self.service, server))?;
@@ -272,10 +285,27 @@ impl<H: StepHandler> Worker<H> {
             self.publisher.clone(),
         );
         tracing::info!(redelivered = delivery.redelivered, "step started");
-        let result = if cmd.action == NOOP_ACTION {
-            noop::run(&cmd, &ctx).await
-        } else {
-            self.handler.handle(&cmd, &ctx).await
+        let run = async {
+            if cmd.action == NOOP_ACTION {
+                noop::run(&cmd, &ctx).await
+            } else {
+                self.handler.handle(&cmd, &ctx).await
+            }
+        };
+        // Ends the step, not the worker: the handler's future is dropped (child processes
+        // are spawned kill_on_drop) and the step fails like any other.
+        let result = match tokio::time::timeout(self.cfg.step_timeout, run).await {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::warn!(
+                    timeout_s = self.cfg.step_timeout.as_secs_f64(),
+                    "step timed out"
+                );
+                Err(StepError::permanent(format!(
+                    "the step did not finish within {} s and was ended (BERTH_STEP_TIMEOUT_S)",
+                    self.cfg.step_timeout.as_secs_f64()
+                )))
+            }
         };
         let reported = match result {
             Ok(ok) => self.succeeded(&ctx, ok).await,
