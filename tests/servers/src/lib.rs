@@ -1,7 +1,9 @@
 //! Real servers for tests: nginx, php-fpm and BIND's named, each started as a child
 //! process on free loopback ports with its configuration under a test's own directory,
-//! and stopped when dropped.
+//! and stopped when dropped; and private PostgreSQL, MariaDB and RabbitMQ servers that a
+//! harness may crash and restart ([`daemons`]).
 
+pub mod daemons;
 pub mod named;
 pub mod web;
 
