@@ -184,10 +184,21 @@ impl Case {
         self.procs.push((service, child));
     }
 
+    /// SIGKILLs the `service` process and what it started (drush, the dump), as a service
+    /// manager stopping its control group does. (A drush left running after its worker would
+    /// race the redelivered step: an open finding, see docs/failure-table.md.)
     fn kill_worker(&mut self, service: &'static str) {
         let i = self.procs.iter().position(|(s, _)| *s == service).unwrap();
         let (_, mut old) = self.procs.remove(i);
-        kill(Pid::from_raw(old.id() as i32), Signal::SIGKILL).unwrap();
+        let mut tree = vec![old.id() as i32];
+        let mut k = 0;
+        while k < tree.len() {
+            tree.extend(children_of(tree[k]));
+            k += 1;
+        }
+        for pid in tree {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
         old.wait().unwrap();
     }
 
@@ -365,6 +376,27 @@ impl Case {
         }
         self.w.stop().await;
     }
+}
+
+/// The processes whose parent is `pid` (from /proc).
+fn children_of(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...: comm may hold spaces, so read after the last ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<i32>().ok());
+        if ppid == Some(pid)
+            && let Ok(child) = e.file_name().to_string_lossy().parse()
+        {
+            out.push(child);
+        }
+    }
+    out
 }
 
 async fn my_exec(sql: &str) {
