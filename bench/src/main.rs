@@ -14,6 +14,7 @@
 //! present, and a burst of installs posted at once; against the floor of a hand-made
 //! vhost change and site database measured in the same run.
 
+mod backlog;
 mod backup;
 mod machine;
 mod pipeline;
@@ -39,6 +40,28 @@ enum Command {
     Sites(SitesArgs),
     /// Site backup and restore against `mysqldump` + `tar czf` / `tar xzf` + `mysql`.
     Backup(BackupArgs),
+    /// A queue of 100,000 messages: tasks accepted while the state service is down, then
+    /// drained.
+    Backlog(BacklogArgs),
+}
+
+#[derive(Args)]
+struct BacklogArgs {
+    /// No-op tasks accepted while the state service is down.
+    #[arg(long, default_value_t = 100_000)]
+    tasks: usize,
+    /// Servers the tasks are spread over (one task per target runs at a time).
+    #[arg(long, default_value_t = 50)]
+    targets: usize,
+    /// Requests in flight while submitting.
+    #[arg(long, default_value_t = 32)]
+    in_flight: usize,
+    /// Concurrency of the state service and the workers.
+    #[arg(long, default_value_t = 16)]
+    concurrency: u16,
+    /// Give up draining after this many seconds.
+    #[arg(long, default_value_t = 3600)]
+    timeout_secs: u64,
 }
 
 #[derive(Args)]
@@ -181,6 +204,16 @@ fn main() -> Result<()> {
                     timeout: std::time::Duration::from_secs(a.timeout_secs),
                 };
                 sites::run(cfg).await
+            }
+            Command::Backlog(a) => {
+                backlog::run(backlog::Config {
+                    tasks: a.tasks,
+                    targets: a.targets,
+                    in_flight: a.in_flight,
+                    concurrency: a.concurrency,
+                    timeout: std::time::Duration::from_secs(a.timeout_secs),
+                })
+                .await
             }
             Command::Backup(a) => {
                 let cfg = backup::Config {

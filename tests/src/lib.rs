@@ -88,6 +88,8 @@ pub struct WorldOptions {
     pub http_concurrency: Option<u16>,
     /// Delete may run on an enabled site.
     pub delete_enabled_sites: bool,
+    /// Run the state service in-process (a test or bench may start it later itself).
+    pub state: bool,
 }
 
 impl Default for WorldOptions {
@@ -103,6 +105,7 @@ impl Default for WorldOptions {
             reload_window_ms: 200,
             http_concurrency: None,
             delete_enabled_sites: false,
+            state: true,
         }
     }
 }
@@ -216,12 +219,14 @@ impl World {
             amqp_url: system_amqp_url,
             concurrency: opts.concurrency,
         };
-        let s = shutdown.clone();
-        services.push(tokio::spawn(async move {
-            if let Err(e) = berth_state::run(state_cfg, s).await {
-                eprintln!("state stopped: {e}");
-            }
-        }));
+        if opts.state {
+            let s = shutdown.clone();
+            services.push(tokio::spawn(async move {
+                if let Err(e) = berth_state::run(state_cfg, s).await {
+                    eprintln!("state stopped: {e}");
+                }
+            }));
+        }
         let mut world = Self {
             id,
             database_url,
