@@ -9,6 +9,10 @@
 #                   (BERTH_SKIP_SETUP=1 skips it)
 # 2. cargo build --workspace --bins   the end-to-end tests spawn target/debug/berth
 # 3. cargo nextest run --workspace --no-fail-fast   (cargo test when nextest is missing)
+# 4. with no extra arguments, the short forms of the reliability runs (docs/reliability.md):
+#    berth-chaos --tasks 80 --kills 6 (about 2 minutes; private PostgreSQL, MariaDB and
+#    RabbitMQ crashed and restarted once each) and ops/schemathesis.sh --max-time 60
+#    (BERTH_SKIP_CHAOS=1 / BERTH_SKIP_SCHEMATHESIS=1 skip them)
 #
 # Exits with the status of the test run. Each test makes its own world from the
 # BERTH_TEST_* URLs below (its own PostgreSQL database, RabbitMQ vhost, MariaDB
@@ -39,6 +43,14 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   warn "cargo-nextest not installed: falling back to cargo test"
   cargo test --workspace --no-fail-fast "$@" || status=$?
+fi
+if [ "$status" -eq 0 ] && [ $# -eq 0 ] && [ "${BERTH_SKIP_CHAOS:-0}" != 1 ]; then
+  log "chaos run, short form: target/debug/berth-chaos --tasks 80 --kills 6 --seed 1"
+  target/debug/berth-chaos --tasks 80 --kills 6 --seed 1 || status=$?
+fi
+if [ "$status" -eq 0 ] && [ $# -eq 0 ] && [ "${BERTH_SKIP_SCHEMATHESIS:-0}" != 1 ]; then
+  log "schemathesis, short form: ops/schemathesis.sh --max-examples 10 --max-time 60"
+  "$BERTH_OPS_DIR/schemathesis.sh" --max-examples 10 --max-time 60 || status=$?
 fi
 if [ "$status" -eq 0 ]; then ok "tests passed"; else warn "tests failed (status $status)"; fi
 exit "$status"

@@ -50,6 +50,11 @@ pub fn decode_dead_letter(delivery: &Delivery) -> Option<DeadLetterMessage> {
              (did the worker crash on it?)",
             d.queue
         ),
+        Some(d) if d.reason == "expired" && d.queue.starts_with("work.") => format!(
+            "no worker took the step from `{}` in time (is a `berth serve` running for this \
+             service and server?); replay the dead letter once one runs",
+            d.queue
+        ),
         Some(d) => format!(
             "dead-lettered by the broker from `{}` ({})",
             d.queue, d.reason

@@ -35,6 +35,30 @@ pub const WORK_EXCHANGE: &str = "berth.work";
 /// tiers handle ordinary failures long before this).
 pub const WORK_DELIVERY_LIMIT: i64 = 20;
 
+/// How long a step may wait in its work queue for a worker before RabbitMQ dead-letters it
+/// (and the state service fails its task, the dead letter ready to replay): 6 hours unless
+/// [`set_work_queue_ttl`] says otherwise. Without it, a step for a server whose worker never
+/// runs would wait for ever.
+pub const DEFAULT_WORK_QUEUE_TTL: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
+
+static WORK_QUEUE_TTL_MS: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(DEFAULT_WORK_QUEUE_TTL.as_millis() as u64);
+
+/// Sets the work queues' message TTL for this process (`BERTH_STEP_QUEUE_TTL_S`), before
+/// anything is declared. Every process of a deployment must use the same value: RabbitMQ
+/// refuses to declare a queue again with other arguments.
+pub fn set_work_queue_ttl(ttl: std::time::Duration) {
+    WORK_QUEUE_TTL_MS.store(
+        ttl.as_millis().max(1) as u64,
+        std::sync::atomic::Ordering::SeqCst,
+    );
+}
+
+/// The work queues' message TTL in this process.
+pub fn work_queue_ttl() -> std::time::Duration {
+    std::time::Duration::from_millis(WORK_QUEUE_TTL_MS.load(std::sync::atomic::Ordering::SeqCst))
+}
+
 /// Retry tiers of a worker unless configured otherwise: 1 s, 5 s, 30 s, 5 min.
 pub const DEFAULT_RETRY_DELAYS_MS: [u64; 4] = [1_000, 5_000, 30_000, 300_000];
 
@@ -129,6 +153,10 @@ pub async fn declare_work_queue(
     args.insert(
         "x-delivery-limit".into(),
         AMQPValue::LongLongInt(WORK_DELIVERY_LIMIT),
+    );
+    args.insert(
+        "x-message-ttl".into(),
+        AMQPValue::LongLongInt(work_queue_ttl().as_millis() as i64),
     );
     args.insert("x-dead-letter-exchange".into(), text(DEAD_EXCHANGE));
     queue(channel, &name, args).await?;

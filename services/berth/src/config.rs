@@ -71,6 +71,7 @@ const HTTP_LISTEN_ADDRESS: Key = key("BERTH_HTTP_LISTEN_ADDRESS", "");
 const RELOAD_WINDOW_MS: Key = key("BERTH_RELOAD_WINDOW_MS", "200");
 const RELOAD_MAX_WAIT_MS: Key = key("BERTH_RELOAD_MAX_WAIT_MS", "10000");
 const STEP_TIMEOUT_S: Key = key("BERTH_STEP_TIMEOUT_S", "1500");
+const STEP_QUEUE_TTL_S: Key = key("BERTH_STEP_QUEUE_TTL_S", "21600");
 const INSTALLER_SLOTS: Key = key("BERTH_INSTALLER_SLOTS", "0");
 const HTTP_CONCURRENCY: Key = key("BERTH_HTTP_CONCURRENCY", "200");
 const DELETE_ENABLED_SITES: Key = key("BERTH_DELETE_ENABLED_SITES", "false");
@@ -91,7 +92,7 @@ const WORKER_NAME: Key = Key {
 };
 
 /// Every key the configuration file may hold.
-const ALL_KEYS: [&Key; 32] = [
+const ALL_KEYS: [&Key; 33] = [
     &DATABASE_URL,
     &AMQP_URL,
     &LISTEN,
@@ -114,6 +115,7 @@ const ALL_KEYS: [&Key; 32] = [
     &RELOAD_WINDOW_MS,
     &RELOAD_MAX_WAIT_MS,
     &STEP_TIMEOUT_S,
+    &STEP_QUEUE_TTL_S,
     &INSTALLER_SLOTS,
     &HTTP_CONCURRENCY,
     &DELETE_ENABLED_SITES,
@@ -222,6 +224,9 @@ pub struct Settings {
     /// A worker ends a step still running after this many seconds (below the broker's
     /// consumer timeout, 1800 s by default in RabbitMQ).
     pub step_timeout_s: u64,
+    /// A step no worker has taken from its queue after this many seconds is dead-lettered
+    /// and its task fails; the same value in every process of a deployment.
+    pub step_queue_ttl_s: u64,
     /// drush runs at once in an http worker; 0: the number of CPUs.
     pub installer_slots: usize,
     /// Steps an http worker holds at once: most wait for a reload, costing nothing, so
@@ -588,6 +593,15 @@ impl Settings {
                 _ => Err("not a whole number from 1 to 86400".into()),
             },
         )?;
+        let step_queue_ttl_s = src.parse(
+            &STEP_QUEUE_TTL_S,
+            "give seconds from 1 to 604800, the same in every berth process, e.g. \
+             BERTH_STEP_QUEUE_TTL_S=21600",
+            |s| match s.parse::<u64>() {
+                Ok(n) if (1..=604_800).contains(&n) => Ok(n),
+                _ => Err("not a whole number from 1 to 604800".into()),
+            },
+        )?;
         let installer_slots = src.parse(
             &INSTALLER_SLOTS,
             "give a number from 0 (one per CPU) to 256, e.g. BERTH_INSTALLER_SLOTS=4",
@@ -704,6 +718,7 @@ impl Settings {
             reload_window_ms,
             reload_max_wait_ms,
             step_timeout_s,
+            step_queue_ttl_s,
             installer_slots,
             http_concurrency,
             delete_enabled_sites,

@@ -209,6 +209,9 @@ pub fn check(service: Service, settings: &Settings) -> Result<(), ConfigError> {
 /// Runs `service` until a signal, or until one of its parts fails.
 pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
     check(service, &settings)?;
+    berth_broker::topology::set_work_queue_ttl(std::time::Duration::from_secs(
+        settings.step_queue_ttl_s,
+    ));
     let shutdown = CancellationToken::new();
     watch_signals(shutdown.clone())?;
 

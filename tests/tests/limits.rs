@@ -1,0 +1,68 @@
+//! Limits: a step that no worker takes does not wait for ever. The work queue's message TTL
+//! (BERTH_STEP_QUEUE_TTL_S, 6 h by default; 2 s here) dead-letters it, the task fails with a
+//! reason that names the queue, and replaying the dead letter once a worker runs finishes
+//! the task. (Steps that run too long are ended by the worker's step timeout: see
+//! `a_step_past_its_timeout_is_ended_and_the_worker_goes_on` in libs/broker/tests/worker.rs.)
+
+use berth_contracts::TaskStatus;
+use berth_tests::{World, WorldOptions};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_no_worker_takes_ends_its_task_and_replays_once_a_worker_runs() {
+    // Process-wide, before anything declares a work queue (each test is its own process).
+    berth_broker::topology::set_work_queue_ttl(Duration::from_secs(2));
+    let mut w = World::start_with(WorldOptions {
+        workers: false,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    w.create_bare_server("server_master", "localhost")
+        .await
+        .unwrap();
+    let t = w
+        .create_task("noop", "server_master", json!({}))
+        .await
+        .unwrap();
+    let task = w.wait_finished(t.id, WAIT).await.unwrap();
+    assert_eq!(task.status, TaskStatus::Error, "{task:#?}");
+    let step = &task.steps.as_ref().unwrap()[0];
+    let error = step.error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains("no worker took the step from `work.http.server_master` in time"),
+        "{error}"
+    );
+
+    // Once a worker runs, the dead letter replays: the step runs and the task succeeds.
+    let servers = w.opts.servers.clone();
+    w.start_workers(&servers);
+    let dead: Value = w.get_json("/api/v1/dead-letters").await;
+    let d = dead["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["task_id"] == t.id.to_string())
+        .unwrap_or_else(|| panic!("no dead letter for the task: {dead}"));
+    let r = w
+        .post(
+            &format!("/api/v1/dead-letters/{}/replay", d["id"].as_str().unwrap()),
+            &json!({}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202, "{}", r.text().await.unwrap());
+    let again = w
+        .wait_task(t.id, WAIT, "success after replay", |t| {
+            t.status == TaskStatus::Success
+        })
+        .await
+        .unwrap();
+    // The expired delivery never reached a worker: the replay is the step's first attempt.
+    assert_eq!(again.steps.as_ref().unwrap()[0].attempts, 1, "{again:#?}");
+    w.stop().await;
+}
