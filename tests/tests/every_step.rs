@@ -623,9 +623,24 @@ async fn install_site_install_killed_worker() {
     })
     .await
     .unwrap();
-    c.kill_worker("http");
-    assert_eq!(c.w.task(id).await.unwrap().status, TaskStatus::Processing);
+    // The worker alone (as `kill -9 <pid>` would): its drush must not outlive it, or it
+    // races the redelivered step on the same database.
+    let worker = c.procs.iter().find(|(s, _)| *s == "http").unwrap().1.id() as i32;
+    let drush = children_of(worker);
+    assert!(
+        !drush.is_empty(),
+        "drush should be running under the worker"
+    );
     c.respawn("http", &[]);
+    for pid in &drush {
+        let gone = (0..100).any(|_| {
+            std::thread::sleep(Duration::from_millis(20));
+            kill(Pid::from_raw(*pid), None).is_err()
+                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|s| s.contains(") Z "))
+        });
+        assert!(gone, "drush {pid} outlived its killed worker");
+    }
     let t = c.w.wait_finished(id, WAIT).await.unwrap();
     assert_eq!(t.status, TaskStatus::Success, "{}", log_of(&t));
     c.serves_its_page(&c.uri);

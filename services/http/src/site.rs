@@ -330,7 +330,18 @@ pub async fn drush(
     let uri = format!("--uri={}", a.uri);
     // Sent at once: installs and updates can be long, and the log should say what runs.
     ctx.progress(format!("drush {}", args.join(" "))).await;
-    let child = tokio::process::Command::new(&a.drush)
+    let mut cmd = tokio::process::Command::new(&a.drush);
+    // A drush that outlived a killed worker would race the step's redelivery on the same
+    // database: the kernel kills it when the worker dies (the fork happens on a runtime
+    // thread, which lives as long as the worker).
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                .map_err(std::io::Error::from)
+        });
+    }
+    let child = cmd
         .arg(&root)
         .arg(&uri)
         .args(args)
