@@ -717,7 +717,11 @@ pub fn plan_site_task_with(
             // Backup first: if it fails, nothing is removed. Then the site stops being
             // served and its records go, before its files and database. Every removal
             // takes an absent thing as done, so a failed delete can be run again.
-            steps.push(backup_step(s, web, task_args)?);
+            // A re-run of a delete that failed after removing the files finds nothing to
+            // back up: the first run's backup is the site's last one.
+            let mut backup = backup_step(s, web, task_args)?;
+            backup.args["files_may_be_gone"] = true.into();
+            steps.push(backup);
             let args = s.step_args(disabled_now);
             steps.push(step("http", web, "site-vhost-remove", &args, None, None));
             if s.dns_managed() {

@@ -141,6 +141,28 @@ impl BackupWorker {
 
 /// `backup-extract` of a backup made earlier in the same task knows only its file name
 /// (`file`): the path is the tarball of that name in this worker's backups directory.
+/// For a delete's backup (`files_may_be_gone`): the site directory is gone, so an earlier
+/// run of the delete removed it after taking its backup; there is nothing left to pack.
+fn files_gone(args: &serde_json::Value) -> Option<String> {
+    if args
+        .get("files_may_be_gone")
+        .and_then(serde_json::Value::as_bool)
+        != Some(true)
+    {
+        return None;
+    }
+    let root = args.get("root").and_then(serde_json::Value::as_str)?;
+    let uri = args.get("uri").and_then(serde_json::Value::as_str)?;
+    let dir = std::path::Path::new(root).join("sites").join(uri);
+    (!dir.exists()).then(|| {
+        format!(
+            "{} is gone (an earlier run of this delete removed it after its backup): \
+             no backup taken",
+            dir.display()
+        )
+    })
+}
+
 fn with_backup_path(
     a: &Archiver,
     args: &serde_json::Value,
@@ -192,6 +214,12 @@ impl StepHandler for BackupWorker {
     async fn handle(&self, cmd: &StepCommand, ctx: &StepContext) -> Result<StepOk, StepError> {
         match cmd.action.as_str() {
             "site-backup" => {
+                if let Some(skipped) = files_gone(&cmd.args) {
+                    ctx.warn(skipped.clone());
+                    return Ok(
+                        StepOk::new(serde_json::json!({ "skipped": skipped })).with_warning()
+                    );
+                }
                 let (key, a) = (&self.secret_key, &self.archiver);
                 let pw = Self::site_password(key, cmd)?;
                 let out = with_progress(ctx, |log| async move {

@@ -670,6 +670,8 @@ async fn record_output(
             )
             .await?;
         }
+        // A delete run again after its files went made no backup: nothing to record.
+        "site-backup" if output.get("skipped").is_some() => {}
         "site-backup" => {
             let backup = step.args.get("backup").cloned().unwrap_or_default();
             let text = |v: &serde_json::Value, k: &str| {
