@@ -90,6 +90,8 @@ pub struct WorldOptions {
     pub delete_enabled_sites: bool,
     /// Run the state service in-process (a test or bench may start it later itself).
     pub state: bool,
+    /// The API's BERTH_MAX_QUEUED_TASKS (0: no limit).
+    pub max_queued_tasks: u64,
 }
 
 impl Default for WorldOptions {
@@ -106,6 +108,7 @@ impl Default for WorldOptions {
             http_concurrency: None,
             delete_enabled_sites: false,
             state: true,
+            max_queued_tasks: 0,
         }
     }
 }
@@ -207,6 +210,7 @@ impl World {
             diagnostics: true,
             max_body_bytes: 65536,
             delete_enabled_sites: opts.delete_enabled_sites,
+            max_queued_tasks: opts.max_queued_tasks,
         };
         let s = shutdown.clone();
         services.push(tokio::spawn(async move {

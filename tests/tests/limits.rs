@@ -66,3 +66,47 @@ async fn a_step_no_worker_takes_ends_its_task_and_replays_once_a_worker_runs() {
     assert_eq!(again.steps.as_ref().unwrap()[0].attempts, 1, "{again:#?}");
     w.stop().await;
 }
+
+/// Back-pressure: past BERTH_MAX_QUEUED_TASKS waiting tasks (3 here, with the state service
+/// stopped so that nothing starts), a new task is refused with a 503 problem and Retry-After,
+/// and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_queued_tasks_limit_new_tasks_are_refused_with_retry_after() {
+    let w = World::start_with(WorldOptions {
+        state: false,
+        max_queued_tasks: 3,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    // The server's verify is the first queued task, then two no-ops.
+    w.create_bare_server("server_master", "localhost")
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        w.create_task("noop", "server_master", json!({}))
+            .await
+            .unwrap();
+    }
+    let before = berth_tests::row_counts(&w.store).await.unwrap();
+    let r = w
+        .post(
+            "/api/v1/tasks",
+            &json!({"type": "noop", "target": "server_master", "args": {}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    assert_eq!(r.headers()["retry-after"], "10");
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let p: Value = r.json().await.unwrap();
+    let detail = p["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("3 tasks are waiting to start")
+            && detail.contains("BERTH_MAX_QUEUED_TASKS"),
+        "{p}"
+    );
+    assert_eq!(berth_tests::row_counts(&w.store).await.unwrap(), before);
+    w.stop().await;
+}

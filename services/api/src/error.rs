@@ -100,6 +100,10 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if matches!(self, Self::Unavailable(_)) {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+        }
         if matches!(self, Self::Unauthorized) {
             res.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

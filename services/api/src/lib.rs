@@ -36,7 +36,13 @@ pub struct ApiConfig {
     /// Delete may run on an enabled site (Aegir's "Require site to be disabled before
     /// deletion", unchecked).
     pub delete_enabled_sites: bool,
+    /// Tasks waiting to start (`queued`) beyond which new tasks are refused with a 503 and
+    /// Retry-After, so that a backlog stays bounded in PostgreSQL and the broker; 0: no limit.
+    pub max_queued_tasks: u64,
 }
+
+/// [`ApiConfig::max_queued_tasks`] of this process (set when the API starts).
+static MAX_QUEUED_TASKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 #[derive(Clone)]
 pub struct AppState {
@@ -125,6 +131,7 @@ pub async fn queue_task_tx(
     args: &serde_json::Value,
     retry_of: Option<Uuid>,
 ) -> Result<(Task, OutboxRow), ApiError> {
+    refuse_when_backlogged(tx).await?;
     let id = Uuid::now_v7();
     let span = tracing::info_span!("task.accept", task_id = %id, task_type, target);
     let traceparent = traceparent_for(&span);
@@ -148,6 +155,31 @@ pub async fn queue_task_tx(
     Ok((row.into_contract(), message))
 }
 
+/// Back-pressure: past the limit of queued tasks a client is told to come back later
+/// instead of growing a backlog that the state service, PostgreSQL and RabbitMQ must carry
+/// (see docs/reliability.md, "Limits"). Counts at most `limit` rows.
+async fn refuse_when_backlogged(tx: &mut sqlx::PgConnection) -> Result<(), ApiError> {
+    let limit = MAX_QUEUED_TASKS.load(std::sync::atomic::Ordering::Relaxed);
+    if limit == 0 {
+        return Ok(());
+    }
+    let (queued,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM (SELECT 1 FROM tasks WHERE status = 'queued' LIMIT $1) q",
+    )
+    .bind(limit as i64)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    if queued as u64 >= limit {
+        tracing::warn!(queued, limit, "task refused: too many tasks queued");
+        return Err(ApiError::Unavailable(format!(
+            "{queued} tasks are waiting to start (the limit is {limit}, BERTH_MAX_QUEUED_TASKS): \
+             try again later"
+        )));
+    }
+    Ok(())
+}
+
 /// The span's W3C traceparent; a fresh random one when no tracer is installed, so that
 /// every task has a trace id all the same.
 fn traceparent_for(span: &tracing::Span) -> String {
@@ -168,6 +200,7 @@ pub async fn serve(
     cfg: ApiConfig,
     shutdown: CancellationToken,
 ) -> Result<(), ApiServiceError> {
+    MAX_QUEUED_TASKS.store(cfg.max_queued_tasks, std::sync::atomic::Ordering::Relaxed);
     let store = Store::connect(&cfg.database_url, 16).await?;
     let broker = Broker::new(&cfg.amqp_url);
     let (relay, outbox) = Relay::new(store.clone(), broker.clone());

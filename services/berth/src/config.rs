@@ -72,6 +72,7 @@ const RELOAD_WINDOW_MS: Key = key("BERTH_RELOAD_WINDOW_MS", "200");
 const RELOAD_MAX_WAIT_MS: Key = key("BERTH_RELOAD_MAX_WAIT_MS", "10000");
 const STEP_TIMEOUT_S: Key = key("BERTH_STEP_TIMEOUT_S", "1500");
 const STEP_QUEUE_TTL_S: Key = key("BERTH_STEP_QUEUE_TTL_S", "21600");
+const MAX_QUEUED_TASKS: Key = key("BERTH_MAX_QUEUED_TASKS", "10000");
 const INSTALLER_SLOTS: Key = key("BERTH_INSTALLER_SLOTS", "0");
 const HTTP_CONCURRENCY: Key = key("BERTH_HTTP_CONCURRENCY", "200");
 const DELETE_ENABLED_SITES: Key = key("BERTH_DELETE_ENABLED_SITES", "false");
@@ -92,7 +93,7 @@ const WORKER_NAME: Key = Key {
 };
 
 /// Every key the configuration file may hold.
-const ALL_KEYS: [&Key; 33] = [
+const ALL_KEYS: [&Key; 34] = [
     &DATABASE_URL,
     &AMQP_URL,
     &LISTEN,
@@ -116,6 +117,7 @@ const ALL_KEYS: [&Key; 33] = [
     &RELOAD_MAX_WAIT_MS,
     &STEP_TIMEOUT_S,
     &STEP_QUEUE_TTL_S,
+    &MAX_QUEUED_TASKS,
     &INSTALLER_SLOTS,
     &HTTP_CONCURRENCY,
     &DELETE_ENABLED_SITES,
@@ -227,6 +229,9 @@ pub struct Settings {
     /// A step no worker has taken from its queue after this many seconds is dead-lettered
     /// and its task fails; the same value in every process of a deployment.
     pub step_queue_ttl_s: u64,
+    /// The API refuses new tasks (503, Retry-After) while this many wait to start; 0: no
+    /// limit.
+    pub max_queued_tasks: u64,
     /// drush runs at once in an http worker; 0: the number of CPUs.
     pub installer_slots: usize,
     /// Steps an http worker holds at once: most wait for a reload, costing nothing, so
@@ -602,6 +607,14 @@ impl Settings {
                 _ => Err("not a whole number from 1 to 604800".into()),
             },
         )?;
+        let max_queued_tasks = src.parse(
+            &MAX_QUEUED_TASKS,
+            "give a whole number, 0 for no limit, e.g. BERTH_MAX_QUEUED_TASKS=10000",
+            |s| {
+                s.parse::<u64>()
+                    .map_err(|_| "not a whole number".to_string())
+            },
+        )?;
         let installer_slots = src.parse(
             &INSTALLER_SLOTS,
             "give a number from 0 (one per CPU) to 256, e.g. BERTH_INSTALLER_SLOTS=4",
@@ -719,6 +732,7 @@ impl Settings {
             reload_max_wait_ms,
             step_timeout_s,
             step_queue_ttl_s,
+            max_queued_tasks,
             installer_slots,
             http_concurrency,
             delete_enabled_sites,

@@ -108,6 +108,7 @@ fn start(
                 diagnostics: s.diagnostics,
                 max_body_bytes: s.max_body_bytes,
                 delete_enabled_sites: s.delete_enabled_sites,
+                max_queued_tasks: s.max_queued_tasks,
             };
             Box::pin(async move { Ok(berth_api::run(cfg, shutdown).await?) })
         }
