@@ -110,3 +110,95 @@ async fn past_the_queued_tasks_limit_new_tasks_are_refused_with_retry_after() {
     assert_eq!(berth_tests::row_counts(&w.store).await.unwrap(), before);
     w.stop().await;
 }
+
+/// The API dying between an Idempotency-Key's claim and its answer (found by the chaos run:
+/// a resend after a SIGKILLed API was refused with 409 "still being processed", for ever).
+/// After the claim's lease, a resend takes over a claim whose request created nothing, and
+/// learns the task of one whose request created it: never a second task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resend_after_the_api_died_mid_request_is_answered() {
+    let w = World::start().await.unwrap();
+    w.create_bare_server("server_master", "localhost")
+        .await
+        .unwrap();
+    let body = json!({"type": "noop", "target": "server_master", "args": {}});
+    let send = |key: &'static str| {
+        w.post("/api/v1/tasks", &body)
+            .header("Idempotency-Key", key)
+            .send()
+    };
+    let token_id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM api_tokens LIMIT 1")
+        .fetch_one(&w.store.pool)
+        .await
+        .unwrap();
+    let hash: String = {
+        // The claim a first request leaves: made by sending once, then unsaved by hand.
+        let r = send("died-before-the-task").await.unwrap();
+        assert_eq!(r.status().as_u16(), 202);
+        sqlx::query_scalar(
+            "SELECT request_hash FROM idempotency_keys WHERE key = 'died-before-the-task'",
+        )
+        .fetch_one(&w.store.pool)
+        .await
+        .unwrap()
+    };
+    let tasks_before: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks")
+        .fetch_one(&w.store.pool)
+        .await
+        .unwrap();
+
+    // A claim whose request died before creating anything, older than the lease.
+    sqlx::query(
+        "INSERT INTO idempotency_keys (token_id, key, request_hash, created_at)
+         VALUES ($1, 'died-early', $2, now() - interval '1 minute')",
+    )
+    .bind(token_id)
+    .bind(&hash)
+    .execute(&w.store.pool)
+    .await
+    .unwrap();
+    let r = send("died-early").await.unwrap();
+    assert_eq!(r.status().as_u16(), 202, "{}", r.text().await.unwrap());
+
+    // A claim whose request created its task, then died before saving the answer.
+    let task: uuid::Uuid = sqlx::query_scalar("SELECT id FROM tasks ORDER BY created_at LIMIT 1")
+        .fetch_one(&w.store.pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO idempotency_keys (token_id, key, request_hash, task_id, created_at)
+         VALUES ($1, 'died-late', $2, $3, now() - interval '1 minute')",
+    )
+    .bind(token_id)
+    .bind(&hash)
+    .bind(task)
+    .execute(&w.store.pool)
+    .await
+    .unwrap();
+    let r = send("died-late").await.unwrap();
+    assert_eq!(r.status().as_u16(), 409);
+    assert_eq!(
+        r.headers()["location"].to_str().unwrap(),
+        format!("/api/v1/tasks/{task}")
+    );
+    let p: Value = r.json().await.unwrap();
+    assert!(
+        p["detail"].as_str().unwrap().contains("answer was lost"),
+        "{p}"
+    );
+    // One task more: the takeover's; none for the lost answer.
+    let tasks_after: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks")
+        .fetch_one(&w.store.pool)
+        .await
+        .unwrap();
+    assert_eq!(tasks_after, tasks_before + 1);
+    // And a request's own task is noted with its key, in its transaction.
+    let noted: Option<uuid::Uuid> = sqlx::query_scalar(
+        "SELECT task_id FROM idempotency_keys WHERE key = 'died-before-the-task'",
+    )
+    .fetch_one(&w.store.pool)
+    .await
+    .unwrap();
+    assert!(noted.is_some());
+    w.stop().await;
+}

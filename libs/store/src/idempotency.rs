@@ -18,14 +18,23 @@ pub enum Claim {
     Mismatch,
     /// The first request with this key is still being answered.
     InFlight,
+    /// The first request created this task, but its answer was never saved (the API died
+    /// in between): the task stands; the answer is lost.
+    AnswerLost { task_id: Uuid },
 }
 
-/// (request hash, status, response, location) of a key's first answer.
+/// A claim whose request has not answered after this long is taken to be dead (requests
+/// answer in milliseconds): a resend may take it over, unless that request created a task.
+pub const CLAIM_LEASE_SECS: i64 = 30;
+
+/// (request hash, status, response, location, task id, claim is stale) of a key.
 type StoredAnswer = (
     String,
     Option<i32>,
     Option<serde_json::Value>,
     Option<String>,
+    Option<Uuid>,
+    bool,
 );
 
 impl Store {
@@ -49,24 +58,67 @@ impl Store {
             return Ok(Claim::Proceed);
         }
         let row: Option<StoredAnswer> = sqlx::query_as(
-            "SELECT request_hash, status, response, location FROM idempotency_keys
-                 WHERE token_id = $1 AND key = $2",
+            "SELECT request_hash, status, response, location, task_id,
+                    created_at < now() - make_interval(secs => $3)
+                 FROM idempotency_keys WHERE token_id = $1 AND key = $2",
         )
         .bind(token_id)
         .bind(key)
+        .bind(CLAIM_LEASE_SECS as f64)
         .fetch_optional(&self.pool)
         .await?;
         Ok(match row {
             // Released between our insert and select: treat as in flight; the client retries.
             None => Claim::InFlight,
-            Some((hash, _, _, _)) if hash != request_hash => Claim::Mismatch,
-            Some((_, Some(status), Some(response), location)) => Claim::Replay {
+            Some((hash, ..)) if hash != request_hash => Claim::Mismatch,
+            Some((_, Some(status), Some(response), location, _, _)) => Claim::Replay {
                 status: status as u16,
                 response,
                 location,
             },
+            // Its request created a task and has not answered for the whole lease.
+            Some((.., Some(task_id), true)) => Claim::AnswerLost { task_id },
+            Some((.., None, true)) => {
+                // Its request died before creating anything: one resend takes the claim over.
+                let taken = sqlx::query(
+                    "UPDATE idempotency_keys SET created_at = now()
+                     WHERE token_id = $1 AND key = $2 AND status IS NULL AND task_id IS NULL
+                       AND created_at < now() - make_interval(secs => $3)",
+                )
+                .bind(token_id)
+                .bind(key)
+                .bind(CLAIM_LEASE_SECS as f64)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                if taken == 1 {
+                    Claim::Proceed
+                } else {
+                    Claim::InFlight
+                }
+            }
             Some(_) => Claim::InFlight,
         })
+    }
+
+    /// Records, in the request's transaction, the task a claimed request created (the
+    /// first one, for a request that creates several).
+    pub async fn note_idempotent_task(
+        conn: &mut sqlx::PgConnection,
+        token_id: Uuid,
+        key: &str,
+        task_id: Uuid,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE idempotency_keys SET task_id = $3
+             WHERE token_id = $1 AND key = $2 AND task_id IS NULL",
+        )
+        .bind(token_id)
+        .bind(key)
+        .bind(task_id)
+        .execute(conn)
+        .await?;
+        Ok(())
     }
 
     pub async fn save_idempotent_response(

@@ -97,6 +97,17 @@ pub async fn body_and_idempotency(
         Claim::InFlight => Err(ApiError::Conflict(
             "a request with this Idempotency-Key is still being processed; retry shortly".into(),
         )),
+        Claim::AnswerLost { task_id } => {
+            let mut res = ApiError::Conflict(format!(
+                "this Idempotency-Key's request was accepted as task {task_id}, but its answer \
+                 was lost (the API stopped before sending it): see GET /api/v1/tasks/{task_id}"
+            ))
+            .into_response();
+            if let Ok(l) = HeaderValue::from_str(&format!("/api/v1/tasks/{task_id}")) {
+                res.headers_mut().insert(header::LOCATION, l);
+            }
+            Ok(res)
+        }
         Claim::Replay {
             status,
             response,
@@ -115,8 +126,11 @@ pub async fn body_and_idempotency(
             Ok(res)
         }
         Claim::Proceed => {
-            let res = next
-                .run(Request::from_parts(parts, Body::from(bytes)))
+            let res = crate::IDEMPOTENCY_CLAIM
+                .scope(
+                    (caller.token_id, key.clone()),
+                    next.run(Request::from_parts(parts, Body::from(bytes))),
+                )
                 .await;
             if !res.status().is_success() {
                 // A refused request leaves nothing behind, not even its key.

@@ -41,6 +41,11 @@ pub struct ApiConfig {
     pub max_queued_tasks: u64,
 }
 
+tokio::task_local! {
+    /// The (token, Idempotency-Key) claim of the request being answered, if it has one.
+    pub(crate) static IDEMPOTENCY_CLAIM: (Uuid, String);
+}
+
 /// [`ApiConfig::max_queued_tasks`] of this process (set when the API starts).
 static MAX_QUEUED_TASKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
@@ -152,6 +157,10 @@ pub async fn queue_task_tx(
         },
     )
     .await?;
+    // In the task's transaction: a resend after a crash finds the task, never makes another.
+    if let Ok((token_id, key)) = IDEMPOTENCY_CLAIM.try_with(|c| c.clone()) {
+        Store::note_idempotent_task(tx, token_id, &key, id).await?;
+    }
     Ok((row.into_contract(), message))
 }
 

@@ -255,6 +255,7 @@ fn report(args: &Args, a: &workload::Account, c: &checks::Checks, took: Duration
         "tasks_accepted": a.accepted,
         "accepted_by_type": by_type,
         "refused_4xx": a.refused,
+        "refusals": a.refusals,
         "client_resends": a.resends,
         "finished_by_status": by_status,
         "kills": a.kills,
@@ -278,6 +279,9 @@ fn report(args: &Args, a: &workload::Account, c: &checks::Checks, took: Duration
         println!("  {t:<18} {n}");
     }
     println!("refused (4xx)        {}", a.refused);
+    for r in a.refusals.iter().take(10) {
+        println!("  {}", r.chars().take(200).collect::<String>());
+    }
     println!("client resends       {}", a.resends);
     println!("finished by status");
     for (s, n) in &by_status {
