@@ -147,6 +147,19 @@ async fn a_resend_after_the_api_died_mid_request_is_answered() {
         .await
         .unwrap();
 
+    // A claim still within its lease: its request may yet answer; resend in a second.
+    sqlx::query(
+        "INSERT INTO idempotency_keys (token_id, key, request_hash) VALUES ($1, 'in-flight', $2)",
+    )
+    .bind(token_id)
+    .bind(&hash)
+    .execute(&w.store.pool)
+    .await
+    .unwrap();
+    let r = send("in-flight").await.unwrap();
+    assert_eq!(r.status().as_u16(), 409);
+    assert_eq!(r.headers()["retry-after"], "1");
+
     // A claim whose request died before creating anything, older than the lease.
     sqlx::query(
         "INSERT INTO idempotency_keys (token_id, key, request_hash, created_at)

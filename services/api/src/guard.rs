@@ -94,9 +94,17 @@ pub async fn body_and_idempotency(
         Claim::Mismatch => Err(ApiError::Unprocessable(
             "this Idempotency-Key was used with another request body; use a new key".into(),
         )),
-        Claim::InFlight => Err(ApiError::Conflict(
-            "a request with this Idempotency-Key is still being processed; retry shortly".into(),
-        )),
+        Claim::InFlight => {
+            // Worth resending: the first request answers soon, or its claim's lease ends.
+            let mut res = ApiError::Conflict(
+                "a request with this Idempotency-Key is still being processed; retry shortly"
+                    .into(),
+            )
+            .into_response();
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            Ok(res)
+        }
         Claim::AnswerLost { task_id } => {
             let mut res = ApiError::Conflict(format!(
                 "this Idempotency-Key's request was accepted as task {task_id}, but its answer \

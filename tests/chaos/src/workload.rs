@@ -81,9 +81,22 @@ impl Client {
                 Err(e) => bail!("POST {path}: no answer for {RESEND_FOR:?}: {e}"),
             };
             let status = r.status().as_u16();
+            // A 4xx with Retry-After (the key's first request is still being answered) is
+            // worth resending; a 409 with a task's Location says the lost answer's task.
+            let retry_after = r.headers().contains_key("retry-after");
+            let task = r
+                .headers()
+                .get("location")
+                .and_then(|l| l.to_str().ok())
+                .and_then(|l| l.strip_prefix("/api/v1/tasks/"))
+                .map(String::from);
             let text = r.text().await.unwrap_or_default();
             match status {
                 200..=299 => return Ok(Sent::Accepted(serde_json::from_str(&text)?)),
+                409 if task.is_some() => {
+                    return Ok(Sent::Accepted(json!({ "id": task })));
+                }
+                400..=499 if retry_after && Instant::now() < deadline => continue,
                 400..=499 if status != 408 && status != 429 => {
                     return Ok(Sent::Refused(status, text));
                 }
