@@ -161,7 +161,7 @@ async fn bench(world: &World, cfg: &Config, servers: &[String]) -> Result<String
             )
             .fetch_one(&world.store.pool)
             .await?;
-            let depth = mgmt(world, &format!("/api/queues/{}/state.tasks", world.vhost))
+            let depth = state_tasks(world)
                 .await
                 .map(|q| q["messages"].as_i64().unwrap_or(-1))
                 .unwrap_or(-1);
@@ -227,11 +227,16 @@ async fn mgmt(world: &World, path: &str) -> Result<Value> {
         .await?)
 }
 
+/// The management API's view of the world's `state.tasks` queue.
+async fn state_tasks(world: &World) -> Result<Value> {
+    mgmt(world, &format!("/api/queues/{}/state.tasks", world.vhost)).await
+}
+
 /// Waits until `state.tasks` holds `want` messages (the relays publish after the commit).
 async fn wait_depth(world: &World, want: usize, within: Duration) -> Result<Value> {
     let deadline = Instant::now() + within;
     loop {
-        let q = mgmt(world, &format!("/api/queues/{}/state.tasks", world.vhost)).await?;
+        let q = state_tasks(world).await?;
         if q["messages"].as_u64().unwrap_or(0) as usize >= want || Instant::now() > deadline {
             return Ok(q);
         }

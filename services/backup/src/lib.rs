@@ -151,9 +151,7 @@ fn files_gone(args: &serde_json::Value) -> Option<String> {
     {
         return None;
     }
-    let root = args.get("root").and_then(serde_json::Value::as_str)?;
-    let uri = args.get("uri").and_then(serde_json::Value::as_str)?;
-    let dir = std::path::Path::new(root).join("sites").join(uri);
+    let dir = archive::BackupArgs::parse(args).ok()?.site_dir();
     (!dir.exists()).then(|| {
         format!(
             "{} is gone (an earlier run of this delete removed it after its backup): \

@@ -2,7 +2,7 @@
 //! its status says, and every database, user, vhost, site directory, DNS record, backup
 //! and step result exists exactly as often as berth's records say.
 
-use crate::workload::{Account, Client, Expect};
+use crate::workload::{Account, Expect};
 use crate::{Env, say};
 use anyhow::{Context, Result};
 use berth_test_servers::named::Named;
@@ -22,7 +22,7 @@ pub struct Checks {
     pub errors: Vec<(String, i64)>,
 }
 
-pub async fn run(_c: &Client, e: &Env, a: &Account, web: &Web, named: &Named) -> Result<Checks> {
+pub async fn run(e: &Env, a: &Account, web: &Web, named: &Named) -> Result<Checks> {
     say("checking every effect against the servers");
     let mut out = Checks::default();
     let pg = sqlx::PgPool::connect(&e.pg_url)

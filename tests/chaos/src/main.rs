@@ -77,8 +77,6 @@ pub struct Env {
     pub my_port: u16,
     pub web_port: u16,
     pub dns_port: u16,
-    pub named_dir: PathBuf,
-    pub rndc_conf: PathBuf,
     pub platforms: Vec<(String, PathBuf)>,
 }
 
@@ -138,7 +136,7 @@ async fn run(args: Args) -> Result<i32> {
     ));
 
     let api_port = berth_test_servers::free_port();
-    let pg_url = format!("postgres://postgres@127.0.0.1:{}/postgres", pg.port);
+    let pg_url = pg.url();
     let secret = String::from_utf8(
         std::process::Command::new(&bin)
             .arg("secret-key")
@@ -201,13 +199,11 @@ async fn run(args: Args) -> Result<i32> {
         my_port: my.port,
         web_port: web.port,
         dns_port: named.port,
-        named_dir: dir.clone(),
-        rndc_conf: named.rndc_conf.clone(),
         platforms: vec![],
         dir: dir.clone(),
     };
     let mut e = e;
-    let client = workload::Client::new(&e)?;
+    let client = Arc::new(workload::Client::new(&e)?);
     client.wait_ready(Duration::from_secs(60)).await?;
     say("berth is up: api, state, http, db, dns, backup (one process each)");
     e.platforms = workload::setup(&client, &e).await?;
@@ -223,7 +219,7 @@ async fn run(args: Args) -> Result<i32> {
     account.unexpected_exits = procs
         .unexpected_exits
         .load(std::sync::atomic::Ordering::SeqCst);
-    let checks = checks::run(&client, &e, &account, &web, &named).await?;
+    let checks = checks::run(&e, &account, &web, &named).await?;
     let code = report(&args, &account, &checks, started.elapsed())?;
     procs.stop_all();
     let _ = supervisor.join();

@@ -310,7 +310,7 @@ struct Shared {
 /// Runs the workload and the disruptions; returns the account and the servers (which stop
 /// when dropped).
 pub async fn run(
-    c: &Client,
+    c: &Arc<Client>,
     e: &Env,
     args: &Args,
     disruptor: Disruptor,
@@ -329,12 +329,6 @@ pub async fn run(
     });
     let abort = Arc::new(AtomicBool::new(false));
     let disruptions = disruptor.spawn(Arc::clone(&shared.accepted), args.tasks, Arc::clone(&abort));
-    let c = Arc::new(Client {
-        http: c.http.clone(),
-        api: c.api.clone(),
-        token: c.token.clone(),
-        resends: AtomicUsize::new(0),
-    });
     let slots = Arc::new(tokio::sync::Semaphore::new(args.in_flight));
     let sending = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
@@ -372,7 +366,7 @@ pub async fn run(
             continue;
         };
         sending.fetch_add(1, Ordering::SeqCst);
-        let (c, shared, sending) = (Arc::clone(&c), Arc::clone(&shared), Arc::clone(&sending));
+        let (c, shared, sending) = (Arc::clone(c), Arc::clone(&shared), Arc::clone(&sending));
         tokio::spawn(async move {
             let _permit = permit;
             let r = issue(&c, &shared, &op).await;
