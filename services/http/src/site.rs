@@ -402,12 +402,14 @@ pub async fn drush(
 }
 
 /// Whether PHP's output says the database server could not be reached or went away
-/// (PDO's client errors 2002, 2006, 2013 and "too many connections", 1040).
+/// (PDO's client errors 2002, 2006, 2013 and "too many connections", 1040): when
+/// connecting, `SQLSTATE[HY000] [2006] …`; during a query, `SQLSTATE[HY000]: General
+/// error: 2006 …`.
 pub fn db_unreachable(output: &str) -> bool {
-    ["[2002]", "[2006]", "[2013]", "[1040]"]
-        .iter()
-        .any(|code| output.contains(&format!("SQLSTATE[HY000] {code}")))
-        || output.contains("SQLSTATE[08004] [1040]")
+    ["2002", "2006", "2013", "1040"].iter().any(|code| {
+        output.contains(&format!("SQLSTATE[HY000] [{code}]"))
+            || output.contains(&format!("SQLSTATE[HY000]: General error: {code} "))
+    }) || output.contains("SQLSTATE[08004] [1040]")
 }
 
 /// The enabled modules of a site and their installed schema versions, from drush.
@@ -897,6 +899,8 @@ mod tests {
             "SQLSTATE[HY000] [2006] MySQL server has gone away",
             "SQLSTATE[HY000] [2013] Lost connection to server during query",
             "SQLSTATE[08004] [1040] Too many connections",
+            // Seen by the chaos run: MariaDB crashed in the middle of a site:install.
+            "PDOException: SQLSTATE[HY000]: General error: 2006 MySQL server has gone away",
         ] {
             assert!(db_unreachable(out), "{out}");
         }
