@@ -360,6 +360,38 @@ fn finish_steps(
     ]
 }
 
+/// A new site's last steps: its records (when berth manages its DNS; taken back by their
+/// removal), then its package map with a first login link.
+fn records_then_packages(
+    dns_managed: bool,
+    web: &str,
+    args: &Value,
+    packages_need: SecretNeed,
+) -> Vec<PlannedStep> {
+    let mut steps = Vec::new();
+    if dns_managed {
+        steps.push(step(
+            "dns",
+            web,
+            "site-records",
+            args,
+            Some("site-records-remove"),
+            None,
+        ));
+    }
+    let mut last = args.clone();
+    last["login"] = json!(true);
+    steps.push(step(
+        "http",
+        web,
+        "site-packages",
+        &last,
+        None,
+        Some(packages_need),
+    ));
+    steps
+}
+
 /// The maintenance page, kept for its compensation to put the site's vhost back.
 fn maintenance_step(web: &str, args: &Value) -> PlannedStep {
     step(
@@ -528,25 +560,11 @@ pub fn plan_clone(s: &SiteFacts, n: &SiteFacts, task_args: &Value) -> Result<Pla
     );
     let mut steps = vec![backup_step(s, web, task_args)?];
     steps.extend(deploy);
-    if n.dns_managed() {
-        steps.push(step(
-            "dns",
-            web,
-            "site-records",
-            &args,
-            Some("site-records-remove"),
-            None,
-        ));
-    }
-    let mut last = args.clone();
-    last["login"] = json!(true);
-    steps.push(step(
-        "http",
+    steps.extend(records_then_packages(
+        n.dns_managed(),
         web,
-        "site-packages",
-        &last,
-        None,
-        Some(SecretNeed::SiteDbNext),
+        &args,
+        SecretNeed::SiteDbNext,
     ));
     // The site cloned from is verified too: it was only read, and should say so.
     steps.push(step(
@@ -636,25 +654,11 @@ pub fn plan_site_task_with(
                 Some("site-vhost-remove"),
                 Some(SecretNeed::SiteDb),
             ));
-            if s.dns_managed() {
-                steps.push(step(
-                    "dns",
-                    web,
-                    "site-records",
-                    &args,
-                    Some("site-records-remove"),
-                    None,
-                ));
-            }
-            let mut last = args.clone();
-            last["login"] = json!(true);
-            steps.push(step(
-                "http",
+            steps.extend(records_then_packages(
+                s.dns_managed(),
                 web,
-                "site-packages",
-                &last,
-                None,
-                Some(SecretNeed::SiteDb),
+                &args,
+                SecretNeed::SiteDb,
             ));
         }
         TaskType::Verify => {
