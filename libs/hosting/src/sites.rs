@@ -89,11 +89,23 @@ pub fn db_names(uri: &str, suffix: &str) -> (String, String) {
     (name.clone(), name)
 }
 
-/// Hosts the site's database user may connect from: the web server's host, or both
-/// spellings of the local host when the web server is the local machine.
+/// Hosts the site's database user may connect from: the addresses the web server's PHP
+/// really connects from. When the db server's host is a loopback address, PHP can only
+/// reach it from this machine, over loopback, so the grants are both spellings of the
+/// local host whatever the web server calls itself (MariaDB skips name resolution and
+/// sees 127.0.0.1, never the host name `ops/run.sh` registers). Likewise when the web
+/// server is the local machine. Otherwise, the web server's host.
 pub fn grant_hosts(web_host: &str, db_host: &str) -> Vec<String> {
-    let local = |h: &str| matches!(h, "localhost" | "127.0.0.1" | "::1");
-    if local(web_host) || (local(db_host) && web_host == db_host) {
+    let local = |h: &str| {
+        let h = h.trim_end_matches('.').to_ascii_lowercase();
+        h == "localhost"
+            || h.ends_with(".localhost")
+            || h.trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    };
+    if local(db_host) || local(web_host) {
         vec!["localhost".into(), "127.0.0.1".into()]
     } else {
         vec![web_host.to_string()]
@@ -1014,5 +1026,20 @@ mod tests {
             grant_hosts("localhost", "127.0.0.1"),
             ["localhost", "127.0.0.1"]
         );
+        // The db server on loopback: PHP connects from loopback whatever the web
+        // server's name (ops/run.sh registers `hostname -f`, MariaDB sees 127.0.0.1).
+        for db_host in ["127.0.0.1", "localhost", "::1", "127.0.1.1", "[::1]"] {
+            assert_eq!(
+                grant_hosts("vm", db_host),
+                ["localhost", "127.0.0.1"],
+                "{db_host}"
+            );
+            assert_eq!(
+                grant_hosts("web1.example.com", db_host),
+                ["localhost", "127.0.0.1"],
+                "{db_host}"
+            );
+        }
+        assert_eq!(grant_hosts("vm", "10.0.0.5"), ["vm"]);
     }
 }
