@@ -10,5 +10,7 @@ pub mod sites;
 pub mod tasks;
 pub mod zone;
 
-pub use names::{HostName, NameError, PlatformName, SERVER_MASTER, ServerName, parse_root};
+pub use names::{
+    HostName, NameError, PlatformName, SERVER_MASTER, ServerName, SiteName, parse_root,
+};
 pub use tasks::{Plan, PlannedStep, SecretNeed, ServerFacts, TaskError, TaskType};

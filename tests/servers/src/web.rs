@@ -82,7 +82,7 @@ http {{
     access_log off;
     sendfile on;
     keepalive_timeout 5;
-    server_names_hash_bucket_size 128;
+    server_names_hash_bucket_size 256;
     server_names_hash_max_size 4096;
     client_body_temp_path {t}/client_body;
     proxy_temp_path {t}/proxy;
