@@ -15,6 +15,8 @@ const WAIT: Duration = Duration::from_secs(60);
 async fn a_step_no_worker_takes_ends_its_task_and_replays_once_a_worker_runs() {
     // Process-wide, before anything declares a work queue (each test is its own process).
     berth_broker::topology::set_work_queue_ttl(Duration::from_secs(2));
+    // The queue's TTL is what this test is about: no early failure for want of a worker.
+    berth_broker::topology::set_no_worker_grace(Duration::ZERO);
     let mut w = World::start_with(WorldOptions {
         workers: false,
         ..Default::default()
@@ -64,6 +66,54 @@ async fn a_step_no_worker_takes_ends_its_task_and_replays_once_a_worker_runs() {
         .unwrap();
     // The expired delivery never reached a worker: the replay is the step's first attempt.
     assert_eq!(again.steps.as_ref().unwrap()[0].attempts, 1, "{again:#?}");
+    w.stop().await;
+}
+
+/// A step for a server whose worker is not running: published to a work queue without
+/// consumer, it expires after the grace (BERTH_NO_WORKER_GRACE_S; 1 s here) instead of the
+/// queue's 6 h TTL, and the task ends in error naming the worker to start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_for_a_server_without_a_worker_ends_quickly_naming_the_worker() {
+    berth_broker::topology::set_no_worker_grace(Duration::from_secs(1));
+    let w = World::start().await.unwrap();
+    // Workers run for server_master only.
+    w.create_bare_server("server_master", "localhost")
+        .await
+        .unwrap();
+    w.create_bare_server("server_web1examplecom", "web1.example.com")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let t = w
+        .create_task("noop", "server_web1examplecom", json!({"service": "db"}))
+        .await
+        .unwrap();
+    let task = w.wait_finished(t.id, WAIT).await.unwrap();
+    assert_eq!(task.status, TaskStatus::Error, "{task:#?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the task took {:?} to fail",
+        started.elapsed()
+    );
+    let error = task.steps.as_ref().unwrap()[0]
+        .error
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        error.contains("no db worker is running for server_web1examplecom")
+            && error.contains("queue work.db.server_web1examplecom has no consumer")
+            && error.contains(
+                "start `berth serve db` with BERTH_SERVERS including server_web1examplecom"
+            ),
+        "{error}"
+    );
+    // The same step on a server whose worker runs is not touched by the grace.
+    let ok = w
+        .create_task("noop", "server_master", json!({"service": "db"}))
+        .await
+        .unwrap();
+    let ok = w.wait_finished(ok.id, WAIT).await.unwrap();
+    assert_eq!(ok.status, TaskStatus::Success, "{ok:#?}");
     w.stop().await;
 }
 

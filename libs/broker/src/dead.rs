@@ -18,6 +18,9 @@ pub struct Death {
     pub reason: String,
     pub queue: String,
     pub count: i64,
+    /// The per-message expiration (ms) the message was published with, if any: set on a
+    /// step published to a work queue that had no consumer.
+    pub original_expiration: Option<String>,
 }
 
 /// The newest `x-death` entry of `headers`, if RabbitMQ dead-lettered the message.
@@ -33,6 +36,7 @@ pub fn death_of(headers: &FieldTable) -> Option<Death> {
         reason: get("reason").and_then(as_string).unwrap_or_default(),
         queue: get("queue").and_then(as_string).unwrap_or_default(),
         count: get("count").and_then(as_i64).unwrap_or(1),
+        original_expiration: get("original-expiration").and_then(as_string),
     })
 }
 
@@ -50,6 +54,13 @@ pub fn decode_dead_letter(delivery: &Delivery) -> Option<DeadLetterMessage> {
              (did the worker crash on it?)",
             d.queue
         ),
+        Some(d)
+            if d.reason == "expired"
+                && d.queue.starts_with("work.")
+                && d.original_expiration.is_some() =>
+        {
+            missing_worker(&command, &d)
+        }
         Some(d) if d.reason == "expired" && d.queue.starts_with("work.") => format!(
             "no worker took the step from `{}` in time (is a `berth serve` running for this \
              service and server?); replay the dead letter once one runs",
@@ -72,6 +83,25 @@ pub fn decode_dead_letter(delivery: &Delivery) -> Option<DeadLetterMessage> {
         history: delivery.headers.history.clone(),
         log: Vec::new(),
     })
+}
+
+/// Why a step published to a work queue without consumer expired: which worker is missing
+/// and how to start it.
+fn missing_worker(command: &StepCommand, d: &Death) -> String {
+    let waited = d
+        .original_expiration
+        .as_deref()
+        .and_then(|ms| ms.parse::<u64>().ok())
+        .map(|ms| format!(" within {} s", ms.div_ceil(1000)))
+        .unwrap_or_default();
+    format!(
+        "no {service} worker is running for {server} (queue {queue} has no consumer, and none \
+         came{waited}): start `berth serve {service}` with BERTH_SERVERS including {server}, \
+         then retry the task",
+        service = command.service,
+        server = command.server,
+        queue = d.queue,
+    )
 }
 
 #[cfg(test)]
@@ -131,6 +161,28 @@ mod tests {
         assert_eq!(msg.command, command());
         assert!(msg.error.contains("too many times"), "{}", msg.error);
         assert_eq!(msg.routing_key, "http.server_master");
+    }
+
+    #[test]
+    fn a_step_that_expired_for_want_of_a_worker_names_the_worker_to_start() {
+        let text = |s: &str| AMQPValue::LongString(LongString::from(s));
+        let mut death = FieldTable::default();
+        death.insert("reason".into(), text("expired"));
+        death.insert("queue".into(), text("work.http.server_master"));
+        death.insert("original-expiration".into(), text("10000"));
+        let mut headers = FieldTable::default();
+        headers.insert(
+            X_DEATH.into(),
+            AMQPValue::FieldArray(FieldArray::from(vec![AMQPValue::FieldTable(death)])),
+        );
+        let d = delivery(serde_json::to_vec(&command()).unwrap(), headers);
+        let msg = decode_dead_letter(&d).unwrap();
+        assert_eq!(
+            msg.error,
+            "no http worker is running for server_master (queue work.http.server_master has \
+             no consumer, and none came within 10 s): start `berth serve http` with \
+             BERTH_SERVERS including server_master, then retry the task"
+        );
     }
 
     #[test]

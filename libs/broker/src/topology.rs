@@ -59,6 +59,44 @@ pub fn work_queue_ttl() -> std::time::Duration {
     std::time::Duration::from_millis(WORK_QUEUE_TTL_MS.load(std::sync::atomic::Ordering::SeqCst))
 }
 
+/// How long a step published to a work queue that has no consumer waits for a worker to
+/// appear (a worker restarting, one just started) before RabbitMQ dead-letters it and its
+/// task fails, saying which worker is missing: 10 s unless [`set_no_worker_grace`] says
+/// otherwise. Zero leaves such a step to the queue's TTL ([`work_queue_ttl`]).
+pub const DEFAULT_NO_WORKER_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+static NO_WORKER_GRACE_MS: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(DEFAULT_NO_WORKER_GRACE.as_millis() as u64);
+
+/// Sets [`DEFAULT_NO_WORKER_GRACE`]'s value for this process (`BERTH_NO_WORKER_GRACE_S`);
+/// zero turns the fast failure off. It is a per-message expiration: processes may differ.
+pub fn set_no_worker_grace(grace: std::time::Duration) {
+    NO_WORKER_GRACE_MS.store(
+        grace.as_millis() as u64,
+        std::sync::atomic::Ordering::SeqCst,
+    );
+}
+
+/// The grace of a step published to a work queue without consumer, in this process; `None`
+/// when turned off.
+pub fn no_worker_grace() -> Option<std::time::Duration> {
+    let ms = NO_WORKER_GRACE_MS.load(std::sync::atomic::Ordering::SeqCst);
+    (ms > 0).then(|| std::time::Duration::from_millis(ms))
+}
+
+/// The expiration to publish a step with, given its work queue's consumers (`None`: not
+/// known, the broker did not say): the grace when nobody consumes the queue, else none (the
+/// queue's own TTL bounds the wait).
+pub fn step_expiration(
+    consumers: Option<u32>,
+    grace: Option<std::time::Duration>,
+) -> Option<std::time::Duration> {
+    match consumers {
+        Some(0) => grace,
+        _ => None,
+    }
+}
+
 /// Retry tiers of a worker unless configured otherwise: 1 s, 5 s, 30 s, 5 min.
 pub const DEFAULT_RETRY_DELAYS_MS: [u64; 4] = [1_000, 5_000, 30_000, 300_000];
 
@@ -265,5 +303,14 @@ mod tests {
         assert_eq!(retry_tier_ttl_ms(1000), 1250);
         assert_eq!(retry_tier_ttl_ms(100), 125);
         assert_eq!(retry_tier_ttl_ms(3), 4);
+    }
+
+    #[test]
+    fn only_a_step_for_a_queue_without_consumer_expires_early() {
+        let grace = Some(std::time::Duration::from_secs(10));
+        assert_eq!(step_expiration(Some(0), grace), grace);
+        assert_eq!(step_expiration(Some(1), grace), None);
+        assert_eq!(step_expiration(None, grace), None);
+        assert_eq!(step_expiration(Some(0), None), None);
     }
 }

@@ -16,7 +16,7 @@ use berth_contracts::exchanges;
 use berth_store::Store;
 use berth_store::outbox::{self, OutboxRow};
 use futures_util::future::join_all;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Mutex, Semaphore, mpsc};
@@ -36,6 +36,26 @@ const IN_FLIGHT: usize = 16;
 /// Confirmed rows are marked sent together, at most this long after their confirm: one
 /// UPDATE for many rows instead of a commit per row under load.
 const MARK_EVERY: Duration = Duration::from_millis(5);
+/// How long a work queue's consumer count is trusted before it is asked again.
+const CONSUMERS_FRESH: Duration = Duration::from_secs(2);
+
+/// What this process knows of the work queues it publishes to.
+#[derive(Default)]
+struct WorkQueues {
+    /// Declared by this process, so that a step is never published to a queue that does
+    /// not exist yet (it would be unroutable).
+    declared: HashSet<String>,
+    /// Consumers of a queue (by routing key), and when the broker said so.
+    consumers: HashMap<String, (std::time::Instant, u32)>,
+}
+
+impl WorkQueues {
+    /// After a broker error: declare again, ask again.
+    fn forget(&mut self) {
+        self.declared.clear();
+        self.consumers.clear();
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
@@ -68,7 +88,7 @@ pub struct Relay {
     publisher: Arc<Mutex<Option<Publisher>>>,
     /// Work queues declared by this process, so that a step is never published to a
     /// `work.<service>.<server>` queue that does not exist yet (it would be unroutable).
-    declared: Arc<Mutex<HashSet<String>>>,
+    declared: Arc<Mutex<WorkQueues>>,
 }
 
 /// Marks confirmed rows sent, in batches, until the senders are gone.
@@ -96,7 +116,7 @@ impl Relay {
                 broker,
                 rows: rx,
                 publisher: Arc::new(Mutex::new(None)),
-                declared: Arc::new(Mutex::new(HashSet::new())),
+                declared: Arc::new(Mutex::new(WorkQueues::default())),
             },
             Outbox(tx),
         )
@@ -170,7 +190,7 @@ async fn current_publisher(
 async fn fast_path(
     broker: &Broker,
     publisher: &Mutex<Option<Publisher>>,
-    declared: &Mutex<HashSet<String>>,
+    declared: &Mutex<WorkQueues>,
     marks: &mpsc::UnboundedSender<Vec<i64>>,
     rows: Vec<OutboxRow>,
 ) -> Result<(), RelayError> {
@@ -183,7 +203,7 @@ async fn fast_path(
         Err((ids, e)) => {
             let _ = marks.send(ids);
             publisher.lock().await.take();
-            declared.lock().await.clear();
+            declared.lock().await.forget();
             Err(e.into())
         }
     }
@@ -192,15 +212,30 @@ async fn fast_path(
 /// Publishes `rows` concurrently; the ids confirmed, and the first error if any.
 async fn publish_rows(
     p: &Publisher,
-    declared: &Mutex<HashSet<String>>,
+    declared: &Mutex<WorkQueues>,
     rows: &[OutboxRow],
 ) -> Result<Vec<i64>, (Vec<i64>, BrokerError)> {
+    let mut expiring = HashMap::new();
+    let grace = berth_broker::topology::no_worker_grace();
     for r in rows.iter().filter(|r| r.exchange == exchanges::WORK) {
         if let Err(e) = ensure_work_queue(p, declared, &r.routing_key).await {
             return Err((Vec::new(), e));
         }
+        if grace.is_some() && !expiring.contains_key(&r.routing_key) {
+            let consumers = work_queue_consumers(p, declared, &r.routing_key).await;
+            let expiration = berth_broker::topology::step_expiration(consumers, grace);
+            if expiration.is_some() {
+                tracing::warn!(routing_key = %r.routing_key, grace_ms = grace.map(|g| g.as_millis() as u64),
+                    "no worker consumes this work queue; its step fails unless one comes in time");
+            }
+            expiring.insert(r.routing_key.clone(), expiration);
+        }
     }
-    let results = join_all(rows.iter().map(|r| publish_row(p, r))).await;
+    let results = join_all(
+        rows.iter()
+            .map(|r| publish_row(p, r, expiring.get(&r.routing_key).copied().flatten())),
+    )
+    .await;
     let mut ids = Vec::with_capacity(rows.len());
     let mut first_err = None;
     for (r, res) in rows.iter().zip(results) {
@@ -219,35 +254,84 @@ async fn publish_rows(
 
 async fn ensure_work_queue(
     p: &Publisher,
-    declared: &Mutex<HashSet<String>>,
+    declared: &Mutex<WorkQueues>,
     routing_key: &str,
 ) -> Result<(), BrokerError> {
-    if declared.lock().await.contains(routing_key) {
+    if declared.lock().await.declared.contains(routing_key) {
         return Ok(());
     }
     let Some((service, server)) = routing_key.split_once('.') else {
         return Ok(());
     };
     p.declare_work_queue(service, server).await?;
-    declared.lock().await.insert(routing_key.to_string());
+    declared
+        .lock()
+        .await
+        .declared
+        .insert(routing_key.to_string());
     Ok(())
 }
 
-async fn publish_row(p: &Publisher, r: &OutboxRow) -> Result<(), BrokerError> {
+/// Consumers of the work queue of `routing_key`, asked at most every [`CONSUMERS_FRESH`];
+/// `None` when the broker does not say (the step is then published without expiration).
+async fn work_queue_consumers(
+    p: &Publisher,
+    queues: &Mutex<WorkQueues>,
+    routing_key: &str,
+) -> Option<u32> {
+    if let Some((at, n)) = queues.lock().await.consumers.get(routing_key)
+        && at.elapsed() < CONSUMERS_FRESH
+    {
+        return Some(*n);
+    }
+    let (service, server) = routing_key.split_once('.')?;
+    let queue = berth_broker::topology::work_queue(service, server);
+    match p.queue_stats(&queue).await {
+        Ok(stats) => {
+            queues.lock().await.consumers.insert(
+                routing_key.to_string(),
+                (std::time::Instant::now(), stats.consumers),
+            );
+            Some(stats.consumers)
+        }
+        Err(e) => {
+            tracing::debug!(%queue, error = %e, "consumers of a work queue not known");
+            None
+        }
+    }
+}
+
+/// Publishes one row; a step for a work queue without consumer with `expiration` (see
+/// [`berth_broker::topology::step_expiration`]).
+async fn publish_row(
+    p: &Publisher,
+    r: &OutboxRow,
+    expiration: Option<Duration>,
+) -> Result<(), BrokerError> {
     let body = serde_json::to_vec(&r.payload).expect("json value serialises");
-    p.publish(
-        &r.exchange,
-        &r.routing_key,
-        &r.message_id,
-        &body,
-        MessageHeaders {
-            traceparent: Some(r.traceparent.clone()).filter(|t| !t.is_empty()),
-            attempt: r.attempt.max(1) as u32,
-            task_id: r.task_id.map(|id| id.to_string()),
-            ..Default::default()
-        },
-    )
-    .await
+    let headers = MessageHeaders {
+        traceparent: Some(r.traceparent.clone()).filter(|t| !t.is_empty()),
+        attempt: r.attempt.max(1) as u32,
+        task_id: r.task_id.map(|id| id.to_string()),
+        ..Default::default()
+    };
+    match expiration {
+        Some(e) => {
+            p.publish_expiring(
+                &r.exchange,
+                &r.routing_key,
+                &r.message_id,
+                &body,
+                headers,
+                e,
+            )
+            .await
+        }
+        None => {
+            p.publish(&r.exchange, &r.routing_key, &r.message_id, &body, headers)
+                .await
+        }
+    }
 }
 
 /// Every second, publishes the rows nobody published: written by a process that died, or
@@ -256,7 +340,7 @@ async fn sweep_loop(
     store: Store,
     broker: Broker,
     publisher: Arc<Mutex<Option<Publisher>>>,
-    declared: Arc<Mutex<HashSet<String>>>,
+    declared: Arc<Mutex<WorkQueues>>,
     shutdown: CancellationToken,
 ) {
     let mut backoff = SWEEP_EVERY;
@@ -289,7 +373,7 @@ async fn sweep_loop(
                     "outbox sweep failed; rows wait in the outbox");
                 if matches!(e, RelayError::Broker(_)) {
                     publisher.lock().await.take();
-                    declared.lock().await.clear();
+                    declared.lock().await.forget();
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
@@ -301,7 +385,7 @@ async fn sweep(
     store: &Store,
     broker: &Broker,
     publisher: &Mutex<Option<Publisher>>,
-    declared: &Mutex<HashSet<String>>,
+    declared: &Mutex<WorkQueues>,
 ) -> Result<usize, RelayError> {
     let mut total = 0;
     loop {
