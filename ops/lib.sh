@@ -191,6 +191,23 @@ ensure_postgres() {
   did "allowed passwordless postgres login on 127.0.0.1 ($hba)"
 }
 
+# ensure_postgres_socket_peer: no `trust` on PostgreSQL's unix socket. The socket is open
+# to every local user (the site uids too, which the firewall cannot stop there): `local`
+# lines that trust are made `peer` (only the OS user of the role's name gets in, as on a
+# fresh Debian). The tests and berth use TCP.
+ensure_postgres_socket_peer() {
+  local hba
+  hba=$(as_user postgres psql -X -Atq -c 'show hba_file') || die "cannot ask postgresql for its hba_file"
+  if ! as_root grep -Eq '^[[:space:]]*local[[:space:]]+.*[[:space:]]trust([[:space:]]|$)' "$hba"; then
+    ok "postgresql's unix socket does not trust (peer or password: $hba)"
+    return 0
+  fi
+  as_root sed -i -E 's/^([[:space:]]*local[[:space:]]+.*[[:space:]])trust([[:space:]]|$)/\1peer\2/' "$hba"
+  as_user postgres psql -X -Atq -c 'select pg_reload_conf()' >/dev/null \
+    || die "could not reload postgresql after changing $hba"
+  did "postgresql's unix socket: trust made peer ($hba): a site's uid cannot log in through it"
+}
+
 # ensure_database NAME: create the PostgreSQL database NAME when missing.
 ensure_database() {
   local name=$1
@@ -216,16 +233,14 @@ _mariadb_alive() {
     --connect-timeout=2 ping >/dev/null 2>&1
 }
 
-_mariadb_root_tcp_login() {
-  mariadb --no-defaults --protocol=tcp -h "$BERTH_MYSQL_HOST" -P "$BERTH_MYSQL_PORT" \
-    --connect-timeout=2 -u root -e 'select 1' >/dev/null 2>&1
+_mariadb_root_socket_login() {
+  as_root mariadb --no-defaults -u root --connect-timeout=2 -e 'select 1' >/dev/null 2>&1
 }
 
-# ensure_mariadb: a running MariaDB where root logs in over TCP on 127.0.0.1
-# without a password (the tests' BERTH_TEST_MYSQL_URL and server_master's db
-# service). A fresh Debian only lets root in through the unix socket; then
-# root@localhost also accepts an empty password and root@127.0.0.1 is created
-# (set BERTH_SETUP_LOCAL_TRUST=0 to refuse).
+# ensure_mariadb: a running MariaDB on 127.0.0.1:3306 that root (the OS user) administers
+# through the unix socket, as a fresh Debian has it. Nothing here opens a passwordless TCP
+# login: the tests make their own account (ensure_mariadb_test_account, from ops/test.sh)
+# and ops/run.sh gives berth its own admin account with a generated password.
 ensure_mariadb() {
   ensure_packages -q mariadb-server mariadb-client
   if _mariadb_alive; then
@@ -244,21 +259,39 @@ ensure_mariadb() {
     wait_for 60 "mariadb" _mariadb_alive || die "mariadb did not start (see /var/log/mysql/)"
     did "started mariadb"
   fi
+  _mariadb_root_socket_login \
+    || die "root cannot log in to mariadb through the unix socket (mariadb -u root as OS root)"
+  ok "mariadb root logs in through the unix socket"
+}
 
-  if _mariadb_root_tcp_login; then
-    ok "mariadb root can log in over TCP without a password"
+# ensure_mariadb_test_account USER PASSWORD: a MariaDB account for the test suite only,
+# USER@127.0.0.1 and USER@localhost with PASSWORD and every privilege WITH GRANT OPTION,
+# made by OS root through the unix socket. The password is a fixed, known test password:
+# never run the tests on a machine that hosts real sites.
+ensure_mariadb_test_account() {
+  local user=$1 pass=$2
+  [[ $user =~ ^[a-z_][a-z0-9_]{0,31}$ ]] || die "bad mariadb test user: $user"
+  [[ $pass != *"'"* && $pass != *"\\"* ]] || die "the mariadb test password may not hold ' or \\"
+  if MYSQL_PWD=$pass mariadb --no-defaults --protocol=tcp -h "$BERTH_MYSQL_HOST" -P "$BERTH_MYSQL_PORT" \
+      --connect-timeout=2 -u "$user" -e 'select 1' >/dev/null 2>&1 \
+    && as_root mariadb --no-defaults -u root -N -e \
+      "select count(*) from mysql.user where user = '$user' and host in ('127.0.0.1', 'localhost') and Grant_priv = 'Y'" \
+      2>/dev/null | grep -qx 2; then
+    ok "mariadb test account $user@127.0.0.1 and @localhost"
     return 0
   fi
-  [ "${BERTH_SETUP_LOCAL_TRUST:-1}" != 0 ] \
-    || die "mariadb root cannot log in on $BERTH_MYSQL_HOST without a password (BERTH_SETUP_LOCAL_TRUST=0)"
-  as_root mariadb -u root <<'SQL' || die "could not open root login on 127.0.0.1 through the unix socket"
-ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD('');
-CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY '';
-GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;
-FLUSH PRIVILEGES;
+  as_root mariadb --no-defaults -u root <<SQL || die "could not create the mariadb test account $user"
+CREATE USER IF NOT EXISTS '$user'@'127.0.0.1' IDENTIFIED BY '$pass';
+CREATE USER IF NOT EXISTS '$user'@'localhost' IDENTIFIED BY '$pass';
+ALTER USER '$user'@'127.0.0.1' IDENTIFIED BY '$pass';
+ALTER USER '$user'@'localhost' IDENTIFIED BY '$pass';
+GRANT ALL PRIVILEGES ON *.* TO '$user'@'127.0.0.1' WITH GRANT OPTION;
+GRANT ALL PRIVILEGES ON *.* TO '$user'@'localhost' WITH GRANT OPTION;
 SQL
-  _mariadb_root_tcp_login || die "mariadb root still cannot log in over TCP"
-  did "allowed passwordless mariadb root login on 127.0.0.1"
+  MYSQL_PWD=$pass mariadb --no-defaults --protocol=tcp -h "$BERTH_MYSQL_HOST" -P "$BERTH_MYSQL_PORT" \
+    --connect-timeout=2 -u "$user" -e 'select 1' >/dev/null 2>&1 \
+    || die "the mariadb test account $user still cannot log in over TCP"
+  did "created the mariadb test account $user@127.0.0.1 and @localhost (tests only)"
 }
 
 # ---------------------------------------------------------------- RabbitMQ
@@ -305,4 +338,82 @@ ensure_rabbitmq() {
   wait_for 90 "rabbitmq management API" _rabbit_mgmt_up \
     || die "rabbitmq management API does not answer on $BERTH_RABBIT_MGMT"
   did "enabled rabbitmq_management ($BERTH_RABBIT_MGMT)"
+}
+
+# ---------------------------------------------------------------- site firewall
+# Every site's PHP and drush run under the site's own uid, from this range (no passwd entry).
+BERTH_SITE_UIDS=${BERTH_SITE_UIDS:-200000-999999}
+# The loopback TCP ports a site may reach: MariaDB's, and the web's. Anything else on this
+# machine (PostgreSQL, RabbitMQ and its management API, Erlang's ports, Redis, NATS,
+# berth's API, named's control channel...) is refused to the site uids.
+BERTH_SITE_DB_PORTS=${BERTH_SITE_DB_PORTS:-$BERTH_MYSQL_PORT}
+BERTH_SITE_WEB_PORTS=${BERTH_SITE_WEB_PORTS:-80,443}
+_BERTH_FW_CHAIN=BERTH-SITES
+
+# _site_fw_rules: the chain's rules as `iptables -S` prints them (one per line, no -A prefix
+# differences between v4 and v6 but the REJECT type).
+_site_fw_rules() {
+  local v=$1 reject
+  if [ "$v" = 4 ]; then reject=icmp-port-unreachable; else reject=icmp6-port-unreachable; fi
+  printf -- '-A %s -p tcp -m multiport --dports %s -j RETURN\n' "$_BERTH_FW_CHAIN" "$BERTH_SITE_DB_PORTS,$BERTH_SITE_WEB_PORTS"
+  printf -- '-A %s -p tcp -j REJECT --reject-with tcp-reset\n' "$_BERTH_FW_CHAIN"
+  printf -- '-A %s -j REJECT --reject-with %s\n' "$_BERTH_FW_CHAIN" "$reject"
+}
+
+# _site_fw_apply CMD V: makes CMD's (iptables or ip6tables) BERTH-SITES chain hold exactly
+# the rules above, and OUTPUT jump to it first for loopback traffic of the site uids.
+# Prints "same" or "changed"; fails when CMD cannot be used.
+_site_fw_apply() {
+  local cmd=$1 v=$2 want have_rules rule changed=0
+  want=$(_site_fw_rules "$v")
+  as_root "$cmd" -w -S OUTPUT >/dev/null 2>&1 || return 1
+  if ! as_root "$cmd" -w -S "$_BERTH_FW_CHAIN" >/dev/null 2>&1; then
+    as_root "$cmd" -w -N "$_BERTH_FW_CHAIN" || return 1
+    changed=1
+  fi
+  have_rules=$(as_root "$cmd" -w -S "$_BERTH_FW_CHAIN" | grep -v "^-N ")
+  if [ "$have_rules" != "$want" ]; then
+    as_root "$cmd" -w -F "$_BERTH_FW_CHAIN" || return 1
+    while IFS= read -r rule; do
+      # shellcheck disable=SC2086 # the rule is a list of words
+      as_root "$cmd" -w ${rule} || return 1
+    done <<<"$want"
+    changed=1
+  fi
+  local jump=(OUTPUT -o lo -m owner --uid-owner "$BERTH_SITE_UIDS" -m comment --comment "berth: site uids reach only the db and web ports on this machine" -j "$_BERTH_FW_CHAIN")
+  if ! as_root "$cmd" -w -C "${jump[@]}" 2>/dev/null; then
+    as_root "$cmd" -w -I "${jump[@]:0:1}" 1 "${jump[@]:1}" || return 1
+    changed=1
+  fi
+  if [ "$changed" -eq 1 ]; then echo changed; else echo same; fi
+}
+
+# ensure_site_firewall: processes of the site uids (BERTH_SITE_UIDS) may reach, on this
+# machine (any local address: it all goes through lo), only TCP ports BERTH_SITE_DB_PORTS
+# and BERTH_SITE_WEB_PORTS; everything else is refused (IPv4 and IPv6). Idempotent; the
+# rules do not survive a reboot: ops/setup.sh (and so ops/run.sh) puts them back. When
+# iptables cannot be used (no kernel support, no CAP_NET_ADMIN) it warns and goes on:
+# then nothing keeps a site's PHP away from PostgreSQL, RabbitMQ and berth's API.
+ensure_site_firewall() {
+  if [ "${BERTH_SITE_FIREWALL:-1}" = 0 ]; then
+    warn "BERTH_SITE_FIREWALL=0: no firewall for the site uids $BERTH_SITE_UIDS (their PHP can reach every local service)"
+    return 0
+  fi
+  [[ $BERTH_SITE_UIDS =~ ^[0-9]+-[0-9]+$ ]] || die "bad BERTH_SITE_UIDS: $BERTH_SITE_UIDS (want FIRST-LAST)"
+  [[ $BERTH_SITE_DB_PORTS,$BERTH_SITE_WEB_PORTS =~ ^[0-9]+(:[0-9]+)?(,[0-9]+(:[0-9]+)?)*$ ]] \
+    || die "bad BERTH_SITE_DB_PORTS/BERTH_SITE_WEB_PORTS: $BERTH_SITE_DB_PORTS / $BERTH_SITE_WEB_PORTS"
+  ensure_packages -q iptables
+  local v cmd r what="site uids $BERTH_SITE_UIDS reach only tcp ports $BERTH_SITE_DB_PORTS,$BERTH_SITE_WEB_PORTS on this machine"
+  for v in 4 6; do
+    if [ "$v" = 4 ]; then cmd=iptables; else cmd=ip6tables; fi
+    if ! have "$cmd"; then
+      warn "SITES ARE NOT FIREWALLED ($cmd not found): a site's PHP can reach PostgreSQL, RabbitMQ and berth's API over IPv$v"
+      continue
+    fi
+    if r=$(_site_fw_apply "$cmd" "$v" 2>/dev/null); then
+      if [ "$r" = changed ]; then did "$cmd: $what"; else ok "$cmd: $what"; fi
+    else
+      warn "SITES ARE NOT FIREWALLED over IPv$v: $cmd cannot be used here ($(as_root "$cmd" -w -S OUTPUT 2>&1 | tail -n1)); a site's PHP can reach PostgreSQL, RabbitMQ and berth's API"
+    fi
+  done
 }

@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
 # Set up and run the whole of berth on this machine, as root:
 #
-#   sudo ops/run.sh            # build, (re)start, print the API URL and a new admin token
-#   sudo ops/run.sh --no-build # use the binary already built (or BERTH_BIN)
+#   ops/run.sh            # build, (re)start, print the API URL and a new admin token
+#   ops/run.sh --no-build # use the binary already built (or BERTH_BIN, e.g.
+#                         # BERTH_BIN=target/debug/berth ops/run.sh --no-build)
 #
-# 1. ops/setup.sh: PostgreSQL (+ database berth), MariaDB, RabbitMQ, nginx, bind9, php-fpm
-# 2. /etc/berth/berth.toml (written once, mode 0600, with a fresh secret key)
-# 3. the data root, and the system nginx and named told to include berth's vhosts and zones
+# 1. ops/setup.sh: PostgreSQL (+ database berth), MariaDB, RabbitMQ, nginx, bind9,
+#    php-fpm, and the firewall that keeps sites' uids away from the control plane
+# 2. /etc/berth/berth.toml (written once, mode 0600, with a fresh secret key) and
+#    berth's own credentials, generated once and kept there (PostgreSQL role `berth`,
+#    RabbitMQ user and vhost `berth`) and in /etc/berth/mariadb-admin.cnf (MariaDB
+#    `berth_admin`); MariaDB's root is left to the unix socket only
+# 3. the data root, and the system nginx, named and php-fpm told to include berth's
+#    vhosts, zones and site pools; an example codebase (a small Drupal-shaped fixture)
+#    at /var/aegir/platforms/drupal-10.3.1 for trying berth
 # 4. cargo build --release -p berth; `berth serve all` in the background
 #    (log /var/log/berth.log, pid /run/berth.pid; ops/stop.sh stops it)
 # 5. an admin API token, and server_master registered through the API
@@ -20,23 +27,55 @@ build=1
 for arg in "$@"; do
   case $arg in
     --no-build) build=0 ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument: $arg (try --help)" ;;
   esac
 done
-is_root || die "ops/run.sh configures the system nginx and named: run it as root (sudo ops/run.sh)"
+is_root || die "ops/run.sh configures the system nginx, named, php-fpm, MariaDB and the firewall: run it as root"
+BIN=${BERTH_BIN:-$BERTH_REPO_ROOT/target/release/berth}
+case $BIN in /*) ;; */*) BIN=$PWD/$BIN ;; esac   # relative to where ops/run.sh was started
 cd "$BERTH_REPO_ROOT"
 
 CONFIG=${BERTH_CONFIG:-/etc/berth/berth.toml}
 LOG_FILE=/var/log/berth.log
 PID_FILE=/run/berth.pid
 SERVER=server_master
-BIN=${BERTH_BIN:-$BERTH_REPO_ROOT/target/release/berth}
+CONFIG_DIR=$(dirname "$CONFIG")
+MYSQL_ADMIN_CNF=$CONFIG_DIR/mariadb-admin.cnf
+MYSQL_ADMIN_USER=berth_admin
+EXAMPLE_ROOT=${BERTH_EXAMPLE_ROOT:-/var/aegir/platforms/drupal-10.3.1}
+EXAMPLE_FIXTURE=$BERTH_REPO_ROOT/tests/fixtures/platforms/drupal10
 
 # toml_get KEY: a `key = "value"` string from the config file, if there.
 toml_get() {
   [ -r "$CONFIG" ] || return 0
   sed -n "s/^[[:space:]]*$1[[:space:]]*=[[:space:]]*\"\\(.*\\)\"[[:space:]]*\$/\\1/p" "$CONFIG" | tail -n1
+}
+
+# toml_set KEY VALUE: sets `key = "value"` in the config file (replacing the key's line,
+# or appending it), keeping it 0600. Bash builtins only: VALUE may be a secret.
+toml_set() {
+  local key=$1 value=$2 tmp line found=0
+  tmp=$(mktemp "$CONFIG.XXXXXX")
+  while IFS= read -r line || [ -n "$line" ]; do
+    if [[ $line =~ ^[[:space:]]*${key}[[:space:]]*= ]]; then
+      [ "$found" -eq 1 ] || printf '%s = "%s"\n' "$key" "$value"
+      found=1
+    else
+      printf '%s\n' "$line"
+    fi
+  done <"$CONFIG" >"$tmp"
+  [ "$found" -eq 1 ] || printf '%s = "%s"\n' "$key" "$value" >>"$tmp"
+  chmod 600 "$tmp"
+  mv -f "$tmp" "$CONFIG"
+}
+
+# new_password: 32 random hex digits (no quoting or URL escaping needed anywhere).
+new_password() {
+  local p
+  if have openssl; then p=$(openssl rand -hex 16); else p=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n'); fi
+  [[ $p =~ ^[0-9a-f]{32}$ ]] || die "could not make a random password"
+  printf '%s' "$p"
 }
 
 # ------------------------------------------------------------------ services
@@ -52,15 +91,13 @@ else
     key=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
   fi
   [[ $key =~ ^[0-9a-f]{64}$ ]] || die "could not make a secret key"
-  install -d -m 755 "$(dirname "$CONFIG")"
+  install -d -m 700 "$CONFIG_DIR"
   (
     umask 077
     cat >"$CONFIG" <<EOF
 # berth configuration, written by ops/run.sh on $(date -u +%Y-%m-%dT%H:%M:%SZ).
 # Same keys as the BERTH_* environment variables, lower case without the
 # prefix; an environment variable wins over this file. See README.md.
-database_url = "postgres://postgres@127.0.0.1:5432/berth"
-amqp_url = "amqp://guest:guest@127.0.0.1:5672/%2f"
 listen = "127.0.0.1:8080"
 data_root = "/var/lib/berth"
 servers = "$SERVER"
@@ -69,11 +106,146 @@ named_conf = "/etc/bind/named.conf"
 # Encrypts the secrets berth stores (database passwords). Keep it, and keep it
 # secret: without it stored credentials cannot be read back.
 secret_key = "$key"
+# database_url and amqp_url below carry berth's own PostgreSQL and RabbitMQ
+# passwords, generated by ops/run.sh; MariaDB's admin account for server_master
+# is in $MYSQL_ADMIN_CNF.
 EOF
   )
   unset key
   chmod 600 "$CONFIG"
   did "wrote $CONFIG (mode 0600, new secret key)"
+fi
+
+
+# ------------------------------------------------------------------ credentials
+# berth's own accounts, with passwords generated once and kept in its 0600 configuration.
+# Passwords go to the servers on stdin or in 0600 files, never on a command line.
+chmod 700 "$CONFIG_DIR" 2>/dev/null || true
+chmod 600 "$CONFIG"
+tmpdir=$(mktemp -d)   # 0700: request bodies that hold passwords
+trap 'rm -rf "$tmpdir"' EXIT
+
+# PostgreSQL: role `berth`, owner of database `berth` (and of what earlier runs made there
+# as postgres). The tests keep their loopback trust; the site firewall keeps sites out.
+db_url=$(toml_get database_url)
+pg_pass=
+case $db_url in
+  ""|postgres://postgres@127.0.0.1:5432/berth)
+    pg_pass=$(new_password)
+    toml_set database_url "postgres://berth:$pg_pass@127.0.0.1:5432/berth"
+    did "generated berth's PostgreSQL password (database_url in $CONFIG)" ;;
+  postgres://berth:*@127.0.0.1:5432/berth)
+    pg_pass=${db_url#postgres://berth:}; pg_pass=${pg_pass%@127.0.0.1:5432/berth} ;;
+  *) ok "database_url in $CONFIG is not ops/run.sh's: PostgreSQL left as it is" ;;
+esac
+if [ -n "$pg_pass" ]; then
+  as_user postgres psql -X -q -v ON_ERROR_STOP=1 -d berth >/dev/null <<SQL || die "could not set up PostgreSQL role berth"
+DO \$\$BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'berth') THEN CREATE ROLE berth LOGIN; END IF;
+END\$\$;
+ALTER ROLE berth WITH LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB PASSWORD '$pg_pass';
+ALTER DATABASE berth OWNER TO berth;
+DO \$\$DECLARE r record; BEGIN
+  FOR r IN SELECT c.oid::regclass AS name, c.relkind FROM pg_class c
+           WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+             AND c.relowner <> 'berth'::regrole LOOP
+    EXECUTE format('ALTER %s %s OWNER TO berth',
+      CASE r.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                     WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END, r.name);
+  END LOOP;
+  FOR r IN SELECT c.oid::regclass AS name FROM pg_class c
+           WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'S'
+             AND c.relowner <> 'berth'::regrole LOOP
+    EXECUTE format('ALTER SEQUENCE %s OWNER TO berth', r.name);
+  END LOOP;
+END\$\$;
+SQL
+  ok "PostgreSQL role berth (password in $CONFIG) owns database berth"
+fi
+
+# RabbitMQ: user `berth` with its own vhost `berth`, through the management API (guest is
+# accepted from this machine only; the tests use it, the site firewall keeps sites out).
+amqp=$(toml_get amqp_url)
+mq_pass=
+case $amqp in
+  ""|amqp://guest:guest@127.0.0.1:5672/%2f)
+    mq_pass=$(new_password)
+    toml_set amqp_url "amqp://berth:$mq_pass@127.0.0.1:5672/berth"
+    did "generated berth's RabbitMQ password (amqp_url in $CONFIG)" ;;
+  amqp://berth:*@127.0.0.1:5672/berth)
+    mq_pass=${amqp#amqp://berth:}; mq_pass=${mq_pass%@127.0.0.1:5672/berth} ;;
+  *) ok "amqp_url in $CONFIG is not ops/run.sh's: RabbitMQ left as it is" ;;
+esac
+if [ -n "$mq_pass" ]; then
+  mgmt=${BERTH_RABBIT_MGMT:-http://127.0.0.1:15672}
+  mq_put() {
+    local code
+    printf '%s' "$2" >"$tmpdir/mq.json"
+    code=$(curl -sS -o /dev/null -w '%{http_code}' -u guest:guest -X PUT -H 'Content-Type: application/json' \
+      --data @"$tmpdir/mq.json" "$mgmt/api/$1") || code=000
+    rm -f "$tmpdir/mq.json"
+    [ "${code:0:1}" = 2 ] || die "RabbitMQ management API: PUT /api/$1 answered $code"
+  }
+  mq_put users/berth "{\"password\":\"$mq_pass\",\"tags\":\"\"}"
+  mq_put vhosts/berth '{}'
+  mq_put permissions/berth/berth '{"configure":".*","write":".*","read":".*"}'
+  ok "RabbitMQ user berth (password in $CONFIG) with vhost berth"
+fi
+unset pg_pass mq_pass db_url amqp
+
+# MariaDB: berth_admin@127.0.0.1 and @localhost, every privilege WITH GRANT OPTION (what
+# server_master's db service logs in as); root only through the unix socket as OS root,
+# and no other root, anonymous or passwordless account a site's PHP could log in as.
+my_pass=
+if [ -r "$MYSQL_ADMIN_CNF" ]; then
+  my_pass=$(sed -n 's/^password[[:space:]]*=[[:space:]]*//p' "$MYSQL_ADMIN_CNF" | tail -n1)
+fi
+if [[ ! $my_pass =~ ^[0-9a-f]{32}$ ]]; then
+  my_pass=$(new_password)
+  (
+    umask 077
+    cat >"$MYSQL_ADMIN_CNF.new" <<EOF
+# berth's MariaDB admin account, the one server_master's db service logs in as; written
+# by ops/run.sh. Use it with: mariadb --defaults-extra-file=$MYSQL_ADMIN_CNF
+[client]
+user = $MYSQL_ADMIN_USER
+password = $my_pass
+host = 127.0.0.1
+port = ${BERTH_MYSQL_PORT:-3306}
+EOF
+  )
+  mv -f "$MYSQL_ADMIN_CNF.new" "$MYSQL_ADMIN_CNF"
+  did "generated berth's MariaDB admin password ($MYSQL_ADMIN_CNF, mode 0600)"
+fi
+chmod 600 "$MYSQL_ADMIN_CNF"
+mariadb --no-defaults -u root <<SQL || die "could not set up MariaDB's admin account $MYSQL_ADMIN_USER (as root through the unix socket)"
+CREATE USER IF NOT EXISTS '$MYSQL_ADMIN_USER'@'127.0.0.1' IDENTIFIED BY '$my_pass';
+CREATE USER IF NOT EXISTS '$MYSQL_ADMIN_USER'@'localhost' IDENTIFIED BY '$my_pass';
+ALTER USER '$MYSQL_ADMIN_USER'@'127.0.0.1' IDENTIFIED BY '$my_pass';
+ALTER USER '$MYSQL_ADMIN_USER'@'localhost' IDENTIFIED BY '$my_pass';
+GRANT ALL PRIVILEGES ON *.* TO '$MYSQL_ADMIN_USER'@'127.0.0.1' WITH GRANT OPTION;
+GRANT ALL PRIVILEGES ON *.* TO '$MYSQL_ADMIN_USER'@'localhost' WITH GRANT OPTION;
+ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket;
+SQL
+# Other root accounts (root@127.0.0.1, root@::1, root@<host name>) and anonymous ones go.
+mariadb --no-defaults -u root -N -B -e \
+  "SELECT CONCAT(QUOTE(user), '@', QUOTE(host)) FROM mysql.user WHERE (user = 'root' AND host <> 'localhost') OR user = ''" \
+  | while IFS= read -r account; do
+    mariadb --no-defaults -u root -e "DROP USER $account" || die "could not drop MariaDB account $account"
+    did "dropped MariaDB account $account (root only through the unix socket)"
+  done
+ok "MariaDB admin account $MYSQL_ADMIN_USER (password in $MYSQL_ADMIN_CNF); root only through the unix socket"
+# Any account left with an empty password can be logged in as by any site's PHP.
+open_accounts=$(mariadb --no-defaults -u root -N -B -e \
+  "SELECT CONCAT(user, '@', host) FROM mysql.global_priv
+   WHERE JSON_VALUE(priv, '$.authentication_string') = ''
+     AND IFNULL(JSON_VALUE(priv, '$.plugin'), 'mysql_native_password') IN ('mysql_native_password', 'mysql_old_password')
+     AND IFNULL(JSON_VALUE(priv, '$.account_locked'), '0') NOT IN ('1', 'true')
+     AND JSON_VALUE(priv, '$.is_role') IS NULL" \
+  | tr '\n' ' ')
+[ -z "$open_accounts" ] || warn "MariaDB accounts without a password (any site's PHP can log in as them): $open_accounts"
+if mariadb --no-defaults -u root -N -B -e "SELECT 1 FROM mysql.user WHERE user = 'berth_test' LIMIT 1" | grep -q 1; then
+  warn "MariaDB has the test suite's account berth_test (fixed password, every privilege; ops/test.sh makes it): this machine runs the tests, do not host real sites on it"
 fi
 
 DATA_ROOT=${BERTH_DATA_ROOT:-$(toml_get data_root)}
@@ -136,18 +308,71 @@ else
 fi
 
 # ------------------------------------------------------------------ php-fpm
+# Each site's PHP runs in a pool of its own, under the site's own uid: the http worker
+# writes the pools into $FPM_POOL_DIR (their sockets in $DATA_ROOT/run/php), checks them
+# with `php-fpm -t` and reloads the system php-fpm, whose main configuration includes them.
+FPM_POOL_DIR=$SERVER_CONF/php-fpm/pool.d
+install -d -m 755 "$SERVER_CONF/php-fpm" "$FPM_POOL_DIR" "$DATA_ROOT/run" "$DATA_ROOT/run/php"
 # shellcheck disable=SC2012 # /usr/sbin/php-fpmX.Y names are plain
 fpm=$(ls /usr/sbin/php-fpm* 2>/dev/null | sort -V | tail -n1 || true)
-if [ -n "$fpm" ]; then
-  fpm_v=${fpm#/usr/sbin/php-fpm}
-  fpm_pid=$(cat "/run/php/php$fpm_v-fpm.pid" 2>/dev/null || true)
-  if [ -n "$fpm_pid" ] && kill -0 "$fpm_pid" 2>/dev/null; then
-    ok "php-fpm $fpm_v running (pid $fpm_pid)"
-  else
-    install -d -m 755 /run/php
-    "$fpm" --daemonize --fpm-config "/etc/php/$fpm_v/fpm/php-fpm.conf"
-    did "started php-fpm $fpm_v (/run/php/php$fpm_v-fpm.sock)"
-  fi
+[ -n "$fpm" ] || die "no php-fpm in /usr/sbin (ops/setup.sh installs php-fpm)"
+fpm_v=${fpm#/usr/sbin/php-fpm}
+fpm_bin=${BERTH_PHP_FPM_BIN:-$(toml_get php_fpm_bin)}
+fpm_bin=${fpm_bin:-php-fpm$fpm_v}
+fpm_conf=${BERTH_PHP_FPM_CONF:-$(toml_get php_fpm_conf)}
+fpm_conf=${fpm_conf:-/etc/php/$fpm_v/fpm/php-fpm.conf}
+[ -r "$fpm_conf" ] || die "no php-fpm configuration at $fpm_conf"
+# berth's defaults are php-fpm8.2 and /etc/php/8.2/fpm/php-fpm.conf; another PHP is written down.
+if [ "$fpm_v" != 8.2 ] && [ -z "$(toml_get php_fpm_bin)" ]; then
+  toml_set php_fpm_bin "$fpm_bin"
+  toml_set php_fpm_conf "$fpm_conf"
+  did "php_fpm_bin = $fpm_bin, php_fpm_conf = $fpm_conf in $CONFIG"
+fi
+fpm_include="include=$FPM_POOL_DIR/*.conf"
+if ! grep -qxF "$fpm_include" "$fpm_conf"; then
+  printf '\n; berth: the sites'"'"' pools, written by its http worker (added by ops/run.sh)\n%s\n' "$fpm_include" >>"$fpm_conf"
+  did "added $fpm_include to $fpm_conf"
+fi
+"$fpm_bin" -t -y "$fpm_conf" >/dev/null 2>&1 || { "$fpm_bin" -t -y "$fpm_conf"; die "php-fpm -t -y $fpm_conf failed"; }
+fpm_pidfile=$(sed -n 's/^[[:space:]]*pid[[:space:]]*=[[:space:]]*\([^[:space:];]*\).*/\1/p' "$fpm_conf" | tail -n1)
+[ -n "$fpm_pidfile" ] || die "$fpm_conf has no pid = line (the http worker reloads php-fpm through it)"
+case $fpm_pidfile in /*) ;; *) fpm_pidfile=/var/$fpm_pidfile ;; esac   # php-fpm's prefix
+fpm_pid=$(cat "$fpm_pidfile" 2>/dev/null || true)
+if [ -n "$fpm_pid" ] && kill -0 "$fpm_pid" 2>/dev/null; then
+  kill -USR2 "$fpm_pid"
+  ok "php-fpm $fpm_v running (pid $fpm_pid), reloaded"
+else
+  install -d -m 755 "$(dirname "$fpm_pidfile")"
+  "$fpm_bin" --daemonize --fpm-config "$fpm_conf" || die "php-fpm did not start ($fpm_bin --fpm-config $fpm_conf)"
+  wait_for 15 "php-fpm's pid file $fpm_pidfile" test -s "$fpm_pidfile" || die "php-fpm started but wrote no $fpm_pidfile"
+  did "started php-fpm $fpm_v (pid $(cat "$fpm_pidfile"))"
+fi
+
+# ------------------------------------------------------------------ example codebase
+# A small Drupal-shaped codebase (tests/fixtures/platforms/drupal10: Drupal 10.3.1 in
+# miniature, with a working drush), so that the README's platform and site examples work
+# on a fresh machine without composer or a network. BERTH_EXAMPLE_ROOT= (empty) skips it.
+if [ -z "$EXAMPLE_ROOT" ]; then
+  ok "no example codebase (BERTH_EXAMPLE_ROOT is empty)"
+elif [ -e "$EXAMPLE_ROOT" ]; then
+  ok "example codebase $EXAMPLE_ROOT exists (left as it is)"
+else
+  [ -d "$EXAMPLE_FIXTURE" ] || die "no fixture codebase at $EXAMPLE_FIXTURE"
+  install -d -m 755 "$(dirname "$EXAMPLE_ROOT")"
+  example_tmp=$(mktemp -d "$(dirname "$EXAMPLE_ROOT")/.berth-example.XXXXXX")
+  cp -R "$EXAMPLE_FIXTURE/." "$example_tmp/"
+  cat >"$example_tmp/BERTH-EXAMPLE.txt" <<EOF
+A small Drupal-shaped example codebase for trying berth, put here by ops/run.sh from
+$EXAMPLE_FIXTURE (Drupal $(sed -n "s/.*const VERSION = '\(.*\)';/\1/p" "$EXAMPLE_FIXTURE/core/lib/Drupal.php") in miniature: an index.php
+that shows the site's name from its database, and a drush that installs it). It is
+not Drupal: put a real codebase in a directory of its own for real sites.
+EOF
+  chown -R root:root "$example_tmp"
+  find "$example_tmp" -type d -exec chmod 755 {} +
+  find "$example_tmp" -type f -exec chmod 644 {} +
+  chmod 755 "$example_tmp/vendor/bin/drush"
+  mv "$example_tmp" "$EXAMPLE_ROOT"
+  did "put an example codebase (a small Drupal-shaped fixture) at $EXAMPLE_ROOT"
 fi
 
 # ------------------------------------------------------------------ build
@@ -173,12 +398,7 @@ fi
 log "starting: $BIN serve all (log $LOG_FILE)"
 touch "$LOG_FILE" && chmod 640 "$LOG_FILE"
 printf '\n==== %s ops/run.sh: %s serve all\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$BIN" >>"$LOG_FILE"
-# The php-fpm found above serves the sites, unless the configuration names another.
-php_fpm_env=()
-if [ -n "${fpm_v:-}" ] && [ -z "${BERTH_PHP_FPM:-}" ] && [ -z "$(toml_get php_fpm)" ]; then
-  php_fpm_env=(BERTH_PHP_FPM="unix:/run/php/php$fpm_v-fpm.sock")
-fi
-env "${php_fpm_env[@]}" BERTH_CONFIG="$CONFIG" RUST_LOG="${RUST_LOG:-info}" \
+env BERTH_CONFIG="$CONFIG" RUST_LOG="${RUST_LOG:-info}" \
   nohup setsid "$BIN" serve all </dev/null >>"$LOG_FILE" 2>&1 &
 berth_pid=$!
 echo "$berth_pid" >"$PID_FILE"
@@ -205,28 +425,52 @@ token=$(BERTH_CONFIG=$CONFIG "$BIN" token create --name "admin-$(date +%Y%m%d-%H
 did "created an admin token"
 
 # ------------------------------------------------------------------ server_master
-host=$(hostname -f 2>/dev/null | tr '[:upper:]' '[:lower:]' || true)
-[[ $host =~ ^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$ ]] || host=localhost
-services='{"http":{"type":"nginx","port":80},"db":{"type":"mariadb","host":"127.0.0.1","port":3306,"admin_user":"root","admin_password":""},"dns":{"type":"bind","port":53}}'
-body=$(mktemp)
-trap 'rm -f "$body"' EXIT
+# The host name is what the server is called; the site grants follow where PHP really
+# connects from (loopback, the db being on 127.0.0.1), not this name.
+host=$( (hostname -f 2>/dev/null || hostname 2>/dev/null || true) | head -n1 | tr '[:upper:]' '[:lower:]')
+host=${host%.}
+if [[ ! $host =~ ^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$ ]]; then
+  warn "no usable host name (hostname -f: '${host}'): registering $SERVER as localhost"
+  host=localhost
+fi
+# The request bodies hold the MariaDB admin password: 0600 files, never argv.
+(
+  umask 077
+  printf '{"name":"%s","host":"%s","services":{"http":{"type":"nginx","port":80},"db":{"type":"mariadb","host":"127.0.0.1","port":%s,"admin_user":"%s","admin_password":"%s"},"dns":{"type":"bind","port":53}}}' \
+    "$SERVER" "$host" "${BERTH_MYSQL_PORT:-3306}" "$MYSQL_ADMIN_USER" "$my_pass" >"$tmpdir/server.json"
+  printf '{"host":"%s","services":{"http":{"type":"nginx","port":80},"db":{"type":"mariadb","host":"127.0.0.1","port":%s,"admin_user":"%s","admin_password":"%s"},"dns":{"type":"bind","port":53}}}' \
+    "$host" "${BERTH_MYSQL_PORT:-3306}" "$MYSQL_ADMIN_USER" "$my_pass" >"$tmpdir/server-patch.json"
+)
+unset my_pass
+body=$tmpdir/answer.json
 code=$(curl -sS -o "$body" -w '%{http_code}' -X POST "$API_URL/api/v1/servers" \
   -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
   -H "Idempotency-Key: ops-run-$SERVER-$(date +%s)-$$" \
-  --data "{\"name\":\"$SERVER\",\"host\":\"$host\",\"services\":$services}") || code=000
+  --data @"$tmpdir/server.json") || code=000
 case $code in
   201)
-    did "registered $SERVER (host $host) $(grep -o '"verify_task":[^,}]*' "$body" || true)" ;;
+    did "registered $SERVER (host $host, db admin $MYSQL_ADMIN_USER)" ;;
   409)
     code=$(curl -sS -o "$body" -w '%{http_code}' -X PATCH "$API_URL/api/v1/servers/$SERVER" \
       -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
-      --data "{\"host\":\"$host\",\"services\":$services}") || code=000
+      --data @"$tmpdir/server-patch.json") || code=000
     [ "${code:0:1}" = 2 ] || { cat "$body" >&2; echo >&2; die "PATCH /api/v1/servers/$SERVER answered $code"; }
-    did "updated $SERVER (host $host) $(grep -o '"verify_task":[^,}]*' "$body" || true)" ;;
+    did "updated $SERVER (host $host, db admin $MYSQL_ADMIN_USER)" ;;
   *)
     cat "$body" >&2; echo >&2
     die "POST /api/v1/servers answered $code" ;;
 esac
+rm -f "$tmpdir/server.json" "$tmpdir/server-patch.json"
+# The verify its save queued checks nginx, MariaDB (the admin login) and named for real.
+verify=$(sed -n 's/.*"verify_task":"\([0-9a-fA-F-]*\)".*/\1/p' "$body")
+if [ -n "$verify" ]; then
+  if BERTH_API_URL=$API_URL BERTH_TOKEN=$token timeout 180 "$BIN" tasks log "$verify" --follow >"$tmpdir/verify.log" 2>&1; then
+    ok "$SERVER verified (task $verify)"
+  else
+    tail -n 20 "$tmpdir/verify.log" >&2
+    warn "$SERVER's verify (task $verify) did not succeed (its log above): sites will not install until it does"
+  fi
+fi
 
 # ------------------------------------------------------------------ done
 cli=$BIN
@@ -238,9 +482,10 @@ berth is running (pid $berth_pid; log $LOG_FILE; stop with ops/stop.sh).
   API        $API_URL/api/v1   (OpenAPI: $API_URL/api/v1/openapi.json)
   metrics    $API_URL/metrics
   RabbitMQ   http://127.0.0.1:15672 (guest/guest, from this machine)
+  config     $CONFIG (berth's PostgreSQL and RabbitMQ passwords), $MYSQL_ADMIN_CNF
   token      $token
 
-Try:
+Try (and the README's "Your first site"):
   export BERTH_API_URL=$API_URL BERTH_TOKEN=$token
   $cli servers list
   $cli tasks list

@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Install and start everything berth needs on this Debian 12 machine:
 # PostgreSQL (+ database `berth`), MariaDB, RabbitMQ (+ management plugin),
-# and the tools the workers and tests drive (nginx, bind9, php-fpm).
+# and the tools the workers and tests drive (nginx, bind9, php-fpm); and the
+# site firewall: processes of the site uids (200000-999999, under which every
+# site's PHP and drush run) reach only MariaDB's port and the web ports on this
+# machine, not PostgreSQL, RabbitMQ or berth's API (iptables and ip6tables;
+# BERTH_SITE_DB_PORTS widens the MariaDB ports, as ops/test.sh does for the
+# test harness's private MariaDB servers).
 #
 # Idempotent: it checks first and only changes what is missing, so running it
 # again on a ready machine takes a second or two and touches nothing.
@@ -18,14 +23,17 @@ PACKAGES=(
   bind9 bind9-utils bind9-dnsutils
   php-fpm php-cli php-mysql
   curl ca-certificates openssl
+  iptables
 )
 
 log "setting up berth's services on $(hostname) ($(. /etc/os-release && echo "$PRETTY_NAME"))"
 ensure_packages "${PACKAGES[@]}"
 ensure_postgres
+ensure_postgres_socket_peer
 ensure_database berth
 ensure_mariadb
 ensure_rabbitmq
+ensure_site_firewall
 
 for tool in nginx named named-checkconf named-checkzone rndc dig php php-fpm8.2; do
   have "$tool" || warn "$tool not found in PATH"

@@ -5,8 +5,10 @@
 #   ops/test.sh -E 'test(e2e)'  # extra arguments go to cargo nextest run (or cargo test)
 #
 # 1. ops/setup.sh   installs/starts PostgreSQL, MariaDB, RabbitMQ (+ management),
-#                   nginx, bind9, php-fpm; idempotent, about a second when all is there
-#                   (BERTH_SKIP_SETUP=1 skips it)
+#                   nginx, bind9, php-fpm, the site firewall; idempotent, about a second
+#                   when all is there (BERTH_SKIP_SETUP=1 skips it); then the tests' own
+#                   MariaDB account berth_test (fixed test password, every privilege),
+#                   made by OS root through the unix socket
 # 2. cargo build --workspace --bins   the end-to-end tests spawn target/debug/berth
 # 3. cargo nextest run --workspace --no-fail-fast   (cargo test when nextest is missing)
 # 4. with no extra arguments, the short forms of the reliability runs (docs/reliability.md):
@@ -24,11 +26,24 @@ cd "$BERTH_REPO_ROOT"
 export BERTH_TEST_DATABASE_URL=${BERTH_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 export BERTH_TEST_AMQP_URL=${BERTH_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672}
 export BERTH_TEST_RABBITMQ_MANAGEMENT=${BERTH_TEST_RABBITMQ_MANAGEMENT:-http://guest:guest@127.0.0.1:15672}
-export BERTH_TEST_MYSQL_URL=${BERTH_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306}
+# The tests' own MariaDB account (made below through the unix socket; a fixed test
+# password: do not run the tests on a machine that hosts real sites). The servers the tests
+# register take their admin user and password from this URL.
+BERTH_TEST_MYSQL_USER=berth_test
+BERTH_TEST_MYSQL_PASS=berth-test-password
+export BERTH_TEST_MYSQL_URL=${BERTH_TEST_MYSQL_URL:-mysql://$BERTH_TEST_MYSQL_USER:$BERTH_TEST_MYSQL_PASS@127.0.0.1:3306}
+# Site uids may reach the MariaDB servers the test harness starts (berth-chaos), which
+# listen on ports 13306-13399 (tests/servers), besides the system's.
+export BERTH_SITE_DB_PORTS=${BERTH_SITE_DB_PORTS:-3306,13306:13399}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-auto}
 
 if [ "${BERTH_SKIP_SETUP:-0}" != 1 ]; then
   "$BERTH_OPS_DIR/setup.sh"
+  case $BERTH_TEST_MYSQL_URL in
+    "mysql://$BERTH_TEST_MYSQL_USER:$BERTH_TEST_MYSQL_PASS@127.0.0.1:3306"|"mysql://$BERTH_TEST_MYSQL_USER:$BERTH_TEST_MYSQL_PASS@127.0.0.1:3306/")
+      ensure_mariadb_test_account "$BERTH_TEST_MYSQL_USER" "$BERTH_TEST_MYSQL_PASS" ;;
+    *) ok "BERTH_TEST_MYSQL_URL is set: using that MariaDB account" ;;
+  esac
 fi
 
 have cargo || { [ -x "$HOME/.cargo/bin/cargo" ] && PATH="$HOME/.cargo/bin:$PATH"; } || die "cargo not found"

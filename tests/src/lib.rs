@@ -39,8 +39,70 @@ pub fn add_node_update(root: &Path, n: u32, body: &str) {
     std::fs::write(install, text).expect("node.install written");
 }
 
+/// The tests' MariaDB account, as `ops/test.sh` makes it (through the unix socket, as OS
+/// root): every privilege, a fixed test password. `BERTH_TEST_MYSQL_URL` names another.
+pub const DEFAULT_MYSQL_URL: &str = "mysql://berth_test:berth-test-password@127.0.0.1:3306";
+
 pub fn mysql_url() -> String {
-    env_or("BERTH_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306")
+    env_or("BERTH_TEST_MYSQL_URL", DEFAULT_MYSQL_URL)
+}
+
+/// The MariaDB server and admin account of [`mysql_url`]: what the servers the tests
+/// register get as their db service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MysqlAdmin {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: String,
+}
+
+impl MysqlAdmin {
+    /// A server's `db` service on this MariaDB with this admin account.
+    pub fn db_service(&self) -> Value {
+        json!({"type": "mariadb", "host": self.host, "port": self.port,
+               "admin_user": self.user, "admin_password": self.password})
+    }
+}
+
+/// [`mysql_url`] taken apart (user and password percent-decoded).
+pub fn mysql_admin() -> MysqlAdmin {
+    parse_mysql_url(&mysql_url()).unwrap_or_else(|| {
+        panic!("BERTH_TEST_MYSQL_URL is not a mysql://user:password@host:port URL")
+    })
+}
+
+fn parse_mysql_url(url: &str) -> Option<MysqlAdmin> {
+    let u = reqwest::Url::parse(url).ok()?;
+    if u.scheme() != "mysql" || u.username().is_empty() {
+        return None;
+    }
+    let decode = |s: &str| -> Option<String> {
+        let b = s.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'%' {
+                let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            } else {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+        String::from_utf8(out).ok()
+    };
+    Some(MysqlAdmin {
+        host: u
+            .host_str()?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
+        port: u.port().unwrap_or(3306),
+        user: decode(u.username())?,
+        password: decode(u.password().unwrap_or(""))?,
+    })
 }
 
 pub fn env_or(name: &str, default: &str) -> String {
@@ -402,8 +464,8 @@ impl World {
             .json(body)
     }
 
-    /// Registers a server with the real local services: nginx, MariaDB (root on
-    /// 127.0.0.1:3306 without password, as on the test machines) and bind.
+    /// Registers a server with the real local services: nginx, MariaDB (the account of
+    /// `BERTH_TEST_MYSQL_URL`, see [`mysql_admin`]) and bind.
     pub async fn create_server(&self, name: &str, host: &str) -> Result<Value> {
         self.create_server_with_dns(name, host, "bind").await
     }
@@ -416,8 +478,7 @@ impl World {
             "name": name, "host": host,
             "services": {
                 "http": {"type": "nginx", "port": http_port},
-                "db": {"type": "mariadb", "host": "127.0.0.1", "port": 3306,
-                       "admin_user": "root", "admin_password": env_or("BERTH_TEST_MYSQL_PASSWORD", "")},
+                "db": mysql_admin().db_service(),
                 "dns": {"type": dns, "port": dns_port}
             }
         });
@@ -803,4 +864,30 @@ pub async fn row_counts(store: &Store) -> Result<Vec<(String, i64)>> {
 
 pub fn is_finished(t: &Task) -> bool {
     !matches!(t.status, TaskStatus::Queued | TaskStatus::Processing)
+}
+
+#[cfg(test)]
+mod mysql_url_tests {
+    use super::*;
+
+    #[test]
+    fn the_admin_account_comes_from_the_url() {
+        assert_eq!(
+            parse_mysql_url(DEFAULT_MYSQL_URL).unwrap(),
+            MysqlAdmin {
+                host: "127.0.0.1".into(),
+                port: 3306,
+                user: "berth_test".into(),
+                password: "berth-test-password".into()
+            }
+        );
+        let a = parse_mysql_url("mysql://adm:p%40ss%3Aw@db.example.test:3307/x").unwrap();
+        assert_eq!((a.user.as_str(), a.password.as_str()), ("adm", "p@ss:w"));
+        assert_eq!((a.host.as_str(), a.port), ("db.example.test", 3307));
+        assert_eq!(
+            parse_mysql_url("mysql://root@127.0.0.1").unwrap().password,
+            ""
+        );
+        assert!(parse_mysql_url("postgres://u:p@h/d").is_none());
+    }
 }

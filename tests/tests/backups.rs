@@ -162,8 +162,11 @@ async fn a_backup_holds_files_database_and_plain_settings_and_restores_onto_a_fr
             .execute(&mut my)
             .await
             .unwrap();
+        let admin = berth_tests::mysql_admin();
+        let port = admin.port.to_string();
         let st = std::process::Command::new("mariadb")
-            .args(["-h", "127.0.0.1", "-u", "root", &fresh])
+            .args(["-h", &admin.host, "-P", &port, "-u", &admin.user, &fresh])
+            .env("MYSQL_PWD", &admin.password)
             .stdin(std::fs::File::open(out.join("database.sql")).unwrap())
             .status()
             .unwrap();

@@ -350,9 +350,7 @@ async fn a_site_moves_its_database_to_another_db_server() {
         .post(
             "/api/v1/servers",
             &json!({"name": "server_db2", "host": "db2.example.test",
-                    "services": {"db": {"type": "mariadb", "host": "127.0.0.1", "port": 3306,
-                    "admin_user": "root",
-                    "admin_password": berth_tests::env_or("BERTH_TEST_MYSQL_PASSWORD", "")}}}),
+                    "services": {"db": berth_tests::mysql_admin().db_service()}}),
         )
         .send()
         .await
@@ -363,9 +361,7 @@ async fn a_site_moves_its_database_to_another_db_server() {
         .post(
             "/api/v1/servers",
             &json!({"name": name, "host": host,
-                    "services": {"db": {"type": "mariadb", "host": "127.0.0.1", "port": 3306,
-                    "admin_user": "root",
-                    "admin_password": berth_tests::env_or("BERTH_TEST_MYSQL_PASSWORD", "")}}}),
+                    "services": {"db": berth_tests::mysql_admin().db_service()}}),
         )
         .send()
         .await

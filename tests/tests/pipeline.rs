@@ -43,12 +43,9 @@ async fn a_new_server_is_verified_by_the_db_http_and_dns_workers() {
     let dns = lines_of("dns").join("\n");
     assert!(dns.contains("named-checkconf accepts"), "{dns}");
     // The verify database and user are gone again.
-    let mut my = <sqlx::MySqlConnection as sqlx::Connection>::connect(&berth_tests::env_or(
-        "BERTH_TEST_MYSQL_URL",
-        "mysql://root@127.0.0.1:3306",
-    ))
-    .await
-    .unwrap();
+    let mut my = <sqlx::MySqlConnection as sqlx::Connection>::connect(&berth_tests::mysql_url())
+        .await
+        .unwrap();
     let db_name = db
         .split_whitespace()
         .find(|w| w.starts_with("berth_verify_"))

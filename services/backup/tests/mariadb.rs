@@ -1,5 +1,6 @@
 //! The backup worker's actions against the real MariaDB (`BERTH_TEST_MYSQL_URL`, default
-//! mysql://root@127.0.0.1:3306): site tarballs made, checked, unpacked and imported.
+//! mysql://berth_test:berth-test-password@127.0.0.1:3306, the account ops/test.sh makes):
+//! site tarballs made, checked, unpacked and imported.
 
 use berth_backup::{
     Archiver, BackupError, EXTRACT_MARKER, backup_site, delete_backup, extract_backup,
@@ -19,7 +20,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 const URI: &str = "shop.example.com";
 
 fn mysql_url() -> String {
-    std::env::var("BERTH_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
+    // The tests' own account, which ops/test.sh makes.
+    std::env::var("BERTH_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://berth_test:berth-test-password@127.0.0.1:3306".into())
 }
 
 async fn admin() -> MySqlConnection {

@@ -33,6 +33,22 @@ impl Kind {
     }
 }
 
+/// The ports a harness's MariaDB listens on. Sites' PHP and drush run under site uids that
+/// the site firewall (`ops/lib.sh`, `ensure_site_firewall`) lets reach only the MariaDB
+/// ports on loopback; `ops/test.sh` adds this range to them.
+pub const MARIADB_PORTS: std::ops::RangeInclusive<u16> = 13306..=13399;
+
+/// A free loopback port in `range` (starting from a place that differs between processes),
+/// or any free port when the range is full.
+fn free_port_in(range: std::ops::RangeInclusive<u16>) -> u16 {
+    let (first, n) = (*range.start(), range.len() as u32);
+    let start = std::process::id() % n;
+    (0..n)
+        .map(|i| first + ((start + i) % n) as u16)
+        .find(|&p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
+        .unwrap_or_else(crate::free_port)
+}
+
 /// A server process in its own process group, on `127.0.0.1:port`.
 pub struct Daemon {
     pub kind: Kind,
@@ -50,7 +66,10 @@ impl Daemon {
         let dir = fs::canonicalize(dir)?;
         let mut d = Daemon {
             kind,
-            port: crate::free_port(),
+            port: match kind {
+                Kind::Mariadb => free_port_in(MARIADB_PORTS),
+                _ => crate::free_port(),
+            },
             dir,
             child: None,
             starts: 0,

@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# The newcomer's smoke test (what .ci/run runs after the test suite), as root:
+#
+#   ops/smoke.sh                                    # with target/debug/berth
+#   BERTH_BIN=target/release/berth ops/smoke.sh
+#
+# 1. ops/run.sh --no-build with BERTH_BIN (default target/debug/berth): the whole
+#    system set up and berth started, as README.md's quick start does it
+# 2. README.md's "Your first site" commands, exactly as written there (each command
+#    below is checked to be in README.md verbatim before it runs): the export line
+#    ops/run.sh printed, a platform on the example codebase, a site on it, waiting
+#    for their tasks as the README says
+# 3. the site from the system nginx with its Host header: its page must show the
+#    site's name read from the site's own database
+# 4. ops/stop.sh (also when something failed)
+#
+# Safe to run again on the same machine: a site left by an earlier run is reused
+# (the README's POSTs then answer 409, and a verify task runs on the site instead),
+# a failed one is forgotten first. Exits 0 when the site serves; otherwise prints
+# SMOKE FAILED and what failed, with the task's log and berth's log.
+# shellcheck disable=SC2016 # the README's commands are single-quoted on purpose: eval runs them
+# shellcheck disable=SC2015 # `A && B || fail`: fail exits
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+cd "$BERTH_REPO_ROOT"
+
+is_root || die "ops/smoke.sh runs ops/run.sh, which configures the system: run it as root"
+export BERTH_BIN=${BERTH_BIN:-target/debug/berth}
+case $BERTH_BIN in /*) ;; *) BERTH_BIN=$BERTH_REPO_ROOT/$BERTH_BIN ;; esac
+[ -x "$BERTH_BIN" ] || die "no berth binary at $BERTH_BIN (cargo build -p berth, or set BERTH_BIN)"
+README=$BERTH_REPO_ROOT/README.md
+SITE=www.example.com
+PLATFORM=platform_d10
+WAIT=${BERTH_SMOKE_WAIT:-180}
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/berth-smoke.XXXXXX")
+started=0
+finish() {
+  local rc=$?
+  if [ "$started" -eq 1 ]; then "$BERTH_OPS_DIR/stop.sh" || rc=1; fi
+  rm -rf "$work"
+  if [ "$rc" -eq 0 ]; then ok "smoke: passed"; fi
+  exit "$rc"
+}
+trap finish EXIT
+
+fail() {
+  printf '\n%s[berth]%s %sSMOKE FAILED%s %s\n' "$_c_dim" "$_c_off" "$_c_err" "$_c_off" "$*" >&2
+  if [ -n "${task_to_show:-}" ]; then
+    printf '\n--- log of task %s\n' "$task_to_show" >&2
+    "$BERTH_BIN" tasks log "$task_to_show" >&2 2>&1 || true
+  fi
+  if [ -r /var/log/berth.log ]; then
+    printf '\n--- last lines of /var/log/berth.log\n' >&2
+    tail -n 30 /var/log/berth.log >&2 || true
+  fi
+  exit 1
+}
+
+# readme CMD: runs CMD (shell code) after checking README.md holds it verbatim; its
+# output goes to $work/out (and to the terminal).
+readme() {
+  local cmd=$1
+  [[ $(<"$README") == *"$cmd"* ]] \
+    || fail "README.md no longer holds this command verbatim (update ops/smoke.sh with it):
+$cmd"
+  printf '%s[smoke]%s $ %s\n' "$_c_dim" "$_c_off" "$cmd" >&2
+  eval "$cmd" >"$work/out" 2>&1 || { cat "$work/out" >&2; fail "the README's command failed: $cmd"; }
+  cat "$work/out" >&2
+  echo >&2
+}
+
+# json_str KEY FILE: the first "KEY":"value" string in FILE.
+json_str() { { grep -o "\"$1\": *\"[^\"]*\"" "$2" || true; } | head -n1 | sed 's/.*: *"\(.*\)"/\1/'; }
+# problem FILE: true when FILE is an application/problem+json answer (a numeric status).
+problem() { grep -q '"status":[45][0-9][0-9]' "$1"; }
+
+# ------------------------------------------------------------------ 1. ops/run.sh
+log "smoke: ops/run.sh --no-build (BERTH_BIN=$BERTH_BIN)"
+started=1
+"$BERTH_OPS_DIR/run.sh" --no-build >"$work/run.out" 2>"$work/run.err" || {
+  cat "$work/run.err" "$work/run.out" >&2
+  fail "ops/run.sh --no-build failed (its output above)"
+}
+cat "$work/run.err" "$work/run.out" >&2
+export_line=$(grep -E '^  export BERTH_API_URL=[^ ]+ BERTH_TOKEN=[^ ]+$' "$work/run.out" | head -n1) \
+  || fail "ops/run.sh printed no 'export BERTH_API_URL=... BERTH_TOKEN=...' line"
+# What the README tells the newcomer to do with it: run it.
+eval "$export_line"
+[ -n "${BERTH_TOKEN:-}" ] || fail "no token in ops/run.sh's export line"
+
+# ------------------------------------------------------------------ an earlier run's site
+# Not the README's: what this machine holds already decides what the README's POSTs answer.
+site_status() {
+  "$BERTH_BIN" sites show "$SITE" --json >"$work/site.json" 2>/dev/null || { echo none; return; }
+  json_str status "$work/site.json"
+}
+before=$(site_status)
+case $before in
+  none) log "smoke: no site $SITE yet: the README's commands create it" ;;
+  failed)
+    log "smoke: $SITE failed in an earlier run: forgetting it (DELETE /api/v1/sites/$SITE, as the README says)"
+    curl -sS -o /dev/null -X DELETE -H "Authorization: Bearer $BERTH_TOKEN" "$BERTH_API_URL/api/v1/sites/$SITE" || true
+    before=$(site_status) ;;
+  disabled)
+    log "smoke: $SITE is disabled from an earlier run: enabling it"
+    "$BERTH_BIN" tasks create enable "$SITE" --follow >&2 || fail "enabling the earlier run's $SITE failed"
+    before=$(site_status) ;;
+  installing)
+    log "smoke: $SITE is still installing from an earlier run: waiting" ;;
+  *) log "smoke: $SITE is $before from an earlier run: reusing it (the README's POSTs answer 409)" ;;
+esac
+
+# ------------------------------------------------------------------ 2. the README
+readme 'auth=(-H "Authorization: Bearer $BERTH_TOKEN" -H '"'"'Content-Type: application/json'"'"')'
+
+readme 'curl -sS "${auth[@]}" -X POST "$BERTH_API_URL/api/v1/platforms" \
+  -d '"'"'{"name":"platform_d10","root":"/var/aegir/platforms/drupal-10.3.1"}'"'"''
+if problem "$work/out"; then
+  grep -q '"status":409' "$work/out" && "$BERTH_BIN" platforms show "$PLATFORM" >/dev/null 2>&1 \
+    || fail "creating the platform was refused (answer above)"
+  log "smoke: $PLATFORM exists from an earlier run (409)"
+else
+  task_to_show=$(json_str task "$work/out")
+fi
+
+deadline=$((SECONDS + WAIT))
+while :; do
+  readme 'curl -sS "${auth[@]}" "$BERTH_API_URL/api/v1/platforms/platform_d10"   # again until "status":"verified"'
+  status=$(json_str status "$work/out")
+  [ "$status" = verified ] && break
+  [ "$status" = failed ] && fail "the platform's verify failed (status failed)"
+  [ "$SECONDS" -lt "$deadline" ] || fail "the platform is still '$status' after ${WAIT}s"
+  sleep 2
+done
+task_to_show=
+
+readme 'curl -sS "${auth[@]}" -X POST "$BERTH_API_URL/api/v1/sites" \
+  -d '"'"'{"uri":"www.example.com","platform":"platform_d10","profile":"standard","language":"de",
+       "aliases":["example.com"],"redirection":true,"client_email":"owner@example.com"}'"'"''
+if problem "$work/out"; then
+  grep -q '"status":409' "$work/out" && [ "$before" != none ] \
+    || fail "creating the site was refused (answer above)"
+  log "smoke: $SITE exists from an earlier run (409): a verify task on it instead"
+  verify=$("$BERTH_BIN" tasks create verify "$SITE") || fail "could not queue a verify of $SITE"
+  task_to_show=$verify
+  "$BERTH_BIN" tasks log "$verify" --follow >"$work/verify.log" 2>&1 \
+    || { cat "$work/verify.log" >&2; fail "the verify of the earlier run's $SITE did not succeed"; }
+else
+  task_to_show=$(json_str task "$work/out")
+fi
+
+deadline=$((SECONDS + WAIT))
+while :; do
+  readme 'curl -sS "${auth[@]}" "$BERTH_API_URL/api/v1/sites/www.example.com"    # again until "status":"enabled"'
+  status=$(json_str status "$work/out")
+  [ "$status" = enabled ] && break
+  [ "$status" = failed ] && fail "the site's install failed (status failed; its install was taken back)"
+  [ "$SECONDS" -lt "$deadline" ] || fail "the site is still '$status' after ${WAIT}s"
+  sleep 2
+done
+if [ -n "${task_to_show:-}" ]; then
+  "$BERTH_BIN" tasks log "$task_to_show" --follow >"$work/task.log" 2>&1 \
+    || { cat "$work/task.log" >&2; fail "the site's task $task_to_show did not end in success"; }
+  ok "smoke: task $task_to_show ended in success"
+fi
+
+# ------------------------------------------------------------------ 3. the site
+readme "curl -sS -H 'Host: www.example.com' http://127.0.0.1/   # the site's page: its name, read from its database"
+grep -q "<h1>$SITE</h1>" "$work/out" && grep -q 'Served from database' "$work/out" \
+  || fail "the system nginx did not serve the installed site's page for Host: $SITE (answer above)"
+code=$(http_status http://127.0.0.1/ -H "Host: $SITE")
+[ "$code" = 200 ] || fail "http://127.0.0.1/ with Host: $SITE answered $code"
+ok "smoke: http://127.0.0.1/ with Host: $SITE shows the installed site (200, its name from its database)"
