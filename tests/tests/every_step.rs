@@ -497,8 +497,8 @@ async fn install_fails_at(at: InstallAt) {
             ("site-files", "was not made by berth")
         }
         InstallAt::Vhost => {
-            c.respawn("http", &[("BERTH_PHP_FPM", "php-fpm.invalid:9000")]);
-            ("site-vhost", "php-fpm.invalid")
+            c.respawn("http", &[("BERTH_NGINX_FASTCGI_PARAMS", "/nonexistent/fastcgi_params.invalid")]);
+            ("site-vhost", "fastcgi_params.invalid")
         }
         InstallAt::RecordsCheckzone => {
             c.respawn("dns", &[("BERTH_NAMED_CHECKZONE_BIN", "false")]);
@@ -689,9 +689,9 @@ async fn verify_site_vhost_nginx_refuses() {
     })
     .await;
     let before = std::fs::read_to_string(c.vhost(&c.uri)).unwrap();
-    c.respawn("http", &[("BERTH_PHP_FPM", "php-fpm.invalid:9000")]);
+    c.respawn("http", &[("BERTH_NGINX_FASTCGI_PARAMS", "/nonexistent/fastcgi_params.invalid")]);
     let t = c.run("verify", &c.uri, json!({})).await;
-    failed_at(&t, "site-vhost", "php-fpm.invalid");
+    failed_at(&t, "site-vhost", "fastcgi_params.invalid");
     assert_eq!(std::fs::read_to_string(c.vhost(&c.uri)).unwrap(), before);
     c.serves_its_page(&c.uri);
     c.respawn("http", &[]);
@@ -759,9 +759,9 @@ async fn enable_site_vhost_nginx_refuses() {
     .await;
     let t = c.run("disable", &c.uri, json!({})).await;
     assert_eq!(t.status, TaskStatus::Success, "{}", log_of(&t));
-    c.respawn("http", &[("BERTH_PHP_FPM", "php-fpm.invalid:9000")]);
+    c.respawn("http", &[("BERTH_NGINX_FASTCGI_PARAMS", "/nonexistent/fastcgi_params.invalid")]);
     let t = c.run("enable", &c.uri, json!({})).await;
-    failed_at(&t, "site-vhost", "php-fpm.invalid");
+    failed_at(&t, "site-vhost", "fastcgi_params.invalid");
     // Still disabled, and still saying so.
     let (status, body) = c.page(&c.uri);
     assert!(body.contains("Site disabled"), "{status} {body}");

@@ -152,7 +152,7 @@ impl Case {
                 let _ = old.wait();
                 self.http = Some(
                     self.w
-                        .spawn_berth("http", &[("BERTH_PHP_FPM", "php-fpm.invalid:9000")])
+                        .spawn_berth("http", &[("BERTH_NGINX_FASTCGI_PARAMS", "/nonexistent/fastcgi_params.invalid")])
                         .0,
                 );
             }
@@ -244,7 +244,7 @@ fn expected_failure(inject: Inject) -> (&'static str, &'static str) {
     match inject {
         Inject::Updatedb => ("site-updatedb", "node_update_10102 failed: injected"),
         Inject::Import => ("backup-extract", "false"),
-        Inject::NginxTest => ("site-vhost", "php-fpm.invalid"),
+        Inject::NginxTest => ("site-vhost", "fastcgi_params.invalid"),
         Inject::KillWorker => unreachable!(),
     }
 }

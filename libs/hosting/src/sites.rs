@@ -40,6 +40,8 @@ pub struct SiteFacts {
     pub status: String,
     pub db_name: String,
     pub db_user: String,
+    /// The unix user (and group of the same number) the site's PHP and installer run as.
+    pub unix_uid: u32,
     pub platform: PlatformFacts,
     pub db_server: ServerFacts,
 }
@@ -129,6 +131,7 @@ impl SiteFacts {
             "drupal_major": self.platform.drupal_major,
             "installer": self.platform.installer,
             "disabled": disabled,
+            "unix_uid": self.unix_uid,
             "http": {
                 "type": http.map(|h| h.service_type.as_str()).unwrap_or("null"),
                 "port": http.map(|h| h.port).unwrap_or(80),
@@ -825,6 +828,7 @@ mod tests {
             status: status.into(),
             db_name: "wwwexamplecom_abc123".into(),
             db_user: "wwwexamplecom_abc123".into(),
+            unix_uid: 200_000,
             platform: PlatformFacts {
                 name: "platform_d10".into(),
                 root: "/var/aegir/platforms/d10".into(),

@@ -66,7 +66,9 @@ const NAMED_CONF: Key = key("BERTH_NAMED_CONF", "/etc/bind/named.conf");
 const NAMED_CHECKZONE_BIN: Key = key("BERTH_NAMED_CHECKZONE_BIN", "named-checkzone");
 const RNDC_BIN: Key = key("BERTH_RNDC_BIN", "rndc");
 const RNDC_CONF: Key = key("BERTH_RNDC_CONF", "");
-const PHP_FPM: Key = key("BERTH_PHP_FPM", "unix:/run/php/php8.2-fpm.sock");
+const NGINX_FASTCGI_PARAMS: Key = key("BERTH_NGINX_FASTCGI_PARAMS", "/etc/nginx/fastcgi_params");
+const PHP_FPM_BIN: Key = key("BERTH_PHP_FPM_BIN", "php-fpm8.2");
+const PHP_FPM_CONF: Key = key("BERTH_PHP_FPM_CONF", "/etc/php/8.2/fpm/php-fpm.conf");
 const HTTP_LISTEN_ADDRESS: Key = key("BERTH_HTTP_LISTEN_ADDRESS", "");
 const RELOAD_WINDOW_MS: Key = key("BERTH_RELOAD_WINDOW_MS", "200");
 const RELOAD_MAX_WAIT_MS: Key = key("BERTH_RELOAD_MAX_WAIT_MS", "10000");
@@ -93,7 +95,7 @@ const WORKER_NAME: Key = Key {
 };
 
 /// Every key the configuration file may hold.
-const ALL_KEYS: [&Key; 34] = [
+const ALL_KEYS: [&Key; 36] = [
     &DATABASE_URL,
     &AMQP_URL,
     &LISTEN,
@@ -111,7 +113,9 @@ const ALL_KEYS: [&Key; 34] = [
     &NAMED_CHECKZONE_BIN,
     &RNDC_BIN,
     &RNDC_CONF,
-    &PHP_FPM,
+    &NGINX_FASTCGI_PARAMS,
+    &PHP_FPM_BIN,
+    &PHP_FPM_CONF,
     &HTTP_LISTEN_ADDRESS,
     &RELOAD_WINDOW_MS,
     &RELOAD_MAX_WAIT_MS,
@@ -215,8 +219,12 @@ pub struct Settings {
     pub rndc_bin: String,
     /// Empty: rndc's own default configuration.
     pub rndc_conf: Option<PathBuf>,
-    /// Where nginx passes PHP requests: `unix:/path.sock` or `host:port`.
-    pub php_fpm: String,
+    /// The php-fpm that runs the sites' pools, and its main configuration (which includes
+    /// `<data_root>/config/<server>/php-fpm/pool.d/*.conf`; its `pid` names the master).
+    pub php_fpm_bin: String,
+    pub php_fpm_conf: PathBuf,
+    /// nginx's FastCGI parameters file, included by the vhosts that pass PHP.
+    pub nginx_fastcgi_params: PathBuf,
     /// The address vhosts listen on (with the http service's port); empty: all addresses.
     pub http_listen_address: String,
     /// A batch of vhost changes closes once none has come for this long…
@@ -557,11 +565,21 @@ impl Settings {
             |s| Ok(s.to_string()),
         )?;
         let rndc_conf = (!rndc_conf.is_empty()).then(|| PathBuf::from(rndc_conf));
-        let php_fpm = src.parse(
-            &PHP_FPM,
-            "e.g. BERTH_PHP_FPM=unix:/run/php/php8.2-fpm.sock or BERTH_PHP_FPM=127.0.0.1:9000",
+        let nginx_fastcgi_params = PathBuf::from(src.parse(
+            &NGINX_FASTCGI_PARAMS,
+            "give nginx's FastCGI parameters file, e.g. BERTH_NGINX_FASTCGI_PARAMS=/etc/nginx/fastcgi_params",
+            non_empty,
+        )?);
+        let php_fpm_bin = src.parse(
+            &PHP_FPM_BIN,
+            "give the php-fpm program, e.g. BERTH_PHP_FPM_BIN=/usr/sbin/php-fpm8.2",
             non_empty,
         )?;
+        let php_fpm_conf = PathBuf::from(src.parse(
+            &PHP_FPM_CONF,
+            "give php-fpm's main configuration (it must include berth's pool directory), e.g. BERTH_PHP_FPM_CONF=/etc/php/8.2/fpm/php-fpm.conf",
+            non_empty,
+        )?);
         let http_listen_address = src.parse(
             &HTTP_LISTEN_ADDRESS,
             "give an IP address, e.g. BERTH_HTTP_LISTEN_ADDRESS=127.0.0.1, or leave it empty for all",
@@ -726,7 +744,9 @@ impl Settings {
             named_checkzone_bin,
             rndc_bin,
             rndc_conf,
-            php_fpm,
+            php_fpm_bin,
+            php_fpm_conf,
+            nginx_fastcgi_params,
             http_listen_address,
             reload_window_ms,
             reload_max_wait_ms,

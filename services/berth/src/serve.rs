@@ -109,6 +109,7 @@ fn start(
                 max_body_bytes: s.max_body_bytes,
                 delete_enabled_sites: s.delete_enabled_sites,
                 max_queued_tasks: s.max_queued_tasks,
+                data_root: s.data_root.clone(),
             };
             Box::pin(async move { Ok(berth_api::run(cfg, shutdown).await?) })
         }
@@ -131,7 +132,9 @@ fn start(
                 secret_key: Some(
                     s.secret_key("`berth serve http` (it opens sites' sealed db passwords)")?,
                 ),
-                php_fpm: s.php_fpm.clone(),
+                php_fpm_bin: s.php_fpm_bin.clone(),
+                php_fpm_conf: s.php_fpm_conf.clone(),
+                fastcgi_params: s.nginx_fastcgi_params.clone(),
                 listen_address: s.http_listen_address.clone(),
                 reload_window: std::time::Duration::from_millis(s.reload_window_ms),
                 reload_max_wait: std::time::Duration::from_millis(s.reload_max_wait_ms),

@@ -4,6 +4,7 @@
 //! (permissions, package scan), and installs and serves sites: site directory and cloaked
 //! settings, the installer, vhosts through coalesced reloads, login links, package maps.
 
+pub mod pool;
 pub mod reload;
 pub mod scan;
 pub mod site;
@@ -26,8 +27,12 @@ pub struct HttpConfig {
     /// Opens the sites' sealed database passwords (they go into vhosts and drush's
     /// environment); `None`: site steps that need one fail.
     pub secret_key: Option<berth_secrets::SecretKey>,
-    /// Where nginx passes PHP: `unix:/run/php/php8.2-fpm.sock` or `127.0.0.1:9000`.
-    pub php_fpm: String,
+    /// The php-fpm that runs every site's own pool (`php-fpm -t`, reloads), and its main
+    /// configuration, which includes `<data_root>/config/<server>/php-fpm/pool.d/*.conf`.
+    pub php_fpm_bin: String,
+    pub php_fpm_conf: PathBuf,
+    /// nginx's FastCGI parameters file, included by every vhost that passes PHP.
+    pub fastcgi_params: PathBuf,
     /// Address vhosts listen on with the http service's port; empty: all addresses.
     pub listen_address: String,
     /// A batch of vhost changes closes once none has come for this long…
@@ -53,6 +58,10 @@ impl HttpWorker {
         let mut rc = reload::ReloadConfig::new(cfg.nginx_bin.clone(), cfg.nginx_conf.clone());
         rc.window = cfg.reload_window;
         rc.max_wait = cfg.reload_max_wait.max(cfg.reload_window);
+        rc.php_fpm = Some(reload::FpmConfig {
+            bin: cfg.php_fpm_bin.clone(),
+            conf: cfg.php_fpm_conf.clone(),
+        });
         Self {
             reloader: reload::Reloader::new(rc),
             installer_slots: Arc::new(tokio::sync::Semaphore::new(cfg.installer_slots.max(1))),
@@ -73,21 +82,29 @@ impl HttpWorker {
             .map_err(|e| StepError::permanent(format!("the site's password: {e}")))
     }
 
-    /// Writes (or removes) a vhost through the coalescing reloader.
+    /// Applies a vhost change (the vhost at `path`, maybe with the site's pool) through the
+    /// coalescing reloader.
     async fn reload(
         &self,
         path: PathBuf,
-        contents: Option<String>,
+        change: reload::VhostChange,
         what: &str,
         ctx: &StepContext,
     ) -> Result<StepOk, StepError> {
+        let pool = match &change.php_fpm {
+            Some(_) if change.files.iter().any(|(_, c)| c.is_none()) && change.files.len() > 1 => {
+                ", its php-fpm pool removed"
+            }
+            Some(_) => ", its php-fpm pool written",
+            None => "",
+        };
         let report = self
             .reloader
-            .apply(site::vhost_change(path.clone(), contents))
+            .apply(change)
             .await
             .map_err(site::reload_error)?;
         ctx.info(format!(
-            "vhost {} {what}; nginx -t passed; reload #{} carried {} change(s)",
+            "vhost {} {what}{pool}; configuration tests passed; reload #{} carried {} change(s)",
             path.display(),
             report.reload,
             report.batch
@@ -98,7 +115,7 @@ impl HttpWorker {
     }
 
     async fn site_step(&self, cmd: &StepCommand, ctx: &StepContext) -> Result<StepOk, StepError> {
-        let a = site::SiteArgs::parse(&cmd.args)?;
+        let a = site::SiteArgs::parse(&cmd.args, &self.cfg.data_root)?;
         // Steps that run drush take an installer slot; the others (files, vhosts) do not.
         let _slot = match cmd.action.as_str() {
             "site-install" | "site-packages" | "site-login" | "site-updatedb" => Some(
@@ -156,22 +173,33 @@ impl HttpWorker {
                 if maintenance || cmd.args.get("stash").and_then(|v| v.as_bool()) == Some(true) {
                     site::stash_vhost(&path, cmd.step_id)?;
                 }
-                let contents = match cmd.action.as_str() {
-                    "site-vhost-remove" => None,
-                    // The maintenance page needs no credentials.
-                    _ if maintenance => Some(site::render_site_vhost(&self.cfg, &a, "", true)),
-                    _ => {
-                        let pw = self.site_password(cmd)?;
-                        Some(site::render_site_vhost(&self.cfg, &a, &pw, false))
-                    }
+                let removing = cmd.action == "site-vhost-remove";
+                let change = if removing {
+                    site::removal_change(&self.cfg, &cmd.server, &a, path.clone())
+                } else if maintenance {
+                    // The maintenance page needs no credentials, nor PHP.
+                    let text = site::render_site_vhost(&self.cfg, &a, "", true);
+                    site::vhost_change(path.clone(), Some(text))
+                } else {
+                    let pw = self.site_password(cmd)?;
+                    let a2 = a.clone();
+                    let log = tokio::task::spawn_blocking(move || site::prepare_site(&a2))
+                        .await
+                        .map_err(|e| StepError::permanent(format!("site owners: {e}")))??;
+                    log.into_iter().for_each(|l| ctx.info(l));
+                    let text = site::render_site_vhost(&self.cfg, &a, &pw, false);
+                    site::serving_change(&self.cfg, &cmd.server, &a, path.clone(), text)?
                 };
-                let what = match (&contents, a.disabled, maintenance) {
-                    (None, _, _) => "removed",
-                    (Some(_), _, true) => "written (maintenance page)",
-                    (Some(_), true, _) => "written (site disabled)",
-                    (Some(_), false, _) => "written",
+                let what = match (removing, a.disabled, maintenance) {
+                    (true, _, _) => "removed",
+                    (_, _, true) => "written (maintenance page)",
+                    (_, true, _) => "written (site disabled)",
+                    _ => "written",
                 };
-                let out = self.reload(path.clone(), contents, what, ctx).await;
+                let out = self.reload(path.clone(), change, what, ctx).await;
+                if removing && out.is_ok() {
+                    site::remove_site_tmp(&a, ctx);
+                }
                 if out.is_err() {
                     // The reloader put the vhost back; a failed step is not taken back, so
                     // what it kept for its compensation goes now.
@@ -187,12 +215,18 @@ impl HttpWorker {
                         Ok(StepOk::default())
                     }
                     Some(contents) => {
-                        let what = if contents.is_some() {
-                            "put back as it was"
-                        } else {
-                            "removed (there was none)"
+                        let (what, change) = match contents {
+                            Some(text) => (
+                                "put back as it was",
+                                site::vhost_change(path.clone(), Some(text)),
+                            ),
+                            // There was no vhost, so no pool either (a clone's new site).
+                            None => (
+                                "removed (there was none)",
+                                site::removal_change(&self.cfg, &cmd.server, &a, path.clone()),
+                            ),
                         };
-                        let out = self.reload(path.clone(), contents, what, ctx).await?;
+                        let out = self.reload(path.clone(), change, what, ctx).await?;
                         site::drop_stash(&path, cmd.step_id);
                         Ok(out)
                     }

@@ -16,6 +16,11 @@
 //! listening sockets, and accepts nothing after). When [`Reloader::apply`] returns `Ok`, a
 //! new request gets the new vhost.
 //!
+//! A change may also write or remove sites' php-fpm pools ([`VhostChange::php_fpm`]): the
+//! batch then passes `php-fpm -t` too, php-fpm reloads (before nginx, so that a new vhost
+//! finds its pool listening) and the reloader waits until every new pool accepts
+//! connections. php-fpm's reloads are coalesced with nginx's: one per batch.
+//!
 //! Vhost files carry database passwords in `fastcgi_param`: errors keep nginx's own output
 //! and file names, never file contents, and no secret is ever put in a command's arguments.
 
@@ -47,6 +52,16 @@ pub struct ReloadConfig {
     pub window: Duration,
     /// …or this long after its first change, however busy (default 10 s).
     pub max_wait: Duration,
+    /// The php-fpm that runs the pools changes may touch; `None`: changes touch no pool.
+    pub php_fpm: Option<FpmConfig>,
+}
+
+/// A php-fpm master: its program and main configuration, whose `pid` line names the
+/// master's pid file (reloaded with SIGUSR2).
+#[derive(Debug, Clone)]
+pub struct FpmConfig {
+    pub bin: String,
+    pub conf: PathBuf,
 }
 
 impl ReloadConfig {
@@ -56,6 +71,7 @@ impl ReloadConfig {
             nginx_conf: nginx_conf.into(),
             window: Duration::from_millis(200),
             max_wait: Duration::from_secs(10),
+            php_fpm: None,
         }
     }
 }
@@ -71,6 +87,9 @@ impl Default for ReloadConfig {
 #[derive(Clone, Default)]
 pub struct VhostChange {
     pub files: Vec<(PathBuf, Option<String>)>,
+    /// Some of the files are php-fpm pools: php-fpm is tested and reloaded too, and the
+    /// change is done once each of these sockets (the pools it adds) accepts.
+    pub php_fpm: Option<Vec<PathBuf>>,
 }
 
 impl VhostChange {
@@ -78,6 +97,7 @@ impl VhostChange {
     pub fn write(path: impl Into<PathBuf>, contents: impl Into<String>) -> Self {
         Self {
             files: vec![(path.into(), Some(contents.into()))],
+            php_fpm: None,
         }
     }
 
@@ -85,6 +105,7 @@ impl VhostChange {
     pub fn remove(path: impl Into<PathBuf>) -> Self {
         Self {
             files: vec![(path.into(), None)],
+            php_fpm: None,
         }
     }
 }
@@ -117,9 +138,9 @@ pub struct ReloadReport {
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ReloadError {
-    /// nginx rejects its configuration with this change; its files are back as they were.
-    /// Holds `nginx -t`'s output.
-    #[error("nginx rejects the configuration with this change: {0}")]
+    /// nginx (or php-fpm) rejects its configuration with this change; its files are back
+    /// as they were. Says which, with `nginx -t`'s (or `php-fpm -t`'s) output.
+    #[error("{0}")]
     Broken(String),
     /// nginx could not be tested or reloaded (not running, did not turn over in time...);
     /// the change's files are back as they were.
@@ -228,7 +249,7 @@ struct Applied {
 type Backup = Vec<(PathBuf, Option<(Vec<u8>, u32)>)>;
 
 enum TestError {
-    /// nginx ran and rejected the configuration.
+    /// nginx or php-fpm ran and rejected the configuration (which, and its output).
     Rejected(String),
     /// nginx could not be run.
     Run(String),
@@ -280,7 +301,8 @@ impl Inner {
         if applied.is_empty() {
             return;
         }
-        match self.test().await {
+        let fpm = applied.iter().any(|a| a.pending.change.php_fpm.is_some());
+        match self.test(fpm).await {
             Ok(()) => self.reload_and_answer(applied).await,
             Err(TestError::Run(e)) => {
                 rollback_all(&mut applied).await;
@@ -296,13 +318,13 @@ impl Inner {
                     }
                     return;
                 }
-                // Is it the batch, or nginx's configuration without it?
-                match self.test().await {
+                // Is it the batch, or the configuration without it?
+                match self.test(fpm).await {
                     Ok(()) => {}
                     Err(TestError::Rejected(base)) => {
                         for a in applied {
                             a.pending.answer(Err(ReloadError::Broken(format!(
-                                "nginx rejects its configuration even without this change: {base}"
+                                "{base} (even without this change)"
                             ))));
                         }
                         return;
@@ -328,7 +350,7 @@ impl Inner {
                             continue;
                         }
                     };
-                    match self.test().await {
+                    match self.test(one.pending.change.php_fpm.is_some()).await {
                         Ok(()) => kept.push(one),
                         Err(err) => {
                             rollback(&mut one).await;
@@ -354,7 +376,21 @@ impl Inner {
     }
 
     async fn reload_and_answer(&self, mut applied: Vec<Applied>) {
-        match self.reload().await {
+        let sockets: Option<Vec<PathBuf>> = applied
+            .iter()
+            .filter_map(|a| a.pending.change.php_fpm.clone())
+            .reduce(|mut all, more| {
+                all.extend(more);
+                all
+            });
+        let reloaded = match sockets {
+            Some(sockets) => match self.reload_fpm(&sockets).await {
+                Ok(()) => self.reload().await,
+                Err(e) => Err(e),
+            },
+            None => self.reload().await,
+        };
+        match reloaded {
             Ok(()) => {
                 let n = self.reloads.fetch_add(1, Ordering::SeqCst) + 1;
                 let m = applied.len();
@@ -380,8 +416,8 @@ impl Inner {
         self.cfg.nginx_conf.to_string_lossy().into_owned()
     }
 
-    /// `nginx -t` on the whole configuration.
-    async fn test(&self) -> Result<(), TestError> {
+    /// `nginx -t` on the whole configuration, and `php-fpm -t` when pools changed.
+    async fn test(&self, fpm: bool) -> Result<(), TestError> {
         let conf = self.conf();
         match run(
             &self.cfg.nginx_bin,
@@ -389,10 +425,84 @@ impl Inner {
         )
         .await
         {
+            Ok((true, _)) => {}
+            Ok((false, out)) => {
+                return Err(TestError::Rejected(format!(
+                    "nginx rejects the configuration with this change: {}",
+                    tidy(&out)
+                )));
+            }
+            Err(e) => return Err(TestError::Run(e)),
+        }
+        let Some(f) = self.cfg.php_fpm.as_ref().filter(|_| fpm) else {
+            return Ok(());
+        };
+        let conf = f.conf.to_string_lossy();
+        match run(&f.bin, &["-t", "-y", &conf]).await {
             Ok((true, _)) => Ok(()),
-            Ok((false, out)) => Err(TestError::Rejected(tidy(&out))),
+            Ok((false, out)) => Err(TestError::Rejected(format!(
+                "php-fpm rejects the configuration with this change: {}",
+                tidy_fpm(&out)
+            ))),
             Err(e) => Err(TestError::Run(e)),
         }
+    }
+
+    /// Reloads php-fpm (SIGUSR2 to its master: it re-reads its configuration and keeps
+    /// its listening sockets), then waits until every socket of a new pool accepts.
+    async fn reload_fpm(&self, sockets: &[PathBuf]) -> Result<(), String> {
+        let Some(f) = &self.cfg.php_fpm else {
+            return Err("pools changed but this worker knows no php-fpm".into());
+        };
+        let text = tokio::fs::read_to_string(&f.conf)
+            .await
+            .map_err(|e| format!("cannot read php-fpm's configuration {}: {e}", f.conf.display()))?;
+        let pid_file = fpm_pid_directive(&text).ok_or_else(|| {
+            format!(
+                "php-fpm's configuration {} names no absolute `pid` file: berth cannot reload it",
+                f.conf.display()
+            )
+        })?;
+        let master = read_pid(&pid_file)
+            .filter(|m| Path::new(&format!("/proc/{m}")).exists())
+            .ok_or_else(|| {
+                format!(
+                    "php-fpm is not running (no live pid in {}): start it with `{} -y {}`",
+                    pid_file.display(),
+                    f.bin,
+                    f.conf.display()
+                )
+            })?;
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(master as i32),
+            nix::sys::signal::Signal::SIGUSR2,
+        )
+        .map_err(|e| format!("cannot signal php-fpm's master (pid {master}): {e}"))?;
+        let deadline = Instant::now() + TURNOVER_TIMEOUT;
+        for socket in sockets {
+            loop {
+                let ready = {
+                    let socket = socket.clone();
+                    tokio::task::spawn_blocking(move || {
+                        std::os::unix::net::UnixStream::connect(socket).is_ok()
+                    })
+                    .await
+                    .unwrap_or(false)
+                };
+                if ready {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    return Err(format!(
+                        "php-fpm did not open {} within {} s of its reload (see its error log)",
+                        socket.display(),
+                        TURNOVER_TIMEOUT.as_secs()
+                    ));
+                }
+                tokio::time::sleep(TURNOVER_POLL).await;
+            }
+        }
+        Ok(())
     }
 
     /// `nginx -s reload`, then waits until nginx has turned its workers over.
@@ -501,6 +611,28 @@ fn tidy(out: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// The `pid = /path` line of php-fpm's main configuration (only an absolute path: a
+/// relative one depends on php-fpm's build prefix).
+fn fpm_pid_directive(text: &str) -> Option<PathBuf> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.trim().split_once('=')?;
+        let v = v.trim().trim_matches('"');
+        (k.trim() == "pid" && v.starts_with('/')).then(|| PathBuf::from(v))
+    })
+}
+
+/// php-fpm's `-t` output without its timestamps.
+fn tidy_fpm(out: &str) -> String {
+    out.lines()
+        .map(|l| match l.strip_prefix('[') {
+            Some(rest) => rest.split_once("] ").map(|(_, m)| m).unwrap_or(l),
+            None => l,
+        })
+        .filter(|l| !l.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The value of a `pid` directive in nginx's main configuration text.
@@ -729,6 +861,7 @@ mod tests {
                 ),
                 ("/b.conf".into(), None),
             ],
+            php_fpm: None,
         };
         let d = format!("{c:?}");
         assert!(d.contains("/a.conf") && d.contains("/b.conf"), "{d}");

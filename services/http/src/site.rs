@@ -2,6 +2,7 @@
 //! scan, sites to import), a site's directory and cloaked settings, the installer driver
 //! (drush), the vhost (through the coalescing reloader), login links and package maps.
 
+use crate::pool;
 use crate::reload::{ReloadError, VhostChange};
 use crate::vhost::{DbParams, SiteVhost, render_nginx};
 use crate::{HttpConfig, scan};
@@ -19,8 +20,6 @@ const INSTALLER_TIMEOUT: Duration = Duration::from_secs(600);
 const MARKER: &str = ".berth-site";
 /// The marker the backup worker's `backup-extract` leaves in what it unpacked.
 const EXTRACT_MARKER: &str = ".berth-extract";
-/// The group the web server runs as: it reads settings.php and writes files/.
-const WEB_GROUP: &str = "www-data";
 
 /// A site step's arguments, checked again here (they reach paths and commands).
 #[derive(Debug, Clone)]
@@ -33,6 +32,10 @@ pub struct SiteArgs {
     pub language: String,
     pub client_email: Option<String>,
     pub disabled: bool,
+    /// The site's own unix user (and group): its PHP and its installer run as it.
+    pub unix_uid: u32,
+    /// berth's data root on this server (the site user's temporary directory is there).
+    pub data_root: PathBuf,
     pub drush: PathBuf,
     pub drupal_major: i64,
     pub http_port: u16,
@@ -69,7 +72,7 @@ fn drush_of(root: &Path, installer: &Value) -> Result<PathBuf, StepError> {
 }
 
 impl SiteArgs {
-    pub fn parse(a: &Value) -> Result<Self, StepError> {
+    pub fn parse(a: &Value, data_root: &Path) -> Result<Self, StepError> {
         let s = |k: &str| a.get(k).and_then(Value::as_str).unwrap_or_default();
         let uri = HostName::parse(s("uri")).map_err(bad)?.to_string();
         let aliases: Vec<String> = a
@@ -106,7 +109,15 @@ impl SiteArgs {
         {
             return Err(bad("client_email"));
         }
+        let unix_uid = a
+            .get("unix_uid")
+            .and_then(Value::as_u64)
+            .and_then(|u| u32::try_from(u).ok())
+            .filter(|u| pool::SITE_UIDS.contains(u))
+            .ok_or_else(|| bad("unix_uid: the site has no unix user of its own"))?;
         Ok(Self {
+            unix_uid,
+            data_root: data_root.to_path_buf(),
             drush: drush_of(&root, a.get("installer").unwrap_or(&Value::Null))?,
             uri,
             aliases,
@@ -141,19 +152,10 @@ fn io(what: impl std::fmt::Display, e: std::io::Error) -> StepError {
     StepError::permanent(format!("{what}: {e}"))
 }
 
-/// The web server's group id, when it exists and we may hand files to it.
-fn web_gid() -> Option<u32> {
-    let groups = std::fs::read_to_string("/etc/group").ok()?;
-    groups.lines().find_map(|l| {
-        let mut f = l.split(':');
-        (f.next()? == WEB_GROUP).then(|| f.nth(1)?.parse().ok())?
-    })
-}
-
 /// Mode, and group = the web server's (when we can), of a path.
 fn set_access(path: &Path, mode: u32, web_group: bool) -> std::io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
-    if web_group && let Some(gid) = web_gid() {
+    if web_group && let Some(gid) = pool::web_gid() {
         // Not root: keep our own group; the mode still keeps others out.
         let _ = std::os::unix::fs::chown(path, None, Some(gid));
     }
@@ -224,14 +226,11 @@ pub fn write_site_files(a: &SiteArgs, installing: bool) -> Result<Vec<String>, S
         log.push(format!("created {}", dir.display()));
     }
     std::fs::write(&marker, format!("{}\n", a.uri)).map_err(|e| io("write marker", e))?;
-    set_access(&dir, 0o755, false).map_err(|e| io("chmod site dir", e))?;
     for sub in ["files", "private"] {
         let p = dir.join(sub);
         if !p.exists() {
             std::fs::create_dir(&p).map_err(|e| io(format!("create {}", p.display()), e))?;
         }
-        // setgid: what the web server makes inside keeps the group.
-        set_access(&p, 0o2770, true).map_err(|e| io(format!("chmod {}", p.display()), e))?;
     }
     let settings = dir.join("settings.php");
     // Keep the hash salt of an existing settings.php: sessions survive a verify.
@@ -244,17 +243,36 @@ pub fn write_site_files(a: &SiteArgs, installing: bool) -> Result<Vec<String>, S
                 .map(str::to_string)
         })
         .unwrap_or_else(berth_secrets::SecretKey::new_password);
-    write_whole(&settings, &settings_php(a, &salt), 0o640, true)
+    write_whole(&settings, &settings_php(a, &salt), 0o640, false)
         .map_err(|e| io("write settings.php", e))?;
     log.push(format!(
-        "{} written (0640, group {WEB_GROUP}); credentials cloaked",
-        settings.display()
+        "{} written (0640, group of unix user {}); credentials cloaked",
+        settings.display(),
+        a.unix_uid
     ));
+    log.extend(prepare_site(a)?);
     log.extend(sync_alias_links(a)?);
     if installing {
         log.push(format!("site directory for {} ready", a.uri));
     }
     Ok(log)
+}
+
+/// The owners and modes the site's isolation rests on (see [`pool::prepare_site`]).
+pub fn prepare_site(a: &SiteArgs) -> Result<Vec<String>, StepError> {
+    pool::prepare_site(&a.site_dir(), &a.data_root, a.unix_uid)
+        .map_err(|e| io(format!("owners and modes of {}", a.site_dir().display()), e))
+}
+
+/// Removes the site user's temporary directory (the site is gone from this server). What
+/// cannot be removed is only said: the task is done.
+pub fn remove_site_tmp(a: &SiteArgs, ctx: &StepContext) {
+    let tmp = pool::tmp_dir(&a.data_root, a.unix_uid);
+    match std::fs::remove_dir_all(&tmp) {
+        Ok(()) => ctx.info(format!("removed {}", tmp.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => ctx.warn(format!("could not remove {}: {e}", tmp.display())),
+    }
 }
 
 /// Alias symlinks in sites/: present for served aliases, absent for redirected ones and
@@ -328,17 +346,37 @@ pub async fn drush(
 ) -> Result<String, StepError> {
     let root = format!("--root={}", a.root.display());
     let uri = format!("--uri={}", a.uri);
+    // drush runs the site's own code: as the site's user, like its PHP, after the site's
+    // files are that user's (a restore or clone unpacked them as root).
+    {
+        let a2 = a.clone();
+        let log = tokio::task::spawn_blocking(move || prepare_site(&a2))
+            .await
+            .map_err(|e| StepError::permanent(format!("site owners: {e}")))??;
+        log.into_iter().for_each(|l| ctx.info(l));
+    }
+    let tmp = pool::tmp_dir(&a.data_root, a.unix_uid);
+    let uid = a.unix_uid;
     // Sent at once: installs and updates can be long, and the log should say what runs.
     ctx.progress(format!("drush {}", args.join(" "))).await;
     let mut cmd = tokio::process::Command::new(&a.drush);
     // A drush that outlived a killed worker would race the step's redelivery on the same
     // database: the kernel kills it when the worker dies (the fork happens on a runtime
     // thread, which lives as long as the worker).
-    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    // It then becomes the site's user, with no supplementary group (root's would open
+    // what the site may not).
+    // SAFETY: prctl, setgroups, setgid and setuid are async-signal-safe system calls;
+    // nothing else runs between fork and exec.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
+            use nix::unistd::{Gid, Uid, setgid, setgroups, setuid};
+            setgroups(&[]).map_err(std::io::Error::from)?;
+            setgid(Gid::from_raw(uid)).map_err(std::io::Error::from)?;
+            setuid(Uid::from_raw(uid)).map_err(std::io::Error::from)?;
+            // After setuid: a change of credentials clears the parent-death signal.
             nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-                .map_err(std::io::Error::from)
+                .map_err(std::io::Error::from)?;
+            Ok(())
         });
     }
     let child = cmd
@@ -346,6 +384,13 @@ pub async fn drush(
         .arg(&uri)
         .args(args)
         .current_dir(&a.root)
+        // Nothing of the worker's environment (berth's own settings, maybe its keys)
+        // reaches the site's code: only what drush needs, and the site's credentials.
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", &tmp)
+        .env("TMPDIR", &tmp)
+        .env("LANG", "C.UTF-8")
         .env("db_type", "mysql")
         .env("db_host", &a.db_host)
         .env("db_port", a.db_port.to_string())
@@ -557,7 +602,10 @@ pub fn render_site_vhost(
         redirection: a.redirection,
         root: &a.root.to_string_lossy(),
         listen,
-        php_fpm: &cfg.php_fpm,
+        port: a.http_port,
+        php_socket: &pool::socket_path(&cfg.data_root, a.unix_uid),
+        open_basedir: &pool::open_basedir(&a.root, &pool::tmp_dir(&cfg.data_root, a.unix_uid)),
+        fastcgi_params: &cfg.fastcgi_params,
         db: DbParams {
             host: &a.db_host,
             port: a.db_port,
@@ -777,7 +825,56 @@ pub fn reload_error(e: ReloadError) -> StepError {
 pub fn vhost_change(path: PathBuf, contents: Option<String>) -> VhostChange {
     VhostChange {
         files: vec![(path, contents)],
+        php_fpm: None,
     }
+}
+
+/// A site's vhost and the pool it passes PHP to: the pool is written when it is missing or
+/// not as it should be (then php-fpm reloads with nginx), the vhost always.
+pub fn serving_change(
+    cfg: &HttpConfig,
+    server: &str,
+    a: &SiteArgs,
+    vhost: PathBuf,
+    contents: String,
+) -> Result<VhostChange, StepError> {
+    let pool_path = pool::pool_path(&cfg.data_root, server, a.unix_uid);
+    let socket = pool::socket_path(&cfg.data_root, a.unix_uid);
+    for dir in [pool_path.parent(), socket.parent()].into_iter().flatten() {
+        std::fs::create_dir_all(dir).map_err(|e| io(format!("create {}", dir.display()), e))?;
+    }
+    let text = pool::render_pool(&cfg.data_root, a.unix_uid);
+    let mut change = vhost_change(vhost, Some(contents));
+    if std::fs::read_to_string(&pool_path).ok().as_deref() != Some(text.as_str()) {
+        change.files.insert(0, (pool_path, Some(text)));
+        change.php_fpm = Some(vec![socket]);
+    }
+    Ok(change)
+}
+
+/// A site's vhost removed, and its pool with it when there is one and no other vhost
+/// passes to it (a migrate to a new uri taken back removes the new name's vhost while the
+/// site goes on under its old one).
+pub fn removal_change(cfg: &HttpConfig, server: &str, a: &SiteArgs, vhost: PathBuf) -> VhostChange {
+    let pool_path = pool::pool_path(&cfg.data_root, server, a.unix_uid);
+    let socket = format!(
+        "unix:{};",
+        pool::socket_path(&cfg.data_root, a.unix_uid).display()
+    );
+    let used_elsewhere = vhost
+        .parent()
+        .and_then(|d| std::fs::read_dir(d).ok())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path() != vhost && e.path().extension().is_some_and(|x| x == "conf"))
+        .any(|e| std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains(&socket)));
+    let mut change = vhost_change(vhost, None);
+    if pool_path.exists() && !used_elsewhere {
+        change.files.push((pool_path, None));
+        change.php_fpm = Some(Vec::new());
+    }
+    change
 }
 
 /// Verify of a platform: the codebase is there, its directories have the modes the seeds
@@ -795,6 +892,11 @@ pub async fn verify_platform(cmd: &StepCommand, ctx: &StepContext) -> Result<Ste
             root.display()
         )));
     }
+    // The scan first: it tells a codebase from any other directory, and nothing is
+    // written into a directory that is not one.
+    let scanned = scan::scan_platform(&root)
+        .await
+        .map_err(|e| StepError::permanent(format!("package scan: {e}")))?;
     ctx.info(format!("codebase found at {}", root.display()));
     let fixes = tokio::task::spawn_blocking({
         let root = root.clone();
@@ -805,9 +907,6 @@ pub async fn verify_platform(cmd: &StepCommand, ctx: &StepContext) -> Result<Ste
     for f in fixes {
         ctx.info(f);
     }
-    let scanned = scan::scan_platform(&root)
-        .await
-        .map_err(|e| StepError::permanent(format!("package scan: {e}")))?;
     let count = |t: PackageType| {
         scanned
             .packages
@@ -865,7 +964,11 @@ fn fix_platform_permissions(root: &Path) -> Result<Vec<String>, StepError> {
     if let Ok(entries) = std::fs::read_dir(&sites) {
         for e in entries.flatten() {
             let site = e.path();
-            if !site.join("settings.php").is_file() || e.file_type().is_ok_and(|t| t.is_symlink()) {
+            // berth's own sites have owners of their own, set by their site tasks.
+            if !site.join("settings.php").is_file()
+                || e.file_type().is_ok_and(|t| t.is_symlink())
+                || site.join(MARKER).exists()
+            {
                 continue;
             }
             want(&site.join("settings.php"), 0o640, true, &mut log);

@@ -1,7 +1,15 @@
-//! nginx virtual hosts of sites: the site served through php-fpm with its database
-//! credentials passed as `fastcgi_param` (cloaked: settings.php reads them from
+//! nginx virtual hosts of sites: the site served through its own php-fpm pool with its
+//! database credentials passed as `fastcgi_param` (cloaked: settings.php reads them from
 //! `$_SERVER`), its aliases served as the site or redirected to it, the `/files` rewrite,
 //! and the "site disabled" page.
+//!
+//! Sites on one platform are hostile to each other, so a vhost follows Drupal's
+//! recommended nginx configuration and goes further: only the codebase's front
+//! controllers run as PHP (never a file a site could have written), source files and
+//! hidden files are not served, `sites/` serves only this site's own directory and the
+//! shared `sites/all/`, and private files never go out directly.
+
+use std::path::Path;
 
 /// What a site's vhost is made of. Every string here was validated at the API (host
 /// names, a clean root path, hex passwords, machine names), so it is safe in the file.
@@ -12,8 +20,14 @@ pub struct SiteVhost<'a> {
     pub root: &'a str,
     /// `127.0.0.1:8080` or `80`.
     pub listen: String,
-    /// `unix:/run/php/php8.2-fpm.sock` or `127.0.0.1:9000`.
-    pub php_fpm: &'a str,
+    /// The http service's port: PHP sees it in the host name, as the browser sent it.
+    pub port: u16,
+    /// The site's own php-fpm pool.
+    pub php_socket: &'a Path,
+    /// What the site's PHP may open (`open_basedir`).
+    pub open_basedir: &'a str,
+    /// nginx's standard FastCGI parameters file.
+    pub fastcgi_params: &'a Path,
     pub db: DbParams<'a>,
     pub disabled: bool,
     /// The maintenance page (a restore or migrate is under way).
@@ -32,6 +46,14 @@ pub struct DbParams<'a> {
 pub const DISABLED_TITLE: &str = "Site disabled";
 /// The page a site answers with while it is being restored or migrated.
 pub const MAINTENANCE_TITLE: &str = "Site under maintenance";
+
+/// The scripts of a Drupal codebase that are entry points (Drupal 7 and 8+): the only
+/// PHP a vhost runs. Anything else ending in `.php` is answered 404, unread.
+const FRONT_CONTROLLERS: &str = r"^/(index|update|install|cron|authorize|xmlrpc)\.php(/|$)|^/core/(install|rebuild|authorize)\.php(/|$)|^/core/modules/statistics/statistics\.php$";
+
+/// Source and metadata files Drupal's .htaccess refuses to serve (its FilesMatch), and
+/// Drupal 7's `.info`.
+const SOURCE_FILES: &str = r"\.(engine|inc|info|install|make|module|profile|po|sh|.*sql|theme|twig|tpl(\.php)?|xtmpl|yml|yaml)(~|\.sw[op]|\.bak|\.orig|\.save)?$|(^|/)(Entries.*|Repository|Root|Tag|Template|composer\.(json|lock)|web\.config|yarn\.lock|package\.json)$|(^|/)#.*#$|\.php(~|\.sw[op]|\.bak|\.orig|\.save)$";
 
 pub fn render_nginx(v: &SiteVhost) -> String {
     let mut out = format!(
@@ -65,29 +87,64 @@ pub fn render_nginx(v: &SiteVhost) -> String {
         ));
     } else {
         let d = &v.db;
+        // PHP sees the host nginx chose this server by (an absolute request line wins over
+        // the Host header), with the port the browser used.
+        let host = if v.port == 80 {
+            "$host".to_string()
+        } else {
+            format!("$host:{}", v.port)
+        };
         out.push_str(&format!(
-            "    # Hidden files, private files and the settings never go out as they are.\n\
-             \x20   location ~ /\\. {{ deny all; }}\n\
-             \x20   location ^~ /sites/{uri}/private/ {{ deny all; }}\n\
-             \x20   location ~ ^/sites/[^/]+/(local\\.)?settings\\.php$ {{ deny all; }}\n\
-             \x20   # /files/... is the site's files directory, whatever the site is called.\n\
-             \x20   location ^~ /files/ {{ rewrite ^/files/(.*)$ /sites/{uri}/files/$1 last; }}\n\
-             \x20   location ~ \\.php$ {{\n\
-             \x20       try_files $uri =404;\n\
-             \x20       fastcgi_pass {php};\n\
-             \x20       include /etc/nginx/fastcgi_params;\n\
+            "    # Regular expressions are tried in order and the first match wins; every one\n\
+             \x20   # but the front controllers' only refuses.\n\
+             \x20   location ~ (^|/)\\.(?!well-known/) {{ return 404; }}\n\
+             \x20   location ~* \"{source}\" {{ return 404; }}\n\
+             \x20   location ~ \"{front}\" {{\n\
+             \x20       fastcgi_split_path_info ^(.+?\\.php)(/.*)$;\n\
+             \x20       include {params};\n\
              \x20       fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;\n\
+             \x20       fastcgi_param SCRIPT_NAME $fastcgi_script_name;\n\
+             \x20       fastcgi_param PATH_INFO $fastcgi_path_info;\n\
+             \x20       fastcgi_param QUERY_STRING $query_string;\n\
+             \x20       fastcgi_param HTTP_HOST {host};\n\
+             \x20       fastcgi_param HTTP_PROXY \"\";\n\
+             \x20       fastcgi_param PHP_ADMIN_VALUE \"open_basedir={basedir}\";\n\
              \x20       fastcgi_param db_type mysql;\n\
-             \x20       fastcgi_param db_host {host};\n\
+             \x20       fastcgi_param db_host {host_db};\n\
              \x20       fastcgi_param db_port {port};\n\
              \x20       fastcgi_param db_name {name};\n\
              \x20       fastcgi_param db_user {user};\n\
              \x20       fastcgi_param db_passwd {password};\n\
+             \x20       fastcgi_pass unix:{socket};\n\
              \x20   }}\n\
+             \x20   # Any other PHP: not run, not shown.\n\
+             \x20   location ~* \\.(php[0-9]?|phar|phtml|pht)(/|$) {{ return 404; }}\n\
+             \x20   # Of sites/, only this site's own directory and the shared sites/all/.\n\
+             \x20   location /sites/ {{ return 404; }}\n\
+             \x20   location /sites/all/ {{ try_files $uri =404; }}\n\
+             \x20   # What the site wrote is served only if the site owns what it names: a link\n\
+             \x20   # it planted does not hand out another site's files.\n\
+             \x20   location /sites/{uri}/ {{\n\
+             \x20       disable_symlinks if_not_owner from=$document_root;\n\
+             \x20       try_files $uri =404;\n\
+             \x20   }}\n\
+             \x20   # Image styles are made on first request, by Drupal.\n\
+             \x20   location /sites/{uri}/files/ {{\n\
+             \x20       disable_symlinks if_not_owner from=$document_root;\n\
+             \x20       try_files $uri /index.php?$query_string;\n\
+             \x20   }}\n\
+             \x20   location ^~ /sites/{uri}/private/ {{ return 404; }}\n\
+             \x20   location ^~ /vendor/ {{ return 404; }}\n\
+             \x20   # /files/... is the site's files directory, whatever the site is called.\n\
+             \x20   location ^~ /files/ {{ rewrite ^/files/(.*)$ /sites/{uri}/files/$1 last; }}\n\
              \x20   location / {{ try_files $uri /index.php?$query_string; }}\n}}\n",
+            source = SOURCE_FILES,
+            front = FRONT_CONTROLLERS,
+            params = v.fastcgi_params.display(),
+            basedir = v.open_basedir,
             uri = v.uri,
-            php = v.php_fpm,
-            host = d.host,
+            socket = v.php_socket.display(),
+            host_db = d.host,
             port = d.port,
             name = d.name,
             user = d.user,
@@ -116,7 +173,10 @@ mod tests {
             redirection,
             root: "/var/aegir/platforms/d10",
             listen: "127.0.0.1:8080".into(),
-            php_fpm: "127.0.0.1:9000",
+            port: 8080,
+            php_socket: Path::new("/var/lib/berth/run/php/200001.sock"),
+            open_basedir: "/var/aegir/platforms/d10/:/var/lib/berth/site-tmp/200001/",
+            fastcgi_params: Path::new("/etc/nginx/fastcgi_params"),
             db: DbParams {
                 host: "127.0.0.1",
                 port: 3306,
@@ -146,6 +206,20 @@ mod tests {
         let v = vhost(false, false);
         assert!(v.contains("fastcgi_param db_passwd 0123abcd;"));
         assert!(v.contains("rewrite ^/files/(.*)$ /sites/www.example.com/files/$1 last;"));
+    }
+
+    #[test]
+    fn only_front_controllers_reach_the_sites_own_pool() {
+        let v = vhost(false, false);
+        assert_eq!(v.matches("fastcgi_pass").count(), 1, "{v}");
+        assert!(v.contains("fastcgi_pass unix:/var/lib/berth/run/php/200001.sock;"));
+        assert!(v.contains("open_basedir=/var/aegir/platforms/d10/:/var/lib/berth/site-tmp/200001/"));
+        assert!(v.contains("location /sites/ { return 404; }"));
+        assert!(v.contains("location ^~ /sites/www.example.com/private/ { return 404; }"));
+        // The pool's location comes before the one that refuses every other PHP file.
+        let front = v.find("fastcgi_pass").unwrap();
+        let refuse = v.find("php[0-9]?|phar").unwrap();
+        assert!(front < refuse);
     }
 
     #[test]

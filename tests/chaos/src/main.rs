@@ -128,6 +128,12 @@ async fn run(args: Args) -> Result<i32> {
         .join("nginx")
         .join("vhost.d");
     let nginx_conf = berth_test_servers::web::write_nginx_conf(&dir, &[vhost_dir])?;
+    // Each site's php-fpm pool is written by the http worker into the server's pool
+    // directory, which the run's php-fpm includes.
+    berth_test_servers::web::write_php_fpm_conf(
+        &dir.join("web"),
+        &[dir.join("config").join(SERVER).join("php-fpm").join("pool.d")],
+    )?;
     let web = berth_test_servers::web::Web::start(&dir.join("web"), &nginx_conf)?;
     let named = berth_test_servers::named::Named::start(&dir, &[SERVER.to_string()])?;
     say(&format!(
@@ -162,7 +168,10 @@ async fn run(args: Args) -> Result<i32> {
             named.rndc_conf.display().to_string(),
         ),
         ("BERTH_HTTP_LISTEN_ADDRESS".into(), "127.0.0.1".into()),
-        ("BERTH_PHP_FPM".into(), web.php_fpm.clone()),
+        (
+            "BERTH_PHP_FPM_CONF".into(),
+            web.php_fpm_conf.display().to_string(),
+        ),
         (
             "BERTH_BACKUPS_DIR".into(),
             dir.join("backups").display().to_string(),

@@ -105,6 +105,52 @@ http {{
     Ok(path)
 }
 
+/// Writes `dir/php-fpm.conf` for [`Web::start`]: including `*.conf` from each pool
+/// directory (made if missing; berth's http worker writes each site's pool there), with a
+/// `www-data` pool on a free loopback port (php-fpm wants one pool at least). Returns its
+/// path; php-fpm's pid file is `dir/php-fpm.pid`.
+pub fn write_php_fpm_conf(dir: &Path, pool_dirs: &[PathBuf]) -> Result<PathBuf> {
+    make_dir_0755(dir)?;
+    let dir = fs::canonicalize(dir)?;
+    let mut includes = String::new();
+    for p in pool_dirs {
+        make_dir_0755(p)?;
+        let p = fs::canonicalize(p)?;
+        includes.push_str(&format!("include={}/*.conf\n", p.display()));
+    }
+    let fpm_port = crate::free_port();
+    let d = dir.display();
+    let conf = format!(
+        r#"; Written by berth-test-servers for a test.
+[global]
+pid = {d}/php-fpm.pid
+error_log = {d}/php-fpm.log
+daemonize = no
+{includes}
+[www]
+user = www-data
+group = www-data
+listen = 127.0.0.1:{fpm_port}
+pm = static
+pm.max_children = 2
+clear_env = no
+catch_workers_output = yes
+decorate_workers_output = no
+"#
+    );
+    let path = dir.join("php-fpm.conf");
+    fs::write(&path, conf).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// The `listen = 127.0.0.1:PORT` of the `www` pool in a php-fpm configuration.
+fn fpm_www_port(conf: &Path) -> Option<u16> {
+    let text = fs::read_to_string(conf).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("listen = 127.0.0.1:"))
+        .and_then(|p| p.trim().parse().ok())
+}
+
 /// The vhost port named in a configuration written by [`write_nginx_conf`].
 fn conf_port(nginx_conf: &Path) -> Option<u16> {
     let text = fs::read_to_string(nginx_conf).ok()?;
@@ -133,8 +179,11 @@ pub type Response = (u16, String, Vec<(String, String)>);
 pub struct Web {
     /// A free loopback port reserved for vhosts to listen on (`listen 127.0.0.1:<port>;`).
     pub port: u16,
-    /// php-fpm's address for `fastcgi_pass`: "127.0.0.1:PORT".
+    /// php-fpm's `www` pool, for `fastcgi_pass`: "127.0.0.1:PORT" (sites get pools of
+    /// their own, included from the pool directories given to [`write_php_fpm_conf`]).
     pub php_fpm: String,
+    /// php-fpm's main configuration.
+    pub php_fpm_conf: PathBuf,
     /// The nginx main configuration it runs.
     pub nginx_conf: PathBuf,
     /// The directory holding php-fpm's configuration, pids and logs.
@@ -144,7 +193,9 @@ pub struct Web {
 }
 
 impl Web {
-    /// Starts php-fpm and nginx (`nginx -c <nginx_conf>`), and waits until both answer.
+    /// Starts php-fpm (with `dir/php-fpm.conf`, written by [`write_php_fpm_conf`] with no
+    /// pool directory if it is not there) and nginx (`nginx -c <nginx_conf>`), and waits
+    /// until both answer.
     pub fn start(dir: &Path, nginx_conf: &Path) -> Result<Web> {
         for (bin, what) in [
             ("/usr/sbin/nginx", "nginx"),
@@ -159,37 +210,23 @@ impl Web {
         let nginx_conf = fs::canonicalize(nginx_conf)
             .with_context(|| format!("nginx configuration {}", nginx_conf.display()))?;
         let port = conf_port(&nginx_conf).unwrap_or_else(crate::free_port);
-        let fpm_port = crate::free_port();
+        let mut fpm_conf_path = dir.join("php-fpm.conf");
+        if !fpm_conf_path.exists() {
+            fpm_conf_path = write_php_fpm_conf(&dir, &[])?;
+        }
+        let fpm_port = fpm_www_port(&fpm_conf_path)
+            .ok_or_else(|| anyhow!("{} has no www pool", fpm_conf_path.display()))?;
         let mut web = Web {
             port,
             php_fpm: format!("127.0.0.1:{fpm_port}"),
+            php_fpm_conf: fpm_conf_path.clone(),
             nginx_conf: nginx_conf.clone(),
             dir: dir.clone(),
             nginx: None,
             php: None,
         };
 
-        // php-fpm
-        let d = dir.display();
-        let fpm_conf = format!(
-            r#"[global]
-pid = {d}/php-fpm.pid
-error_log = {d}/php-fpm.log
-daemonize = no
-
-[www]
-user = www-data
-group = www-data
-listen = 127.0.0.1:{fpm_port}
-pm = static
-pm.max_children = 4
-clear_env = no
-catch_workers_output = yes
-decorate_workers_output = no
-"#
-        );
-        let fpm_conf_path = dir.join("php-fpm.conf");
-        fs::write(&fpm_conf_path, fpm_conf)?;
+        // php-fpm (as root: each site's pool becomes the site's own user)
         let fpm_log = fs::File::create(dir.join("php-fpm.out"))?;
         let php = Command::new("/usr/sbin/php-fpm8.2")
             .arg("-R")
