@@ -273,6 +273,7 @@ impl World {
             max_body_bytes: 65536,
             delete_enabled_sites: opts.delete_enabled_sites,
             max_queued_tasks: opts.max_queued_tasks,
+            data_root: dir.clone(),
         };
         let s = shutdown.clone();
         services.push(tokio::spawn(async move {
@@ -853,6 +854,7 @@ pub async fn row_counts(store: &Store) -> Result<Vec<(String, i64)>> {
         "platforms",
         "sites",
         "site_aliases",
+        "site_names",
     ] {
         let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {t}")))
             .fetch_one(&store.pool)

@@ -395,9 +395,14 @@ async fn bad_site_and_platform_input_gets_problem_json_and_creates_nothing() {
             "empty label",
         ),
         (
-            json!({"uri": "Upper.test", "platform": "platform_d10"}),
+            json!({"uri": "127.0.0.1", "platform": "platform_d10"}),
             422,
-            "lower-case",
+            "IP address",
+        ),
+        (
+            json!({"uri": "localhost", "platform": "platform_d10"}),
+            422,
+            "single label",
         ),
         (
             json!({"uri": ".lead.test", "platform": "platform_d10"}),
@@ -410,9 +415,9 @@ async fn bad_site_and_platform_input_gets_problem_json_and_creates_nothing() {
             "63",
         ),
         (
-            json!({"uri": first, "platform": "platform_d10"}),
+            json!({"uri": first.to_uppercase(), "platform": "platform_d10"}),
             409,
-            "already",
+            "is the uri of site",
         ),
         (
             json!({"uri": "x.test", "platform": "platform_nope"}),
@@ -442,7 +447,7 @@ async fn bad_site_and_platform_input_gets_problem_json_and_creates_nothing() {
         (
             json!({"uri": "x.test", "platform": "platform_d10", "aliases": [first]}),
             409,
-            "already",
+            "is the uri of site",
         ),
         (
             json!({"uri": "x.test", "platform": "platform_d10", "db_server": "server_none"}),

@@ -220,11 +220,16 @@ pub fn validate(
             _ => Err(bad(format!("{} takes no arguments", task_type.as_str()))),
         },
         TaskType::Clone => {
-            let a: CloneArgs =
+            let mut a: CloneArgs =
                 serde_json::from_value(args.clone()).map_err(|e| bad(e.to_string()))?;
-            crate::HostName::parse(&a.uri).map_err(|e| bad(format!("uri: {e}")))?;
-            for alias in &a.aliases {
-                crate::HostName::parse(alias).map_err(|e| bad(format!("alias: {e}")))?;
+            // Stored normalised (lower case, no trailing dot, punycode), as a new site's.
+            a.uri = crate::SiteName::parse(&a.uri)
+                .map_err(|e| bad(format!("uri: {e}")))?
+                .to_string();
+            for alias in &mut a.aliases {
+                *alias = crate::SiteName::parse(alias)
+                    .map_err(|e| bad(format!("alias: {e}")))?
+                    .to_string();
             }
             Ok(serde_json::to_value(a).expect("serialisable"))
         }
@@ -244,15 +249,17 @@ pub fn validate(
             Ok(json!({"backup": id.to_string()}))
         }
         TaskType::Migrate => {
-            let a: MigrateArgs =
+            let mut a: MigrateArgs =
                 serde_json::from_value(args.clone()).map_err(|e| bad(e.to_string()))?;
             if a.platform.is_none() && a.db_server.is_none() && a.uri.is_none() {
                 return Err(bad(
                     "migrate needs a target: {\"platform\": \"platform_…\"}, {\"db_server\": \"server_…\"} and/or a new {\"uri\": …}".into(),
                 ));
             }
-            if let Some(u) = &a.uri {
-                crate::HostName::parse(u).map_err(|e| bad(format!("uri: {e}")))?;
+            if let Some(u) = &mut a.uri {
+                *u = crate::SiteName::parse(u)
+                    .map_err(|e| bad(format!("uri: {e}")))?
+                    .to_string();
             }
             Ok(serde_json::to_value(a).expect("serialisable"))
         }

@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod platforms;
 pub mod servers;
+pub mod site_names;
 pub mod sites;
 pub mod tasks;
 pub mod tokens;

@@ -72,6 +72,23 @@ pub async fn insert_platform(
     Ok(())
 }
 
+/// The `(name, root)` of every platform (not deleted) on `web_server`, after taking the
+/// transaction's lock on that server's roots: two platforms created at once are checked
+/// one after the other, so they cannot nest.
+pub async fn roots_on(conn: &mut PgConnection, web_server: &str) -> Result<Vec<(String, String)>> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('platform-roots'), hashtext($1))")
+        .bind(web_server)
+        .execute(&mut *conn)
+        .await?;
+    Ok(sqlx::query_as(
+        "SELECT name, root FROM platforms WHERE web_server = $1 AND status <> 'deleted'
+         ORDER BY name",
+    )
+    .bind(web_server)
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
 pub async fn get_platform(conn: &mut PgConnection, name: &str) -> Result<Option<PlatformRow>> {
     Ok(
         sqlx::query_as::<_, PlatformRow>(sqlx::AssertSqlSafe(format!(

@@ -1,6 +1,7 @@
 //! Sites (Aegir's site contexts), their aliases and their package registry.
 
 use crate::servers::get_server;
+use crate::site_names::{self, NameKind};
 use crate::{Result, Store, StoreError, conflict_on_unique, platforms};
 use berth_contracts::{Package, PackageType, Site};
 use berth_hosting::sites::SiteFacts;
@@ -78,29 +79,22 @@ pub struct NewSiteRow<'a> {
     pub aliases: &'a [String],
 }
 
-/// Which of `names` are already a site's uri or alias (deleted sites' names are free
-/// again only once issue-4 deletion frees them: a deleted row keeps its uri).
+/// Which of `names` a site other than `except_site` holds: for answers that write nothing
+/// (a migrate plan). What writes reserves its names ([`site_names::reserve`]).
 pub async fn names_taken(
     conn: &mut PgConnection,
     names: &[String],
     except_site: Option<&str>,
 ) -> Result<Vec<String>> {
-    // A rename under way holds its new name too.
-    let rows: Vec<(String,)> = sqlx::query_as(
-        "SELECT uri FROM sites WHERE uri = ANY($1) AND uri IS DISTINCT FROM $2
-         UNION SELECT alias FROM site_aliases WHERE alias = ANY($1) AND site IS DISTINCT FROM $2
-         UNION SELECT args->'to'->>'uri' FROM tasks WHERE type = 'migrate'
-           AND status IN ('queued', 'processing') AND args->'to'->>'uri' = ANY($1)
-           AND target IS DISTINCT FROM args->'to'->>'uri'",
-    )
-    .bind(names)
-    .bind(except_site)
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok(rows.into_iter().map(|(n,)| n).collect())
+    site_names::held(conn, names, except_site).await
 }
 
+/// Saves a new site (installing) with its aliases, reserving its uri and aliases in the
+/// same transaction: a name another site holds is a [`StoreError::Conflict`] saying which.
+/// A deleted site of the same uri is moved aside, kept as history.
 pub async fn insert_site(conn: &mut PgConnection, s: NewSiteRow<'_>) -> Result<()> {
+    site_names::retire_deleted(conn, s.uri).await?;
+    site_names::reserve(conn, s.uri, &[s.uri.to_string()], NameKind::Uri, None).await?;
     sqlx::query(
         "INSERT INTO sites (uri, platform, db_server, client, client_email, profile, language,
                             redirection, status, db_name, db_user, db_password_sealed)
@@ -123,14 +117,17 @@ pub async fn insert_site(conn: &mut PgConnection, s: NewSiteRow<'_>) -> Result<(
     set_aliases(conn, s.uri, s.aliases).await
 }
 
+/// Replaces the site's aliases, reserving the new ones (see [`insert_site`]).
 pub async fn set_aliases(conn: &mut PgConnection, uri: &str, aliases: &[String]) -> Result<()> {
     sqlx::query("DELETE FROM site_aliases WHERE site = $1")
         .bind(uri)
         .execute(&mut *conn)
         .await?;
+    site_names::release_aliases(conn, uri).await?;
     if aliases.is_empty() {
         return Ok(());
     }
+    site_names::reserve(conn, uri, aliases, NameKind::Alias, None).await?;
     let positions: Vec<i32> = (0..aliases.len() as i32).collect();
     sqlx::query(
         "INSERT INTO site_aliases (alias, site, position)
@@ -189,12 +186,16 @@ pub async fn db_password_sealed(conn: &mut PgConnection, uri: &str) -> Result<Op
     Ok(row.map(|(s,)| s))
 }
 
+/// A deleted site frees its names for other sites, and its uri for a new site.
 pub async fn set_status(conn: &mut PgConnection, uri: &str, status: &str) -> Result<()> {
     sqlx::query("UPDATE sites SET status = $2, updated_at = now() WHERE uri = $1")
         .bind(uri)
         .bind(status)
         .execute(&mut *conn)
         .await?;
+    if status == berth_hosting::sites::status::DELETED {
+        site_names::release_all(conn, uri).await?;
+    }
     Ok(())
 }
 
@@ -220,14 +221,16 @@ pub async fn set_database(
 }
 
 /// The site has a new name (a migrate with a new uri finished); its aliases, packages and
-/// backups follow (ON UPDATE CASCADE); its tasks keep the name they ran under.
+/// backups follow (ON UPDATE CASCADE); its tasks keep the name they ran under. The new
+/// name was reserved with the migrate; the old one is free now.
 pub async fn rename(conn: &mut PgConnection, uri: &str, new_uri: &str) -> Result<()> {
+    site_names::retire_deleted(conn, new_uri).await?;
     sqlx::query("UPDATE sites SET uri = $2, updated_at = now() WHERE uri = $1")
         .bind(uri)
         .bind(new_uri)
         .execute(&mut *conn)
         .await?;
-    Ok(())
+    site_names::renamed(conn, uri, new_uri).await
 }
 
 /// The site now lives on another platform and db server (a migrate finished).

@@ -39,6 +39,9 @@ pub struct ApiConfig {
     /// Tasks waiting to start (`queued`) beyond which new tasks are refused with a 503 and
     /// Retry-After, so that a backlog stays bounded in PostgreSQL and the broker; 0: no limit.
     pub max_queued_tasks: u64,
+    /// berth's data root (BERTH_DATA_ROOT, the same on every host): no platform root may be
+    /// it or inside it, but for `<data root>/platforms/`.
+    pub data_root: std::path::PathBuf,
 }
 
 tokio::task_local! {
@@ -59,6 +62,7 @@ pub struct AppState {
     pub diagnostics: bool,
     pub max_body_bytes: usize,
     pub delete_enabled_sites: bool,
+    pub data_root: std::path::PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -222,6 +226,7 @@ pub async fn serve(
         diagnostics: cfg.diagnostics,
         max_body_bytes: cfg.max_body_bytes,
         delete_enabled_sites: cfg.delete_enabled_sites,
+        data_root: cfg.data_root.clone(),
     };
     tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "API listening");
     let s = shutdown.clone();

@@ -9,6 +9,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use berth_contracts::{Installer, NewPlatform, Package, Platform, TargetKind};
+use berth_hosting::names::{RootNeighbours, check_platform_root};
 use berth_hosting::{PlatformName, SERVER_MASTER, ServerName, parse_root};
 use berth_store::platforms;
 
@@ -37,6 +38,45 @@ fn check_installer(i: &Installer) -> Result<(), ApiError> {
         }
     }
     Ok(())
+}
+
+/// The root's rules again on what it is on this host, where it exists here (the web server
+/// may be another host: its verify checks the codebase itself): a symlink is refused, and
+/// a path through a symlinked directory is checked as the directory it leads to.
+fn check_root_here(root: &str, n: &RootNeighbours) -> Result<(), ApiError> {
+    let Ok(meta) = std::fs::symlink_metadata(root) else {
+        return Ok(());
+    };
+    let real = |p: &str| {
+        std::fs::canonicalize(p)
+            .ok()
+            .and_then(|r| r.to_str().map(str::to_string))
+    };
+    if meta.file_type().is_symlink() {
+        return Err(ApiError::Unprocessable(format!(
+            "platform root `{root}` is a symlink (to `{}`): give the codebase's own directory",
+            real(root).unwrap_or_else(|| "nowhere".into())
+        )));
+    }
+    let resolved = RootNeighbours {
+        data_root: n
+            .data_root
+            .as_deref()
+            .map(|d| real(d).unwrap_or_else(|| d.into())),
+        platforms: n
+            .platforms
+            .iter()
+            .map(|(name, r)| (name.clone(), real(r).unwrap_or_else(|| r.clone())))
+            .collect(),
+    };
+    let real_root = real(root).unwrap_or_else(|| root.into());
+    check_platform_root(&real_root, &resolved).map_err(|e| {
+        ApiError::Unprocessable(if real_root == root {
+            e.to_string()
+        } else {
+            format!("{e} (`{root}` leads to `{real_root}` on this host)")
+        })
+    })
 }
 
 pub async fn create(
@@ -70,6 +110,12 @@ pub async fn create(
     let installer = body.installer.unwrap_or_default();
     check_installer(&installer)?;
     let mut tx = state.store.pool.begin().await?;
+    let neighbours = RootNeighbours {
+        data_root: state.data_root.to_str().map(str::to_string),
+        platforms: platforms::roots_on(&mut tx, web_server.as_str()).await?,
+    };
+    check_platform_root(&root, &neighbours).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    check_root_here(&root, &neighbours)?;
     platforms::insert_platform(
         &mut tx,
         name.as_str(),

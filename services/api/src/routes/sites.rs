@@ -10,7 +10,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use berth_contracts::{NewSite, Package, Site, SiteChange, TargetKind};
 use berth_hosting::sites::{db_names, status};
-use berth_hosting::{HostName, PlatformName, SERVER_MASTER, ServerName};
+use berth_hosting::{HostName, PlatformName, SERVER_MASTER, ServerName, SiteName};
 use berth_secrets::SecretKey;
 use berth_store::sites::{self, NewSiteRow, SiteFilter};
 use berth_store::{platforms, servers};
@@ -19,11 +19,13 @@ use serde::Deserialize;
 /// Most aliases one site may have.
 const MAX_ALIASES: usize = 50;
 
-fn parse_uri(uri: &str) -> Result<HostName, ApiError> {
-    HostName::parse(uri).map_err(|e| ApiError::Unprocessable(format!("uri: {e}")))
+/// A site's uri, normalised (lower case, no trailing dot, punycode); an IP address, a
+/// single label or a name longer than nginx and a vhost file name hold is refused.
+pub(crate) fn parse_uri(uri: &str) -> Result<SiteName, ApiError> {
+    SiteName::parse(uri).map_err(|e| ApiError::Unprocessable(format!("uri: {e}")))
 }
 
-/// Aliases: valid domains, none twice, none the site's own uri.
+/// Aliases: site names (as [`parse_uri`]), none twice, none the site's own uri.
 fn parse_aliases(uri: &str, aliases: &[String]) -> Result<Vec<String>, ApiError> {
     if aliases.len() > MAX_ALIASES {
         return Err(ApiError::Unprocessable(format!(
@@ -32,7 +34,7 @@ fn parse_aliases(uri: &str, aliases: &[String]) -> Result<Vec<String>, ApiError>
     }
     let mut out: Vec<String> = Vec::new();
     for a in aliases {
-        let a = HostName::parse(a).map_err(|e| ApiError::Unprocessable(format!("alias: {e}")))?;
+        let a = SiteName::parse(a).map_err(|e| ApiError::Unprocessable(format!("alias: {e}")))?;
         if a.as_str() == uri {
             return Err(ApiError::Unprocessable(format!(
                 "alias `{a}` is the site's own uri"
@@ -182,15 +184,8 @@ pub async fn create(
             "server `{db_server}` has no db service to hold the site's database"
         )));
     }
-    let mut names = vec![uri.to_string()];
-    names.extend(aliases.iter().cloned());
-    let taken = sites::names_taken(&mut tx, &names, None).await?;
-    if !taken.is_empty() {
-        return Err(ApiError::Conflict(format!(
-            "already a site or an alias: {}",
-            taken.join(", ")
-        )));
-    }
+    // The uri and aliases are reserved with the row: a name held by another site is a 409
+    // saying which site, and this transaction writes nothing.
     let suffix = &SecretKey::new_password()[..6];
     let (db_name, db_user) = db_names(uri.as_str(), suffix);
     let sealed = state.secret_key.seal(&SecretKey::new_password());
@@ -279,7 +274,7 @@ pub async fn list(
 
 async fn existing(state: &AppState, uri: &str) -> Result<Site, ApiError> {
     let uri = uri.strip_prefix('@').unwrap_or(uri);
-    let uri = HostName::parse(uri).map_err(|e| ApiError::NotFound(e.to_string()))?;
+    let uri = HostName::normalise(uri).map_err(|e| ApiError::NotFound(e.to_string()))?;
     state
         .store
         .get_site(uri.as_str())
@@ -363,9 +358,10 @@ pub(crate) async fn migrate_target(
     db_server: Option<&str>,
     new_uri: Option<&str>,
 ) -> Result<MigrateTarget, ApiError> {
-    let renamed = new_uri.is_some_and(|u| u != site.uri);
+    let new_uri = new_uri.map(parse_uri).transpose()?;
+    let renamed = new_uri.as_ref().is_some_and(|u| u.as_str() != site.uri);
     if let Some(u) = new_uri.filter(|_| renamed) {
-        let u = HostName::parse(u).map_err(|e| ApiError::Unprocessable(format!("uri: {e}")))?;
+        // An early answer; the migrate reserves the name when it is queued.
         let mut conn = state.store.pool.acquire().await?;
         let taken = sites::names_taken(&mut conn, &[u.to_string()], None).await?;
         if !taken.is_empty() {
@@ -577,13 +573,7 @@ pub async fn change(
     };
     let mut tx = state.store.pool.begin().await?;
     if let Some(a) = &aliases {
-        let taken = sites::names_taken(&mut tx, a, Some(&site.uri)).await?;
-        if !taken.is_empty() {
-            return Err(ApiError::Conflict(format!(
-                "already a site or another site's alias: {}",
-                taken.join(", ")
-            )));
-        }
+        // Reserves the new aliases: one another site holds is a 409 naming it.
         sites::set_aliases(&mut tx, &site.uri, a).await?;
     }
     sqlx::query(

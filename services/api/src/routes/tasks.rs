@@ -103,15 +103,8 @@ async fn clone_args(
             "a clone needs a uri of its own, and aliases other than it".into(),
         ));
     }
-    let mut names = vec![a.uri.clone()];
-    names.extend(a.aliases.iter().cloned());
-    let taken = berth_store::sites::names_taken(tx, &names, None).await?;
-    if !taken.is_empty() {
-        return Err(ApiError::Conflict(format!(
-            "already a site or an alias: {} (a clone takes new aliases only)",
-            taken.join(", ")
-        )));
-    }
+    // The new site's uri and aliases are reserved when it is saved below: a name another
+    // site holds is a 409 naming that site (a clone takes new aliases only).
     let target = crate::routes::sites::deploy_target(
         state,
         site,
@@ -342,6 +335,19 @@ pub async fn create(
     .await?;
     if let Some(sealed) = next_password {
         berth_store::tasks::insert_task_secret(&mut tx, task.id, "site_db_next", &sealed).await?;
+    }
+    if task_type == TaskType::Migrate
+        && let Some(new_uri) = args["to"]["uri"].as_str().filter(|u| *u != target)
+    {
+        // The new uri is the site's from now on: no other site may take it meanwhile.
+        berth_store::site_names::reserve(
+            &mut tx,
+            &target,
+            &[new_uri.to_string()],
+            berth_store::site_names::NameKind::Rename,
+            Some(task.id),
+        )
+        .await?;
     }
     tx.commit().await?;
     state.outbox.publish(vec![message]);
