@@ -236,6 +236,8 @@ async fn names_are_normalised_and_ips_and_single_labels_refused_and_roots_checke
         )
         .await;
         assert_eq!(code, 201, "{given}: {site}");
+        let task = site["task"].as_str().unwrap().parse().unwrap();
+        w.wait_finished(task, WAIT).await.unwrap();
         assert_eq!(site["uri"], stored.as_str());
         assert_eq!(site["aliases"], json!([format!("alias.{stored}")]));
         // Found again by the name as given, and the same name in another form is taken.
@@ -250,7 +252,7 @@ async fn names_are_normalised_and_ips_and_single_labels_refused_and_roots_checke
         assert_eq!(code, 409, "{p}");
     }
 
-    let long = format!("{}.{id}.test", vec!["x".repeat(60); 3].join("."));
+    let long = format!("{}.{id}.test", vec!["x".repeat(50); 4].join("."));
     let cases: Vec<(Value, &str)> = vec![
         (json!({"uri": "192.0.2.10"}), "is an IP address"),
         (json!({"uri": "[2001:db8::1]"}), "is an IP address"),

@@ -80,9 +80,7 @@ pub async fn reserve(
     let why: Vec<String> = taken
         .iter()
         .map(|name| match holders.iter().find(|h| &h.0 == name) {
-            Some((_, holder, kind, status, task)) => {
-                held_by(name, holder, kind, status, *task, holder == site)
-            }
+            Some((_, holder, kind, status, task)) => held_by(name, holder, kind, status, *task),
             None => format!("`{name}` was taken by another site at the same moment; try again"),
         })
         .collect();
@@ -90,14 +88,7 @@ pub async fn reserve(
 }
 
 /// Says who holds `name` and what to do to free it.
-fn held_by(
-    name: &str,
-    holder: &str,
-    kind: &str,
-    status: &str,
-    task: Option<Uuid>,
-    same_site: bool,
-) -> String {
+fn held_by(name: &str, holder: &str, kind: &str, status: &str, task: Option<Uuid>) -> String {
     let what = match kind {
         "uri" => format!("`{name}` is the uri of site `{holder}`, which is {status}"),
         "alias" => format!("`{name}` is an alias of site `{holder}`, which is {status}"),
@@ -107,7 +98,6 @@ fn held_by(
         ),
     };
     let todo = match (kind, status) {
-        _ if same_site => "it is this site's own name already".to_string(),
         ("rename", _) => "wait for that migrate to end".to_string(),
         ("alias", _) => {
             format!("remove it from that site's aliases first (PATCH /api/v1/sites/{holder})")
