@@ -355,11 +355,9 @@ impl World {
             nginx_bin: "nginx".into(),
             nginx_conf: self.nginx_conf.clone(),
             secret_key: Some(key.clone()),
-            php_fpm: self
-                .web
-                .as_ref()
-                .map(|w| w.php_fpm.clone())
-                .unwrap_or_else(|| "127.0.0.1:9".into()),
+            php_fpm_bin: "php-fpm8.2".into(),
+            php_fpm_conf: self.php_fpm_conf(),
+            fastcgi_params: "/etc/nginx/fastcgi_params".into(),
             listen_address: "127.0.0.1".into(),
             reload_window: Duration::from_millis(self.opts.reload_window_ms),
             reload_max_wait: Duration::from_secs(10),
@@ -667,11 +665,8 @@ impl World {
             ),
             ("BERTH_HTTP_LISTEN_ADDRESS".into(), "127.0.0.1".into()),
             (
-                "BERTH_PHP_FPM".into(),
-                self.web
-                    .as_ref()
-                    .map(|w| w.php_fpm.clone())
-                    .unwrap_or_else(|| "127.0.0.1:9".into()),
+                "BERTH_PHP_FPM_CONF".into(),
+                self.php_fpm_conf().display().to_string(),
             ),
             (
                 "BERTH_RNDC_CONF".into(),
@@ -823,6 +818,14 @@ fn replace_db(url: &str, db: &str) -> String {
     }
 }
 
+impl World {
+    /// The world's php-fpm configuration (written whether or not php-fpm runs): it
+    /// includes each server's pool directory.
+    pub fn php_fpm_conf(&self) -> PathBuf {
+        self.dir.join("php-fpm.conf")
+    }
+}
+
 /// Writes a minimal nginx.conf and named.conf under `dir` that include berth's
 /// per-server directories, as `ops/run.sh` does for the system ones.
 fn write_server_configs(dir: &Path, servers: &[String]) -> Result<(PathBuf, PathBuf)> {
@@ -832,6 +835,11 @@ fn write_server_configs(dir: &Path, servers: &[String]) -> Result<(PathBuf, Path
         .map(|s| dir.join("config").join(s).join("nginx").join("vhost.d"))
         .collect();
     let nginx_conf = berth_test_servers::web::write_nginx_conf(dir, &vhost_dirs)?;
+    let pool_dirs: Vec<PathBuf> = servers
+        .iter()
+        .map(|s| berth_http::pool::pool_dir(dir, s))
+        .collect();
+    berth_test_servers::web::write_php_fpm_conf(dir, &pool_dirs)?;
     let named = format!(
         "options {{\n    directory \"{d}\";\n    pid-file \"{d}/named.pid\";\n    listen-on port 53530 {{ 127.0.0.1; }};\n    listen-on-v6 {{ none; }};\n    recursion no;\n}};\n"
     );

@@ -41,17 +41,6 @@ fn sample_ps(
     })
 }
 
-fn www_data_gid() -> u32 {
-    std::fs::read_to_string("/etc/group")
-        .unwrap()
-        .lines()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            (f[0] == "www-data").then(|| f[2].parse().unwrap())
-        })
-        .expect("group www-data")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn database_passwords_never_leak_into_argv_logs_task_logs_or_answers() {
     let mut w = World::start_with(WorldOptions {
@@ -215,7 +204,8 @@ async fn database_passwords_never_leak_into_argv_logs_task_logs_or_answers() {
         }
     }
 
-    // Files: backups private, settings.php for the web server's group only.
+    // Files: backups private, settings.php for the site's own group only (its PHP runs as
+    // the site's own user).
     for b in backups.as_array().unwrap() {
         let m = std::fs::metadata(b["path"].as_str().unwrap()).unwrap();
         assert_eq!(m.mode() & 0o777, 0o600);
@@ -227,7 +217,12 @@ async fn database_passwords_never_leak_into_argv_logs_task_logs_or_answers() {
         .join("settings.php");
     let m = std::fs::metadata(&settings).unwrap();
     assert_eq!(m.mode() & 0o777, 0o640);
-    assert_eq!(m.gid(), www_data_gid());
+    let (unix_uid,): (i32,) = sqlx::query_as("SELECT unix_uid FROM sites WHERE uri = $1")
+        .bind(&uri)
+        .fetch_one(&w.store.pool)
+        .await
+        .unwrap();
+    assert_eq!((m.uid(), m.gid()), (0, unix_uid as u32));
 
     for mut c in children {
         let _ = c.kill();

@@ -25,6 +25,8 @@ pub struct SiteRow {
     pub db_name: String,
     pub db_user: String,
     pub db_password_sealed: String,
+    /// The unix user (and group) the site's PHP and installer run as.
+    pub unix_uid: i32,
     pub login_link: Option<String>,
     pub login_link_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
@@ -172,6 +174,7 @@ pub async fn facts(conn: &mut PgConnection, uri: &str) -> Result<Option<SiteFact
         status: s.status,
         db_name: s.db_name,
         db_user: s.db_user,
+        unix_uid: s.unix_uid as u32,
         platform,
         db_server: db_server.facts(),
     }))

@@ -192,6 +192,8 @@ fn site_args(root: &Path, db: &TestDb) -> SiteArgs {
         language: "en".into(),
         client_email: None,
         disabled: false,
+        unix_uid: 200_000,
+        data_root: root.to_path_buf(),
         drush: root.join("vendor/bin/drush"),
         drupal_major: 10,
         http_port: 80,

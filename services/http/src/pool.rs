@@ -45,7 +45,10 @@ pub fn pool_path(data_root: &Path, server: &str, uid: u32) -> PathBuf {
 
 /// The socket of a site user's pool (short: unix socket paths are at most 107 bytes).
 pub fn socket_path(data_root: &Path, uid: u32) -> PathBuf {
-    data_root.join("run").join("php").join(format!("{uid}.sock"))
+    data_root
+        .join("run")
+        .join("php")
+        .join(format!("{uid}.sock"))
 }
 
 /// A site user's temporary directory (uploads in progress, sessions, drush's home): out of
@@ -181,7 +184,9 @@ pub fn prepare_site(site_dir: &Path, data_root: &Path, uid: u32) -> std::io::Res
         own(&files, Some(uid), web, Some(0o2750))?;
         let n = own_tree(&files, uid, web)?;
         if n > 0 {
-            log.push(format!("{n} entries under files/ handed to unix user {uid}"));
+            log.push(format!(
+                "{n} entries under files/ handed to unix user {uid}"
+            ));
         }
     }
     let private = site_dir.join("private");

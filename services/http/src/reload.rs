@@ -454,9 +454,12 @@ impl Inner {
         let Some(f) = &self.cfg.php_fpm else {
             return Err("pools changed but this worker knows no php-fpm".into());
         };
-        let text = tokio::fs::read_to_string(&f.conf)
-            .await
-            .map_err(|e| format!("cannot read php-fpm's configuration {}: {e}", f.conf.display()))?;
+        let text = tokio::fs::read_to_string(&f.conf).await.map_err(|e| {
+            format!(
+                "cannot read php-fpm's configuration {}: {e}",
+                f.conf.display()
+            )
+        })?;
         let pid_file = fpm_pid_directive(&text).ok_or_else(|| {
             format!(
                 "php-fpm's configuration {} names no absolute `pid` file: berth cannot reload it",

@@ -213,7 +213,9 @@ mod tests {
         let v = vhost(false, false);
         assert_eq!(v.matches("fastcgi_pass").count(), 1, "{v}");
         assert!(v.contains("fastcgi_pass unix:/var/lib/berth/run/php/200001.sock;"));
-        assert!(v.contains("open_basedir=/var/aegir/platforms/d10/:/var/lib/berth/site-tmp/200001/"));
+        assert!(
+            v.contains("open_basedir=/var/aegir/platforms/d10/:/var/lib/berth/site-tmp/200001/")
+        );
         assert!(v.contains("location /sites/ { return 404; }"));
         assert!(v.contains("location ^~ /sites/www.example.com/private/ { return 404; }"));
         // The pool's location comes before the one that refuses every other PHP file.
