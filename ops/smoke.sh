@@ -14,9 +14,10 @@
 #    site's name read from the site's own database
 # 4. ops/stop.sh (also when something failed)
 #
-# Safe to run again on the same machine: a site left by an earlier run is reused
-# (the README's POSTs then answer 409, and a verify task runs on the site instead),
-# a failed one is forgotten first. Exits 0 when the site serves; otherwise prints
+# Safe to run again on the same machine: a site left by an earlier run is disabled
+# and deleted first (a failed one forgotten), so that the README's commands install
+# it again; with BERTH_SMOKE_REUSE=1 it is kept (the README's POSTs then answer 409,
+# and a verify task runs on the site instead). The platform is kept (409). Exits 0 when the site serves; otherwise prints
 # SMOKE FAILED and what failed, with the task's log and berth's log.
 # shellcheck disable=SC2016 # the README's commands are single-quoted on purpose: eval runs them
 # shellcheck disable=SC2015 # `A && B || fail`: fail exits
@@ -95,21 +96,43 @@ site_status() {
   "$BERTH_BIN" sites show "$SITE" --json >"$work/site.json" 2>/dev/null || { echo none; return; }
   json_str status "$work/site.json"
 }
+# follow TASK_ID WHAT: follows a task to its end; fails the smoke unless it succeeded.
+follow() {
+  "$BERTH_BIN" tasks log "$1" --follow >"$work/follow.log" 2>&1 \
+    || { cat "$work/follow.log" >&2; task_to_show=$1; fail "$2 (task $1) did not succeed"; }
+}
+# An earlier run's site is deleted (disable, then delete: the README's own tasks), so that
+# the README's commands install it afresh; BERTH_SMOKE_REUSE=1 keeps it and verifies it.
 before=$(site_status)
+if [ "$before" = installing ]; then
+  log "smoke: $SITE is still installing from an earlier run: waiting for that"
+  deadline=$((SECONDS + WAIT))
+  while [ "$(site_status)" = installing ] && [ "$SECONDS" -lt "$deadline" ]; do sleep 2; done
+  before=$(site_status)
+fi
 case $before in
-  none) log "smoke: no site $SITE yet: the README's commands create it" ;;
+  none|deleted) log "smoke: no site $SITE yet (or a deleted one): the README's commands create it" ;;
   failed)
     log "smoke: $SITE failed in an earlier run: forgetting it (DELETE /api/v1/sites/$SITE, as the README says)"
     curl -sS -o /dev/null -X DELETE -H "Authorization: Bearer $BERTH_TOKEN" "$BERTH_API_URL/api/v1/sites/$SITE" || true
     before=$(site_status) ;;
-  disabled)
-    log "smoke: $SITE is disabled from an earlier run: enabling it"
-    "$BERTH_BIN" tasks create enable "$SITE" --follow >&2 || fail "enabling the earlier run's $SITE failed"
+  enabled|disabled)
+    if [ "${BERTH_SMOKE_REUSE:-0}" = 1 ]; then
+      log "smoke: $SITE is $before from an earlier run: reusing it (BERTH_SMOKE_REUSE=1)"
+      if [ "$before" = disabled ]; then
+        follow "$("$BERTH_BIN" tasks create enable "$SITE")" "enabling the earlier run's $SITE"
+      fi
+    else
+      log "smoke: $SITE is $before from an earlier run: deleting it (disable, delete) to install it afresh"
+      if [ "$before" = enabled ]; then
+        follow "$("$BERTH_BIN" tasks create disable "$SITE")" "disabling the earlier run's $SITE"
+      fi
+      follow "$("$BERTH_BIN" tasks create delete "$SITE")" "deleting the earlier run's $SITE"
+    fi
     before=$(site_status) ;;
-  installing)
-    log "smoke: $SITE is still installing from an earlier run: waiting" ;;
-  *) log "smoke: $SITE is $before from an earlier run: reusing it (the README's POSTs answer 409)" ;;
+  *) fail "the earlier run's $SITE is '$before'" ;;
 esac
+log "smoke: $SITE before the README's commands: $before"
 
 # ------------------------------------------------------------------ 2. the README
 readme 'auth=(-H "Authorization: Bearer $BERTH_TOKEN" -H '"'"'Content-Type: application/json'"'"')'
@@ -117,9 +140,11 @@ readme 'auth=(-H "Authorization: Bearer $BERTH_TOKEN" -H '"'"'Content-Type: appl
 readme 'curl -sS "${auth[@]}" -X POST "$BERTH_API_URL/api/v1/platforms" \
   -d '"'"'{"name":"platform_d10","root":"/var/aegir/platforms/drupal-10.3.1"}'"'"''
 if problem "$work/out"; then
-  grep -q '"status":409' "$work/out" && "$BERTH_BIN" platforms show "$PLATFORM" >/dev/null 2>&1 \
+  # Refused because an earlier run made it (409 for the name, or 422 for the root)?
+  "$BERTH_BIN" platforms show "$PLATFORM" --json >"$work/platform.json" 2>/dev/null \
+    && [ "$(json_str root "$work/platform.json")" = /var/aegir/platforms/drupal-10.3.1 ] \
     || fail "creating the platform was refused (answer above)"
-  log "smoke: $PLATFORM exists from an earlier run (409)"
+  log "smoke: $PLATFORM exists from an earlier run (refused: $(grep -o '"status":[0-9]*' "$work/out"))"
 else
   task_to_show=$(json_str task "$work/out")
 fi
@@ -139,9 +164,9 @@ readme 'curl -sS "${auth[@]}" -X POST "$BERTH_API_URL/api/v1/sites" \
   -d '"'"'{"uri":"www.example.com","platform":"platform_d10","profile":"standard","language":"de",
        "aliases":["example.com"],"redirection":true,"client_email":"owner@example.com"}'"'"''
 if problem "$work/out"; then
-  grep -q '"status":409' "$work/out" && [ "$before" != none ] \
+  grep -q '"status":409' "$work/out" && [ "$before" = enabled ] \
     || fail "creating the site was refused (answer above)"
-  log "smoke: $SITE exists from an earlier run (409): a verify task on it instead"
+  log "smoke: $SITE is kept from an earlier run (409): a verify task on it instead"
   verify=$("$BERTH_BIN" tasks create verify "$SITE") || fail "could not queue a verify of $SITE"
   task_to_show=$verify
   "$BERTH_BIN" tasks log "$verify" --follow >"$work/verify.log" 2>&1 \
