@@ -521,17 +521,17 @@ async fn a_queued_task_can_be_cancelled_and_a_failed_one_retried() {
     assert_eq!(r.status(), 200);
     let c: Value = r.json().await.unwrap();
     assert_eq!(c["status"], "cancelled");
-    // The running one cannot be cancelled.
+    assert_eq!(
+        w.wait_finished(busy.id, WAIT).await.unwrap().status,
+        TaskStatus::Success
+    );
+    // A finished one cannot be cancelled (a running one can: tests/tests/cancel.rs).
     let r = w
         .post(&format!("/api/v1/tasks/{}/cancel", busy.id), &json!({}))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 409);
-    assert_eq!(
-        w.wait_finished(busy.id, WAIT).await.unwrap().status,
-        TaskStatus::Success
-    );
     let cancelled = w.task(queued.id).await.unwrap();
     assert_eq!(cancelled.status, TaskStatus::Cancelled);
     assert!(

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use lapin::options::QueueDeclareOptions;
+use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use lapin::uri::AMQPUri;
 use lapin::{Channel, Connection, ConnectionProperties};
@@ -208,6 +208,20 @@ impl Broker {
             messages: q.message_count(),
             consumers: q.consumer_count(),
         })
+    }
+
+    /// Deletes `queue` with the messages in it; a queue that does not exist is no error.
+    /// Returns the messages it held.
+    pub async fn delete_queue(&self, queue: &str) -> Result<u32, BrokerError> {
+        let name = short(queue)?;
+        let channel = self.channel().await?;
+        let deleted = channel
+            .queue_delete(name, QueueDeleteOptions::default())
+            .await;
+        if channel.status().connected() {
+            let _ = channel.close(200, "OK".into()).await;
+        }
+        Ok(deleted?)
     }
 
     /// Messages ready in `queue` (see [`Broker::queue_stats`]).

@@ -5,6 +5,7 @@
 //! berth.events (direct) --step--------------> state.events
 //! berth.dead   (fanout) ---------------------> state.dead
 //! berth.work   (direct) --<service>.<server>-> work.<service>.<server>   (DLX berth.dead)
+//! berth.control (fanout) -------------------> one exclusive queue per worker process
 //! berth.retry.<d>ms (fanout) ----------------> berth.retry.<d>ms  (TTL, DLX berth.work)
 //! ```
 //!
@@ -30,6 +31,9 @@ pub const DEAD_EXCHANGE: &str = "berth.dead";
 pub const DEAD_QUEUE: &str = "state.dead";
 
 pub const WORK_EXCHANGE: &str = "berth.work";
+/// Stop orders for steps of tasks being cancelled; each worker process binds a queue of its
+/// own (exclusive), so a message nobody hears is unroutable, and that is no error.
+pub const CONTROL_EXCHANGE: &str = berth_contracts::exchanges::CONTROL;
 /// Deliveries of one message to work queue consumers before RabbitMQ dead-letters it: a
 /// backstop against a message that crashes its worker every time (the worker's own retry
 /// tiers handle ordinary failures long before this).
@@ -168,6 +172,7 @@ pub async fn declare_core(channel: &Channel) -> Result<(), BrokerError> {
     exchange(channel, EVENTS_EXCHANGE, ExchangeKind::Direct).await?;
     exchange(channel, DEAD_EXCHANGE, ExchangeKind::Fanout).await?;
     exchange(channel, WORK_EXCHANGE, ExchangeKind::Direct).await?;
+    exchange(channel, CONTROL_EXCHANGE, ExchangeKind::Fanout).await?;
     queue(channel, TASKS_QUEUE, quorum()).await?;
     bind(channel, TASKS_QUEUE, TASKS_EXCHANGE, TASKS_ROUTING_KEY).await?;
     queue(channel, EVENTS_QUEUE, quorum()).await?;

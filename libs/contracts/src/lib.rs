@@ -25,6 +25,8 @@ pub mod exchanges {
     pub const STEP_KEY: &str = "step";
     /// Fanout → queue `state.dead`.
     pub const DEAD: &str = "berth.dead";
+    /// Fanout → one exclusive queue per worker process: [`super::StepStop`] orders.
+    pub const CONTROL: &str = "berth.control";
 }
 
 /// Where a task ends up, following Aegir's task states.
@@ -185,6 +187,10 @@ pub struct Task {
     pub started_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub finished_at: Option<DateTime<Utc>>,
+    /// When a cancel of the task while it ran was asked for: it is being cancelled (its
+    /// running step stopped, its done steps taken back) and ends `cancelled`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub cancel_requested_at: Option<DateTime<Utc>>,
     /// Present on `GET /api/v1/tasks/{id}`, absent in lists.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub steps: Option<Vec<Step>>,
@@ -723,6 +729,18 @@ pub enum StepOutcome {
     },
     /// A transient failure; the command is parked in a retry queue.
     Retrying { error: String, retry_in_ms: u64 },
+    /// The step was stopped (or not started) because its task is being cancelled
+    /// ([`StepStop`]); `started` says whether it had begun to run.
+    Stopped { started: bool },
+}
+
+/// Body of a message on [`exchanges::CONTROL`]: stop this step if it is running, and do not
+/// start it if it comes later. Every worker process hears it; the one with the step answers
+/// [`StepOutcome::Stopped`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepStop {
+    pub task_id: Uuid,
+    pub step_id: Uuid,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -241,6 +241,10 @@ async fn publish_rows(
     for (r, res) in rows.iter().zip(results) {
         match res {
             Ok(()) => ids.push(r.id),
+            // A stop order no worker process hears: no worker runs the step.
+            Err(BrokerError::Unroutable { .. }) if r.exchange == exchanges::CONTROL => {
+                ids.push(r.id)
+            }
             Err(e) => {
                 first_err.get_or_insert(e);
             }

@@ -26,10 +26,11 @@ pub struct TaskRow {
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    pub cancel_requested_at: Option<DateTime<Utc>>,
 }
 
 const TASK_COLUMNS: &str = "id, type, target, target_kind, args, status, trace_id, traceparent, \
-     requested_by, retry_of, created_at, started_at, finished_at";
+     requested_by, retry_of, created_at, started_at, finished_at, cancel_requested_at";
 
 impl TaskRow {
     pub fn status(&self) -> TaskStatus {
@@ -50,6 +51,7 @@ impl TaskRow {
             created_at: self.created_at,
             started_at: self.started_at,
             finished_at: self.finished_at,
+            cancel_requested_at: self.cancel_requested_at,
             steps: None,
             log: None,
         }
@@ -566,8 +568,11 @@ impl Store {
         Ok(Some((row.status(), task_log(&mut conn, id, after).await?)))
     }
 
-    /// Cancels a queued task; a task that has started is refused.
-    pub async fn cancel_task(&self, id: Uuid, by: &str) -> Result<Task> {
+    /// Cancels a task: a queued one at once; a processing one is marked for cancelling and
+    /// the state service told (the outbox row to publish after this commits), which stops
+    /// its running step, takes back its done steps and ends it `cancelled`. A finished task
+    /// is refused.
+    pub async fn cancel_task(&self, id: Uuid, by: &str) -> Result<(Task, Option<OutboxRow>)> {
         let mut tx = self.pool.begin().await?;
         let Some(target) = target_of(&mut tx, id).await? else {
             return Err(StoreError::NotFound(format!("task {id}")));
@@ -576,24 +581,55 @@ impl Store {
         let row = lock_task(&mut tx, id)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("task {id}")))?;
-        if row.status() != TaskStatus::Queued {
-            return Err(StoreError::Conflict(format!(
-                "task {id} is {}: only a queued task can be cancelled",
-                row.status
-            )));
-        }
-        set_task_status(&mut tx, id, TaskStatus::Cancelled).await?;
-        append_log(
-            &mut tx,
-            id,
-            None,
-            LogLevel::Warning,
-            &format!("cancelled by {by}"),
-            None,
-        )
-        .await?;
+        let message = match row.status() {
+            TaskStatus::Queued => {
+                set_task_status(&mut tx, id, TaskStatus::Cancelled).await?;
+                append_log(
+                    &mut tx,
+                    id,
+                    None,
+                    LogLevel::Warning,
+                    &format!("cancelled by {by}"),
+                    None,
+                )
+                .await?;
+                None
+            }
+            TaskStatus::Processing => {
+                if row.cancel_requested_at.is_none() {
+                    sqlx::query(
+                        "UPDATE tasks SET cancel_requested_at = now(), cancel_requested_by = $2
+                         WHERE id = $1",
+                    )
+                    .bind(id)
+                    .bind(by)
+                    .execute(&mut *tx)
+                    .await?;
+                    append_log(
+                        &mut tx,
+                        id,
+                        None,
+                        LogLevel::Warning,
+                        &format!(
+                            "cancel requested by {by}: the running step is stopped, the steps \
+                             done are taken back"
+                        ),
+                        None,
+                    )
+                    .await?;
+                }
+                // Asked again: tell the state service again (it changes nothing twice).
+                Some(announce_task(&mut tx, id, &target, &row.traceparent).await?)
+            }
+            s => {
+                return Err(StoreError::Conflict(format!(
+                    "task {id} is {}: only a queued or processing task can be cancelled",
+                    s.as_str()
+                )));
+            }
+        };
         let row = get_task_row(&mut tx, id).await?.expect("locked row exists");
         tx.commit().await?;
-        Ok(row.into_contract())
+        Ok((row.into_contract(), message))
     }
 }

@@ -345,7 +345,10 @@ pub enum TasksCommand {
         #[arg(long, short)]
         follow: bool,
     },
-    /// Cancel a queued or running task.
+    /// Cancel a task. A queued one is cancelled at once. A running one is stopped: its
+    /// worker is told to stop the step it runs (given up at once if no worker consumes its
+    /// queue), the steps it did are taken back newest first, and it ends `cancelled`
+    /// (follow it with `berth tasks log ID --follow`). A finished task cannot be cancelled.
     Cancel { id: String },
     /// Queue a failed or cancelled task again, as a new task.
     Retry {
@@ -1098,7 +1101,15 @@ async fn tasks(client: &Client, json: bool, c: TasksCommand) -> Result<ExitCode,
                 print_json(&v);
             } else {
                 let t: Task = decode("task", v)?;
-                println!("task {} is {}", t.id, t.status.as_str());
+                if t.cancel_requested_at.is_some() && !t.status.is_finished() {
+                    println!(
+                        "task {} is being cancelled: its running step is stopped and the steps \
+                         it did are taken back (follow: berth tasks log {} --follow)",
+                        t.id, t.id
+                    );
+                } else {
+                    println!("task {} is {}", t.id, t.status.as_str());
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -74,6 +74,7 @@ const RELOAD_WINDOW_MS: Key = key("BERTH_RELOAD_WINDOW_MS", "200");
 const RELOAD_MAX_WAIT_MS: Key = key("BERTH_RELOAD_MAX_WAIT_MS", "10000");
 const STEP_TIMEOUT_S: Key = key("BERTH_STEP_TIMEOUT_S", "1500");
 const STEP_QUEUE_TTL_S: Key = key("BERTH_STEP_QUEUE_TTL_S", "21600");
+const NO_WORKER_GRACE_S: Key = key("BERTH_NO_WORKER_GRACE_S", "10");
 const MAX_QUEUED_TASKS: Key = key("BERTH_MAX_QUEUED_TASKS", "10000");
 const INSTALLER_SLOTS: Key = key("BERTH_INSTALLER_SLOTS", "0");
 const HTTP_CONCURRENCY: Key = key("BERTH_HTTP_CONCURRENCY", "200");
@@ -95,7 +96,7 @@ const WORKER_NAME: Key = Key {
 };
 
 /// Every key the configuration file may hold.
-const ALL_KEYS: [&Key; 36] = [
+const ALL_KEYS: [&Key; 37] = [
     &DATABASE_URL,
     &AMQP_URL,
     &LISTEN,
@@ -121,6 +122,7 @@ const ALL_KEYS: [&Key; 36] = [
     &RELOAD_MAX_WAIT_MS,
     &STEP_TIMEOUT_S,
     &STEP_QUEUE_TTL_S,
+    &NO_WORKER_GRACE_S,
     &MAX_QUEUED_TASKS,
     &INSTALLER_SLOTS,
     &HTTP_CONCURRENCY,
@@ -237,6 +239,9 @@ pub struct Settings {
     /// A step no worker has taken from its queue after this many seconds is dead-lettered
     /// and its task fails; the same value in every process of a deployment.
     pub step_queue_ttl_s: u64,
+    /// A step sent to a work queue nobody consumes fails after this many seconds unless a
+    /// worker comes (0: it waits for `step_queue_ttl_s`).
+    pub no_worker_grace_s: u64,
     /// The API refuses new tasks (503, Retry-After) while this many wait to start; 0: no
     /// limit.
     pub max_queued_tasks: u64,
@@ -625,6 +630,14 @@ impl Settings {
                 _ => Err("not a whole number from 1 to 604800".into()),
             },
         )?;
+        let no_worker_grace_s = src.parse(
+            &NO_WORKER_GRACE_S,
+            "give seconds from 0 (off) to 86400, e.g. BERTH_NO_WORKER_GRACE_S=10",
+            |s| match s.parse::<u64>() {
+                Ok(n) if n <= 86_400 => Ok(n),
+                _ => Err("not a whole number from 0 to 86400".into()),
+            },
+        )?;
         let max_queued_tasks = src.parse(
             &MAX_QUEUED_TASKS,
             "give a whole number, 0 for no limit, e.g. BERTH_MAX_QUEUED_TASKS=10000",
@@ -752,6 +765,7 @@ impl Settings {
             reload_max_wait_ms,
             step_timeout_s,
             step_queue_ttl_s,
+            no_worker_grace_s,
             max_queued_tasks,
             installer_slots,
             http_concurrency,

@@ -216,6 +216,9 @@ pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
     berth_broker::topology::set_work_queue_ttl(std::time::Duration::from_secs(
         settings.step_queue_ttl_s,
     ));
+    berth_broker::topology::set_no_worker_grace(std::time::Duration::from_secs(
+        settings.no_worker_grace_s,
+    ));
     let shutdown = CancellationToken::new();
     watch_signals(shutdown.clone())?;
 

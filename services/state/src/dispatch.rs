@@ -9,7 +9,7 @@
 
 use berth_contracts::{
     AttemptRecord, DeadLetterMessage, ErrorKind, LogLevel, StepCommand, StepEvent, StepOutcome,
-    StepPhase, StepStatus, TargetKind, TaskQueued, TaskStatus, WorkerLog, exchanges,
+    StepPhase, StepStatus, StepStop, TargetKind, TaskQueued, TaskStatus, WorkerLog, exchanges,
 };
 use berth_hosting::sites::{
     plan_clone, plan_migrate, plan_platform_task, plan_site_task_with, status as site_status,
@@ -107,11 +107,146 @@ const SECRET_SITE_DB_NEXT: &str = "site_db_next";
 #[derive(Clone)]
 pub struct Dispatcher {
     store: Store,
+    /// Asked, when a running task is cancelled, whether anyone consumes its step's queue.
+    broker: Option<berth_broker::Broker>,
+}
+
+/// What a cancel asked for while a task runs does now (see [`cancel_action`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelAction {
+    /// A step is being taken back already: the task ends `cancelled` when that is done.
+    Wait,
+    /// Order the workers to stop this running step; its `Stopped` (or result) moves on.
+    Stop(Uuid),
+    /// Nobody consumes this running step's queue: no worker has it; give it up at once.
+    Abandon(Uuid),
+    /// No step is live: take back the done ones and end.
+    Undo,
+}
+
+/// The decision on a cancel of a processing task, from its steps' statuses and the
+/// consumers of the queue of its running step (`None`: the broker did not say).
+pub fn cancel_action(steps: &[(Uuid, StepStatus)], consumers: Option<u32>) -> CancelAction {
+    if steps.iter().any(|(_, s)| *s == StepStatus::Compensating) {
+        return CancelAction::Wait;
+    }
+    match steps.iter().find(|(_, s)| *s == StepStatus::Running) {
+        Some((id, _)) if consumers == Some(0) => CancelAction::Abandon(*id),
+        Some((id, _)) => CancelAction::Stop(*id),
+        None => CancelAction::Undo,
+    }
+}
+
+/// How a task whose plan has been taken back ends: `cancelled` if that was asked for.
+fn undone_status(task: &TaskRow) -> TaskStatus {
+    if task.cancel_requested_at.is_some() {
+        TaskStatus::Cancelled
+    } else {
+        TaskStatus::Error
+    }
 }
 
 impl Dispatcher {
     pub fn new(store: Store) -> Self {
-        Self { store }
+        Self {
+            store,
+            broker: None,
+        }
+    }
+
+    /// Lets a cancel find out whether a running step's queue has a consumer.
+    pub fn with_broker(mut self, broker: berth_broker::Broker) -> Self {
+        self.broker = Some(broker);
+        self
+    }
+
+    async fn consumers(&self, step: &StepRow) -> Option<u32> {
+        let queue = berth_broker::topology::work_queue(&step.service, &step.server);
+        match self.broker.as_ref()?.queue_stats(&queue).await {
+            Ok(q) => Some(q.consumers),
+            Err(e) => {
+                tracing::debug!(%queue, error = %e, "consumers of a work queue not known");
+                None
+            }
+        }
+    }
+
+    /// A cancel was asked for while the task runs (the API set `cancel_requested_at`).
+    async fn cancel_running(&self, tx: &mut Tx, task: &TaskRow) -> Result<()> {
+        let mut steps = t::steps_of(tx, task.id).await?;
+        let statuses: Vec<(Uuid, StepStatus)> = steps.iter().map(|s| (s.id, s.status())).collect();
+        let running = steps
+            .iter()
+            .find(|s| s.status() == StepStatus::Running)
+            .cloned();
+        let consumers = match &running {
+            Some(step) => self.consumers(step).await,
+            None => None,
+        };
+        match cancel_action(&statuses, consumers) {
+            CancelAction::Wait => Ok(()),
+            CancelAction::Stop(_) => {
+                let step = running.expect("a running step to stop");
+                log(
+                    tx,
+                    task,
+                    Some(step.id),
+                    LogLevel::Warning,
+                    &format!("{}: ordering its worker to stop it", describe(&step)),
+                );
+                let row = outbox::enqueue(
+                    tx,
+                    OutboxMessage {
+                        exchange: exchanges::CONTROL,
+                        routing_key: "",
+                        message_id: format!("{}:stop", step.id),
+                        payload: serde_json::to_value(StepStop {
+                            task_id: task.id,
+                            step_id: step.id,
+                        })
+                        .expect("serialisable"),
+                        traceparent: &task.traceparent,
+                        attempt: 1,
+                        task_id: Some(task.id),
+                    },
+                )
+                .await?;
+                tx.written.push(row);
+                Ok(())
+            }
+            CancelAction::Abandon(_) => {
+                let step = running.expect("a running step to give up");
+                let why = format!(
+                    "given up: its task was cancelled and no {} worker consumes `{}`",
+                    step.service,
+                    berth_broker::topology::work_queue(&step.service, &step.server)
+                );
+                if t::transition_step(
+                    tx,
+                    step.id,
+                    &[StepStatus::Running],
+                    StepStatus::Error,
+                    StepChange {
+                        error: Some(&why),
+                        finished: true,
+                        ..Default::default()
+                    },
+                )
+                .await?
+                {
+                    log(
+                        tx,
+                        task,
+                        Some(step.id),
+                        LogLevel::Warning,
+                        &format!("{}: {why}", describe(&step)),
+                    );
+                    set_status(&mut steps, step.id, StepStatus::Error);
+                }
+                self.compensate(tx, task, &steps).await
+            }
+            CancelAction::Undo => self.compensate(tx, task, &steps).await,
+        }
     }
 
     /// `state.tasks`: a task was queued (or put back by a replay).
@@ -123,6 +258,13 @@ impl Dispatcher {
             return Ok(Vec::new());
         };
         t::lock_target(&mut tx, &target).await?;
+        // A cancel asked for while the task runs comes this way too.
+        if let Some(task) = t::lock_task(&mut tx, task_id).await?
+            && task.status() == TaskStatus::Processing
+            && task.cancel_requested_at.is_some()
+        {
+            self.cancel_running(&mut tx, &task).await?;
+        }
         // Start the oldest queued task of the target, if the target is free: FIFO per target.
         if let Some(next) = t::startable(&mut tx, &target).await? {
             self.start(&mut tx, next).await?;
@@ -179,6 +321,58 @@ impl Dispatcher {
                     );
                 }
             }
+            StepOutcome::Stopped { started } => {
+                // A step stopped midway may have done part of its work: its own
+                // compensation (idempotent, as every step's) takes that back first.
+                let undo_it = *started && step.compensation.is_some();
+                let to = if undo_it {
+                    StepStatus::Compensating
+                } else {
+                    StepStatus::Error
+                };
+                let why = if *started {
+                    "stopped midway: its task was cancelled"
+                } else {
+                    "not started: its task was cancelled"
+                };
+                let moved = t::transition_step(
+                    &mut tx,
+                    step.id,
+                    &[StepStatus::Running],
+                    to,
+                    StepChange {
+                        attempt: Some(ev.attempt as i32),
+                        error: Some(why),
+                        started_at: Some(ev.started_at),
+                        finished: !undo_it,
+                    },
+                )
+                .await?;
+                if moved && ev.phase == StepPhase::Run {
+                    append_worker_log(&mut tx, &task, &step, &ev.log);
+                    log(
+                        &mut tx,
+                        &task,
+                        Some(step.id),
+                        LogLevel::Warning,
+                        &format!("{}: {why} ({})", describe(&step), ev.worker),
+                    );
+                    set_status(&mut steps, step.id, to);
+                    if undo_it {
+                        log(
+                            &mut tx,
+                            &task,
+                            Some(step.id),
+                            LogLevel::Warning,
+                            &format!("taking back {}", describe(&step)),
+                        );
+                        self.send(&mut tx, &task, &step, StepPhase::Compensate)
+                            .await?;
+                    } else {
+                        self.compensate(&mut tx, &task, &steps).await?;
+                    }
+                }
+            }
             StepOutcome::Succeeded { warning, .. } => match ev.phase {
                 StepPhase::Run => {
                     let to = if *warning {
@@ -222,7 +416,12 @@ impl Dispatcher {
                         );
                         if task.status() == TaskStatus::Processing {
                             set_status(&mut steps, step.id, to);
-                            self.advance(&mut tx, &task, &steps).await?;
+                            if task.cancel_requested_at.is_some() {
+                                // Ended before its stop order reached it: take back instead.
+                                self.compensate(&mut tx, &task, &steps).await?;
+                            } else {
+                                self.advance(&mut tx, &task, &steps).await?;
+                            }
                         }
                     }
                 }
@@ -511,8 +710,8 @@ impl Dispatcher {
         }
     }
 
-    /// Takes back, newest first, the steps that succeeded before a failure; then ends the
-    /// task in error.
+    /// Takes back, newest first, the steps that succeeded before a failure (or a cancel);
+    /// then ends the task in error (or `cancelled`).
     async fn compensate(&self, tx: &mut Tx, task: &TaskRow, steps: &[StepRow]) -> Result<()> {
         if steps.iter().any(|s| s.status() == StepStatus::Compensating) {
             return Ok(());
@@ -540,7 +739,7 @@ impl Dispatcher {
                 );
                 self.send(tx, task, step, StepPhase::Compensate).await
             }
-            None => self.finish(tx, task, TaskStatus::Error).await,
+            None => self.finish(tx, task, undone_status(task)).await,
         }
     }
 
@@ -839,4 +1038,46 @@ fn append_worker_log(tx: &mut Tx, task: &TaskRow, step: &StepRow, lines: &[Worke
         message: l.message.clone(),
         at: l.at,
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(statuses: &[StepStatus]) -> Vec<(Uuid, StepStatus)> {
+        statuses.iter().map(|s| (Uuid::now_v7(), *s)).collect()
+    }
+
+    #[test]
+    fn a_cancel_stops_the_running_step_when_a_worker_may_have_it() {
+        use StepStatus::*;
+        let steps = plan(&[Success, Running, Pending]);
+        let running = steps[1].0;
+        assert_eq!(cancel_action(&steps, Some(1)), CancelAction::Stop(running));
+        // The broker did not say: a worker may have it, so it is asked to stop.
+        assert_eq!(cancel_action(&steps, None), CancelAction::Stop(running));
+    }
+
+    #[test]
+    fn a_cancel_gives_up_a_step_nobody_consumes() {
+        use StepStatus::*;
+        let steps = plan(&[Success, Running, Pending]);
+        assert_eq!(
+            cancel_action(&steps, Some(0)),
+            CancelAction::Abandon(steps[1].0)
+        );
+    }
+
+    #[test]
+    fn a_cancel_during_a_taking_back_waits_for_it_and_one_with_nothing_live_undoes() {
+        use StepStatus::*;
+        assert_eq!(
+            cancel_action(&plan(&[Compensating, Error, Pending]), Some(0)),
+            CancelAction::Wait
+        );
+        assert_eq!(
+            cancel_action(&plan(&[Success, Pending]), Some(1)),
+            CancelAction::Undo
+        );
+    }
 }

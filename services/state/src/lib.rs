@@ -35,7 +35,7 @@ pub async fn run(cfg: StateConfig, shutdown: CancellationToken) -> Result<(), St
     let broker = Broker::new(&cfg.amqp_url);
     let (relay, outbox) = Relay::new(store.clone(), broker.clone());
     let relay = tokio::spawn(relay.run(shutdown.clone()));
-    let d = Dispatcher::new(store);
+    let d = Dispatcher::new(store).with_broker(broker.clone());
     let tasks = consume_json(&broker, "state.tasks", &cfg, &shutdown, &outbox, &d, {
         let d = d.clone();
         move |m: TaskQueued| {

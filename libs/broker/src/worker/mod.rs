@@ -6,6 +6,7 @@
 //! therefore be idempotent.
 
 mod context;
+mod control;
 mod noop;
 
 use std::future::Future;
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_contracts::{
-    AttemptRecord, DeadLetterMessage, ErrorKind, StepCommand, StepEvent, StepOutcome,
+    AttemptRecord, DeadLetterMessage, ErrorKind, StepCommand, StepEvent, StepOutcome, StepPhase,
 };
 use chrono::Utc;
 use serde_json::Value;
@@ -188,6 +189,7 @@ struct Worker<H> {
     cfg: WorkerConfig,
     handler: Arc<H>,
     publisher: Publisher,
+    stops: Arc<control::Stops>,
 }
 
 /// Runs a worker until `shutdown` fires, then lets steps in flight finish, acks them and
@@ -222,10 +224,17 @@ pub async fn run_worker<H: StepHandler>(
         concurrency = cfg.concurrency, retry_delays_ms = ?cfg.retry_delays_ms,
         diagnostics = cfg.diagnostics, "worker starting");
 
+    let stops = Arc::new(control::Stops::default());
+    let control = tokio::spawn(control::listen(
+        broker.clone(),
+        Arc::clone(&stops),
+        shutdown.clone(),
+    ));
     let worker = Arc::new(Worker {
         publisher: Publisher::new(broker.clone()),
         cfg,
         handler,
+        stops,
     });
     let w = Arc::clone(&worker);
     let result = consume_with(&broker, opts, shutdown, move |delivery| {
@@ -233,6 +242,7 @@ pub async fn run_worker<H: StepHandler>(
         async move { w.process(delivery).await }
     })
     .await;
+    let _ = control.await;
     broker.close().await;
     tracing::info!(worker = %worker.cfg.worker_name, "worker stopped");
     result
@@ -284,6 +294,18 @@ impl<H: StepHandler> Worker<H> {
             self.cfg.diagnostics,
             self.publisher.clone(),
         );
+        // A step of a task being cancelled: not started when its stop order came first,
+        // else stopped when it comes (compensations are never stopped).
+        let stop = match cmd.phase {
+            StepPhase::Run => match self.stops.start(cmd.step_id) {
+                Some(token) => Some(token),
+                None => {
+                    tracing::warn!("step not started: its task is being cancelled");
+                    return self.stopped(&ctx, false).await;
+                }
+            },
+            StepPhase::Compensate => None,
+        };
         tracing::info!(redelivered = delivery.redelivered, "step started");
         let run = async {
             if cmd.action == NOOP_ACTION {
@@ -292,10 +314,25 @@ impl<H: StepHandler> Worker<H> {
                 self.handler.handle(&cmd, &ctx).await
             }
         };
+        let stoppable = async {
+            match &stop {
+                Some(token) => tokio::select! {
+                    r = run => Some(r),
+                    _ = token.cancelled() => None,
+                },
+                None => Some(run.await),
+            }
+        };
         // Ends the step, not the worker: the handler's future is dropped (child processes
         // are spawned kill_on_drop) and the step fails like any other.
-        let result = match tokio::time::timeout(self.cfg.step_timeout, run).await {
-            Ok(result) => result,
+        let timed = tokio::time::timeout(self.cfg.step_timeout, stoppable).await;
+        self.stops.finished(cmd.step_id);
+        let result = match timed {
+            Ok(Some(result)) => result,
+            Ok(None) => {
+                ctx.warn("step stopped: its task is being cancelled");
+                return self.stopped(&ctx, true).await;
+            }
             Err(_) => {
                 tracing::warn!(
                     timeout_s = self.cfg.step_timeout.as_secs_f64(),
@@ -315,6 +352,18 @@ impl<H: StepHandler> Worker<H> {
             tracing::warn!(%err, "cannot publish the step outcome; the step will be redelivered");
             HandlerError::Retry(format!("cannot publish the step outcome: {err}"))
         })
+    }
+
+    /// Reports a step stopped (or not started) for its task's cancel; acks it.
+    async fn stopped(&self, ctx: &StepContext, started: bool) -> Result<(), HandlerError> {
+        ctx.publish_event(StepOutcome::Stopped { started })
+            .await
+            .map_err(|err| {
+                tracing::warn!(%err, "cannot publish the step outcome; the step will be redelivered");
+                HandlerError::Retry(format!("cannot publish the step outcome: {err}"))
+            })?;
+        tracing::info!(outcome = "stopped", started, "step finished");
+        Ok(())
     }
 
     async fn succeeded(&self, ctx: &StepContext, ok: StepOk) -> Result<(), BrokerError> {

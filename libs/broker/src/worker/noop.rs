@@ -45,7 +45,11 @@ pub(super) async fn run(cmd: &StepCommand, ctx: &StepContext) -> Result<StepOk, 
             warning = true;
         }
     } else {
-        if let Some(ms) = args.sleep_ms {
+        // A compensation takes nothing back: it does not sleep, so that a test sees the
+        // taking back of a stopped or failed plan at once.
+        if let Some(ms) = args.sleep_ms
+            && ctx.phase() == berth_contracts::StepPhase::Run
+        {
             let ms = ms.min(MAX_SLEEP_MS);
             ctx.progress(format!("sleeping {ms} ms")).await;
             tokio::time::sleep(Duration::from_millis(ms)).await;

@@ -208,5 +208,16 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let name = parse_name(&name)?;
     state.store.delete_server(name.as_str()).await?;
+    // Its work queues go too, with any step left in them (of tasks cancelled while no worker
+    // took them): a worker started later for the name must not run those. Best effort: a
+    // queue left behind is harmless until then.
+    for svc in berth_hosting::tasks::SERVICES {
+        let queue = berth_broker::topology::work_queue(svc, name.as_str());
+        match state.broker.delete_queue(&queue).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(%queue, messages = n, "deleted server's queue dropped steps"),
+            Err(e) => tracing::warn!(%queue, error = %e, "deleted server's queue left behind"),
+        }
+    }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -460,13 +460,23 @@ pub async fn log(
     Ok(axum::Json(LogPage { status, entries }))
 }
 
+/// Cancels a queued task at once (200); marks a processing one for cancelling and tells the
+/// state service (202): it ends `cancelled` once its running step has stopped and its done
+/// steps are taken back.
 pub async fn cancel(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     ApiPath(id): ApiPath<String>,
-) -> Result<axum::Json<Task>, ApiError> {
+) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
-    Ok(axum::Json(state.store.cancel_task(id, &caller.name).await?))
+    let (task, message) = state.store.cancel_task(id, &caller.name).await?;
+    Ok(match message {
+        None => axum::Json(task).into_response(),
+        Some(m) => {
+            state.outbox.publish(vec![m]);
+            accepted(task)
+        }
+    })
 }
 
 /// Retries a failed (or cancelled) task as a new task with the same type, target and
@@ -489,6 +499,19 @@ pub async fn retry(
         )));
     }
     let mut tx = state.store.pool.begin().await?;
+    if old.target_kind == TargetKind::Site {
+        // A uri outlives its sites (decision 0011): a task made for a site since deleted
+        // must not run on a new site of the same uri.
+        match berth_store::sites::get_site(&mut tx, &old.target).await? {
+            Some(s) if s.status != site_status::DELETED && s.created_at <= old.created_at => {}
+            _ => {
+                return Err(ApiError::Conflict(format!(
+                    "task {id} was for a site `{}` that no longer exists (deleted, or renamed): queue a new task for the site that has the name now",
+                    old.target
+                )));
+            }
+        }
+    }
     let (task, message) = queue_task_tx(
         &mut tx,
         &caller,
@@ -499,6 +522,19 @@ pub async fn retry(
         Some(old.id),
     )
     .await?;
+    if old.task_type == TaskType::Migrate.as_str()
+        && let Some(new_uri) = old.args["to"]["uri"].as_str().filter(|u| *u != old.target)
+    {
+        // As the first migrate did: its new uri is held while it runs.
+        berth_store::site_names::reserve(
+            &mut tx,
+            &old.target,
+            &[new_uri.to_string()],
+            berth_store::site_names::NameKind::Rename,
+            Some(task.id),
+        )
+        .await?;
+    }
     // The retry needs the secrets the task came with (a restore's new database password).
     sqlx::query(
         "INSERT INTO task_secrets (task_id, name, sealed)
