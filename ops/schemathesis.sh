@@ -170,18 +170,20 @@ seed_req() { # METHOD PATH [BODY]: prints the body; warns on a non-2xx
   cat "$TMP/seed.out"
 }
 jget() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {"d": d}))' "$1"; }
+# The tests' own MariaDB account (ops/test.sh makes it; so does this script when missing).
+ensure_mariadb_test_account berth_test berth-test-password
 db_service() { # PASSWORD
-  printf '{"type":"mariadb","host":"127.0.0.1","port":3306,"admin_user":"root","admin_password":"%s"}' "$1"
+  printf '{"type":"mariadb","host":"127.0.0.1","port":3306,"admin_user":"berth_test","admin_password":"%s"}' "$1"
 }
 # server_master first with a wrong db password, so its verify leaves a dead letter; then the
-# right one (root without a password, as ops/setup.sh makes it).
+# right one (the tests' account).
 seed_req POST /api/v1/servers '{"name":"server_master","host":"localhost",
   "services":{"http":{"type":"nginx","port":'"$web_port"'},"db":'"$(db_service wrong)"',"dns":{"type":"bind"}}}' >/dev/null
 for _ in $(seq 50); do
   [ "$(seed_req GET '/api/v1/dead-letters?limit=1' | jget 'd["total"]')" -gt 0 ] && break
   sleep 0.2
 done
-seed_req PATCH /api/v1/servers/server_master '{"services":{"db":'"$(db_service "")"'}}' >/dev/null
+seed_req PATCH /api/v1/servers/server_master '{"services":{"db":'"$(db_service berth-test-password)"'}}' >/dev/null
 cp -r tests/fixtures/platforms/drupal10 "$TMP/data/drupal10"
 seed_req POST /api/v1/platforms '{"name":"platform_d10","root":"'"$TMP/data/drupal10"'","web_server":"server_master"}' >/dev/null
 pstatus=
