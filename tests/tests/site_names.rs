@@ -192,6 +192,7 @@ async fn a_deleted_or_forgotten_sites_uri_installs_again_and_its_history_stays()
         .await
         .unwrap();
     assert_eq!(t.status, TaskStatus::Error);
+    let failed_install = t.id;
     let (code, p) = post(
         &w,
         "/api/v1/sites",
@@ -212,6 +213,18 @@ async fn a_deleted_or_forgotten_sites_uri_installs_again_and_its_history_stays()
         .await
         .unwrap();
     assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    // The forgotten site's failed install is not retried on the new site of its uri.
+    let (code, p) = post(
+        &w,
+        &format!("/api/v1/tasks/{failed_install}/retry"),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(code, 409, "{p}");
+    assert!(
+        p["detail"].as_str().unwrap().contains("no longer exists"),
+        "{p}"
+    );
     w.stop().await;
 }
 

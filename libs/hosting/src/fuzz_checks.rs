@@ -13,7 +13,7 @@ use chrono::NaiveDate;
 use serde_json::Value;
 
 use crate::compare::{self, Verdict, Version};
-use crate::names::{self, HostName, PlatformName, ServerName};
+use crate::names::{self, HostName, PlatformName, ServerName, SiteName};
 use crate::packages;
 use crate::tasks::{self, BackupArgs, CloneArgs, MigrateArgs, NoopArgs, TaskType};
 use crate::zone::{self, Record, RecordType, SiteRecords, Zone};
@@ -84,6 +84,31 @@ pub fn names(data: &[u8]) {
                 assert!(zone::in_zone(h.as_str(), &z), "{h} in {z}");
                 assert!(HostName::parse(&z).is_ok(), "{z}");
             }
+        }
+        // A site name is a normalised host name that normalises to itself, with a dot,
+        // not an IP, and short enough for nginx's hash bucket and a vhost file name.
+        let site = SiteName::parse(s);
+        assert_eq!(site, SiteName::parse(s), "deterministic");
+        if let Ok(n) = &site {
+            assert_eq!(SiteName::parse(n.as_str()).as_ref(), Ok(n), "idempotent");
+            assert_eq!(HostName::parse(n.as_str()).as_ref(), Ok(n.host()));
+            assert!(n.as_str().len() <= names::SITE_NAME_MAX && n.as_str().contains('.'));
+            assert!(n.as_str().parse::<std::net::IpAddr>().is_err());
+            assert!(
+                names::nginx_bucket_bytes(n.as_str().len())
+                    <= names::NGINX_SERVER_NAMES_HASH_BUCKET_SIZE
+            );
+        }
+        if let Ok(h) = &host
+            && h.as_str().contains('.')
+            && h.as_str().len() <= names::SITE_NAME_MAX
+            && !h
+                .as_str()
+                .rsplit('.')
+                .next()
+                .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()) || l.starts_with("0x"))
+        {
+            assert_eq!(site.as_ref().map(SiteName::host), Ok(h), "{s}");
         }
         if let Ok(sn) = ServerName::parse(s) {
             let bare = s.strip_prefix('@').unwrap_or(s);
