@@ -184,8 +184,9 @@ for _ in $(seq 50); do
   sleep 0.2
 done
 seed_req PATCH /api/v1/servers/server_master '{"services":{"db":'"$(db_service berth-test-password)"'}}' >/dev/null
-cp -r tests/fixtures/platforms/drupal10 "$TMP/data/drupal10"
-seed_req POST /api/v1/platforms '{"name":"platform_d10","root":"'"$TMP/data/drupal10"'","web_server":"server_master"}' >/dev/null
+mkdir -p "$TMP/data/platforms"   # a codebase in the data root must be below platforms/
+cp -r tests/fixtures/platforms/drupal10 "$TMP/data/platforms/drupal10"
+seed_req POST /api/v1/platforms '{"name":"platform_d10","root":"'"$TMP/data/platforms/drupal10"'","web_server":"server_master"}' >/dev/null
 pstatus=
 for _ in $(seq 100); do
   pstatus=$(seed_req GET /api/v1/platforms/platform_d10 | jget 'd["status"]')
