@@ -360,6 +360,45 @@ impl Zone {
         changes
     }
 
+    /// Removes the records of names the site `uri` no longer has (`dropped`: names it
+    /// had, by the worker's own account, and has no more): the address records at a
+    /// dropped name that is this zone's apex, and, at any name not among `aliases`, the
+    /// CNAMEs to `uri` (only the site's own aliases point there). Says what it removed.
+    /// Does not touch the serial.
+    pub fn remove_dropped(
+        &mut self,
+        uri: &HostName,
+        aliases: &[HostName],
+        dropped: &[HostName],
+    ) -> Vec<Change> {
+        let uri = uri.as_str();
+        let mut changes = Vec::new();
+        let apex = self.origin.clone();
+        if apex != uri
+            && dropped.iter().any(|d| d.as_str() == apex)
+            && !aliases.iter().any(|a| a.as_str() == apex)
+        {
+            changes.extend(self.retain_at(&apex, |r| !r.rtype.is_address()));
+        }
+        let mut removed = Vec::new();
+        self.records.retain(|r| {
+            let stale = r.rtype == RecordType::Cname
+                && r.value == uri
+                && !aliases.iter().any(|a| a.as_str() == r.name);
+            if stale {
+                removed.push(Change::Removed(r.clone()));
+            }
+            !stale
+        });
+        changes.extend(removed);
+        changes
+    }
+
+    /// Whether the zone holds nothing but its SOA and apex NS records.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
     /// Keeps the records at `name` for which `keep` holds; the others are returned as
     /// removals.
     fn retain_at(&mut self, name: &str, keep: impl Fn(&Record) -> bool) -> Vec<Change> {
@@ -940,6 +979,49 @@ mod tests {
         );
         assert!(z.records.is_empty());
         assert!(z.remove_site(&h("www.example.com"), &[]).is_empty());
+    }
+
+    #[test]
+    fn dropped_aliases_lose_their_records_and_other_sites_keep_theirs() {
+        let mut z = site_zone();
+        z.upsert_site(SiteRecords {
+            uri: &h("blog.example.com"),
+            aliases: &[h("news.example.com")],
+            ip: "127.0.0.2".parse().unwrap(),
+        })
+        .unwrap();
+        // www.example.com drops example.com (the apex) and shop.example.com.
+        let changes = z.remove_dropped(
+            &h("www.example.com"),
+            &[],
+            &[h("example.com"), h("shop.example.com")],
+        );
+        let removed: Vec<String> = changes.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            removed,
+            [
+                "removed A example.com → 127.0.0.1",
+                "removed CNAME shop.example.com → www.example.com"
+            ]
+        );
+        let left: Vec<String> = z.records.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            left,
+            [
+                "A www.example.com → 127.0.0.1",
+                "A blog.example.com → 127.0.0.2",
+                "CNAME news.example.com → blog.example.com"
+            ]
+        );
+        // Nothing more to drop; a kept alias stays; the apex of another site's is kept.
+        assert!(
+            z.remove_dropped(&h("blog.example.com"), &[h("news.example.com")], &[])
+                .is_empty()
+        );
+        assert!(!z.is_empty());
+        z.remove_site(&h("www.example.com"), &[]);
+        z.remove_site(&h("blog.example.com"), &[h("news.example.com")]);
+        assert!(z.is_empty());
     }
 
     #[test]

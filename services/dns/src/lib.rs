@@ -3,9 +3,10 @@
 //! Actions:
 //! - `verify`: the server's zones directory exists (made if missing) and
 //!   `named-checkconf` accepts the configuration;
-//! - `site-records`: a site's address record and its aliases' CNAMEs, see
-//!   [`records::site_records`];
-//! - `site-records-remove`: removes them, see [`records::site_records_remove`].
+//! - `site-records`: a site's address record and its aliases' CNAMEs (and the records of
+//!   names it no longer has gone), see [`records::site_records`];
+//! - `site-records-remove`: removes them, and the zones berth made that are left empty,
+//!   see [`records::site_records_remove`].
 
 pub mod records;
 

@@ -5,7 +5,12 @@
 //! Layout, under `<data_root>/config/<server>/bind/`:
 //! - `zones/<zone>.zone`: one file per zone, written whole (temp file and rename);
 //! - `zones.conf`: `zone "<zone>" { type master; file "<abs path>"; };` for every zone
-//!   file, included by the server's named.conf.
+//!   file, included by the server's named.conf;
+//! - `zones.made`: the zones this worker created, one a line: those it removes once no
+//!   record is left in them (a zone an operator made is kept, even empty);
+//! - `sites/<uri>`: the names this worker last wrote a site's records for, one a line: a
+//!   name the site no longer has (an alias removed by a PATCH, then its verify) loses its
+//!   records.
 //!
 //! Every changed zone file is checked with `named-checkzone` before BIND is told about it;
 //! a refused file is put back as it was (or removed, for a new zone) and the step fails
@@ -356,6 +361,108 @@ async fn tell_named(
     Ok(())
 }
 
+/// `<bind>/sites/<uri>`: the names last written for the site.
+fn names_file(cfg: &DnsConfig, server: &str, uri: &HostName) -> PathBuf {
+    bind_dir(cfg, server).join("sites").join(uri.as_str())
+}
+
+/// The names listed in a file of names, one a line (none when it does not exist).
+async fn read_names(path: &Path) -> Result<Vec<String>, StepError> {
+    Ok(read_optional(path)
+        .await?
+        .map(|t| {
+            t.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && HostName::parse(l).is_ok())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+async fn write_names(path: &Path, names: &[String]) -> Result<(), StepError> {
+    if let Some(dir) = path.parent() {
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|e| StepError::permanent(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    let mut text = String::new();
+    for n in names {
+        text.push_str(n);
+        text.push('\n');
+    }
+    write_atomic(path, &text).await
+}
+
+/// The names of the site before this step (as last written), but those it still has.
+async fn dropped_names(
+    cfg: &DnsConfig,
+    server: &str,
+    site: &SiteArgs,
+) -> Result<Vec<HostName>, StepError> {
+    let current: Vec<&str> = std::iter::once(&site.uri)
+        .chain(&site.aliases)
+        .map(HostName::as_str)
+        .collect();
+    Ok(read_names(&names_file(cfg, server, &site.uri))
+        .await?
+        .iter()
+        .filter(|n| !current.contains(&n.as_str()))
+        .filter_map(|n| HostName::parse(n).ok())
+        .collect())
+}
+
+/// Removes the files of zones this worker made that are left without records (the caller
+/// has checked them empty); each is kept in `written` to be put back if named cannot be
+/// told. Returns the zones removed.
+async fn remove_empty_zones(
+    empty: Vec<Pending>,
+    written: &mut Vec<Pending>,
+    log: Log<'_>,
+) -> Result<Vec<String>, StepError> {
+    let mut gone = Vec::new();
+    for p in empty {
+        if let Err(e) = tokio::fs::remove_file(&p.path).await
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            put_back(written, log).await;
+            return Err(StepError::permanent(format!(
+                "cannot remove {}: {e}",
+                p.path.display()
+            )));
+        }
+        log(format!(
+            "zone {}: no record left in this zone berth made; zone removed",
+            p.zone
+        ));
+        gone.push(p.zone.clone());
+        written.push(p);
+    }
+    Ok(gone)
+}
+
+/// Updates `zones.made`: `added` zones created, `removed` ones gone.
+async fn note_made(
+    cfg: &DnsConfig,
+    server: &str,
+    added: &[String],
+    removed: &[String],
+) -> Result<(), StepError> {
+    if added.is_empty() && removed.is_empty() {
+        return Ok(());
+    }
+    let path = bind_dir(cfg, server).join("zones.made");
+    let mut made = read_names(&path).await?;
+    made.retain(|z| !removed.contains(z));
+    for z in added {
+        if !made.contains(z) {
+            made.push(z.clone());
+        }
+    }
+    made.sort();
+    write_names(&path, &made).await
+}
+
 fn describe(changes: &[Change]) -> String {
     changes
         .iter()
@@ -398,33 +505,61 @@ pub async fn site_records(
         .map_err(|e| StepError::permanent(format!("cannot create {}: {e}", zones_dir.display())))?;
     let existing = existing_zones(&zones_dir).await?;
     let zones = zones_of(&site, &existing, false)?;
+    let dropped = dropped_names(cfg, server, &site).await?;
+    let made = read_names(&bind_dir(cfg, server).join("zones.made")).await?;
+    // The zones of names the site no longer has, where their records may be left.
+    let mut dropped_zones = Vec::new();
+    for name in &dropped {
+        if let Ok(z) = zone_for(name, &existing)
+            && existing.contains(&z)
+            && !zones.contains(&z)
+            && !dropped_zones.contains(&z)
+        {
+            dropped_zones.push(z);
+        }
+    }
     let today = chrono::Utc::now().date_naive();
 
     let mut edits = Vec::new();
+    let mut empty = Vec::new();
+    let mut created = Vec::new();
     let mut report = Vec::new();
     let mut reload = Vec::new();
-    for origin in &zones {
+    for origin in zones.iter().chain(&dropped_zones) {
         let path = zone_file(cfg, server, origin);
         let old = read_optional(&path).await?;
-        if old.is_some() {
-            reload.push(origin.clone());
+        let wanted = zones.contains(origin);
+        if old.is_none() && !wanted {
+            continue;
         }
         let mut zone = match &old {
             Some(text) => Zone::parse(origin, text).map_err(|e| zone_error(&path, e))?,
             None => Zone::new(origin, &ns),
         };
-        let changes = zone
-            .upsert_site(SiteRecords {
-                uri: &site.uri,
-                aliases: &site.aliases,
-                ip,
-            })
-            .map_err(|e| StepError::permanent(format!("zone {origin}: {e}")))?;
+        let mut changes = Vec::new();
+        if wanted {
+            changes = zone
+                .upsert_site(SiteRecords {
+                    uri: &site.uri,
+                    aliases: &site.aliases,
+                    ip,
+                })
+                .map_err(|e| StepError::permanent(format!("zone {origin}: {e}")))?;
+        }
+        changes.extend(zone.remove_dropped(&site.uri, &site.aliases, &dropped));
         if changes.is_empty() && old.is_some() {
+            reload.push(origin.clone());
             log(format!(
                 "zone {origin}: records already present; serial {} unchanged",
                 zone.soa.serial
             ));
+        } else if zone.is_empty() && made.contains(origin) && old.is_some() {
+            log(format!("zone {origin}: {}", describe(&changes)));
+            empty.push(Pending {
+                zone: origin.clone(),
+                path,
+                old,
+            });
         } else {
             zone.bump_serial(today);
             let new = if old.is_none() { " (new zone)" } else { "" };
@@ -433,6 +568,11 @@ pub async fn site_records(
                 describe(&changes),
                 zone.soa.serial
             ));
+            if old.is_none() {
+                created.push(origin.clone());
+            } else {
+                reload.push(origin.clone());
+            }
             edits.push((
                 Pending {
                     zone: origin.clone(),
@@ -449,14 +589,22 @@ pub async fn site_records(
         }));
     }
 
-    let written = write_checked(cfg, edits, log).await?;
+    let mut written = write_checked(cfg, edits, log).await?;
+    let gone = remove_empty_zones(empty, &mut written, log).await?;
     publish(cfg, server, &written, &reload, log).await?;
-    Ok(json!({ "zones": report }))
+    note_made(cfg, server, &created, &gone).await?;
+    let names: Vec<String> = std::iter::once(&site.uri)
+        .chain(&site.aliases)
+        .map(|n| n.as_str().to_owned())
+        .collect();
+    write_names(&names_file(cfg, server, &site.uri), &names).await?;
+    Ok(json!({ "zones": report, "removed_zones": gone }))
 }
 
 /// `site-records-remove`: args `{"uri", "aliases": [...]}`. Removes the site's address
-/// records and its aliases' CNAMEs from the zones berth has; records already gone are
-/// "nothing to remove", a success. Zones are kept, even when left empty.
+/// records and its aliases' CNAMEs (and those of names it had before, by this worker's
+/// account) from the zones berth has; records already gone are "nothing to remove", a
+/// success. A zone berth made that is left without records is removed.
 pub async fn site_records_remove(
     cfg: &DnsConfig,
     server: &str,
@@ -464,14 +612,21 @@ pub async fn site_records_remove(
     log: Log<'_>,
 ) -> Result<Value, StepError> {
     check_server(server)?;
-    let site = site_args(args)?;
+    let mut site = site_args(args)?;
     let lock = server_lock(server);
     let _guard = lock.lock().await;
+    for name in dropped_names(cfg, server, &site).await? {
+        if name != site.uri && !site.aliases.contains(&name) {
+            site.aliases.push(name);
+        }
+    }
     let zones_dir = bind_dir(cfg, server).join("zones");
     let existing = existing_zones(&zones_dir).await?;
+    let made = read_names(&bind_dir(cfg, server).join("zones.made")).await?;
     let today = chrono::Utc::now().date_naive();
 
     let mut edits = Vec::new();
+    let mut empty = Vec::new();
     let mut report = Vec::new();
     let mut touched = Vec::new();
     for origin in zones_of(&site, &existing, true)? {
@@ -482,8 +637,17 @@ pub async fn site_records_remove(
         };
         let mut zone = Zone::parse(&origin, &old).map_err(|e| zone_error(&path, e))?;
         let changes = zone.remove_site(&site.uri, &site.aliases);
-        if changes.is_empty() {
+        if changes.is_empty() && !(zone.is_empty() && made.contains(&origin)) {
             log(format!("zone {origin}: nothing to remove"));
+        } else if zone.is_empty() && made.contains(&origin) {
+            if !changes.is_empty() {
+                log(format!("zone {origin}: {}", describe(&changes)));
+            }
+            empty.push(Pending {
+                zone: origin.clone(),
+                path,
+                old: Some(old),
+            });
         } else {
             zone.bump_serial(today);
             log(format!(
@@ -507,10 +671,21 @@ pub async fn site_records_remove(
             "changes": changes.iter().map(ToString::to_string).collect::<Vec<_>>(),
         }));
     }
-    if edits.is_empty() {
-        return Ok(json!({ "zones": report }));
+    let mut gone = Vec::new();
+    if !edits.is_empty() || !empty.is_empty() {
+        let mut written = write_checked(cfg, edits, log).await?;
+        gone = remove_empty_zones(empty, &mut written, log).await?;
+        publish(cfg, server, &written, &touched, log).await?;
+        note_made(cfg, server, &[], &gone).await?;
     }
-    let written = write_checked(cfg, edits, log).await?;
-    publish(cfg, server, &written, &touched, log).await?;
-    Ok(json!({ "zones": report }))
+    let names = names_file(cfg, server, &site.uri);
+    if let Err(e) = tokio::fs::remove_file(&names).await
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        return Err(StepError::permanent(format!(
+            "cannot remove {}: {e}",
+            names.display()
+        )));
+    }
+    Ok(json!({ "zones": report, "removed_zones": gone }))
 }

@@ -439,3 +439,112 @@ async fn concurrent_steps_on_one_server_all_land() {
         );
     }
 }
+
+/// Whether named serves `zone` (an SOA answer).
+fn serves_zone(named: &Named, zone: &str) -> bool {
+    !named.dig(zone, "SOA").unwrap().is_empty()
+}
+
+fn zone_gone_until(env: &Env, zone: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while serves_zone(&env.named, zone) {
+        assert!(
+            Instant::now() < deadline,
+            "named still serves {zone}\n{}",
+            std::fs::read_to_string(&env.named.log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !zone_file(&env.cfg, SERVER, zone).exists(),
+        "zone file of {zone} left"
+    );
+    let conf = read(
+        &env.cfg
+            .data_root
+            .join("config/server_master/bind/zones.conf"),
+    );
+    assert!(!conf.contains(&format!("\"{zone}\"")), "{conf}");
+}
+
+/// Issue 10: a PATCH that drops aliases queues a verify, whose `site-records` has only the
+/// aliases left: the dropped ones (a CNAME, the apex's address, and the only name of
+/// another zone berth made) stop resolving, and the zone left empty is removed.
+#[tokio::test]
+async fn dropped_aliases_stop_resolving_and_a_zone_left_empty_goes() {
+    let env = env("dropped");
+    let all = json!({"uri": "www.example.com",
+        "aliases": ["example.com", "shop.example.com", "keep.example.com", "www.other.org"],
+        "ip": "127.0.0.1"});
+    add(&env, all).await.0.unwrap();
+    dig_until(
+        &env.named,
+        "shop.example.com",
+        "CNAME",
+        &["www.example.com."],
+    );
+    dig_until(&env.named, "www.other.org", "CNAME", &["www.example.com."]);
+    assert!(serves_zone(&env.named, "other.org"));
+
+    let kept = json!({"uri": "www.example.com", "aliases": ["keep.example.com"],
+        "ip": "127.0.0.1"});
+    let (res, log) = add(&env, kept.clone()).await;
+    let out = res.unwrap();
+    assert_eq!(out["removed_zones"], json!(["other.org"]), "{out}");
+    assert!(
+        log.contains(
+            &"zone other.org: no record left in this zone berth made; zone removed".into()
+        ),
+        "{log:?}"
+    );
+    dig_until(&env.named, "shop.example.com", "CNAME", &[]);
+    dig_until(&env.named, "example.com", "A", &[]);
+    dig_until(&env.named, "www.other.org", "CNAME", &[]);
+    dig_until(
+        &env.named,
+        "keep.example.com",
+        "CNAME",
+        &["www.example.com."],
+    );
+    dig_until(&env.named, "www.example.com", "A", &["127.0.0.1"]);
+    zone_gone_until(&env, "other.org");
+
+    // Run again (a redelivery): nothing more changes.
+    let (res, _) = add(&env, kept).await;
+    assert_eq!(res.unwrap()["removed_zones"], json!([]));
+}
+
+/// Issue 10: a deleted site's records go and the zone berth made for it, left empty, is
+/// removed; a zone another site still uses stays.
+#[tokio::test]
+async fn a_removed_site_takes_its_empty_zone_with_it_but_not_a_shared_one() {
+    let env = env("emptied");
+    add(&env, www()).await.0.unwrap();
+    add(&env, blog()).await.0.unwrap();
+    let own = json!({"uri": "www.alone.net", "aliases": ["alone.net"], "ip": "127.0.0.3"});
+    add(&env, own).await.0.unwrap();
+    dig_until(&env.named, "www.alone.net", "A", &["127.0.0.3"]);
+
+    let (res, _) = remove(
+        &env,
+        json!({"uri": "www.alone.net", "aliases": ["alone.net"]}),
+    )
+    .await;
+    assert_eq!(res.unwrap()["removed_zones"], json!(["alone.net"]));
+    zone_gone_until(&env, "alone.net");
+    dig_until(&env.named, "www.alone.net", "A", &[]);
+
+    // example.com still has blog's records: it stays, without www's.
+    let (res, _) = remove(&env, www_names()).await;
+    assert_eq!(res.unwrap()["removed_zones"], json!([]));
+    dig_until(&env.named, "www.example.com", "A", &[]);
+    assert!(serves_zone(&env.named, "example.com"));
+    // The last site of the zone goes: so does the zone.
+    let (res, _) = remove(
+        &env,
+        json!({"uri": "blog.example.com", "aliases": ["news.example.com"]}),
+    )
+    .await;
+    assert_eq!(res.unwrap()["removed_zones"], json!(["example.com"]));
+    zone_gone_until(&env, "example.com");
+}
