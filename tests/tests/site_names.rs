@@ -159,6 +159,14 @@ async fn a_deleted_or_forgotten_sites_uri_installs_again_and_its_history_stays()
     assert_eq!(live["db_name"], again["db_name"]);
     let (status, _, _) = w.http_get(&uri, "/").unwrap();
     assert_eq!(status, 200);
+    // A task names the site as typed; it runs on the stored name.
+    let verify = w
+        .create_task("verify", &format!("@{}.", uri.to_uppercase()), json!({}))
+        .await
+        .unwrap();
+    assert_eq!(verify.target, uri);
+    let verify = w.wait_finished(verify.id, WAIT).await.unwrap();
+    assert_eq!(verify.status, TaskStatus::Success, "{verify:#?}");
 
     // The old site's tasks are listed with the new one's, and its row is kept.
     let tasks = w.get_json(&format!("/api/v1/tasks?target={uri}")).await;
@@ -172,6 +180,7 @@ async fn a_deleted_or_forgotten_sites_uri_installs_again_and_its_history_stays()
         assert!(types.contains(&t), "{types:?}");
     }
     assert_eq!(types.iter().filter(|t| **t == "install").count(), 2);
+    assert_eq!(types.iter().filter(|t| **t == "verify").count(), 1);
     let gone = w.get_json("/api/v1/sites?status=deleted").await;
     let gone = gone.as_array().unwrap();
     assert_eq!(gone.len(), 1, "{gone:?}");

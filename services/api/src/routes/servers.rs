@@ -121,7 +121,9 @@ pub async fn create(
     Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<NewServer>,
 ) -> Result<Response, ApiError> {
-    let host = HostName::parse(&body.host).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    // Normalised as site names are (case, trailing dot, IDN); a single label is a fine host.
+    let host =
+        HostName::normalise(&body.host).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
     let name = ServerName::for_new_server(&host, body.name.as_deref())
         .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
     check_services(&body.services)?;
@@ -177,7 +179,8 @@ pub async fn change(
     }
     let host = match &body.host {
         Some(h) => {
-            let host = HostName::parse(h).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+            let host =
+                HostName::normalise(h).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
             if !name.is_master() && ServerName::for_host(&host) != name {
                 return Err(ApiError::Unprocessable(format!(
                     "host `{host}` would rename the server; create a new server instead"

@@ -278,6 +278,11 @@ pub async fn create(
         .strip_prefix('@')
         .unwrap_or(&body.target)
         .to_string();
+    // A site's name as typed (`WWW.Example.com.`, an IDN) is the site's stored name; server and
+    // platform names hold a `_`, which no host name does, and stay as given.
+    let target = HostName::normalise(&target)
+        .map(|h| h.to_string())
+        .unwrap_or(target);
     let kind = resolve_target(&state, &target).await?;
     let mut args = tasks::validate(task_type, kind, &body.args, state.diagnostics)
         .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
