@@ -107,6 +107,21 @@ async fn a_uri_and_the_same_name_as_an_alias_asked_at_once_never_both_win() {
         "20 rounds: the uri won {} times, the alias {}",
         wins.0, wins.1
     );
+    // Two sites, each with the other's uri as an alias: one wins, the other gets a 409 (a
+    // deadlock between the two reservations would be a 500).
+    for round in 0..10 {
+        let c = format!("c{round}.{}.test", w.id);
+        let d = format!("d{round}.{}.test", w.id);
+        let site_c = json!({"uri": c, "platform": "platform_d10", "aliases": [d]});
+        let site_d = json!({"uri": d, "platform": "platform_d10", "aliases": [c]});
+        let (rc, rd) = tokio::join!(
+            post(&w, "/api/v1/sites", &site_c),
+            post(&w, "/api/v1/sites", &site_d)
+        );
+        let mut codes = [rc.0, rd.0];
+        codes.sort();
+        assert_eq!(codes, [201, 409], "round {round}: {rc:?} {rd:?}");
+    }
     w.stop().await;
 }
 

@@ -40,6 +40,25 @@ pub async fn reserve(
     kind: NameKind,
     task: Option<Uuid>,
 ) -> Result<()> {
+    reserve_kinds(conn, site, names, &vec![kind.as_str(); names.len()], task).await
+}
+
+/// Reserves a new site's uri and aliases in one statement (see [`reserve`]).
+pub async fn reserve_site(conn: &mut PgConnection, uri: &str, aliases: &[String]) -> Result<()> {
+    let mut names = vec![uri.to_string()];
+    names.extend(aliases.iter().cloned());
+    let mut kinds = vec![NameKind::Uri.as_str()];
+    kinds.extend(aliases.iter().map(|_| NameKind::Alias.as_str()));
+    reserve_kinds(conn, uri, &names, &kinds, None).await
+}
+
+async fn reserve_kinds(
+    conn: &mut PgConnection,
+    site: &str,
+    names: &[String],
+    kinds: &[&str],
+    task: Option<Uuid>,
+) -> Result<()> {
     if names.is_empty() {
         return Ok(());
     }
@@ -50,15 +69,16 @@ pub async fn reserve(
     .execute(&mut *conn)
     .await?;
     // DO NOTHING waits for a concurrent transaction that inserted the same name, and then
-    // skips it if that one committed: the statement itself is the check.
+    // skips it if that one committed: the statement itself is the check. Names go in sorted,
+    // so two requests wanting each other's names wait in one order and cannot deadlock.
     let got: Vec<(String,)> = sqlx::query_as(
         "INSERT INTO site_names (name, site, kind, task)
-         SELECT n, $2, $3, $4 FROM unnest($1::text[]) AS u(n)
+         SELECT n, $2, k, $4 FROM unnest($1::text[], $3::text[]) AS u(n, k) ORDER BY n
          ON CONFLICT (name) DO NOTHING RETURNING name",
     )
     .bind(names)
     .bind(site)
-    .bind(kind.as_str())
+    .bind(kinds)
     .bind(task)
     .fetch_all(&mut *conn)
     .await?;

@@ -96,7 +96,7 @@ pub async fn names_taken(
 /// A deleted site of the same uri is moved aside, kept as history.
 pub async fn insert_site(conn: &mut PgConnection, s: NewSiteRow<'_>) -> Result<()> {
     site_names::retire_deleted(conn, s.uri).await?;
-    site_names::reserve(conn, s.uri, &[s.uri.to_string()], NameKind::Uri, None).await?;
+    site_names::reserve_site(conn, s.uri, s.aliases).await?;
     sqlx::query(
         "INSERT INTO sites (uri, platform, db_server, client, client_email, profile, language,
                             redirection, status, db_name, db_user, db_password_sealed)
@@ -116,7 +116,7 @@ pub async fn insert_site(conn: &mut PgConnection, s: NewSiteRow<'_>) -> Result<(
     .execute(&mut *conn)
     .await
     .map_err(|e| conflict_on_unique(e, || format!("site `{}` exists already", s.uri)))?;
-    set_aliases(conn, s.uri, s.aliases).await
+    insert_aliases(conn, s.uri, s.aliases).await
 }
 
 /// Replaces the site's aliases, reserving the new ones (see [`insert_site`]).
@@ -126,10 +126,15 @@ pub async fn set_aliases(conn: &mut PgConnection, uri: &str, aliases: &[String])
         .execute(&mut *conn)
         .await?;
     site_names::release_aliases(conn, uri).await?;
+    site_names::reserve(conn, uri, aliases, NameKind::Alias, None).await?;
+    insert_aliases(conn, uri, aliases).await
+}
+
+/// The alias rows of a site whose aliases are reserved.
+async fn insert_aliases(conn: &mut PgConnection, uri: &str, aliases: &[String]) -> Result<()> {
     if aliases.is_empty() {
         return Ok(());
     }
-    site_names::reserve(conn, uri, aliases, NameKind::Alias, None).await?;
     let positions: Vec<i32> = (0..aliases.len() as i32).collect();
     sqlx::query(
         "INSERT INTO site_aliases (alias, site, position)
