@@ -421,7 +421,9 @@ pub fn check_platform_root(root: &str, n: &RootNeighbours) -> Result<(), NameErr
             "is in the system tree `{tree}`, which never holds a codebase (below /usr only /usr/share and /usr/local may)"
         ));
     }
-    if let Some(data) = n.data_root.as_deref().filter(|d| *d != "/") {
+    // As configured, perhaps with a trailing slash (`/var/lib/berth/`).
+    let data_root = n.data_root.as_deref().map(|d| d.trim_end_matches('/'));
+    if let Some(data) = data_root.filter(|d| !d.is_empty()) {
         let kept = format!("{data}/platforms");
         if path_within(data, root) {
             return refuse(format!(
@@ -744,6 +746,12 @@ mod tests {
             let err = ok(bad).expect_err(bad).to_string();
             assert!(err.contains(says), "{bad}: {err}");
         }
+        let slash = RootNeighbours {
+            data_root: Some("/var/lib/berth/".into()),
+            platforms: vec![],
+        };
+        assert!(check_platform_root("/var/lib/berth/config", &slash).is_err());
+        assert!(check_platform_root("/var/lib/berth/platforms/d10", &slash).is_ok());
         // `/` is refused by parse_root already; and by the rules.
         assert!(check_platform_root("/", &RootNeighbours::default()).is_err());
         assert!(path_within("/a/b", "/a") && !path_within("/ab", "/a"));
