@@ -197,3 +197,10 @@ grep -q "<h1>$SITE</h1>" "$work/out" && grep -q 'Served from database' "$work/ou
 code=$(http_status http://127.0.0.1/ -H "Host: $SITE")
 [ "$code" = 200 ] || fail "http://127.0.0.1/ with Host: $SITE answered $code"
 ok "smoke: http://127.0.0.1/ with Host: $SITE shows the installed site (200, its name from its database)"
+
+# Not a README command, and not fatal: the site's records in the system named.
+if have dig; then
+  answer=$(dig +short +time=2 +tries=1 @127.0.0.1 "$SITE" A 2>/dev/null | head -n1 || true)
+  if [ -n "$answer" ]; then ok "smoke: named answers $SITE A $answer"
+  else warn "smoke: named on 127.0.0.1 does not answer for $SITE (the install task succeeded, so its records were written)"; fi
+fi
