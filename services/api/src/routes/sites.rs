@@ -480,6 +480,11 @@ pub async fn migrate_plan(
         q.uri.as_deref(),
     )
     .await?;
+    // The new uri as it will be stored (migrate_target has checked it).
+    let to_uri = match q.uri.as_deref() {
+        Some(u) => parse_uri(u)?.to_string(),
+        None => site.uri.clone(),
+    };
     let mut conn = state.store.pool.acquire().await?;
     let facts = sites::facts(&mut conn, &site.uri)
         .await?
@@ -493,7 +498,7 @@ pub async fn migrate_plan(
         .facts();
     drop(conn);
     let args = serde_json::json!({
-        "to": {"uri": q.uri.as_deref().unwrap_or(&site.uri)},
+        "to": {"uri": to_uri},
         "backup": {"file": "(named when the migrate is queued)", "compression": "zstd",
                    "description": "Generated before being migrated"},
         "next_db": {"name": "(new)", "user": "(new)"},
@@ -531,7 +536,7 @@ pub async fn migrate_plan(
         "site": site.uri,
         "from": {"platform": site.platform, "db_server": site.db_server},
         "to": {"platform": target.platform, "db_server": target.db_server,
-               "uri": q.uri.as_deref().unwrap_or(&site.uri)},
+               "uri": to_uri},
         "allowed": target.comparison.ok(),
         "comparison": target.comparison,
         "backup": "a backup of the site is taken first (\"Generated before being migrated\"), after it is put in maintenance",
