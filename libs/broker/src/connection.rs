@@ -224,6 +224,23 @@ impl Broker {
         Ok(deleted?)
     }
 
+    /// Ready messages and consumers of `work.<service>.<server>`, declaring it (as every
+    /// worker and publisher does) if it does not exist yet: a server no worker has served
+    /// yet has empty queues, not missing ones (a passive declare of a missing queue closes
+    /// its channel, which lapin logs as an error).
+    pub async fn work_queue_stats(
+        &self,
+        service: &str,
+        server: &str,
+    ) -> Result<QueueStats, BrokerError> {
+        let channel = self.channel().await?;
+        let declared = crate::topology::declare_work_queue_counted(&channel, service, server).await;
+        if channel.status().connected() {
+            let _ = channel.close(200, "OK".into()).await;
+        }
+        Ok(declared?.1)
+    }
+
     /// Messages ready in `queue` (see [`Broker::queue_stats`]).
     pub async fn queue_depth(&self, queue: &str) -> Result<u32, BrokerError> {
         Ok(self.queue_stats(queue).await?.messages)

@@ -189,6 +189,18 @@ pub async fn declare_work_queue(
     service: &str,
     server: &str,
 ) -> Result<String, BrokerError> {
+    declare_work_queue_counted(channel, service, server)
+        .await
+        .map(|(name, _)| name)
+}
+
+/// As [`declare_work_queue`], with the queue's ready messages and consumers as the declare
+/// reports them: a queue no worker made yet is made (empty), not an error.
+pub async fn declare_work_queue_counted(
+    channel: &Channel,
+    service: &str,
+    server: &str,
+) -> Result<(String, crate::QueueStats), BrokerError> {
     exchange(channel, WORK_EXCHANGE, ExchangeKind::Direct).await?;
     exchange(channel, DEAD_EXCHANGE, ExchangeKind::Fanout).await?;
     let name = work_queue(service, server);
@@ -202,7 +214,9 @@ pub async fn declare_work_queue(
         AMQPValue::LongLongInt(work_queue_ttl().as_millis() as i64),
     );
     args.insert("x-dead-letter-exchange".into(), text(DEAD_EXCHANGE));
-    queue(channel, &name, args).await?;
+    let declared = channel
+        .queue_declare(short(&name)?, QueueDeclareOptions::durable(), args)
+        .await?;
     bind(
         channel,
         &name,
@@ -210,7 +224,11 @@ pub async fn declare_work_queue(
         &work_routing_key(service, server),
     )
     .await?;
-    Ok(name)
+    let stats = crate::QueueStats {
+        messages: declared.message_count(),
+        consumers: declared.consumer_count(),
+    };
+    Ok((name, stats))
 }
 
 /// Declares one retry tier per delay: a fanout exchange and a TTL queue of the same name

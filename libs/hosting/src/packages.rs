@@ -953,6 +953,14 @@ pub fn scan(files: &[(String, String)]) -> Result<PlatformScan, ScanError> {
         let schema = by_path
             .get(install_path.as_str())
             .and_then(|php| schema_version(php, name));
+        // Drupal 8+ installs a module (a profile is one) without update functions at its
+        // minimum schema version, not at none.
+        let schema = match ty {
+            PackageType::Module | PackageType::Profile if !d7 => {
+                schema.or(Some(D8_MINIMUM_SCHEMA_VERSION))
+            }
+            _ => schema,
+        };
         let mut languages = Vec::new();
         if ty == PackageType::Profile {
             let prefix = format!("{dir}/translations/");
@@ -1500,6 +1508,20 @@ function views_update_7290() {}
                 .old_short_name
                 .as_deref(),
             Some("berth_legacy")
+        );
+        // A module or profile without update functions is at Drupal's minimum, not none;
+        // a theme has no schema.
+        assert_eq!(
+            find(&scan, PackageType::Module, "node").schema_version,
+            Some(D8_MINIMUM_SCHEMA_VERSION)
+        );
+        assert_eq!(
+            find(&scan, PackageType::Profile, "standard").schema_version,
+            Some(8000)
+        );
+        assert_eq!(
+            find(&scan, PackageType::Theme, "olivero").schema_version,
+            None
         );
         assert!(
             scan.warnings

@@ -146,21 +146,26 @@ pub const FORMS: &[Form] = &[
 /// Global options that take a value, as berth's clap definition has them.
 const VALUE_OPTIONS: [&str; 2] = ["--api-url", "--token"];
 
-/// drush's verbosity options: accepted and dropped, since berth always shows the whole log.
-const IGNORED_OPTIONS: [&str; 4] = ["--debug", "-d", "--verbose", "-v"];
+/// drush's verbosity options, accepted and dropped since berth always shows the whole log;
+/// and `--force` (hosting-task's: run the task even if one is running), accepted and
+/// dropped since berth always queues the task, behind the one running on its target.
+const IGNORED_OPTIONS: [&str; 5] = ["--debug", "-d", "--verbose", "-v", "--force"];
 
 /// Aegir's commands that berth does not (yet) provide, for a more helpful error.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnsupportedForm {
     pub given: String,
+    /// The berth command to use instead.
+    pub instead: String,
 }
 
 impl fmt::Display for UnsupportedForm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "`berth {}` is not a supported Aegir command form. Supported forms:",
-            self.given
+            "`berth {}` is not a supported Aegir command form.\nInstead, in berth: {}\n\
+             Supported Aegir forms:",
+            self.given, self.instead
         )?;
         f.write_str(&forms_help())?;
         write!(
@@ -238,6 +243,7 @@ pub fn rewrite(argv: &[String]) -> Result<Option<Vec<String>>, UnsupportedForm> 
 
     let unsupported = || UnsupportedForm {
         given: rest.join(" "),
+        instead: instead_of(&positional),
     };
     let form = FORMS
         .iter()
@@ -250,6 +256,89 @@ pub fn rewrite(argv: &[String]) -> Result<Option<Vec<String>>, UnsupportedForm> 
     out.extend((form.build)(&captures));
     out.extend(options);
     Ok(Some(out))
+}
+
+/// The berth command that does what an unsupported Aegir form asks for (its words, options
+/// apart), as a line for the refusal.
+pub fn instead_of(words: &[&str]) -> String {
+    let bare = |w: &str| w.trim_start_matches('@').to_string();
+    let types = berth_hosting::tasks::TaskType::ALL
+        .iter()
+        .map(|t| t.as_str())
+        .collect::<Vec<_>>();
+    let tasks = || format!("(task types: {})", types.join(", "));
+    let is_alias = |w: &str| w.len() > 1 && w.starts_with('@');
+    match words {
+        ["@hostmaster", cmd, rest @ ..] => match *cmd {
+            "hosting-task" => {
+                let ctx = rest.first().map(|w| bare(w)).unwrap_or("<context>".into());
+                let ty = rest.get(1).map(|w| bare(w)).unwrap_or("<type>".into());
+                format!("`berth tasks create {ty} {ctx} --follow` {}", tasks())
+            }
+            "hosting-dispatch" | "hosting-queued" | "hosting-tasks" => {
+                "`berth tasks list --status queued` (berth starts each task as soon as it is \
+                 queued: there is no dispatcher to run)"
+                    .into()
+            }
+            "hosting-import" => {
+                let ctx = rest.first().map(|w| bare(w)).unwrap_or("<context>".into());
+                format!(
+                    "`berth tasks create verify {ctx} --follow` for a context berth has \
+                     (`berth provision-save @{ctx} --context_type=…` makes one)"
+                )
+            }
+            _ => format!("`berth tasks create <type> <context> --follow` {}", tasks()),
+        },
+        [ctx, cmd, rest @ ..] if is_alias(ctx) && cmd.starts_with("provision-") => {
+            let ctx = bare(ctx);
+            match &cmd["provision-".len()..] {
+                x @ ("lock" | "unlock") => format!("`berth platforms {x} {ctx}`"),
+                "backup-delete" => format!(
+                    "`berth tasks create backup-delete {ctx} --args '{{\"backup\":\"<id>\"}}' \
+                     --follow` (ids: `berth sites backups {ctx}`)"
+                ),
+                "restore" => format!(
+                    "`berth @{ctx} provision-restore <backup id>` (ids: `berth sites backups \
+                     {ctx}`)"
+                ),
+                "migrate" => format!("`berth @{ctx} provision-migrate @<platform>`"),
+                "clone" => format!("`berth @{ctx} provision-clone @<new uri> @<platform>`"),
+                "import" | "deploy" | "save" => format!(
+                    "`berth provision-save @{ctx} --context_type=site --platform=@<platform> …` \
+                     then `berth @{ctx} provision-install`"
+                ),
+                x if types.contains(&x) && rest.is_empty() => {
+                    format!("`berth tasks create {x} {ctx} --follow`")
+                }
+                x if types.contains(&x) => format!(
+                    "`berth tasks create {x} {ctx} --args '<json>' --follow` (arguments go in \
+                     --args)"
+                ),
+                x => format!(
+                    "berth has no `{x}` task; `berth tasks create <type> {ctx} --follow` {}",
+                    tasks()
+                ),
+            }
+        }
+        [ctx, "hosting-task", rest @ ..] if is_alias(ctx) => {
+            let target = rest.first().map(|w| bare(w)).unwrap_or("<context>".into());
+            let ty = rest.get(1).map(|w| bare(w)).unwrap_or("<type>".into());
+            format!(
+                "`berth @hostmaster hosting-task @{target} {ty}` (hosting-task is hostmaster's)"
+            )
+        }
+        [ctx] if is_alias(ctx) => format!(
+            "`berth @{0} provision-verify`, or `berth servers|platforms|sites show {0}`",
+            bare(ctx)
+        ),
+        [cmd, ctx, ..] if cmd.starts_with("provision-") => {
+            format!(
+                "`berth @{} {cmd}` (the context, with its @, comes first)",
+                bare(ctx)
+            )
+        }
+        _ => format!("`berth tasks create <type> <target> --follow` {}", tasks()),
+    }
 }
 
 /// Matches `words` against `pattern` in full; the captures in order.
@@ -393,6 +482,71 @@ mod tests {
             assert_eq!(rewrite(&argv(s)).unwrap(), None, "{s}");
         }
         assert_eq!(rewrite(&[]).unwrap(), None);
+    }
+
+    #[test]
+    fn hosting_task_force_is_accepted_and_ignored() {
+        assert_eq!(
+            rewritten("@hostmaster hosting-task @example.com verify --force"),
+            "berth tasks create verify example.com --follow"
+        );
+    }
+
+    #[test]
+    fn every_refusal_names_the_berth_command_to_use_instead() {
+        for (given, instead) in [
+            (
+                "@hostmaster hosting-task @server_master",
+                "`berth tasks create <type> server_master --follow`",
+            ),
+            (
+                "@hostmaster hosting-task @server_master verify extra",
+                "`berth tasks create verify server_master --follow`",
+            ),
+            (
+                "@hostmaster hosting-dispatch",
+                "`berth tasks list --status queued`",
+            ),
+            (
+                "@hostmaster hosting-import @server_master",
+                "`berth tasks create verify server_master --follow`",
+            ),
+            (
+                "@platform_x provision-lock",
+                "`berth platforms lock platform_x`",
+            ),
+            (
+                "@example.com provision-backup-delete",
+                "`berth tasks create backup-delete example.com --args",
+            ),
+            (
+                "@example.com provision-verify extra",
+                "`berth tasks create verify example.com --args '<json>' --follow`",
+            ),
+            (
+                "@example.com provision-import",
+                "`berth provision-save @example.com --context_type=site",
+            ),
+            (
+                "@server_master hosting-task @x verify",
+                "`berth @hostmaster hosting-task @x verify`",
+            ),
+            ("@server_master", "`berth @server_master provision-verify`"),
+            (
+                "provision-verify server_master",
+                "`berth @server_master provision-verify`",
+            ),
+            (
+                "@example.com provision-frobnicate",
+                "berth has no `frobnicate` task; `berth tasks create <type> example.com",
+            ),
+        ] {
+            let err = rewrite(&argv(given)).expect_err(given).to_string();
+            assert!(
+                err.contains(&format!("Instead, in berth: {instead}")),
+                "{given}: {err}"
+            );
+        }
     }
 
     #[test]

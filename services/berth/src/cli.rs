@@ -1200,10 +1200,18 @@ pub(crate) async fn follow_log(
         }
         if page.status.is_finished() {
             if last_round {
+                let link = login_link_after(client, id, page.status).await;
                 if json {
-                    println!("{}", json!({"task": id, "status": page.status}));
+                    let mut end = json!({"task": id, "status": page.status});
+                    if let Some(l) = &link {
+                        end["login_link"] = l.as_str().into();
+                    }
+                    println!("{end}");
                 } else {
                     eprintln!("task {id} finished: {}", page.status.as_str());
+                    if let Some(l) = &link {
+                        println!("one-time login link (valid 24 h, until used): {l}");
+                    }
                 }
                 return Ok(page.status);
             }
@@ -1212,6 +1220,23 @@ pub(crate) async fn follow_log(
         }
         tokio::time::sleep(FOLLOW_INTERVAL).await;
     }
+}
+
+/// The one-time login link a finished install or login-reset made, to print at the end
+/// of following it; `None` for other tasks, a failure, or a link the API does not give.
+async fn login_link_after(client: &Client, id: Uuid, status: TaskStatus) -> Option<String> {
+    if !matches!(status, TaskStatus::Success | TaskStatus::Warning) {
+        return None;
+    }
+    let task: Task = decode("task", client.get(&format!("/tasks/{id}"), &[]).await.ok()?).ok()?;
+    if !matches!(task.task_type.as_str(), "install" | "login-reset") {
+        return None;
+    }
+    let site = client
+        .get(&format!("/sites/{}", segment(&task.target)), &[])
+        .await
+        .ok()?;
+    site["login_link"].as_str().map(str::to_owned)
 }
 
 async fn dead_letters(

@@ -44,6 +44,7 @@ fn site_details(s: &Site) -> String {
             if s.redirection { "on" } else { "off" }.into(),
         ),
         ("client", s.client.clone().unwrap_or_default()),
+        ("client e-mail", s.client_email.clone().unwrap_or_default()),
         ("created", time(&s.created_at)),
     ];
     if let Some(link) = &s.login_link {

@@ -105,13 +105,18 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
     let _ = writeln!(out, "# TYPE berth_outbox_unsent gauge");
     let _ = writeln!(out, "berth_outbox_unsent {}", snap.outbox_unsent);
 
-    let mut queues: Vec<String> = ["state.tasks", "state.events", "state.dead"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    // (queue, its work queue's service and server)
+    let mut queues: Vec<(String, Option<(&str, String)>)> =
+        ["state.tasks", "state.events", "state.dead"]
+            .iter()
+            .map(|s| (s.to_string(), None))
+            .collect();
     for server in state.store.list_servers().await? {
         for svc in berth_hosting::tasks::SERVICES {
-            queues.push(format!("work.{svc}.{}", server.name));
+            queues.push((
+                berth_broker::topology::work_queue(svc, &server.name),
+                Some((svc, server.name.clone())),
+            ));
         }
     }
     let _ = writeln!(
@@ -120,8 +125,14 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
     );
     let _ = writeln!(out, "# TYPE berth_queue_messages gauge");
     let mut consumers = String::new();
-    for q in &queues {
-        if let Ok(d) = state.broker.queue_stats(q).await {
+    for (q, work) in &queues {
+        // A server no worker has served yet has no work queues: they are made (empty)
+        // rather than asked for passively, which fails and logs an error on each scrape.
+        let stats = match work {
+            Some((svc, server)) => state.broker.work_queue_stats(svc, server).await,
+            None => state.broker.queue_stats(q).await,
+        };
+        if let Ok(d) = stats {
             let _ = writeln!(
                 out,
                 "berth_queue_messages{{queue=\"{}\"}} {}",

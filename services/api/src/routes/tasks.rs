@@ -484,6 +484,33 @@ pub async fn cancel(
     })
 }
 
+/// Why a task of a site cannot be retried: the site is gone (deleted, or forgotten), or the
+/// uri is another site's now (deleted and created again since the task).
+async fn site_gone(state: &AppState, old: &Task) -> Result<Option<String>, ApiError> {
+    let uri = &old.target;
+    let again = format!(
+        "queue a new task for the site if it exists again, or create it again (POST \
+         /api/v1/sites, `berth sites create --uri {uri} …`)"
+    );
+    Ok(match state.store.get_site(uri).await? {
+        None => Some(format!(
+            "task {} cannot be retried: site `{uri}` no longer exists; {again}",
+            old.id
+        )),
+        Some(site) if site.status == site_status::DELETED => Some(format!(
+            "task {} cannot be retried: site `{uri}` was deleted (its row and history stay); \
+             {again}",
+            old.id
+        )),
+        Some(site) if site.created_at > old.created_at => Some(format!(
+            "task {} cannot be retried: it was for an earlier site `{uri}`, deleted since; the \
+             site of that name now is another; queue a new task for it instead",
+            old.id
+        )),
+        Some(_) => None,
+    })
+}
+
 /// Retries a failed (or cancelled) task as a new task with the same type, target and
 /// arguments; the new task names the old one in `retry_of`.
 pub async fn retry(
@@ -502,6 +529,11 @@ pub async fn retry(
             "task {id} is {}: only a failed or cancelled task can be retried",
             old.status.as_str()
         )));
+    }
+    if old.target_kind == TargetKind::Site
+        && let Some(why) = site_gone(&state, &old).await?
+    {
+        return Err(ApiError::Conflict(why));
     }
     let mut tx = state.store.pool.begin().await?;
     if old.target_kind == TargetKind::Site {

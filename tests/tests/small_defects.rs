@@ -1,0 +1,223 @@
+//! Issue 10's small defects, each against the running system: the bearer scheme in any
+//! case; the CLI's followed install and login reset end with the one-time login link; the
+//! client e-mail is shown; Aegir's `hosting-task … --force` is accepted and a refused form
+//! says what to type instead; `tasks cancel --help` says what a cancel does; retrying a task
+//! of a deleted site is refused at once with a 409 saying why, writing nothing.
+
+use berth_contracts::TaskStatus;
+use berth_tests::{World, WorldOptions, berth_bin, row_counts};
+use serde_json::{Value, json};
+use std::process::Output;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(120);
+
+async fn berth(w: &World, args: &[&str]) -> Output {
+    tokio::process::Command::new(berth_bin())
+        .args(args)
+        .envs(w.process_env())
+        .output()
+        .await
+        .expect("run berth")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+async fn ok(w: &World, args: &[&str]) -> String {
+    let out = berth(w, args).await;
+    let t = text(&out);
+    assert!(out.status.success(), "berth {}: {t}", args.join(" "));
+    t
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let w = World::start().await.unwrap();
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let r = w
+            .http
+            .get(w.url("/api/v1/servers"))
+            .header("Authorization", format!("{scheme} {}", w.token))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{scheme}");
+    }
+    let r = w
+        .http
+        .get(w.url("/api/v1/servers"))
+        .header("Authorization", format!("Basic {}", w.token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cli_shows_login_links_and_client_email_and_takes_aegir_force() {
+    let w = World::start_with(WorldOptions {
+        web: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let s = w
+        .create_server_with_dns("server_master", "localhost", "null")
+        .await
+        .unwrap();
+    w.wait_finished(s["verify_task"].as_str().unwrap().parse().unwrap(), WAIT)
+        .await
+        .unwrap();
+    w.add_platform("platform_d10", "drupal10").await.unwrap();
+    let uri = format!("www.{}.test", w.id);
+
+    // A followed install ends with the login link.
+    let out = ok(
+        &w,
+        &[
+            "sites",
+            "create",
+            "--uri",
+            &uri,
+            "--platform",
+            "platform_d10",
+            "--profile",
+            "standard",
+            "--client-email",
+            "owner@example.com",
+            "--follow",
+        ],
+    )
+    .await;
+    let link_line = |out: &str| {
+        out.lines()
+            .find(|l| l.starts_with("one-time login link"))
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no login link printed:\n{out}"))
+    };
+    let first = link_line(&out);
+    assert!(
+        first.contains(&format!("http://{uri}/user/reset/1/")),
+        "{first}"
+    );
+    // The client e-mail, in the API answer and in `sites show`.
+    let site = w.get_json(&format!("/api/v1/sites/{uri}")).await;
+    assert_eq!(site["client_email"], "owner@example.com", "{site}");
+    let shown = ok(&w, &["sites", "show", &uri]).await;
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.contains("client e-mail") && l.contains("owner@example.com")),
+        "{shown}"
+    );
+    // A followed login reset ends with the new link; the Aegir form does too.
+    let out = ok(&w, &[&format!("@{uri}"), "provision-login-reset"]).await;
+    let second = link_line(&out);
+    assert_ne!(first, second, "a new link");
+    // hosting-task with --force: accepted (and ignored).
+    let out = ok(
+        &w,
+        &[
+            "@hostmaster",
+            "hosting-task",
+            &format!("@{uri}"),
+            "verify",
+            "--force",
+        ],
+    )
+    .await;
+    assert!(out.contains("finished: success"), "{out}");
+    // An unsupported form says what to type in berth instead.
+    let out = berth(&w, &[&format!("@{uri}"), "provision-import"]).await;
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains(&format!(
+            "Instead, in berth: `berth provision-save @{uri} --context_type=site"
+        )),
+        "{}",
+        text(&out)
+    );
+    // The help of tasks cancel says a running task is stopped and taken back.
+    let help = ok(&w, &["tasks", "cancel", "--help"]).await;
+    assert!(
+        help.contains("A running one is stopped") && help.contains("taken back"),
+        "{help}"
+    );
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retrying_a_task_of_a_deleted_site_is_refused_at_once() {
+    let w = World::start_with(WorldOptions {
+        web: true,
+        delete_enabled_sites: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let s = w
+        .create_server_with_dns("server_master", "localhost", "null")
+        .await
+        .unwrap();
+    w.wait_finished(s["verify_task"].as_str().unwrap().parse().unwrap(), WAIT)
+        .await
+        .unwrap();
+    w.add_platform("platform_d10", "drupal10").await.unwrap();
+    let uri = format!("www.{}.test", w.id);
+    let r = w
+        .post(
+            "/api/v1/sites",
+            &json!({"uri": uri, "platform": "platform_d10", "profile": "standard"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let created: Value = r.json().await.unwrap();
+    let install = w
+        .wait_finished(created["task"].as_str().unwrap().parse().unwrap(), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(install.status, TaskStatus::Success, "{install:#?}");
+    // A verify cancelled at once (queued or running, it ends cancelled): a task to retry.
+    let verify = w.create_task("verify", &uri, json!({})).await.unwrap();
+    let r = w
+        .post(&format!("/api/v1/tasks/{}/cancel", verify.id), &json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        [200, 202].contains(&r.status().as_u16()),
+        "{}",
+        r.text().await.unwrap()
+    );
+    let cancelled = w.wait_finished(verify.id, WAIT).await.unwrap();
+    assert_eq!(cancelled.status, TaskStatus::Cancelled, "{cancelled:#?}");
+    let delete = w.create_task("delete", &uri, json!({})).await.unwrap();
+    let delete = w.wait_finished(delete.id, WAIT).await.unwrap();
+    assert_eq!(delete.status, TaskStatus::Success, "{delete:#?}");
+
+    let before = row_counts(&w.store).await.unwrap();
+    let r = w
+        .post(&format!("/api/v1/tasks/{}/retry", verify.id), &json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 409);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let p: Value = r.json().await.unwrap();
+    let detail = p["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&format!("site `{uri}` was deleted")) && detail.contains("create it again"),
+        "{p}"
+    );
+    assert_eq!(row_counts(&w.store).await.unwrap(), before);
+    w.stop().await;
+}
