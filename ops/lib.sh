@@ -346,16 +346,16 @@ BERTH_SITE_UIDS=${BERTH_SITE_UIDS:-200000-999999}
 # The loopback TCP ports a site may reach: MariaDB's, and the web's. Anything else on this
 # machine (PostgreSQL, RabbitMQ and its management API, Erlang's ports, Redis, NATS,
 # berth's API, named's control channel...) is refused to the site uids.
-BERTH_SITE_DB_PORTS=${BERTH_SITE_DB_PORTS:-$BERTH_MYSQL_PORT}
-BERTH_SITE_WEB_PORTS=${BERTH_SITE_WEB_PORTS:-80,443}
+# BERTH_SITE_DB_PORTS (default: BERTH_MYSQL_PORT) and BERTH_SITE_WEB_PORTS (default 80,443)
+# are read when ensure_site_firewall runs, so that a script may set them after sourcing this.
 _BERTH_FW_CHAIN=BERTH-SITES
 
 # _site_fw_rules: the chain's rules as `iptables -S` prints them (one per line, no -A prefix
 # differences between v4 and v6 but the REJECT type).
 _site_fw_rules() {
-  local v=$1 reject
+  local v=$1 reject db_ports=${BERTH_SITE_DB_PORTS:-$BERTH_MYSQL_PORT} web_ports=${BERTH_SITE_WEB_PORTS:-80,443}
   if [ "$v" = 4 ]; then reject=icmp-port-unreachable; else reject=icmp6-port-unreachable; fi
-  printf -- '-A %s -p tcp -m multiport --dports %s -j RETURN\n' "$_BERTH_FW_CHAIN" "$BERTH_SITE_DB_PORTS,$BERTH_SITE_WEB_PORTS"
+  printf -- '-A %s -p tcp -m multiport --dports %s -j RETURN\n' "$_BERTH_FW_CHAIN" "$db_ports,$web_ports"
   printf -- '-A %s -p tcp -j REJECT --reject-with tcp-reset\n' "$_BERTH_FW_CHAIN"
   printf -- '-A %s -j REJECT --reject-with %s\n' "$_BERTH_FW_CHAIN" "$reject"
 }
@@ -400,10 +400,11 @@ ensure_site_firewall() {
     return 0
   fi
   [[ $BERTH_SITE_UIDS =~ ^[0-9]+-[0-9]+$ ]] || die "bad BERTH_SITE_UIDS: $BERTH_SITE_UIDS (want FIRST-LAST)"
-  [[ $BERTH_SITE_DB_PORTS,$BERTH_SITE_WEB_PORTS =~ ^[0-9]+(:[0-9]+)?(,[0-9]+(:[0-9]+)?)*$ ]] \
-    || die "bad BERTH_SITE_DB_PORTS/BERTH_SITE_WEB_PORTS: $BERTH_SITE_DB_PORTS / $BERTH_SITE_WEB_PORTS"
+  local ports=${BERTH_SITE_DB_PORTS:-$BERTH_MYSQL_PORT},${BERTH_SITE_WEB_PORTS:-80,443}
+  [[ $ports =~ ^[0-9]+(:[0-9]+)?(,[0-9]+(:[0-9]+)?)*$ ]] \
+    || die "bad BERTH_SITE_DB_PORTS/BERTH_SITE_WEB_PORTS: $ports"
   ensure_packages -q iptables
-  local v cmd r what="site uids $BERTH_SITE_UIDS reach only tcp ports $BERTH_SITE_DB_PORTS,$BERTH_SITE_WEB_PORTS on this machine"
+  local v cmd r what="site uids $BERTH_SITE_UIDS reach only tcp ports $ports on this machine"
   for v in 4 6; do
     if [ "$v" = 4 ]; then cmd=iptables; else cmd=ip6tables; fi
     if ! have "$cmd"; then
