@@ -64,10 +64,11 @@ pub fn work_queue_ttl() -> std::time::Duration {
 }
 
 /// How long a step published to a work queue that has no consumer waits for a worker to
-/// appear (a worker restarting, one just started) before RabbitMQ dead-letters it and its
-/// task fails, saying which worker is missing: 10 s unless [`set_no_worker_grace`] says
+/// appear (a worker restarting, one just started, workers reconnecting after a broker
+/// restart: their backoff is capped at 6 s) before RabbitMQ dead-letters it and its task
+/// fails, saying which worker is missing: 30 s unless [`set_no_worker_grace`] says
 /// otherwise. Zero leaves such a step to the queue's TTL ([`work_queue_ttl`]).
-pub const DEFAULT_NO_WORKER_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+pub const DEFAULT_NO_WORKER_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 static NO_WORKER_GRACE_MS: std::sync::atomic::AtomicU64 =
     std::sync::atomic::AtomicU64::new(DEFAULT_NO_WORKER_GRACE.as_millis() as u64);

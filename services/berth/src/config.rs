@@ -74,7 +74,7 @@ const RELOAD_WINDOW_MS: Key = key("BERTH_RELOAD_WINDOW_MS", "200");
 const RELOAD_MAX_WAIT_MS: Key = key("BERTH_RELOAD_MAX_WAIT_MS", "10000");
 const STEP_TIMEOUT_S: Key = key("BERTH_STEP_TIMEOUT_S", "1500");
 const STEP_QUEUE_TTL_S: Key = key("BERTH_STEP_QUEUE_TTL_S", "21600");
-const NO_WORKER_GRACE_S: Key = key("BERTH_NO_WORKER_GRACE_S", "10");
+const NO_WORKER_GRACE_S: Key = key("BERTH_NO_WORKER_GRACE_S", "30");
 const MAX_QUEUED_TASKS: Key = key("BERTH_MAX_QUEUED_TASKS", "10000");
 const INSTALLER_SLOTS: Key = key("BERTH_INSTALLER_SLOTS", "0");
 const HTTP_CONCURRENCY: Key = key("BERTH_HTTP_CONCURRENCY", "200");
@@ -632,7 +632,7 @@ impl Settings {
         )?;
         let no_worker_grace_s = src.parse(
             &NO_WORKER_GRACE_S,
-            "give seconds from 0 (off) to 86400, e.g. BERTH_NO_WORKER_GRACE_S=10",
+            "give seconds from 0 (off) to 86400, e.g. BERTH_NO_WORKER_GRACE_S=30",
             |s| match s.parse::<u64>() {
                 Ok(n) if n <= 86_400 => Ok(n),
                 _ => Err("not a whole number from 0 to 86400".into()),
