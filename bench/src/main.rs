@@ -9,6 +9,9 @@
 //! the backup worker's functions, against `mysqldump` + `tar czf` and `tar xzf` + `mysql`
 //! in the same run.
 //!
+//! `berth-bench pools` measures a real php-fpm with a pool per site (1,000 by default):
+//! idle memory and master CPU, and the time of a pool change, against one pool.
+//!
 //! `berth-bench sites` installs sites on the fixture platform through the real nginx,
 //! php-fpm and MariaDB, from the POST to the first HTTP 200, with 100 and 1,000 vhosts
 //! present, and a burst of installs posted at once; against the floor of a hand-made
@@ -18,6 +21,7 @@ mod backlog;
 mod backup;
 mod machine;
 mod pipeline;
+mod pools;
 mod raw;
 mod sites;
 mod stats;
@@ -40,9 +44,25 @@ enum Command {
     Sites(SitesArgs),
     /// Site backup and restore against `mysqldump` + `tar czf` / `tar xzf` + `mysql`.
     Backup(BackupArgs),
+    /// php-fpm with a pool per site (ondemand): idle memory and CPU, and a pool change,
+    /// against one pool.
+    Pools(PoolsArgs),
     /// A queue of 100,000 messages: tasks accepted while the state service is down, then
     /// drained.
     Backlog(BacklogArgs),
+}
+
+#[derive(Args)]
+struct PoolsArgs {
+    /// Site pools in the big phase (the baseline has one).
+    #[arg(long, default_value_t = 1000)]
+    pools: usize,
+    /// Pool changes timed per phase (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    changes: usize,
+    /// Seconds of quiet over which the master's idle CPU is measured.
+    #[arg(long, default_value_t = 10)]
+    idle_secs: u64,
 }
 
 #[derive(Args)]
@@ -189,6 +209,14 @@ fn main() -> Result<()> {
                     timeout: std::time::Duration::from_secs(a.timeout_secs),
                 };
                 pipeline::run(cfg).await
+            }
+            Command::Pools(a) => {
+                let cfg = pools::Config {
+                    pools: a.pools.max(2),
+                    changes: a.changes.max(1),
+                    idle: std::time::Duration::from_secs(a.idle_secs.max(1)),
+                };
+                tokio::task::spawn_blocking(move || pools::run(cfg)).await?
             }
             Command::Sites(a) => {
                 let cfg = sites::Config {

@@ -852,9 +852,9 @@ pub fn serving_change(
     Ok(change)
 }
 
-/// A site's vhost removed, and its pool with it when there is one and no other vhost
-/// passes to it (a migrate to a new uri taken back removes the new name's vhost while the
-/// site goes on under its old one).
+/// A site's vhost removed, and its pool with it when there is one and no other vhost, nor
+/// one a step kept to put back, passes to it (a migrate to a new uri taken back removes the
+/// new name's vhost while the site goes on under its old one).
 pub fn removal_change(cfg: &HttpConfig, server: &str, a: &SiteArgs, vhost: PathBuf) -> VhostChange {
     let pool_path = pool::pool_path(&cfg.data_root, server, a.unix_uid);
     let socket = format!(
@@ -867,7 +867,9 @@ pub fn removal_change(cfg: &HttpConfig, server: &str, a: &SiteArgs, vhost: PathB
         .into_iter()
         .flatten()
         .flatten()
-        .filter(|e| e.path() != vhost && e.path().extension().is_some_and(|x| x == "conf"))
+        // Other vhosts, and what steps kept of them to put back (a maintenance page's
+        // compensation restores a vhost that passes to this pool).
+        .filter(|e| e.path() != vhost)
         .any(|e| std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains(&socket)));
     let mut change = vhost_change(vhost, None);
     if pool_path.exists() && !used_elsewhere {
