@@ -91,7 +91,7 @@ else
     key=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
   fi
   [[ $key =~ ^[0-9a-f]{64}$ ]] || die "could not make a secret key"
-  install -d -m 700 "$CONFIG_DIR"
+  [ -d "$CONFIG_DIR" ] || install -d -m 700 "$CONFIG_DIR"
   (
     umask 077
     cat >"$CONFIG" <<EOF
@@ -116,11 +116,10 @@ EOF
   did "wrote $CONFIG (mode 0600, new secret key)"
 fi
 
-
 # ------------------------------------------------------------------ credentials
 # berth's own accounts, with passwords generated once and kept in its 0600 configuration.
 # Passwords go to the servers on stdin or in 0600 files, never on a command line.
-chmod 700 "$CONFIG_DIR" 2>/dev/null || true
+case $CONFIG_DIR in */berth) chmod 700 "$CONFIG_DIR" ;; esac   # berth's own directory only
 chmod 600 "$CONFIG"
 tmpdir=$(mktemp -d)   # 0700: request bodies that hold passwords
 trap 'rm -rf "$tmpdir"' EXIT
