@@ -203,7 +203,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 pub fn run(cfg: Config) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("berth-bench-pools-{}", std::process::id()));
     println!(
-        "php-fpm pools, one per site (pm = ondemand); {} cores, load {}",
+        "php-fpm pools, one per site (pm = ondemand; the 2 children are the static www pool); {} cores, load {}",
         crate::machine::cores(),
         crate::machine::loadavg()
     );
@@ -221,12 +221,12 @@ pub fn run(cfg: Config) -> Result<()> {
         rows.push((pools, i, median(change_ms), median(test_ms)));
     }
     println!(
-        "{:>6}  {:>10}  {:>8}  {:>16}  {:>14}  {:>12}",
-        "pools", "idle RSS", "children", "master CPU idle", "pool change", "php-fpm -t"
+        "{:>6}  {:>10}  {:>8}  {:>16}  {:>14}  {:>13}",
+        "pools", "idle RSS", "children", "master CPU idle", "pool change ms", "php-fpm -t ms"
     );
     for (pools, i, c, t) in &rows {
         println!(
-            "{:>6}  {:>7} MB  {:>8}  {:>9.1} ms/{}s  {:>14}  {:>12}",
+            "{:>6}  {:>7} MB  {:>8}  {:>9.1} ms/{}s  {:>14}  {:>13}",
             pools,
             i.rss_kb / 1024,
             i.children,

@@ -1,7 +1,7 @@
 //! The reload coalescer against a real nginx (and php-fpm) on loopback ports.
 
-use berth_http::reload::{ReloadConfig, ReloadError, Reloader, VhostChange};
-use berth_test_servers::web::{Web, write_nginx_conf};
+use berth_http::reload::{FpmConfig, ReloadConfig, ReloadError, Reloader, VhostChange};
+use berth_test_servers::web::{Web, write_nginx_conf, write_php_fpm_conf};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -18,12 +18,31 @@ struct Setup {
 
 impl Setup {
     fn new(name: &str) -> Setup {
+        Self::start(name, false)
+    }
+
+    /// With php-fpm including `<dir>/pool.d/*.conf`, driven by the reloader.
+    fn with_pools(name: &str) -> Setup {
+        Self::start(name, true)
+    }
+
+    fn start(name: &str, pools: bool) -> Setup {
         let dir = std::env::temp_dir().join(format!("berth-reload-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let vhosts = dir.join("vhost.d");
         let conf = write_nginx_conf(&dir, std::slice::from_ref(&vhosts)).expect("nginx.conf");
+        if pools {
+            write_php_fpm_conf(&dir, &[dir.join("pool.d")]).expect("php-fpm.conf");
+        }
         let web = Web::start(&dir, &conf).expect("nginx and php-fpm start");
-        let reloader = Reloader::new(ReloadConfig::new(NGINX, &conf));
+        let mut rc = ReloadConfig::new(NGINX, &conf);
+        if pools {
+            rc.php_fpm = Some(FpmConfig {
+                bin: "php-fpm8.2".into(),
+                conf: web.php_fpm_conf.clone(),
+            });
+        }
+        let reloader = Reloader::new(rc);
         Setup {
             dir,
             vhosts,
@@ -311,6 +330,65 @@ async fn php_gets_fastcgi_params_through_php_fpm() {
         (status, body.as_str()),
         (200, "db_name=somevalue"),
         "index.php as the index"
+    );
+}
+
+/// A site's pool and its vhost land in one change: php-fpm is tested and reloaded before
+/// nginx, and the vhost's first request runs in the new pool, as the pool's user. A pool
+/// php-fpm rejects fails its own change only (taken back, with php-fpm's message), in the
+/// same batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_lands_with_its_vhost_and_a_broken_pool_fails_alone() {
+    let s = Setup::with_pools("pools");
+    let root = s.dir.join("www");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let index = root.join("index.php");
+    std::fs::write(&index, "<?php echo 'uid=' . posix_getuid();\n").unwrap();
+    std::fs::set_permissions(&index, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let data_root = s.dir.join("data");
+    std::fs::create_dir_all(data_root.join("run/php")).unwrap();
+    let change = |name: &str, uid: u32, broken: bool| {
+        let socket = berth_http::pool::socket_path(&data_root, uid);
+        let mut pool = berth_http::pool::render_pool(&data_root, uid);
+        if broken {
+            pool.push_str("pm = sometimes\n");
+        }
+        let vhost = format!(
+            "server {{\n    listen 127.0.0.1:{port};\n    server_name {name}.test;\n    root {root};\n    location ~ \\.php$ {{\n        include /etc/nginx/fastcgi_params;\n        fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;\n        fastcgi_pass unix:{socket};\n    }}\n}}\n",
+            port = s.web().port,
+            root = root.display(),
+            socket = socket.display(),
+        );
+        VhostChange {
+            files: vec![
+                (s.dir.join(format!("pool.d/site-{uid}.conf")), Some(pool)),
+                (s.file(name), Some(vhost)),
+            ],
+            php_fpm: Some(vec![socket]),
+        }
+    };
+    let (good, bad) = tokio::join!(
+        s.reloader.apply(change("good", 200_101, false)),
+        s.reloader.apply(change("bad", 200_102, true)),
+    );
+    good.expect("the good pool and vhost land");
+    match bad {
+        Err(ReloadError::Broken(m)) => assert!(m.contains("php-fpm rejects"), "{m}"),
+        other => panic!("the broken pool must fail alone: {other:?}"),
+    }
+    assert!(
+        !s.dir.join("pool.d/site-200102.conf").exists(),
+        "taken back"
+    );
+    assert!(!s.file("bad").exists(), "taken back");
+    let (status, body, _) = s.web().get("good.test", "/index.php").expect("GET");
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "uid=200101"),
+        "nginx: {}\nphp-fpm: {}",
+        s.web().nginx_log(),
+        s.web().php_fpm_log()
     );
 }
 
