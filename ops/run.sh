@@ -402,7 +402,8 @@ env BERTH_CONFIG="$CONFIG" RUST_LOG="${RUST_LOG:-info}" \
 berth_pid=$!
 echo "$berth_pid" >"$PID_FILE"
 
-deadline=$((SECONDS + 60))
+start_timeout=${BERTH_START_TIMEOUT:-120}   # seconds; a busy broker can take a while to let berth in
+deadline=$((SECONDS + start_timeout))
 until [ "$(http_status "$API_URL/readyz")" = 200 ]; do
   if ! kill -0 "$berth_pid" 2>/dev/null; then
     tail -n 40 "$LOG_FILE" >&2
@@ -411,7 +412,7 @@ until [ "$(http_status "$API_URL/readyz")" = 200 ]; do
   fi
   if [ "$SECONDS" -ge "$deadline" ]; then
     tail -n 40 "$LOG_FILE" >&2
-    die "berth did not become ready on $API_URL/readyz within 60s (log above; still running as pid $berth_pid, stop it with ops/stop.sh)"
+    die "berth did not become ready on $API_URL/readyz within ${start_timeout}s (log above; still running as pid $berth_pid, stop it with ops/stop.sh)"
   fi
   sleep 0.5
 done

@@ -12,7 +12,10 @@
 #    for their tasks as the README says
 # 3. the site from the system nginx with its Host header: its page must show the
 #    site's name read from the site's own database
-# 4. ops/stop.sh (also when something failed)
+# 4. from the site's own uid (its PHP's and drush's), probes of the control plane:
+#    PostgreSQL, RabbitMQ, berth's API (IPv4 and IPv6), MariaDB's root and berth's
+#    admin without a password, berth's configuration; none may get through
+# 5. ops/stop.sh (also when something failed)
 #
 # Safe to run again on the same machine: a site left by an earlier run is disabled
 # and deleted first (a failed one forgotten), so that the README's commands install
@@ -197,6 +200,40 @@ grep -q "<h1>$SITE</h1>" "$work/out" && grep -q 'Served from database' "$work/ou
 code=$(http_status http://127.0.0.1/ -H "Host: $SITE")
 [ "$code" = 200 ] || fail "http://127.0.0.1/ with Host: $SITE answered $code"
 ok "smoke: http://127.0.0.1/ with Host: $SITE shows the installed site (200, its name from its database)"
+
+# ------------------------------------------------------------------ 4. the control plane
+# Not the README's: what the site's own uid (its PHP's and drush's) can reach on the system
+# ops/run.sh set up. Each probe must be refused; MariaDB's port must be open (its own db).
+site_dir=/var/aegir/platforms/drupal-10.3.1/sites/$SITE
+uid=$(stat -c %u "$site_dir/private" 2>/dev/null || true)
+[[ $uid =~ ^[0-9]+$ ]] && [ "$uid" -ge 200000 ] && [ "$uid" -le 999999 ] \
+  || fail "the site's private directory $site_dir/private is not owned by a site uid (200000-999999): '$uid'"
+as_site() { setpriv --reuid="$uid" --regid="$uid" --clear-groups -- "$@"; }
+tcp() { as_site timeout 3 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$1" "$2" 2>/dev/null; }
+api_port=${BERTH_API_URL##*:}; api_port=${api_port%%/*}
+probes=0 through=()
+probe() { # probe WHAT COMMAND...: the command must fail
+  probes=$((probes + 1))
+  if "${@:2}" >/dev/null 2>&1; then through+=("$1"); fi
+}
+for target in "5432 PostgreSQL" "5672 RabbitMQ" "15672 RabbitMQ management" "$api_port berth's API" \
+  "4369 Erlang's epmd" "25672 RabbitMQ's Erlang distribution" "953 named's control channel"; do
+  port=${target%% *}
+  for addr in 127.0.0.1 ::1; do probe "tcp $addr:$port (${target#* })" tcp "$addr" "$port"; done
+done
+probe "PostgreSQL's unix socket as postgres" as_site psql -X -w -h /var/run/postgresql -U postgres -d postgres -c 'select 1'
+probe "PostgreSQL's unix socket as berth" as_site psql -X -w -h /var/run/postgresql -U berth -d berth -c 'select 1'
+probe "MariaDB root over its unix socket, no password" as_site mariadb --no-defaults -u root -e 'select 1'
+probe "MariaDB root over TCP, no password" as_site mariadb --no-defaults --protocol=tcp -h 127.0.0.1 -u root -e 'select 1'
+probe "MariaDB berth_admin over TCP, no password" as_site mariadb --no-defaults --protocol=tcp -h 127.0.0.1 -u berth_admin -e 'select 1'
+probe "reading /etc/berth/berth.toml" as_site cat /etc/berth/berth.toml
+probe "reading /etc/berth/mariadb-admin.cnf" as_site cat /etc/berth/mariadb-admin.cnf
+probe "reading /var/log/berth.log" as_site cat /var/log/berth.log
+tcp 127.0.0.1 3306 || fail "the site's uid $uid cannot reach MariaDB on 127.0.0.1:3306 (its own database)"
+if [ "${#through[@]}" -gt 0 ]; then
+  fail "from the site's uid $uid, ${#through[@]} of $probes probes of the control plane got through: $(printf '%s; ' "${through[@]}")"
+fi
+ok "smoke: from the site's uid $uid, $probes probes of the control plane, 0 got through (PostgreSQL, RabbitMQ, berth's API, MariaDB root and admin, berth's configuration)"
 
 # Not a README command, and not fatal: the site's records in the system named.
 if have dig; then
