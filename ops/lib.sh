@@ -300,6 +300,14 @@ BERTH_AMQP_PORT=${BERTH_AMQP_PORT:-5672}
 BERTH_RABBIT_MGMT=${BERTH_RABBIT_MGMT:-http://127.0.0.1:15672}
 
 _rabbit_up() { tcp_open "$BERTH_AMQP_HOST" "$BERTH_AMQP_PORT"; }
+# _rabbit_amqp_answers: the broker answers AMQP's protocol header with a frame (a broker can
+# accept TCP connections and still hand none of them to AMQP, e.g. with its vhost
+# supervisor stuck).
+_rabbit_amqp_answers() {
+  # shellcheck disable=SC2016 # expanded by the inner bash
+  timeout 10 bash -c 'exec 3<>"/dev/tcp/$1/$2"; printf "AMQP\x00\x00\x09\x01" >&3; head -c 1 <&3' _ \
+    "$BERTH_AMQP_HOST" "$BERTH_AMQP_PORT" 2>/dev/null | od -An -tx1 | grep -q 01
+}
 _rabbit_mgmt_up() {
   [ "$(http_status "$BERTH_RABBIT_MGMT/api/overview" -u guest:guest)" = 200 ]
 }
@@ -329,6 +337,8 @@ ensure_rabbitmq() {
     did "started rabbitmq"
   fi
 
+  _rabbit_amqp_answers \
+    || warn "rabbitmq accepts TCP on $BERTH_AMQP_HOST:$BERTH_AMQP_PORT but does not answer the AMQP handshake within 10s: berth and the tests cannot connect (a stuck broker: see /var/log/rabbitmq/, restart it)"
   if _rabbit_mgmt_up; then
     ok "rabbitmq management API answers on $BERTH_RABBIT_MGMT"
     return 0
