@@ -225,10 +225,12 @@ pub async fn run_worker<H: StepHandler>(
         diagnostics = cfg.diagnostics, "worker starting");
 
     let stops = Arc::new(control::Stops::default());
+    // Its own token: it stops with the worker, also when consuming ends in an error.
+    let control_stop = shutdown.child_token();
     let control = tokio::spawn(control::listen(
         broker.clone(),
         Arc::clone(&stops),
-        shutdown.clone(),
+        control_stop.clone(),
     ));
     let worker = Arc::new(Worker {
         publisher: Publisher::new(broker.clone()),
@@ -242,6 +244,7 @@ pub async fn run_worker<H: StepHandler>(
         async move { w.process(delivery).await }
     })
     .await;
+    control_stop.cancel();
     let _ = control.await;
     broker.close().await;
     tracing::info!(worker = %worker.cfg.worker_name, "worker stopped");
