@@ -83,7 +83,7 @@ impl HttpWorker {
     }
 
     /// Applies a vhost change (the vhost at `path`, maybe with the site's pool) through the
-    /// coalescing reloader.
+    /// coalescing reloader; `what` says what became of them, for the log.
     async fn reload(
         &self,
         path: PathBuf,
@@ -91,20 +91,13 @@ impl HttpWorker {
         what: &str,
         ctx: &StepContext,
     ) -> Result<StepOk, StepError> {
-        let pool = match &change.php_fpm {
-            Some(_) if change.files.iter().any(|(_, c)| c.is_none()) && change.files.len() > 1 => {
-                ", its php-fpm pool removed"
-            }
-            Some(_) => ", its php-fpm pool written",
-            None => "",
-        };
         let report = self
             .reloader
             .apply(change)
             .await
             .map_err(site::reload_error)?;
         ctx.info(format!(
-            "vhost {} {what}{pool}; configuration tests passed; reload #{} carried {} change(s)",
+            "vhost {} {what}; configuration tests passed; reload #{} carried {} change(s)",
             path.display(),
             report.reload,
             report.batch
@@ -196,8 +189,11 @@ impl HttpWorker {
                     (_, true, _) => "written (site disabled)",
                     _ => "written",
                 };
-                let out = self.reload(path.clone(), change, what, ctx).await;
-                if removing && out.is_ok() {
+                let pool = site::pool_effect(&change, removing);
+                let out = self
+                    .reload(path.clone(), change, &format!("{what}{pool}"), ctx)
+                    .await;
+                if removing && !pool.is_empty() && out.is_ok() {
                     site::remove_site_tmp(&a, ctx);
                 }
                 if out.is_err() {
@@ -226,7 +222,13 @@ impl HttpWorker {
                                 site::removal_change(&self.cfg, &cmd.server, &a, path.clone()),
                             ),
                         };
-                        let out = self.reload(path.clone(), change, what, ctx).await?;
+                        let pool = site::pool_effect(&change, true);
+                        let out = self
+                            .reload(path.clone(), change, &format!("{what}{pool}"), ctx)
+                            .await?;
+                        if !pool.is_empty() {
+                            site::remove_site_tmp(&a, ctx);
+                        }
                         site::drop_stash(&path, cmd.step_id);
                         Ok(out)
                     }

@@ -852,6 +852,15 @@ pub fn serving_change(
     Ok(change)
 }
 
+/// What a vhost change does to the site's pool, for the log: written, removed, or nothing.
+pub fn pool_effect(change: &VhostChange, removing: bool) -> &'static str {
+    match (&change.php_fpm, removing) {
+        (None, _) => "",
+        (Some(_), true) => ", its php-fpm pool removed",
+        (Some(_), false) => ", its php-fpm pool written",
+    }
+}
+
 /// A site's vhost removed, and its pool with it when there is one and no other vhost, nor
 /// one a step kept to put back, passes to it (a migrate to a new uri taken back removes the
 /// new name's vhost while the site goes on under its old one).
