@@ -536,19 +536,6 @@ pub async fn retry(
         return Err(ApiError::Conflict(why));
     }
     let mut tx = state.store.pool.begin().await?;
-    if old.target_kind == TargetKind::Site {
-        // A uri outlives its sites (decision 0011): a task made for a site since deleted
-        // must not run on a new site of the same uri.
-        match berth_store::sites::get_site(&mut tx, &old.target).await? {
-            Some(s) if s.status != site_status::DELETED && s.created_at <= old.created_at => {}
-            _ => {
-                return Err(ApiError::Conflict(format!(
-                    "task {id} was for a site `{}` that no longer exists (deleted, or renamed): queue a new task for the site that has the name now",
-                    old.target
-                )));
-            }
-        }
-    }
     let (task, message) = queue_task_tx(
         &mut tx,
         &caller,
