@@ -1,13 +1,15 @@
 //! The seeds' Aegir command forms, with `drush` replaced by `berth`, against a running
 //! system with a real nginx, php-fpm, MariaDB and BIND.
 
-use berth_tests::{World, WorldOptions, berth_bin};
+use berth_tests::{World, WorldOptions, berth_bin, mysql_admin};
 use std::process::Output;
 
 async fn berth(w: &World, args: &[&str]) -> Output {
+    // The db admin password travels as the CLI takes it: in the environment, never argv.
     tokio::process::Command::new(berth_bin())
         .args(args)
         .envs(w.process_env())
+        .env("BERTH_DB_ADMIN_PASSWORD", mysql_admin().password)
         .output()
         .await
         .expect("run berth")
@@ -50,7 +52,9 @@ async fn the_seeds_forms_create_install_verify_and_delete_contexts() {
             "--http_service_type=nginx",
             &format!("--http_port={web_port}"),
             "--db_service_type=mariadb",
-            "--db_host=127.0.0.1",
+            &format!("--db_host={}", mysql_admin().host),
+            &format!("--db_port={}", mysql_admin().port),
+            &format!("--db_user={}", mysql_admin().user),
             "--dns_service_type=bind",
             &format!("--dns_port={named_port}"),
         ],
