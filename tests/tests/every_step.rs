@@ -41,7 +41,7 @@
 //! | restore        | site-db-create      | db admin limited to CREATE, DROP, SELECT     | restore_site_db_create_refused_grant   |
 //! | restore        | site-swap           | a foreign <uri>.berth-old in the way         | restore_site_swap_blocked              |
 //! | restore        | site-packages       | drush pm:list fails                          | restore_site_packages_drush_fails      |
-//! | migrate+rename | site-records-remove | named-checkzone fails                        | migrate_rename_records_checkzone       |
+//! | migrate+rename | site-records        | named-checkzone fails (old zone removed, put back) | migrate_rename_records_checkzone |
 //! | migrate        | site-packages       | drush pm:list fails (target platform)        | migrate_site_packages_drush_fails      |
 //! | clone          | site-backup         | the dump program fails                       | clone_site_backup_dump_fails           |
 //! | clone          | site-db-create      | db admin limited to CREATE, DROP, SELECT     | clone_site_db_create_refused_grant     |
@@ -235,7 +235,11 @@ impl Case {
         let dir = self.w.dir.join("config/server_master/bind/zones");
         let mut out = String::new();
         if let Ok(entries) = std::fs::read_dir(dir) {
-            for e in entries.flatten() {
+            // Zone files only: not the last file of a removed zone, kept beside them.
+            for e in entries
+                .flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "zone"))
+            {
                 out.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
             }
         }
@@ -243,6 +247,14 @@ impl Case {
     }
 
     /// Records for `uri`: in a zone file, or served by named.
+    /// Makes the site's zone the operator's (out of the dns worker's `zones.made`): it is
+    /// kept, even left empty, so removing the site's records edits it and runs
+    /// `named-checkzone` instead of removing the zone.
+    fn zone_made_by_operator(&self) {
+        let made = self.w.dir.join("config/server_master/bind/zones.made");
+        std::fs::write(made, "").unwrap();
+    }
+
     fn has_records(&self, uri: &str) -> bool {
         let label = uri.split('.').next().unwrap();
         let served = self
@@ -497,7 +509,13 @@ async fn install_fails_at(at: InstallAt) {
             ("site-files", "was not made by berth")
         }
         InstallAt::Vhost => {
-            c.respawn("http", &[("BERTH_NGINX_FASTCGI_PARAMS", "/nonexistent/fastcgi_params.invalid")]);
+            c.respawn(
+                "http",
+                &[(
+                    "BERTH_NGINX_FASTCGI_PARAMS",
+                    "/nonexistent/fastcgi_params.invalid",
+                )],
+            );
             ("site-vhost", "fastcgi_params.invalid")
         }
         InstallAt::RecordsCheckzone => {
@@ -689,7 +707,13 @@ async fn verify_site_vhost_nginx_refuses() {
     })
     .await;
     let before = std::fs::read_to_string(c.vhost(&c.uri)).unwrap();
-    c.respawn("http", &[("BERTH_NGINX_FASTCGI_PARAMS", "/nonexistent/fastcgi_params.invalid")]);
+    c.respawn(
+        "http",
+        &[(
+            "BERTH_NGINX_FASTCGI_PARAMS",
+            "/nonexistent/fastcgi_params.invalid",
+        )],
+    );
     let t = c.run("verify", &c.uri, json!({})).await;
     failed_at(&t, "site-vhost", "fastcgi_params.invalid");
     assert_eq!(std::fs::read_to_string(c.vhost(&c.uri)).unwrap(), before);
@@ -759,7 +783,13 @@ async fn enable_site_vhost_nginx_refuses() {
     .await;
     let t = c.run("disable", &c.uri, json!({})).await;
     assert_eq!(t.status, TaskStatus::Success, "{}", log_of(&t));
-    c.respawn("http", &[("BERTH_NGINX_FASTCGI_PARAMS", "/nonexistent/fastcgi_params.invalid")]);
+    c.respawn(
+        "http",
+        &[(
+            "BERTH_NGINX_FASTCGI_PARAMS",
+            "/nonexistent/fastcgi_params.invalid",
+        )],
+    );
     let t = c.run("enable", &c.uri, json!({})).await;
     failed_at(&t, "site-vhost", "fastcgi_params.invalid");
     // Still disabled, and still saying so.
@@ -956,6 +986,7 @@ async fn delete_fails_at(at: DeleteAt) {
             ("site-vhost-remove", "nginx rejects")
         }
         DeleteAt::RecordsRemove => {
+            c.zone_made_by_operator();
             c.respawn("dns", &[("BERTH_NAMED_CHECKZONE_BIN", "false")]);
             ("site-records-remove", "named-checkzone refused")
         }
@@ -1274,7 +1305,15 @@ async fn migrate_rename_records_checkzone() {
     let new = format!("n{}.example.test", c.w.id);
     c.respawn("dns", &[("BERTH_NAMED_CHECKZONE_BIN", "false")]);
     let t = c.run("migrate", &c.uri, json!({"uri": new})).await;
-    failed_at(&t, "site-records-remove", "named-checkzone refused");
+    // The old name was the zone's only one: its removal removes the zone (no check needed),
+    // the new name's zone is refused, and taking the removal back puts the zone file named
+    // had loaded back, unchecked, so the broken checker cannot cost the site its records.
+    failed_at(&t, "site-records", "named-checkzone refused");
+    assert!(
+        log_of(&t).contains("put back as named last loaded it"),
+        "{}",
+        log_of(&t)
+    );
     let site = c.site(&c.uri).await;
     assert_eq!(site["db_name"], db.as_str());
     assert!(c.has_records(&c.uri));

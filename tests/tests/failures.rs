@@ -152,7 +152,13 @@ impl Case {
                 let _ = old.wait();
                 self.http = Some(
                     self.w
-                        .spawn_berth("http", &[("BERTH_NGINX_FASTCGI_PARAMS", "/nonexistent/fastcgi_params.invalid")])
+                        .spawn_berth(
+                            "http",
+                            &[(
+                                "BERTH_NGINX_FASTCGI_PARAMS",
+                                "/nonexistent/fastcgi_params.invalid",
+                            )],
+                        )
                         .0,
                 );
             }

@@ -8,6 +8,9 @@
 //!   file, included by the server's named.conf;
 //! - `zones.made`: the zones this worker created, one a line: those it removes once no
 //!   record is left in them (a zone an operator made is kept, even empty);
+//! - `zones/<zone>.zone.removed`: the last file of a zone removed so, kept so that taking
+//!   the removal back (a migrate or delete that fails later) puts back the very file named
+//!   loaded, without a new `named-checkzone` that a broken checker would refuse;
 //! - `sites/<uri>`: the names this worker last wrote a site's records for, one a line: a
 //!   name the site no longer has (an alias removed by a PATCH, then its verify) loses its
 //!   records.
@@ -422,7 +425,7 @@ async fn remove_empty_zones(
 ) -> Result<Vec<String>, StepError> {
     let mut gone = Vec::new();
     for p in empty {
-        if let Err(e) = tokio::fs::remove_file(&p.path).await
+        if let Err(e) = tokio::fs::rename(&p.path, removed_copy(&p.path)).await
             && e.kind() != std::io::ErrorKind::NotFound
         {
             put_back(written, log).await;
@@ -439,6 +442,33 @@ async fn remove_empty_zones(
         written.push(p);
     }
     Ok(gone)
+}
+
+/// `<zone file>.removed`: where [`remove_empty_zones`] keeps a removed zone's last file.
+fn removed_copy(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".removed");
+    PathBuf::from(p)
+}
+
+/// Whether a removed zone's last file can come back as it is for `site`: it holds every
+/// record the site wants and nothing else (so no record of another site, nor of a name
+/// this site no longer has, comes back with it).
+fn restorable(origin: &str, text: &str, site: &SiteArgs, ip: IpAddr) -> bool {
+    let Ok(zone) = Zone::parse(origin, text) else {
+        return false;
+    };
+    let mut with = zone.clone();
+    let complete = with
+        .upsert_site(SiteRecords {
+            uri: &site.uri,
+            aliases: &site.aliases,
+            ip,
+        })
+        .is_ok_and(|changes| changes.is_empty());
+    let mut without = zone;
+    without.remove_site(&site.uri, &site.aliases);
+    complete && without.is_empty()
 }
 
 /// Updates `zones.made`: `added` zones created, `removed` ones gone.
@@ -521,6 +551,7 @@ pub async fn site_records(
     let today = chrono::Utc::now().date_naive();
 
     let mut edits = Vec::new();
+    let mut restores = Vec::new();
     let mut empty = Vec::new();
     let mut created = Vec::new();
     let mut report = Vec::new();
@@ -530,6 +561,25 @@ pub async fn site_records(
         let old = read_optional(&path).await?;
         let wanted = zones.contains(origin);
         if old.is_none() && !wanted {
+            continue;
+        }
+        if old.is_none()
+            && let Some(text) = read_optional(&removed_copy(&path)).await?
+            && restorable(origin, &text, &site, ip)
+        {
+            log(format!(
+                "zone {origin}: put back as named last loaded it, before this site's records were removed"
+            ));
+            created.push(origin.clone());
+            report.push(json!({ "zone": origin, "put_back": true, "changes": [] }));
+            restores.push((
+                Pending {
+                    zone: origin.clone(),
+                    path,
+                    old: None,
+                },
+                text,
+            ));
             continue;
         }
         let mut zone = match &old {
@@ -590,9 +640,25 @@ pub async fn site_records(
     }
 
     let mut written = write_checked(cfg, edits, log).await?;
+    for (p, text) in restores {
+        if let Err(e) = write_atomic(&p.path, &text).await {
+            put_back(&written, log).await;
+            return Err(e);
+        }
+        written.push(p);
+    }
     let gone = remove_empty_zones(empty, &mut written, log).await?;
     publish(cfg, server, &written, &reload, log).await?;
     note_made(cfg, server, &created, &gone).await?;
+    // A removed zone's last file is of no use once the zone is there again.
+    for zone in &zones {
+        let copy = removed_copy(&zone_file(cfg, server, zone));
+        if let Err(e) = tokio::fs::remove_file(&copy).await
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            log(format!("cannot remove {}: {e}", copy.display()));
+        }
+    }
     let names: Vec<String> = std::iter::once(&site.uri)
         .chain(&site.aliases)
         .map(|n| n.as_str().to_owned())

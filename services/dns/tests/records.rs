@@ -548,3 +548,36 @@ async fn a_removed_site_takes_its_empty_zone_with_it_but_not_a_shared_one() {
     assert_eq!(res.unwrap()["removed_zones"], json!(["example.com"]));
     zone_gone_until(&env, "example.com");
 }
+
+/// Taking back the removal of a site's last records (a migrate or delete that fails at a
+/// later step) puts back the file named loaded, without a new `named-checkzone`: a checker
+/// that refuses everything cannot leave the site without its records. A different site
+/// wanting that zone gets a new, checked file, not the old one.
+#[tokio::test]
+async fn a_removed_zone_comes_back_as_it_was_when_its_removal_is_taken_back() {
+    let mut env = env("putback");
+    let own = json!({"uri": "www.alone.net", "aliases": ["alone.net"], "ip": "127.0.0.3"});
+    let names = json!({"uri": "www.alone.net", "aliases": ["alone.net"]});
+    add(&env, own.clone()).await.0.unwrap();
+    dig_until(&env.named, "www.alone.net", "A", &["127.0.0.3"]);
+    let (res, _) = remove(&env, names).await;
+    assert_eq!(res.unwrap()["removed_zones"], json!(["alone.net"]));
+    zone_gone_until(&env, "alone.net");
+
+    env.cfg.checkzone_bin = "false".into();
+    // Another site in that zone: the old file is not its own, and the checker refuses.
+    let stranger = json!({"uri": "shop.alone.net", "aliases": [], "ip": "127.0.0.4"});
+    let err = add(&env, stranger).await.0.unwrap_err();
+    assert!(err.message().contains("named-checkzone refused"), "{err:?}");
+    assert!(!serves_zone(&env.named, "alone.net"));
+    // The same site, as it was: the zone comes back as named last loaded it.
+    let (res, log) = add(&env, own).await;
+    res.unwrap_or_else(|e| panic!("{e:?}\n{log:?}"));
+    dig_until(&env.named, "www.alone.net", "A", &["127.0.0.3"]);
+    dig_until(&env.named, "alone.net", "A", &["127.0.0.3"]);
+    assert!(
+        log.iter()
+            .any(|l| l.contains("put back as named last loaded it")),
+        "{log:?}"
+    );
+}

@@ -132,7 +132,11 @@ async fn run(args: Args) -> Result<i32> {
     // directory, which the run's php-fpm includes.
     berth_test_servers::web::write_php_fpm_conf(
         &dir.join("web"),
-        &[dir.join("config").join(SERVER).join("php-fpm").join("pool.d")],
+        &[dir
+            .join("config")
+            .join(SERVER)
+            .join("php-fpm")
+            .join("pool.d")],
     )?;
     let web = berth_test_servers::web::Web::start(&dir.join("web"), &nginx_conf)?;
     let named = berth_test_servers::named::Named::start(&dir, &[SERVER.to_string()])?;
