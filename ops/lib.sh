@@ -264,6 +264,28 @@ ensure_mariadb() {
   ok "mariadb root logs in through the unix socket"
 }
 
+# ensure_mariadb_root_socket_only: root logs in only through the unix socket as OS root,
+# and no other root or anonymous account is left: a site's PHP (any uid) could otherwise
+# be MariaDB's root over TCP or the socket, and read every site's database. Some images
+# ship root@localhost with an empty password and root@127.0.0.1; both are closed here.
+ensure_mariadb_root_socket_only() {
+  local plugin account
+  plugin=$(as_root mariadb --no-defaults -u root -N -B -e \
+    "SELECT IFNULL(JSON_VALUE(priv, '$.plugin'), '') FROM mysql.global_priv WHERE user = 'root' AND host = 'localhost'")
+  if [ "$plugin" != unix_socket ]; then
+    as_root mariadb --no-defaults -u root -e "ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket" \
+      || die "could not make MariaDB's root@localhost log in through the unix socket only"
+    did "MariaDB root@localhost: unix socket only (was: ${plugin:-a password})"
+  fi
+  as_root mariadb --no-defaults -u root -N -B -e \
+    "SELECT CONCAT(QUOTE(user), '@', QUOTE(host)) FROM mysql.user WHERE (user = 'root' AND host <> 'localhost') OR user = ''" \
+    | while IFS= read -r account; do
+      as_root mariadb --no-defaults -u root -e "DROP USER $account" || die "could not drop MariaDB account $account"
+      did "dropped MariaDB account $account (root only through the unix socket)"
+    done
+  ok "mariadb root only through the unix socket as OS root"
+}
+
 # ensure_mariadb_test_account USER PASSWORD: a MariaDB account for the test suite only,
 # USER@127.0.0.1 and USER@localhost with PASSWORD and every privilege WITH GRANT OPTION,
 # made by OS root through the unix socket. The password is a fixed, known test password:

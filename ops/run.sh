@@ -224,15 +224,8 @@ ALTER USER '$MYSQL_ADMIN_USER'@'127.0.0.1' IDENTIFIED BY '$my_pass';
 ALTER USER '$MYSQL_ADMIN_USER'@'localhost' IDENTIFIED BY '$my_pass';
 GRANT ALL PRIVILEGES ON *.* TO '$MYSQL_ADMIN_USER'@'127.0.0.1' WITH GRANT OPTION;
 GRANT ALL PRIVILEGES ON *.* TO '$MYSQL_ADMIN_USER'@'localhost' WITH GRANT OPTION;
-ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket;
 SQL
-# Other root accounts (root@127.0.0.1, root@::1, root@<host name>) and anonymous ones go.
-mariadb --no-defaults -u root -N -B -e \
-  "SELECT CONCAT(QUOTE(user), '@', QUOTE(host)) FROM mysql.user WHERE (user = 'root' AND host <> 'localhost') OR user = ''" \
-  | while IFS= read -r account; do
-    mariadb --no-defaults -u root -e "DROP USER $account" || die "could not drop MariaDB account $account"
-    did "dropped MariaDB account $account (root only through the unix socket)"
-  done
+ensure_mariadb_root_socket_only
 ok "MariaDB admin account $MYSQL_ADMIN_USER (password in $MYSQL_ADMIN_CNF); root only through the unix socket"
 # Any account left with an empty password can be logged in as by any site's PHP.
 open_accounts=$(mariadb --no-defaults -u root -N -B -e \

@@ -8,6 +8,9 @@
 # BERTH_SITE_DB_PORTS widens the MariaDB ports, as ops/test.sh does for the
 # test harness's private MariaDB servers).
 #
+# MariaDB's root is left to the unix socket (OS root) only, with no other root or
+# anonymous account: a site's PHP must not be able to log in as root.
+#
 # Idempotent: it checks first and only changes what is missing, so running it
 # again on a ready machine takes a second or two and touches nothing.
 # The system nginx and named are installed but not started here (the tests
@@ -32,6 +35,7 @@ ensure_postgres
 ensure_postgres_socket_peer
 ensure_database berth
 ensure_mariadb
+ensure_mariadb_root_socket_only
 ensure_rabbitmq
 ensure_site_firewall
 
