@@ -334,6 +334,54 @@ _rabbit_mgmt_up() {
   [ "$(http_status "$BERTH_RABBIT_MGMT/api/overview" -u guest:guest)" = 200 ]
 }
 
+_rabbit_start() {
+  if have_systemd; then
+    as_root systemctl start rabbitmq-server
+  else
+    as_root install -d -o rabbitmq -g rabbitmq /var/log/rabbitmq
+    # As its systemd unit does (LimitNOFILE=65536): with the shell's 1024 the broker's file
+    # handle cache is small for the tests' many vhosts, queues and connections.
+    # shellcheck disable=SC2016 # expanded by the inner sh
+    as_root sh -c 'ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec rabbitmq-server -detached' >/dev/null 2>&1 || true
+  fi
+  wait_for 120 "rabbitmq on port $BERTH_AMQP_PORT" _rabbit_up \
+    || die "rabbitmq did not start (see /var/log/rabbitmq/)"
+}
+
+# _rabbit_restart: stops the broker that listens on the AMQP port (politely, then by force)
+# and starts it again.
+_rabbit_restart() {
+  if have_systemd; then
+    as_root systemctl restart rabbitmq-server
+  else
+    local pid
+    pid=$(ss -ltnpH "sport = :$BERTH_AMQP_PORT" 2>/dev/null | grep -o 'beam[^,]*,pid=[0-9]*' | grep -o '[0-9]*$' | head -n1)
+    timeout 30 rabbitmqctl stop >/dev/null 2>&1 || true
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+      as_root kill "$pid" 2>/dev/null || true
+      wait_for 30 "rabbitmq (pid $pid) to stop" bash -c "! kill -0 $pid 2>/dev/null" \
+        || as_root kill -9 "$pid" 2>/dev/null || true
+    fi
+  fi
+  _rabbit_start
+}
+
+# _rabbit_vhost_starts: a new vhost is made and running within 20 s, then deleted. RabbitMQ
+# 3.10 was seen here with its vhost supervisor stuck after a vhost deletion: AMQP and the
+# management API answer, but every vhost made after stays `stopped` and every connection to
+# it times out (each test makes one, so the whole suite would fail).
+_rabbit_vhost_starts() {
+  local probe=berth_setup_probe state=
+  curl -s -m 20 -o /dev/null -u guest:guest -X PUT "$BERTH_RABBIT_MGMT/api/vhosts/$probe" || return 1
+  for _ in $(seq 1 40); do
+    state=$(curl -s -m 5 -u guest:guest "$BERTH_RABBIT_MGMT/api/vhosts/$probe" | grep -o '"cluster_state":{[^}]*}')
+    case $state in *'"running"'*) break ;; esac
+    sleep 0.5
+  done
+  curl -s -m 20 -o /dev/null -u guest:guest -X DELETE "$BERTH_RABBIT_MGMT/api/vhosts/$probe" || return 1
+  case $state in *'"running"'*) return 0 ;; *) return 1 ;; esac
+}
+
 # ensure_rabbitmq: a running RabbitMQ on 5672 with the management plugin
 # answering on 15672 (the tests create a vhost per test through it).
 ensure_rabbitmq() {
@@ -348,17 +396,7 @@ ensure_rabbitmq() {
       as_root sh -c 'echo "NODENAME=rabbit@localhost" >> /etc/rabbitmq/rabbitmq-env.conf'
       did "set NODENAME=rabbit@localhost (host name $(hostname -s) does not resolve)"
     fi
-    if have_systemd; then
-      as_root systemctl start rabbitmq-server
-    else
-      as_root install -d -o rabbitmq -g rabbitmq /var/log/rabbitmq
-      # As its systemd unit does (LimitNOFILE=65536): with the shell's 1024 the broker's file
-      # handle cache is small for the tests' many vhosts, queues and connections.
-      # shellcheck disable=SC2016 # expanded by the inner sh
-      as_root sh -c 'ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec rabbitmq-server -detached' >/dev/null 2>&1 || true
-    fi
-    wait_for 120 "rabbitmq on port $BERTH_AMQP_PORT" _rabbit_up \
-      || die "rabbitmq did not start (see /var/log/rabbitmq/)"
+    _rabbit_start
     did "started rabbitmq"
   fi
 
@@ -366,13 +404,23 @@ ensure_rabbitmq() {
     || warn "rabbitmq accepts TCP on $BERTH_AMQP_HOST:$BERTH_AMQP_PORT but does not answer the AMQP handshake within 10s: berth and the tests cannot connect (a stuck broker: see /var/log/rabbitmq/, restart it)"
   if _rabbit_mgmt_up; then
     ok "rabbitmq management API answers on $BERTH_RABBIT_MGMT"
-    return 0
+  else
+    as_root rabbitmq-plugins -q enable rabbitmq_management >/dev/null \
+      || die "could not enable rabbitmq_management"
+    wait_for 90 "rabbitmq management API" _rabbit_mgmt_up \
+      || die "rabbitmq management API does not answer on $BERTH_RABBIT_MGMT"
+    did "enabled rabbitmq_management ($BERTH_RABBIT_MGMT)"
   fi
-  as_root rabbitmq-plugins -q enable rabbitmq_management >/dev/null \
-    || die "could not enable rabbitmq_management"
-  wait_for 90 "rabbitmq management API" _rabbit_mgmt_up \
-    || die "rabbitmq management API does not answer on $BERTH_RABBIT_MGMT"
-  did "enabled rabbitmq_management ($BERTH_RABBIT_MGMT)"
+  if ! _rabbit_vhost_starts; then
+    warn "rabbitmq does not start a new vhost within 20 s (its vhost supervisor is stuck): restarting it"
+    _rabbit_restart
+    wait_for 90 "rabbitmq management API" _rabbit_mgmt_up \
+      || die "rabbitmq management API does not answer on $BERTH_RABBIT_MGMT after a restart"
+    _rabbit_vhost_starts || die "rabbitmq still does not start a new vhost after a restart (see /var/log/rabbitmq/)"
+    did "restarted rabbitmq: new vhosts start again"
+  else
+    ok "rabbitmq starts a new vhost"
+  fi
 }
 
 # ---------------------------------------------------------------- site firewall
