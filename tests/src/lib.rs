@@ -823,15 +823,31 @@ impl Drop for World {
         if std::thread::panicking() && keep_failed() {
             eprintln!(
                 "BERTH_TEST_KEEP=1: kept the failed test's world: files {}, PostgreSQL database {}, \
-                 RabbitMQ vhost {}, and its sites' MariaDB databases and users",
+                 RabbitMQ vhost {}, and its sites' MariaDB databases and users; \
+                 berth_tests::remove_kept_world(\"{}\") removes them",
                 left.dir.display(),
                 left.database,
-                left.vhost
+                left.vhost,
+                self.id
             );
             return;
         }
         block_on_aside(left.remove());
     }
+}
+
+/// Removes what the world `id` kept (`BERTH_TEST_KEEP=1`): the MariaDB databases and
+/// users of its tasks, its PostgreSQL database, its RabbitMQ vhost and its directory.
+pub async fn remove_kept_world(id: &str) {
+    let database = format!("berth_test_{id}");
+    Leftovers {
+        database_url: replace_db(&pg_admin_url(), &database),
+        database,
+        vhost: format!("berth_test_{id}"),
+        dir: std::env::temp_dir().join(format!("berth-test-{id}")),
+    }
+    .remove()
+    .await
 }
 
 /// What a world leaves on the shared servers and disk.
