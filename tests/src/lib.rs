@@ -31,8 +31,8 @@ pub async fn mysql_db_exists(db: &str) -> bool {
     n > 0
 }
 
-/// Adds `node_update_<n>` with `body` to a fixture platform's node.install (a throwing or a
-/// slow update, for the fixture drush's `updatedb`).
+/// Adds `node_update_<n>` with `body` (PHP) to a fixture platform's D8+ node.install: the
+/// fixture drush's `updatedb` runs it (a throwing, slow, fatal or data-changing update).
 pub fn add_node_update(root: &Path, n: u32, body: &str) {
     let install = root.join("core/modules/node/node.install");
     let mut text = std::fs::read_to_string(&install).expect("node.install");
