@@ -114,6 +114,7 @@ async fn scans_the_drupal7_fixture() {
 
 #[tokio::test]
 async fn scans_the_drupal10_fixture() {
+    // Drupal 8+ modules and profiles without update functions are at schema 8000 (d0b2d8f).
     use PackageType::*;
     let scan = scan_platform(&fixture("drupal10")).await.expect("scan");
     assert_eq!(scan.drupal_major, 10);
@@ -129,19 +130,19 @@ async fn scans_the_drupal10_fixture() {
                 Some(10001),
                 "profiles/berth_custom"
             ),
-            (Profile, "broken", None, None, "profiles/broken"),
+            (Profile, "broken", None, Some(8000), "profiles/broken"),
             (
                 Profile,
                 "minimal",
                 Some("10.3.1"),
-                None,
+                Some(8000),
                 "core/profiles/minimal"
             ),
             (
                 Profile,
                 "standard",
                 Some("10.3.1"),
-                None,
+                Some(8000),
                 "core/profiles/standard"
             ),
             (
@@ -155,7 +156,7 @@ async fn scans_the_drupal10_fixture() {
                 Module,
                 "filter",
                 Some("10.3.1"),
-                None,
+                Some(8000),
                 "core/modules/filter"
             ),
             (
@@ -165,12 +166,18 @@ async fn scans_the_drupal10_fixture() {
                 Some(10101),
                 "core/modules/node"
             ),
-            (Module, "path", Some("10.3.1"), None, "core/modules/path"),
+            (
+                Module,
+                "path",
+                Some("10.3.1"),
+                Some(8000),
+                "core/modules/path"
+            ),
             (
                 Module,
                 "path_alias",
                 Some("10.3.1"),
-                None,
+                Some(8000),
                 "core/modules/path_alias"
             ),
             (
