@@ -5,6 +5,8 @@
 //! `docs/failure-table.md` is the readable form of this table; `tests/tests/failures.rs`
 //! covers restore, migrate and clone at `backup-extract`, `site-updatedb`, `site-vhost` and
 //! a worker killed in `site-updatedb`.
+//! Both use the `Case` of `tests/src/case.rs` (the workers as `berth serve` processes that a
+//! case restarts broken or kills; cleaned up on drop, also when a case panics).
 //!
 //! | plan           | step                | injection                                    | test                                   |
 //! |----------------|---------------------|----------------------------------------------|----------------------------------------|
