@@ -213,6 +213,12 @@ impl World {
 
     pub async fn start_with(opts: WorldOptions) -> Result<Self> {
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+        Self::start_as(id.clone(), opts)
+            .await
+            .with_context(|| format!("starting world {id}"))
+    }
+
+    async fn start_as(id: String, opts: WorldOptions) -> Result<Self> {
         let db_name = format!("berth_test_{id}");
         let admin = pg_admin_url();
         let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
@@ -222,6 +228,13 @@ impl World {
             .execute(&mut conn)
             .await?;
         let database_url = replace_db(&admin, &db_name);
+        // Until the world is built, a failed set-up removes what it made so far.
+        let mut set_up = SetUpGuard(Some(Leftovers {
+            database: db_name.clone(),
+            database_url: database_url.clone(),
+            vhost: format!("berth_test_{id}"),
+            dir: std::env::temp_dir().join(format!("berth-test-{id}")),
+        }));
 
         let vhost = format!("berth_test_{id}");
         let http = reqwest::Client::new();
@@ -323,6 +336,7 @@ impl World {
             spawned: Default::default(),
             gone: false,
         };
+        set_up.0 = None;
         if opts.workers {
             world.start_workers(&opts.servers);
         }
@@ -848,6 +862,17 @@ pub async fn remove_kept_world(id: &str) {
     }
     .remove()
     .await
+}
+
+/// Removes a world's leftovers when dropped armed: a set-up that fails half-way.
+struct SetUpGuard(Option<Leftovers>);
+
+impl Drop for SetUpGuard {
+    fn drop(&mut self) {
+        if let Some(left) = self.0.take() {
+            block_on_aside(left.remove());
+        }
+    }
 }
 
 /// What a world leaves on the shared servers and disk.

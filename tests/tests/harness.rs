@@ -150,3 +150,31 @@ async fn a_failed_test_keeps_its_world_with_berth_test_keep() {
     assert!(!pg_database_exists(&format!("berth_test_{}", m.id)).await);
     assert!(!mysql_db_exists(&m.site_db).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_world_whose_set_up_fails_half_way_leaves_nothing_behind() {
+    // RabbitMQ's management API is not there: the world fails after its PostgreSQL database.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    // SAFETY: nextest runs each test in a process of its own; nothing else reads it yet.
+    unsafe {
+        std::env::set_var(
+            "BERTH_TEST_RABBITMQ_MANAGEMENT",
+            format!("http://guest:guest@127.0.0.1:{port}"),
+        )
+    };
+    let err = match berth_tests::World::start().await {
+        Ok(_) => panic!("a world without RabbitMQ's management API started"),
+        Err(e) => format!("{e:#}"),
+    };
+    let id = err
+        .strip_prefix("starting world ")
+        .and_then(|r| r.get(..12))
+        .unwrap_or_else(|| panic!("no world id in: {err}"));
+    assert!(err.contains("RabbitMQ management API"), "{err}");
+    assert!(
+        !pg_database_exists(&format!("berth_test_{id}")).await,
+        "{err}"
+    );
+}
