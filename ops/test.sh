@@ -10,8 +10,10 @@
 #                   MariaDB account berth_test (fixed test password, every privilege),
 #                   made by OS root through the unix socket
 # 2. cargo build --workspace --bins   the end-to-end tests spawn target/debug/berth
-# 3. cargo nextest run --workspace --no-fail-fast   (cargo test when nextest is missing)
-# 4. with no extra arguments, the short forms of the reliability runs (docs/reliability.md):
+# 3. tests/fixtures/platforms/prove.sh   the fixture codebases' drush and index.php, for
+#    real (as root; a few seconds)
+# 4. cargo nextest run --workspace --no-fail-fast   (cargo test when nextest is missing)
+# 5. with no extra arguments, the short forms of the reliability runs (docs/reliability.md):
 #    berth-chaos --tasks 80 --kills 6 (about 2 minutes; private PostgreSQL, MariaDB and
 #    RabbitMQ crashed and restarted once each) and ops/schemathesis.sh --max-time 60
 #    (BERTH_SKIP_CHAOS=1 / BERTH_SKIP_SCHEMATHESIS=1 skip them)
@@ -52,6 +54,15 @@ log "cargo build --workspace --bins"
 cargo build --workspace --bins
 
 status=0
+# The fixture codebases' own check (their drush and index.php against the real MariaDB,
+# php-fpm and nginx; a few seconds), first: a broken fixture fails many end-to-end tests.
+# It makes its throwaway MariaDB account as OS root, through the unix socket.
+if [ "$(id -u)" -eq 0 ]; then
+  log "fixture check: tests/fixtures/platforms/prove.sh"
+  sh tests/fixtures/platforms/prove.sh || status=$?
+else
+  warn "not root: the fixture check (tests/fixtures/platforms/prove.sh) is not run"
+fi
 if cargo nextest --version >/dev/null 2>&1; then
   log "cargo nextest run --workspace --no-fail-fast $*"
   cargo nextest run --workspace --no-fail-fast "$@" || status=$?

@@ -2,6 +2,7 @@
 //! RabbitMQ vhost, its own nginx and bind configuration under a temporary directory — and
 //! runs the real services against the real servers, in-process or as `berth` processes.
 
+pub mod case;
 pub mod proxy;
 
 use anyhow::{Context, Result, bail};
@@ -30,8 +31,8 @@ pub async fn mysql_db_exists(db: &str) -> bool {
     n > 0
 }
 
-/// Adds `node_update_<n>` with `body` to a fixture platform's node.install (a throwing or a
-/// slow update, for the fixture drush's `updatedb`).
+/// Adds `node_update_<n>` with `body` (PHP) to a fixture platform's D8+ node.install: the
+/// fixture drush's `updatedb` runs it (a throwing, slow, fatal or data-changing update).
 pub fn add_node_update(root: &Path, n: u32, body: &str) {
     let install = root.join("core/modules/node/node.install");
     let mut text = std::fs::read_to_string(&install).expect("node.install");
@@ -198,6 +199,11 @@ pub struct World {
     shutdown: CancellationToken,
     services: Vec<JoinHandle<()>>,
     workers_shutdown: CancellationToken,
+    /// Pids of the `berth` processes [`Self::spawn_berth`] started: killed when the world
+    /// goes, whoever holds their `Child`.
+    spawned: std::sync::Mutex<Vec<u32>>,
+    /// Everything is removed already (by [`Self::shutdown`]).
+    gone: bool,
 }
 
 impl World {
@@ -207,6 +213,12 @@ impl World {
 
     pub async fn start_with(opts: WorldOptions) -> Result<Self> {
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+        Self::start_as(id.clone(), opts)
+            .await
+            .with_context(|| format!("starting world {id}"))
+    }
+
+    async fn start_as(id: String, opts: WorldOptions) -> Result<Self> {
         let db_name = format!("berth_test_{id}");
         let admin = pg_admin_url();
         let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
@@ -216,6 +228,13 @@ impl World {
             .execute(&mut conn)
             .await?;
         let database_url = replace_db(&admin, &db_name);
+        // Until the world is built, a failed set-up removes what it made so far.
+        let mut set_up = SetUpGuard(Some(Leftovers {
+            database: db_name.clone(),
+            database_url: database_url.clone(),
+            vhost: format!("berth_test_{id}"),
+            dir: std::env::temp_dir().join(format!("berth-test-{id}")),
+        }));
 
         let vhost = format!("berth_test_{id}");
         let http = reqwest::Client::new();
@@ -314,7 +333,10 @@ impl World {
             shutdown,
             services,
             workers_shutdown,
+            spawned: Default::default(),
+            gone: false,
         };
+        set_up.0 = None;
         if opts.workers {
             world.start_workers(&opts.servers);
         }
@@ -716,54 +738,208 @@ impl World {
             .stderr(log)
             .spawn()
             .expect("spawn berth");
+        self.spawned.lock().unwrap().push(child.id());
         (child, path)
     }
 
     /// Stops everything and removes the world's database, vhost and files, and the
-    /// MariaDB databases and users of its sites.
+    /// MariaDB databases and users of its sites. (Dropping a world does the same, also when
+    /// its test panics; this waits for the in-process services to stop first.)
     pub async fn stop(mut self) {
+        self.tear_down().await;
+    }
+
+    /// [`Self::stop`] for a world held by something else (a `Case`).
+    pub async fn tear_down(&mut self) {
+        if self.gone {
+            return;
+        }
         self.shutdown.cancel();
         for s in self.services.drain(..) {
             let _ = tokio::time::timeout(Duration::from_secs(15), s).await;
         }
-        let names: Vec<(String, String)> = sqlx::query_as("SELECT db_name, db_user FROM sites")
-            .fetch_all(&self.store.pool)
-            .await
-            .unwrap_or_default();
+        self.kill_spawned();
+        self.web.take();
+        self.named.take();
+        self.store.pool.close().await;
+        self.leftovers().remove().await;
+        self.gone = true;
+    }
+
+    /// SIGKILLs the `berth` processes of [`Self::spawn_berth`] still running as children of
+    /// this test (a pid is only taken for one of them while it is a child: not yet reaped).
+    fn kill_spawned(&self) {
+        let me = std::process::id().to_string();
+        for pid in self.spawned.lock().unwrap().drain(..) {
+            let ours = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    let rest = s.rsplit_once(')')?.1.to_string();
+                    rest.split_whitespace().nth(1).map(str::to_string)
+                })
+                .is_some_and(|ppid| ppid == me);
+            if ours {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+
+    fn leftovers(&self) -> Leftovers {
+        Leftovers {
+            database: format!("berth_test_{}", self.id),
+            database_url: self.database_url.clone(),
+            vhost: self.vhost.clone(),
+            dir: self.dir.clone(),
+        }
+    }
+}
+
+/// With `BERTH_TEST_KEEP=1`, a failed test keeps its world for diagnosis.
+pub fn keep_failed() -> bool {
+    std::env::var("BERTH_TEST_KEEP").is_ok_and(|v| v == "1")
+}
+
+/// Runs `fut` to its end on a runtime of its own, in a thread of its own: async clean-up
+/// from a `Drop`, which may run on a runtime's thread or while its test unwinds.
+pub fn block_on_aside<F>(fut: F) -> F::Output
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime")
+            .block_on(fut)
+    })
+    .join()
+    .expect("clean-up thread")
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if self.gone {
+            return;
+        }
+        // Processes always go; with BERTH_TEST_KEEP=1 a failed test's data stays.
+        self.shutdown.cancel();
+        for s in &self.services {
+            s.abort();
+        }
+        self.kill_spawned();
+        self.web.take();
+        self.named.take();
+        let left = self.leftovers();
+        if std::thread::panicking() && keep_failed() {
+            eprintln!(
+                "BERTH_TEST_KEEP=1: kept the failed test's world: files {}, PostgreSQL database {}, \
+                 RabbitMQ vhost {}, and its sites' MariaDB databases and users; \
+                 berth_tests::remove_kept_world(\"{}\") removes them",
+                left.dir.display(),
+                left.database,
+                left.vhost,
+                self.id
+            );
+            return;
+        }
+        block_on_aside(left.remove());
+    }
+}
+
+/// Removes what the world `id` kept (`BERTH_TEST_KEEP=1`): the MariaDB databases and
+/// users of its tasks, its PostgreSQL database, its RabbitMQ vhost and its directory.
+pub async fn remove_kept_world(id: &str) {
+    let database = format!("berth_test_{id}");
+    Leftovers {
+        database_url: replace_db(&pg_admin_url(), &database),
+        database,
+        vhost: format!("berth_test_{id}"),
+        dir: std::env::temp_dir().join(format!("berth-test-{id}")),
+    }
+    .remove()
+    .await
+}
+
+/// Removes a world's leftovers when dropped armed: a set-up that fails half-way.
+struct SetUpGuard(Option<Leftovers>);
+
+impl Drop for SetUpGuard {
+    fn drop(&mut self) {
+        if let Some(left) = self.0.take() {
+            block_on_aside(left.remove());
+        }
+    }
+}
+
+/// What a world leaves on the shared servers and disk.
+struct Leftovers {
+    database: String,
+    database_url: String,
+    vhost: String,
+    dir: PathBuf,
+}
+
+impl Leftovers {
+    /// Removes the MariaDB databases and users the world's tasks made (its sites', and the
+    /// next databases of restores, migrates and clones), its PostgreSQL database, its
+    /// RabbitMQ vhost and its directory. Best effort: what is already gone is skipped.
+    async fn remove(self) {
+        let names: Vec<(Option<String>, Option<String>)> =
+            match <sqlx::PgConnection as sqlx::Connection>::connect(&self.database_url).await {
+                Ok(mut pg) => sqlx::query_as(
+                    "SELECT db_name, db_user FROM sites UNION \
+                     SELECT args->'next_db'->>'name', args->'next_db'->>'user' FROM tasks \
+                     WHERE args ? 'next_db'",
+                )
+                .fetch_all(&mut pg)
+                .await
+                .unwrap_or_default(),
+                Err(_) => vec![],
+            };
         if !names.is_empty()
             && let Ok(mut my) =
                 <sqlx::MySqlConnection as sqlx::Connection>::connect(&mysql_url()).await
         {
             for (db, user) in names {
-                for host in ["localhost", "127.0.0.1"] {
+                if let Some(user) = user {
+                    let hosts: Vec<(String,)> =
+                        sqlx::query_as("SELECT CAST(host AS CHAR) FROM mysql.user WHERE user = ?")
+                            .bind(&user)
+                            .fetch_all(&mut my)
+                            .await
+                            .unwrap_or_default();
+                    for (host,) in hosts {
+                        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                            "DROP USER IF EXISTS '{user}'@'{host}'"
+                        )))
+                        .execute(&mut my)
+                        .await;
+                    }
+                }
+                if let Some(db) = db {
                     let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                        "DROP USER IF EXISTS '{user}'@'{host}'"
+                        "DROP DATABASE IF EXISTS `{db}`"
                     )))
                     .execute(&mut my)
                     .await;
                 }
-                let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS `{db}`"
-                )))
-                .execute(&mut my)
-                .await;
             }
         }
-        self.web.take();
-        self.named.take();
-        self.store.pool.close().await;
         if let Ok(mut conn) =
             <sqlx::PgConnection as sqlx::Connection>::connect(&pg_admin_url()).await
         {
             let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS berth_test_{} WITH (FORCE)",
-                self.id
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.database
             )))
             .execute(&mut conn)
             .await;
         }
-        let _ = self
-            .http
+        let _ = reqwest::Client::new()
             .delete(format!("{}/api/vhosts/{}", rabbit_management(), self.vhost))
             .send()
             .await;
@@ -776,8 +952,9 @@ pub fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }
 
-/// Copies a directory tree, keeping file modes and symlinks; directories get 0755 so that
-/// the web server's user can traverse them.
+/// Copies a directory tree, keeping file modes; a symlink is copied as what it points to
+/// (the fixtures share one drush through a link out of their tree); directories get 0755
+/// so that the web server's user can traverse them.
 pub fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(to)?;
@@ -785,10 +962,8 @@ pub fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     for e in std::fs::read_dir(from).with_context(|| format!("read {}", from.display()))? {
         let e = e?;
         let (src, dst) = (e.path(), to.join(e.file_name()));
-        let ft = e.file_type()?;
-        if ft.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dst)?;
-        } else if ft.is_dir() {
+        let ft = std::fs::metadata(&src)?.file_type();
+        if ft.is_dir() {
             copy_tree(&src, &dst)?;
         } else {
             std::fs::copy(&src, &dst)?;
@@ -874,6 +1049,138 @@ pub async fn row_counts(store: &Store) -> Result<Vec<(String, i64)>> {
 
 pub fn is_finished(t: &Task) -> bool {
     !matches!(t.status, TaskStatus::Queued | TaskStatus::Processing)
+}
+
+/// How long the helpers wait for a task: a bound for a stuck task, not a pace.
+pub const TASK_WAIT: Duration = Duration::from_secs(120);
+
+impl World {
+    /// A request with the world's admin token.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, self.url(path))
+            .bearer_auth(&self.token)
+    }
+
+    /// Waits for the task whose id is `id` (a task id as JSON, e.g. a 201's `task` or
+    /// `verify_task`) to finish.
+    pub async fn finish(&self, id: &Value) -> Task {
+        self.wait_finished(task_id(id), TASK_WAIT).await.unwrap()
+    }
+
+    /// POSTs `body` to `path`: the status and the JSON answer.
+    pub async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self.post(path, body).send().await.expect("API reachable");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Creates the task and waits for it to finish.
+    pub async fn run(&self, task_type: &str, target: &str, args: Value) -> Task {
+        let t = self.create_task(task_type, target, args).await.unwrap();
+        self.wait_finished(t.id, TASK_WAIT).await.unwrap()
+    }
+
+    /// [`Self::create_server_with_dns`], then its verify, which must succeed.
+    pub async fn server_verified(&self, name: &str, host: &str, dns: &str) -> Value {
+        let s = self.create_server_with_dns(name, host, dns).await.unwrap();
+        let t = self.finish(&s["verify_task"]).await;
+        assert_eq!(t.status, TaskStatus::Success, "{}", log_of(&t));
+        s
+    }
+}
+
+/// A task id as JSON (a 201's `task`, a server's `verify_task`).
+pub fn task_id(id: &Value) -> uuid::Uuid {
+    id.as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{id} is not a task id"))
+}
+
+/// The task's log, one message a line.
+pub fn log_of(t: &Task) -> String {
+    t.log
+        .as_ref()
+        .map(|l| {
+            l.iter()
+                .map(|l| l.message.clone())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
+}
+
+/// The task ended in error, `action` is the one step that failed, and the log says `says`.
+pub fn failed_at(t: &Task, action: &str, says: &str) {
+    assert_eq!(t.status, TaskStatus::Error, "{}", log_of(t));
+    let failed: Vec<_> = t
+        .steps
+        .as_ref()
+        .unwrap()
+        .iter()
+        .filter(|s| s.status == berth_contracts::StepStatus::Error)
+        .map(|s| s.action.as_str())
+        .collect();
+    assert_eq!(failed, [action], "{}", log_of(t));
+    assert!(log_of(t).contains(says), "`{says}` not in\n{}", log_of(t));
+}
+
+/// The processes whose parent is `pid` (from /proc).
+pub fn children_of(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...: comm may hold spaces, so read after the last ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<i32>().ok());
+        if ppid == Some(pid)
+            && let Ok(child) = e.file_name().to_string_lossy().parse()
+        {
+            out.push(child);
+        }
+    }
+    out
+}
+
+/// A connection to MariaDB as the tests' account.
+pub async fn mysql() -> sqlx::MySqlConnection {
+    <sqlx::MySqlConnection as sqlx::Connection>::connect(&mysql_url())
+        .await
+        .expect("MariaDB reachable")
+}
+
+/// Runs SQL statements on MariaDB as the tests' account; panics when they fail.
+pub async fn my_exec(sql: &str) {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+        .execute(&mut mysql().await)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// Whether MariaDB has a user of this name (at any host).
+pub async fn mysql_user_exists(user: &str) -> bool {
+    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM mysql.user WHERE user = ?")
+        .bind(user)
+        .fetch_one(&mut mysql().await)
+        .await
+        .unwrap();
+    n > 0
+}
+
+/// How many MariaDB databases have a name that starts with `prefix`.
+pub async fn mysql_dbs_like(prefix: &str) -> i64 {
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM information_schema.schemata WHERE schema_name LIKE CONCAT(?, '%')",
+    )
+    .bind(prefix)
+    .fetch_one(&mut mysql().await)
+    .await
+    .unwrap();
+    n
 }
 
 #[cfg(test)]

@@ -18,17 +18,12 @@ async fn world(dns: bool, delete_enabled_sites: bool) -> World {
     })
     .await
     .unwrap();
-    let s = w
-        .create_server_with_dns(
-            "server_master",
-            "localhost",
-            if dns { "bind" } else { "null" },
-        )
-        .await
-        .unwrap();
-    w.wait_finished(s["verify_task"].as_str().unwrap().parse().unwrap(), WAIT)
-        .await
-        .unwrap();
+    w.server_verified(
+        "server_master",
+        "localhost",
+        if dns { "bind" } else { "null" },
+    )
+    .await;
     w.add_platform("platform_d10", "drupal10").await.unwrap();
     w
 }

@@ -18,10 +18,8 @@ async fn a_clone_is_a_new_site_and_a_failed_one_leaves_nothing() {
     })
     .await
     .unwrap();
-    let s = w.create_server("server_master", "localhost").await.unwrap();
-    w.wait_finished(s["verify_task"].as_str().unwrap().parse().unwrap(), WAIT)
-        .await
-        .unwrap();
+    w.server_verified("server_master", "localhost", "bind")
+        .await;
     w.add_platform("platform_d10", "drupal10").await.unwrap();
     let broken = w.copy_fixture("drupal10", "platform_broken").unwrap();
     let install = broken.join("core/modules/node/node.install");
@@ -37,9 +35,7 @@ async fn a_clone_is_a_new_site_and_a_failed_one_leaves_nothing() {
         .await
         .unwrap();
     let p: Value = r.json().await.unwrap();
-    w.wait_finished(p["task"].as_str().unwrap().parse().unwrap(), WAIT)
-        .await
-        .unwrap();
+    w.finish(&p["task"]).await;
 
     let uri = format!("orig.{}.test", w.id);
     let alias = format!("www.orig.{}.test", w.id);

@@ -3,9 +3,6 @@
 
 use berth_tests::World;
 use serde_json::Value;
-use std::time::Duration;
-
-const WAIT: Duration = Duration::from_secs(60);
 
 fn row<'a>(cmp: &'a Value, name: &str) -> &'a Value {
     cmp["rows"]
@@ -19,13 +16,8 @@ fn row<'a>(cmp: &'a Value, name: &str) -> &'a Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn platforms_compare_by_schema_version_and_presence() {
     let w = World::start().await.unwrap();
-    let s = w
-        .create_server_with_dns("server_master", "localhost", "null")
-        .await
-        .unwrap();
-    w.wait_finished(s["verify_task"].as_str().unwrap().parse().unwrap(), WAIT)
-        .await
-        .unwrap();
+    w.server_verified("server_master", "localhost", "null")
+        .await;
     let a = w.copy_fixture("drupal10", "platform_a").unwrap();
     let b = w.copy_fixture("drupal10", "platform_b").unwrap();
     let same = w.copy_fixture("drupal10", "platform_same").unwrap();

@@ -44,15 +44,8 @@ async fn a_removed_alias_and_a_deleted_site_stop_resolving_and_empty_zones_go() 
     })
     .await
     .unwrap();
-    let s = w
-        .create_server_with_dns("server_master", "localhost", "bind")
-        .await
-        .unwrap();
-    let verify = w
-        .wait_finished(s["verify_task"].as_str().unwrap().parse().unwrap(), WAIT)
-        .await
-        .unwrap();
-    assert_eq!(verify.status, TaskStatus::Success, "{verify:#?}");
+    w.server_verified("server_master", "localhost", "bind")
+        .await;
     w.add_platform("platform_d10", "drupal10").await.unwrap();
 
     let id = &w.id;
@@ -85,10 +78,7 @@ async fn a_removed_alias_and_a_deleted_site_stop_resolving_and_empty_zones_go() 
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     let changed: serde_json::Value = r.json().await.unwrap();
-    let verify = w
-        .wait_finished(changed["task"].as_str().unwrap().parse().unwrap(), WAIT)
-        .await
-        .unwrap();
+    let verify = w.finish(&changed["task"]).await;
     assert_eq!(verify.status, TaskStatus::Success, "{verify:#?}");
     dig_until(&w, &other, "CNAME", &[]);
     dig_until(&w, &other_zone, "SOA", &[]);

@@ -5,6 +5,8 @@
 //! `docs/failure-table.md` is the readable form of this table; `tests/tests/failures.rs`
 //! covers restore, migrate and clone at `backup-extract`, `site-updatedb`, `site-vhost` and
 //! a worker killed in `site-updatedb`.
+//! Both use the `Case` of `tests/src/case.rs` (the workers as `berth serve` processes that a
+//! case restarts broken or kills; cleaned up on drop, also when a case panics).
 //!
 //! | plan           | step                | injection                                    | test                                   |
 //! |----------------|---------------------|----------------------------------------------|----------------------------------------|
@@ -47,433 +49,17 @@
 //! | clone          | site-db-create      | db admin limited to CREATE, DROP, SELECT     | clone_site_db_create_refused_grant     |
 //! | clone          | site-records        | named-checkzone fails                        | clone_site_records_checkzone_refuses   |
 
-use berth_contracts::{StepStatus, Task, TaskStatus};
-use berth_tests::{World, WorldOptions, mysql_db_exists, mysql_url};
-use nix::sys::signal::{Signal, kill};
+use berth_contracts::{StepStatus, TaskStatus};
+use berth_tests::case::{Case, Setup};
+use berth_tests::{
+    TASK_WAIT as WAIT, children_of, failed_at, log_of, mysql_db_exists, mysql_dbs_like,
+    mysql_user_exists, task_id,
+};
+use nix::sys::signal::kill;
 use nix::unistd::Pid;
-use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
-use std::process::Child;
+use serde_json::json;
+use std::path::Path;
 use std::time::Duration;
-
-const WAIT: Duration = Duration::from_secs(60);
-
-/// How a case's world is made.
-#[derive(Default, Clone, Copy)]
-struct Setup {
-    /// A real named, and the server's dns service `bind`.
-    dns: bool,
-    /// The server's db admin is a MariaDB user of its own (all privileges), whose rights a
-    /// case can take away.
-    own_admin: bool,
-    /// Install the site first.
-    install: bool,
-    /// A second platform (`platform_b`) for migrates.
-    second_platform: bool,
-}
-
-struct Case {
-    w: World,
-    uri: String,
-    root: PathBuf,
-    root_b: Option<PathBuf>,
-    /// Workers run as processes (the rest in-process): service → process.
-    procs: Vec<(&'static str, Child)>,
-    admin: Option<String>,
-}
-
-/// Services run as `berth serve` processes in every case, so that a case can restart one
-/// with a broken configuration (or kill it).
-const SPAWNED: [&str; 3] = ["http", "dns", "backup"];
-
-impl Case {
-    async fn start(setup: Setup) -> Case {
-        let mut w = World::start_with(WorldOptions {
-            web: true,
-            dns: setup.dns,
-            workers: false,
-            delete_enabled_sites: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-        let servers = w.opts.servers.clone();
-        w.start_workers_except(&servers, &SPAWNED);
-        let procs = SPAWNED
-            .iter()
-            .map(|s| (*s, w.spawn_berth(s, &[]).0))
-            .collect();
-        let admin = if setup.own_admin {
-            let name = format!("berth_adm_{}", w.id);
-            my_exec(&format!(
-                "CREATE USER '{name}'@'%' IDENTIFIED BY 'pw{}'",
-                w.id
-            ))
-            .await;
-            my_exec(&format!(
-                "GRANT ALL PRIVILEGES ON *.* TO '{name}'@'%' WITH GRANT OPTION"
-            ))
-            .await;
-            Some(name)
-        } else {
-            None
-        };
-        let dns = if setup.dns { "bind" } else { "null" };
-        let s = match &admin {
-            None => w
-                .create_server_with_dns("server_master", "localhost", dns)
-                .await
-                .unwrap(),
-            Some(a) => {
-                let body = json!({
-                    "name": "server_master", "host": "localhost",
-                    "services": {
-                        "http": {"type": "nginx", "port": w.web.as_ref().unwrap().port},
-                        "db": {"type": "mariadb", "host": "127.0.0.1", "port": 3306,
-                               "admin_user": a, "admin_password": format!("pw{}", w.id)},
-                        "dns": {"type": dns, "port": w.named.as_ref().map(|n| n.port).unwrap_or(53)}
-                    }
-                });
-                let r = w.post("/api/v1/servers", &body).send().await.unwrap();
-                assert_eq!(r.status().as_u16(), 201);
-                r.json().await.unwrap()
-            }
-        };
-        let t = w
-            .wait_finished(s["verify_task"].as_str().unwrap().parse().unwrap(), WAIT)
-            .await
-            .unwrap();
-        assert_eq!(t.status, TaskStatus::Success, "{}", log_of(&t));
-        let root = w.copy_fixture("drupal10", "platform_a").unwrap();
-        w.create_platform("platform_a", &root).await.unwrap();
-        let root_b = if setup.second_platform {
-            let b = w.copy_fixture("drupal10", "platform_b").unwrap();
-            w.create_platform("platform_b", &b).await.unwrap();
-            Some(b)
-        } else {
-            None
-        };
-        let uri = format!("s{}.example.test", w.id);
-        let c = Case {
-            w,
-            uri,
-            root,
-            root_b,
-            procs,
-            admin,
-        };
-        if setup.install {
-            let (_, t) =
-                c.w.install_site(json!({"uri": c.uri, "platform": "platform_a"}))
-                    .await
-                    .unwrap();
-            assert_eq!(t.status, TaskStatus::Success, "{}", log_of(&t));
-            c.serves_its_page(&c.uri);
-        }
-        c
-    }
-
-    /// Stops the `service` process (SIGKILL) and starts it again with `env`.
-    fn respawn(&mut self, service: &'static str, env: &[(&str, &str)]) {
-        if let Some(i) = self.procs.iter().position(|(s, _)| *s == service) {
-            let (_, mut old) = self.procs.remove(i);
-            let _ = kill(Pid::from_raw(old.id() as i32), Signal::SIGKILL);
-            let _ = old.wait();
-        }
-        let child = self.w.spawn_berth(service, env).0;
-        self.procs.push((service, child));
-    }
-
-    /// SIGKILLs the `service` process and what it started (drush, the dump), as a service
-    /// manager stopping its control group does. (A drush left running after its worker would
-    /// race the redelivered step: an open finding, see docs/failure-table.md.)
-    fn kill_worker(&mut self, service: &'static str) {
-        let i = self.procs.iter().position(|(s, _)| *s == service).unwrap();
-        let (_, mut old) = self.procs.remove(i);
-        let mut tree = vec![old.id() as i32];
-        let mut k = 0;
-        while k < tree.len() {
-            tree.extend(children_of(tree[k]));
-            k += 1;
-        }
-        for pid in tree {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-        }
-        old.wait().unwrap();
-    }
-
-    async fn site(&self, uri: &str) -> Value {
-        self.w.get_json(&format!("/api/v1/sites/{uri}")).await
-    }
-
-    async fn run(&self, task: &str, target: &str, args: Value) -> Task {
-        let t = self.w.create_task(task, target, args).await.unwrap();
-        self.w.wait_finished(t.id, WAIT).await.unwrap()
-    }
-
-    fn page(&self, uri: &str) -> (u16, String) {
-        let (status, body, _) = self.w.http_get(uri, "/").unwrap();
-        (status, body)
-    }
-
-    fn serves_its_page(&self, uri: &str) {
-        let (status, body) = self.page(uri);
-        assert_eq!(status, 200, "{body}");
-        assert!(body.contains(&format!("<h1>{uri}</h1>")), "{body}");
-    }
-
-    fn vhost_dir(&self) -> PathBuf {
-        self.w.dir.join("config/server_master/nginx/vhost.d")
-    }
-
-    fn vhost(&self, uri: &str) -> PathBuf {
-        self.vhost_dir().join(format!("{uri}.conf"))
-    }
-
-    /// The zone files' text (empty without named).
-    fn zones(&self) -> String {
-        let dir = self.w.dir.join("config/server_master/bind/zones");
-        let mut out = String::new();
-        if let Ok(entries) = std::fs::read_dir(dir) {
-            // Zone files only: not the last file of a removed zone, kept beside them.
-            for e in entries
-                .flatten()
-                .filter(|e| e.path().extension().is_some_and(|x| x == "zone"))
-            {
-                out.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
-            }
-        }
-        out
-    }
-
-    /// Records for `uri`: in a zone file, or served by named.
-    /// Makes the site's zone the operator's (out of the dns worker's `zones.made`): it is
-    /// kept, even left empty, so removing the site's records edits it and runs
-    /// `named-checkzone` instead of removing the zone.
-    fn zone_made_by_operator(&self) {
-        let made = self.w.dir.join("config/server_master/bind/zones.made");
-        std::fs::write(made, "").unwrap();
-    }
-
-    fn has_records(&self, uri: &str) -> bool {
-        let label = uri.split('.').next().unwrap();
-        let served = self
-            .w
-            .named
-            .as_ref()
-            .map(|n| !n.dig(uri, "A").unwrap().is_empty())
-            .unwrap_or(false);
-        served || self.zones().contains(label)
-    }
-
-    /// A foreign file in the vhost directory that nginx refuses: every `nginx -t` fails
-    /// while it is there (nginx itself keeps serving what it loaded).
-    fn break_nginx(&self) -> PathBuf {
-        let p = self.vhost_dir().join("zz-broken.conf");
-        std::fs::write(&p, "server { this is not nginx; }\n").unwrap();
-        p
-    }
-
-    /// Nothing of a task is left beside the site: no unpacked or moved-aside directories,
-    /// no kept vhosts.
-    fn nothing_half_done(&self) {
-        for root in std::iter::once(&self.root).chain(self.root_b.as_ref()) {
-            for e in std::fs::read_dir(root.join("sites")).unwrap().flatten() {
-                let n = e.file_name().to_string_lossy().to_string();
-                assert!(!n.contains(".berth-"), "{n} left in {}", root.display());
-            }
-        }
-        for e in std::fs::read_dir(self.vhost_dir()).unwrap().flatten() {
-            let n = e.file_name().to_string_lossy().to_string();
-            assert!(!n.contains(".stash-"), "{n} left behind");
-        }
-    }
-
-    /// After a failed task on an installed site: it serves its page as before, is out of
-    /// maintenance, nothing is left beside it, and a verify succeeds.
-    async fn as_before(&self, status: &str) {
-        self.serves_its_page(&self.uri);
-        self.nothing_half_done();
-        assert_eq!(self.site(&self.uri).await["status"], status);
-        let t = self.run("verify", &self.uri, json!({})).await;
-        assert_eq!(t.status, TaskStatus::Success, "{}", log_of(&t));
-        self.serves_its_page(&self.uri);
-    }
-
-    /// After a failed install of `uri`: no database, no db user, no site directory, no
-    /// vhost, no records, and the site marked failed.
-    async fn nothing_left_of(&self, uri: &str) {
-        let site = self.site(uri).await;
-        assert_eq!(site["status"], "failed", "{site}");
-        let db = site["db_name"].as_str().unwrap();
-        assert!(!mysql_db_exists(db).await, "database {db} left behind");
-        assert!(!mysql_user_exists(db).await, "db user {db} left behind");
-        assert!(!self.root.join("sites").join(uri).exists(), "site dir left");
-        assert!(!self.vhost(uri).exists(), "vhost left");
-        assert!(!self.has_records(uri), "records left:\n{}", self.zones());
-        assert_eq!(self.page(uri).0, 404);
-        self.nothing_half_done();
-    }
-
-    async fn backups(&self) -> Vec<Value> {
-        self.w
-            .get_json(&format!("/api/v1/sites/{}/backups", self.uri))
-            .await
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    /// The files in the backups directory (tarballs and anything half-made).
-    fn backup_files(&self) -> Vec<String> {
-        std::fs::read_dir(self.w.dir.join("backups"))
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.file_name().to_string_lossy().to_string())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// Edits the platform's drush: `code` runs before the command `call` (e.g.
-    /// `cmd_pm_list(`).
-    fn drush_inject(root: &Path, call: &str, code: &str) {
-        let drush = root.join("vendor/bin/drush");
-        let text = std::fs::read_to_string(&drush).unwrap();
-        let at = format!("      {call}");
-        assert!(text.contains(&at), "{call} not in drush");
-        std::fs::write(
-            &drush,
-            text.replacen(&at, &format!("      {code}\n{at}"), 1),
-        )
-        .unwrap();
-    }
-
-    fn drush_restore(root: &Path) {
-        let from = berth_tests::fixtures_dir().join("platforms/drupal10/vendor/bin/drush");
-        std::fs::copy(from, root.join("vendor/bin/drush")).unwrap();
-    }
-
-    fn admin(&self) -> &str {
-        self.admin.as_deref().unwrap()
-    }
-
-    /// The db admin keeps only CREATE, DROP and SELECT: it can create and drop databases,
-    /// but not create or drop users, nor grant (no CREATE USER, no GRANT OPTION, no write
-    /// access to the `mysql` tables).
-    async fn limit_admin(&self) {
-        let a = self.admin();
-        my_exec(&format!(
-            "REVOKE ALL PRIVILEGES, GRANT OPTION FROM '{a}'@'%'"
-        ))
-        .await;
-        my_exec(&format!("GRANT CREATE, DROP, SELECT ON *.* TO '{a}'@'%'")).await;
-    }
-
-    async fn grant_all(&self) {
-        my_exec(&format!(
-            "GRANT ALL PRIVILEGES ON *.* TO '{}'@'%' WITH GRANT OPTION",
-            self.admin()
-        ))
-        .await;
-    }
-
-    async fn stop(mut self) {
-        for (_, mut c) in self.procs.drain(..) {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if let Some(a) = self.admin.take() {
-            my_exec(&format!("DROP USER IF EXISTS '{a}'@'%'")).await;
-        }
-        self.w.stop().await;
-    }
-}
-
-/// The processes whose parent is `pid` (from /proc).
-fn children_of(pid: i32) -> Vec<i32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
-            continue;
-        };
-        // pid (comm) state ppid ...: comm may hold spaces, so read after the last ')'.
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<i32>().ok());
-        if ppid == Some(pid)
-            && let Ok(child) = e.file_name().to_string_lossy().parse()
-        {
-            out.push(child);
-        }
-    }
-    out
-}
-
-async fn my_exec(sql: &str) {
-    let mut my = <sqlx::MySqlConnection as sqlx::Connection>::connect(&mysql_url())
-        .await
-        .unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
-        .execute(&mut my)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-}
-
-async fn mysql_user_exists(user: &str) -> bool {
-    let mut my = <sqlx::MySqlConnection as sqlx::Connection>::connect(&mysql_url())
-        .await
-        .unwrap();
-    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM mysql.user WHERE user = ?")
-        .bind(user)
-        .fetch_one(&mut my)
-        .await
-        .unwrap();
-    n > 0
-}
-
-/// Databases whose name starts with `prefix`.
-async fn mysql_dbs_like(prefix: &str) -> i64 {
-    let mut my = <sqlx::MySqlConnection as sqlx::Connection>::connect(&mysql_url())
-        .await
-        .unwrap();
-    let (n,): (i64,) = sqlx::query_as(
-        "SELECT count(*) FROM information_schema.schemata WHERE schema_name LIKE CONCAT(?, '%')",
-    )
-    .bind(prefix)
-    .fetch_one(&mut my)
-    .await
-    .unwrap();
-    n
-}
-
-fn log_of(t: &Task) -> String {
-    t.log
-        .as_ref()
-        .map(|l| {
-            l.iter()
-                .map(|l| l.message.clone())
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
-        .unwrap_or_default()
-}
-
-/// The task ended in error, `action` is the one step that failed, and the log says `says`.
-fn failed_at(t: &Task, action: &str, says: &str) {
-    assert_eq!(t.status, TaskStatus::Error, "{}", log_of(t));
-    let failed: Vec<_> = t
-        .steps
-        .as_ref()
-        .unwrap()
-        .iter()
-        .filter(|s| s.status == StepStatus::Error)
-        .map(|s| s.action.as_str())
-        .collect();
-    assert_eq!(failed, [action], "{}", log_of(t));
-    assert!(log_of(t).contains(says), "`{says}` not in\n{}", log_of(t));
-}
 
 // ---------------------------------------------------------------------------------------
 // Install: every step. Nothing is left behind, the site is `failed`, and a retry (once the
@@ -509,13 +95,7 @@ async fn install_fails_at(at: InstallAt) {
             ("site-files", "was not made by berth")
         }
         InstallAt::Vhost => {
-            c.respawn(
-                "http",
-                &[(
-                    "BERTH_NGINX_FASTCGI_PARAMS",
-                    "/nonexistent/fastcgi_params.invalid",
-                )],
-            );
+            c.break_vhosts();
             ("site-vhost", "fastcgi_params.invalid")
         }
         InstallAt::RecordsCheckzone => {
@@ -626,16 +206,13 @@ async fn install_site_install_broken_profile() {
 async fn install_site_install_killed_worker() {
     let mut c = Case::start(Setup::default()).await;
     Case::drush_inject(&c.root, "cmd_site_install(", "sleep(3);");
-    let r =
-        c.w.post(
+    let (_, v) =
+        c.w.post_json(
             "/api/v1/sites",
             &json!({"uri": c.uri, "platform": "platform_a"}),
         )
-        .send()
-        .await
-        .unwrap();
-    let v: Value = r.json().await.unwrap();
-    let id = v["task"].as_str().unwrap().parse().unwrap();
+        .await;
+    let id = task_id(&v["task"]);
     c.w.wait_task(id, WAIT, "drush site:install running", |t| {
         log_of(t).contains("drush site:install")
     })
@@ -643,7 +220,7 @@ async fn install_site_install_killed_worker() {
     .unwrap();
     // The worker alone (as `kill -9 <pid>` would): its drush must not outlive it, or it
     // races the redelivered step on the same database.
-    let worker = c.procs.iter().find(|(s, _)| *s == "http").unwrap().1.id() as i32;
+    let worker = c.pid("http").unwrap();
     let drush = children_of(worker);
     assert!(
         !drush.is_empty(),
@@ -662,10 +239,7 @@ async fn install_site_install_killed_worker() {
     let t = c.w.wait_finished(id, WAIT).await.unwrap();
     assert_eq!(t.status, TaskStatus::Success, "{}", log_of(&t));
     c.serves_its_page(&c.uri);
-    let db = c.site(&c.uri).await["db_name"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let db = c.db().await;
     let base = db.rsplit_once('_').unwrap().0;
     assert_eq!(mysql_dbs_like(&format!("{base}_")).await, 1);
     let confs: Vec<_> = std::fs::read_dir(c.vhost_dir())
@@ -707,13 +281,7 @@ async fn verify_site_vhost_nginx_refuses() {
     })
     .await;
     let before = std::fs::read_to_string(c.vhost(&c.uri)).unwrap();
-    c.respawn(
-        "http",
-        &[(
-            "BERTH_NGINX_FASTCGI_PARAMS",
-            "/nonexistent/fastcgi_params.invalid",
-        )],
-    );
+    c.break_vhosts();
     let t = c.run("verify", &c.uri, json!({})).await;
     failed_at(&t, "site-vhost", "fastcgi_params.invalid");
     assert_eq!(std::fs::read_to_string(c.vhost(&c.uri)).unwrap(), before);
@@ -783,13 +351,7 @@ async fn enable_site_vhost_nginx_refuses() {
     .await;
     let t = c.run("disable", &c.uri, json!({})).await;
     assert_eq!(t.status, TaskStatus::Success, "{}", log_of(&t));
-    c.respawn(
-        "http",
-        &[(
-            "BERTH_NGINX_FASTCGI_PARAMS",
-            "/nonexistent/fastcgi_params.invalid",
-        )],
-    );
+    c.break_vhosts();
     let t = c.run("enable", &c.uri, json!({})).await;
     failed_at(&t, "site-vhost", "fastcgi_params.invalid");
     // Still disabled, and still saying so.
@@ -969,10 +531,7 @@ async fn delete_fails_at(at: DeleteAt) {
         ..Default::default()
     })
     .await;
-    let db = c.site(&c.uri).await["db_name"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let db = c.db().await;
     let site_dir = c.root.join("sites").join(&c.uri);
     let marker = site_dir.join(".berth-site");
     let mut broken = None;
@@ -1200,10 +759,7 @@ async fn restore_fails_at(at: DataAt) {
     let t = c.run("backup", &c.uri, json!({})).await;
     assert_eq!(t.status, TaskStatus::Success, "{}", log_of(&t));
     let backup = c.backups().await[0]["id"].clone();
-    let db = c.site(&c.uri).await["db_name"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let db = c.db().await;
     let blocker = c.root.join("sites").join(format!("{}.berth-old", c.uri));
     let mut broken = None;
     let (action, says) = match at {
@@ -1298,10 +854,7 @@ async fn migrate_rename_records_checkzone() {
         ..Default::default()
     })
     .await;
-    let db = c.site(&c.uri).await["db_name"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let db = c.db().await;
     let new = format!("n{}.example.test", c.w.id);
     c.respawn("dns", &[("BERTH_NAMED_CHECKZONE_BIN", "false")]);
     let t = c.run("migrate", &c.uri, json!({"uri": new})).await;
@@ -1335,10 +888,7 @@ async fn migrate_site_packages_drush_fails() {
         ..Default::default()
     })
     .await;
-    let db = c.site(&c.uri).await["db_name"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let db = c.db().await;
     let b = c.root_b.clone().unwrap();
     Case::drush_inject(&b, "cmd_pm_list(", "fail('injected: pm:list fails');");
     let t = c

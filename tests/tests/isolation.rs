@@ -92,15 +92,8 @@ async fn one_site_cannot_reach_another_sites_secrets_code_files_or_berths_servic
     })
     .await
     .unwrap();
-    let s = w
-        .create_server_with_dns("server_master", "localhost", "null")
-        .await
-        .unwrap();
-    let t = w
-        .wait_finished(s["verify_task"].as_str().unwrap().parse().unwrap(), WAIT)
-        .await
-        .unwrap();
-    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    w.server_verified("server_master", "localhost", "null")
+        .await;
     let root = w.copy_fixture("drupal10", "platform_d10").unwrap();
     w.create_platform("platform_d10", &root).await.unwrap();
     let a = site(&w, &format!("a.{}.test", w.id)).await;

@@ -27,13 +27,8 @@ async fn a_site_is_upgraded_onto_a_newer_platform_and_a_failed_migrate_changes_n
     })
     .await
     .unwrap();
-    let s = w
-        .create_server_with_dns("server_master", "localhost", "null")
-        .await
-        .unwrap();
-    w.wait_finished(s["verify_task"].as_str().unwrap().parse().unwrap(), WAIT)
-        .await
-        .unwrap();
+    w.server_verified("server_master", "localhost", "null")
+        .await;
     let a = w.copy_fixture("drupal10", "platform_a").unwrap();
     let newer = w.copy_fixture("drupal10", "platform_newer").unwrap();
     berth_tests::add_node_update(&newer, 10102, "");
@@ -173,13 +168,8 @@ async fn migrating_a_platform_moves_each_site_that_can_move_and_says_why_others_
     })
     .await
     .unwrap();
-    let s = w
-        .create_server_with_dns("server_master", "localhost", "null")
-        .await
-        .unwrap();
-    w.wait_finished(s["verify_task"].as_str().unwrap().parse().unwrap(), WAIT)
-        .await
-        .unwrap();
+    w.server_verified("server_master", "localhost", "null")
+        .await;
     let a = w.copy_fixture("drupal10", "platform_a").unwrap();
     let newer = w.copy_fixture("drupal10", "platform_newer").unwrap();
     berth_tests::add_node_update(&newer, 10102, "");
@@ -232,10 +222,7 @@ async fn migrating_a_platform_moves_each_site_that_can_move_and_says_why_others_
         "{summary}"
     );
     for q in summary["queued"].as_array().unwrap() {
-        let t = w
-            .wait_finished(q["task"].as_str().unwrap().parse().unwrap(), WAIT)
-            .await
-            .unwrap();
+        let t = w.finish(&q["task"]).await;
         assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
         let uri = q["site"].as_str().unwrap();
         assert_eq!(
@@ -261,10 +248,8 @@ async fn a_site_renamed_answers_under_its_new_name_only() {
     })
     .await
     .unwrap();
-    let s = w.create_server("server_master", "localhost").await.unwrap();
-    w.wait_finished(s["verify_task"].as_str().unwrap().parse().unwrap(), WAIT)
-        .await
-        .unwrap();
+    w.server_verified("server_master", "localhost", "bind")
+        .await;
     w.add_platform("platform_d10", "drupal10").await.unwrap();
     let old = format!("old.{}.test", w.id);
     let new = format!("new.{}.test", w.id);
@@ -338,13 +323,8 @@ async fn a_site_moves_its_database_to_another_db_server() {
     })
     .await
     .unwrap();
-    let s = w
-        .create_server_with_dns("server_master", "localhost", "null")
-        .await
-        .unwrap();
-    w.wait_finished(s["verify_task"].as_str().unwrap().parse().unwrap(), WAIT)
-        .await
-        .unwrap();
+    w.server_verified("server_master", "localhost", "null")
+        .await;
     // A second db server (here the same MariaDB under another name and port entry).
     let r = w
         .post(

@@ -18,15 +18,8 @@ async fn world(web: bool) -> World {
     })
     .await
     .unwrap();
-    let s = w
-        .create_server_with_dns("server_master", "localhost", "null")
-        .await
-        .unwrap();
-    let t = w
-        .wait_finished(s["verify_task"].as_str().unwrap().parse().unwrap(), WAIT)
-        .await
-        .unwrap();
-    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    w.server_verified("server_master", "localhost", "null")
+        .await;
     w.add_platform("platform_d10", "drupal10").await.unwrap();
     w
 }
@@ -277,8 +270,7 @@ async fn names_are_normalised_and_ips_and_single_labels_refused_and_roots_checke
         )
         .await;
         assert_eq!(code, 201, "{given}: {site}");
-        let task = site["task"].as_str().unwrap().parse().unwrap();
-        w.wait_finished(task, WAIT).await.unwrap();
+        w.finish(&site["task"]).await;
         assert_eq!(site["uri"], stored.as_str());
         assert_eq!(site["aliases"], json!([format!("alias.{stored}")]));
         // Found again by the name as given, and the same name in another form is taken.

@@ -68,13 +68,8 @@ async fn the_cli_shows_login_links_and_client_email_and_takes_aegir_force() {
     })
     .await
     .unwrap();
-    let s = w
-        .create_server_with_dns("server_master", "localhost", "null")
-        .await
-        .unwrap();
-    w.wait_finished(s["verify_task"].as_str().unwrap().parse().unwrap(), WAIT)
-        .await
-        .unwrap();
+    w.server_verified("server_master", "localhost", "null")
+        .await;
     w.add_platform("platform_d10", "drupal10").await.unwrap();
     let uri = format!("www.{}.test", w.id);
 
@@ -162,13 +157,8 @@ async fn retrying_a_task_of_a_deleted_site_is_refused_at_once() {
     })
     .await
     .unwrap();
-    let s = w
-        .create_server_with_dns("server_master", "localhost", "null")
-        .await
-        .unwrap();
-    w.wait_finished(s["verify_task"].as_str().unwrap().parse().unwrap(), WAIT)
-        .await
-        .unwrap();
+    w.server_verified("server_master", "localhost", "null")
+        .await;
     w.add_platform("platform_d10", "drupal10").await.unwrap();
     let uri = format!("www.{}.test", w.id);
     let r = w
@@ -181,10 +171,7 @@ async fn retrying_a_task_of_a_deleted_site_is_refused_at_once() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 201);
     let created: Value = r.json().await.unwrap();
-    let install = w
-        .wait_finished(created["task"].as_str().unwrap().parse().unwrap(), WAIT)
-        .await
-        .unwrap();
+    let install = w.finish(&created["task"]).await;
     assert_eq!(install.status, TaskStatus::Success, "{install:#?}");
     // A verify cancelled at once (queued or running, it ends cancelled): a task to retry.
     let verify = w.create_task("verify", &uri, json!({})).await.unwrap();

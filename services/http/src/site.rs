@@ -532,9 +532,12 @@ pub async fn site_packages(
     Ok(packages)
 }
 
-/// On a new uri, paths to files stored in the database follow (seed 000: "paths to files
-/// fixed in the database"): Drupal 6/7 sites that keep `sites/<uri>/files/...` in a `files`
-/// table. Drupal 8+ stores `public://` URIs, which the settings' file path already moves.
+/// On a new uri, the paths a Drupal 6/7 database keeps under `sites/<uri>/` follow (seed
+/// 000: "paths to files fixed in the database"; Aegir's deploy does the same): the files of
+/// Drupal 6's `files` table, and the modules and themes in the site's own directory that
+/// Drupal 7 finds through `system` and its class registry (`registry`, `registry_file`).
+/// Drupal 7's `file_managed` keeps `public://` URIs, and berth's settings.php sets the
+/// public path per uri. Drupal 8+ stores `public://` URIs only: nothing to rewrite.
 pub async fn fix_file_paths(
     a: &SiteArgs,
     password: &str,
@@ -549,21 +552,36 @@ pub async fn fix_file_paths(
         ctx.info("file paths are public:// URIs: nothing to rewrite in the database");
         return Ok(());
     }
-    let tables = drush(a, password, &["sql:query", "SHOW TABLES LIKE 'files'"], ctx).await?;
-    if tables.trim().is_empty() {
-        ctx.info("no `files` table: no file paths to rewrite");
-        return Ok(());
+    let tables = drush(a, password, &["sql:query", "SHOW TABLES"], ctx).await?;
+    let tables: Vec<&str> = tables.lines().map(str::trim).collect();
+    let mut fixed = Vec::new();
+    for (table, column) in [
+        ("files", "filepath"),
+        ("system", "filename"),
+        ("registry", "filename"),
+        ("registry_file", "filename"),
+    ] {
+        if !tables.contains(&table) {
+            continue;
+        }
+        // Both names are host names (checked): safe inside the SQL string.
+        let sql = format!(
+            "UPDATE {table} SET {column} = REPLACE({column}, 'sites/{from}/', 'sites/{to}/') \
+             WHERE {column} LIKE 'sites/{from}/%'",
+            to = a.uri
+        );
+        drush(a, password, &["sql:query", &sql], ctx).await?;
+        fixed.push(format!("{table}.{column}"));
     }
-    // Both names are host names (checked): safe inside the SQL string.
-    let sql = format!(
-        "UPDATE files SET filepath = REPLACE(filepath, 'sites/{from}/files/', 'sites/{to}/files/')",
-        to = a.uri
-    );
-    drush(a, password, &["sql:query", &sql], ctx).await?;
-    ctx.info(format!(
-        "file paths moved from sites/{from}/files to sites/{}/files",
-        a.uri
-    ));
+    if fixed.is_empty() {
+        ctx.info("no `files`, `system` or registry table: no file paths to rewrite");
+    } else {
+        ctx.info(format!(
+            "paths moved from sites/{from}/ to sites/{}/ in {}",
+            a.uri,
+            fixed.join(", ")
+        ));
+    }
     Ok(())
 }
 
