@@ -16,6 +16,10 @@
 //! php-fpm and MariaDB, from the POST to the first HTTP 200, with 100 and 1,000 vhosts
 //! present, and a burst of installs posted at once; against the floor of a hand-made
 //! vhost change and site database measured in the same run.
+//!
+//! `berth-bench reloads` spawns bursts of vhost changes at the http worker's reloader on a
+//! real nginx and reports how many reloads each burst needed (a count that depends on the
+//! machine's speed, so the tests do not assert it).
 
 mod backlog;
 mod backup;
@@ -23,6 +27,7 @@ mod machine;
 mod pipeline;
 mod pools;
 mod raw;
+mod reloads;
 mod sites;
 mod stats;
 
@@ -50,6 +55,20 @@ enum Command {
     /// A queue of 100,000 messages: tasks accepted while the state service is down, then
     /// drained.
     Backlog(BacklogArgs),
+    /// Bursts of vhost changes at the reloader on a real nginx: reloads needed per burst.
+    Reloads(ReloadsArgs),
+}
+
+#[derive(Args)]
+struct ReloadsArgs {
+    /// Changes spawned at once per round.
+    #[arg(long, default_value_t = 30)]
+    changes: usize,
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// The reloader's window, ms (the http worker's default is 200).
+    #[arg(long, default_value_t = 200)]
+    window: u64,
 }
 
 #[derive(Args)]
@@ -232,6 +251,14 @@ fn main() -> Result<()> {
                     timeout: std::time::Duration::from_secs(a.timeout_secs),
                 };
                 sites::run(cfg).await
+            }
+            Command::Reloads(a) => {
+                reloads::run(reloads::Config {
+                    changes: a.changes.max(1),
+                    rounds: a.rounds.max(1),
+                    window: std::time::Duration::from_millis(a.window),
+                })
+                .await
             }
             Command::Backlog(a) => {
                 backlog::run(backlog::Config {

@@ -36,9 +36,19 @@ async fn aegir_verify_form_follows_the_task_and_tasks_list_shows_it() {
         "two verify tasks: {t}"
     );
 
+    // The db admin password the server was registered with is not shown (its value, not
+    // only its key's name).
     let out = berth(&w, &["servers", "show", "server_master"]).await;
-    assert!(out.status.success());
-    assert!(!text(&out).contains("admin_password"));
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("server_master") && t.contains("mariadb"), "{t}");
+    let password = berth_tests::mysql_admin().password;
+    assert!(!password.is_empty());
+    assert!(
+        !t.contains(&password),
+        "the db admin password is shown: {t}"
+    );
+    assert!(!t.contains("admin_password"), "{t}");
 
     // A failing task makes the follow exit non-zero.
     let out = berth(

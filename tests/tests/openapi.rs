@@ -2,9 +2,13 @@
 //! method it does not document on its paths is refused, and every route in the router's
 //! source is documented.
 
-use berth_tests::World;
-use serde_json::Value;
+use berth_contracts::TaskStatus;
+use berth_tests::{World, WorldOptions};
+use serde_json::{Value, json};
 use std::collections::BTreeSet;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(120);
 
 const METHODS: [&str; 5] = ["get", "post", "patch", "put", "delete"];
 
@@ -52,9 +56,101 @@ fn every_route_is_documented_and_every_documented_operation_is_routed() {
     assert_eq!(routed(), documented(&doc));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// Path parameters filled with real resources of the world, by parameter and path.
+struct Resources {
+    server: String,
+    platform: String,
+    /// A second platform: compare's `{other}`, and where migrate-plan looks at moving to.
+    other: String,
+    site: String,
+    task: String,
+    dead_letter: String,
+}
+
+impl Resources {
+    fn fill(&self, path: &str) -> String {
+        let id = if path.starts_with("/api/v1/dead-letters/") {
+            &self.dead_letter
+        } else {
+            &self.task
+        };
+        let name = if path.starts_with("/api/v1/servers/") {
+            &self.server
+        } else {
+            &self.platform
+        };
+        let filled = path
+            .replace("{name}", name)
+            .replace("{other}", &self.other)
+            .replace("{uri}", &self.site)
+            .replace("{id}", id);
+        if path.ends_with("/migrate-plan") {
+            // A plan needs somewhere else to go.
+            format!("{filled}?platform={}", self.other)
+        } else {
+            filled
+        }
+    }
+}
+
+/// Checks an answer against the operation's documented responses: its status is one of
+/// them, its content type the documented one, and a JSON body matches the schema (with
+/// `$ref`s resolved against the document's components).
+fn check_answer(doc: &Value, path: &str, method: &str, status: u16, ctype: &str, body: &str) {
+    let op = &doc["paths"][path][method];
+    let what = format!("{} {path}", method.to_uppercase());
+    let Some(response) = op["responses"].get(status.to_string()) else {
+        panic!(
+            "{what}: status {status} is not documented ({:?}): {body}",
+            op["responses"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .collect::<Vec<_>>()
+        );
+    };
+    let Some(content) = response.get("content").and_then(Value::as_object) else {
+        assert!(
+            body.is_empty(),
+            "{what}: {status} documents no body: {body}"
+        );
+        return;
+    };
+    let media = ctype.split(';').next().unwrap_or_default().trim();
+    let Some(documented) = content.get(media) else {
+        panic!(
+            "{what}: {status} answered {media}, documented {:?}",
+            content.keys().collect::<Vec<_>>()
+        );
+    };
+    let Some(schema) = documented.get("schema") else {
+        return;
+    };
+    let value: Value = serde_json::from_str(body)
+        .unwrap_or_else(|e| panic!("{what}: {status} body is not JSON ({e}): {body}"));
+    let mut root = json!({"allOf": [schema]});
+    root["components"] = doc["components"].clone();
+    let validator = jsonschema::draft202012::new(&root)
+        .unwrap_or_else(|e| panic!("{what}: the documented schema does not compile: {e}"));
+    let errors: Vec<String> = validator
+        .iter_errors(&value)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{what}: {status} body does not match its schema:\n{}\n{body}",
+        errors.join("\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_served_document_answers_for_every_path() {
-    let w = World::start().await.unwrap();
+    let w = World::start_with(WorldOptions {
+        web: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let doc: Value = w
         .http
         .get(w.url("/api/v1/openapi.json"))
@@ -64,29 +160,87 @@ async fn the_served_document_answers_for_every_path() {
         .json()
         .await
         .unwrap();
-    for (path, method) in documented(&doc) {
-        let url = w.url(
-            &path
-                .replace("{name}", "server_nowhere")
-                .replace("{id}", "00000000-0000-0000-0000-000000000000"),
-        );
-        let req = w
+    // Real resources for every path parameter: a server, a platform, a site with a backup,
+    // a failed task and its dead letter.
+    let s = w
+        .create_server_with_dns("server_master", "localhost", "null")
+        .await
+        .unwrap();
+    let t = w
+        .wait_finished(s["verify_task"].as_str().unwrap().parse().unwrap(), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    w.add_platform("platform_d10", "drupal10").await.unwrap();
+    w.add_platform("platform_d10b", "drupal10").await.unwrap();
+    let uri = format!("oa.{}.test", w.id);
+    let (_, t) = w
+        .install_site(json!({"uri": uri, "platform": "platform_d10"}))
+        .await
+        .unwrap();
+    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    let t = w.create_task("backup", &uri, json!({})).await.unwrap();
+    let t = w.wait_finished(t.id, WAIT).await.unwrap();
+    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    let failed = w
+        .create_task(
+            "noop",
+            "server_master",
+            json!({"fail": {"times": 1, "kind": "permanent"}}),
+        )
+        .await
+        .unwrap();
+    let t = w.wait_finished(failed.id, WAIT).await.unwrap();
+    assert_eq!(t.status, TaskStatus::Error, "{t:#?}");
+    let dead = w.get_json("/api/v1/dead-letters").await;
+    let res = Resources {
+        server: "server_master".into(),
+        platform: "platform_d10".into(),
+        other: "platform_d10b".into(),
+        site: uri.clone(),
+        task: failed.id.to_string(),
+        dead_letter: dead["items"][0]["id"].as_str().unwrap().to_string(),
+    };
+    // Reads first, then changes, deletions last (so that every read finds its resource).
+    let mut ops: Vec<(String, String)> = documented(&doc).into_iter().collect();
+    let rank = |m: &str| match m {
+        "get" => 0,
+        "delete" => 2,
+        _ => 1,
+    };
+    ops.sort_by_key(|(path, m)| (rank(m), path.clone()));
+    let mut answered_2xx = 0;
+    for (path, method) in &ops {
+        let url = w.url(&res.fill(path));
+        let mut req = w
             .http
             .request(method.to_uppercase().parse().unwrap(), &url)
-            .bearer_auth(&w.token)
-            .header("content-type", "application/json")
-            .body("{}");
+            .bearer_auth(&w.token);
+        if method != "get" && method != "delete" {
+            req = req.header("content-type", "application/json").body("{}");
+        }
         let r = req.send().await.unwrap();
         let status = r.status().as_u16();
+        let ctype = r
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
         let text = r.text().await.unwrap();
-        assert!(
-            status != 405 && !text.contains("no such route"),
-            "{method} {path}: {status} {text}"
-        );
-        assert!(status < 500, "{method} {path}: {status} {text}");
+        if method == "get" {
+            // Every read of a real resource succeeds.
+            assert!(
+                (200..300).contains(&status),
+                "GET {path} ({url}): {status} {text}"
+            );
+        }
+        if (200..300).contains(&status) {
+            answered_2xx += 1;
+        }
+        check_answer(&doc, path, method, status, &ctype, &text);
         // Methods not documented on this path are refused with problem+json.
         for other in METHODS {
-            if doc["paths"][&path].get(other).is_none() {
+            if doc["paths"][path].get(other).is_none() {
                 let r = w
                     .http
                     .request(other.to_uppercase().parse().unwrap(), &url)
@@ -102,5 +256,10 @@ async fn the_served_document_answers_for_every_path() {
             }
         }
     }
+    assert!(
+        answered_2xx > ops.len() / 2,
+        "{answered_2xx} of {}",
+        ops.len()
+    );
     w.stop().await;
 }

@@ -286,8 +286,19 @@ async fn tasks_on_one_server_run_one_after_the_other_and_on_two_servers_side_by_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_redelivered_step_result_changes_nothing() {
-    let w = World::start().await.unwrap();
+    // One event at a time in the state service (concurrency 1 is its consumer's prefetch):
+    // a marker published after the redelivery is handled only once the redelivery has been.
+    let w = World::start_with(WorldOptions {
+        servers: vec!["server_master".into(), "server_otherexamplecom".into()],
+        concurrency: 1,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     w.create_bare_server("server_master", "localhost")
+        .await
+        .unwrap();
+    w.create_bare_server("server_otherexamplecom", "other.example.com")
         .await
         .unwrap();
     let t = w
@@ -298,57 +309,121 @@ async fn a_redelivered_step_result_changes_nothing() {
     assert_eq!(task.status, TaskStatus::Success);
     let step = task.steps.as_ref().unwrap()[0].clone();
     let log_before = task.log.as_ref().unwrap().len();
-    // Publish the same success again, as a broker redelivery would.
+    // A task still running elsewhere, whose log shows when the marker has been handled.
+    let running = w
+        .create_task(
+            "noop",
+            "server_otherexamplecom",
+            json!({"sleep_ms": 60_000}),
+        )
+        .await
+        .unwrap();
+    let running = w
+        .wait_task(running.id, WAIT, "its step running", |t| {
+            t.steps
+                .as_ref()
+                .is_some_and(|s| s.first().is_some_and(|s| s.status == StepStatus::Running))
+        })
+        .await
+        .unwrap();
+    let running_step = running.steps.as_ref().unwrap()[0].id;
     let broker = berth_broker::Broker::new(&w.amqp_url);
     let publisher = broker.publisher().await.unwrap();
-    let ev = berth_contracts::StepEvent {
-        task_id: t.id,
-        target: Some("server_master".into()),
-        step_id: step.id,
+    let event = |task_id, target: &str, step_id, outcome, log| berth_contracts::StepEvent {
+        task_id,
+        target: Some(target.into()),
+        step_id,
         phase: berth_contracts::StepPhase::Run,
         attempt: 1,
         worker: "replayer@test".into(),
         at: chrono::Utc::now(),
         started_at: chrono::Utc::now(),
-        log: vec![],
-        outcome: berth_contracts::StepOutcome::Succeeded {
+        log,
+        outcome,
+    };
+    let publish = |ev: berth_contracts::StepEvent| {
+        let publisher = &publisher;
+        async move {
+            publisher
+                .publish(
+                    berth_contracts::exchanges::EVENTS,
+                    berth_contracts::exchanges::STEP_KEY,
+                    &uuid::Uuid::new_v4().to_string(),
+                    &serde_json::to_vec(&ev).unwrap(),
+                    berth_broker::MessageHeaders::default(),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    // The same success again, as a broker redelivery would bring it (with a warning and a
+    // log line that a recorded event would show).
+    publish(event(
+        t.id,
+        "server_master",
+        step.id,
+        berth_contracts::StepOutcome::Succeeded {
             output: json!({}),
             warning: true,
         },
-    };
-    publisher
-        .publish(
-            berth_contracts::exchanges::EVENTS,
-            berth_contracts::exchanges::STEP_KEY,
-            &step.id.to_string(),
-            &serde_json::to_vec(&ev).unwrap(),
-            berth_broker::MessageHeaders::default(),
-        )
+        vec![berth_contracts::WorkerLog {
+            at: chrono::Utc::now(),
+            level: berth_contracts::LogLevel::Warning,
+            message: "redelivered line".into(),
+        }],
+    ))
+    .await;
+    let marker = format!("marker {}", uuid::Uuid::new_v4());
+    publish(event(
+        running.id,
+        "server_otherexamplecom",
+        running_step,
+        berth_contracts::StepOutcome::Progress,
+        vec![berth_contracts::WorkerLog {
+            at: chrono::Utc::now(),
+            level: berth_contracts::LogLevel::Info,
+            message: marker.clone(),
+        }],
+    ))
+    .await;
+    w.wait_task(running.id, WAIT, "the marker handled", |t| {
+        t.log
+            .as_ref()
+            .is_some_and(|l| l.iter().any(|l| l.message == marker))
+    })
+    .await
+    .unwrap();
+    // The redelivery has been handled before the marker: nothing of it was recorded.
+    let after = w.task(t.id).await.unwrap();
+    assert_eq!(after.status, TaskStatus::Success, "{after:#?}");
+    assert_eq!(after.steps.as_ref().unwrap()[0].status, StepStatus::Success);
+    assert_eq!(after.log.as_ref().unwrap().len(), log_before, "{after:#?}");
+    // The sleeper is not waited for.
+    let r = w
+        .post(&format!("/api/v1/tasks/{}/cancel", running.id), &json!({}))
+        .send()
         .await
         .unwrap();
-    // Once the state service has consumed it, nothing has changed.
-    for _ in 0..100 {
-        if broker.queue_depth("state.events").await.unwrap() == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let after = w.task(t.id).await.unwrap();
-    assert_eq!(after.status, TaskStatus::Success);
-    assert_eq!(after.steps.as_ref().unwrap()[0].status, StepStatus::Success);
-    assert_eq!(after.log.as_ref().unwrap().len(), log_before);
+    assert_eq!(r.status(), 202);
+    w.wait_finished(running.id, WAIT).await.unwrap();
     w.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_input_gets_problem_json_and_writes_nothing() {
     let w = World::start().await.unwrap();
-    w.create_bare_server("server_master", "localhost")
+    let server = w
+        .create_bare_server("server_master", "localhost")
         .await
         .unwrap();
-    // Let the server's own verify finish so that nothing moves while we count.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Let the server's own verify finish, and its last messages leave the outbox, so that
+    // nothing moves while we count.
+    if let Some(verify) = server["verify_task"].as_str() {
+        w.wait_finished(verify.parse().unwrap(), WAIT)
+            .await
+            .unwrap();
+    }
+    berth_tests::wait_outbox_sent(&w.store, WAIT).await.unwrap();
     let before = row_counts(&w.store).await.unwrap();
     let big = "x".repeat(70_000);
     let cases: Vec<(&str, reqwest::RequestBuilder, u16)> = vec![
@@ -501,18 +576,32 @@ async fn an_idempotency_key_gives_the_first_answer_again_and_refuses_another_bod
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_queued_task_can_be_cancelled_and_a_failed_one_retried() {
     let w = World::start().await.unwrap();
-    w.create_bare_server("server_master", "localhost")
+    let s = w
+        .create_server_with_dns("server_master", "localhost", "null")
         .await
         .unwrap();
-    // Hold the target with a sleeping task so that the next one stays queued.
+    let v = w
+        .wait_finished(s["verify_task"].as_str().unwrap().parse().unwrap(), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(v.status, TaskStatus::Success, "{v:#?}");
+    // Hold the target with a long sleeping task, started by the state service before the
+    // next one is queued: the next one then really waits behind it.
     let busy = w
-        .create_task("noop", "server_master", json!({"sleep_ms": 1500}))
+        .create_task("noop", "server_master", json!({"sleep_ms": 60_000}))
         .await
         .unwrap();
+    w.wait_task(busy.id, WAIT, "the busy task processing", |t| {
+        t.status == TaskStatus::Processing
+    })
+    .await
+    .unwrap();
     let queued = w
         .create_task("noop", "server_master", json!({}))
         .await
         .unwrap();
+    assert_eq!(w.task(queued.id).await.unwrap().status, TaskStatus::Queued);
+    // A queued task is cancelled at once (200).
     let r = w
         .post(&format!("/api/v1/tasks/{}/cancel", queued.id), &json!({}))
         .send()
@@ -521,11 +610,20 @@ async fn a_queued_task_can_be_cancelled_and_a_failed_one_retried() {
     assert_eq!(r.status(), 200);
     let c: Value = r.json().await.unwrap();
     assert_eq!(c["status"], "cancelled");
-    assert_eq!(
-        w.wait_finished(busy.id, WAIT).await.unwrap().status,
-        TaskStatus::Success
-    );
-    // A finished one cannot be cancelled (a running one can: tests/tests/cancel.rs).
+    // A processing one is marked and stopped (202, decision 0013): it ends cancelled long
+    // before its sleep would have.
+    let r = w
+        .post(&format!("/api/v1/tasks/{}/cancel", busy.id), &json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let c: Value = r.json().await.unwrap();
+    assert_eq!(c["status"], "processing", "{c}");
+    assert!(c["cancel_requested_at"].is_string(), "{c}");
+    let b = w.wait_finished(busy.id, WAIT).await.unwrap();
+    assert_eq!(b.status, TaskStatus::Cancelled, "{b:#?}");
+    // A finished one cannot be cancelled.
     let r = w
         .post(&format!("/api/v1/tasks/{}/cancel", busy.id), &json!({}))
         .send()
@@ -536,26 +634,68 @@ async fn a_queued_task_can_be_cancelled_and_a_failed_one_retried() {
     assert_eq!(cancelled.status, TaskStatus::Cancelled);
     assert!(
         cancelled.steps.unwrap().is_empty(),
-        "a cancelled task never ran"
+        "a cancelled queued task never ran"
     );
-    // Retry makes a new task that runs.
+
+    // A failed task: a platform verify whose codebase is not there yet.
+    let root = w.dir.join("platforms/platform_late");
     let r = w
-        .post(&format!("/api/v1/tasks/{}/retry", queued.id), &json!({}))
+        .post(
+            "/api/v1/platforms",
+            &json!({"name": "platform_late", "root": root.display().to_string()}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let p: Value = r.json().await.unwrap();
+    let failed: uuid::Uuid = p["task"].as_str().unwrap().parse().unwrap();
+    let f = w.wait_finished(failed, WAIT).await.unwrap();
+    assert_eq!(f.status, TaskStatus::Error, "{f:#?}");
+    let why = f.steps.as_ref().unwrap()[0]
+        .error
+        .clone()
+        .unwrap_or_default();
+    assert!(why.contains("is not a directory"), "{why}");
+    // The codebase arrives; retry makes a new task with the same arguments, which runs.
+    w.copy_fixture("drupal10", "platform_late").unwrap();
+    let r = w
+        .post(&format!("/api/v1/tasks/{failed}/retry"), &json!({}))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 202);
     let retry: Value = r.json().await.unwrap();
-    assert_eq!(retry["retry_of"], queued.id.to_string());
-    let done = w
-        .wait_finished(retry["id"].as_str().unwrap().parse().unwrap(), WAIT)
+    assert_eq!(retry["retry_of"], failed.to_string());
+    assert_eq!(retry["type"], "verify");
+    assert_eq!(retry["target"], "platform_late");
+    let retry_id: uuid::Uuid = retry["id"].as_str().unwrap().parse().unwrap();
+    assert_ne!(retry_id, failed);
+    let done = w.wait_finished(retry_id, WAIT).await.unwrap();
+    assert_eq!(done.status, TaskStatus::Success, "{done:#?}");
+    assert_eq!(
+        w.get_json("/api/v1/platforms/platform_late").await["status"],
+        "verified"
+    );
+    assert_eq!(
+        w.task(failed).await.unwrap().status,
+        TaskStatus::Error,
+        "the failed task keeps its outcome"
+    );
+    // A task that did not fail or get cancelled is not retried.
+    let r = w
+        .post(&format!("/api/v1/tasks/{retry_id}/retry"), &json!({}))
+        .send()
         .await
         .unwrap();
-    assert_eq!(done.status, TaskStatus::Success);
+    assert_eq!(r.status(), 409);
     // Filters and pagination.
     let page: Value = w.get_json("/api/v1/tasks?status=cancelled&limit=1").await;
-    assert_eq!(page["total"], 1);
-    assert_eq!(page["items"][0]["id"], queued.id.to_string());
+    assert_eq!(page["total"], 2, "{page}");
+    assert_eq!(page["items"].as_array().unwrap().len(), 1, "{page}");
+    let page: Value = w.get_json("/api/v1/tasks?status=error").await;
+    assert_eq!(page["total"], 1, "{page}");
+    assert_eq!(page["items"][0]["id"], failed.to_string());
     let r = w.get("/api/v1/tasks?status=bogus").send().await.unwrap();
     assert_eq!(r.status(), 400);
     w.stop().await;

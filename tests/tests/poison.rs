@@ -2,7 +2,7 @@
 //! ever and leave its task processing: after a bounded number of deliveries the task fails
 //! with the reason, and the target's next task runs.
 
-use berth_contracts::TaskStatus;
+use berth_contracts::{StepStatus, TaskStatus};
 use berth_tests::World;
 use serde_json::json;
 use std::time::Duration;
@@ -62,11 +62,46 @@ async fn a_result_that_cannot_be_recorded_fails_its_task_instead_of_looping() {
         log.contains("could not record a message about this task"),
         "{log}"
     );
+    // Its step ends with it rather than staying `running` in a finished task.
+    for step in t.steps.as_ref().unwrap() {
+        assert_eq!(step.status, StepStatus::Error, "{t:#?}");
+        assert!(
+            step.error
+                .as_deref()
+                .is_some_and(|e| e.contains("could not record")),
+            "{step:#?}"
+        );
+    }
     assert_eq!(
         w.get_json("/api/v1/platforms/platform_nul").await["status"],
         "failed"
     );
+    // The next task ran: the target was released, its step went to a worker after the
+    // poisoned task had ended, and its result (the same unrecordable scan) was met by the same
+    // bounded handling rather than left queued or cancelled unrun.
     let n = w.wait_finished(next.id, WAIT).await.unwrap();
-    assert!(n.status.is_finished());
+    assert_eq!(n.status, TaskStatus::Error, "{n:#?}");
+    let steps = n.steps.as_ref().unwrap();
+    assert!(!steps.is_empty(), "the next task never got a step: {n:#?}");
+    let started = n
+        .started_at
+        .unwrap_or_else(|| panic!("the next task never started: {n:#?}"));
+    assert!(
+        started >= t.finished_at.unwrap(),
+        "the next task ran before the poisoned one had ended: {started} < {:?}",
+        t.finished_at
+    );
+    let next_log: String = n
+        .log
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|l| l.message.clone())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        next_log.contains("could not record a message about this task"),
+        "the next task's own result reached the state service: {next_log}"
+    );
     w.stop().await;
 }

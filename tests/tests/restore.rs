@@ -241,16 +241,49 @@ async fn a_failing_updatedb_or_import_leaves_the_site_serving_as_before() {
     assert_eq!(s.site().await["db_name"], db.as_str());
     s.no_leftovers();
 
-    // A backup that is not the site's is refused before anything runs.
-    let r =
-        s.w.post(
-            "/api/v1/tasks",
-            &json!({"type": "restore", "target": s.uri,
-                    "args": {"backup": "00000000-0000-0000-0000-000000000000"}}),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 422);
+    // Another site's real backup is refused for this site before anything runs, by
+    // restore and by backup-delete alike; the other site keeps its backup.
+    let other = format!("rs2.{}.test", s.w.id);
+    let (_, t) =
+        s.w.install_site(json!({"uri": other, "platform": "platform_d10"}))
+            .await
+            .unwrap();
+    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    let t = s.w.create_task("backup", &other, json!({})).await.unwrap();
+    let t = s.w.wait_finished(t.id, WAIT).await.unwrap();
+    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    let theirs =
+        s.w.get_json(&format!("/api/v1/sites/{other}/backups"))
+            .await;
+    let theirs = theirs[0].clone();
+    let their_id = theirs["id"].as_str().unwrap().to_string();
+    let before = berth_tests::row_counts(&s.w.store).await.unwrap();
+    for task_type in ["restore", "backup-delete"] {
+        let r =
+            s.w.post(
+                "/api/v1/tasks",
+                &json!({"type": task_type, "target": s.uri, "args": {"backup": their_id}}),
+            )
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let body = r.text().await.unwrap();
+        assert_eq!(status, 422, "{task_type} of {other}'s backup: {body}");
+        assert!(body.contains(&their_id), "{task_type}: {body}");
+    }
+    assert_eq!(
+        berth_tests::row_counts(&s.w.store).await.unwrap(),
+        before,
+        "a refused task wrote something"
+    );
+    let still =
+        s.w.get_json(&format!("/api/v1/sites/{other}/backups"))
+            .await;
+    assert_eq!(still[0]["id"], their_id.as_str(), "{still}");
+    assert!(
+        std::path::Path::new(theirs["path"].as_str().unwrap()).exists(),
+        "the other site's backup file is kept"
+    );
     s.w.stop().await;
 }

@@ -86,16 +86,29 @@ async fn a_worker_exports_the_tasks_trace_over_otlp() {
     )
     .await;
     let trace = hex::decode(&task.trace_id).unwrap();
-    let found = bodies
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|b| b.windows(trace.len()).any(|w| w == trace.as_slice()));
+    let contains = |b: &[u8], needle: &[u8]| b.windows(needle.len()).any(|w| w == needle);
+    let bodies = bodies.lock().unwrap();
+    let carrying: Vec<&Vec<u8>> = bodies.iter().filter(|b| contains(b, &trace)).collect();
     assert!(
-        found,
+        !carrying.is_empty(),
         "no OTLP export carried trace {} ({} requests received)",
         task.trace_id,
-        bodies.lock().unwrap().len()
+        bodies.len()
     );
+    // The export carrying the trace holds the worker's step span, with the task's values.
+    let step = &task.steps.as_ref().unwrap()[0];
+    for (what, value) in [
+        ("the span name", "step".to_string()),
+        ("the task id", task.id.to_string()),
+        ("the step id", step.id.to_string()),
+        ("the action", step.action.clone()),
+        ("the server", step.server.clone()),
+    ] {
+        assert!(
+            carrying.iter().any(|b| contains(b, value.as_bytes())),
+            "the export of trace {} lacks {what} ({value})",
+            task.trace_id
+        );
+    }
     w.stop().await;
 }

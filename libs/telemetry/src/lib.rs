@@ -309,9 +309,22 @@ mod tests {
     #[test]
     fn a_bad_traceparent_leaves_the_span_a_root() {
         with_otel(|| {
-            let span = tracing::info_span!(parent: None, "receiver");
-            set_parent_from_traceparent(&span, "garbage");
-            assert!(trace_id_of(&traceparent_of(&span)).is_some());
+            let sender = tracing::info_span!("sender");
+            let sender_trace = trace_id_of(&sender.in_scope(current_traceparent)).unwrap();
+            // Made while another span is current, as a consumer's span is: the garbage must
+            // neither join that trace nor leave the span without a valid one.
+            let span = sender.in_scope(|| {
+                let span = tracing::info_span!(parent: None, "receiver");
+                set_parent_from_traceparent(&span, "garbage");
+                span
+            });
+            let tp = traceparent_of(&span);
+            let trace = trace_id_of(&tp).unwrap_or_else(|| panic!("not a traceparent: {tp}"));
+            assert_eq!(trace.len(), 32, "{tp}");
+            assert!(trace.bytes().all(|b| b.is_ascii_hexdigit()), "{tp}");
+            assert_ne!(trace, "0".repeat(32), "{tp}");
+            assert_ne!(trace, sender_trace, "a root has a trace of its own: {tp}");
+            assert!(tp.starts_with("00-") && tp.ends_with("-01"), "{tp}");
         });
     }
 

@@ -37,6 +37,9 @@ impl Drop for TempDir {
 struct Env {
     named: Named,
     cfg: DnsConfig,
+    /// When the test began: a serial written since is dated this day or a later one (the
+    /// test may run across midnight).
+    since: chrono::DateTime<chrono::Utc>,
     // Last: dropped after named has stopped.
     _dir: TempDir,
 }
@@ -56,6 +59,7 @@ fn env(name: &str) -> Env {
     Env {
         named,
         cfg,
+        since: chrono::Utc::now(),
         _dir: dir,
     }
 }
@@ -134,13 +138,17 @@ fn serial_of(output: &Value, zone: &str) -> u32 {
         .unwrap() as u32
 }
 
-fn assert_today(serial: u32) {
-    let today = chrono::Utc::now().format("%Y%m%d").to_string();
+/// The serial is YYYYMMDDnn, dated the day (UTC) it was written: between the test's start
+/// and now, both days included.
+fn assert_today(env: &Env, serial: u32) {
     let s = serial.to_string();
     assert_eq!(s.len(), 10, "{s}");
+    let dated = chrono::NaiveDate::parse_from_str(&s[..8], "%Y%m%d")
+        .unwrap_or_else(|e| panic!("serial {s} does not start with a date: {e}"));
+    let (first, last) = (env.since.date_naive(), chrono::Utc::now().date_naive());
     assert!(
-        s.starts_with(&today),
-        "serial {s} is not today's ({today}nn)"
+        first <= dated && dated <= last,
+        "serial {s} is not dated between {first} and {last}"
     );
 }
 
@@ -154,7 +162,7 @@ async fn a_site_gets_its_a_record_and_a_cname_per_alias() {
     let (res, log) = add(&env, www()).await;
     let out = res.unwrap();
     let serial = serial_of(&out, "example.com");
-    assert_today(serial);
+    assert_today(&env, serial);
     assert!(
         serial.is_multiple_of(100),
         "a new zone starts at nn = 00: {serial}"
@@ -199,7 +207,7 @@ async fn a_second_site_shares_the_zone_and_removal_takes_only_its_records() {
     let s1 = serial_of(&add(&env, www()).await.0.unwrap(), "example.com");
     let (res, log) = add(&env, blog()).await;
     let s2 = serial_of(&res.unwrap(), "example.com");
-    assert_today(s2);
+    assert_today(&env, s2);
     assert!(s2 > s1, "{s2} > {s1}");
     assert_eq!(log.last().unwrap(), "rndc reload example.com", "{log:?}");
     serial_until(&env.named, "example.com", s2);
@@ -357,7 +365,7 @@ async fn the_address_comes_from_web_host_and_aliases_may_live_in_other_zones() {
         log.contains(&"web host localhost resolves to 127.0.0.1".to_string()),
         "{log:?}"
     );
-    assert_today(serial_of(&out, "example.org"));
+    assert_today(&env, serial_of(&out, "example.org"));
     dig_until(&env.named, "www.example.com", "A", &["127.0.0.1"]);
     dig_until(
         &env.named,
@@ -386,7 +394,7 @@ async fn a_change_to_a_known_zone_and_a_new_zone_in_one_step_are_both_served() {
     let out = res.unwrap();
     let s2 = serial_of(&out, "example.com");
     assert!(s2 > s1);
-    assert_today(serial_of(&out, "example.org"));
+    assert_today(&env, serial_of(&out, "example.org"));
     assert_eq!(
         log[log.len() - 2..],
         [

@@ -468,6 +468,22 @@ impl Dispatcher {
             return Ok(Vec::new());
         };
         if !task.status().is_finished() {
+            // A step whose result could not be recorded is not left `running` in a task
+            // that has ended: it ends with the task, saying why.
+            for step in t::steps_of(&mut tx, task.id).await? {
+                t::transition_step(
+                    &mut tx,
+                    step.id,
+                    &[StepStatus::Running, StepStatus::Compensating],
+                    StepStatus::Error,
+                    StepChange {
+                        error: Some(reason),
+                        finished: true,
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            }
             log(&mut tx, &task, None, LogLevel::Error, reason);
             self.finish(&mut tx, &task, TaskStatus::Error).await?;
         }

@@ -38,15 +38,10 @@ impl Kind {
 /// ports on loopback; `ops/test.sh` adds this range to them.
 pub const MARIADB_PORTS: std::ops::RangeInclusive<u16> = 13306..=13399;
 
-/// A free loopback port in `range` (starting from a place that differs between processes),
-/// or any free port when the range is full.
+/// A loopback port in `range` reserved for this process (see [`crate::reserve_port`]), or
+/// any harness port when the range is full.
 fn free_port_in(range: std::ops::RangeInclusive<u16>) -> u16 {
-    let (first, n) = (*range.start(), range.len() as u32);
-    let start = std::process::id() % n;
-    (0..n)
-        .map(|i| first + ((start + i) % n) as u16)
-        .find(|&p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
-        .unwrap_or_else(crate::free_port)
+    crate::reserve_port(range).unwrap_or_else(crate::free_port)
 }
 
 /// A server process in its own process group, on `127.0.0.1:port`.

@@ -7,10 +7,123 @@ pub mod daemons;
 pub mod named;
 pub mod web;
 
-/// A TCP port free on 127.0.0.1 at the time of the call.
+use std::ops::RangeInclusive;
+use std::sync::Mutex;
+
+/// Where a port's reservation lives: `<dir>/<port>`, locked by the process that holds it.
+fn reservations_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join("berth-test-ports")
+}
+
+/// Reservation files, kept open (and so locked) until the process ends.
+static HELD: Mutex<Vec<std::fs::File>> = Mutex::new(Vec::new());
+
+/// The ports [`free_port`] hands out: below the kernel's ephemeral range (32768–60999 by
+/// default: an outgoing connection is never given one of these) and apart from
+/// [`daemons::MARIADB_PORTS`].
+pub const HARNESS_PORTS: RangeInclusive<u16> = 20000..=29999;
+
+/// A loopback port for a server a test starts, reserved for this process until it ends. A
+/// port merely free at the time of a call could be taken by another test (of this process
+/// or another) before the server binds it: every test process reserves the ports it hands
+/// out with an exclusive lock on a file per port, so no two are given the same one.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    reserve_port(HARNESS_PORTS).unwrap_or_else(|| {
+        // Every harness port is held: fall back to one the kernel picks (racy, as before).
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free loopback port")
+    })
+}
+
+/// The kernel's ephemeral port range (`ip_local_port_range`).
+fn ephemeral_ports() -> RangeInclusive<u16> {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|p| p.parse::<u16>().ok());
+            Some(it.next()??..=it.next()??)
+        })
+        .unwrap_or(32768..=60999)
+}
+
+/// Reserves a port of `range` that no other test process holds and that is free on
+/// 127.0.0.1 now (no server left over from an earlier run on it), starting from a place that
+/// differs between processes; `None` when there is none.
+pub fn reserve_port(range: RangeInclusive<u16>) -> Option<u16> {
+    let dir = reservations_dir();
+    if std::fs::create_dir_all(&dir).is_ok() {
+        use std::os::unix::fs::PermissionsExt;
+        // Test processes of other users reserve here too.
+        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777));
+    }
+    let ephemeral = ephemeral_ports();
+    let (first, n) = (*range.start(), range.len() as u32);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let start = (std::process::id().wrapping_mul(7919) ^ nanos) % n;
+    let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+    for i in 0..n {
+        let port = first + ((start + i) % n) as u16;
+        if ephemeral.contains(&port) {
+            continue;
+        }
+        let Ok(file) = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(port.to_string()))
+        else {
+            continue;
+        };
+        // Another reservation of this port, in this process or another, holds the lock.
+        if file.try_lock().is_err() {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        held.push(file);
+        return Some(port);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_handed_out_at_once_are_all_different_and_outside_the_ephemeral_range() {
+        let threads: Vec<_> = (0..8)
+            .map(|_| std::thread::spawn(|| (0..50).map(|_| free_port()).collect::<Vec<_>>()))
+            .collect();
+        let mut all: Vec<u16> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        let n = all.len();
+        assert!(all.iter().all(|p| HARNESS_PORTS.contains(p)), "{all:?}");
+        assert!(all.iter().all(|p| !ephemeral_ports().contains(p)));
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), n, "a port was handed out twice");
+    }
+
+    #[test]
+    fn a_port_reserved_by_another_process_is_not_handed_out() {
+        // `flock` (what `try_lock` takes) excludes other open files of the same file,
+        // whichever process opened them: a second open here stands for another process.
+        let port = free_port();
+        let other = std::fs::OpenOptions::new()
+            .write(true)
+            .open(reservations_dir().join(port.to_string()))
+            .unwrap();
+        assert!(other.try_lock().is_err(), "port {port} is not held");
+        let again = reserve_port(port..=port);
+        assert_eq!(again, None, "port {port} was handed out twice");
+    }
 }
