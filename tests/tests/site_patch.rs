@@ -263,17 +263,17 @@ async fn sites_are_listed_by_platform_status_and_client_and_a_failed_one_is_forg
         v.sort();
         v
     });
-    assert_eq!(list("?status=disabled").await, [a2.clone()]);
-    assert_eq!(list("?status=failed").await, [failed.clone()]);
+    assert_eq!(list("?status=disabled").await, vec![a2.clone()]);
+    assert_eq!(list("?status=failed").await, vec![failed.clone()]);
     assert_eq!(list("?status=enabled").await, {
         let mut v = vec![a1.clone(), b1.clone()];
         v.sort();
         v
     });
-    assert_eq!(list("?client=globex").await, [a2.clone()]);
+    assert_eq!(list("?client=globex").await, vec![a2.clone()]);
     assert_eq!(
         list("?client=acme&platform=platform_b&status=enabled").await,
-        [b1.clone()]
+        vec![b1.clone()]
     );
     assert_eq!(list("?client=nobody").await, Vec::<String>::new());
     assert_eq!(list("?platform=platform_none").await, Vec::<String>::new());
