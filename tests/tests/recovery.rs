@@ -15,8 +15,26 @@ use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(60);
 
+/// A `berth` process this test started: killed when the test ends, also by a failed
+/// assertion, so that none outlives its world.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(w: &World, service: &str, env: &[(&str, &str)]) -> (Reaped, std::path::PathBuf) {
+    let (c, log) = w.spawn_berth(service, env);
+    (Reaped(c), log)
+}
+
 /// Waits for a process to end on its own; its exit status.
-async fn exited(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+async fn exited(Reaped(child): &mut Reaped, within: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + within;
     loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -122,7 +140,8 @@ async fn an_api_that_dies_between_its_commit_and_its_publish_has_its_task_swept_
         .unwrap();
     assert_eq!(v.status, TaskStatus::Success, "{v:#?}");
     // A second API, in its own process, that dies at its first hand-over to the outbox.
-    let (mut api, log) = w.spawn_berth(
+    let (mut api, log) = spawn(
+        &w,
         "api",
         &[
             ("BERTH_LISTEN", "127.0.0.1:0"),
@@ -183,7 +202,7 @@ async fn a_state_service_that_dies_mid_task_has_its_next_step_swept_and_every_st
         .await
         .unwrap();
     // The server's verify, with a state service that does not fail.
-    let (mut first, _) = w.spawn_berth("state", &[]);
+    let (mut first, _) = spawn(&w, "state", &[]);
     let verify: uuid::Uuid = sqlx::query_scalar("SELECT id FROM tasks WHERE type = 'verify'")
         .fetch_one(&w.store.pool)
         .await
@@ -191,14 +210,14 @@ async fn a_state_service_that_dies_mid_task_has_its_next_step_swept_and_every_st
     let v = w.wait_finished(verify, WAIT).await.unwrap();
     assert_eq!(v.status, TaskStatus::Success, "{v:#?}");
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(first.id() as i32),
+        nix::unistd::Pid::from_raw(first.0.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
     assert!(exited(&mut first, WAIT).await.success());
     // Hand-over 1: the noop task's first step. Hand-over 2: the first step's result
     // recorded, with the second step: the crash.
-    let (mut state, log) = w.spawn_berth("state", &[("BERTH_FAULT", "abort-before-publish:2")]);
+    let (mut state, log) = spawn(&w, "state", &[("BERTH_FAULT", "abort-before-publish:2")]);
     let t = w
         .create_task(
             "noop",
@@ -239,10 +258,9 @@ async fn a_state_service_that_dies_mid_task_has_its_next_step_swept_and_every_st
     }
     // A new state service takes the task to its end: the first step's redelivered result
     // changes nothing, the second's is recorded, the third runs.
-    let (mut again, _) = w.spawn_berth("state", &[]);
+    let (again, _) = spawn(&w, "state", &[]);
     let done = w.wait_finished(t.id, WAIT).await.unwrap();
     ran_once(&done, 3);
-    let _ = again.kill();
-    let _ = again.wait();
+    drop(again);
     w.stop().await;
 }
