@@ -93,6 +93,25 @@ async fn step_rows(w: &World, step: uuid::Uuid) -> (i64, i64) {
     .unwrap()
 }
 
+/// The one outbox row `filter` (with `$1`) names was published by a sweep: the sweep takes
+/// only rows older than `SWEEP_MIN_AGE_MS`, while the publish right after a commit marks its
+/// rows within milliseconds.
+async fn swept(w: &World, filter: &str, arg: &str) {
+    let (n, age_ms): (i64, f64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*), coalesce(max(extract(epoch FROM sent_at - created_at) * 1000), 0)::float8
+         FROM outbox WHERE {filter}"
+    )))
+    .bind(arg)
+    .fetch_one(&w.store.pool)
+    .await
+    .unwrap();
+    assert_eq!(n, 1, "one row: {filter}");
+    assert!(
+        age_ms >= berth_outbox::SWEEP_MIN_AGE_MS as f64,
+        "the row was published {age_ms} ms after its commit: not by the sweep"
+    );
+}
+
 fn assert_aborted(status: std::process::ExitStatus, log: &Path) {
     let text = std::fs::read_to_string(log).unwrap();
     assert_eq!(
@@ -164,24 +183,29 @@ async fn an_api_that_dies_between_its_commit_and_its_publish_has_its_task_swept_
     let status = exited(&mut api, WAIT).await;
     assert_aborted(status, &log);
 
-    // The task was committed with its outbox row, and nothing was published.
-    let tasks: Vec<(uuid::Uuid, String)> =
-        sqlx::query_as("SELECT id, status FROM tasks WHERE type = 'noop'")
-            .fetch_all(&w.store.pool)
-            .await
-            .unwrap();
+    // The task was committed with its outbox row.
+    let tasks: Vec<(uuid::Uuid,)> = sqlx::query_as("SELECT id FROM tasks WHERE type = 'noop'")
+        .fetch_all(&w.store.pool)
+        .await
+        .unwrap();
     assert_eq!(tasks.len(), 1, "{tasks:?}");
-    let (id, first_status) = tasks[0].clone();
-    // (The sweep only takes rows older than 2 s: the row is still unsent just after the crash.)
-    assert_eq!(first_status, "queued");
-    assert_eq!(outbox_of(&w, id).await, (1, 1), "one row, unsent");
+    let id = tasks[0].0;
+    assert_eq!(outbox_of(&w, id).await.0, 1, "one outbox row");
 
     // The sweep of the surviving processes publishes it; the task runs once.
     let t = w.wait_finished(id, WAIT).await.unwrap();
     ran_once(&t, 1);
-    let (rows, unsent) = outbox_of(&w, id).await;
-    assert_eq!(unsent, 0, "every row of the task published");
-    assert!(rows >= 1);
+    assert_eq!(
+        outbox_of(&w, id).await.1,
+        0,
+        "every row of the task published"
+    );
+    swept(
+        &w,
+        "exchange = 'berth.tasks' AND task_id::text = $1",
+        &id.to_string(),
+    )
+    .await;
     let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM tasks WHERE type = 'noop'")
         .fetch_one(&w.store.pool)
         .await
@@ -240,14 +264,14 @@ async fn a_state_service_that_dies_mid_task_has_its_next_step_swept_and_every_st
     );
     let second = steps[1].id;
     assert_eq!(
-        step_rows(&w, second).await,
-        (1, 1),
-        "the second step's one row waits in the outbox"
+        step_rows(&w, second).await.0,
+        1,
+        "the second step's one row is in the outbox"
     );
     assert_eq!(step_rows(&w, steps[2].id).await, (0, 0), "{mid:#?}");
 
-    // With no state service at all, the API's sweep publishes the second step and the
-    // worker runs it (its result waits in state.events).
+    // With no state service at all, the API's sweep publishes the second step (the worker
+    // runs it; its result waits in state.events).
     let deadline = Instant::now() + WAIT;
     while step_rows(&w, second).await != (1, 0) {
         assert!(
@@ -256,6 +280,12 @@ async fn a_state_service_that_dies_mid_task_has_its_next_step_swept_and_every_st
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    swept(
+        &w,
+        "exchange = 'berth.work' AND payload->>'step_id' = $1",
+        &second.to_string(),
+    )
+    .await;
     // A new state service takes the task to its end: the first step's redelivered result
     // changes nothing, the second's is recorded, the third runs.
     let (again, _) = spawn(&w, "state", &[]);
