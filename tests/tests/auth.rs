@@ -165,6 +165,17 @@ async fn every_protected_operation_refuses_a_missing_wrong_or_foreign_token() {
             assert_eq!(security, &global, "{method} {path}: an unknown security");
             protected += 1;
             let body = body_for(method, path, &uri);
+            if method == "get" {
+                // HEAD is answered wherever GET is: refused the same way.
+                for (who, auth) in &callers {
+                    let mut req = w.http.head(&url);
+                    if let Some(a) = auth {
+                        req = req.header("authorization", a);
+                    }
+                    let r = req.send().await.unwrap();
+                    assert_eq!(r.status(), 401, "HEAD {path} with {who}");
+                }
+            }
             for (who, auth) in &callers {
                 let mut req = w
                     .http

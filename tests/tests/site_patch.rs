@@ -163,6 +163,24 @@ async fn a_patch_removes_an_alias_everywhere_refuses_a_taken_one_and_changes_cli
     // A site's uri is taken too.
     let (status, p) = patch(&w, &other, json!({"aliases": [uri]})).await;
     assert_eq!(status, 409, "{p}");
+    // The alias the first site gave up is free: the other site takes it, and it leads
+    // there (link, server name, record).
+    let (status, changed) = patch(&w, &other, json!({"aliases": [old]})).await;
+    assert_eq!(status, 200, "{changed}");
+    let v = w
+        .wait_finished(changed["task"].as_str().unwrap().parse().unwrap(), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(v.status, TaskStatus::Success, "{v:#?}");
+    assert_eq!(
+        std::fs::read_link(sites_dir.join(&old)).unwrap(),
+        std::path::Path::new(&other)
+    );
+    assert!(vhost(&w, &other).contains(&format!("server_name {other} {old};")));
+    let (status, body) = page(&w, &old);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(&format!("<h1>{other}</h1>")), "{body}");
+    dig_until(&w, &old, "CNAME", &[format!("{other}.")]);
 
     // Client and e-mail: changed, listed under the new client, the rest as it was.
     let (status, changed) = patch(
