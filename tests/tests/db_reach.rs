@@ -13,8 +13,6 @@ use sqlx::{ConnectOptions, Connection, Row};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(120);
-/// MariaDB's socket, where `'user'@'localhost'` logs in.
-const SOCKET: &str = "/run/mysqld/mysqld.sock";
 
 fn vhost_password(w: &World, uri: &str) -> String {
     let vhost = std::fs::read_to_string(
@@ -100,12 +98,20 @@ async fn a_sites_database_user_reaches_only_its_own_database_from_both_grant_hos
     assert_ne!(db_a, db_b);
     let password = vhost_password(&w, &uri_a);
     let admin = mysql_admin();
+    let mut root = <MySqlConnection as Connection>::connect(&berth_tests::mysql_url())
+        .await
+        .unwrap();
+    // The server's socket, where `'user'@'localhost'` logs in.
+    let socket: String = sqlx::query_scalar("SELECT @@socket")
+        .fetch_one(&mut root)
+        .await
+        .unwrap();
 
     for (host, opts) in [
         (
             "localhost",
             MySqlConnectOptions::new()
-                .socket(SOCKET)
+                .socket(&socket)
                 .username(user_a)
                 .password(&password),
         ),
@@ -216,9 +222,6 @@ async fn a_sites_database_user_reaches_only_its_own_database_from_both_grant_hos
     }
 
     // B's data is as it was (nothing above got through as a side effect).
-    let mut root = <MySqlConnection as Connection>::connect(&berth_tests::mysql_url())
-        .await
-        .unwrap();
     let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT count(*) FROM `{db_b}`.config WHERE name = 'system.site' AND data <> ''"
     )))
