@@ -168,11 +168,14 @@ async fn an_api_that_dies_between_its_commit_and_its_publish_has_its_task_swept_
         ],
     );
     let url = api_address(&log).await;
+    let body = json!({"type": "noop", "target": "server_master", "args": {}});
+    let key = "storefront-order-1";
     let sent = w
         .http
         .post(format!("{url}/api/v1/tasks"))
         .bearer_auth(&w.token)
-        .json(&json!({"type": "noop", "target": "server_master", "args": {}}))
+        .header("Idempotency-Key", key)
+        .json(&body)
         .send()
         .await;
     assert!(
@@ -206,6 +209,40 @@ async fn an_api_that_dies_between_its_commit_and_its_publish_has_its_task_swept_
         &id.to_string(),
     )
     .await;
+
+    // The client resends its request (same key) to an API that runs, as a storefront does
+    // after a dropped connection, honouring Retry-After while the claim's lease runs: it
+    // is told its task, and no second one is made.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let answer = loop {
+        let r = w
+            .post("/api/v1/tasks", &body)
+            .header("Idempotency-Key", key)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let retry_after = r.headers().get("retry-after").cloned();
+        let location = r
+            .headers()
+            .get("location")
+            .map(|l| l.to_str().unwrap().to_string());
+        let text = r.text().await.unwrap();
+        assert_eq!(status, 409, "a resend must not make a task: {text}");
+        if let Some(l) = location {
+            break (l, text);
+        }
+        assert!(
+            retry_after.is_some(),
+            "409 without Retry-After nor Location: {text}"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the resend is never told its task: {text}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    assert_eq!(answer.0, format!("/api/v1/tasks/{id}"), "{}", answer.1);
     let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM tasks WHERE type = 'noop'")
         .fetch_one(&w.store.pool)
         .await
