@@ -194,6 +194,11 @@ async fn a_sites_database_user_reaches_only_its_own_database_from_both_grant_hos
         refused(&mut my, "UPDATE mysql.global_priv SET priv = '{}'", &who).await;
         // No new database, no new user, no grant: not even on its own database.
         refused(&mut my, &format!("CREATE DATABASE `{db_a}_more`"), &who).await;
+        // `_` and `%` are wildcards in a grant's database name: the grant must be of its
+        // own database only, not of every name that pattern matches.
+        let lookalike = db_a.replace('_', "x");
+        assert_ne!(lookalike, db_a);
+        refused(&mut my, &format!("CREATE DATABASE `{lookalike}`"), &who).await;
         refused(
             &mut my,
             "CREATE USER 'berth_intruder'@'%' IDENTIFIED BY 'x'",

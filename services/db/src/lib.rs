@@ -125,7 +125,8 @@ impl DbWorker {
             .map_err(|e| classify("create user", e))?;
             ctx.info(format!("created user {name}"));
             sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                "GRANT ALL PRIVILEGES ON `{name}`.* TO '{name}'@'%'"
+                "GRANT ALL PRIVILEGES ON `{}`.* TO '{name}'@'%'",
+                grant_db(&name)
             )))
             .execute(&mut conn)
             .await
@@ -285,10 +286,21 @@ impl DbWorker {
                 format!("ALTER USER '{user}'@'{host}' IDENTIFIED BY '{password}'"),
             )
             .await?;
+            // A grant made before database names were escaped in grants covered every
+            // name its pattern matched: it goes (absent, MariaDB says so; that is fine).
+            let _ = exec(
+                conn,
+                "revoke",
+                format!("REVOKE ALL PRIVILEGES ON `{db}`.* FROM '{user}'@'{host}'"),
+            )
+            .await;
             exec(
                 conn,
                 "grant",
-                format!("GRANT ALL PRIVILEGES ON `{db}`.* TO '{user}'@'{host}'"),
+                format!(
+                    "GRANT ALL PRIVILEGES ON `{}`.* TO '{user}'@'{host}'",
+                    grant_db(db)
+                ),
             )
             .await?;
             ctx.info(format!("user {user}@{host} granted all on {db}"));
@@ -325,6 +337,15 @@ impl DbWorker {
     }
 }
 
+/// A database name as a GRANT must give it: there `_` and `%` are wildcards (`GRANT … ON
+/// \`a_b\`.*` also grants `axb`, `a-b`…, and the right to create them), so they are escaped
+/// and the grant is of this one database only.
+fn grant_db(name: &str) -> String {
+    name.replace('\\', "\\\\")
+        .replace('_', "\\_")
+        .replace('%', "\\%")
+}
+
 fn hex_encode(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -348,4 +369,19 @@ pub async fn run(
 ) -> Result<(), berth_broker::BrokerError> {
     let worker = cfg.worker.clone();
     run_worker(worker, Arc::new(DbWorker::new(cfg)), shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::grant_db;
+
+    #[test]
+    fn a_granted_database_name_matches_itself_only() {
+        assert_eq!(
+            grant_db("www_example_com_1a2b3c"),
+            r"www\_example\_com\_1a2b3c"
+        );
+        assert_eq!(grant_db("a%b"), r"a\%b");
+        assert_eq!(grant_db("plain"), "plain");
+    }
 }
