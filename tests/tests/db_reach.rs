@@ -96,11 +96,33 @@ async fn a_sites_database_user_reaches_only_its_own_database_from_both_grant_hos
         b["db_user"].as_str().unwrap(),
     );
     assert_ne!(db_a, db_b);
-    let password = vhost_password(&w, &uri_a);
-    let admin = mysql_admin();
+    // Site A as a site installed before database names were escaped in grants: `_` is a
+    // wildcard there, so its grant covered every lookalike name. Its verify puts it right.
     let mut root = <MySqlConnection as Connection>::connect(&berth_tests::mysql_url())
         .await
         .unwrap();
+    for host in ["localhost", "127.0.0.1"] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "GRANT ALL PRIVILEGES ON `{db_a}`.* TO '{user_a}'@'{host}'"
+        )))
+        .execute(&mut root)
+        .await
+        .unwrap();
+    }
+    let v = w.create_task("verify", &uri_a, json!({})).await.unwrap();
+    let v = w.wait_finished(v.id, WAIT).await.unwrap();
+    assert!(
+        matches!(v.status, TaskStatus::Success | TaskStatus::Warning),
+        "{v:#?}"
+    );
+    assert!(
+        v.log.as_ref().unwrap().iter().any(|l| l
+            .message
+            .contains("had a grant on every database named like")),
+        "{v:#?}"
+    );
+    let password = vhost_password(&w, &uri_a);
+    let admin = mysql_admin();
     // The server's socket, where `'user'@'localhost'` logs in.
     let socket: String = sqlx::query_scalar("SELECT @@socket")
         .fetch_one(&mut root)

@@ -308,6 +308,48 @@ impl DbWorker {
         Ok(())
     }
 
+    /// The site's users' grants as they must be (a site verify): all privileges on its own
+    /// database, and no grant left from before database names were escaped in grants (one
+    /// that covered every name its pattern matched). Changes nothing else.
+    async fn site_db_grant(
+        &self,
+        cmd: &StepCommand,
+        ctx: &StepContext,
+    ) -> Result<StepOk, StepError> {
+        let site = site_db(cmd)?;
+        let mut conn = self.admin_connection_to(&cmd.args["db"], cmd, ctx).await?;
+        let (db, user) = (&site.name, &site.user);
+        for host in &site.hosts {
+            if db.contains('_') {
+                // An error is 1141, no such grant: as it should be.
+                if exec(
+                    &mut conn,
+                    "revoke",
+                    format!("REVOKE ALL PRIVILEGES ON `{db}`.* FROM '{user}'@'{host}'"),
+                )
+                .await
+                .is_ok()
+                {
+                    ctx.warn(format!(
+                        "user {user}@{host} had a grant on every database named like {db}: revoked"
+                    ));
+                }
+            }
+            exec(
+                &mut conn,
+                "grant",
+                format!(
+                    "GRANT ALL PRIVILEGES ON `{}`.* TO '{user}'@'{host}'",
+                    grant_db(db)
+                ),
+            )
+            .await?;
+            ctx.info(format!("user {user}@{host} granted all on {db} only"));
+        }
+        let _ = conn.close().await;
+        Ok(StepOk::default())
+    }
+
     /// Revokes and drops the site's users and drops its database (absent ones are fine).
     async fn site_db_drop(
         &self,
@@ -356,6 +398,7 @@ impl StepHandler for DbWorker {
             "verify" => self.verify(cmd, ctx).await,
             "site-db-create" => self.site_db_create(cmd, ctx).await,
             "site-db-drop" => self.site_db_drop(cmd, ctx).await,
+            "site-db-grant" => self.site_db_grant(cmd, ctx).await,
             other => Err(StepError::Permanent(format!(
                 "the db worker has no action `{other}`"
             ))),
