@@ -267,6 +267,7 @@ async fn sites_are_listed_by_platform_status_and_client_and_a_failed_one_is_forg
         .await
         .unwrap();
     assert_eq!(t.status, TaskStatus::Error, "{t:#?}");
+    let failed_install = t.id;
 
     let list = |q: &'static str| {
         let w = &w;
@@ -331,11 +332,23 @@ async fn sites_are_listed_by_platform_status_and_client_and_a_failed_one_is_forg
         !list("?status=enabled").await.contains(&failed),
         "the forgotten site is not enabled"
     );
+    // Its failed install is not retried: the site it was for is forgotten.
+    let retry = |w: &World| {
+        w.post(&format!("/api/v1/tasks/{failed_install}/retry"), &json!({}))
+            .send()
+    };
+    let r = retry(&w).await.unwrap();
+    assert_eq!(r.status(), 409, "{}", r.text().await.unwrap());
     let site = install(&w, json!({"uri": failed, "platform": "platform_b"})).await;
     assert_eq!(site["uri"], failed.as_str());
     assert_eq!(
         w.get_json(&format!("/api/v1/sites/{failed}")).await["status"],
         "enabled"
     );
+    // Nor once a new site has that name: it was another site's install.
+    let before = row_counts(&w.store).await.unwrap();
+    let r = retry(&w).await.unwrap();
+    assert_eq!(r.status(), 409, "{}", r.text().await.unwrap());
+    assert_eq!(row_counts(&w.store).await.unwrap(), before);
     w.stop().await;
 }
