@@ -679,6 +679,21 @@ pub fn plan_site_task_with(
         TaskType::Verify => {
             need_status(&[status::ENABLED, status::DISABLED])?;
             let args = s.step_args(disabled_now);
+            if s.db_server
+                .db
+                .as_ref()
+                .is_some_and(|d| managed(&d.service_type))
+            {
+                // The user's grants as they must be: its own database only.
+                steps.push(step(
+                    "db",
+                    &s.db_server.name,
+                    "site-db-grant",
+                    &args,
+                    None,
+                    Some(SecretNeed::DbAdmin),
+                ));
+            }
             steps.push(step("http", web, "site-files", &args, None, None));
             steps.push(step(
                 "http",
@@ -896,9 +911,15 @@ mod tests {
         let p = plan_site_task(TaskType::Verify, &site("disabled", "bind")).unwrap();
         assert_eq!(
             actions(&p),
-            ["site-files", "site-vhost", "site-records", "site-packages"]
+            [
+                "site-db-grant",
+                "site-files",
+                "site-vhost",
+                "site-records",
+                "site-packages"
+            ]
         );
-        assert!(p.steps[1].args["disabled"].as_bool().unwrap());
+        assert!(p.steps[2].args["disabled"].as_bool().unwrap());
         let err = plan_site_task(TaskType::LoginReset, &site("disabled", "null")).unwrap_err();
         assert!(err.contains("disabled"), "{err}");
     }

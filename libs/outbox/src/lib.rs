@@ -75,8 +75,49 @@ impl Outbox {
     /// Publishes rows whose transaction has committed. Never blocks; a row that cannot be
     /// published now is left to the sweep.
     pub fn publish(&self, rows: Vec<OutboxRow>) {
+        #[cfg(debug_assertions)]
+        fault::before_publish(rows.len());
         if !rows.is_empty() {
             let _ = self.0.send(rows);
+        }
+    }
+}
+
+/// Fault injection for the recovery tests, compiled into debug builds only:
+/// `BERTH_FAULT=abort-before-publish:N` makes the process abort (SIGABRT, no unwinding, no
+/// graceful shutdown: as a crash or a SIGKILL would end it) the Nth time it hands committed
+/// rows to its [`Outbox`], after their transaction committed and before any is published:
+/// exactly the window the sweep exists for. `tests/tests/recovery.rs` uses it on the API
+/// (a task accepted, never published) and on the state service (a step result recorded,
+/// its next step never published).
+#[cfg(debug_assertions)]
+mod fault {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    pub const VAR: &str = "BERTH_FAULT";
+    const ABORT_BEFORE_PUBLISH: &str = "abort-before-publish:";
+
+    pub(super) fn before_publish(rows: usize) {
+        static AT: OnceLock<Option<u64>> = OnceLock::new();
+        static SEEN: AtomicU64 = AtomicU64::new(0);
+        let at = AT.get_or_init(|| {
+            std::env::var(VAR)
+                .ok()?
+                .strip_prefix(ABORT_BEFORE_PUBLISH)?
+                .parse()
+                .ok()
+        });
+        if rows == 0 {
+            return;
+        }
+        if let Some(at) = *at
+            && SEEN.fetch_add(1, Ordering::SeqCst) + 1 == at
+        {
+            eprintln!(
+                "{VAR}: aborting after a commit, before publishing its {rows} outbox row(s) (hand-over {at})"
+            );
+            std::process::abort();
         }
     }
 }

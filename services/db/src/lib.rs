@@ -125,7 +125,8 @@ impl DbWorker {
             .map_err(|e| classify("create user", e))?;
             ctx.info(format!("created user {name}"));
             sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                "GRANT ALL PRIVILEGES ON `{name}`.* TO '{name}'@'%'"
+                "GRANT ALL PRIVILEGES ON `{}`.* TO '{name}'@'%'",
+                grant_db(&name)
             )))
             .execute(&mut conn)
             .await
@@ -285,15 +286,68 @@ impl DbWorker {
                 format!("ALTER USER '{user}'@'{host}' IDENTIFIED BY '{password}'"),
             )
             .await?;
+            // A grant made before database names were escaped in grants covered every
+            // name its pattern matched: it goes (absent, MariaDB says so; that is fine).
+            let _ = exec(
+                conn,
+                "revoke",
+                format!("REVOKE ALL PRIVILEGES ON `{db}`.* FROM '{user}'@'{host}'"),
+            )
+            .await;
             exec(
                 conn,
                 "grant",
-                format!("GRANT ALL PRIVILEGES ON `{db}`.* TO '{user}'@'{host}'"),
+                format!(
+                    "GRANT ALL PRIVILEGES ON `{}`.* TO '{user}'@'{host}'",
+                    grant_db(db)
+                ),
             )
             .await?;
             ctx.info(format!("user {user}@{host} granted all on {db}"));
         }
         Ok(())
+    }
+
+    /// The site's users' grants as they must be (a site verify): all privileges on its own
+    /// database, and no grant left from before database names were escaped in grants (one
+    /// that covered every name its pattern matched). Changes nothing else.
+    async fn site_db_grant(
+        &self,
+        cmd: &StepCommand,
+        ctx: &StepContext,
+    ) -> Result<StepOk, StepError> {
+        let site = site_db(cmd)?;
+        let mut conn = self.admin_connection_to(&cmd.args["db"], cmd, ctx).await?;
+        let (db, user) = (&site.name, &site.user);
+        for host in &site.hosts {
+            if db.contains('_') {
+                // An error is 1141, no such grant: as it should be.
+                if exec(
+                    &mut conn,
+                    "revoke",
+                    format!("REVOKE ALL PRIVILEGES ON `{db}`.* FROM '{user}'@'{host}'"),
+                )
+                .await
+                .is_ok()
+                {
+                    ctx.warn(format!(
+                        "user {user}@{host} had a grant on every database named like {db}: revoked"
+                    ));
+                }
+            }
+            exec(
+                &mut conn,
+                "grant",
+                format!(
+                    "GRANT ALL PRIVILEGES ON `{}`.* TO '{user}'@'{host}'",
+                    grant_db(db)
+                ),
+            )
+            .await?;
+            ctx.info(format!("user {user}@{host} granted all on {db} only"));
+        }
+        let _ = conn.close().await;
+        Ok(StepOk::default())
     }
 
     /// Revokes and drops the site's users and drops its database (absent ones are fine).
@@ -325,6 +379,15 @@ impl DbWorker {
     }
 }
 
+/// A database name as a GRANT must give it: there `_` and `%` are wildcards (`GRANT … ON
+/// \`a_b\`.*` also grants `axb`, `a-b`…, and the right to create them), so they are escaped
+/// and the grant is of this one database only.
+fn grant_db(name: &str) -> String {
+    name.replace('\\', "\\\\")
+        .replace('_', "\\_")
+        .replace('%', "\\%")
+}
+
 fn hex_encode(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -335,6 +398,7 @@ impl StepHandler for DbWorker {
             "verify" => self.verify(cmd, ctx).await,
             "site-db-create" => self.site_db_create(cmd, ctx).await,
             "site-db-drop" => self.site_db_drop(cmd, ctx).await,
+            "site-db-grant" => self.site_db_grant(cmd, ctx).await,
             other => Err(StepError::Permanent(format!(
                 "the db worker has no action `{other}`"
             ))),
@@ -348,4 +412,19 @@ pub async fn run(
 ) -> Result<(), berth_broker::BrokerError> {
     let worker = cfg.worker.clone();
     run_worker(worker, Arc::new(DbWorker::new(cfg)), shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::grant_db;
+
+    #[test]
+    fn a_granted_database_name_matches_itself_only() {
+        assert_eq!(
+            grant_db("www_example_com_1a2b3c"),
+            r"www\_example\_com\_1a2b3c"
+        );
+        assert_eq!(grant_db("a%b"), r"a\%b");
+        assert_eq!(grant_db("plain"), "plain");
+    }
 }

@@ -1,0 +1,266 @@
+//! A site's database user reaches its own database and nothing else. Two sites are
+//! installed through the real path (the db worker makes their databases, users and grants
+//! on MariaDB); site A's user, with the password from its vhost, connects from both hosts
+//! it is granted at (`localhost` through the socket, `127.0.0.1` over TCP) and can work in
+//! its own database, but cannot see, read, write or enter site B's database nor `mysql`,
+//! create a database or a user, or grant anything to anyone.
+
+use berth_contracts::TaskStatus;
+use berth_tests::{World, WorldOptions, mysql_admin};
+use serde_json::{Value, json};
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
+use sqlx::{ConnectOptions, Connection, Row};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(120);
+
+fn vhost_password(w: &World, uri: &str) -> String {
+    let vhost = std::fs::read_to_string(
+        w.dir
+            .join("config/server_master/nginx/vhost.d")
+            .join(format!("{uri}.conf")),
+    )
+    .unwrap();
+    vhost
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("fastcgi_param db_passwd "))
+        .unwrap()
+        .trim_end_matches(';')
+        .to_string()
+}
+
+async fn install(w: &World, uri: &str) -> Value {
+    let (site, t) = w
+        .install_site(json!({"uri": uri, "platform": "platform_d10"}))
+        .await
+        .unwrap();
+    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    site
+}
+
+/// Runs `sql` and expects MariaDB to refuse it for lack of privileges.
+async fn refused(conn: &mut MySqlConnection, sql: &str, as_who: &str) {
+    let e = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+        .execute(&mut *conn)
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("{as_who} was allowed: {sql}"));
+    let code = e
+        .as_database_error()
+        .and_then(|d| d.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>())
+        .map(|m| m.number())
+        .unwrap_or_else(|| panic!("{as_who}: {sql}: not a refusal: {e}"));
+    // 1044 access denied to a database, 1142 command denied on a table, 1227 needs a
+    // privilege (CREATE USER, SUPER…), 1410 not allowed to grant.
+    assert!(
+        [1044, 1142, 1227, 1410].contains(&code),
+        "{as_who}: {sql}: refused for another reason ({code}): {e}"
+    );
+}
+
+async fn strings(conn: &mut MySqlConnection, sql: &str) -> Vec<String> {
+    sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .iter()
+        .map(|r| r.get::<String, _>(0))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sites_database_user_reaches_only_its_own_database_from_both_grant_hosts() {
+    let w = World::start_with(WorldOptions {
+        web: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let s = w
+        .create_server_with_dns("server_master", "localhost", "null")
+        .await
+        .unwrap();
+    w.wait_finished(s["verify_task"].as_str().unwrap().parse().unwrap(), WAIT)
+        .await
+        .unwrap();
+    w.add_platform("platform_d10", "drupal10").await.unwrap();
+    let (uri_a, uri_b) = (format!("a.{}.test", w.id), format!("b.{}.test", w.id));
+    let a = install(&w, &uri_a).await;
+    let b = install(&w, &uri_b).await;
+    let (db_a, user_a) = (
+        a["db_name"].as_str().unwrap(),
+        a["db_user"].as_str().unwrap(),
+    );
+    let (db_b, user_b) = (
+        b["db_name"].as_str().unwrap(),
+        b["db_user"].as_str().unwrap(),
+    );
+    assert_ne!(db_a, db_b);
+    // Site A as a site installed before database names were escaped in grants: `_` is a
+    // wildcard there, so its grant covered every lookalike name. Its verify puts it right.
+    let mut root = <MySqlConnection as Connection>::connect(&berth_tests::mysql_url())
+        .await
+        .unwrap();
+    for host in ["localhost", "127.0.0.1"] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "GRANT ALL PRIVILEGES ON `{db_a}`.* TO '{user_a}'@'{host}'"
+        )))
+        .execute(&mut root)
+        .await
+        .unwrap();
+    }
+    let v = w.create_task("verify", &uri_a, json!({})).await.unwrap();
+    let v = w.wait_finished(v.id, WAIT).await.unwrap();
+    assert!(
+        matches!(v.status, TaskStatus::Success | TaskStatus::Warning),
+        "{v:#?}"
+    );
+    assert!(
+        v.log.as_ref().unwrap().iter().any(|l| l
+            .message
+            .contains("had a grant on every database named like")),
+        "{v:#?}"
+    );
+    let password = vhost_password(&w, &uri_a);
+    let admin = mysql_admin();
+    // The server's socket, where `'user'@'localhost'` logs in.
+    let socket: String = sqlx::query_scalar("SELECT @@socket")
+        .fetch_one(&mut root)
+        .await
+        .unwrap();
+
+    for (host, opts) in [
+        (
+            "localhost",
+            MySqlConnectOptions::new()
+                .socket(&socket)
+                .username(user_a)
+                .password(&password),
+        ),
+        (
+            "127.0.0.1",
+            MySqlConnectOptions::new()
+                .host("127.0.0.1")
+                .port(admin.port)
+                .username(user_a)
+                .password(&password),
+        ),
+    ] {
+        let who = format!("{user_a}@{host}");
+        let mut my = opts
+            .disable_statement_logging()
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("{who} cannot log in: {e}"));
+        // The account that matched is the one granted at this host.
+        let current = strings(&mut my, "SELECT CURRENT_USER()").await;
+        assert_eq!(
+            current,
+            std::slice::from_ref(&who),
+            "logged in as another account"
+        );
+
+        // Its own database: the site's tables are there, and it may change them.
+        let tables = strings(
+            &mut my,
+            &format!(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = '{db_a}'"
+            ),
+        )
+        .await;
+        assert!(tables.iter().any(|t| t == "config"), "{who}: {tables:?}");
+        let probe = format!("`{db_a}`.berth_probe_{}", host.replace('.', "_"));
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "CREATE TABLE {probe} (x int); INSERT INTO {probe} VALUES (1); DROP TABLE {probe}"
+        )))
+        .execute(&mut my)
+        .await
+        .unwrap_or_else(|e| panic!("{who} cannot work in its own database: {e}"));
+
+        // It sees no other database.
+        let mut visible = strings(&mut my, "SHOW DATABASES").await;
+        visible.sort();
+        let mut own = vec![db_a.to_string(), "information_schema".to_string()];
+        own.sort();
+        assert_eq!(visible, own, "{who} sees other databases");
+        let others = strings(
+            &mut my,
+            &format!(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema IN ('{db_b}', 'mysql')"
+            ),
+        )
+        .await;
+        assert!(others.is_empty(), "{who} sees tables of others: {others:?}");
+
+        // Site B's database: not read, not written, not entered.
+        refused(&mut my, &format!("SELECT * FROM `{db_b}`.config"), &who).await;
+        refused(
+            &mut my,
+            &format!("UPDATE `{db_b}`.config SET data = '' WHERE name = 'system.site'"),
+            &who,
+        )
+        .await;
+        refused(
+            &mut my,
+            &format!("CREATE TABLE `{db_b}`.planted (x int)"),
+            &who,
+        )
+        .await;
+        refused(&mut my, &format!("DROP TABLE `{db_b}`.config"), &who).await;
+        refused(&mut my, &format!("USE `{db_b}`"), &who).await;
+        refused(&mut my, &format!("DROP DATABASE `{db_b}`"), &who).await;
+        // MariaDB's own tables.
+        refused(&mut my, "SELECT * FROM mysql.user", &who).await;
+        refused(&mut my, "SELECT * FROM mysql.global_priv", &who).await;
+        refused(&mut my, "SELECT * FROM mysql.db", &who).await;
+        refused(&mut my, "UPDATE mysql.global_priv SET priv = '{}'", &who).await;
+        // No new database, no new user, no grant: not even on its own database.
+        refused(&mut my, &format!("CREATE DATABASE `{db_a}_more`"), &who).await;
+        // `_` and `%` are wildcards in a grant's database name: the grant must be of its
+        // own database only, not of every name that pattern matches.
+        let lookalike = db_a.replace('_', "x");
+        assert_ne!(lookalike, db_a);
+        refused(&mut my, &format!("CREATE DATABASE `{lookalike}`"), &who).await;
+        refused(
+            &mut my,
+            "CREATE USER 'berth_intruder'@'%' IDENTIFIED BY 'x'",
+            &who,
+        )
+        .await;
+        refused(
+            &mut my,
+            &format!("GRANT SELECT ON `{db_a}`.* TO '{user_b}'@'localhost'"),
+            &who,
+        )
+        .await;
+        refused(
+            &mut my,
+            &format!("GRANT ALL PRIVILEGES ON `{db_b}`.* TO '{user_a}'@'{host}'"),
+            &who,
+        )
+        .await;
+        refused(
+            &mut my,
+            &format!("SET PASSWORD FOR '{user_b}'@'localhost' = PASSWORD('x')"),
+            &who,
+        )
+        .await;
+        let _ = my.close().await;
+    }
+
+    // B's data is as it was (nothing above got through as a side effect).
+    let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM `{db_b}`.config WHERE name = 'system.site' AND data <> ''"
+    )))
+    .fetch_one(&mut root)
+    .await
+    .unwrap();
+    assert_eq!(n, 1);
+    let intruders: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM mysql.user WHERE user = 'berth_intruder'")
+            .fetch_one(&mut root)
+            .await
+            .unwrap();
+    assert_eq!(intruders, 0);
+    w.stop().await;
+}
