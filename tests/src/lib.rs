@@ -1208,23 +1208,3 @@ mod mysql_url_tests {
         assert!(parse_mysql_url("postgres://u:p@h/d").is_none());
     }
 }
-
-// --- issue 11 part A helpers ---
-
-/// Waits until every outbox row has been published (`sent_at` set): after it, the rows a
-/// test counts stay as they are until the test itself asks for something.
-pub async fn wait_outbox_sent(store: &Store, within: Duration) -> Result<()> {
-    let deadline = Instant::now() + within;
-    loop {
-        let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
-            .fetch_one(&store.pool)
-            .await?;
-        if n == 0 {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("{n} outbox row(s) still unsent after {within:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}

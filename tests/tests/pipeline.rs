@@ -8,6 +8,24 @@ use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(60);
 
+/// Waits until every outbox row has been published (`sent_at` set): after it, the rows a
+/// test counts stay as they are until the test itself asks for something.
+async fn wait_outbox_sent(store: &berth_store::Store, within: Duration) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
+            .fetch_one(&store.pool)
+            .await?;
+        if n == 0 {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            anyhow::bail!("{n} outbox row(s) still unsent after {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_new_server_is_verified_by_the_db_http_and_dns_workers() {
     let w = World::start().await.unwrap();
@@ -423,7 +441,7 @@ async fn bad_input_gets_problem_json_and_writes_nothing() {
             .await
             .unwrap();
     }
-    berth_tests::wait_outbox_sent(&w.store, WAIT).await.unwrap();
+    wait_outbox_sent(&w.store, WAIT).await.unwrap();
     let before = row_counts(&w.store).await.unwrap();
     let big = "x".repeat(70_000);
     let cases: Vec<(&str, reqwest::RequestBuilder, u16)> = vec![

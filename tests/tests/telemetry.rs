@@ -87,7 +87,7 @@ async fn a_worker_exports_the_tasks_trace_over_otlp() {
     .await;
     let trace = hex::decode(&task.trace_id).unwrap();
     let contains = |b: &[u8], needle: &[u8]| b.windows(needle.len()).any(|w| w == needle);
-    let bodies = bodies.lock().unwrap();
+    let bodies = bodies.lock().unwrap().clone();
     let carrying: Vec<&Vec<u8>> = bodies.iter().filter(|b| contains(b, &trace)).collect();
     assert!(
         !carrying.is_empty(),
