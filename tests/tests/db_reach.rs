@@ -264,3 +264,136 @@ async fn a_sites_database_user_reaches_only_its_own_database_from_both_grant_hos
     assert_eq!(intruders, 0);
     w.stop().await;
 }
+
+async fn my_exec(sql: &str) {
+    let mut root = <MySqlConnection as Connection>::connect(&berth_tests::mysql_url())
+        .await
+        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+        .execute(&mut root)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// A db admin account of this test's own, dropped when the test ends (also on a failure).
+struct Admin(String);
+
+impl Drop for Admin {
+    fn drop(&mut self) {
+        let name = self.0.clone();
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Runtime::new()
+                .unwrap()
+                .block_on(my_exec(&format!("DROP USER IF EXISTS '{name}'@'%'")));
+        })
+        .join();
+    }
+}
+
+/// A site verify whose db admin may no longer grant fails at its grant step saying why; the
+/// site goes on serving, and its user keeps its database; with the rights back, it passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_verify_whose_grant_is_refused_fails_and_leaves_the_site_as_it_was() {
+    let w = World::start_with(WorldOptions {
+        web: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let admin = Admin(format!("b11adm_{}", w.id));
+    let a = &admin.0;
+    let password = uuid::Uuid::new_v4().simple().to_string();
+    my_exec(&format!("CREATE USER '{a}'@'%' IDENTIFIED BY '{password}'")).await;
+    my_exec(&format!(
+        "GRANT ALL PRIVILEGES ON *.* TO '{a}'@'%' WITH GRANT OPTION"
+    ))
+    .await;
+    let m = mysql_admin();
+    let r = w
+        .post(
+            "/api/v1/servers",
+            &json!({"name": "server_master", "host": "localhost",
+                "services": {
+                    "http": {"type": "nginx", "port": w.web.as_ref().unwrap().port},
+                    "db": {"type": "mariadb", "host": m.host, "port": m.port,
+                           "admin_user": a, "admin_password": password},
+                    "dns": {"type": "null"}}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let s: Value = r.json().await.unwrap();
+    let v = w
+        .wait_finished(s["verify_task"].as_str().unwrap().parse().unwrap(), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(v.status, TaskStatus::Success, "{v:#?}");
+    w.add_platform("platform_d10", "drupal10").await.unwrap();
+    let uri = format!("g.{}.test", w.id);
+    let site = install(&w, &uri).await;
+    let (db, user) = (
+        site["db_name"].as_str().unwrap(),
+        site["db_user"].as_str().unwrap(),
+    );
+
+    // The admin keeps CREATE, DROP and SELECT: no GRANT OPTION, no CREATE USER.
+    my_exec(&format!(
+        "REVOKE ALL PRIVILEGES, GRANT OPTION FROM '{a}'@'%'"
+    ))
+    .await;
+    my_exec(&format!("GRANT CREATE, DROP, SELECT ON *.* TO '{a}'@'%'")).await;
+    let t = w.create_task("verify", &uri, json!({})).await.unwrap();
+    let t = w.wait_finished(t.id, WAIT).await.unwrap();
+    assert_eq!(t.status, TaskStatus::Error, "{t:#?}");
+    let steps = t.steps.as_ref().unwrap();
+    let failed: Vec<_> = steps
+        .iter()
+        .filter(|s| s.status == berth_contracts::StepStatus::Error)
+        .map(|s| s.action.as_str())
+        .collect();
+    assert_eq!(failed, ["site-db-grant"], "{t:#?}");
+    let said = t
+        .log
+        .as_ref()
+        .unwrap()
+        .iter()
+        .any(|l| l.message.contains("grant") && l.message.contains("denied"));
+    assert!(said, "the log says the grant was denied: {t:#?}");
+    // The site as it was: served from its database, which its user still reaches.
+    let (status, body, _) = w.http_get(&uri, "/").unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(&format!("<h1>{uri}</h1>")), "{body}");
+    let mut my = MySqlConnectOptions::new()
+        .host("127.0.0.1")
+        .port(m.port)
+        .username(user)
+        .password(&vhost_password(&w, &uri))
+        .disable_statement_logging()
+        .connect()
+        .await
+        .unwrap();
+    let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM `{db}`.config"
+    )))
+    .fetch_one(&mut my)
+    .await
+    .unwrap();
+    assert!(n > 0);
+    let _ = my.close().await;
+    assert_eq!(
+        w.get_json(&format!("/api/v1/sites/{uri}")).await["status"],
+        "enabled"
+    );
+
+    // The rights back: the verify passes.
+    my_exec(&format!(
+        "GRANT ALL PRIVILEGES ON *.* TO '{a}'@'%' WITH GRANT OPTION"
+    ))
+    .await;
+    let t = w.create_task("verify", &uri, json!({})).await.unwrap();
+    let t = w.wait_finished(t.id, WAIT).await.unwrap();
+    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    w.stop().await;
+    drop(admin);
+}
