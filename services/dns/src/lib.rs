@@ -11,8 +11,8 @@
 pub mod records;
 
 use berth_broker::worker::{StepContext, StepError, StepHandler, StepOk, WorkerConfig, run_worker};
+use berth_command::{ensure_dir, run_checked};
 use berth_contracts::StepCommand;
-use berth_http::{ensure_dir, run_checked};
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;

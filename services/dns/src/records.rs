@@ -221,7 +221,7 @@ async fn rndc(cfg: &DnsConfig, args: &[&str], log: Log<'_>) -> Result<(), StepEr
     }
     full.extend(args.iter().map(|a| a.to_string()));
     let full: Vec<&str> = full.iter().map(String::as_str).collect();
-    berth_http::run_command(&cfg.rndc_bin, &full, true).await?;
+    berth_command::run_command(&cfg.rndc_bin, &full, true).await?;
     log(format!("rndc {}", args.join(" ")));
     Ok(())
 }
@@ -248,7 +248,7 @@ async fn write_checked(
             break;
         }
         let path = p.path.to_string_lossy().into_owned();
-        let check = berth_http::run_command(&cfg.checkzone_bin, &[&p.zone, &path], false).await;
+        let check = berth_command::run_command(&cfg.checkzone_bin, &[&p.zone, &path], false).await;
         let zone = p.zone.clone();
         written.push(p);
         match check {

@@ -11,6 +11,7 @@ pub mod site;
 pub mod vhost;
 
 use berth_broker::worker::{StepContext, StepError, StepHandler, StepOk, WorkerConfig, run_worker};
+use berth_command::{ensure_dir, run_checked};
 use berth_contracts::StepCommand;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -49,9 +50,6 @@ pub struct HttpWorker {
     reloader: reload::Reloader,
     installer_slots: Arc<tokio::sync::Semaphore>,
 }
-
-/// How long a web server's config test may take before the step is retried.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl HttpWorker {
     pub fn new(cfg: HttpConfig) -> Self {
@@ -371,87 +369,6 @@ impl HttpWorker {
         }
         Ok(StepOk::default())
     }
-}
-
-/// Makes a configuration directory if missing, and checks it is a writable directory.
-pub async fn ensure_dir(dir: &Path, ctx: &StepContext) -> Result<(), StepError> {
-    match tokio::fs::metadata(dir).await {
-        Ok(m) if m.is_dir() => ctx.info(format!("{} exists", dir.display())),
-        Ok(_) => {
-            return Err(StepError::Permanent(format!(
-                "{} exists but is not a directory",
-                dir.display()
-            )));
-        }
-        Err(_) => {
-            tokio::fs::create_dir_all(dir).await.map_err(|e| {
-                StepError::Permanent(format!("cannot create {}: {e}", dir.display()))
-            })?;
-            ctx.info(format!("created {}", dir.display()));
-        }
-    }
-    let probe = dir.join(format!(".berth-verify-{}", std::process::id()));
-    tokio::fs::write(&probe, b"")
-        .await
-        .map_err(|e| StepError::Permanent(format!("{} is not writable: {e}", dir.display())))?;
-    let _ = tokio::fs::remove_file(&probe).await;
-    Ok(())
-}
-
-/// Runs a command (never with secrets in its arguments), logging it; a non-zero exit is a
-/// permanent failure carrying its output, a missing program too, a time-out a transient one.
-pub async fn run_checked(
-    ctx: &StepContext,
-    program: &str,
-    args: &[&str],
-) -> Result<String, StepError> {
-    ctx.info(format!("running {program} {}", args.join(" ")));
-    run_command(program, args, false).await
-}
-
-/// Runs a command (never with secrets in its arguments): its output on success, else its
-/// output in the error, transient if `transient` (worth retrying), else permanent. A
-/// time-out is transient, a missing program permanent.
-pub async fn run_command(
-    program: &str,
-    args: &[&str],
-    transient: bool,
-) -> Result<String, StepError> {
-    let child = tokio::process::Command::new(program)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = match tokio::time::timeout(COMMAND_TIMEOUT, child).await {
-        Err(_) => {
-            return Err(StepError::Transient(format!(
-                "{program} did not finish in {} s",
-                COMMAND_TIMEOUT.as_secs()
-            )));
-        }
-        Ok(Err(e)) => return Err(StepError::Permanent(format!("cannot run {program}: {e}"))),
-        Ok(Ok(out)) => out,
-    };
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-    .trim()
-    .to_string();
-    if out.status.success() {
-        return Ok(text);
-    }
-    let msg = format!(
-        "{program} {} failed ({}): {text}",
-        args.join(" "),
-        out.status
-    );
-    Err(if transient {
-        StepError::Transient(msg)
-    } else {
-        StepError::Permanent(msg)
-    })
 }
 
 impl StepHandler for HttpWorker {

@@ -33,8 +33,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
-/// How long `nginx -t` or `nginx -s reload` may take.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long nginx may take to turn its workers over after `-s reload`.
 const TURNOVER_TIMEOUT: Duration = Duration::from_secs(5);
 /// A batch of this many changes or more waits this many windows of quiet before closing.
@@ -699,29 +697,10 @@ fn workers(master: u32) -> Vec<Worker> {
 /// Runs a command (never with secrets in its arguments): whether it succeeded, and its
 /// output; `Err` when it cannot be run or times out.
 async fn run(program: &str, args: &[&str]) -> Result<(bool, String), String> {
-    let child = tokio::process::Command::new(program)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = match tokio::time::timeout(COMMAND_TIMEOUT, child).await {
-        Err(_) => {
-            return Err(format!(
-                "{program} did not finish in {} s",
-                COMMAND_TIMEOUT.as_secs()
-            ));
-        }
-        Ok(Err(e)) => return Err(format!("cannot run {program}: {e}")),
-        Ok(Ok(out)) => out,
-    };
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-    .trim()
-    .to_string();
-    Ok((out.status.success(), text))
+    berth_command::output(program, args)
+        .await
+        .map(|ran| (ran.success, ran.text))
+        .map_err(|e| e.to_string())
 }
 
 /// Writes or removes a change's files, keeping what was there; on an error, what was done
