@@ -1183,6 +1183,27 @@ pub async fn mysql_dbs_like(prefix: &str) -> i64 {
     n
 }
 
+/// Renames a Drupal 8+ fixture site in its own database (config `system.site`), as its
+/// admin would: the name its front page shows.
+pub async fn set_d10_site_name(db: &str, name: &str) {
+    let mut my = <sqlx::MySqlConnection as sqlx::Connection>::connect(&mysql_url())
+        .await
+        .unwrap();
+    let data = format!(
+        "a:3:{{s:4:\"name\";s:{}:\"{name}\";s:4:\"mail\";s:17:\"admin@example.com\";s:16:\"default_langcode\";s:2:\"en\";}}",
+        name.len()
+    );
+    let n = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE `{db}`.config SET data = ? WHERE name = 'system.site'"
+    )))
+    .bind(data)
+    .execute(&mut my)
+    .await
+    .unwrap()
+    .rows_affected();
+    assert_eq!(n, 1, "no system.site in {db}");
+}
+
 #[cfg(test)]
 mod mysql_url_tests {
     use super::*;

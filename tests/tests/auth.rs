@@ -45,15 +45,8 @@ async fn every_protected_operation_refuses_a_missing_wrong_or_foreign_token() {
     })
     .await
     .unwrap();
-    let s = w
-        .create_server_with_dns("server_master", "localhost", "null")
-        .await
-        .unwrap();
-    let v = w
-        .wait_finished(s["verify_task"].as_str().unwrap().parse().unwrap(), WAIT)
-        .await
-        .unwrap();
-    assert_eq!(v.status, TaskStatus::Success, "{v:#?}");
+    w.server_verified("server_master", "localhost", "null")
+        .await;
     w.add_platform("platform_d10", "drupal10").await.unwrap();
     let uri = format!("auth.{}.test", w.id);
     let (site, install) = w

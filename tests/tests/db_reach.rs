@@ -76,13 +76,8 @@ async fn a_sites_database_user_reaches_only_its_own_database_from_both_grant_hos
     })
     .await
     .unwrap();
-    let s = w
-        .create_server_with_dns("server_master", "localhost", "null")
-        .await
-        .unwrap();
-    w.wait_finished(s["verify_task"].as_str().unwrap().parse().unwrap(), WAIT)
-        .await
-        .unwrap();
+    w.server_verified("server_master", "localhost", "null")
+        .await;
     w.add_platform("platform_d10", "drupal10").await.unwrap();
     let (uri_a, uri_b) = (format!("a.{}.test", w.id), format!("b.{}.test", w.id));
     let a = install(&w, &uri_a).await;

@@ -162,15 +162,8 @@ async fn the_served_document_answers_for_every_path() {
         .unwrap();
     // Real resources for every path parameter: a server, a platform, a site with a backup,
     // a failed task and its dead letter.
-    let s = w
-        .create_server_with_dns("server_master", "localhost", "null")
-        .await
-        .unwrap();
-    let t = w
-        .wait_finished(s["verify_task"].as_str().unwrap().parse().unwrap(), WAIT)
-        .await
-        .unwrap();
-    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    w.server_verified("server_master", "localhost", "null")
+        .await;
     w.add_platform("platform_d10", "drupal10").await.unwrap();
     w.add_platform("platform_d10b", "drupal10").await.unwrap();
     let uri = format!("oa.{}.test", w.id);

@@ -594,15 +594,8 @@ async fn an_idempotency_key_gives_the_first_answer_again_and_refuses_another_bod
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_queued_task_can_be_cancelled_and_a_failed_one_retried() {
     let w = World::start().await.unwrap();
-    let s = w
-        .create_server_with_dns("server_master", "localhost", "null")
-        .await
-        .unwrap();
-    let v = w
-        .wait_finished(s["verify_task"].as_str().unwrap().parse().unwrap(), WAIT)
-        .await
-        .unwrap();
-    assert_eq!(v.status, TaskStatus::Success, "{v:#?}");
+    w.server_verified("server_master", "localhost", "null")
+        .await;
     // Hold the target with a long sleeping task, started by the state service before the
     // next one is queued: the next one then really waits behind it.
     let busy = w

@@ -3,7 +3,7 @@
 //! maintenance, with a task that says what failed.
 
 use berth_contracts::TaskStatus;
-use berth_tests::{World, WorldOptions, mysql_url};
+use berth_tests::{World, WorldOptions};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -59,22 +59,7 @@ impl Site {
     /// Renames the site in its own database, as its admin would.
     async fn rename(&self, name: &str) {
         let db = self.site().await["db_name"].as_str().unwrap().to_string();
-        let mut my = <sqlx::MySqlConnection as sqlx::Connection>::connect(&mysql_url())
-            .await
-            .unwrap();
-        let data = format!(
-            "a:3:{{s:4:\"name\";s:{}:\"{name}\";s:4:\"mail\";s:17:\"admin@example.com\";s:16:\"default_langcode\";s:2:\"en\";}}",
-            name.len()
-        );
-        let n = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE `{db}`.config SET data = ? WHERE name = 'system.site'"
-        )))
-        .bind(data)
-        .execute(&mut my)
-        .await
-        .unwrap()
-        .rows_affected();
-        assert_eq!(n, 1);
+        berth_tests::set_d10_site_name(&db, name).await;
         assert!(
             self.page().contains(&format!("<h1>{name}</h1>")),
             "{}",

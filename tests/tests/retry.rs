@@ -5,7 +5,7 @@
 //! backup from that database.
 
 use berth_contracts::TaskStatus;
-use berth_tests::{World, WorldOptions, mysql_url};
+use berth_tests::{World, WorldOptions};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -16,22 +16,7 @@ async fn rename(w: &World, uri: &str, name: &str) {
         .as_str()
         .unwrap()
         .to_string();
-    let mut my = <sqlx::MySqlConnection as sqlx::Connection>::connect(&mysql_url())
-        .await
-        .unwrap();
-    let data = format!(
-        "a:3:{{s:4:\"name\";s:{}:\"{name}\";s:4:\"mail\";s:17:\"admin@example.com\";s:16:\"default_langcode\";s:2:\"en\";}}",
-        name.len()
-    );
-    let n = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "UPDATE `{db}`.config SET data = ? WHERE name = 'system.site'"
-    )))
-    .bind(data)
-    .execute(&mut my)
-    .await
-    .unwrap()
-    .rows_affected();
-    assert_eq!(n, 1);
+    berth_tests::set_d10_site_name(&db, name).await;
 }
 
 fn page(w: &World, uri: &str) -> String {
@@ -57,13 +42,8 @@ async fn a_failed_restore_is_retried_with_its_secret_once_its_cause_is_gone() {
     })
     .await
     .unwrap();
-    let s = w
-        .create_server_with_dns("server_master", "localhost", "null")
-        .await
-        .unwrap();
-    w.wait_finished(s["verify_task"].as_str().unwrap().parse().unwrap(), WAIT)
-        .await
-        .unwrap();
+    w.server_verified("server_master", "localhost", "null")
+        .await;
     w.add_platform("platform_d10", "drupal10").await.unwrap();
     let root = w.dir.join("platforms/platform_d10");
     let uri = format!("retry.{}.test", w.id);

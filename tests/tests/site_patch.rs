@@ -16,19 +16,12 @@ async fn world(dns: bool) -> World {
     })
     .await
     .unwrap();
-    let s = w
-        .create_server_with_dns(
-            "server_master",
-            "localhost",
-            if dns { "bind" } else { "null" },
-        )
-        .await
-        .unwrap();
-    let v = w
-        .wait_finished(s["verify_task"].as_str().unwrap().parse().unwrap(), WAIT)
-        .await
-        .unwrap();
-    assert_eq!(v.status, TaskStatus::Success, "{v:#?}");
+    w.server_verified(
+        "server_master",
+        "localhost",
+        if dns { "bind" } else { "null" },
+    )
+    .await;
     w
 }
 

@@ -18,15 +18,8 @@ async fn world(web: bool, dns: bool) -> World {
     .await
     .unwrap();
     let dns_type = if dns { "bind" } else { "null" };
-    let s = w
-        .create_server_with_dns("server_master", "localhost", dns_type)
-        .await
-        .unwrap();
-    let t = w
-        .wait_finished(s["verify_task"].as_str().unwrap().parse().unwrap(), WAIT)
-        .await
-        .unwrap();
-    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    w.server_verified("server_master", "localhost", dns_type)
+        .await;
     w
 }
 
