@@ -98,7 +98,7 @@ fn missing_worker(command: &StepCommand, d: &Death) -> String {
         "no {service} worker is running for {server} (queue {queue} has no consumer, and none \
          came{waited}): start `berth serve {service}` with BERTH_SERVERS including {server}, \
          then retry the task",
-        service = command.service,
+        service = command.service(),
         server = command.server,
         queue = d.queue,
     )

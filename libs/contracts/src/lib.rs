@@ -9,8 +9,17 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+pub mod steps;
+pub mod task;
+
+pub use steps::{SealedSecrets, SecretNeeds, Service, StepOutput, Work};
+pub use task::{TaskArgs, TaskType};
+
 /// Version of the AMQP message bodies below; carried in the `x-berth-version` header.
-pub const MESSAGE_VERSION: u32 = 1;
+/// Version 2 made steps typed ([`Work`], [`StepOutput`], [`SealedSecrets`]); a consumer
+/// dead-letters a message of another version with an error that says what to do
+/// (decision 0015).
+pub const MESSAGE_VERSION: u32 = 2;
 
 /// Exchange and routing-key names: part of the wire format, shared by publishers
 /// (the outbox relay, the workers) and the topology declared by `berth-broker`.
@@ -674,26 +683,27 @@ pub struct StepCommand {
     pub step_id: Uuid,
     pub task_type: String,
     pub target: String,
-    pub service: String,
     pub server: String,
-    /// What to do: `verify`, `noop`, …; for compensations, the compensation's action.
-    pub action: String,
     pub phase: StepPhase,
-    pub args: Value,
-    /// The db server's admin password, sealed with the cluster key (`berth-secrets`);
-    /// never logged.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sealed: Option<String>,
-    /// Other secrets the step needs, by name (`site_db`: the site's database password),
-    /// each sealed with the cluster key; never logged, removed from dead letters.
-    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub secrets: std::collections::BTreeMap<String, String>,
+    /// What to do; for compensations, the compensation's step.
+    pub work: Work,
+    /// Sealed with the cluster key; never logged, removed from dead letters.
+    #[serde(default, skip_serializing_if = "SealedSecrets::is_empty")]
+    pub secrets: SealedSecrets,
 }
 
 impl StepCommand {
+    pub fn service(&self) -> Service {
+        self.work.service()
+    }
+
+    pub fn action(&self) -> &'static str {
+        self.work.action()
+    }
+
     /// `<service>.<server>`: the routing key on `berth.work`.
     pub fn routing_key(&self) -> String {
-        format!("{}.{}", self.service, self.server)
+        format!("{}.{}", self.service(), self.server)
     }
 }
 
@@ -723,7 +733,7 @@ pub enum StepOutcome {
     Progress,
     Succeeded {
         #[serde(default)]
-        output: Value,
+        output: StepOutput,
         #[serde(default)]
         warning: bool,
     },

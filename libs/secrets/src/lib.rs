@@ -58,14 +58,11 @@ impl SecretKey {
         hex::encode(p)
     }
 
-    /// Opens the site database password a step carries in its sealed `secrets` under
-    /// `site_db`. Only hex digits (what [`Self::new_password`] makes) are accepted: the
-    /// password is quoted into SQL and web server configuration.
-    pub fn open_site_password(
-        &self,
-        secrets: &std::collections::BTreeMap<String, String>,
-    ) -> Result<String, SecretError> {
-        let pw = self.open(secrets.get("site_db").ok_or(SecretError::Missing)?)?;
+    /// Opens the site database password a step carries sealed (`secrets.site_db`). Only
+    /// hex digits (what [`Self::new_password`] makes) are accepted: the password is quoted
+    /// into SQL and web server configuration.
+    pub fn open_site_password(&self, sealed: Option<&str>) -> Result<String, SecretError> {
+        let pw = self.open(sealed.ok_or(SecretError::Missing)?)?;
         if pw.is_empty() || !pw.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(SecretError::NotAPassword);
         }
@@ -114,19 +111,16 @@ mod tests {
     #[test]
     fn seal_then_open_gives_the_secret_back_and_hides_it() {
         let key = SecretKey::from_hex(&SecretKey::generate_hex()).unwrap();
-        let mut secrets = std::collections::BTreeMap::new();
         assert!(matches!(
-            key.open_site_password(&secrets),
+            key.open_site_password(None),
             Err(SecretError::Missing)
         ));
-        secrets.insert("site_db".to_string(), key.seal("not hex"));
         assert!(matches!(
-            key.open_site_password(&secrets),
+            key.open_site_password(Some(&key.seal("not hex"))),
             Err(SecretError::NotAPassword)
         ));
         let pw = SecretKey::new_password();
-        secrets.insert("site_db".to_string(), key.seal(&pw));
-        assert_eq!(key.open_site_password(&secrets).unwrap(), pw);
+        assert_eq!(key.open_site_password(Some(&key.seal(&pw))).unwrap(), pw);
         let sealed = key.seal("hunter2");
         assert!(!sealed.contains("hunter2"));
         assert_ne!(sealed, key.seal("hunter2"), "nonces must differ");

@@ -14,10 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_contracts::{
-    AttemptRecord, DeadLetterMessage, ErrorKind, StepCommand, StepEvent, StepOutcome, StepPhase,
+    AttemptRecord, DeadLetterMessage, ErrorKind, StepCommand, StepEvent, StepOutcome, StepOutput,
+    StepPhase, Work,
 };
 use chrono::Utc;
-use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -30,7 +30,6 @@ use crate::publisher::Publisher;
 use crate::topology::{self, Topology};
 
 pub use context::StepContext;
-pub use noop::NOOP_ACTION;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerConfig {
@@ -157,12 +156,12 @@ impl StepError {
 /// A step done: its output for the state service, and whether it ended with a warning.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StepOk {
-    pub output: Value,
+    pub output: StepOutput,
     pub warning: bool,
 }
 
 impl StepOk {
-    pub fn new(output: Value) -> Self {
+    pub fn new(output: StepOutput) -> Self {
         Self {
             output,
             warning: false,
@@ -269,9 +268,9 @@ impl<H: StepHandler> Worker<H> {
             "otel.kind" = "consumer",
             task_id = %cmd.task_id,
             step_id = %cmd.step_id,
-            action = %cmd.action,
+            action = %cmd.action(),
             attempt,
-            service = %cmd.service,
+            service = %cmd.service(),
             server = %cmd.server,
             trace_id = tracing::field::Empty,
         );
@@ -311,8 +310,8 @@ impl<H: StepHandler> Worker<H> {
         };
         tracing::info!(redelivered = delivery.redelivered, "step started");
         let run = async {
-            if cmd.action == NOOP_ACTION {
-                noop::run(&cmd, &ctx).await
+            if let Work::Noop(spec) = &cmd.work {
+                noop::run(spec, &ctx).await
             } else {
                 self.handler.handle(&cmd, &ctx).await
             }

@@ -2,42 +2,15 @@
 
 use std::time::Duration;
 
-use berth_contracts::{ErrorKind, StepCommand};
-use serde::Deserialize;
-use serde_json::json;
+use berth_contracts::steps::NoopSpec;
+use berth_contracts::{ErrorKind, StepOutput};
 
 use super::{StepContext, StepError, StepOk};
-
-/// Action name of the diagnostic step.
-pub const NOOP_ACTION: &str = "noop";
 
 /// Longest sleep honoured, as `berth-hosting` validates it.
 const MAX_SLEEP_MS: u64 = 3_600_000;
 
-/// The part of a noop task's arguments the worker cares about (parsed here rather than
-/// depending on the hosting crate; unknown fields such as `service` are ignored).
-#[derive(Debug, Default, Deserialize)]
-struct NoopArgs {
-    #[serde(default)]
-    sleep_ms: Option<u64>,
-    #[serde(default)]
-    fail: Option<FailSpec>,
-}
-
-#[derive(Debug, Deserialize)]
-struct FailSpec {
-    /// The first `times` attempts fail.
-    times: u32,
-    kind: ErrorKind,
-}
-
-pub(super) async fn run(cmd: &StepCommand, ctx: &StepContext) -> Result<StepOk, StepError> {
-    let args: NoopArgs = if cmd.args.is_null() {
-        NoopArgs::default()
-    } else {
-        serde_json::from_value(cmd.args.clone())
-            .map_err(|e| StepError::permanent(format!("invalid noop arguments: {e}")))?
-    };
+pub(super) async fn run(args: &NoopSpec, ctx: &StepContext) -> Result<StepOk, StepError> {
     let mut warning = false;
     if !ctx.diagnostics() {
         if args.sleep_ms.is_some() || args.fail.is_some() {
@@ -74,7 +47,9 @@ pub(super) async fn run(cmd: &StepCommand, ctx: &StepContext) -> Result<StepOk, 
     }
     ctx.info("noop done");
     Ok(StepOk {
-        output: json!({ "worker": ctx.worker() }),
+        output: StepOutput::Noop {
+            worker: ctx.worker().to_string(),
+        },
         warning,
     })
 }

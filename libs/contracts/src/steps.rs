@@ -1,0 +1,644 @@
+//! What a worker is asked to do and what it answers: one enum of steps per worker service,
+//! each variant carrying the typed spec its action needs, and one enum of step outputs.
+//!
+//! The wire form of a step is `{"service": "http", "step": {"action": "site-vhost",
+//! "spec": {...}}}`: the service picks the worker, the action its handler, and the spec is
+//! checked by serde when the worker reads the command — a missing or mistyped field fails
+//! the step at once (permanent) instead of running it with a default. A worker matches its
+//! service's enum exhaustively, so an action it does not handle is a compile error.
+
+use crate::{ErrorKind, Installer, Package};
+use serde::{Deserialize, Serialize};
+
+/// The services a worker can provide; also the first half of a work routing key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Service {
+    Http,
+    Db,
+    Dns,
+    Backup,
+}
+
+impl Service {
+    pub const ALL: [Service; 4] = [Self::Http, Self::Db, Self::Dns, Self::Backup];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http => "http",
+            Self::Db => "db",
+            Self::Dns => "dns",
+            Self::Backup => "backup",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One step for one worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "service", content = "step", rename_all = "snake_case")]
+pub enum Work {
+    Http(HttpStep),
+    Db(DbStep),
+    Dns(DnsStep),
+    Backup(BackupStep),
+    /// The diagnostic step, answered by the worker framework of any service.
+    Noop(NoopSpec),
+}
+
+impl Work {
+    /// The worker service the step goes to.
+    pub fn service(&self) -> Service {
+        match self {
+            Self::Http(_) => Service::Http,
+            Self::Db(_) => Service::Db,
+            Self::Dns(_) => Service::Dns,
+            Self::Backup(_) => Service::Backup,
+            Self::Noop(n) => n.service,
+        }
+    }
+
+    /// The action's name, as steps show it (`site-vhost`, `verify`, …).
+    pub fn action(&self) -> &'static str {
+        match self {
+            Self::Http(s) => s.action(),
+            Self::Db(s) => s.action(),
+            Self::Dns(s) => s.action(),
+            Self::Backup(s) => s.action(),
+            Self::Noop(_) => "noop",
+        }
+    }
+
+    /// The site the step acts on, when it acts on one.
+    pub fn site(&self) -> Option<&SiteSpec> {
+        match self {
+            Self::Http(s) => s.site(),
+            Self::Db(s) => s.site(),
+            Self::Dns(s) => s.site(),
+            Self::Backup(BackupStep::SiteBackup(b)) => Some(&b.site),
+            Self::Backup(_) | Self::Noop(_) => None,
+        }
+    }
+}
+
+/// Steps of the http worker (nginx, php-fpm, the platform's codebase and drush).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", content = "spec", rename_all = "kebab-case")]
+pub enum HttpStep {
+    /// The web server accepts its configuration.
+    Verify(HttpServiceSpec),
+    /// Scan a platform's codebase (packages, sites found) and fix its permissions.
+    PlatformVerify(PlatformSpec),
+    /// The site's directory, settings and owners.
+    SiteFiles(SiteSpec),
+    SiteFilesRemove(SiteSpec),
+    /// `drush site:install`.
+    SiteInstall(SiteSpec),
+    /// The site's vhost and php-fpm pool (or the disabled page).
+    SiteVhost(SiteSpec),
+    SiteVhostRemove(SiteSpec),
+    /// Puts back the vhost a `site-vhost` or `site-maintenance` kept (`stash`).
+    SiteVhostRestore(SiteSpec),
+    /// The maintenance page, keeping the vhost for its compensation.
+    SiteMaintenance(SiteSpec),
+    /// The site's enabled packages, and a first login link when asked.
+    SitePackages(PackagesSpec),
+    /// A new one-time login link.
+    SiteLogin(SiteSpec),
+    /// The unpacked copy takes the site's place; the site's directory is kept aside.
+    SiteSwap(SwapSpec),
+    SiteSwapBack(SwapSpec),
+    /// `drush updatedb` (and file paths rewritten for a new uri), caches rebuilt.
+    SiteUpdatedb(SwapSpec),
+    /// After a restore, migrate or clone: what was kept aside goes.
+    SiteCleanup(CleanupSpec),
+}
+
+impl HttpStep {
+    pub fn action(&self) -> &'static str {
+        match self {
+            Self::Verify(_) => "verify",
+            Self::PlatformVerify(_) => "platform-verify",
+            Self::SiteFiles(_) => "site-files",
+            Self::SiteFilesRemove(_) => "site-files-remove",
+            Self::SiteInstall(_) => "site-install",
+            Self::SiteVhost(_) => "site-vhost",
+            Self::SiteVhostRemove(_) => "site-vhost-remove",
+            Self::SiteVhostRestore(_) => "site-vhost-restore",
+            Self::SiteMaintenance(_) => "site-maintenance",
+            Self::SitePackages(_) => "site-packages",
+            Self::SiteLogin(_) => "site-login",
+            Self::SiteSwap(_) => "site-swap",
+            Self::SiteSwapBack(_) => "site-swap-back",
+            Self::SiteUpdatedb(_) => "site-updatedb",
+            Self::SiteCleanup(_) => "site-cleanup",
+        }
+    }
+
+    pub fn site(&self) -> Option<&SiteSpec> {
+        match self {
+            Self::Verify(_) | Self::PlatformVerify(_) => None,
+            Self::SiteFiles(s)
+            | Self::SiteFilesRemove(s)
+            | Self::SiteInstall(s)
+            | Self::SiteVhost(s)
+            | Self::SiteVhostRemove(s)
+            | Self::SiteVhostRestore(s)
+            | Self::SiteMaintenance(s)
+            | Self::SiteLogin(s) => Some(s),
+            Self::SitePackages(p) => Some(&p.site),
+            Self::SiteSwap(s) | Self::SiteSwapBack(s) | Self::SiteUpdatedb(s) => Some(&s.site),
+            Self::SiteCleanup(c) => Some(&c.swap.site),
+        }
+    }
+}
+
+/// Steps of the db worker (MariaDB/MySQL, as the server's admin).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", content = "spec", rename_all = "kebab-case")]
+pub enum DbStep {
+    /// The admin can log in and grant.
+    Verify(DbServiceSpec),
+    /// The site's database and user (`spec.db`), granted from `grant_hosts`.
+    SiteDbCreate(SiteSpec),
+    SiteDbDrop(SiteSpec),
+    /// The user's grants as they must be: its own database only.
+    SiteDbGrant(SiteSpec),
+}
+
+impl DbStep {
+    pub fn action(&self) -> &'static str {
+        match self {
+            Self::Verify(_) => "verify",
+            Self::SiteDbCreate(_) => "site-db-create",
+            Self::SiteDbDrop(_) => "site-db-drop",
+            Self::SiteDbGrant(_) => "site-db-grant",
+        }
+    }
+
+    pub fn site(&self) -> Option<&SiteSpec> {
+        match self {
+            Self::Verify(_) => None,
+            Self::SiteDbCreate(s) | Self::SiteDbDrop(s) | Self::SiteDbGrant(s) => Some(s),
+        }
+    }
+}
+
+/// Steps of the dns worker (BIND zone files).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", content = "spec", rename_all = "kebab-case")]
+pub enum DnsStep {
+    Verify(DnsServiceSpec),
+    /// The site's address record and its aliases' CNAMEs (zones made as needed).
+    SiteRecords(SiteSpec),
+    SiteRecordsRemove(SiteSpec),
+}
+
+impl DnsStep {
+    pub fn action(&self) -> &'static str {
+        match self {
+            Self::Verify(_) => "verify",
+            Self::SiteRecords(_) => "site-records",
+            Self::SiteRecordsRemove(_) => "site-records-remove",
+        }
+    }
+
+    pub fn site(&self) -> Option<&SiteSpec> {
+        match self {
+            Self::Verify(_) => None,
+            Self::SiteRecords(s) | Self::SiteRecordsRemove(s) => Some(s),
+        }
+    }
+}
+
+/// Steps of the backup worker (tarballs of a site's directory and database).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", content = "spec", rename_all = "kebab-case")]
+pub enum BackupStep {
+    SiteBackup(SiteBackupSpec),
+    /// A backup unpacked beside its target and imported into the target's database.
+    BackupExtract(ExtractSpec),
+    BackupExtractRemove(ExtractSpec),
+    BackupDelete(BackupDeleteSpec),
+}
+
+impl BackupStep {
+    pub fn action(&self) -> &'static str {
+        match self {
+            Self::SiteBackup(_) => "site-backup",
+            Self::BackupExtract(_) => "backup-extract",
+            Self::BackupExtractRemove(_) => "backup-extract-remove",
+            Self::BackupDelete(_) => "backup-delete",
+        }
+    }
+}
+
+/// How a diagnostic noop misbehaves (only with diagnostics on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailSpec {
+    /// The first `times` attempts fail.
+    pub times: u32,
+    pub kind: ErrorKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NoopSpec {
+    pub service: Service,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sleep_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail: Option<FailSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HttpServiceSpec {
+    /// `nginx`.
+    #[serde(rename = "type")]
+    pub service_type: String,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DbServiceSpec {
+    #[serde(rename = "type")]
+    pub service_type: String,
+    pub host: String,
+    pub port: u16,
+    pub admin_user: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DnsServiceSpec {
+    #[serde(rename = "type")]
+    pub service_type: String,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlatformSpec {
+    pub platform: String,
+    pub root: String,
+    pub installer: Installer,
+}
+
+/// A site as every site step sees it: built by the planner from what the state service
+/// knows, so that workers never read state themselves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SiteSpec {
+    pub uri: String,
+    pub aliases: Vec<String>,
+    pub redirection: bool,
+    pub profile: String,
+    pub language: String,
+    pub client_email: Option<String>,
+    pub platform: String,
+    /// The platform's codebase.
+    pub root: String,
+    pub drupal_major: Option<i32>,
+    pub installer: Installer,
+    /// The vhost serves the "site disabled" page.
+    pub disabled: bool,
+    /// The unix user (and group of the same number) the site's PHP and installer run as.
+    pub unix_uid: u32,
+    pub http: HttpServiceSpec,
+    pub db: SiteDbSpec,
+    /// The web server's host name: where the site's records point.
+    pub web_host: String,
+    /// Keep what the step replaces, for its compensation to put back.
+    pub stash: bool,
+}
+
+/// The site's database, on its db server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SiteDbSpec {
+    #[serde(rename = "type")]
+    pub service_type: String,
+    pub host: String,
+    pub port: u16,
+    pub admin_user: String,
+    pub name: String,
+    pub user: String,
+    /// Hosts the site's user may connect from.
+    pub grant_hosts: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PackagesSpec {
+    pub site: SiteSpec,
+    /// Make a first one-time login link too (after an install or a clone).
+    pub login: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SwapSpec {
+    pub site: SiteSpec,
+    /// Where the backup was unpacked, beside the site's directory.
+    pub new_dir: String,
+    /// The uri the unpacked copy had (a clone, or a migrate to a new uri).
+    pub renamed_from: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CleanupSpec {
+    pub swap: SwapSpec,
+    /// The codebase the site left (a migrate to another platform, or a new uri).
+    pub old_root: Option<String>,
+    /// The uri the site left (a migrate to a new uri).
+    pub old_uri: Option<String>,
+}
+
+/// The file a backup step writes: named when the task is accepted, so that a redelivered
+/// step writes the same file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupOrder {
+    pub file: String,
+    pub compression: Compression,
+    pub description: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    Zstd,
+    Gzip,
+}
+
+impl Compression {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Zstd => "zstd",
+            Self::Gzip => "gzip",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "zstd" => Some(Self::Zstd),
+            "gzip" => Some(Self::Gzip),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SiteBackupSpec {
+    pub site: SiteSpec,
+    pub backup: BackupOrder,
+    /// A delete run again after its files went: no files is a warning, not a failure.
+    pub files_may_be_gone: bool,
+}
+
+/// Which backup an extract unpacks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackupSource {
+    /// A backup file by its path (a restore of a chosen backup).
+    Path(String),
+    /// The backup the task's own backup step wrote, by its file name.
+    File(String),
+}
+
+/// The database a backup is imported into.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExtractDb {
+    pub host: String,
+    pub port: u16,
+    pub name: String,
+    pub user: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExtractSpec {
+    pub source: BackupSource,
+    /// Unpacked here (beside the target site's directory).
+    pub target_dir: String,
+    pub db: ExtractDb,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupDeleteSpec {
+    pub path: String,
+}
+
+/// What a finished step reports; the dispatcher records it (packages, backups, links).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StepOutput {
+    /// Nothing to record.
+    #[default]
+    Done,
+    /// The diagnostic step, and which worker answered it.
+    Noop { worker: String },
+    /// A vhost change went live with this reload of the web server.
+    Reloaded { reload: u64, batch: u64 },
+    PlatformScanned(PlatformScan),
+    /// The site's packages, and a login link when one was asked for.
+    SitePackages {
+        packages: Vec<Package>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        login_link: Option<String>,
+    },
+    LoginLink { login_link: String },
+    BackupMade(BackupMade),
+    /// A delete run again found no files to back up (its first run's backup is the last).
+    BackupSkipped { reason: String },
+    BackupExtracted { target_dir: String },
+    BackupDeleted { path: String },
+    /// Zones changed by a records step.
+    Records { zones: Vec<ZoneChange> },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlatformScan {
+    pub drupal_major: i32,
+    pub core_version: String,
+    pub packages: Vec<Package>,
+    /// Sites found in `sites/`.
+    pub sites: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupMade {
+    pub file: String,
+    pub path: String,
+    pub size: i64,
+    pub sha256: String,
+    pub compression: Compression,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ZoneChange {
+    pub zone: String,
+    /// Absent when the zone was removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<u32>,
+    pub changes: Vec<String>,
+}
+
+/// The secrets the state service attaches, sealed, to a step: stored with the step as
+/// text (`db_admin`, `site_db`, `db_admin,site_db_next`, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SecretNeeds {
+    /// The db server's admin password.
+    pub db_admin: bool,
+    /// Which database password goes to the worker as the site's.
+    pub site_db: Option<SiteDbSecret>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SiteDbSecret {
+    /// The site's own.
+    Current,
+    /// The database a restore, migrate or clone moves the site to (the task's secret).
+    Next,
+}
+
+impl SecretNeeds {
+    pub const NONE: Self = Self {
+        db_admin: false,
+        site_db: None,
+    };
+    pub const DB_ADMIN: Self = Self {
+        db_admin: true,
+        site_db: None,
+    };
+    pub const SITE_DB: Self = Self {
+        db_admin: false,
+        site_db: Some(SiteDbSecret::Current),
+    };
+    pub const SITE_DB_NEXT: Self = Self {
+        db_admin: false,
+        site_db: Some(SiteDbSecret::Next),
+    };
+    pub const DB_ADMIN_AND_SITE_DB: Self = Self {
+        db_admin: true,
+        site_db: Some(SiteDbSecret::Current),
+    };
+    pub const DB_ADMIN_AND_SITE_DB_NEXT: Self = Self {
+        db_admin: true,
+        site_db: Some(SiteDbSecret::Next),
+    };
+
+    pub fn is_none(self) -> bool {
+        self == Self::NONE
+    }
+
+    /// As stored: `None` for no secrets.
+    pub fn to_text(self) -> Option<String> {
+        let mut parts = Vec::new();
+        if self.db_admin {
+            parts.push("db_admin");
+        }
+        match self.site_db {
+            Some(SiteDbSecret::Current) => parts.push("site_db"),
+            Some(SiteDbSecret::Next) => parts.push("site_db_next"),
+            None => {}
+        }
+        (!parts.is_empty()).then(|| parts.join(","))
+    }
+
+    /// From the stored text; `Err` names a part no build of berth wrote.
+    pub fn parse(text: Option<&str>) -> Result<Self, String> {
+        let mut needs = Self::NONE;
+        for part in text.unwrap_or_default().split(',').filter(|p| !p.is_empty()) {
+            match part {
+                "db_admin" => needs.db_admin = true,
+                "site_db" => needs.site_db = Some(SiteDbSecret::Current),
+                "site_db_next" => needs.site_db = Some(SiteDbSecret::Next),
+                other => return Err(format!("unknown secret need `{other}`")),
+            }
+        }
+        Ok(needs)
+    }
+}
+
+/// Secrets a step command carries, each sealed with the cluster key (`berth-secrets`):
+/// never logged, removed from dead letters.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SealedSecrets {
+    /// The db server's admin password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_admin: Option<String>,
+    /// The site's database password (or the next database's, see [`SiteDbSecret`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site_db: Option<String>,
+}
+
+impl SealedSecrets {
+    pub fn is_empty(&self) -> bool {
+        self.db_admin.is_none() && self.site_db.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_is_tagged_by_service_then_action() {
+        let w = Work::Backup(BackupStep::BackupDelete(BackupDeleteSpec {
+            path: "/b/x.tar.zst".into(),
+        }));
+        let v = serde_json::to_value(&w).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"service": "backup",
+                "step": {"action": "backup-delete", "spec": {"path": "/b/x.tar.zst"}}})
+        );
+        assert_eq!(serde_json::from_value::<Work>(v).unwrap(), w);
+        assert_eq!(w.action(), "backup-delete");
+        assert_eq!(w.service(), Service::Backup);
+    }
+
+    #[test]
+    fn a_spec_missing_a_field_is_refused_not_defaulted() {
+        let v = serde_json::json!({"service": "backup",
+            "step": {"action": "backup-delete", "spec": {"file": "x"}}});
+        let err = serde_json::from_value::<Work>(v).unwrap_err().to_string();
+        assert!(err.contains("path"), "{err}");
+        let v = serde_json::json!({"service": "dns",
+            "step": {"action": "site-explode", "spec": {}}});
+        let err = serde_json::from_value::<Work>(v).unwrap_err().to_string();
+        assert!(err.contains("site-explode"), "{err}");
+    }
+
+    #[test]
+    fn secret_needs_round_trip_through_their_stored_text() {
+        for n in [
+            SecretNeeds::NONE,
+            SecretNeeds::DB_ADMIN,
+            SecretNeeds::SITE_DB,
+            SecretNeeds::SITE_DB_NEXT,
+            SecretNeeds::DB_ADMIN_AND_SITE_DB,
+            SecretNeeds::DB_ADMIN_AND_SITE_DB_NEXT,
+        ] {
+            assert_eq!(SecretNeeds::parse(n.to_text().as_deref()), Ok(n));
+        }
+        assert_eq!(
+            SecretNeeds::DB_ADMIN_AND_SITE_DB_NEXT.to_text().as_deref(),
+            Some("db_admin,site_db_next")
+        );
+        assert!(SecretNeeds::parse(Some("root_password")).is_err());
+    }
+
+    #[test]
+    fn outputs_are_tagged_and_default_to_done() {
+        let o = StepOutput::LoginLink {
+            login_link: "http://a.test/user/reset/1/2/x/login".into(),
+        };
+        let v = serde_json::to_value(&o).unwrap();
+        assert_eq!(v["kind"], "login_link");
+        assert_eq!(serde_json::from_value::<StepOutput>(v).unwrap(), o);
+        assert_eq!(StepOutput::default(), StepOutput::Done);
+    }
+}

@@ -1,0 +1,287 @@
+//! Task types and the arguments a queued task carries, by type: what the API's intake
+//! stores with the task and the planner reads back. The JSON shape of each is the one
+//! stored since message version 1, so tasks queued before an upgrade still read.
+
+use crate::steps::{BackupOrder, FailSpec, Service};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TaskType {
+    /// Check a server's services work (Aegir's `provision-verify` on a server).
+    Verify,
+    /// Diagnostic: a step that does nothing (or fails or sleeps, with diagnostics on).
+    Noop,
+    /// Install a site (Aegir's `provision-install`).
+    Install,
+    /// Send a site's requests to the "site disabled" page.
+    Disable,
+    /// Serve a disabled site again.
+    Enable,
+    /// A new one-time login link for the site's admin (Aegir's "Reset password").
+    LoginReset,
+    /// A tarball of the site's directory and database.
+    Backup,
+    /// Remove a site: backup first, then its vhost, records, files, database and user.
+    Delete,
+    /// Put a site back as a chosen backup has it; any failure leaves it as it was.
+    Restore,
+    /// Move a site to another platform and/or db server (an upgrade, with `updatedb`);
+    /// any failure leaves it serving where it was.
+    Migrate,
+    /// Copy a site to a new uri, with its own database and user.
+    Clone,
+    /// Remove one of a site's backups.
+    BackupDelete,
+}
+
+impl TaskType {
+    pub const ALL: [TaskType; 12] = [
+        Self::Verify,
+        Self::Noop,
+        Self::Install,
+        Self::Disable,
+        Self::Enable,
+        Self::LoginReset,
+        Self::Backup,
+        Self::Delete,
+        Self::Restore,
+        Self::Migrate,
+        Self::Clone,
+        Self::BackupDelete,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Verify => "verify",
+            Self::Noop => "noop",
+            Self::Install => "install",
+            Self::Disable => "disable",
+            Self::Enable => "enable",
+            Self::LoginReset => "login-reset",
+            Self::Backup => "backup",
+            Self::Delete => "delete",
+            Self::Restore => "restore",
+            Self::Migrate => "migrate",
+            Self::Clone => "clone",
+            Self::BackupDelete => "backup-delete",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// As [`Self::from_name`], with an error that lists the known types.
+    pub fn parse(s: &str) -> Result<Self, UnknownTaskType> {
+        Self::from_name(s).ok_or_else(|| UnknownTaskType(s.to_string()))
+    }
+}
+
+/// A task type no build of berth knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownTaskType(pub String);
+
+impl std::fmt::Display for UnknownTaskType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let known: Vec<&str> = TaskType::ALL.iter().map(|t| t.as_str()).collect();
+        write!(
+            f,
+            "unknown task type `{}`; known types: {}",
+            self.0,
+            known.join(", ")
+        )
+    }
+}
+
+impl std::error::Error for UnknownTaskType {}
+
+/// A diagnostic noop's arguments, as asked for and stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoopArgs {
+    /// Which worker runs the step: http (default), db, dns or backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<Service>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail: Option<FailSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sleep_ms: Option<u64>,
+    /// Number of steps (default 1), each taken back by a noop compensation when a later
+    /// one fails: exercises the dispatcher's compensation path for real.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<u32>,
+    /// Which step `fail` applies to (default: the last).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_step: Option<u32>,
+}
+
+/// A site database's names (its password is a task secret, never here).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DbNames {
+    pub name: String,
+    pub user: String,
+}
+
+/// A backup, `backup` or `delete`: the file the task writes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupTask {
+    pub backup: BackupOrder,
+}
+
+/// The backup a restore puts back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreFrom {
+    pub id: Uuid,
+    pub path: String,
+    pub file: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestoreTask {
+    pub restore_from: RestoreFrom,
+    /// The site as it is, backed up first.
+    pub backup: BackupOrder,
+    /// The new database the site moves to.
+    pub next_db: DbNames,
+}
+
+/// Where a migrate moves a site, resolved at intake (what was not asked for is where the
+/// site is).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrateTo {
+    pub platform: String,
+    pub db_server: String,
+    pub uri: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MigrateTask {
+    pub to: MigrateTo,
+    pub backup: BackupOrder,
+    pub next_db: DbNames,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloneTo {
+    pub platform: String,
+    pub db_server: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CloneTask {
+    /// The new site's uri (saved, `installing`, with the task).
+    pub new_site: String,
+    pub to: CloneTo,
+    pub backup: BackupOrder,
+}
+
+/// The backup a `backup-delete` removes, and the server holding its file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupRef {
+    pub id: Uuid,
+    pub path: String,
+    pub server: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupDeleteTask {
+    pub backup: BackupRef,
+}
+
+/// The arguments a task carries, by its type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TaskArgs {
+    /// verify, install, disable, enable, login-reset.
+    None,
+    Noop(NoopArgs),
+    Backup(BackupTask),
+    Delete(BackupTask),
+    Restore(RestoreTask),
+    Migrate(MigrateTask),
+    Clone(CloneTask),
+    BackupDelete(BackupDeleteTask),
+}
+
+impl TaskArgs {
+    /// Reads a task's stored arguments; `Err` says what does not fit its type.
+    pub fn from_stored(task_type: TaskType, v: &Value) -> Result<Self, serde_json::Error> {
+        fn read<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T, serde_json::Error> {
+            T::deserialize(v)
+        }
+        Ok(match task_type {
+            TaskType::Verify
+            | TaskType::Install
+            | TaskType::Disable
+            | TaskType::Enable
+            | TaskType::LoginReset => Self::None,
+            TaskType::Noop if v.is_null() => Self::Noop(NoopArgs::default()),
+            TaskType::Noop => Self::Noop(read(v)?),
+            TaskType::Backup => Self::Backup(read(v)?),
+            TaskType::Delete => Self::Delete(read(v)?),
+            TaskType::Restore => Self::Restore(read(v)?),
+            TaskType::Migrate => Self::Migrate(read(v)?),
+            TaskType::Clone => Self::Clone(read(v)?),
+            TaskType::BackupDelete => Self::BackupDelete(read(v)?),
+        })
+    }
+
+    /// As stored with the task (and shown in its `args`).
+    pub fn to_stored(&self) -> Value {
+        let v = match self {
+            Self::None => Ok(Value::Object(Default::default())),
+            Self::Noop(a) => serde_json::to_value(a),
+            Self::Backup(a) | Self::Delete(a) => serde_json::to_value(a),
+            Self::Restore(a) => serde_json::to_value(a),
+            Self::Migrate(a) => serde_json::to_value(a),
+            Self::Clone(a) => serde_json::to_value(a),
+            Self::BackupDelete(a) => serde_json::to_value(a),
+        };
+        v.expect("task arguments serialise")
+    }
+
+    /// The backup the task makes first, if it makes one.
+    pub fn backup_order(&self) -> Option<&BackupOrder> {
+        match self {
+            Self::Backup(a) | Self::Delete(a) => Some(&a.backup),
+            Self::Restore(a) => Some(&a.backup),
+            Self::Migrate(a) => Some(&a.backup),
+            Self::Clone(a) => Some(&a.backup),
+            Self::None | Self::Noop(_) | Self::BackupDelete(_) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::steps::Compression;
+
+    #[test]
+    fn stored_arguments_of_version_1_still_read() {
+        let v = serde_json::json!({
+            "to": {"platform": "platform_b", "db_server": "server_master", "uri": "a.test"},
+            "backup": {"file": "a.test-x", "compression": "zstd",
+                       "description": "Generated before being migrated"},
+            "next_db": {"name": "atest_abc123", "user": "atest_abc123"},
+        });
+        let a = TaskArgs::from_stored(TaskType::Migrate, &v).unwrap();
+        let TaskArgs::Migrate(m) = &a else { panic!() };
+        assert_eq!(m.backup.compression, Compression::Zstd);
+        assert_eq!(a.to_stored(), v);
+        assert!(TaskArgs::from_stored(TaskType::Restore, &v).is_err());
+        assert_eq!(
+            TaskArgs::from_stored(TaskType::Verify, &serde_json::json!({})).unwrap(),
+            TaskArgs::None
+        );
+    }
+
+    #[test]
+    fn task_types_round_trip_through_their_names() {
+        for t in TaskType::ALL {
+            assert_eq!(TaskType::from_name(t.as_str()), Some(t));
+        }
+        assert_eq!(TaskType::from_name("explode"), None);
+    }
+}
