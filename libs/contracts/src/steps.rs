@@ -90,6 +90,30 @@ impl Work {
     }
 }
 
+impl From<HttpStep> for Work {
+    fn from(s: HttpStep) -> Self {
+        Self::Http(s)
+    }
+}
+
+impl From<DbStep> for Work {
+    fn from(s: DbStep) -> Self {
+        Self::Db(s)
+    }
+}
+
+impl From<DnsStep> for Work {
+    fn from(s: DnsStep) -> Self {
+        Self::Dns(s)
+    }
+}
+
+impl From<BackupStep> for Work {
+    fn from(s: BackupStep) -> Self {
+        Self::Backup(s)
+    }
+}
+
 /// Steps of the http worker (nginx, php-fpm, the platform's codebase and drush).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "action", content = "spec", rename_all = "kebab-case")]
@@ -438,9 +462,14 @@ pub enum StepOutput {
     #[default]
     Done,
     /// The diagnostic step, and which worker answered it.
-    Noop { worker: String },
+    Noop {
+        worker: String,
+    },
     /// A vhost change went live with this reload of the web server.
-    Reloaded { reload: u64, batch: u64 },
+    Reloaded {
+        reload: u64,
+        batch: u64,
+    },
     PlatformScanned(PlatformScan),
     /// The site's packages, and a login link when one was asked for.
     SitePackages {
@@ -448,14 +477,24 @@ pub enum StepOutput {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         login_link: Option<String>,
     },
-    LoginLink { login_link: String },
+    LoginLink {
+        login_link: String,
+    },
     BackupMade(BackupMade),
     /// A delete run again found no files to back up (its first run's backup is the last).
-    BackupSkipped { reason: String },
-    BackupExtracted { target_dir: String },
-    BackupDeleted { path: String },
+    BackupSkipped {
+        reason: String,
+    },
+    BackupExtracted {
+        target_dir: String,
+    },
+    BackupDeleted {
+        path: String,
+    },
     /// Zones changed by a records step.
-    Records { zones: Vec<ZoneChange> },
+    Records {
+        zones: Vec<ZoneChange>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -550,7 +589,11 @@ impl SecretNeeds {
     /// From the stored text; `Err` names a part no build of berth wrote.
     pub fn parse(text: Option<&str>) -> Result<Self, String> {
         let mut needs = Self::NONE;
-        for part in text.unwrap_or_default().split(',').filter(|p| !p.is_empty()) {
+        for part in text
+            .unwrap_or_default()
+            .split(',')
+            .filter(|p| !p.is_empty())
+        {
             match part {
                 "db_admin" => needs.db_admin = true,
                 "site_db" => needs.site_db = Some(SiteDbSecret::Current),

@@ -1,16 +1,24 @@
-//! The hosting domain, without I/O: names and their validation, task types and the plans
-//! of steps they run. Everything here is unit-tested on its own.
+//! The hosting domain, without I/O: names and their validation, what the planner knows of
+//! servers, platforms and sites, task requests, the plans of steps tasks run, the effects
+//! of finished steps and tasks on the state, and the dispatcher's decisions. Everything
+//! here is unit-tested on its own.
 
 pub mod compare;
+pub mod effects;
+pub mod facts;
+pub mod flow;
 #[doc(hidden)]
 pub mod fuzz_checks;
 pub mod names;
 pub mod packages;
+pub mod plans;
 pub mod sites;
 pub mod tasks;
 pub mod zone;
 
+pub use facts::{PlatformFacts, ServerFacts, SiteFacts};
 pub use names::{
     HostName, NameError, PlatformName, SERVER_MASTER, ServerName, SiteName, parse_root,
 };
-pub use tasks::{Plan, PlannedStep, SecretNeed, ServerFacts, TaskError, TaskType};
+pub use plans::{Plan, PlannedStep};
+pub use tasks::{TaskError, TaskType};
