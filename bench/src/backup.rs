@@ -7,7 +7,11 @@
 use crate::machine::{self, CpuSample, CpuUse};
 use anyhow::{Result, bail};
 use berth_backup::Archiver;
-use serde_json::json;
+use berth_contracts::Installer;
+use berth_contracts::steps::{
+    BackupOrder, BackupSource, Compression, ExtractDb, ExtractSpec, HttpServiceSpec,
+    SiteBackupSpec, SiteDbSpec, SiteSpec,
+};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -421,7 +425,7 @@ async fn measure(
     let dump = admin_dir.join("dump.sql");
     let tgz = admin_dir.join("site.tgz");
     let quiet = |_: String| {};
-    let db_args = json!({"host": "127.0.0.1", "port": 3306, "name": db, "user": db});
+    let spec = bench_site(root, db);
 
     // The variants of berth measured: (label, level, threads, compression).
     let mut variants: Vec<(String, i32, u32, &str)> = Vec::new();
@@ -470,10 +474,15 @@ async fn measure(
             a.zstd_level = *level;
             a.zstd_threads = *threads;
             let file = format!("{URI}-r{rep}-v{k}");
-            let args = json!({
-                "uri": URI, "root": root.display().to_string(), "db": db_args,
-                "backup": {"file": file, "compression": comp, "description": "bench"},
-            });
+            let args = SiteBackupSpec {
+                site: spec.clone(),
+                backup: BackupOrder {
+                    file,
+                    compression: Compression::parse(comp).expect("zstd or gzip"),
+                    description: "bench".into(),
+                },
+                files_may_be_gone: false,
+            };
             let cpu = CpuSample::now();
             let t = Instant::now();
             let out = berth_backup::backup_site(&a, &args, password, &quiet)
@@ -515,10 +524,16 @@ async fn measure(
                 let rdb = format!("bench_rt_{tag}_{rep}");
                 drop_db(&rdb);
                 create_db(&rdb, password)?;
-                let args = json!({
-                    "path": headline_tarball, "target_dir": target,
-                    "db": {"host": "127.0.0.1", "port": 3306, "name": rdb, "user": rdb},
-                });
+                let args = ExtractSpec {
+                    source: BackupSource::Path(headline_tarball.display().to_string()),
+                    target_dir: target.display().to_string(),
+                    db: ExtractDb {
+                        host: "127.0.0.1".into(),
+                        port: 3306,
+                        name: rdb.clone(),
+                        user: rdb.clone(),
+                    },
+                };
                 let cpu = CpuSample::now();
                 let t = Instant::now();
                 berth_backup::extract_backup(
@@ -619,4 +634,37 @@ async fn measure(
             .collect::<Vec<_>>(),
     )?;
     Ok(r)
+}
+
+/// The site the benchmark backs up, as a backup step describes it.
+fn bench_site(root: &Path, db: &str) -> SiteSpec {
+    SiteSpec {
+        uri: URI.into(),
+        aliases: vec![],
+        redirection: false,
+        profile: "standard".into(),
+        language: "en".into(),
+        client_email: None,
+        platform: "platform_bench".into(),
+        root: root.display().to_string(),
+        drupal_major: Some(10),
+        installer: Installer::default(),
+        disabled: false,
+        unix_uid: 200_000,
+        http: HttpServiceSpec {
+            service_type: "nginx".into(),
+            port: 80,
+        },
+        db: SiteDbSpec {
+            service_type: "mariadb".into(),
+            host: "127.0.0.1".into(),
+            port: 3306,
+            admin_user: "root".into(),
+            name: db.into(),
+            user: db.into(),
+            grant_hosts: vec!["localhost".into()],
+        },
+        web_host: "localhost".into(),
+        stash: false,
+    }
 }

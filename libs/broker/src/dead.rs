@@ -129,12 +129,13 @@ mod tests {
             step_id: uuid::Uuid::nil(),
             task_type: "noop".into(),
             target: "server_master".into(),
-            service: "http".into(),
             server: "server_master".into(),
-            action: "noop".into(),
             phase: berth_contracts::StepPhase::Run,
-            args: serde_json::json!({}),
-            sealed: None,
+            work: berth_contracts::Work::Noop(berth_contracts::steps::NoopSpec {
+                service: berth_contracts::Service::Http,
+                sleep_ms: None,
+                fail: None,
+            }),
             secrets: Default::default(),
         }
     }

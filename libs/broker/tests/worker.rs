@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use berth_broker::worker::{StepContext, StepError, StepHandler, StepOk, WorkerConfig, run_worker};
 use berth_broker::{Broker, BrokerError, CancellationToken, Publisher, dead, topology};
-use berth_contracts::{DeadLetterMessage, ErrorKind, StepCommand, StepEvent, StepOutcome};
-use common::{TestVhost, next_event, next_message, send_step, step};
+use berth_contracts::{
+    DeadLetterMessage, ErrorKind, StepCommand, StepEvent, StepOutcome, StepOutput,
+};
+use common::{TestVhost, next_event, next_message, noop, probe, probed, send_step, step};
 use serde_json::json;
 use tokio::task::JoinHandle;
 
@@ -23,14 +25,16 @@ struct TestHandler;
 impl StepHandler for TestHandler {
     async fn handle(&self, cmd: &StepCommand, ctx: &StepContext) -> Result<StepOk, StepError> {
         ctx.info(format!("attempt {}", ctx.attempt()));
-        match cmd.action.as_str() {
-            "flaky" if ctx.attempt() <= cmd.args["times"].as_u64().unwrap_or(0) as u32 => {
-                Err(StepError::transient("not yet"))
-            }
-            "flaky" => Ok(StepOk::new(json!({"done": true}))),
+        let (behaviour, times) = probed(cmd);
+        match behaviour.as_str() {
+            "flaky" if ctx.attempt() <= times => Err(StepError::transient("not yet")),
+            "flaky" => Ok(StepOk::new(StepOutput::Reloaded {
+                reload: 1,
+                batch: 1,
+            })),
             "forever" => Err(StepError::transient("still down")),
             "broken" => Err(StepError::permanent("bad input")),
-            other => Err(StepError::permanent(format!("unknown action {other}"))),
+            other => Err(StepError::permanent(format!("unknown behaviour {other}"))),
         }
     }
 }
@@ -110,7 +114,7 @@ async fn transient_failures_are_retried_with_backoff_then_succeed() {
     let delays = [100, 200];
     let worker = start_worker(&vhost, &delays, false).await;
     let broker = vhost.broker().await;
-    let cmd = step(SERVICE, SERVER, "flaky", json!({"times": 2}));
+    let cmd = step(SERVER, probe("flaky", 2));
     send_step(&Publisher::new(broker.clone()), &cmd).await;
 
     let mut events: Vec<StepEvent> = Vec::new();
@@ -148,7 +152,10 @@ async fn transient_failures_are_retried_with_backoff_then_succeed() {
     assert_eq!(
         events[2].outcome,
         StepOutcome::Succeeded {
-            output: json!({"done": true}),
+            output: StepOutput::Reloaded {
+                reload: 1,
+                batch: 1
+            },
             warning: false
         }
     );
@@ -174,7 +181,7 @@ async fn a_permanent_failure_is_dead_lettered_at_once() {
     let vhost = TestVhost::new().await;
     let worker = start_worker(&vhost, &[50, 100], false).await;
     let broker = vhost.broker().await;
-    let cmd = step(SERVICE, SERVER, "broken", json!({}));
+    let cmd = step(SERVER, probe("broken", 0));
     send_step(&Publisher::new(broker.clone()), &cmd).await;
 
     let dead = next_dead(&broker).await;
@@ -196,7 +203,7 @@ async fn transient_failures_are_dead_lettered_when_attempts_run_out() {
     let vhost = TestVhost::new().await;
     let worker = start_worker(&vhost, &[50, 100], false).await;
     let broker = vhost.broker().await;
-    let cmd = step(SERVICE, SERVER, "forever", json!({}));
+    let cmd = step(SERVER, probe("forever", 0));
     send_step(&Publisher::new(broker.clone()), &cmd).await;
 
     let dead = next_dead(&broker).await;
@@ -232,10 +239,8 @@ async fn noop_ignores_diagnostics_when_they_are_off() {
     let worker = start_worker(&vhost, &[50], false).await;
     let broker = vhost.broker().await;
     let cmd = step(
-        SERVICE,
         SERVER,
-        "noop",
-        json!({"fail": {"times": 5, "kind": "permanent"}, "sleep_ms": 10_000}),
+        noop(json!({"fail": {"times": 5, "kind": "permanent"}, "sleep_ms": 10_000})),
     );
     send_step(&Publisher::new(broker.clone()), &cmd).await;
 
@@ -244,7 +249,9 @@ async fn noop_ignores_diagnostics_when_they_are_off() {
     assert_eq!(
         e.outcome,
         StepOutcome::Succeeded {
-            output: json!({"worker": "http@test#1"}),
+            output: StepOutput::Noop {
+                worker: "http@test#1".into()
+            },
             warning: true
         }
     );
@@ -263,10 +270,8 @@ async fn noop_injects_failures_when_diagnostics_are_on() {
 
     // One transient failure, then success on the second attempt.
     let flaky = step(
-        SERVICE,
         SERVER,
-        "noop",
-        json!({"fail": {"times": 1, "kind": "transient"}}),
+        noop(json!({"fail": {"times": 1, "kind": "transient"}})),
     );
     send_step(&publisher, &flaky).await;
     let e = next_event(&broker).await;
@@ -290,10 +295,8 @@ async fn noop_injects_failures_when_diagnostics_are_on() {
 
     // A permanent failure goes straight to the dead letters.
     let broken = step(
-        SERVICE,
         SERVER,
-        "noop",
-        json!({"fail": {"times": 1, "kind": "permanent"}}),
+        noop(json!({"fail": {"times": 1, "kind": "permanent"}})),
     );
     send_step(&publisher, &broken).await;
     let dead = next_dead(&broker).await;
@@ -311,7 +314,7 @@ async fn a_step_past_its_timeout_is_ended_and_the_worker_goes_on() {
     let worker = start_worker_with(&vhost, &[50], true, Duration::from_millis(300)).await;
     let broker = vhost.broker().await;
     let publisher = Publisher::new(broker.clone());
-    let slow = step(SERVICE, SERVER, "noop", json!({"sleep_ms": 60_000}));
+    let slow = step(SERVER, noop(json!({"sleep_ms": 60_000})));
     send_step(&publisher, &slow).await;
     let dead = next_dead(&broker).await;
     assert_eq!(dead.command.step_id, slow.step_id);
@@ -320,7 +323,7 @@ async fn a_step_past_its_timeout_is_ended_and_the_worker_goes_on() {
         "the step did not finish within 0.3 s and was ended (BERTH_STEP_TIMEOUT_S)"
     );
 
-    let quick = step(SERVICE, SERVER, "noop", json!({}));
+    let quick = step(SERVER, noop(json!({})));
     send_step(&publisher, &quick).await;
     loop {
         let e = next_event(&broker).await;
@@ -336,7 +339,7 @@ async fn shutdown_lets_the_step_in_flight_finish() {
     let vhost = TestVhost::new().await;
     let worker = start_worker(&vhost, &[50], true).await;
     let broker = vhost.broker().await;
-    let cmd = step(SERVICE, SERVER, "noop", json!({"sleep_ms": 500}));
+    let cmd = step(SERVER, noop(json!({"sleep_ms": 500})));
     send_step(&Publisher::new(broker.clone()), &cmd).await;
 
     // The handler is sleeping once its progress line is out.
@@ -395,7 +398,7 @@ async fn events_continue_the_trace_of_the_step_command() {
     let vhost = TestVhost::new().await;
     let worker = start_worker(&vhost, &[50], false).await;
     let broker = vhost.broker().await;
-    let cmd = step(SERVICE, SERVER, "noop", json!({}));
+    let cmd = step(SERVER, noop(json!({})));
     let traceparent =
         tracing::info_span!("dispatch").in_scope(berth_telemetry::current_traceparent);
     let trace_id = berth_telemetry::trace_id_of(&traceparent).expect("tests have trace ids");

@@ -248,7 +248,8 @@ impl DnsStep {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "action", content = "spec", rename_all = "kebab-case")]
 pub enum BackupStep {
-    SiteBackup(SiteBackupSpec),
+    /// Boxed: a site's spec is several times the size of the other variants.
+    SiteBackup(Box<SiteBackupSpec>),
     /// A backup unpacked beside its target and imported into the target's database.
     BackupExtract(ExtractSpec),
     BackupExtractRemove(ExtractSpec),

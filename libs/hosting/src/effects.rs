@@ -267,11 +267,11 @@ mod tests {
 
     #[test]
     fn a_backup_step_records_its_backup_with_the_tasks_description() {
-        let work = Work::Backup(BackupStep::SiteBackup(SiteBackupSpec {
+        let work = Work::Backup(BackupStep::SiteBackup(Box::new(SiteBackupSpec {
             site: site("enabled", "null").spec(false),
             backup: order(),
             files_may_be_gone: false,
-        }));
+        })));
         let made = BackupMade {
             file: "f".into(),
             path: "/b/f.tar.zst".into(),

@@ -3,7 +3,7 @@
 use crate::servers::get_server;
 use crate::{Result, Store, StoreError, conflict_on_unique};
 use berth_contracts::{Installer, Package, PackageType, Platform};
-use berth_hosting::sites::PlatformFacts;
+use berth_hosting::facts::PlatformFacts;
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
@@ -113,7 +113,8 @@ pub async fn facts(conn: &mut PgConnection, name: &str) -> Result<Option<Platfor
         root: p.root,
         web_host: server.server.host.clone(),
         web_server: server.facts(),
-        installer: p.installer,
+        installer: serde_json::from_value(p.installer)
+            .map_err(|e| StoreError::Corrupt(format!("platform {name}: its installer: {e}")))?,
         drupal_major: p.drupal_major,
     }))
 }

@@ -2,7 +2,7 @@
 
 use crate::{Result, Store, StoreError, conflict_on_unique};
 use berth_contracts::{DbService, DnsService, HttpService, Server, Services};
-use berth_hosting::tasks::{DbFacts, DnsFacts, HttpFacts, ServerFacts};
+use berth_hosting::facts::{DbFacts, DnsFacts, HttpFacts, ServerFacts};
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 

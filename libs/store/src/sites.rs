@@ -4,7 +4,7 @@ use crate::servers::get_server;
 use crate::site_names::{self, NameKind};
 use crate::{Result, Store, StoreError, conflict_on_unique, platforms};
 use berth_contracts::{Package, PackageType, Site};
-use berth_hosting::sites::SiteFacts;
+use berth_hosting::facts::SiteFacts;
 use chrono::{DateTime, Duration, Utc};
 use sqlx::PgConnection;
 

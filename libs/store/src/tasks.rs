@@ -3,8 +3,8 @@
 use crate::outbox::{self, OutboxMessage, OutboxRow};
 use crate::{Result, Store, StoreError};
 use berth_contracts::{
-    AttemptRecord, LogEntry, LogLevel, Page, Step, StepStatus, TargetKind, Task, TaskQueued,
-    TaskStatus, exchanges,
+    AttemptRecord, LogEntry, LogLevel, MESSAGE_VERSION, Page, SecretNeeds, Step, StepPhase,
+    StepStatus, TargetKind, Task, TaskQueued, TaskStatus, Work, exchanges,
 };
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, QueryBuilder};
@@ -69,6 +69,10 @@ pub struct StepRow {
     pub args: serde_json::Value,
     pub compensation: Option<String>,
     pub secret: Option<String>,
+    /// The step that takes this one back (typed work, as `args`).
+    pub undo: Option<serde_json::Value>,
+    /// The message version the step was planned with.
+    pub protocol: i32,
     pub status: String,
     pub attempts: i32,
     pub error: Option<String>,
@@ -78,7 +82,7 @@ pub struct StepRow {
 }
 
 const STEP_COLUMNS: &str = "id, task_id, position, service, server, action, args, compensation, \
-     secret, status, attempts, error, history, started_at, finished_at";
+     secret, undo, protocol, status, attempts, error, history, started_at, finished_at";
 
 impl StepRow {
     pub fn status(&self) -> StepStatus {
@@ -87,6 +91,30 @@ impl StepRow {
 
     pub fn history(&self) -> Vec<AttemptRecord> {
         serde_json::from_value(self.history.clone()).unwrap_or_default()
+    }
+
+    /// The step's work in `phase` (the run, or what takes it back); `Err` says why it
+    /// cannot be sent: planned by an older berth, or stored unreadable.
+    pub fn work(&self, phase: StepPhase) -> std::result::Result<Work, String> {
+        if self.protocol != MESSAGE_VERSION as i32 {
+            return Err(format!(
+                "step {} was planned by an older berth (message version {}; this one speaks {}): \
+                 retry the task to plan it anew (POST /api/v1/tasks/{}/retry)",
+                self.position, self.protocol, MESSAGE_VERSION, self.task_id
+            ));
+        }
+        let stored = match phase {
+            StepPhase::Run => Some(&self.args),
+            StepPhase::Compensate => self.undo.as_ref(),
+        };
+        let stored =
+            stored.ok_or_else(|| format!("step {} has nothing to take it back", self.position))?;
+        serde_json::from_value(stored.clone())
+            .map_err(|e| format!("step {} is stored unreadable: {e}", self.position))
+    }
+
+    pub fn secret_needs(&self) -> std::result::Result<SecretNeeds, String> {
+        SecretNeeds::parse(self.secret.as_deref())
     }
 
     pub fn into_contract(self) -> Step {
@@ -324,6 +352,7 @@ pub struct NewStep<'a> {
     pub args: &'a serde_json::Value,
     pub compensation: Option<&'a str>,
     pub secret: Option<&'a str>,
+    pub undo: Option<&'a serde_json::Value>,
 }
 
 /// Inserts a task's plan in one statement; returns the steps in order.
@@ -340,11 +369,12 @@ pub async fn insert_steps(
     let args: Vec<&serde_json::Value> = steps.iter().map(|s| s.args).collect();
     let compensations: Vec<Option<&str>> = steps.iter().map(|s| s.compensation).collect();
     let secrets: Vec<Option<&str>> = steps.iter().map(|s| s.secret).collect();
+    let undos: Vec<Option<&serde_json::Value>> = steps.iter().map(|s| s.undo).collect();
     let mut rows: Vec<StepRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO steps (id, task_id, position, service, server, action, args, compensation, secret, status)
-         SELECT i, $2, p, sv, se, a, ar, c, sc, 'pending'
-         FROM unnest($1::uuid[], $3::int[], $4::text[], $5::text[], $6::text[], $7::jsonb[], $8::text[], $9::text[])
-              AS x(i, p, sv, se, a, ar, c, sc)
+        "INSERT INTO steps (id, task_id, position, service, server, action, args, compensation, secret, undo, protocol, status)
+         SELECT i, $2, p, sv, se, a, ar, c, sc, u, $11, 'pending'
+         FROM unnest($1::uuid[], $3::int[], $4::text[], $5::text[], $6::text[], $7::jsonb[], $8::text[], $9::text[], $10::jsonb[])
+              AS x(i, p, sv, se, a, ar, c, sc, u)
          RETURNING {STEP_COLUMNS}"
     )))
     .bind(&ids)
@@ -356,6 +386,8 @@ pub async fn insert_steps(
     .bind(&args)
     .bind(&compensations)
     .bind(&secrets)
+    .bind(&undos)
+    .bind(MESSAGE_VERSION as i32)
     .fetch_all(&mut *conn)
     .await?;
     rows.sort_by_key(|r| r.position);

@@ -4,8 +4,11 @@
 
 use crate::mysql::{DbTarget, PrivateDir, classify, defaults_arg};
 use crate::{Archiver, BackupError};
+pub use berth_contracts::steps::Compression;
+use berth_contracts::steps::{
+    BackupDeleteSpec, BackupMade, BackupSource, ExtractSpec, SiteBackupSpec,
+};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -21,34 +24,11 @@ const PROGRESS_EVERY: u64 = 64 << 20;
 pub const EXTRACT_MARKER: &str = ".berth-extract";
 const MB: f64 = 1_048_576.0;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    Zstd,
-    Gzip,
-}
-
-impl Compression {
-    pub fn parse(s: Option<&str>) -> Result<Self, BackupError> {
-        match s.unwrap_or("zstd") {
-            "zstd" => Ok(Self::Zstd),
-            "gzip" => Ok(Self::Gzip),
-            other => Err(BackupError::bad(format!("compression `{other}`"))),
-        }
-    }
-
-    pub fn extension(self) -> &'static str {
-        match self {
-            Self::Zstd => "tar.zst",
-            Self::Gzip => "tar.gz",
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Zstd => "zstd",
-            Self::Gzip => "gzip",
-        }
+/// The extension of a tarball compressed so.
+pub fn extension(c: Compression) -> &'static str {
+    match c {
+        Compression::Zstd => "tar.zst",
+        Compression::Gzip => "tar.gz",
     }
 }
 
@@ -72,24 +52,18 @@ fn file_name_ok(f: &str) -> bool {
 }
 
 impl BackupArgs {
-    pub fn parse(a: &Value) -> Result<Self, BackupError> {
-        let s = |k: &str| a.get(k).and_then(Value::as_str).unwrap_or_default();
-        let uri = berth_hosting::HostName::parse(s("uri"))
+    /// The step's spec, checked again: it came off the wire.
+    pub fn parse(spec: &SiteBackupSpec) -> Result<Self, BackupError> {
+        let site = &spec.site;
+        let uri = berth_hosting::HostName::parse(&site.uri)
             .map_err(|e| BackupError::bad(format!("uri: {e}")))?
             .to_string();
         let root = PathBuf::from(
-            berth_hosting::parse_root(s("root"))
+            berth_hosting::parse_root(&site.root)
                 .map_err(|e| BackupError::bad(format!("root: {e}")))?,
         );
-        let db = DbTarget::parse(a.get("db"))?;
-        let b = a
-            .get("backup")
-            .ok_or_else(|| BackupError::bad("no `backup` arguments"))?;
-        let file = b
-            .get("file")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
+        let db = DbTarget::of_site(&site.db)?;
+        let file = spec.backup.file.clone();
         if !file_name_ok(&file) {
             return Err(BackupError::bad(format!("backup file name `{file}`")));
         }
@@ -98,12 +72,8 @@ impl BackupArgs {
             root,
             db,
             file,
-            compression: Compression::parse(b.get("compression").and_then(Value::as_str))?,
-            description: b
-                .get("description")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
+            compression: spec.backup.compression,
+            description: spec.backup.description.clone(),
         })
     }
 
@@ -121,6 +91,19 @@ pub struct BackupOutput {
     pub size: u64,
     pub sha256: String,
     pub compression: Compression,
+}
+
+impl BackupOutput {
+    /// As the step reports it.
+    pub fn into_made(self) -> BackupMade {
+        BackupMade {
+            file: self.file,
+            path: self.path,
+            size: i64::try_from(self.size).unwrap_or(i64::MAX),
+            sha256: self.sha256,
+            compression: self.compression,
+        }
+    }
 }
 
 fn mb(n: u64) -> f64 {
@@ -345,13 +328,13 @@ type Log<'a> = &'a (dyn Fn(String) + Sync);
 /// nothing: it reports the file as it is.
 pub async fn backup_site(
     a: &Archiver,
-    args: &Value,
+    spec: &SiteBackupSpec,
     password: &str,
     log: Log<'_>,
 ) -> Result<BackupOutput, BackupError> {
-    let args = BackupArgs::parse(args)?;
+    let args = BackupArgs::parse(spec)?;
     let started = Instant::now();
-    let name = format!("{}.{}", args.file, args.compression.extension());
+    let name = format!("{}.{}", args.file, extension(args.compression));
     let dir = a.backups_dir.clone();
     if !dir.is_dir() {
         std::fs::DirBuilder::new()
@@ -450,7 +433,7 @@ pub async fn backup_site(
         if status.success() {
             Ok(dump_started.elapsed())
         } else {
-            Err(classify(&dump_bin, status, &err))
+            Err(classify(&dump_bin, status, &err, password))
         }
     };
 
@@ -639,14 +622,36 @@ fn absolute_normal(what: &str, p: &str) -> Result<PathBuf, BackupError> {
 }
 
 impl ExtractArgs {
-    pub fn parse(a: &Value) -> Result<Self, BackupError> {
-        let s = |k: &str| a.get(k).and_then(Value::as_str).unwrap_or_default();
+    /// The step's spec, checked again: it came off the wire. A backup named by its file
+    /// is looked for in the backups directory.
+    pub fn parse(a: &Archiver, spec: &ExtractSpec) -> Result<Self, BackupError> {
+        let path = match &spec.source {
+            BackupSource::Path(p) => absolute_normal("path", p)?,
+            BackupSource::File(f) => backup_file(a, f)?,
+        };
         Ok(Self {
-            path: absolute_normal("path", s("path"))?,
-            target_dir: absolute_normal("target_dir", s("target_dir"))?,
-            db: DbTarget::parse(a.get("db"))?,
+            path,
+            target_dir: absolute_normal("target_dir", &spec.target_dir)?,
+            db: DbTarget::of_extract(&spec.db)?,
         })
     }
+}
+
+/// The tarball named `file` (without its extension) in the backups directory: what a
+/// `backup-extract` of a backup made earlier in the same task knows of it.
+pub fn backup_file(a: &Archiver, file: &str) -> Result<PathBuf, BackupError> {
+    if file.is_empty() || file.contains('/') || file.starts_with('.') {
+        return Err(BackupError::permanent(
+            "backup-extract needs a `path` or a plain `file` name",
+        ));
+    }
+    ["tar.zst", "tar.gz"]
+        .iter()
+        .map(|ext| a.backups_dir.join(format!("{file}.{ext}")))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            BackupError::permanent(format!("no backup {file} in {}", a.backups_dir.display()))
+        })
 }
 
 /// What `backup-extract` reports.
@@ -715,11 +720,11 @@ fn link_inside(from: &Path, target: &Path) -> bool {
 /// that attempt finished is reported as it is.
 pub async fn extract_backup(
     a: &Archiver,
-    args: &Value,
+    spec: &ExtractSpec,
     password: &str,
     log: Log<'_>,
 ) -> Result<ExtractOutput, BackupError> {
-    let args = ExtractArgs::parse(args)?;
+    let args = ExtractArgs::parse(a, spec)?;
     let started = Instant::now();
     let meta = std::fs::metadata(&args.path)
         .map_err(|e| BackupError::permanent(format!("cannot read {}: {e}", args.path.display())))?;
@@ -783,8 +788,8 @@ pub async fn extract_backup(
     let option_file = work.option_file(&args.db, password)?;
     let (prog_tx, mut prog_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let job = {
-        let (a, args) = (a.clone(), args.clone());
-        tokio::task::spawn_blocking(move || unpack(&a, &args, &option_file, prog_tx))
+        let (a, args, password) = (a.clone(), args.clone(), password.to_owned());
+        tokio::task::spawn_blocking(move || unpack(&a, &args, &option_file, &password, prog_tx))
     };
     while let Some(line) = prog_rx.recv().await {
         log(line);
@@ -839,6 +844,7 @@ fn unpack(
     a: &Archiver,
     args: &ExtractArgs,
     option_file: &Path,
+    password: &str,
     progress: tokio::sync::mpsc::UnboundedSender<String>,
 ) -> Result<ExtractOutput, BackupError> {
     let reader = open_tarball(&args.path)?;
@@ -861,7 +867,7 @@ fn unpack(
         }
         let kind = entry.header().entry_type();
         if rel == Path::new("database.sql") && kind.is_file() {
-            let n = import(a, args, option_file, &mut entry)?;
+            let n = import(a, args, option_file, password, &mut entry)?;
             let _ = progress.send(format!(
                 "{:.1} MB of SQL imported into {}",
                 mb(n),
@@ -947,6 +953,7 @@ fn import(
     a: &Archiver,
     args: &ExtractArgs,
     option_file: &Path,
+    password: &str,
     sql: &mut dyn Read,
 ) -> Result<u64, BackupError> {
     let mut child = std::process::Command::new(&a.client_bin)
@@ -976,7 +983,7 @@ fn import(
         .map_err(|e| BackupError::transient(format!("waiting for {}: {e}", a.client_bin)))?;
     let err = errors.join().unwrap_or_default();
     if !status.success() {
-        return Err(classify(&a.client_bin, status, &err));
+        return Err(classify(&a.client_bin, status, &err, password));
     }
     copied.map_err(|e| {
         BackupError::transient(format!("feeding database.sql to {}: {e}", a.client_bin))
@@ -1063,10 +1070,22 @@ pub fn strip_definers(line: &[u8]) -> Vec<u8> {
     out
 }
 
+/// What `backup-delete` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deleted {
+    pub path: String,
+    /// `false`: it was already gone.
+    pub deleted: bool,
+}
+
 /// `backup-delete`: removes a tarball directly inside the backups directory; anything
 /// else is refused; an absent one is fine.
-pub fn delete_backup(a: &Archiver, args: &Value, log: Log<'_>) -> Result<Value, BackupError> {
-    let p = args.get("path").and_then(Value::as_str).unwrap_or_default();
+pub fn delete_backup(
+    a: &Archiver,
+    spec: &BackupDeleteSpec,
+    log: Log<'_>,
+) -> Result<Deleted, BackupError> {
+    let p = spec.path.as_str();
     let path = absolute_normal("path", p)?;
     let dir = std::fs::canonicalize(&a.backups_dir).map_err(|e| {
         BackupError::permanent(format!(
@@ -1089,7 +1108,10 @@ pub fn delete_backup(a: &Archiver, args: &Value, log: Log<'_>) -> Result<Value, 
     match std::fs::symlink_metadata(&path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             log(format!("{p} is already gone"));
-            Ok(serde_json::json!({"path": p, "deleted": false}))
+            Ok(Deleted {
+                path: p.to_owned(),
+                deleted: false,
+            })
         }
         Err(e) => Err(BackupError::transient(format!("read {p}: {e}"))),
         Ok(m) if !m.file_type().is_file() => Err(BackupError::permanent(format!(
@@ -1098,7 +1120,10 @@ pub fn delete_backup(a: &Archiver, args: &Value, log: Log<'_>) -> Result<Value, 
         Ok(m) => {
             std::fs::remove_file(&path).map_err(io_t(format!("remove {p}")))?;
             log(format!("removed {p} ({:.1} MB)", mb(m.len())));
-            Ok(serde_json::json!({"path": p, "deleted": true}))
+            Ok(Deleted {
+                path: p.to_owned(),
+                deleted: true,
+            })
         }
     }
 }

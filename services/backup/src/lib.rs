@@ -2,14 +2,15 @@
 //! uncloaked settings.php, plus `database.sql`), stored in the backups directory of the
 //! web server the site runs on.
 //!
-//! Actions:
-//! - `site-backup`: the site description (`uri`, `root`, `db {host, port, name, user}`)
-//!   plus `backup {file, compression, description}`; the site's database password sealed
-//!   in `secrets.site_db`. Output `{file, path, size, sha256, compression}`.
+//! Steps ([`BackupStep`]):
+//! - `site-backup`: the site (`uri`, `root`, `db {host, port, name, user}`) plus
+//!   `backup {file, compression, description}`; the site's database password sealed in
+//!   `secrets.site_db`. Output [`StepOutput::BackupMade`] (or `BackupSkipped` for a
+//!   delete's backup whose files are already gone).
 //! - `backup-delete`: `{path}`, a file directly inside the backups directory.
-//! - `backup-extract`: `{path, target_dir, db}` plus `secrets.site_db` (the target user's
-//!   password): unpacks into a new directory and imports the dump.
-//! - `backup-extract-remove`: `{target_dir}`, the compensation of `backup-extract`.
+//! - `backup-extract`: `{source, target_dir, db}` plus `secrets.site_db` (the target
+//!   user's password): unpacks into a new directory and imports the dump.
+//! - `backup-extract-remove`: its `target_dir`, the compensation of `backup-extract`.
 //!
 //! The work is done by plain async functions ([`backup_site`], [`extract_backup`],
 //! [`delete_backup`]) that the step handler wraps.
@@ -18,13 +19,14 @@ mod archive;
 mod mysql;
 
 pub use archive::{
-    BackupArgs, BackupOutput, Compression, EXTRACT_MARKER, ExtractArgs, ExtractOutput, backup_site,
-    delete_backup, extract_backup, strip_definers, uncloak_settings,
+    BackupArgs, BackupOutput, Compression, Deleted, EXTRACT_MARKER, ExtractArgs, ExtractOutput,
+    backup_file, backup_site, delete_backup, extract_backup, strip_definers, uncloak_settings,
 };
 pub use mysql::DbTarget;
 
 use berth_broker::worker::{StepContext, StepError, StepHandler, StepOk, WorkerConfig, run_worker};
-use berth_contracts::StepCommand;
+use berth_contracts::steps::{BackupSource, BackupStep, ExtractSpec, SiteBackupSpec, Work};
+use berth_contracts::{StepCommand, StepOutput};
 use berth_secrets::SecretKey;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -134,7 +136,7 @@ impl BackupWorker {
     }
 
     fn site_password(key: &SecretKey, cmd: &StepCommand) -> Result<String, StepError> {
-        key.open_site_password(&cmd.secrets)
+        key.open_site_password(cmd.secrets.site_db.as_deref())
             .map_err(|e| StepError::permanent(format!("the site's password: {e}")))
     }
 }
@@ -143,15 +145,11 @@ impl BackupWorker {
 /// (`file`): the path is the tarball of that name in this worker's backups directory.
 /// For a delete's backup (`files_may_be_gone`): the site directory is gone, so an earlier
 /// run of the delete removed it after taking its backup; there is nothing left to pack.
-fn files_gone(args: &serde_json::Value) -> Option<String> {
-    if args
-        .get("files_may_be_gone")
-        .and_then(serde_json::Value::as_bool)
-        != Some(true)
-    {
+fn files_gone(spec: &SiteBackupSpec) -> Option<String> {
+    if !spec.files_may_be_gone {
         return None;
     }
-    let dir = archive::BackupArgs::parse(args).ok()?.site_dir();
+    let dir = archive::BackupArgs::parse(spec).ok()?.site_dir();
     (!dir.exists()).then(|| {
         format!(
             "{} is gone (an earlier run of this delete removed it after its backup): \
@@ -161,30 +159,15 @@ fn files_gone(args: &serde_json::Value) -> Option<String> {
     })
 }
 
-fn with_backup_path(
-    a: &Archiver,
-    args: &serde_json::Value,
-) -> Result<serde_json::Value, StepError> {
-    if args.get("path").is_some() {
-        return Ok(args.clone());
-    }
-    let file = args
-        .get("file")
-        .and_then(|v| v.as_str())
-        .filter(|f| !f.is_empty() && !f.contains('/') && !f.starts_with('.'))
-        .ok_or_else(|| {
-            StepError::permanent("backup-extract needs a `path` or a plain `file` name")
-        })?;
-    let found = ["tar.zst", "tar.gz"]
-        .iter()
-        .map(|ext| a.backups_dir.join(format!("{file}.{ext}")))
-        .find(|p| p.is_file())
-        .ok_or_else(|| {
-            StepError::permanent(format!("no backup {file} in {}", a.backups_dir.display()))
-        })?;
-    let mut out = args.clone();
-    out["path"] = serde_json::json!(found.display().to_string());
-    Ok(out)
+fn with_backup_path(a: &Archiver, spec: &ExtractSpec) -> Result<ExtractSpec, StepError> {
+    let BackupSource::File(file) = &spec.source else {
+        return Ok(spec.clone());
+    };
+    let found = backup_file(a, file)?;
+    Ok(ExtractSpec {
+        source: BackupSource::Path(found.display().to_string()),
+        ..spec.clone()
+    })
 }
 
 /// Runs `work` with a log whose lines go to the task log at once (`ctx.progress`).
@@ -210,56 +193,60 @@ where
 
 impl StepHandler for BackupWorker {
     async fn handle(&self, cmd: &StepCommand, ctx: &StepContext) -> Result<StepOk, StepError> {
-        match cmd.action.as_str() {
-            "site-backup" => {
-                if let Some(skipped) = files_gone(&cmd.args) {
+        let Work::Backup(step) = &cmd.work else {
+            return Err(StepError::permanent(format!(
+                "this is the backup worker; the step is for the {} worker",
+                cmd.service()
+            )));
+        };
+        match step {
+            BackupStep::SiteBackup(spec) => {
+                if let Some(skipped) = files_gone(spec) {
                     ctx.warn(skipped.clone());
                     return Ok(
-                        StepOk::new(serde_json::json!({ "skipped": skipped })).with_warning()
+                        StepOk::new(StepOutput::BackupSkipped { reason: skipped }).with_warning()
                     );
                 }
                 let (key, a) = (&self.secret_key, &self.archiver);
                 let pw = Self::site_password(key, cmd)?;
-                let out = with_progress(ctx, |log| async move {
-                    backup_site(a, &cmd.args, &pw, &*log).await
-                })
-                .await?;
-                Ok(StepOk::new(serde_json::to_value(out).unwrap_or_default()))
+                let out =
+                    with_progress(
+                        ctx,
+                        |log| async move { backup_site(a, spec, &pw, &*log).await },
+                    )
+                    .await?;
+                Ok(StepOk::new(StepOutput::BackupMade(out.into_made())))
             }
-            "backup-extract" => {
+            BackupStep::BackupExtract(spec) => {
                 let (key, a) = (&self.secret_key, &self.archiver);
                 let pw = Self::site_password(key, cmd)?;
-                let args = with_backup_path(a, &cmd.args)?;
-                let out = with_progress(ctx, |log| async move {
-                    extract_backup(a, &args, &pw, &*log).await
+                let spec = with_backup_path(a, spec)?;
+                let out = with_progress(ctx, |log| {
+                    let spec = &spec;
+                    async move { extract_backup(a, spec, &pw, &*log).await }
                 })
                 .await;
                 match out {
-                    Ok(out) => Ok(StepOk::new(serde_json::to_value(out).unwrap_or_default())),
+                    Ok(out) => Ok(StepOk::new(StepOutput::BackupExtracted {
+                        target_dir: out.target_dir,
+                    })),
                     Err(e) => {
                         // A failed step is not taken back by its compensation: what it
                         // unpacked goes now (a retry starts over anyway).
-                        if let Some(dir) = cmd.args.get("target_dir").and_then(|v| v.as_str()) {
-                            let dir = std::path::Path::new(dir);
-                            if dir.join(EXTRACT_MARKER).exists()
-                                && std::fs::remove_dir_all(dir).is_ok()
-                            {
-                                ctx.info(format!("removed the half-unpacked {}", dir.display()));
-                            }
+                        let dir = std::path::Path::new(&spec.target_dir);
+                        if dir.join(EXTRACT_MARKER).exists() && std::fs::remove_dir_all(dir).is_ok()
+                        {
+                            ctx.info(format!("removed the half-unpacked {}", dir.display()));
                         }
                         Err(e.into())
                     }
                 }
             }
-            "backup-extract-remove" => {
+            BackupStep::BackupExtractRemove(spec) => {
                 // The compensation of `backup-extract`: the directory it unpacked into goes,
                 // if it is one (it holds the unpack's marker). Its imported database is
                 // dropped by the compensation of the step that created it.
-                let dir = cmd
-                    .args
-                    .get("target_dir")
-                    .and_then(|v| v.as_str())
-                    .map(std::path::PathBuf::from)
+                let dir = Some(std::path::PathBuf::from(&spec.target_dir))
                     .filter(|p| {
                         p.is_absolute()
                             && p.components()
@@ -281,14 +268,11 @@ impl StepHandler for BackupWorker {
                 }
                 Ok(StepOk::default())
             }
-            "backup-delete" => {
+            BackupStep::BackupDelete(spec) => {
                 let a = &self.archiver;
-                let out = delete_backup(a, &cmd.args, &|line| ctx.info(line))?;
-                Ok(StepOk::new(out))
+                let out = delete_backup(a, spec, &|line| ctx.info(line))?;
+                Ok(StepOk::new(StepOutput::BackupDeleted { path: out.path }))
             }
-            other => Err(StepError::Permanent(format!(
-                "the backup worker has no action `{other}`"
-            ))),
         }
     }
 }

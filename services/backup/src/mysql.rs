@@ -2,6 +2,7 @@
 //! directory (never in argv or the environment), and what their failures mean.
 
 use crate::BackupError;
+use berth_contracts::steps::{ExtractDb, SiteDbSpec};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -22,39 +23,36 @@ fn machine_name(v: &str) -> bool {
 }
 
 impl DbTarget {
-    /// `{host, port, name, user}`; port defaults to 3306.
-    pub fn parse(db: Option<&serde_json::Value>) -> Result<Self, BackupError> {
-        let db = db.ok_or_else(|| BackupError::bad("no `db` arguments"))?;
-        let s = |k: &str| {
-            db.get(k)
-                .and_then(serde_json::Value::as_str)
-                .unwrap_or_default()
-                .to_string()
-        };
-        let host = s("host");
+    /// The site's database of a site step.
+    pub fn of_site(db: &SiteDbSpec) -> Result<Self, BackupError> {
+        Self::check(&db.host, db.port, &db.name, &db.user)
+    }
+
+    /// The database a backup is imported into.
+    pub fn of_extract(db: &ExtractDb) -> Result<Self, BackupError> {
+        Self::check(&db.host, db.port, &db.name, &db.user)
+    }
+
+    /// Checked again here: the spec came off the wire, and the names reach argv and the
+    /// option file.
+    pub fn check(host: &str, port: u16, name: &str, user: &str) -> Result<Self, BackupError> {
         if host.parse::<std::net::IpAddr>().is_err() {
-            berth_hosting::HostName::parse(&host)
+            berth_hosting::HostName::parse(host)
                 .map_err(|e| BackupError::bad(format!("db host: {e}")))?;
         }
-        let (name, user) = (s("name"), s("user"));
-        for (k, v) in [("db name", &name), ("db user", &user)] {
+        for (k, v) in [("db name", name), ("db user", user)] {
             if !machine_name(v) {
                 return Err(BackupError::bad(format!("{k} `{v}`")));
             }
         }
-        let port = match db.get("port") {
-            None | Some(serde_json::Value::Null) => 3306,
-            Some(p) => {
-                p.as_u64()
-                    .filter(|p| (1..=65535).contains(p))
-                    .ok_or_else(|| BackupError::bad(format!("db port {p}")))? as u16
-            }
-        };
+        if port == 0 {
+            return Err(BackupError::bad(format!("db port {port}")));
+        }
         Ok(Self {
-            host,
+            host: host.to_owned(),
             port,
-            name,
-            user,
+            name: name.to_owned(),
+            user: user.to_owned(),
         })
     }
 }
@@ -117,11 +115,16 @@ const PERMANENT: [&str; 7] = ["1044", "1045", "1049", "1064", "1142", "1227", "1
 
 /// A client program's failure, from its exit status and stderr: refused credentials and
 /// missing databases are permanent, anything else (unreachable server, lost connection,
-/// lock waits) transient.
-pub fn classify(what: &str, status: std::process::ExitStatus, stderr: &str) -> BackupError {
+/// lock waits) transient. The password the program was given is masked in the message.
+pub fn classify(
+    what: &str,
+    status: std::process::ExitStatus,
+    stderr: &str,
+    password: &str,
+) -> BackupError {
     let tail: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     let tail = tail[tail.len().saturating_sub(3)..].join(" | ");
-    let msg = format!("{what} failed ({status}): {tail}");
+    let msg = berth_command::mask(&format!("{what} failed ({status}): {tail}"), &[password]);
     let permanent = PERMANENT.iter().any(|code| {
         stderr.contains(&format!("error: {code}"))
             || stderr.contains(&format!("ERROR {code}"))

@@ -5,8 +5,12 @@
 use berth_backup::{
     Archiver, BackupError, EXTRACT_MARKER, backup_site, delete_backup, extract_backup,
 };
-use berth_http::site::{SiteArgs, settings_php};
-use serde_json::{Value, json};
+use berth_contracts::Installer;
+use berth_contracts::steps::{
+    BackupDeleteSpec, BackupOrder, BackupSource, Compression, ExtractDb, ExtractSpec,
+    HttpServiceSpec, SiteBackupSpec, SiteDbSpec, SiteSpec,
+};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 use sqlx::mysql::MySqlConnection;
 use sqlx::{Connection, Row};
@@ -74,8 +78,13 @@ impl TestDb {
         Self { name, password }
     }
 
-    fn target(&self) -> Value {
-        json!({"host": "127.0.0.1", "port": port(), "name": self.name, "user": self.name})
+    fn target(&self) -> ExtractDb {
+        ExtractDb {
+            host: "127.0.0.1".into(),
+            port: port(),
+            name: self.name.clone(),
+            user: self.name.clone(),
+        }
     }
 
     async fn drop_all(&self, admin: &mut MySqlConnection) {
@@ -182,41 +191,35 @@ async fn rows(admin: &mut MySqlConnection, db: &str) -> Vec<(String, Vec<u8>)> {
     out
 }
 
-fn site_args(root: &Path, db: &TestDb) -> SiteArgs {
-    SiteArgs {
-        uri: URI.into(),
-        aliases: vec![],
-        redirection: false,
-        root: root.to_path_buf(),
-        profile: "standard".into(),
-        language: "en".into(),
-        client_email: None,
-        disabled: false,
-        unix_uid: 200_000,
-        data_root: root.to_path_buf(),
-        drush: root.join("vendor/bin/drush"),
-        drupal_major: 10,
-        http_port: 80,
-        db_host: "127.0.0.1".into(),
-        db_port: port(),
-        db_name: db.name.clone(),
-        db_user: db.name.clone(),
-    }
+/// A settings.php with cloaked credentials, as the http worker writes it (the parts the
+/// backup reads: `$_SERVER['db_…'] ?? '…'` expressions, and a hash salt it keeps).
+fn settings_php(uri: &str, hash_salt: &str) -> String {
+    format!(
+        "<?php\n\
+         // Written by berth for {uri}: a verify rewrites it.\n\
+         $databases['default']['default'] = array(\n\
+         \x20 'driver' => $_SERVER['db_type'] ?? 'mysql',\n\
+         \x20 'database' => $_SERVER['db_name'] ?? '',\n\
+         \x20 'username' => $_SERVER['db_user'] ?? '',\n\
+         \x20 'password' => $_SERVER['db_passwd'] ?? '',\n\
+         \x20 'host' => $_SERVER['db_host'] ?? '',\n\
+         \x20 'port' => $_SERVER['db_port'] ?? '',\n\
+         \x20 'prefix' => '',\n\
+         );\n\
+         $settings['hash_salt'] = '{hash_salt}';\n\
+         $settings['file_public_path'] = 'sites/{uri}/files';\n"
+    )
 }
 
 /// A platform root with a site directory: nested files (a few MB, text and binary), a
 /// symlink, the marker and a cloaked settings.php as the http worker writes it.
-fn make_site(root: &Path, db: &TestDb) -> PathBuf {
+fn make_site(root: &Path) -> PathBuf {
     let site = root.join("sites").join(URI);
     for d in ["files/styles/thumb", "files/inline-images", "private/tmp"] {
         std::fs::create_dir_all(site.join(d)).unwrap();
     }
     std::fs::write(site.join(".berth-site"), format!("{URI}\n")).unwrap();
-    std::fs::write(
-        site.join("settings.php"),
-        settings_php(&site_args(root, db), "salt-123"),
-    )
-    .unwrap();
+    std::fs::write(site.join("settings.php"), settings_php(URI, "salt-123")).unwrap();
     std::fs::set_permissions(
         site.join("settings.php"),
         std::fs::Permissions::from_mode(0o640),
@@ -245,16 +248,52 @@ fn make_site(root: &Path, db: &TestDb) -> PathBuf {
     site
 }
 
-fn backup_args(root: &Path, db: &TestDb, file: &str, compression: &str) -> Value {
-    json!({
-        "uri": URI,
-        "root": root.display().to_string(),
-        "profile": "standard",
-        "language": "en",
-        "db": {"host": "127.0.0.1", "port": port(), "name": db.name, "user": db.name,
-               "grant_hosts": ["%"]},
-        "backup": {"file": file, "compression": compression, "description": "test"},
-    })
+fn backup_args(root: &Path, db: &TestDb, file: &str, compression: &str) -> SiteBackupSpec {
+    SiteBackupSpec {
+        site: SiteSpec {
+            uri: URI.into(),
+            aliases: vec![],
+            redirection: false,
+            profile: "standard".into(),
+            language: "en".into(),
+            client_email: None,
+            platform: "platform".into(),
+            root: root.display().to_string(),
+            drupal_major: Some(10),
+            installer: Installer::default(),
+            disabled: false,
+            unix_uid: 200_000,
+            http: HttpServiceSpec {
+                service_type: "nginx".into(),
+                port: 80,
+            },
+            db: SiteDbSpec {
+                service_type: "mysql".into(),
+                host: "127.0.0.1".into(),
+                port: port(),
+                admin_user: "root".into(),
+                name: db.name.clone(),
+                user: db.name.clone(),
+                grant_hosts: vec!["%".into()],
+            },
+            web_host: "localhost".into(),
+            stash: false,
+        },
+        backup: BackupOrder {
+            file: file.into(),
+            compression: Compression::parse(compression).expect("zstd or gzip"),
+            description: "test".into(),
+        },
+        files_may_be_gone: false,
+    }
+}
+
+fn extract_args(path: impl Into<PathBuf>, target: &Path, db: ExtractDb) -> ExtractSpec {
+    ExtractSpec {
+        source: BackupSource::Path(path.into().display().to_string()),
+        target_dir: target.display().to_string(),
+        db,
+    }
 }
 
 fn quiet(_: String) {}
@@ -314,7 +353,7 @@ async fn backup_zstd_and_gzip_then_extract_reproduces_files_and_rows() {
     fill(&mut admin, &db.name, &db.password, 1024).await;
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("platform");
-    let site = make_site(&root, &db);
+    let site = make_site(&root);
     let backups = tmp.path().join("backups");
     let a = Archiver::new(&backups, "mariadb-dump", "mariadb");
     let lines = std::sync::Mutex::new(Vec::new());
@@ -405,7 +444,7 @@ async fn backup_zstd_and_gzip_then_extract_reproduces_files_and_rows() {
             .join(format!("restored-{}", out.compression.as_str()));
         let got = extract_backup(
             &a,
-            &json!({"path": out.path, "target_dir": target, "db": target_db.target()}),
+            &extract_args(&out.path, &target, target_db.target()),
             &target_db.password,
             &quiet,
         )
@@ -444,7 +483,7 @@ async fn backup_zstd_and_gzip_then_extract_reproduces_files_and_rows() {
         // A redelivered extract reports the finished work.
         let again = extract_backup(
             &a,
-            &json!({"path": out.path, "target_dir": target, "db": target_db.target()}),
+            &extract_args(&out.path, &target, target_db.target()),
             &target_db.password,
             &quiet,
         )
@@ -463,7 +502,7 @@ async fn the_password_never_shows_in_ps_while_the_dump_runs() {
     fill(&mut admin, &db.name, &db.password, 4096).await;
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("platform");
-    make_site(&root, &db);
+    make_site(&root);
     // The dump program, slowed so that the samples surely see it with its arguments.
     let slow = tmp.path().join("slow-dump");
     std::fs::write(&slow, "#!/bin/sh\nsleep 0.5\nexec mariadb-dump \"$@\"\n").unwrap();
@@ -534,7 +573,7 @@ async fn a_redelivered_backup_writes_nothing_twice() {
     fill(&mut admin, &db.name, &db.password, 256).await;
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("platform");
-    make_site(&root, &db);
+    make_site(&root);
     let a = Archiver::new(tmp.path().join("backups"), "mariadb-dump", "mariadb");
     let args = backup_args(&root, &db, &format!("{URI}-20250101T000000Z"), "zstd");
     let first = backup_site(&a, &args, &db.password, &quiet).await.unwrap();
@@ -572,10 +611,10 @@ async fn unreachable_mariadb_is_transient_and_bad_args_permanent() {
         name: "bk_nowhere".into(),
         password: "abc".into(),
     };
-    make_site(&root, &db);
+    make_site(&root);
     let a = Archiver::new(tmp.path().join("backups"), "mariadb-dump", "mariadb");
     let mut args = backup_args(&root, &db, "x-20250101T000000Z", "zstd");
-    args["db"]["port"] = json!(1);
+    args.site.db.port = 1;
     let e = backup_site(&a, &args, "abc", &quiet).await.unwrap_err();
     assert!(matches!(e, BackupError::Transient(_)), "{e:?}");
     assert!(
@@ -590,24 +629,30 @@ async fn unreachable_mariadb_is_transient_and_bad_args_permanent() {
     let e = backup_site(&a, &args, "wrong", &quiet).await.unwrap_err();
     assert!(matches!(e, BackupError::Permanent(_)), "{e:?}");
     real.drop_all(&mut admin).await;
-    for (k, v) in [
-        ("file", json!("../etc/passwd")),
-        ("file", json!(".hidden")),
-        ("compression", json!("xz")),
+    for file in ["../etc/passwd", ".hidden"] {
+        let args = backup_args(&root, &db, file, "zstd");
+        let e = backup_site(&a, &args, "abc", &quiet).await.unwrap_err();
+        assert!(e.is_permanent(), "{file}: {e:?}");
+    }
+    // An unknown compression does not make a step at all.
+    let mut v =
+        serde_json::to_value(backup_args(&root, &db, "z-20250101T000000Z", "zstd")).unwrap();
+    v["backup"]["compression"] = json!("xz");
+    assert!(serde_json::from_value::<SiteBackupSpec>(v).is_err());
+    for bad in [
+        |a: &mut SiteBackupSpec| a.site.db.name = "x`; DROP".into(),
+        |a: &mut SiteBackupSpec| a.site.db.user = "x'@'%".into(),
+        |a: &mut SiteBackupSpec| a.site.db.host = "evil host;".into(),
+        |a: &mut SiteBackupSpec| a.site.db.port = 0,
+        |a: &mut SiteBackupSpec| a.site.uri = "../etc".into(),
+        |a: &mut SiteBackupSpec| a.site.root = "relative/root".into(),
+        |a: &mut SiteBackupSpec| a.site.root = "/var/aegir/../etc".into(),
     ] {
         let mut args = backup_args(&root, &db, "z-20250101T000000Z", "zstd");
-        args["backup"][k] = v;
+        bad(&mut args);
         let e = backup_site(&a, &args, "abc", &quiet).await.unwrap_err();
-        assert!(e.is_permanent(), "{k}: {e:?}");
+        assert!(e.is_permanent(), "{args:?}: {e:?}");
     }
-    let mut args = backup_args(&root, &db, "z-20250101T000000Z", "zstd");
-    args["db"]["name"] = json!("x`; DROP");
-    assert!(
-        backup_site(&a, &args, "abc", &quiet)
-            .await
-            .unwrap_err()
-            .is_permanent()
-    );
 }
 
 #[test]
@@ -635,16 +680,73 @@ fn backup_delete_refuses_anything_but_a_file_in_the_backups_dir() {
         "relative.tar.zst".to_string(),
         b.clone(),
     ] {
-        let e = delete_backup(&a, &json!({"path": bad}), &quiet).unwrap_err();
+        let e = delete_backup(&a, &BackupDeleteSpec { path: bad.clone() }, &quiet).unwrap_err();
         assert!(e.is_permanent(), "{bad}: {e:?}");
     }
     assert!(tmp.path().join("outside.tar.zst").exists());
     assert!(backups.join("sub/inner.tar.zst").exists());
-    let out = delete_backup(&a, &json!({"path": format!("{b}/site.tar.zst")}), &quiet).unwrap();
-    assert_eq!(out["deleted"], json!(true));
+    let site = BackupDeleteSpec {
+        path: format!("{b}/site.tar.zst"),
+    };
+    let out = delete_backup(&a, &site, &quiet).unwrap();
+    assert!(out.deleted);
+    assert_eq!(out.path, site.path);
     assert!(!backups.join("site.tar.zst").exists());
-    let out = delete_backup(&a, &json!({"path": format!("{b}/site.tar.zst")}), &quiet).unwrap();
-    assert_eq!(out["deleted"], json!(false), "absent is success");
+    let out = delete_backup(&a, &site, &quiet).unwrap();
+    assert!(!out.deleted, "absent is success");
+}
+
+#[test]
+fn a_backup_named_by_its_file_is_found_in_the_backups_dir_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let backups = tmp.path().join("backups");
+    std::fs::create_dir_all(&backups).unwrap();
+    std::fs::write(backups.join("site-20250101T000000Z.tar.gz"), "x").unwrap();
+    std::fs::write(tmp.path().join("outside.tar.zst"), "x").unwrap();
+    let a = Archiver::new(&backups, "mariadb-dump", "mariadb");
+    assert_eq!(
+        berth_backup::backup_file(&a, "site-20250101T000000Z").unwrap(),
+        backups.join("site-20250101T000000Z.tar.gz")
+    );
+    for bad in ["", "../outside", ".hidden", "sub/site", "missing"] {
+        let e = berth_backup::backup_file(&a, bad).unwrap_err();
+        assert!(e.is_permanent(), "{bad}: {e:?}");
+    }
+    // A source path must be absolute and plain, as must the target directory.
+    let db = ExtractDb {
+        host: "127.0.0.1".into(),
+        port: port(),
+        name: "bk_never".into(),
+        user: "bk_never".into(),
+    };
+    let good = backups.join("site-20250101T000000Z.tar.gz");
+    for (source, target) in [
+        (
+            BackupSource::Path("relative.tar.gz".into()),
+            "/tmp/x".to_string(),
+        ),
+        (
+            BackupSource::Path(format!("{}/../outside.tar.zst", backups.display())),
+            "/tmp/x".into(),
+        ),
+        (BackupSource::File("../outside".into()), "/tmp/x".into()),
+        (
+            BackupSource::Path(good.display().to_string()),
+            "/tmp/../etc".into(),
+        ),
+        (
+            BackupSource::Path(good.display().to_string()),
+            "site".into(),
+        ),
+    ] {
+        let spec = ExtractSpec {
+            source,
+            target_dir: target,
+            db: db.clone(),
+        };
+        let e = berth_backup::ExtractArgs::parse(&a, &spec).unwrap_err();
+        assert!(e.is_permanent(), "{spec:?}: {e:?}");
+    }
 }
 
 /// A gzip tarball with one entry whose raw name (or link target) is written as given,
@@ -682,7 +784,12 @@ fn evil_tarball(path: &Path, name: &str, kind: tar::EntryType, link: Option<&str
 async fn backup_extract_refuses_entries_that_escape() {
     let tmp = tempfile::tempdir().unwrap();
     let a = Archiver::new(tmp.path().join("backups"), "mariadb-dump", "mariadb");
-    let db = json!({"host": "127.0.0.1", "port": port(), "name": "bk_never", "user": "bk_never"});
+    let db = ExtractDb {
+        host: "127.0.0.1".into(),
+        port: port(),
+        name: "bk_never".into(),
+        user: "bk_never".into(),
+    };
     let cases = [
         ("../evil", tar::EntryType::Regular, None),
         ("files/../../evil", tar::EntryType::Regular, None),
@@ -698,7 +805,7 @@ async fn backup_extract_refuses_entries_that_escape() {
         std::fs::create_dir_all(target.parent().unwrap()).unwrap();
         let e = extract_backup(
             &a,
-            &json!({"path": tarball, "target_dir": target, "db": db}),
+            &extract_args(&tarball, &target, db.clone()),
             "pw",
             &quiet,
         )
@@ -715,7 +822,7 @@ async fn backup_extract_refuses_entries_that_escape() {
     std::fs::write(&junk, [0x28, 0xb5, 0x2f, 0xfd, 1, 2, 3, 4, 5]).unwrap();
     let e = extract_backup(
         &a,
-        &json!({"path": junk, "target_dir": tmp.path().join("junk-out"), "db": db}),
+        &extract_args(&junk, &tmp.path().join("junk-out"), db.clone()),
         "pw",
         &quiet,
     )
@@ -728,7 +835,7 @@ async fn backup_extract_refuses_entries_that_escape() {
     std::fs::write(existing.join("keep.txt"), "keep").unwrap();
     let e = extract_backup(
         &a,
-        &json!({"path": junk, "target_dir": existing, "db": db}),
+        &extract_args(&junk, &existing, db.clone()),
         "pw",
         &quiet,
     )
@@ -748,7 +855,7 @@ async fn backup_extract_starts_over_after_an_unfinished_attempt() {
     fill(&mut admin, &db.name, &db.password, 128).await;
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("platform");
-    let site = make_site(&root, &db);
+    let site = make_site(&root);
     let a = Archiver::new(tmp.path().join("backups"), "mariadb-dump", "mariadb");
     let out = backup_site(
         &a,
@@ -765,7 +872,7 @@ async fn backup_extract_starts_over_after_an_unfinished_attempt() {
     std::fs::write(target.join("half-written.bin"), "junk").unwrap();
     extract_backup(
         &a,
-        &json!({"path": out.path, "target_dir": target, "db": target_db.target()}),
+        &extract_args(&out.path, &target, target_db.target()),
         &target_db.password,
         &quiet,
     )

@@ -5,6 +5,7 @@
 
 use berth_broker::worker::{StepContext, StepError, StepHandler, StepOk, WorkerConfig, run_worker};
 use berth_contracts::StepCommand;
+use berth_contracts::steps::{DbServiceSpec, DbStep, SiteDbSpec, SiteSpec, Work};
 use berth_secrets::SecretKey;
 use rand::RngCore;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
@@ -53,32 +54,15 @@ impl DbWorker {
         Self { cfg }
     }
 
-    async fn admin_connection(
-        &self,
-        cmd: &StepCommand,
-        ctx: &StepContext,
-    ) -> Result<MySqlConnection, StepError> {
-        self.admin_connection_to(&cmd.args, cmd, ctx).await
-    }
-
-    /// Connects as the admin named in `args` (`host`, `port`, `admin_user`) with the
-    /// sealed admin password of the command.
+    /// Connects as the admin of `server` with the sealed admin password of the command.
     async fn admin_connection_to(
         &self,
-        args: &serde_json::Value,
+        server: Admin<'_>,
         cmd: &StepCommand,
         ctx: &StepContext,
     ) -> Result<MySqlConnection, StepError> {
-        let host = args
-            .get("host")
-            .and_then(|v| v.as_str())
-            .unwrap_or("127.0.0.1");
-        let port = args.get("port").and_then(|v| v.as_u64()).unwrap_or(3306) as u16;
-        let user = args
-            .get("admin_user")
-            .and_then(|v| v.as_str())
-            .unwrap_or("root");
-        let password = match &cmd.sealed {
+        let Admin { host, port, user } = server;
+        let password = match &cmd.secrets.db_admin {
             Some(s) => self.cfg.secret_key.open(s).map_err(|e| {
                 StepError::Permanent(format!("cannot open the db admin password: {e}"))
             })?,
@@ -101,8 +85,15 @@ impl DbWorker {
         Ok(conn)
     }
 
-    async fn verify(&self, cmd: &StepCommand, ctx: &StepContext) -> Result<StepOk, StepError> {
-        let mut conn = self.admin_connection(cmd, ctx).await?;
+    async fn verify(
+        &self,
+        spec: &DbServiceSpec,
+        cmd: &StepCommand,
+        ctx: &StepContext,
+    ) -> Result<StepOk, StepError> {
+        let mut conn = self
+            .admin_connection_to(Admin::of_server(spec), cmd, ctx)
+            .await?;
         let mut raw = [0u8; 6];
         rand::rng().fill_bytes(&mut raw);
         // Generated here from hex digits only: safe to quote as identifiers.
@@ -122,7 +113,7 @@ impl DbWorker {
             )))
             .execute(&mut conn)
             .await
-            .map_err(|e| classify("create user", e))?;
+            .map_err(|e| masked(classify("create user", e), &password))?;
             ctx.info(format!("created user {name}"));
             sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
                 "GRANT ALL PRIVILEGES ON `{}`.* TO '{name}'@'%'",
@@ -153,6 +144,32 @@ impl DbWorker {
     }
 }
 
+/// The db server and admin a step connects to.
+#[derive(Debug, Clone, Copy)]
+struct Admin<'a> {
+    host: &'a str,
+    port: u16,
+    user: &'a str,
+}
+
+impl<'a> Admin<'a> {
+    fn of_server(s: &'a DbServiceSpec) -> Self {
+        Self {
+            host: &s.host,
+            port: s.port,
+            user: &s.admin_user,
+        }
+    }
+
+    fn of_site(db: &'a SiteDbSpec) -> Self {
+        Self {
+            host: &db.host,
+            port: db.port,
+            user: &db.admin_user,
+        }
+    }
+}
+
 /// The site database names and hosts of a site step, checked again here: they are
 /// quoted into SQL, so only the characters berth itself generates are accepted.
 struct SiteDb {
@@ -161,13 +178,8 @@ struct SiteDb {
     hosts: Vec<String>,
 }
 
-fn site_db(cmd: &StepCommand) -> Result<SiteDb, StepError> {
-    let db = cmd
-        .args
-        .get("db")
-        .ok_or_else(|| StepError::permanent("site step without `db` arguments"))?;
-    let ident = |k: &str| -> Result<String, StepError> {
-        let v = db.get(k).and_then(|v| v.as_str()).unwrap_or_default();
+fn site_db(db: &SiteDbSpec) -> Result<SiteDb, StepError> {
+    let ident = |k: &str, v: &str| -> Result<String, StepError> {
         if (1..=64).contains(&v.len())
             && v.bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
@@ -179,10 +191,7 @@ fn site_db(cmd: &StepCommand) -> Result<SiteDb, StepError> {
             )))
         }
     };
-    let hosts: Vec<String> = db
-        .get("grant_hosts")
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
-        .unwrap_or_default();
+    let hosts = db.grant_hosts.clone();
     if hosts.is_empty()
         || !hosts.iter().all(|h| {
             !h.is_empty()
@@ -194,8 +203,8 @@ fn site_db(cmd: &StepCommand) -> Result<SiteDb, StepError> {
         return Err(StepError::permanent(format!("bad grant hosts {hosts:?}")));
     }
     Ok(SiteDb {
-        name: ident("name")?,
-        user: ident("user")?,
+        name: ident("name", &db.name)?,
+        user: ident("user", &db.user)?,
         hosts,
     })
 }
@@ -208,13 +217,22 @@ async fn exec(conn: &mut MySqlConnection, what: &str, sql: String) -> Result<(),
         .map_err(|e| classify(what, e))
 }
 
+/// A step error with `secret` masked: a server's error may quote the statement it
+/// refused, and a statement that sets a password holds it.
+fn masked(e: StepError, secret: &str) -> StepError {
+    match e {
+        StepError::Permanent(m) => StepError::Permanent(berth_command::mask(&m, &[secret])),
+        StepError::Transient(m) => StepError::Transient(berth_command::mask(&m, &[secret])),
+    }
+}
+
 impl DbWorker {
     /// The site's password, opened from the command's sealed secrets; hex only (berth
     /// makes it so), because it is quoted into `IDENTIFIED BY`.
     fn site_password(&self, cmd: &StepCommand) -> Result<String, StepError> {
         self.cfg
             .secret_key
-            .open_site_password(&cmd.secrets)
+            .open_site_password(cmd.secrets.site_db.as_deref())
             .map_err(|e| StepError::permanent(format!("the site's password: {e}")))
     }
 
@@ -222,12 +240,15 @@ impl DbWorker {
     /// step finds its own work and goes on.
     async fn site_db_create(
         &self,
+        spec: &SiteSpec,
         cmd: &StepCommand,
         ctx: &StepContext,
     ) -> Result<StepOk, StepError> {
-        let site = site_db(cmd)?;
+        let site = site_db(&spec.db)?;
         let password = self.site_password(cmd)?;
-        let mut conn = self.admin_connection_to(&cmd.args["db"], cmd, ctx).await?;
+        let mut conn = self
+            .admin_connection_to(Admin::of_site(&spec.db), cmd, ctx)
+            .await?;
         let made = self.make_site_db(&mut conn, &site, &password, ctx).await;
         if let Err(e) = &made {
             // A failed step is not taken back by the dispatcher: what it made goes now (the
@@ -278,14 +299,16 @@ impl DbWorker {
                 "create user",
                 format!("CREATE USER IF NOT EXISTS '{user}'@'{host}' IDENTIFIED BY '{password}'"),
             )
-            .await?;
+            .await
+            .map_err(|e| masked(e, password))?;
             // A user left by an earlier attempt gets this attempt's password.
             exec(
                 conn,
                 "set password",
                 format!("ALTER USER '{user}'@'{host}' IDENTIFIED BY '{password}'"),
             )
-            .await?;
+            .await
+            .map_err(|e| masked(e, password))?;
             // A grant made before database names were escaped in grants covered every
             // name its pattern matched: it goes (absent, MariaDB says so; that is fine).
             let _ = exec(
@@ -313,11 +336,14 @@ impl DbWorker {
     /// that covered every name its pattern matched). Changes nothing else.
     async fn site_db_grant(
         &self,
+        spec: &SiteSpec,
         cmd: &StepCommand,
         ctx: &StepContext,
     ) -> Result<StepOk, StepError> {
-        let site = site_db(cmd)?;
-        let mut conn = self.admin_connection_to(&cmd.args["db"], cmd, ctx).await?;
+        let site = site_db(&spec.db)?;
+        let mut conn = self
+            .admin_connection_to(Admin::of_site(&spec.db), cmd, ctx)
+            .await?;
         let (db, user) = (&site.name, &site.user);
         for host in &site.hosts {
             if db.contains('_') {
@@ -353,11 +379,14 @@ impl DbWorker {
     /// Revokes and drops the site's users and drops its database (absent ones are fine).
     async fn site_db_drop(
         &self,
+        spec: &SiteSpec,
         cmd: &StepCommand,
         ctx: &StepContext,
     ) -> Result<StepOk, StepError> {
-        let site = site_db(cmd)?;
-        let mut conn = self.admin_connection_to(&cmd.args["db"], cmd, ctx).await?;
+        let site = site_db(&spec.db)?;
+        let mut conn = self
+            .admin_connection_to(Admin::of_site(&spec.db), cmd, ctx)
+            .await?;
         for host in &site.hosts {
             exec(
                 &mut conn,
@@ -394,14 +423,17 @@ fn hex_encode(b: &[u8]) -> String {
 
 impl StepHandler for DbWorker {
     async fn handle(&self, cmd: &StepCommand, ctx: &StepContext) -> Result<StepOk, StepError> {
-        match cmd.action.as_str() {
-            "verify" => self.verify(cmd, ctx).await,
-            "site-db-create" => self.site_db_create(cmd, ctx).await,
-            "site-db-drop" => self.site_db_drop(cmd, ctx).await,
-            "site-db-grant" => self.site_db_grant(cmd, ctx).await,
-            other => Err(StepError::Permanent(format!(
-                "the db worker has no action `{other}`"
-            ))),
+        let Work::Db(step) = &cmd.work else {
+            return Err(StepError::permanent(format!(
+                "this is the db worker; the step is for the {} worker",
+                cmd.service()
+            )));
+        };
+        match step {
+            DbStep::Verify(spec) => self.verify(spec, cmd, ctx).await,
+            DbStep::SiteDbCreate(spec) => self.site_db_create(spec, cmd, ctx).await,
+            DbStep::SiteDbDrop(spec) => self.site_db_drop(spec, cmd, ctx).await,
+            DbStep::SiteDbGrant(spec) => self.site_db_grant(spec, cmd, ctx).await,
         }
     }
 }
@@ -416,7 +448,43 @@ pub async fn run(
 
 #[cfg(test)]
 mod tests {
-    use super::grant_db;
+    use super::{SiteDbSpec, grant_db, site_db};
+
+    fn spec(name: &str, user: &str, hosts: &[&str]) -> SiteDbSpec {
+        SiteDbSpec {
+            service_type: "mysql".into(),
+            host: "127.0.0.1".into(),
+            port: 3306,
+            admin_user: "root".into(),
+            name: name.into(),
+            user: user.into(),
+            grant_hosts: hosts.iter().map(|h| h.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn only_names_berth_makes_reach_the_sql() {
+        let ok = site_db(&spec(
+            "www_example_com_1a2b",
+            "www_example_1a2b",
+            &["%", "10.0.0.%"],
+        ))
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(ok.name, "www_example_com_1a2b");
+        assert_eq!(ok.hosts, ["%", "10.0.0.%"]);
+        for bad in [
+            spec("x`; DROP DATABASE mysql; --", "u", &["%"]),
+            spec("db", "u'@'%", &["%"]),
+            spec("", "u", &["%"]),
+            spec(&"a".repeat(65), "u", &["%"]),
+            spec("Db", "u", &["%"]),
+            spec("db", "u", &[]),
+            spec("db", "u", &["host' IDENTIFIED BY 'x"]),
+            spec("db", "u", &[""]),
+        ] {
+            assert!(site_db(&bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn a_granted_database_name_matches_itself_only() {

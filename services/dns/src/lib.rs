@@ -12,7 +12,8 @@ pub mod records;
 
 use berth_broker::worker::{StepContext, StepError, StepHandler, StepOk, WorkerConfig, run_worker};
 use berth_command::{ensure_dir, run_checked};
-use berth_contracts::StepCommand;
+use berth_contracts::steps::{DnsServiceSpec, DnsStep, Work};
+use berth_contracts::{StepCommand, StepOutput};
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -41,12 +42,13 @@ impl DnsWorker {
         Self { cfg }
     }
 
-    async fn verify(&self, cmd: &StepCommand, ctx: &StepContext) -> Result<StepOk, StepError> {
-        let ty = cmd
-            .args
-            .get("type")
-            .and_then(|v| v.as_str())
-            .unwrap_or("bind");
+    async fn verify(
+        &self,
+        spec: &DnsServiceSpec,
+        cmd: &StepCommand,
+        ctx: &StepContext,
+    ) -> Result<StepOk, StepError> {
+        let ty = &spec.service_type;
         if ty != "bind" {
             return Err(StepError::Permanent(format!(
                 "dns service type `{ty}` has nothing to verify"
@@ -68,23 +70,28 @@ impl DnsWorker {
 
 impl StepHandler for DnsWorker {
     async fn handle(&self, cmd: &StepCommand, ctx: &StepContext) -> Result<StepOk, StepError> {
-        match cmd.action.as_str() {
-            "verify" => self.verify(cmd, ctx).await,
-            "site-records" => {
-                let log = |line: String| ctx.info(line);
-                records::site_records(&self.cfg, &cmd.server, &cmd.args, &log)
+        let Work::Dns(step) = &cmd.work else {
+            return Err(StepError::permanent(format!(
+                "this is the dns worker; the step is for the {} worker",
+                cmd.service()
+            )));
+        };
+        let log = |line: String| ctx.info(line);
+        let done = |zones| StepOk::new(StepOutput::Records { zones });
+        match step {
+            DnsStep::Verify(spec) => self.verify(spec, cmd, ctx).await,
+            DnsStep::SiteRecords(site) => {
+                let names = records::SiteNames::of_site(site);
+                records::site_records(&self.cfg, &cmd.server, &names, &log)
                     .await
-                    .map(StepOk::new)
+                    .map(done)
             }
-            "site-records-remove" => {
-                let log = |line: String| ctx.info(line);
-                records::site_records_remove(&self.cfg, &cmd.server, &cmd.args, &log)
+            DnsStep::SiteRecordsRemove(site) => {
+                let names = records::SiteNames::of_site(site);
+                records::site_records_remove(&self.cfg, &cmd.server, &names, &log)
                     .await
-                    .map(StepOk::new)
+                    .map(done)
             }
-            other => Err(StepError::Permanent(format!(
-                "the dns worker has no action `{other}`"
-            ))),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! A site's DNS records on a server's BIND: the work of the `site-records` and
 //! `site-records-remove` actions, as plain async functions taking the configuration, the
-//! server, the step's arguments and a log sink, so they run without the broker.
+//! server, the site's names ([`SiteNames`]) and a log sink, so they run without the broker.
 //!
 //! Layout, under `<data_root>/config/<server>/bind/`:
 //! - `zones/<zone>.zone`: one file per zone, written whole (temp file and rename);
@@ -25,9 +25,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use berth_broker::worker::StepError;
+use berth_contracts::steps::{SiteSpec, ZoneChange};
 use berth_hosting::zone::{Change, SiteRecords, Zone, ZoneError, zone_for};
 use berth_hosting::{HostName, ServerName};
-use serde_json::{Value, json};
+use serde::Deserialize;
 
 use crate::DnsConfig;
 
@@ -58,7 +59,39 @@ pub fn zone_file(cfg: &DnsConfig, server: &str, zone: &str) -> PathBuf {
         .join(format!("{zone}.zone"))
 }
 
-/// The arguments of both actions.
+/// What both actions are asked: a site's names and where its address comes from. Built
+/// from the step's [`SiteSpec`] ([`SiteNames::of_site`]); every name is checked again
+/// here (they reach zone files).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct SiteNames {
+    pub uri: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// The site's address as given (tests); else `web_host` is resolved.
+    #[serde(default)]
+    pub ip: Option<String>,
+    /// The web server's host name: the site's address is its address.
+    #[serde(default)]
+    pub web_host: Option<String>,
+    /// The name server of a zone this creates; [`DEFAULT_NS`] when `None`.
+    #[serde(default)]
+    pub ns: Option<String>,
+}
+
+impl SiteNames {
+    /// A site step's names; its address is the web host's.
+    pub fn of_site(site: &SiteSpec) -> Self {
+        Self {
+            uri: site.uri.clone(),
+            aliases: site.aliases.clone(),
+            ip: None,
+            web_host: Some(site.web_host.clone()),
+            ns: None,
+        }
+    }
+}
+
+/// The names of both actions, checked.
 #[derive(Debug, Clone)]
 struct SiteArgs {
     uri: HostName,
@@ -66,45 +99,28 @@ struct SiteArgs {
     aliases: Vec<HostName>,
 }
 
-fn site_args(args: &Value) -> Result<SiteArgs, StepError> {
-    let uri = args
-        .get("uri")
-        .and_then(Value::as_str)
-        .ok_or_else(|| StepError::permanent("the step needs a `uri`"))?;
-    let uri = HostName::parse(uri).map_err(|e| StepError::permanent(format!("uri: {e}")))?;
+fn site_args(names: &SiteNames) -> Result<SiteArgs, StepError> {
+    let uri = HostName::parse(&names.uri).map_err(|e| StepError::permanent(format!("uri: {e}")))?;
     let mut aliases: Vec<HostName> = Vec::new();
-    match args.get("aliases") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(list)) => {
-            for a in list {
-                let a = a
-                    .as_str()
-                    .ok_or_else(|| StepError::permanent("`aliases` must be a list of names"))?;
-                let a =
-                    HostName::parse(a).map_err(|e| StepError::permanent(format!("alias: {e}")))?;
-                if a != uri && !aliases.contains(&a) {
-                    aliases.push(a);
-                }
-            }
+    for a in &names.aliases {
+        let a = HostName::parse(a).map_err(|e| StepError::permanent(format!("alias: {e}")))?;
+        if a != uri && !aliases.contains(&a) {
+            aliases.push(a);
         }
-        Some(_) => return Err(StepError::permanent("`aliases` must be a list of names")),
     }
     Ok(SiteArgs { uri, aliases })
 }
 
 /// The site's address: `ip`, else `web_host` resolved (IPv4 preferred).
-async fn site_ip(args: &Value, log: Log<'_>) -> Result<IpAddr, StepError> {
-    if let Some(ip) = args.get("ip").filter(|v| !v.is_null()) {
-        let text = ip
-            .as_str()
-            .ok_or_else(|| StepError::permanent("`ip` must be a string"))?;
+async fn site_ip(names: &SiteNames, log: Log<'_>) -> Result<IpAddr, StepError> {
+    if let Some(text) = &names.ip {
         return text
             .parse()
             .map_err(|_| StepError::permanent(format!("`{text}` is not an IP address")));
     }
-    let host = args
-        .get("web_host")
-        .and_then(Value::as_str)
+    let host = names
+        .web_host
+        .as_deref()
         .ok_or_else(|| StepError::permanent("the step needs an `ip` or a `web_host`"))?;
     let host = HostName::parse(host).map_err(|e| StepError::permanent(format!("web_host: {e}")))?;
     let addrs: Vec<IpAddr> = tokio::net::lookup_host((host.as_str(), 0))
@@ -505,21 +521,21 @@ fn zone_error(path: &Path, e: ZoneError) -> StepError {
     StepError::permanent(format!("{}: {e}", path.display()))
 }
 
-/// `site-records`: args `{"uri", "aliases": [...], "ip"}` (or `"web_host"` to resolve
-/// instead of `ip`; optional `"ns"`: the name server of a zone this creates, default
+/// `site-records`: the site's `uri` and `aliases`, its address `ip` (or `web_host` to
+/// resolve instead; `ns`: the name server of a zone this creates, default
 /// [`DEFAULT_NS`]). Puts the site's address record and its aliases' CNAMEs in the zones
-/// of its names, creating zones as needed. Returns `{"zones": [{"zone", "serial",
-/// "changes": [...]}]}`.
+/// of its names, creating zones as needed. Returns the zones changed, each with its
+/// serial (none for a zone removed) and its changes.
 pub async fn site_records(
     cfg: &DnsConfig,
     server: &str,
-    args: &Value,
+    names: &SiteNames,
     log: Log<'_>,
-) -> Result<Value, StepError> {
+) -> Result<Vec<ZoneChange>, StepError> {
     check_server(server)?;
-    let site = site_args(args)?;
-    let ip = site_ip(args, log).await?;
-    let ns = match args.get("ns").and_then(Value::as_str) {
+    let site = site_args(names)?;
+    let ip = site_ip(names, log).await?;
+    let ns = match names.ns.as_deref() {
         Some(ns) => HostName::parse(ns.trim_end_matches('.'))
             .map_err(|e| StepError::permanent(format!("ns: {e}")))?
             .as_str()
@@ -571,7 +587,11 @@ pub async fn site_records(
                 "zone {origin}: put back as named last loaded it, before this site's records were removed"
             ));
             created.push(origin.clone());
-            report.push(json!({ "zone": origin, "put_back": true, "changes": [] }));
+            report.push(ZoneChange {
+                zone: origin.clone(),
+                serial: Zone::parse(origin, &text).ok().map(|z| z.soa.serial),
+                changes: Vec::new(),
+            });
             restores.push((
                 Pending {
                     zone: origin.clone(),
@@ -632,11 +652,11 @@ pub async fn site_records(
                 zone.render(),
             ));
         }
-        report.push(json!({
-            "zone": origin,
-            "serial": zone.soa.serial,
-            "changes": changes.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        }));
+        report.push(ZoneChange {
+            zone: origin.clone(),
+            serial: Some(zone.soa.serial),
+            changes: changes.iter().map(ToString::to_string).collect(),
+        });
     }
 
     let mut written = write_checked(cfg, edits, log).await?;
@@ -664,21 +684,22 @@ pub async fn site_records(
         .map(|n| n.as_str().to_owned())
         .collect();
     write_names(&names_file(cfg, server, &site.uri), &names).await?;
-    Ok(json!({ "zones": report, "removed_zones": gone }))
+    Ok(without_serials(report, &gone))
 }
 
-/// `site-records-remove`: args `{"uri", "aliases": [...]}`. Removes the site's address
+/// `site-records-remove`: the site's `uri` and `aliases` (its address is not needed).
+/// Removes the site's address
 /// records and its aliases' CNAMEs (and those of names it had before, by this worker's
 /// account) from the zones berth has; records already gone are "nothing to remove", a
 /// success. A zone berth made that is left without records is removed.
 pub async fn site_records_remove(
     cfg: &DnsConfig,
     server: &str,
-    args: &Value,
+    names: &SiteNames,
     log: Log<'_>,
-) -> Result<Value, StepError> {
+) -> Result<Vec<ZoneChange>, StepError> {
     check_server(server)?;
-    let mut site = site_args(args)?;
+    let mut site = site_args(names)?;
     let lock = server_lock(server);
     let _guard = lock.lock().await;
     for name in dropped_names(cfg, server, &site).await? {
@@ -731,11 +752,11 @@ pub async fn site_records_remove(
             ));
             touched.push(origin.clone());
         }
-        report.push(json!({
-            "zone": origin,
-            "serial": zone.soa.serial,
-            "changes": changes.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        }));
+        report.push(ZoneChange {
+            zone: origin.clone(),
+            serial: Some(zone.soa.serial),
+            changes: changes.iter().map(ToString::to_string).collect(),
+        });
     }
     let mut gone = Vec::new();
     if !edits.is_empty() || !empty.is_empty() {
@@ -753,5 +774,15 @@ pub async fn site_records_remove(
             names.display()
         )));
     }
-    Ok(json!({ "zones": report, "removed_zones": gone }))
+    Ok(without_serials(report, &gone))
+}
+
+/// The report, each zone removed (`gone`) without a serial.
+fn without_serials(mut report: Vec<ZoneChange>, gone: &[String]) -> Vec<ZoneChange> {
+    for z in &mut report {
+        if gone.contains(&z.zone) {
+            z.serial = None;
+        }
+    }
+    report
 }

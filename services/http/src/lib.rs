@@ -12,7 +12,8 @@ pub mod vhost;
 
 use berth_broker::worker::{StepContext, StepError, StepHandler, StepOk, WorkerConfig, run_worker};
 use berth_command::{ensure_dir, run_checked};
-use berth_contracts::StepCommand;
+use berth_contracts::steps::{CleanupSpec, HttpServiceSpec, HttpStep, SiteSpec, SwapSpec};
+use berth_contracts::{StepCommand, StepOutput, Work};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,8 +77,23 @@ impl HttpWorker {
         let key = self.cfg.secret_key.as_ref().ok_or_else(|| {
             StepError::permanent("this http worker has no secret key to open the site's password")
         })?;
-        key.open_site_password(&cmd.secrets)
+        key.open_site_password(cmd.secrets.site_db.as_deref())
             .map_err(|e| StepError::permanent(format!("the site's password: {e}")))
+    }
+
+    /// A site step's arguments, checked (they reach paths and commands).
+    fn site_args(&self, spec: &SiteSpec) -> Result<site::SiteArgs, StepError> {
+        site::SiteArgs::from_spec(spec, &self.cfg.data_root)
+    }
+
+    /// One of the installer slots: steps that run drush hold one while they run; the
+    /// others (files, vhosts) do not.
+    async fn installer_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, StepError> {
+        self.installer_slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StepError::transient("the worker is stopping"))
     }
 
     /// Applies a vhost change (the vhost at `path`, maybe with the site's pool) through the
@@ -100,220 +116,272 @@ impl HttpWorker {
             report.reload,
             report.batch
         ));
-        Ok(StepOk::new(serde_json::json!({
-            "reload": report.reload, "batch": report.batch
-        })))
+        Ok(StepOk::new(StepOutput::Reloaded {
+            reload: report.reload,
+            batch: report.batch as u64,
+        }))
     }
 
-    async fn site_step(&self, cmd: &StepCommand, ctx: &StepContext) -> Result<StepOk, StepError> {
-        let a = site::SiteArgs::parse(&cmd.args, &self.cfg.data_root)?;
-        // Steps that run drush take an installer slot; the others (files, vhosts) do not.
-        let _slot = match cmd.action.as_str() {
-            "site-install" | "site-packages" | "site-login" | "site-updatedb" => Some(
-                self.installer_slots
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .map_err(|_| StepError::transient("the worker is stopping"))?,
-            ),
-            _ => None,
-        };
-        match cmd.action.as_str() {
-            "site-files" => {
-                let installing = cmd.task_type == "install";
-                let a2 = a.clone();
-                let log =
-                    tokio::task::spawn_blocking(move || site::write_site_files(&a2, installing))
-                        .await
-                        .map_err(|e| StepError::permanent(format!("site files: {e}")))??;
-                log.into_iter().for_each(|l| ctx.info(l));
-                Ok(StepOk::default())
+    async fn site_files(
+        &self,
+        cmd: &StepCommand,
+        a: site::SiteArgs,
+        ctx: &StepContext,
+    ) -> Result<StepOk, StepError> {
+        let installing = cmd.task_type == "install";
+        let log = tokio::task::spawn_blocking(move || site::write_site_files(&a, installing))
+            .await
+            .map_err(|e| StepError::permanent(format!("site files: {e}")))??;
+        log.into_iter().for_each(|l| ctx.info(l));
+        Ok(StepOk::default())
+    }
+
+    async fn site_files_remove(
+        &self,
+        a: site::SiteArgs,
+        ctx: &StepContext,
+    ) -> Result<StepOk, StepError> {
+        let log = tokio::task::spawn_blocking(move || site::remove_site_files(&a))
+            .await
+            .map_err(|e| StepError::permanent(format!("site files: {e}")))??;
+        log.into_iter().for_each(|l| ctx.info(l));
+        Ok(StepOk::default())
+    }
+
+    async fn site_install(
+        &self,
+        cmd: &StepCommand,
+        a: &site::SiteArgs,
+        ctx: &StepContext,
+    ) -> Result<StepOk, StepError> {
+        let pw = self.site_password(cmd)?;
+        let mut args = vec![
+            "site:install".to_string(),
+            a.profile.clone(),
+            format!("--locale={}", a.language),
+            format!("--site-name={}", a.uri),
+            format!("--sites-subdir={}", a.uri),
+        ];
+        if let Some(mail) = &a.client_email {
+            args.push(format!("--account-mail={mail}"));
+        }
+        args.push("-y".into());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        site::drush(a, &pw, &args, ctx).await?;
+        ctx.info(format!(
+            "{} installed with profile {} ({})",
+            a.uri, a.profile, a.language
+        ));
+        Ok(StepOk::default())
+    }
+
+    /// `site-vhost`, `site-vhost-remove` and `site-maintenance`: the vhost written,
+    /// removed or replaced by the maintenance page, kept first when `stash` (always for
+    /// the maintenance page).
+    async fn site_vhost(
+        &self,
+        cmd: &StepCommand,
+        a: &site::SiteArgs,
+        op: VhostOp,
+        stash: bool,
+        ctx: &StepContext,
+    ) -> Result<StepOk, StepError> {
+        let path = site::vhost_path(&self.cfg, &cmd.server, &a.uri);
+        let maintenance = op == VhostOp::Maintenance;
+        if maintenance || stash {
+            site::stash_vhost(&path, cmd.step_id)?;
+        }
+        let removing = op == VhostOp::Remove;
+        let change = match op {
+            VhostOp::Remove => site::removal_change(&self.cfg, &cmd.server, a, path.clone()),
+            VhostOp::Maintenance => {
+                // The maintenance page needs no credentials, nor PHP.
+                let text = site::render_site_vhost(&self.cfg, a, "", true);
+                site::vhost_change(path.clone(), Some(text))
             }
-            "site-files-remove" => {
-                let a2 = a.clone();
-                let log = tokio::task::spawn_blocking(move || site::remove_site_files(&a2))
-                    .await
-                    .map_err(|e| StepError::permanent(format!("site files: {e}")))??;
-                log.into_iter().for_each(|l| ctx.info(l));
-                Ok(StepOk::default())
-            }
-            "site-install" => {
+            VhostOp::Serve => {
                 let pw = self.site_password(cmd)?;
-                let mut args = vec![
-                    "site:install".to_string(),
-                    a.profile.clone(),
-                    format!("--locale={}", a.language),
-                    format!("--site-name={}", a.uri),
-                    format!("--sites-subdir={}", a.uri),
-                ];
-                if let Some(mail) = &a.client_email {
-                    args.push(format!("--account-mail={mail}"));
-                }
-                args.push("-y".into());
-                let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                site::drush(&a, &pw, &args, ctx).await?;
-                ctx.info(format!(
-                    "{} installed with profile {} ({})",
-                    a.uri, a.profile, a.language
-                ));
+                let a2 = a.clone();
+                let log = tokio::task::spawn_blocking(move || site::prepare_site(&a2))
+                    .await
+                    .map_err(|e| StepError::permanent(format!("site owners: {e}")))??;
+                log.into_iter().for_each(|l| ctx.info(l));
+                let text = site::render_site_vhost(&self.cfg, a, &pw, false);
+                site::serving_change(&self.cfg, &cmd.server, a, path.clone(), text)?
+            }
+        };
+        let what = match (removing, a.disabled, maintenance) {
+            (true, _, _) => "removed",
+            (_, _, true) => "written (maintenance page)",
+            (_, true, _) => "written (site disabled)",
+            _ => "written",
+        };
+        let pool = site::pool_effect(&change, removing);
+        let out = self
+            .reload(path.clone(), change, &format!("{what}{pool}"), ctx)
+            .await;
+        if removing && !pool.is_empty() && out.is_ok() {
+            site::remove_site_tmp(a, ctx);
+        }
+        if out.is_err() {
+            // The reloader put the vhost back; a failed step is not taken back, so
+            // what it kept for its compensation goes now.
+            site::drop_stash(&path, cmd.step_id);
+        }
+        out
+    }
+
+    async fn site_vhost_restore(
+        &self,
+        cmd: &StepCommand,
+        a: &site::SiteArgs,
+        ctx: &StepContext,
+    ) -> Result<StepOk, StepError> {
+        let path = site::vhost_path(&self.cfg, &cmd.server, &a.uri);
+        match site::stashed_vhost(&path, cmd.step_id) {
+            None => {
+                ctx.info("no vhost kept by this step: nothing to put back");
                 Ok(StepOk::default())
             }
-            "site-vhost" | "site-vhost-remove" | "site-maintenance" => {
-                let path = site::vhost_path(&self.cfg, &cmd.server, &a.uri);
-                let maintenance = cmd.action == "site-maintenance";
-                if maintenance || cmd.args.get("stash").and_then(|v| v.as_bool()) == Some(true) {
-                    site::stash_vhost(&path, cmd.step_id)?;
-                }
-                let removing = cmd.action == "site-vhost-remove";
-                let change = if removing {
-                    site::removal_change(&self.cfg, &cmd.server, &a, path.clone())
-                } else if maintenance {
-                    // The maintenance page needs no credentials, nor PHP.
-                    let text = site::render_site_vhost(&self.cfg, &a, "", true);
-                    site::vhost_change(path.clone(), Some(text))
-                } else {
-                    let pw = self.site_password(cmd)?;
-                    let a2 = a.clone();
-                    let log = tokio::task::spawn_blocking(move || site::prepare_site(&a2))
-                        .await
-                        .map_err(|e| StepError::permanent(format!("site owners: {e}")))??;
-                    log.into_iter().for_each(|l| ctx.info(l));
-                    let text = site::render_site_vhost(&self.cfg, &a, &pw, false);
-                    site::serving_change(&self.cfg, &cmd.server, &a, path.clone(), text)?
+            Some(contents) => {
+                let (what, change) = match contents {
+                    Some(text) => (
+                        "put back as it was",
+                        site::vhost_change(path.clone(), Some(text)),
+                    ),
+                    // There was no vhost, so no pool either (a clone's new site).
+                    None => (
+                        "removed (there was none)",
+                        site::removal_change(&self.cfg, &cmd.server, a, path.clone()),
+                    ),
                 };
-                let what = match (removing, a.disabled, maintenance) {
-                    (true, _, _) => "removed",
-                    (_, _, true) => "written (maintenance page)",
-                    (_, true, _) => "written (site disabled)",
-                    _ => "written",
-                };
-                let pool = site::pool_effect(&change, removing);
+                let pool = site::pool_effect(&change, true);
                 let out = self
                     .reload(path.clone(), change, &format!("{what}{pool}"), ctx)
-                    .await;
-                if removing && !pool.is_empty() && out.is_ok() {
-                    site::remove_site_tmp(&a, ctx);
+                    .await?;
+                if !pool.is_empty() {
+                    site::remove_site_tmp(a, ctx);
                 }
-                if out.is_err() {
-                    // The reloader put the vhost back; a failed step is not taken back, so
-                    // what it kept for its compensation goes now.
-                    site::drop_stash(&path, cmd.step_id);
-                }
-                out
+                site::drop_stash(&path, cmd.step_id);
+                Ok(out)
             }
-            "site-vhost-restore" => {
-                let path = site::vhost_path(&self.cfg, &cmd.server, &a.uri);
-                match site::stashed_vhost(&path, cmd.step_id) {
-                    None => {
-                        ctx.info("no vhost kept by this step: nothing to put back");
-                        Ok(StepOk::default())
-                    }
-                    Some(contents) => {
-                        let (what, change) = match contents {
-                            Some(text) => (
-                                "put back as it was",
-                                site::vhost_change(path.clone(), Some(text)),
-                            ),
-                            // There was no vhost, so no pool either (a clone's new site).
-                            None => (
-                                "removed (there was none)",
-                                site::removal_change(&self.cfg, &cmd.server, &a, path.clone()),
-                            ),
-                        };
-                        let pool = site::pool_effect(&change, true);
-                        let out = self
-                            .reload(path.clone(), change, &format!("{what}{pool}"), ctx)
-                            .await?;
-                        if !pool.is_empty() {
-                            site::remove_site_tmp(&a, ctx);
-                        }
-                        site::drop_stash(&path, cmd.step_id);
-                        Ok(out)
-                    }
-                }
-            }
-            "site-swap" | "site-swap-back" => {
-                let a2 = a.clone();
-                let args = cmd.args.clone();
-                let swap = cmd.action == "site-swap";
-                let log = tokio::task::spawn_blocking(move || {
-                    if swap {
-                        site::swap_site_dir(&a2, &args)
-                    } else {
-                        site::swap_back_site_dir(&a2, &args)
-                    }
-                })
-                .await
-                .map_err(|e| StepError::permanent(format!("swap: {e}")))??;
-                log.into_iter().for_each(|l| ctx.info(l));
-                Ok(StepOk::default())
-            }
-            "site-updatedb" => {
-                let pw = self.site_password(cmd)?;
-                site::drush(&a, &pw, &["updatedb", "-y"], ctx).await?;
-                if let Some(from) = cmd.args.get("renamed_from").and_then(|v| v.as_str()) {
-                    site::fix_file_paths(&a, &pw, from, ctx).await?;
-                }
-                site::drush(&a, &pw, &["cache:rebuild"], ctx).await?;
-                ctx.info(format!("{}: database updated, caches rebuilt", a.uri));
-                Ok(StepOk::default())
-            }
-            "site-cleanup" => {
-                let path = site::vhost_path(&self.cfg, &cmd.server, &a.uri);
-                for l in site::cleanup_after_restore(&a, &cmd.args) {
-                    ctx.info(l);
-                }
-                let mut n = site::drop_all_stashes(&path);
-                // A renamed site's old vhost goes too; a failure here is only reported:
-                // the task is done.
-                if let Some(old) = cmd.args.get("old_uri").and_then(|v| v.as_str())
-                    && berth_hosting::HostName::parse(old).is_ok()
-                    && old != a.uri
-                {
-                    let old_path = site::vhost_path(&self.cfg, &cmd.server, old);
-                    match self
-                        .reloader
-                        .apply(site::vhost_change(old_path.clone(), None))
-                        .await
-                    {
-                        Ok(r) => ctx.info(format!(
-                            "vhost {} removed; reload #{} carried {} change(s)",
-                            old_path.display(),
-                            r.reload,
-                            r.batch
-                        )),
-                        Err(e) => ctx.warn(format!("the old vhost stays: {e}")),
-                    }
-                    n += site::drop_all_stashes(&old_path);
-                }
-                ctx.info(format!("{n} kept vhost(s) dropped"));
-                Ok(StepOk::default())
-            }
-            "site-packages" => {
-                let pw = self.site_password(cmd)?;
-                let packages = site::site_packages(&a, &pw, ctx).await?;
-                ctx.info(format!(
-                    "{} package(s) enabled on {}",
-                    packages.len(),
-                    a.uri
-                ));
-                let mut out = serde_json::json!({"packages": packages});
-                if cmd.args.get("login").and_then(|v| v.as_bool()) == Some(true) {
-                    out["login_link"] = site::login_link(&a, &pw, ctx).await?.into();
-                    ctx.info("one-time login link made");
-                }
-                Ok(StepOk::new(out))
-            }
-            "site-login" => {
-                let pw = self.site_password(cmd)?;
-                let link = site::login_link(&a, &pw, ctx).await?;
-                ctx.info("one-time login link made");
-                Ok(StepOk::new(serde_json::json!({"login_link": link})))
-            }
-            other => Err(StepError::permanent(format!(
-                "the http worker has no action `{other}`"
-            ))),
         }
+    }
+
+    /// `site-swap` (`back` false) and `site-swap-back`.
+    async fn site_swap(
+        &self,
+        a: site::SiteArgs,
+        spec: &SwapSpec,
+        back: bool,
+        ctx: &StepContext,
+    ) -> Result<StepOk, StepError> {
+        let spec = spec.clone();
+        let log = tokio::task::spawn_blocking(move || {
+            if back {
+                site::swap_back_site_dir(&a, &spec)
+            } else {
+                site::swap_site_dir(&a, &spec)
+            }
+        })
+        .await
+        .map_err(|e| StepError::permanent(format!("swap: {e}")))??;
+        log.into_iter().for_each(|l| ctx.info(l));
+        Ok(StepOk::default())
+    }
+
+    async fn site_updatedb(
+        &self,
+        cmd: &StepCommand,
+        a: &site::SiteArgs,
+        spec: &SwapSpec,
+        ctx: &StepContext,
+    ) -> Result<StepOk, StepError> {
+        let pw = self.site_password(cmd)?;
+        site::drush(a, &pw, &["updatedb", "-y"], ctx).await?;
+        if let Some(from) = spec.renamed_from.as_deref() {
+            site::fix_file_paths(a, &pw, from, ctx).await?;
+        }
+        site::drush(a, &pw, &["cache:rebuild"], ctx).await?;
+        ctx.info(format!("{}: database updated, caches rebuilt", a.uri));
+        Ok(StepOk::default())
+    }
+
+    async fn site_cleanup(
+        &self,
+        cmd: &StepCommand,
+        a: &site::SiteArgs,
+        spec: &CleanupSpec,
+        ctx: &StepContext,
+    ) -> Result<StepOk, StepError> {
+        let path = site::vhost_path(&self.cfg, &cmd.server, &a.uri);
+        for l in site::cleanup_after_restore(a, spec) {
+            ctx.info(l);
+        }
+        let mut n = site::drop_all_stashes(&path);
+        // A renamed site's old vhost goes too; a failure here is only reported: the task
+        // is done.
+        if let Some(old) = spec.old_uri.as_deref()
+            && berth_hosting::HostName::parse(old).is_ok()
+            && old != a.uri
+        {
+            let old_path = site::vhost_path(&self.cfg, &cmd.server, old);
+            match self
+                .reloader
+                .apply(site::vhost_change(old_path.clone(), None))
+                .await
+            {
+                Ok(r) => ctx.info(format!(
+                    "vhost {} removed; reload #{} carried {} change(s)",
+                    old_path.display(),
+                    r.reload,
+                    r.batch
+                )),
+                Err(e) => ctx.warn(format!("the old vhost stays: {e}")),
+            }
+            n += site::drop_all_stashes(&old_path);
+        }
+        ctx.info(format!("{n} kept vhost(s) dropped"));
+        Ok(StepOk::default())
+    }
+
+    async fn site_packages(
+        &self,
+        cmd: &StepCommand,
+        a: &site::SiteArgs,
+        login: bool,
+        ctx: &StepContext,
+    ) -> Result<StepOk, StepError> {
+        let pw = self.site_password(cmd)?;
+        let packages = site::site_packages(a, &pw, ctx).await?;
+        ctx.info(format!(
+            "{} package(s) enabled on {}",
+            packages.len(),
+            a.uri
+        ));
+        let login_link = if login {
+            let link = site::login_link(a, &pw, ctx).await?;
+            ctx.info("one-time login link made");
+            Some(link)
+        } else {
+            None
+        };
+        Ok(StepOk::new(StepOutput::SitePackages {
+            packages,
+            login_link,
+        }))
+    }
+
+    async fn site_login(
+        &self,
+        cmd: &StepCommand,
+        a: &site::SiteArgs,
+        ctx: &StepContext,
+    ) -> Result<StepOk, StepError> {
+        let pw = self.site_password(cmd)?;
+        let login_link = site::login_link(a, &pw, ctx).await?;
+        ctx.info("one-time login link made");
+        Ok(StepOk::new(StepOutput::LoginLink { login_link }))
     }
 
     pub fn vhost_dir(data_root: &Path, server: &str) -> PathBuf {
@@ -324,62 +392,124 @@ impl HttpWorker {
             .join("vhost.d")
     }
 
-    async fn verify(&self, cmd: &StepCommand, ctx: &StepContext) -> Result<StepOk, StepError> {
-        let ty = cmd
-            .args
-            .get("type")
-            .and_then(|v| v.as_str())
-            .unwrap_or("nginx");
+    /// The http service's verify: only nginx vhosts are built, so only nginx is verified.
+    async fn verify(
+        &self,
+        cmd: &StepCommand,
+        spec: &HttpServiceSpec,
+        ctx: &StepContext,
+    ) -> Result<StepOk, StepError> {
+        if spec.service_type != "nginx" {
+            return Err(StepError::permanent(format!(
+                "http service type `{}` is not supported: only nginx is",
+                spec.service_type
+            )));
+        }
         let dir = Self::vhost_dir(&self.cfg.data_root, &cmd.server);
         ensure_dir(&dir, ctx).await?;
-        match ty {
-            "nginx" => {
-                let out = run_checked(
-                    ctx,
-                    &self.cfg.nginx_bin,
-                    &[
-                        "-t",
-                        "-q",
-                        "-e",
-                        "stderr",
-                        "-c",
-                        &self.cfg.nginx_conf.to_string_lossy(),
-                    ],
-                )
-                .await?;
-                ctx.info(format!(
-                    "nginx accepts its configuration {}{}",
-                    self.cfg.nginx_conf.display(),
-                    if out.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {out}")
-                    }
-                ));
+        let out = run_checked(
+            ctx,
+            &self.cfg.nginx_bin,
+            &[
+                "-t",
+                "-q",
+                "-e",
+                "stderr",
+                "-c",
+                &self.cfg.nginx_conf.to_string_lossy(),
+            ],
+        )
+        .await?;
+        ctx.info(format!(
+            "nginx accepts its configuration {}{}",
+            self.cfg.nginx_conf.display(),
+            if out.is_empty() {
+                String::new()
+            } else {
+                format!(": {out}")
             }
-            "apache" => {
-                run_checked(ctx, "apache2ctl", &["-t"]).await?;
-                ctx.info("apache accepts its configuration");
-            }
-            other => {
-                return Err(StepError::Permanent(format!(
-                    "http service type `{other}` has nothing to verify"
-                )));
-            }
-        }
+        ));
         Ok(StepOk::default())
     }
 }
 
+/// What a vhost step does to the site's vhost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum VhostOp {
+    /// `site-vhost`: the site served (or its disabled page).
+    Serve,
+    /// `site-vhost-remove`.
+    Remove,
+    /// `site-maintenance`.
+    Maintenance,
+}
+
 impl StepHandler for HttpWorker {
     async fn handle(&self, cmd: &StepCommand, ctx: &StepContext) -> Result<StepOk, StepError> {
-        match cmd.action.as_str() {
-            "verify" => self.verify(cmd, ctx).await,
-            "platform-verify" => site::verify_platform(cmd, ctx).await,
-            a if a.starts_with("site-") => self.site_step(cmd, ctx).await,
-            other => Err(StepError::Permanent(format!(
-                "the http worker has no action `{other}`"
-            ))),
+        let Work::Http(step) = &cmd.work else {
+            return Err(StepError::permanent(format!(
+                "a {} step (`{}`) reached the http worker: wrong worker",
+                cmd.service(),
+                cmd.action()
+            )));
+        };
+        // Every action is here, and each says whether it runs drush (then it holds an
+        // installer slot, taken after its arguments are checked).
+        match step {
+            HttpStep::Verify(spec) => self.verify(cmd, spec, ctx).await,
+            HttpStep::PlatformVerify(spec) => site::verify_platform(spec, ctx).await,
+            HttpStep::SiteFiles(s) => self.site_files(cmd, self.site_args(s)?, ctx).await,
+            HttpStep::SiteFilesRemove(s) => self.site_files_remove(self.site_args(s)?, ctx).await,
+            HttpStep::SiteInstall(s) => {
+                let a = self.site_args(s)?;
+                let _slot = self.installer_slot().await?;
+                self.site_install(cmd, &a, ctx).await
+            }
+            HttpStep::SiteVhost(s) => {
+                let a = self.site_args(s)?;
+                self.site_vhost(cmd, &a, VhostOp::Serve, s.stash, ctx).await
+            }
+            HttpStep::SiteVhostRemove(s) => {
+                let a = self.site_args(s)?;
+                self.site_vhost(cmd, &a, VhostOp::Remove, s.stash, ctx)
+                    .await
+            }
+            HttpStep::SiteMaintenance(s) => {
+                let a = self.site_args(s)?;
+                self.site_vhost(cmd, &a, VhostOp::Maintenance, true, ctx)
+                    .await
+            }
+            HttpStep::SiteVhostRestore(s) => {
+                let a = self.site_args(s)?;
+                self.site_vhost_restore(cmd, &a, ctx).await
+            }
+            HttpStep::SitePackages(p) => {
+                let a = self.site_args(&p.site)?;
+                let _slot = self.installer_slot().await?;
+                self.site_packages(cmd, &a, p.login, ctx).await
+            }
+            HttpStep::SiteLogin(s) => {
+                let a = self.site_args(s)?;
+                let _slot = self.installer_slot().await?;
+                self.site_login(cmd, &a, ctx).await
+            }
+            HttpStep::SiteSwap(sw) => {
+                self.site_swap(self.site_args(&sw.site)?, sw, false, ctx)
+                    .await
+            }
+            HttpStep::SiteSwapBack(sw) => {
+                self.site_swap(self.site_args(&sw.site)?, sw, true, ctx)
+                    .await
+            }
+            HttpStep::SiteUpdatedb(sw) => {
+                let a = self.site_args(&sw.site)?;
+                let _slot = self.installer_slot().await?;
+                self.site_updatedb(cmd, &a, sw, ctx).await
+            }
+            HttpStep::SiteCleanup(c) => {
+                let a = self.site_args(&c.swap.site)?;
+                self.site_cleanup(cmd, &a, c, ctx).await
+            }
         }
     }
 }

@@ -7,9 +7,10 @@ use crate::reload::{ReloadError, VhostChange};
 use crate::vhost::{DbParams, SiteVhost, render_nginx};
 use crate::{HttpConfig, scan};
 use berth_broker::worker::{StepContext, StepError, StepOk};
-use berth_contracts::{Package, PackageType, StepCommand};
+use berth_contracts::steps::{CleanupSpec, PlatformSpec, SiteSpec, SwapSpec};
+use berth_contracts::{Installer, Package, PackageType, StepOutput};
 use berth_hosting::{HostName, parse_root};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -21,7 +22,8 @@ const MARKER: &str = ".berth-site";
 /// The marker the backup worker's `backup-extract` leaves in what it unpacked.
 const EXTRACT_MARKER: &str = ".berth-extract";
 
-/// A site step's arguments, checked again here (they reach paths and commands).
+/// A site step's arguments, checked again here (they reach paths and commands): the spec
+/// comes off the wire.
 #[derive(Debug, Clone)]
 pub struct SiteArgs {
     pub uri: String,
@@ -57,11 +59,8 @@ fn machine_name(v: &str) -> bool {
 
 /// The drush program of a platform: its `installer.bin`, relative to the root unless
 /// absolute (default `vendor/bin/drush`).
-fn drush_of(root: &Path, installer: &Value) -> Result<PathBuf, StepError> {
-    let bin = installer
-        .get("bin")
-        .and_then(Value::as_str)
-        .unwrap_or("vendor/bin/drush");
+fn drush_of(root: &Path, installer: &Installer) -> Result<PathBuf, StepError> {
+    let bin = installer.bin.as_deref().unwrap_or("vendor/bin/drush");
     let abs = if bin.starts_with('/') {
         bin.to_string()
     } else {
@@ -72,74 +71,52 @@ fn drush_of(root: &Path, installer: &Value) -> Result<PathBuf, StepError> {
 }
 
 impl SiteArgs {
-    pub fn parse(a: &Value, data_root: &Path) -> Result<Self, StepError> {
-        let s = |k: &str| a.get(k).and_then(Value::as_str).unwrap_or_default();
-        let uri = HostName::parse(s("uri")).map_err(bad)?.to_string();
-        let aliases: Vec<String> = a
-            .get("aliases")
-            .and_then(|v| serde_json::from_value(v.clone()).ok())
-            .unwrap_or_default();
-        for al in &aliases {
+    pub fn from_spec(spec: &SiteSpec, data_root: &Path) -> Result<Self, StepError> {
+        let uri = HostName::parse(&spec.uri).map_err(bad)?.to_string();
+        for al in &spec.aliases {
             HostName::parse(al).map_err(bad)?;
         }
-        let root = PathBuf::from(parse_root(s("root")).map_err(bad)?);
-        let db = a.get("db").cloned().unwrap_or_default();
-        let ds = |k: &str| db.get(k).and_then(Value::as_str).unwrap_or_default();
-        let db_host = ds("host").to_string();
-        if db_host.parse::<std::net::IpAddr>().is_err() {
-            HostName::parse(&db_host).map_err(bad)?;
+        let root = PathBuf::from(parse_root(&spec.root).map_err(bad)?);
+        let db = &spec.db;
+        if db.host.parse::<std::net::IpAddr>().is_err() {
+            HostName::parse(&db.host).map_err(bad)?;
         }
-        for (k, v) in [("db name", ds("name")), ("db user", ds("user"))] {
+        for (k, v) in [("db name", &db.name), ("db user", &db.user)] {
             if !machine_name(v) {
                 return Err(bad(format!("{k} `{v}`")));
             }
         }
-        let profile = s("profile").to_string();
-        let language = s("language").to_string();
-        if !machine_name(&profile) || !machine_name(&language) {
+        if !machine_name(&spec.profile) || !machine_name(&spec.language) {
             return Err(bad("profile or language"));
         }
-        let client_email = a
-            .get("client_email")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        if client_email
+        if spec
+            .client_email
             .as_deref()
             .is_some_and(|e| e.contains(char::is_whitespace) || e.starts_with('-'))
         {
             return Err(bad("client_email"));
         }
-        let unix_uid = a
-            .get("unix_uid")
-            .and_then(Value::as_u64)
-            .and_then(|u| u32::try_from(u).ok())
-            .filter(|u| pool::SITE_UIDS.contains(u))
-            .ok_or_else(|| bad("unix_uid: the site has no unix user of its own"))?;
+        if !pool::SITE_UIDS.contains(&spec.unix_uid) {
+            return Err(bad("unix_uid: the site has no unix user of its own"));
+        }
         Ok(Self {
-            unix_uid,
+            unix_uid: spec.unix_uid,
             data_root: data_root.to_path_buf(),
-            drush: drush_of(&root, a.get("installer").unwrap_or(&Value::Null))?,
+            drush: drush_of(&root, &spec.installer)?,
             uri,
-            aliases,
-            redirection: a
-                .get("redirection")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
+            aliases: spec.aliases.clone(),
+            redirection: spec.redirection,
             root,
-            profile,
-            language,
-            client_email,
-            disabled: a.get("disabled").and_then(Value::as_bool).unwrap_or(false),
-            drupal_major: a.get("drupal_major").and_then(Value::as_i64).unwrap_or(10),
-            http_port: a
-                .get("http")
-                .and_then(|h| h.get("port"))
-                .and_then(Value::as_u64)
-                .unwrap_or(80) as u16,
-            db_host,
-            db_port: db.get("port").and_then(Value::as_u64).unwrap_or(3306) as u16,
-            db_name: ds("name").to_string(),
-            db_user: ds("user").to_string(),
+            profile: spec.profile.clone(),
+            language: spec.language.clone(),
+            client_email: spec.client_email.clone(),
+            disabled: spec.disabled,
+            drupal_major: spec.drupal_major.map_or(10, i64::from),
+            http_port: spec.http.port,
+            db_host: db.host.clone(),
+            db_port: db.port,
+            db_name: db.name.clone(),
+            db_user: db.user.clone(),
         })
     }
 
@@ -710,19 +687,24 @@ pub fn drop_all_stashes(vhost: &Path) -> usize {
 }
 
 /// The directory a restore unpacked into, checked to be the site's own beside it.
-fn new_dir_of(a: &SiteArgs, args: &Value) -> Result<PathBuf, StepError> {
+fn new_dir_of(a: &SiteArgs, spec: &SwapSpec) -> Result<PathBuf, StepError> {
     let want = a.root.join("sites").join(format!("{}.berth-new", a.uri));
-    match args.get("new_dir").and_then(Value::as_str) {
-        Some(d) if Path::new(d) == want => Ok(want),
-        other => Err(bad(format!("new_dir {other:?} is not {}", want.display()))),
+    if Path::new(&spec.new_dir) == want {
+        Ok(want)
+    } else {
+        Err(bad(format!(
+            "new_dir {:?} is not {}",
+            spec.new_dir,
+            want.display()
+        )))
     }
 }
 
 /// The restore's swap: the live directory goes aside (`<uri>.berth-old`), the unpacked one
 /// takes its place, with berth's marker, cloaked settings, permissions and alias links.
-pub fn swap_site_dir(a: &SiteArgs, args: &Value) -> Result<Vec<String>, StepError> {
+pub fn swap_site_dir(a: &SiteArgs, spec: &SwapSpec) -> Result<Vec<String>, StepError> {
     let mut log = Vec::new();
-    let new = new_dir_of(a, args)?;
+    let new = new_dir_of(a, spec)?;
     let dir = a.site_dir();
     let old = a.root.join("sites").join(format!("{}.berth-old", a.uri));
     if new.exists() {
@@ -758,8 +740,8 @@ pub fn swap_site_dir(a: &SiteArgs, args: &Value) -> Result<Vec<String>, StepErro
 
 /// Takes the swap back: the restored directory returns beside the site (where the unpack's
 /// compensation removes it) and the one moved aside comes back.
-pub fn swap_back_site_dir(a: &SiteArgs, args: &Value) -> Result<Vec<String>, StepError> {
-    let new = new_dir_of(a, args)?;
+pub fn swap_back_site_dir(a: &SiteArgs, spec: &SwapSpec) -> Result<Vec<String>, StepError> {
+    let new = new_dir_of(a, spec)?;
     let dir = a.site_dir();
     let old = a.root.join("sites").join(format!("{}.berth-old", a.uri));
     if !old.exists() {
@@ -791,7 +773,7 @@ pub fn swap_back_site_dir(a: &SiteArgs, args: &Value) -> Result<Vec<String>, Ste
 /// After a restore or migrate: the old directory goes (beside the site, or the site's
 /// directory on the platform it left, `old_root`). Never fails (the task is done): what
 /// cannot be removed is said in the log.
-pub fn cleanup_after_restore(a: &SiteArgs, args: &Value) -> Vec<String> {
+pub fn cleanup_after_restore(a: &SiteArgs, spec: &CleanupSpec) -> Vec<String> {
     let mut log = Vec::new();
     let old = a.root.join("sites").join(format!("{}.berth-old", a.uri));
     match std::fs::remove_dir_all(&old) {
@@ -802,16 +784,12 @@ pub fn cleanup_after_restore(a: &SiteArgs, args: &Value) -> Vec<String> {
     // The copy the site left: on another platform (`old_root`) and/or under its old name
     // (`old_uri`, a rename).
     let mut left = a.clone();
-    if let Some(r) = args
-        .get("old_root")
-        .and_then(Value::as_str)
-        .and_then(|r| parse_root(r).ok())
-    {
+    if let Some(r) = spec.old_root.as_deref().and_then(|r| parse_root(r).ok()) {
         left.root = PathBuf::from(r);
     }
-    if let Some(u) = args
-        .get("old_uri")
-        .and_then(Value::as_str)
+    if let Some(u) = spec
+        .old_uri
+        .as_deref()
         .and_then(|u| HostName::parse(u).ok())
     {
         left.uri = u.to_string();
@@ -908,13 +886,8 @@ pub fn removal_change(cfg: &HttpConfig, server: &str, a: &SiteArgs, vhost: PathB
 
 /// Verify of a platform: the codebase is there, its directories have the modes the seeds
 /// describe, its packages are scanned and sites already in `sites/` are listed.
-pub async fn verify_platform(cmd: &StepCommand, ctx: &StepContext) -> Result<StepOk, StepError> {
-    let root = cmd
-        .args
-        .get("root")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let root = PathBuf::from(parse_root(root).map_err(bad)?);
+pub async fn verify_platform(spec: &PlatformSpec, ctx: &StepContext) -> Result<StepOk, StepError> {
+    let root = PathBuf::from(parse_root(&spec.root).map_err(bad)?);
     if !root.is_dir() {
         return Err(StepError::permanent(format!(
             "platform root {} is not a directory on this server",
@@ -955,12 +928,17 @@ pub async fn verify_platform(cmd: &StepCommand, ctx: &StepContext) -> Result<Ste
     if !sites.is_empty() {
         ctx.info(format!("sites found in sites/: {}", sites.join(", ")));
     }
-    Ok(StepOk::new(json!({
-        "drupal_major": scanned.drupal_major,
-        "core_version": scanned.core_version,
-        "packages": scanned.packages,
-        "sites": sites,
-    })))
+    let drupal_major = i32::try_from(scanned.drupal_major).map_err(|_| {
+        StepError::permanent(format!("Drupal {} is no Drupal", scanned.drupal_major))
+    })?;
+    Ok(StepOk::new(StepOutput::PlatformScanned(
+        berth_contracts::steps::PlatformScan {
+            drupal_major,
+            core_version: scanned.core_version,
+            packages: scanned.packages,
+            sites,
+        },
+    )))
 }
 
 /// Platform permissions (seed 004): the codebase is not the web server's to write;
@@ -1020,6 +998,76 @@ mod tests {
         let d = std::env::temp_dir().join(format!("berth-stash-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    fn spec() -> SiteSpec {
+        SiteSpec {
+            uri: "a.example.com".into(),
+            aliases: vec!["www.a.example.com".into()],
+            redirection: false,
+            profile: "standard".into(),
+            language: "en".into(),
+            client_email: Some("owner@example.com".into()),
+            platform: "d10".into(),
+            root: "/var/www/d10".into(),
+            drupal_major: Some(10),
+            installer: Installer::default(),
+            disabled: false,
+            unix_uid: 200_001,
+            http: berth_contracts::steps::HttpServiceSpec {
+                service_type: "nginx".into(),
+                port: 8080,
+            },
+            db: berth_contracts::steps::SiteDbSpec {
+                service_type: "mariadb".into(),
+                host: "127.0.0.1".into(),
+                port: 3307,
+                admin_user: "root".into(),
+                name: "a_example_com".into(),
+                user: "a_example_com".into(),
+                grant_hosts: vec!["localhost".into()],
+            },
+            web_host: "web.example.com".into(),
+            stash: false,
+        }
+    }
+
+    /// The spec comes off the wire: what reaches paths, SQL and command lines is checked.
+    #[test]
+    fn a_site_spec_is_checked_before_it_reaches_paths_and_commands() {
+        let data = Path::new("/var/lib/berth");
+        let a = SiteArgs::from_spec(&spec(), data).expect("a good spec");
+        assert_eq!(a.drush, Path::new("/var/www/d10/vendor/bin/drush"));
+        assert_eq!((a.http_port, a.db_port, a.drupal_major), (8080, 3307, 10));
+        let mut s = spec();
+        s.installer.bin = Some("/usr/local/bin/drush".into());
+        s.drupal_major = None;
+        let a = SiteArgs::from_spec(&s, data).unwrap();
+        assert_eq!(a.drush, Path::new("/usr/local/bin/drush"));
+        assert_eq!(a.drupal_major, 10, "the default major");
+
+        type Spoil = fn(&mut SiteSpec);
+        let bad: [(&str, Spoil); 9] = [
+            ("uri", |s| s.uri = "a b".into()),
+            ("alias", |s| s.aliases.push("-x".into())),
+            ("root", |s| s.root = "relative/root".into()),
+            ("db host", |s| s.db.host = "db host; x".into()),
+            ("db name", |s| s.db.name = "a`; DROP".into()),
+            ("db user", |s| s.db.user = String::new()),
+            ("profile", |s| s.profile = "../x".into()),
+            ("client_email", |s| s.client_email = Some("-oX".into())),
+            ("unix_uid", |s| s.unix_uid = 0),
+        ];
+        for (what, spoil) in bad {
+            let mut s = spec();
+            spoil(&mut s);
+            match SiteArgs::from_spec(&s, data) {
+                Err(StepError::Permanent(m)) => {
+                    assert!(m.starts_with("bad step arguments: "), "{what}: {m}")
+                }
+                other => panic!("{what}: {other:?}"),
+            }
+        }
     }
 
     /// Found by the chaos run: drush failing because MariaDB was restarting ended verify and

@@ -6,15 +6,22 @@
 //! - a redelivered message finds the state already moved and changes nothing;
 //! - the next message (a step command, a `TaskQueued`) is written to the outbox in the same
 //!   transaction as the state it follows from.
+//!
+//! Each handler loads the task and its steps, asks `berth_hosting::flow` (pure functions)
+//! what follows, and applies the answer: step statuses, the effects of a step's output or
+//! a task's end (`berth_hosting::effects`), log lines and the next messages.
 
+use berth_contracts::steps::SiteDbSecret;
 use berth_contracts::{
-    AttemptRecord, DeadLetterMessage, ErrorKind, LogLevel, StepCommand, StepEvent, StepOutcome,
-    StepPhase, StepStatus, StepStop, TargetKind, TaskQueued, TaskStatus, WorkerLog, exchanges,
+    AttemptRecord, DeadLetterMessage, ErrorKind, LogLevel, SealedSecrets, StepCommand, StepEvent,
+    StepOutcome, StepPhase, StepStatus, StepStop, TargetKind, TaskArgs, TaskQueued, TaskStatus,
+    TaskType, WorkerLog, exchanges,
 };
-use berth_hosting::sites::{
-    plan_clone, plan_migrate, plan_platform_task, plan_site_task_with, status as site_status,
+use berth_hosting::effects::{self, Effect};
+use berth_hosting::flow::{self, CancelAction, Decision, Event, Next, StepState, TaskState};
+use berth_hosting::plans::{
+    plan_clone, plan_migrate, plan_platform_task, plan_server_task, plan_site_task,
 };
-use berth_hosting::tasks::{SecretNeed, TaskType, plan_server_task};
 use berth_store::outbox::{self, OutboxMessage, OutboxRow};
 use berth_store::tasks::{self as t, NewStep, StepChange, StepRow, TaskRow};
 use berth_store::{PgConnection, Store, dead, platforms, servers, sites};
@@ -98,10 +105,8 @@ impl std::ops::DerefMut for Tx {
     }
 }
 
-const SECRET_DB_ADMIN: &str = "db_admin";
-const SECRET_SITE_DB: &str = "site_db";
-/// The password of the database a restore moves the site to, kept with the task; the
-/// worker gets it as `site_db`, the password of the database it acts on.
+/// The password of the database a restore, migrate or clone moves the site to, kept with
+/// the task; the worker gets it as the site's (`secrets.site_db`): it acts on that database.
 const SECRET_SITE_DB_NEXT: &str = "site_db_next";
 
 #[derive(Clone)]
@@ -111,39 +116,43 @@ pub struct Dispatcher {
     broker: Option<berth_broker::Broker>,
 }
 
-/// What a cancel asked for while a task runs does now (see [`cancel_action`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CancelAction {
-    /// A step is being taken back already: the task ends `cancelled` when that is done.
-    Wait,
-    /// Order the workers to stop this running step; its `Stopped` (or result) moves on.
-    Stop(Uuid),
-    /// Nobody consumes this running step's queue: no worker has it; give it up at once.
-    Abandon(Uuid),
-    /// No step is live: take back the done ones and end.
-    Undo,
-}
-
-/// The decision on a cancel of a processing task, from its steps' statuses and the
-/// consumers of the queue of its running step (`None`: the broker did not say).
-pub fn cancel_action(steps: &[(Uuid, StepStatus)], consumers: Option<u32>) -> CancelAction {
-    if steps.iter().any(|(_, s)| *s == StepStatus::Compensating) {
-        return CancelAction::Wait;
-    }
-    match steps.iter().find(|(_, s)| *s == StepStatus::Running) {
-        Some((id, _)) if consumers == Some(0) => CancelAction::Abandon(*id),
-        Some((id, _)) => CancelAction::Stop(*id),
-        None => CancelAction::Undo,
+fn task_state(task: &TaskRow) -> TaskState {
+    TaskState {
+        status: task.status(),
+        cancel_requested: task.cancel_requested_at.is_some(),
     }
 }
 
-/// How a task whose plan has been taken back ends: `cancelled` if that was asked for.
-fn undone_status(task: &TaskRow) -> TaskStatus {
-    if task.cancel_requested_at.is_some() {
-        TaskStatus::Cancelled
-    } else {
-        TaskStatus::Error
+fn step_states(steps: &[StepRow]) -> Vec<StepState> {
+    steps
+        .iter()
+        .map(|s| StepState {
+            id: s.id,
+            status: s.status(),
+            undoable: s.compensation.is_some(),
+        })
+        .collect()
+}
+
+/// The status a step has while `phase` of it is with a worker.
+fn live_status(phase: StepPhase) -> StepStatus {
+    match phase {
+        StepPhase::Run => StepStatus::Running,
+        StepPhase::Compensate => StepStatus::Compensating,
     }
+}
+
+/// The task's arguments as its type has them (a task stored unreadable plans nothing and
+/// changes nothing at its end).
+fn task_args(task: &TaskRow) -> std::result::Result<(TaskType, TaskArgs), String> {
+    let task_type = TaskType::parse(&task.task_type).map_err(|e| e.to_string())?;
+    let args = TaskArgs::from_stored(task_type, &task.args).map_err(|e| {
+        format!(
+            "the task's arguments do not fit a {} task: {e}",
+            task_type.as_str()
+        )
+    })?;
+    Ok((task_type, args))
 }
 
 impl Dispatcher {
@@ -174,7 +183,6 @@ impl Dispatcher {
     /// A cancel was asked for while the task runs (the API set `cancel_requested_at`).
     async fn cancel_running(&self, tx: &mut Tx, task: &TaskRow) -> Result<()> {
         let mut steps = t::steps_of(tx, task.id).await?;
-        let statuses: Vec<(Uuid, StepStatus)> = steps.iter().map(|s| (s.id, s.status())).collect();
         let running = steps
             .iter()
             .find(|s| s.status() == StepStatus::Running)
@@ -183,7 +191,7 @@ impl Dispatcher {
             Some(step) => self.consumers(step).await,
             None => None,
         };
-        match cancel_action(&statuses, consumers) {
+        match flow::cancel_action(&step_states(&steps), consumers) {
             CancelAction::Wait => Ok(()),
             CancelAction::Stop(_) => {
                 let step = running.expect("a running step to stop");
@@ -243,9 +251,13 @@ impl Dispatcher {
                     );
                     set_status(&mut steps, step.id, StepStatus::Error);
                 }
-                self.compensate(tx, task, &steps).await
+                let next = flow::undo(task_state(task), &step_states(&steps));
+                self.follow(tx, task, &steps, next).await
             }
-            CancelAction::Undo => self.compensate(tx, task, &steps).await,
+            CancelAction::Undo => {
+                let next = flow::undo(task_state(task), &step_states(&steps));
+                self.follow(tx, task, &steps, next).await
+            }
         }
     }
 
@@ -272,7 +284,8 @@ impl Dispatcher {
         tx.commit().await
     }
 
-    /// `state.events`: a worker reports progress, a retry, or success of a step.
+    /// `state.events`: a worker reports progress, a retry, the success of a step or its
+    /// stop.
     pub async fn on_step_event(&self, ev: StepEvent) -> Result<Vec<OutboxRow>> {
         let mut tx = Tx::begin(&self.store).await?;
         let Some(target) = target_for(&mut tx, ev.target.as_deref(), ev.task_id).await? else {
@@ -287,16 +300,127 @@ impl Dispatcher {
             tracing::warn!(task_id = %task.id, step_id = %ev.step_id, "event for an unknown step; dropped");
             return Ok(Vec::new());
         };
-        match &ev.outcome {
-            StepOutcome::Progress => {
-                let live = matches!(
-                    step.status(),
-                    StepStatus::Running | StepStatus::Compensating
-                );
-                if live {
-                    append_worker_log(&mut tx, &task, &step, &ev.log);
+        let event = match &ev.outcome {
+            StepOutcome::Progress => Event::Progress,
+            StepOutcome::Retrying { .. } => Event::Retrying,
+            StepOutcome::Succeeded { warning, .. } => Event::Succeeded { warning: *warning },
+            StepOutcome::Stopped { started } => Event::Stopped { started: *started },
+        };
+        let decision = flow::decide(
+            task_state(&task),
+            &step_states(&steps),
+            step.id,
+            ev.phase,
+            event,
+        );
+        let (to, finished, next) = match decision {
+            Decision::Ignore => {
+                if matches!(ev.outcome, StepOutcome::Succeeded { .. }) {
+                    tracing::debug!(step_id = %step.id, "result already recorded; redelivery ignored");
                 }
+                return tx.commit().await;
             }
+            Decision::Record => {
+                self.record(&mut tx, &task, &step, &ev).await?;
+                return tx.commit().await;
+            }
+            Decision::Move { to, finished, next } => (to, finished, next),
+        };
+        let stopped = match &ev.outcome {
+            StepOutcome::Stopped { started: true } => {
+                Some("stopped midway: its task was cancelled")
+            }
+            StepOutcome::Stopped { started: false } => Some("not started: its task was cancelled"),
+            _ => None,
+        };
+        // A result of a compensation carries no attempt of the run.
+        let change = match ev.phase {
+            StepPhase::Run => StepChange {
+                attempt: Some(ev.attempt as i32),
+                error: stopped,
+                started_at: Some(ev.started_at),
+                finished,
+            },
+            StepPhase::Compensate => StepChange {
+                error: stopped,
+                finished,
+                ..Default::default()
+            },
+        };
+        let moved =
+            t::transition_step(&mut tx, step.id, &[live_status(ev.phase)], to, change).await?;
+        if !moved {
+            return tx.commit().await;
+        }
+        match (&ev.outcome, ev.phase) {
+            (StepOutcome::Succeeded { output, .. }, StepPhase::Run) => {
+                if let Ok((task_type, _)) = task_args(&task)
+                    && let Ok(work) = step.work(StepPhase::Run)
+                {
+                    let task_ref = effects::TaskRef {
+                        task_type,
+                        target: &task.target,
+                    };
+                    let found = effects::of_step(task_ref, &step.server, &work, output);
+                    self.apply(&mut tx, &task, Some(step.id), found).await?;
+                }
+                append_worker_log(&mut tx, &task, &step, &ev.log);
+                let ms = (ev.at - ev.started_at).num_milliseconds();
+                log(
+                    &mut tx,
+                    &task,
+                    Some(step.id),
+                    LogLevel::Info,
+                    &format!(
+                        "{}: {} on attempt {} ({ms} ms, {})",
+                        describe(&step),
+                        to.as_str(),
+                        ev.attempt,
+                        ev.worker
+                    ),
+                );
+            }
+            (StepOutcome::Succeeded { .. }, StepPhase::Compensate) => {
+                append_worker_log(&mut tx, &task, &step, &ev.log);
+                log(
+                    &mut tx,
+                    &task,
+                    Some(step.id),
+                    LogLevel::Info,
+                    &format!("{}: taken back", describe(&step)),
+                );
+            }
+            (StepOutcome::Stopped { .. }, StepPhase::Run) => {
+                append_worker_log(&mut tx, &task, &step, &ev.log);
+                log(
+                    &mut tx,
+                    &task,
+                    Some(step.id),
+                    LogLevel::Warning,
+                    &format!(
+                        "{}: {} ({})",
+                        describe(&step),
+                        stopped.unwrap_or_default(),
+                        ev.worker
+                    ),
+                );
+            }
+            _ => {}
+        }
+        set_status(&mut steps, step.id, to);
+        self.follow(&mut tx, &task, &steps, next).await?;
+        tx.commit().await
+    }
+
+    /// A live step's progress or retry: its log lines and (for a retry) the attempt.
+    async fn record(
+        &self,
+        tx: &mut Tx,
+        task: &TaskRow,
+        step: &StepRow,
+        ev: &StepEvent,
+    ) -> Result<()> {
+        match &ev.outcome {
             StepOutcome::Retrying { error, retry_in_ms } => {
                 let record = AttemptRecord {
                     attempt: ev.attempt,
@@ -306,158 +430,31 @@ impl Dispatcher {
                     retry_in_ms: Some(*retry_in_ms),
                     worker: ev.worker.clone(),
                 };
-                if t::record_attempt(&mut tx, step.id, &record).await? {
-                    append_worker_log(&mut tx, &task, &step, &ev.log);
+                // A redelivered retry report records nothing twice.
+                if t::record_attempt(tx, step.id, &record).await? {
+                    append_worker_log(tx, task, step, &ev.log);
                     log(
-                        &mut tx,
-                        &task,
+                        tx,
+                        task,
                         Some(step.id),
                         LogLevel::Warning,
                         &format!(
                             "{}: attempt {} failed: {error}; retrying in {retry_in_ms} ms",
-                            describe(&step),
+                            describe(step),
                             ev.attempt
                         ),
                     );
                 }
             }
-            StepOutcome::Stopped { started } => {
-                // A step stopped midway may have done part of its work: its own
-                // compensation (idempotent, as every step's) takes that back first.
-                let undo_it = *started && step.compensation.is_some();
-                let to = if undo_it {
-                    StepStatus::Compensating
-                } else {
-                    StepStatus::Error
-                };
-                let why = if *started {
-                    "stopped midway: its task was cancelled"
-                } else {
-                    "not started: its task was cancelled"
-                };
-                let moved = t::transition_step(
-                    &mut tx,
-                    step.id,
-                    &[StepStatus::Running],
-                    to,
-                    StepChange {
-                        attempt: Some(ev.attempt as i32),
-                        error: Some(why),
-                        started_at: Some(ev.started_at),
-                        finished: !undo_it,
-                    },
-                )
-                .await?;
-                if moved && ev.phase == StepPhase::Run {
-                    append_worker_log(&mut tx, &task, &step, &ev.log);
-                    log(
-                        &mut tx,
-                        &task,
-                        Some(step.id),
-                        LogLevel::Warning,
-                        &format!("{}: {why} ({})", describe(&step), ev.worker),
-                    );
-                    set_status(&mut steps, step.id, to);
-                    if undo_it {
-                        log(
-                            &mut tx,
-                            &task,
-                            Some(step.id),
-                            LogLevel::Warning,
-                            &format!("taking back {}", describe(&step)),
-                        );
-                        self.send(&mut tx, &task, &step, StepPhase::Compensate)
-                            .await?;
-                    } else {
-                        self.compensate(&mut tx, &task, &steps).await?;
-                    }
-                }
-            }
-            StepOutcome::Succeeded { warning, .. } => match ev.phase {
-                StepPhase::Run => {
-                    let to = if *warning {
-                        StepStatus::Warning
-                    } else {
-                        StepStatus::Success
-                    };
-                    let moved = t::transition_step(
-                        &mut tx,
-                        step.id,
-                        &[StepStatus::Running],
-                        to,
-                        StepChange {
-                            attempt: Some(ev.attempt as i32),
-                            started_at: Some(ev.started_at),
-                            finished: true,
-                            ..Default::default()
-                        },
-                    )
-                    .await?;
-                    if !moved {
-                        tracing::debug!(step_id = %step.id, "result already recorded; redelivery ignored");
-                    } else {
-                        if let StepOutcome::Succeeded { output, .. } = &ev.outcome {
-                            record_output(&mut tx, &task, &step, output).await?;
-                        }
-                        append_worker_log(&mut tx, &task, &step, &ev.log);
-                        let ms = (ev.at - ev.started_at).num_milliseconds();
-                        log(
-                            &mut tx,
-                            &task,
-                            Some(step.id),
-                            LogLevel::Info,
-                            &format!(
-                                "{}: {} on attempt {} ({ms} ms, {})",
-                                describe(&step),
-                                to.as_str(),
-                                ev.attempt,
-                                ev.worker
-                            ),
-                        );
-                        if task.status() == TaskStatus::Processing {
-                            set_status(&mut steps, step.id, to);
-                            if task.cancel_requested_at.is_some() {
-                                // Ended before its stop order reached it: take back instead.
-                                self.compensate(&mut tx, &task, &steps).await?;
-                            } else {
-                                self.advance(&mut tx, &task, &steps).await?;
-                            }
-                        }
-                    }
-                }
-                StepPhase::Compensate => {
-                    let moved = t::transition_step(
-                        &mut tx,
-                        step.id,
-                        &[StepStatus::Compensating],
-                        StepStatus::Compensated,
-                        StepChange {
-                            finished: true,
-                            ..Default::default()
-                        },
-                    )
-                    .await?;
-                    if moved {
-                        append_worker_log(&mut tx, &task, &step, &ev.log);
-                        log(
-                            &mut tx,
-                            &task,
-                            Some(step.id),
-                            LogLevel::Info,
-                            &format!("{}: taken back", describe(&step)),
-                        );
-                        set_status(&mut steps, step.id, StepStatus::Compensated);
-                        self.compensate(&mut tx, &task, &steps).await?;
-                    }
-                }
-            },
+            _ => append_worker_log(tx, task, step, &ev.log),
         }
-        tx.commit().await
+        Ok(())
     }
 
-    /// A message about this task cannot be recorded (it fails again and again): the task
-    /// ends in error with the reason in its log, and the next task of its target starts.
-    /// Its steps stay as they are, so an operator sees where it stood.
+    /// A message about this task cannot be recorded (it fails again and again, or it is of
+    /// an older berth): the task ends in error with the reason in its log, and the next
+    /// task of its target starts. Its steps stay as they are, so an operator sees where it
+    /// stood.
     pub async fn fail_task(&self, task_id: Uuid, reason: &str) -> Result<Vec<OutboxRow>> {
         let mut tx = Tx::begin(&self.store).await?;
         let Some(target) = target_for(&mut tx, None, task_id).await? else {
@@ -468,30 +465,34 @@ impl Dispatcher {
             return Ok(Vec::new());
         };
         if !task.status().is_finished() {
-            // A step whose result could not be recorded is not left `running` in a task
-            // that has ended: it ends with the task, saying why.
-            for step in t::steps_of(&mut tx, task.id).await? {
-                t::transition_step(
-                    &mut tx,
-                    step.id,
-                    &[StepStatus::Running, StepStatus::Compensating],
-                    StepStatus::Error,
-                    StepChange {
-                        error: Some(reason),
-                        finished: true,
-                        ..Default::default()
-                    },
-                )
-                .await?;
-            }
-            log(&mut tx, &task, None, LogLevel::Error, reason);
-            self.finish(&mut tx, &task, TaskStatus::Error).await?;
+            self.fail_here(&mut tx, &task, reason).await?;
         }
         tx.commit().await
     }
 
-    /// `state.dead`: a step failed for good (permanent error, attempts exhausted, or a
-    /// worker crash loop caught by the queue's delivery limit).
+    /// Ends the task in error now: a step whose result could not be recorded is not left
+    /// `running` in a task that has ended; it ends with the task, saying why.
+    async fn fail_here(&self, tx: &mut Tx, task: &TaskRow, reason: &str) -> Result<()> {
+        for step in t::steps_of(tx, task.id).await? {
+            t::transition_step(
+                tx,
+                step.id,
+                &[StepStatus::Running, StepStatus::Compensating],
+                StepStatus::Error,
+                StepChange {
+                    error: Some(reason),
+                    finished: true,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        }
+        log(tx, task, None, LogLevel::Error, reason);
+        self.finish(tx, task, TaskStatus::Error).await
+    }
+
+    /// `state.dead`: a step failed for good (permanent error, attempts exhausted, a time
+    /// limit, no worker, or a worker crash loop caught by the queue's delivery limit).
     pub async fn on_dead_letter(&self, msg: DeadLetterMessage) -> Result<Vec<OutboxRow>> {
         let cmd = &msg.command;
         let mut tx = Tx::begin(&self.store).await?;
@@ -508,7 +509,6 @@ impl Dispatcher {
         };
         let mut payload = serde_json::to_value(cmd).expect("serialisable");
         if let Some(o) = payload.as_object_mut() {
-            o.remove("sealed");
             o.remove("secrets");
         }
         let recorded = dead::insert(
@@ -523,24 +523,31 @@ impl Dispatcher {
             },
         )
         .await?;
-        let from = match cmd.phase {
-            StepPhase::Run => StepStatus::Running,
-            StepPhase::Compensate => StepStatus::Compensating,
-        };
-        let moved = t::transition_step(
-            &mut tx,
+        let decision = flow::decide(
+            task_state(&task),
+            &step_states(&steps),
             step.id,
-            &[from],
-            StepStatus::Error,
-            StepChange {
-                attempt: msg.history.iter().map(|h| h.attempt as i32).max(),
-                error: Some(&msg.error),
-                started_at: msg.history.first().map(|h| h.at),
-                finished: true,
-            },
-        )
-        .await?;
-        if recorded && moved {
+            cmd.phase,
+            Event::Failed,
+        );
+        let Decision::Move { to, finished, next } = decision else {
+            return tx.commit().await;
+        };
+        let moved = recorded
+            && t::transition_step(
+                &mut tx,
+                step.id,
+                &[live_status(cmd.phase)],
+                to,
+                StepChange {
+                    attempt: msg.history.iter().map(|h| h.attempt as i32).max(),
+                    error: Some(&msg.error),
+                    started_at: msg.history.first().map(|h| h.at),
+                    finished,
+                },
+            )
+            .await?;
+        if moved {
             // Keep the attempts seen before (a replayed step goes on counting).
             let mut history = step.history();
             for h in &msg.history {
@@ -566,8 +573,8 @@ impl Dispatcher {
                     msg.error
                 ),
             );
-            set_status(&mut steps, step.id, StepStatus::Error);
-            self.compensate(&mut tx, &task, &steps).await?;
+            set_status(&mut steps, step.id, to);
+            self.follow(&mut tx, &task, &steps, next).await?;
         }
         tx.commit().await
     }
@@ -608,7 +615,8 @@ impl Dispatcher {
             t::set_task_status(tx, task.id, TaskStatus::Processing).await?;
             log(tx, &task, None, LogLevel::Info, "resumed");
         }
-        self.advance(tx, &task, &steps).await
+        self.follow(tx, &task, &steps, flow::advance(&step_states(&steps)))
+            .await
     }
 
     /// Builds and stores the task's plan (its steps, in order); `Err` is a reason the task
@@ -618,76 +626,81 @@ impl Dispatcher {
         tx: &mut Tx,
         task: &TaskRow,
     ) -> Result<std::result::Result<Vec<StepRow>, String>> {
-        let task_type = match TaskType::parse(&task.task_type) {
-            Ok(t) => t,
-            Err(e) => return Ok(Err(e.to_string())),
+        let (task_type, args) = match task_args(task) {
+            Ok(x) => x,
+            Err(why) => return Ok(Err(why)),
         };
-        let plan = match TargetKind::parse(&task.target_kind) {
+        let planned = match TargetKind::parse(&task.target_kind) {
             Some(TargetKind::Server) => {
                 let Some(server) = servers::get_server(tx, &task.target).await? else {
                     return Ok(Err(format!("server `{}` no longer exists", task.target)));
                 };
-                plan_server_task(task_type, &task.args, &server.facts())
+                plan_server_task(task_type, &args, &server.facts())
             }
             Some(TargetKind::Platform) => {
                 let Some(p) = platforms::facts(tx, &task.target).await? else {
                     return Ok(Err(format!("platform `{}` does not exist", task.target)));
                 };
-                match plan_platform_task(task_type, &p) {
-                    Ok(plan) => plan,
-                    Err(why) => return Ok(Err(why)),
-                }
+                plan_platform_task(task_type, &p)
             }
             Some(TargetKind::Site) => {
                 let Some(site) = sites::facts(tx, &task.target).await? else {
                     return Ok(Err(format!("site `{}` does not exist", task.target)));
                 };
-                let planned = if task_type == TaskType::Clone {
-                    let new_uri = task.args["new_site"].as_str().unwrap_or_default();
-                    match sites::facts(tx, new_uri).await? {
-                        Some(n) => plan_clone(&site, &n, &task.args),
-                        None => Err(format!("the clone's new site `{new_uri}` does not exist")),
+                match &args {
+                    TaskArgs::Clone(c) => match sites::facts(tx, &c.new_site).await? {
+                        Some(n) => plan_clone(&site, &n, c),
+                        None => Err(format!(
+                            "the clone's new site `{}` does not exist",
+                            c.new_site
+                        )),
+                    },
+                    TaskArgs::Migrate(m) => {
+                        let Some(p) = platforms::facts(tx, &m.to.platform).await? else {
+                            return Ok(Err(format!("platform `{}` does not exist", m.to.platform)));
+                        };
+                        let Some(db) = servers::get_server(tx, &m.to.db_server).await? else {
+                            return Ok(Err(format!("server `{}` does not exist", m.to.db_server)));
+                        };
+                        plan_migrate(&site, &p, &db.facts(), m)
                     }
-                } else if task_type == TaskType::Migrate {
-                    let to = &task.args["to"];
-                    let platform = to["platform"].as_str().unwrap_or(&site.platform.name);
-                    let db_server = to["db_server"].as_str().unwrap_or(&site.db_server.name);
-                    let Some(p) = platforms::facts(tx, platform).await? else {
-                        return Ok(Err(format!("platform `{platform}` does not exist")));
-                    };
-                    let Some(db) = servers::get_server(tx, db_server).await? else {
-                        return Ok(Err(format!("server `{db_server}` does not exist")));
-                    };
-                    plan_migrate(&site, &p, &db.facts(), &task.args)
-                } else {
-                    plan_site_task_with(task_type, &site, &task.args)
-                };
-                match planned {
-                    Ok(plan) => plan,
-                    Err(why) => return Ok(Err(why)),
+                    _ => plan_site_task(task_type, &site, &args),
                 }
             }
-            None => return Ok(Err(format!("unknown target kind `{}`", task.target_kind))),
+            None => Err(format!("unknown target kind `{}`", task.target_kind)),
         };
+        let plan = match planned {
+            Ok(plan) => plan,
+            Err(why) => return Ok(Err(why)),
+        };
+        let stored: Vec<(serde_json::Value, Option<serde_json::Value>, Option<String>)> = plan
+            .steps
+            .iter()
+            .map(|s| {
+                (
+                    serde_json::to_value(&s.work).expect("steps serialise"),
+                    s.undo
+                        .as_ref()
+                        .map(|u| serde_json::to_value(u).expect("steps serialise")),
+                    s.secrets.to_text(),
+                )
+            })
+            .collect();
         let new: Vec<NewStep> = plan
             .steps
             .iter()
+            .zip(&stored)
             .enumerate()
-            .map(|(i, s)| NewStep {
+            .map(|(i, (s, (work, undo, secret)))| NewStep {
                 id: Uuid::now_v7(),
                 position: i as i32 + 1,
-                service: s.service,
+                service: s.service().as_str(),
                 server: &s.server,
-                action: &s.action,
-                args: &s.args,
-                compensation: s.compensation.as_deref(),
-                secret: s.secret.map(|n| match n {
-                    SecretNeed::DbAdmin => SECRET_DB_ADMIN,
-                    SecretNeed::SiteDb => SECRET_SITE_DB,
-                    SecretNeed::DbAdminAndSiteDb => "db_admin,site_db",
-                    SecretNeed::SiteDbNext => SECRET_SITE_DB_NEXT,
-                    SecretNeed::DbAdminAndSiteDbNext => "db_admin,site_db_next",
-                }),
+                action: s.action(),
+                args: work,
+                compensation: s.undo.as_ref().map(|u| u.action()),
+                secret: secret.as_deref(),
+                undo: undo.as_ref(),
             })
             .collect();
         if new.is_empty() {
@@ -696,22 +709,31 @@ impl Dispatcher {
         Ok(Ok(t::insert_steps(tx, task.id, &new).await?))
     }
 
-    /// Sends the first step not yet done, or ends the task when all are done.
-    async fn advance(&self, tx: &mut Tx, task: &TaskRow, steps: &[StepRow]) -> Result<()> {
-        let next = steps
-            .iter()
-            .find(|s| !matches!(s.status(), StepStatus::Success | StepStatus::Warning));
-        match next {
-            None => {
-                let warned = steps.iter().any(|s| s.status() == StepStatus::Warning);
-                let status = if warned {
-                    TaskStatus::Warning
-                } else {
-                    TaskStatus::Success
-                };
-                self.finish(tx, task, status).await
-            }
-            Some(step) if step.status() == StepStatus::Pending => {
+    /// Does what the decision said comes next: sends a step (to run, or to take it back),
+    /// ends the task, or waits.
+    async fn follow(
+        &self,
+        tx: &mut Tx,
+        task: &TaskRow,
+        steps: &[StepRow],
+        next: Next,
+    ) -> Result<()> {
+        let (step_id, phase) = match next {
+            Next::Wait => return Ok(()),
+            Next::Finish(status) => return self.finish(tx, task, status).await,
+            Next::Send { step, phase } => (step, phase),
+        };
+        let Some(step) = steps.iter().find(|s| s.id == step_id) else {
+            return Ok(());
+        };
+        // A step planned by an older berth (or stored unreadable) is not sent: the task
+        // ends, saying how to run it again.
+        let work = match (step.work(phase), step.secret_needs()) {
+            (Ok(work), Ok(needs)) => (work, needs),
+            (Err(why), _) | (_, Err(why)) => return self.fail_here(tx, task, &why).await,
+        };
+        match phase {
+            StepPhase::Run => {
                 t::transition_step(
                     tx,
                     step.id,
@@ -720,24 +742,9 @@ impl Dispatcher {
                     StepChange::default(),
                 )
                 .await?;
-                self.send(tx, task, step, StepPhase::Run).await
             }
-            Some(_) => Ok(()),
-        }
-    }
-
-    /// Takes back, newest first, the steps that succeeded before a failure (or a cancel);
-    /// then ends the task in error (or `cancelled`).
-    async fn compensate(&self, tx: &mut Tx, task: &TaskRow, steps: &[StepRow]) -> Result<()> {
-        if steps.iter().any(|s| s.status() == StepStatus::Compensating) {
-            return Ok(());
-        }
-        let undo = steps.iter().rev().find(|s| {
-            matches!(s.status(), StepStatus::Success | StepStatus::Warning)
-                && s.compensation.is_some()
-        });
-        match undo {
-            Some(step) => {
+            StepPhase::Compensate => {
+                // A step stopped midway is being taken back already.
                 t::transition_step(
                     tx,
                     step.id,
@@ -753,10 +760,9 @@ impl Dispatcher {
                     LogLevel::Warning,
                     &format!("taking back {}", describe(step)),
                 );
-                self.send(tx, task, step, StepPhase::Compensate).await
             }
-            None => self.finish(tx, task, undone_status(task)).await,
         }
+        self.send(tx, task, step, phase, work).await
     }
 
     async fn send(
@@ -765,45 +771,27 @@ impl Dispatcher {
         task: &TaskRow,
         step: &StepRow,
         phase: StepPhase,
+        (work, needs): (berth_contracts::Work, berth_contracts::SecretNeeds),
     ) -> Result<()> {
-        let needs: Vec<&str> = step
-            .secret
-            .as_deref()
-            .map(|s| s.split(',').collect())
-            .unwrap_or_default();
-        let sealed = if needs.contains(&SECRET_DB_ADMIN) {
-            servers::get_server(tx, &step.server)
+        let mut secrets = SealedSecrets::default();
+        if needs.db_admin {
+            secrets.db_admin = servers::get_server(tx, &step.server)
                 .await?
-                .and_then(|s| s.db_admin_password_sealed)
-        } else {
-            None
-        };
-        let mut secrets = std::collections::BTreeMap::new();
-        if needs.contains(&SECRET_SITE_DB)
-            && let Some(p) = sites::db_password_sealed(tx, &task.target).await?
-        {
-            secrets.insert(SECRET_SITE_DB.to_string(), p);
+                .and_then(|s| s.db_admin_password_sealed);
         }
-        if needs.contains(&SECRET_SITE_DB_NEXT)
-            && let Some(p) = t::task_secret(tx, task.id, SECRET_SITE_DB_NEXT).await?
-        {
-            secrets.insert(SECRET_SITE_DB.to_string(), p);
-        }
-        let action = match phase {
-            StepPhase::Run => step.action.clone(),
-            StepPhase::Compensate => step.compensation.clone().unwrap_or_default(),
+        secrets.site_db = match needs.site_db {
+            Some(SiteDbSecret::Current) => sites::db_password_sealed(tx, &task.target).await?,
+            Some(SiteDbSecret::Next) => t::task_secret(tx, task.id, SECRET_SITE_DB_NEXT).await?,
+            None => None,
         };
         let cmd = StepCommand {
             task_id: task.id,
             step_id: step.id,
             task_type: task.task_type.clone(),
             target: task.target.clone(),
-            service: step.service.clone(),
             server: step.server.clone(),
-            action,
             phase,
-            args: step.args.clone(),
-            sealed,
+            work,
             secrets,
         };
         let message_id = match phase {
@@ -829,8 +817,24 @@ impl Dispatcher {
 
     async fn finish(&self, tx: &mut Tx, task: &TaskRow, status: TaskStatus) -> Result<()> {
         t::set_task_status(tx, task.id, status).await?;
-        if let Some(note) = apply_finish(tx, task, status).await? {
-            log(tx, task, None, LogLevel::Info, &note);
+        let kind = TargetKind::parse(&task.target_kind);
+        if let (Some(kind), Ok((task_type, args))) = (kind, task_args(task)) {
+            let site = match kind {
+                TargetKind::Site => sites::get_site(tx, &task.target).await?,
+                _ => None,
+            };
+            let (found, note) = effects::of_finish(effects::Ended {
+                kind,
+                task_type,
+                target: &task.target,
+                args: &args,
+                ok: matches!(status, TaskStatus::Success | TaskStatus::Warning),
+                site_status: site.as_ref().map(|s| s.status.as_str()),
+            });
+            self.apply(tx, task, None, found).await?;
+            if let Some(note) = note {
+                log(tx, task, None, LogLevel::Info, &note);
+            }
         }
         let level = match status {
             TaskStatus::Success => LogLevel::Info,
@@ -852,179 +856,89 @@ impl Dispatcher {
         }
         Ok(())
     }
-}
 
-/// Records what a step found (package registries, login links) with its result.
-async fn record_output(
-    tx: &mut Tx,
-    task: &TaskRow,
-    step: &StepRow,
-    output: &serde_json::Value,
-) -> Result<()> {
-    let packages = |v: &serde_json::Value| -> Vec<berth_contracts::Package> {
-        v.get("packages")
-            .and_then(|p| serde_json::from_value(p.clone()).ok())
-            .unwrap_or_default()
-    };
-    match step.action.as_str() {
-        "platform-verify" => {
-            let found: Vec<String> = output
-                .get("sites")
-                .and_then(|p| serde_json::from_value(p.clone()).ok())
-                .unwrap_or_default();
-            platforms::record_scan(
-                tx,
-                &task.target,
-                output
-                    .get("drupal_major")
-                    .and_then(|v| v.as_i64())
-                    .map(|v| v as i32),
-                output.get("core_version").and_then(|v| v.as_str()),
-                &packages(output),
-                &found,
-            )
-            .await?;
-        }
-        // A delete run again after its files went made no backup: nothing to record.
-        "site-backup" if output.get("skipped").is_some() => {}
-        "site-backup" => {
-            let backup = step.args.get("backup").cloned().unwrap_or_default();
-            let text = |v: &serde_json::Value, k: &str| {
-                v.get(k)
-                    .and_then(|x| x.as_str())
-                    .unwrap_or_default()
-                    .to_string()
-            };
-            sites::record_backup(
-                tx,
-                sites::NewBackup {
-                    id: step.id,
-                    site: &task.target,
-                    server: &step.server,
-                    file: &text(output, "file"),
-                    path: &text(output, "path"),
-                    size: output.get("size").and_then(|v| v.as_i64()).unwrap_or(0),
-                    sha256: &text(output, "sha256"),
-                    compression: &text(output, "compression"),
-                    description: &text(&backup, "description"),
-                    task_id: task.id,
-                },
-            )
-            .await?;
-        }
-        "site-packages" | "site-login" => {
-            // The site the step acted on: the task's (a renamed site keeps its row's old
-            // name until the task ends), or a clone's new site.
-            let uri = match task.task_type.as_str() {
-                "clone" => step.args["uri"].as_str().unwrap_or(&task.target),
-                _ => &task.target,
-            };
-            if output.get("packages").is_some() {
-                sites::record_packages(tx, uri, &packages(output)).await?;
-            }
-            if let Some(link) = output.get("login_link").and_then(|v| v.as_str()) {
-                sites::set_login_link(tx, uri, link).await?;
-            }
-        }
-        "backup-delete" => {
-            if let Some(path) = step.args["path"].as_str() {
-                sites::mark_backup_deleted(tx, &step.server, path).await?;
-            }
-        }
-        _ => {}
-    }
-    Ok(())
-}
-
-/// What a finished task changes in the state of its platform or site; a line for the log.
-async fn apply_finish(tx: &mut Tx, task: &TaskRow, status: TaskStatus) -> Result<Option<String>> {
-    let ok = matches!(status, TaskStatus::Success | TaskStatus::Warning);
-    match TargetKind::parse(&task.target_kind) {
-        Some(TargetKind::Platform) if task.task_type == "verify" => {
-            let to = if ok { "verified" } else { "failed" };
-            platforms::set_status(tx, &task.target, to).await?;
-            Ok(Some(format!("platform {}: {to}", task.target)))
-        }
-        Some(TargetKind::Site) if task.task_type == "clone" => {
-            // A clone ends its new site's install: enabled, or failed (nothing left of it).
-            let new_uri = task.args["new_site"].as_str().unwrap_or_default();
-            let to = if ok {
-                site_status::ENABLED
-            } else {
-                site_status::FAILED
-            };
-            sites::set_status(tx, new_uri, to).await?;
-            Ok(Some(format!("site {new_uri} (the clone): {to}")))
-        }
-        Some(TargetKind::Site) => {
-            let Some(site) = sites::get_site(tx, &task.target).await? else {
-                return Ok(None);
-            };
-            let to = match (task.task_type.as_str(), ok) {
-                ("install", true) => site_status::ENABLED,
-                // Only an install that ran fails the site: one refused at planning (the site
-                // was already installed, say) leaves it as it was.
-                ("install", false) if site.status == site_status::INSTALLING => site_status::FAILED,
-                ("disable", true) => site_status::DISABLED,
-                ("delete", true) => {
-                    // The row and its history stay; its aliases are free for other sites.
-                    sites::set_aliases(tx, &task.target, &[]).await?;
-                    site_status::DELETED
-                }
-                ("enable", true) => site_status::ENABLED,
-                ("migrate", true) => {
-                    let next = &task.args["next_db"];
-                    let to = &task.args["to"];
-                    if let (Some(name), Some(user), Some(sealed)) = (
-                        next["name"].as_str(),
-                        next["user"].as_str(),
-                        t::task_secret(tx, task.id, SECRET_SITE_DB_NEXT).await?,
-                    ) {
-                        sites::set_database(tx, &task.target, name, user, &sealed).await?;
-                    }
-                    sites::set_home(
+    /// Applies effects to the state; `step`: the step whose output they come from.
+    async fn apply(
+        &self,
+        tx: &mut Tx,
+        task: &TaskRow,
+        step: Option<Uuid>,
+        found: Vec<Effect>,
+    ) -> Result<()> {
+        for effect in found {
+            match effect {
+                Effect::RecordScan { platform, scan } => {
+                    platforms::record_scan(
                         tx,
-                        &task.target,
-                        to["platform"].as_str().unwrap_or(&site.platform),
-                        to["db_server"].as_str().unwrap_or(&site.db_server),
+                        &platform,
+                        Some(scan.drupal_major),
+                        Some(&scan.core_version),
+                        &scan.packages,
+                        &scan.sites,
                     )
                     .await?;
-                    let new_uri = to["uri"].as_str().filter(|u| *u != task.target);
-                    if let Some(u) = new_uri {
-                        sites::rename(tx, &task.target, u).await?;
-                        // A login link made for the old name leads nowhere now.
-                        sites::clear_login_link(tx, u).await?;
-                    }
-                    return Ok(Some(format!(
-                        "site {}: now {}on {} with database {} on {}",
-                        task.target,
-                        new_uri.map(|u| format!("{u}, ")).unwrap_or_default(),
-                        to["platform"].as_str().unwrap_or(&site.platform),
-                        next["name"].as_str().unwrap_or("?"),
-                        to["db_server"].as_str().unwrap_or(&site.db_server),
-                    )));
                 }
-                ("restore", true) => {
-                    let next = &task.args["next_db"];
-                    if let (Some(name), Some(user), Some(sealed)) = (
-                        next["name"].as_str(),
-                        next["user"].as_str(),
-                        t::task_secret(tx, task.id, SECRET_SITE_DB_NEXT).await?,
-                    ) {
-                        sites::set_database(tx, &task.target, name, user, &sealed).await?;
-                    }
-                    return Ok(Some(format!(
-                        "site {}: restored; it now uses database {}",
-                        task.target,
-                        next["name"].as_str().unwrap_or("?")
-                    )));
+                Effect::RecordBackup {
+                    site,
+                    server,
+                    made,
+                    description,
+                } => {
+                    sites::record_backup(
+                        tx,
+                        sites::NewBackup {
+                            id: step.unwrap_or_else(Uuid::now_v7),
+                            site: &site,
+                            server: &server,
+                            file: &made.file,
+                            path: &made.path,
+                            size: made.size,
+                            sha256: &made.sha256,
+                            compression: made.compression.as_str(),
+                            description: &description,
+                            task_id: task.id,
+                        },
+                    )
+                    .await?;
                 }
-                _ => return Ok(None),
-            };
-            sites::set_status(tx, &task.target, to).await?;
-            Ok(Some(format!("site {}: {to}", task.target)))
+                Effect::RecordPackages { site, packages } => {
+                    sites::record_packages(tx, &site, &packages).await?;
+                }
+                Effect::SetLoginLink { site, link } => {
+                    sites::set_login_link(tx, &site, &link).await?;
+                }
+                Effect::MarkBackupDeleted { server, path } => {
+                    sites::mark_backup_deleted(tx, &server, &path).await?;
+                }
+                Effect::PlatformStatus { platform, status } => {
+                    platforms::set_status(tx, &platform, status).await?;
+                }
+                Effect::SiteStatus { site, status } => {
+                    sites::set_status(tx, &site, status).await?;
+                }
+                Effect::ClearAliases { site } => {
+                    sites::set_aliases(tx, &site, &[]).await?;
+                }
+                Effect::MoveDatabase { site, db } => {
+                    if let Some(sealed) = t::task_secret(tx, task.id, SECRET_SITE_DB_NEXT).await? {
+                        sites::set_database(tx, &site, &db.name, &db.user, &sealed).await?;
+                    }
+                }
+                Effect::SetHome {
+                    site,
+                    platform,
+                    db_server,
+                } => {
+                    sites::set_home(tx, &site, &platform, &db_server).await?;
+                }
+                Effect::Rename { from, to } => {
+                    sites::rename(tx, &from, &to).await?;
+                    // A login link made for the old name leads nowhere now.
+                    sites::clear_login_link(tx, &to).await?;
+                }
+            }
         }
-        _ => Ok(None),
+        Ok(())
     }
 }
 
@@ -1054,46 +968,4 @@ fn append_worker_log(tx: &mut Tx, task: &TaskRow, step: &StepRow, lines: &[Worke
         message: l.message.clone(),
         at: l.at,
     }));
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn plan(statuses: &[StepStatus]) -> Vec<(Uuid, StepStatus)> {
-        statuses.iter().map(|s| (Uuid::now_v7(), *s)).collect()
-    }
-
-    #[test]
-    fn a_cancel_stops_the_running_step_when_a_worker_may_have_it() {
-        use StepStatus::*;
-        let steps = plan(&[Success, Running, Pending]);
-        let running = steps[1].0;
-        assert_eq!(cancel_action(&steps, Some(1)), CancelAction::Stop(running));
-        // The broker did not say: a worker may have it, so it is asked to stop.
-        assert_eq!(cancel_action(&steps, None), CancelAction::Stop(running));
-    }
-
-    #[test]
-    fn a_cancel_gives_up_a_step_nobody_consumes() {
-        use StepStatus::*;
-        let steps = plan(&[Success, Running, Pending]);
-        assert_eq!(
-            cancel_action(&steps, Some(0)),
-            CancelAction::Abandon(steps[1].0)
-        );
-    }
-
-    #[test]
-    fn a_cancel_during_a_taking_back_waits_for_it_and_one_with_nothing_live_undoes() {
-        use StepStatus::*;
-        assert_eq!(
-            cancel_action(&plan(&[Compensating, Error, Pending]), Some(0)),
-            CancelAction::Wait
-        );
-        assert_eq!(
-            cancel_action(&plan(&[Success, Pending]), Some(1)),
-            CancelAction::Undo
-        );
-    }
 }

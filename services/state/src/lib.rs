@@ -74,6 +74,48 @@ impl ForTask for berth_contracts::StepEvent {
     }
 }
 
+/// The task of a message another version of berth wrote that this one cannot read (a
+/// message still in a queue at an upgrade): its task fails, saying what to do, rather than
+/// waiting for an answer that will never come (decision 0015).
+fn stale_message(m: &Delivery) -> Option<(uuid::Uuid, String)> {
+    let version = m.headers.version;
+    if version == berth_contracts::MESSAGE_VERSION {
+        return None;
+    }
+    let body: serde_json::Value = serde_json::from_slice(&m.body).ok()?;
+    let task_id = body
+        .get("task_id")
+        .or_else(|| body.get("command").and_then(|c| c.get("task_id")))
+        .and_then(|v| v.as_str())
+        .and_then(|v| v.parse().ok())?;
+    Some((
+        task_id,
+        format!(
+            "a message about this task from berth message version {version} cannot be read by \
+             this berth (version {}); the step it was about may or may not have run: retry \
+             the task (POST /api/v1/tasks/{task_id}/retry or `berth tasks retry {task_id}`)",
+            berth_contracts::MESSAGE_VERSION
+        ),
+    ))
+}
+
+/// Fails the task of a message this berth cannot read, if it is an older berth's.
+async fn fail_stale(
+    dispatcher: &Dispatcher,
+    outbox: &Outbox,
+    m: &Delivery,
+) -> Option<Result<(), HandlerError>> {
+    let (task_id, why) = stale_message(m)?;
+    tracing::error!(%task_id, version = m.headers.version, "message of another berth version; its task fails");
+    Some(match dispatcher.fail_task(task_id, &why).await {
+        Ok(written) => {
+            outbox.publish(written);
+            Ok(())
+        }
+        Err(e) => Err(HandlerError::Retry(e.to_string())),
+    })
+}
+
 /// Deliveries of one message that PostgreSQL refuses (its data, not an outage) before its
 /// task is failed instead: such a refusal is the message's own and would loop for ever.
 pub const POISON_AFTER: u32 = 20;
@@ -108,10 +150,16 @@ where
             let outbox = outbox.clone();
             let dispatcher = dispatcher.clone();
             async move {
-                let msg: T = serde_json::from_slice(&m.body).map_err(|e| {
-                    tracing::error!(queue, error = %e, "undecodable message rejected");
-                    HandlerError::Reject(e.to_string())
-                })?;
+                let msg: T = match serde_json::from_slice(&m.body) {
+                    Ok(msg) => msg,
+                    Err(e) => {
+                        if let Some(done) = fail_stale(&dispatcher, &outbox, &m).await {
+                            return done;
+                        }
+                        tracing::error!(queue, error = %e, "undecodable message rejected");
+                        return Err(HandlerError::Reject(e.to_string()));
+                    }
+                };
                 let task_id = msg.task_id();
                 let span = tracing::info_span!("dispatch", queue);
                 if let Some(tp) = &m.headers.traceparent {
@@ -167,6 +215,9 @@ async fn consume_dead(
             let outbox = outbox.clone();
             async move {
                 let Some(msg) = berth_broker::dead::decode_dead_letter(&m) else {
+                    if let Some(done) = fail_stale(&d, &outbox, &m).await {
+                        return done;
+                    }
                     tracing::error!("undecodable dead letter dropped");
                     return Err(HandlerError::Reject("undecodable dead letter".into()));
                 };

@@ -252,6 +252,14 @@ pub async fn run_worker<H: StepHandler>(
 
 impl<H: StepHandler> Worker<H> {
     async fn process(&self, delivery: Delivery) -> Result<(), HandlerError> {
+        if delivery.headers.version != berth_contracts::MESSAGE_VERSION {
+            // Dead-lettered: the state service fails its task, saying to retry it.
+            return Err(HandlerError::Reject(format!(
+                "step command of message version {}; this worker reads version {}",
+                delivery.headers.version,
+                berth_contracts::MESSAGE_VERSION
+            )));
+        }
         let cmd: StepCommand = match serde_json::from_slice(&delivery.body) {
             Ok(cmd) => cmd,
             Err(err) => {

@@ -4,7 +4,8 @@
 use std::time::{Duration, Instant};
 
 use berth_broker::{Broker, CancellationToken, Delivery, MessageHeaders, Publisher, topology};
-use berth_contracts::{StepCommand, StepEvent, StepPhase};
+use berth_contracts::steps::{HttpServiceSpec, HttpStep};
+use berth_contracts::{StepCommand, StepEvent, StepPhase, Work};
 use lapin::options::BasicGetOptions;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -173,19 +174,43 @@ pub async fn next_event(broker: &Broker) -> StepEvent {
     serde_json::from_slice(&d.body).expect("a StepEvent")
 }
 
-pub fn step(service: &str, server: &str, action: &str, args: Value) -> StepCommand {
+pub fn step(server: &str, work: Work) -> StepCommand {
     StepCommand {
         task_id: Uuid::new_v4(),
         step_id: Uuid::new_v4(),
-        task_type: action.into(),
+        task_type: work.action().into(),
         target: server.into(),
-        service: service.into(),
         server: server.into(),
-        action: action.into(),
         phase: StepPhase::Run,
-        args,
-        sealed: None,
+        work,
         secrets: Default::default(),
+    }
+}
+
+/// A diagnostic noop for the http worker, with these options (`sleep_ms`, `fail`).
+pub fn noop(options: Value) -> Work {
+    let mut spec = serde_json::json!({"service": "http"});
+    for (k, v) in options.as_object().expect("noop options are an object") {
+        spec[k] = v.clone();
+    }
+    Work::Noop(serde_json::from_value(spec).expect("a noop spec"))
+}
+
+/// A step for the test handler: an http verify whose type names how the handler behaves
+/// (`flaky`, `forever`, `broken`) and whose port how many attempts fail first — the
+/// framework under test never looks inside a step.
+pub fn probe(behaviour: &str, times: u16) -> Work {
+    Work::Http(HttpStep::Verify(HttpServiceSpec {
+        service_type: behaviour.into(),
+        port: times,
+    }))
+}
+
+/// What a [`probe`] asks of the test handler.
+pub fn probed(cmd: &StepCommand) -> (String, u32) {
+    match &cmd.work {
+        Work::Http(HttpStep::Verify(v)) => (v.service_type.clone(), u32::from(v.port)),
+        other => (other.action().to_string(), 0),
     }
 }
 

@@ -16,11 +16,11 @@ pub(super) fn backup_step(
 ) -> PlannedStep {
     PlannedStep::backup(
         s.web(),
-        BackupStep::SiteBackup(SiteBackupSpec {
+        BackupStep::SiteBackup(Box::new(SiteBackupSpec {
             site: s.spec_as_is(),
             backup: order.clone(),
             files_may_be_gone,
-        }),
+        })),
     )
     .secrets(SecretNeeds::SITE_DB)
 }

@@ -497,13 +497,23 @@ pub async fn migrate_plan(
         .ok_or_else(|| ApiError::Internal("target db server vanished".into()))?
         .facts();
     drop(conn);
-    let args = serde_json::json!({
-        "to": {"uri": to_uri},
-        "backup": {"file": "(named when the migrate is queued)", "compression": "zstd",
-                   "description": "Generated before being migrated"},
-        "next_db": {"name": "(new)", "user": "(new)"},
-    });
-    let plan = berth_hosting::sites::plan_migrate(&facts, &to_platform, &to_db, &args)
+    let args = berth_contracts::task::MigrateTask {
+        to: berth_contracts::task::MigrateTo {
+            platform: target.platform.clone(),
+            db_server: target.db_server.clone(),
+            uri: to_uri.clone(),
+        },
+        backup: berth_contracts::steps::BackupOrder {
+            file: "(named when the migrate is queued)".into(),
+            compression: berth_contracts::steps::Compression::Zstd,
+            description: "Generated before being migrated".into(),
+        },
+        next_db: berth_contracts::task::DbNames {
+            name: "(new)".into(),
+            user: "(new)".into(),
+        },
+    };
+    let plan = berth_hosting::plans::plan_migrate(&facts, &to_platform, &to_db, &args)
         .map_err(ApiError::Conflict)?;
     let steps: Vec<serde_json::Value> = plan
         .steps
@@ -511,8 +521,8 @@ pub async fn migrate_plan(
         .enumerate()
         .map(|(i, s)| {
             serde_json::json!({
-                "position": i + 1, "service": s.service, "server": s.server,
-                "action": s.action, "taken_back_by": s.compensation,
+                "position": i + 1, "service": s.service(), "server": s.server,
+                "action": s.action(), "taken_back_by": s.undo.as_ref().map(|u| u.action()),
             })
         })
         .collect();
