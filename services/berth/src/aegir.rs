@@ -573,6 +573,24 @@ mod tests {
     }
 
     #[test]
+    fn every_aegir_rewrite_parses_as_a_berth_command() {
+        use crate::cli::args::{Cli, Command, TasksCommand};
+        use clap::Parser;
+        for s in [
+            "berth @server_master provision-verify",
+            "berth --json @hostmaster hosting-task @server_master verify --debug",
+        ] {
+            let argv: Vec<String> = s.split_whitespace().map(String::from).collect();
+            let out = rewrite(&argv).unwrap().unwrap();
+            let cli = Cli::try_parse_from(out).unwrap();
+            assert!(matches!(
+                cli.command,
+                Command::Tasks(TasksCommand::Create { follow: true, .. })
+            ));
+        }
+    }
+
+    #[test]
     fn every_form_has_a_usage_matching_its_pattern() {
         for f in FORMS {
             let words: Vec<&str> = f
