@@ -110,6 +110,42 @@ pub enum ServersCommand {
     Delete { name: String },
 }
 
+/// The http service types berth builds vhosts for.
+const HTTP_TYPES: [&str; 2] = ["nginx", "null"];
+
+/// `--http` and `--http_service_type`: one of [`HTTP_TYPES`]. Aegir's `apache` is refused
+/// with what to use instead, since berth writes nginx vhosts only.
+#[derive(Clone)]
+struct HttpType;
+
+impl clap::builder::TypedValueParser for HttpType {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<String, clap::Error> {
+        if value == "apache" {
+            return Err(cmd.clone().error(
+                clap::error::ErrorKind::InvalidValue,
+                "http service type `apache` is not supported: berth builds nginx vhosts only; \
+                 use `nginx`, or `null` for a server without managed http",
+            ));
+        }
+        clap::builder::PossibleValuesParser::new(HTTP_TYPES).parse_ref(cmd, arg, value)
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(
+            HTTP_TYPES.iter().map(clap::builder::PossibleValue::new),
+        ))
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct CreateServer {
     /// Fully qualified host name; the context name is `server_<host without dots>`.
@@ -119,7 +155,7 @@ pub struct CreateServer {
     #[arg(long)]
     pub name: Option<String>,
     /// Web server type.
-    #[arg(long, value_parser = ["nginx", "apache", "null"])]
+    #[arg(long, value_parser = HttpType)]
     pub http: Option<String>,
     /// Web server port [default: 80].
     #[arg(long, requires = "http")]
@@ -276,7 +312,7 @@ pub struct SaveContext {
     /// Servers: the host name.
     #[arg(long = "remote_host")]
     pub remote_host: Option<String>,
-    #[arg(long = "http_service_type", value_parser = ["nginx", "apache", "null"])]
+    #[arg(long = "http_service_type", value_parser = HttpType)]
     pub http_service_type: Option<String>,
     #[arg(long = "http_port")]
     pub http_port: Option<u16>,
@@ -417,5 +453,37 @@ mod tests {
             .is_err(),
             "--db-port needs --db"
         );
+    }
+
+    #[test]
+    fn apache_is_refused_with_the_types_to_use_instead() {
+        for argv in [
+            &[
+                "berth", "servers", "create", "--host", "h", "--http", "apache",
+            ][..],
+            &[
+                "berth",
+                "contexts",
+                "save",
+                "server_h",
+                "--http_service_type=apache",
+            ],
+        ] {
+            let e = Cli::try_parse_from(argv).unwrap_err().to_string();
+            assert!(e.contains("berth builds nginx vhosts only"), "{e}");
+            assert!(e.contains("use `nginx`, or `null`"), "{e}");
+        }
+        let e = Cli::try_parse_from(["berth", "servers", "create", "--host", "h", "--http", "x"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[possible values: nginx, null]"), "{e}");
+        let cli = Cli::try_parse_from([
+            "berth", "servers", "create", "--host", "h", "--http", "null",
+        ])
+        .unwrap();
+        let Command::Servers(ServersCommand::Create(c)) = cli.command else {
+            panic!()
+        };
+        assert_eq!(c.http.as_deref(), Some("null"));
     }
 }
