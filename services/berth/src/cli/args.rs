@@ -309,6 +309,9 @@ pub struct SaveContext {
     pub root: Option<String>,
     #[arg(long = "web_server")]
     pub web_server: Option<String>,
+    /// Platforms: refused unless empty (berth does not run drush make).
+    #[arg(long)]
+    pub makefile: Option<String>,
     /// Servers: the host name.
     #[arg(long = "remote_host")]
     pub remote_host: Option<String>,

@@ -208,11 +208,11 @@ impl Client {
             })
     }
 
-    /// Whether a resource exists (`GET` answers, rather than 404).
-    pub(crate) async fn exists(&self, path: &str) -> Result<bool, CliError> {
+    /// A resource, or `None` where the API answers 404.
+    pub(crate) async fn find(&self, path: &str) -> Result<Option<Value>, CliError> {
         match self.get(path, &[]).await {
-            Ok(_) => Ok(true),
-            Err(CliError::Problem { title, .. }) if title == "Not found" => Ok(false),
+            Ok(v) => Ok(Some(v)),
+            Err(CliError::Problem { title, .. }) if title == "Not found" => Ok(None),
             Err(e) => Err(e),
         }
     }
