@@ -654,6 +654,13 @@ pub struct Package {
     pub enabled: Option<bool>,
 }
 
+/// `GET /tasks/{id}/log?after=N`: the task's status and its log entries after `seq` N.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogPage {
+    pub status: TaskStatus,
+    pub entries: Vec<LogEntry>,
+}
+
 // ---------------------------------------------------------------------------------------
 // AMQP messages
 // ---------------------------------------------------------------------------------------

@@ -68,7 +68,8 @@ pub const FORMS: &[Form] = &[
     Form {
         pattern: &[Pat::Lit("provision-save"), Pat::Alias],
         usage: "berth provision-save @<context> --context_type=… --property=value",
-        does: "create a platform or site context (a site's install is queued), or --delete it",
+        does: "create or change a server, platform or site context (a new site's install is \
+               queued), or --delete it",
         build: |c| words(&["contexts", "save", c[0]]),
     },
     Form {
@@ -93,6 +94,12 @@ pub const FORMS: &[Form] = &[
         pattern: &[Pat::Alias, Pat::Lit("provision-login-reset")],
         usage: "berth @<site> provision-login-reset",
         does: "queue a login reset (a new one-time login link) and follow its log",
+        build: |c| words(&["tasks", "create", "login-reset", c[0], "--follow"]),
+    },
+    Form {
+        pattern: &[Pat::Alias, Pat::Lit("user-login")],
+        usage: "berth @<site> user-login",
+        does: "drush's one-time login link: a login reset, followed to the link it prints",
         build: |c| words(&["tasks", "create", "login-reset", c[0], "--follow"]),
     },
     Form {
@@ -147,9 +154,27 @@ pub const FORMS: &[Form] = &[
 const VALUE_OPTIONS: [&str; 2] = ["--api-url", "--token"];
 
 /// drush's verbosity options, accepted and dropped since berth always shows the whole log;
-/// and `--force` (hosting-task's: run the task even if one is running), accepted and
-/// dropped since berth always queues the task, behind the one running on its target.
-const IGNORED_OPTIONS: [&str; 5] = ["--debug", "-d", "--verbose", "-v", "--force"];
+/// `--force` (hosting-task's: run the task even if one is running), accepted and dropped
+/// since berth always queues the task, behind the one running on its target; and drush's
+/// `-y`/`--yes`, since berth asks nothing. Before or after the form's words.
+const IGNORED_OPTIONS: [&str; 7] = ["--debug", "-d", "--verbose", "-v", "--force", "-y", "--yes"];
+
+/// Is `arg` one of berth's own global options (which may come before a form)?
+fn is_global(arg: &str) -> bool {
+    arg == "--json"
+        || VALUE_OPTIONS
+            .iter()
+            .any(|o| arg == *o || arg.strip_prefix(o).is_some_and(|v| v.starts_with('=')))
+}
+
+/// First words of Aegir's and drush's commands that no form begins with: refused with the
+/// berth command to use, rather than left to clap as an unknown subcommand.
+fn is_aegir_word(w: &str) -> bool {
+    ["provision-", "hosting-", "hostmaster-"]
+        .iter()
+        .any(|p| w.starts_with(p))
+        || matches!(w, "user-login" | "make")
+}
 
 /// Aegir's commands that berth does not (yet) provide, for a more helpful error.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,8 +219,8 @@ fn takes_value(arg: &str) -> bool {
 /// Rewrites an Aegir command form into berth's own argv; `Ok(None)` when `argv` (program
 /// name first) is not an Aegir form and goes to clap as it is.
 ///
-/// It is an Aegir form when its first word after any leading global options begins with
-/// `@`, or is a word some form begins with (`provision-verify`).
+/// It is an Aegir form when its first word after any leading options begins with `@`, or
+/// is a word of Aegir's or drush's (`provision-verify`, `hosting-import`, `make`).
 pub fn rewrite(argv: &[String]) -> Result<Option<Vec<String>>, UnsupportedForm> {
     let Some((program, args)) = argv.split_first() else {
         return Ok(None);
@@ -210,11 +235,33 @@ pub fn rewrite(argv: &[String]) -> Result<Option<Vec<String>>, UnsupportedForm> 
         return Ok(None);
     };
     let starts_a_form = first.starts_with('@')
+        || is_aegir_word(first)
         || FORMS
             .iter()
             .any(|f| matches!(f.pattern.first(), Some(Pat::Lit(w)) if *w == first.as_str()));
     if !starts_a_form {
         return Ok(None);
+    }
+    // Only berth's global options may come first (clap takes no others before the
+    // subcommand); drush's verbosity is dropped there too.
+    let leading: Vec<&String> = leading
+        .iter()
+        .filter(|a| !IGNORED_OPTIONS.contains(&a.as_str()))
+        .collect();
+    let mut k = 0;
+    while k < leading.len() {
+        let a = leading[k].as_str();
+        if !is_global(a) {
+            return Err(UnsupportedForm {
+                given: args.join(" "),
+                instead: format!(
+                    "the same with `{a}` and the other Aegir options after the command's words \
+                     (`berth provision-save @<context> --context_type=… --property=value`); \
+                     only --json, --api-url and --token go before them"
+                ),
+            });
+        }
+        k += if takes_value(a) { 2 } else { 1 };
     }
 
     // Words of the form, and the options after it (passed on, but for drush's verbosity).
@@ -241,6 +288,11 @@ pub fn rewrite(argv: &[String]) -> Result<Option<Vec<String>>, UnsupportedForm> 
         j += 1;
     }
 
+    // Aegir's short alias of the front end's site.
+    if positional.first() == Some(&"@hm") {
+        positional[0] = "@hostmaster";
+    }
+
     let unsupported = || UnsupportedForm {
         given: rest.join(" "),
         instead: instead_of(&positional),
@@ -252,7 +304,7 @@ pub fn rewrite(argv: &[String]) -> Result<Option<Vec<String>>, UnsupportedForm> 
     let (form, captures) = form;
     let mut out = Vec::with_capacity(argv.len() + 4);
     out.push(program.clone());
-    out.extend(leading.iter().cloned());
+    out.extend(leading.into_iter().cloned());
     out.extend((form.build)(&captures));
     out.extend(options);
     Ok(Some(out))
@@ -270,16 +322,30 @@ pub fn instead_of(words: &[&str]) -> String {
     let is_alias = |w: &str| w.len() > 1 && w.starts_with('@');
     match words {
         ["@hostmaster", cmd, rest @ ..] => match *cmd {
+            "hosting-task" if rest.len() == 1 && !is_alias(rest[0]) => format!(
+                "`berth tasks log {0} --follow` (berth runs each task as soon as it is queued; \
+                 `berth tasks retry {0} --follow` runs a failed one again; ids are UUIDs: \
+                 `berth tasks list`)",
+                rest[0]
+            ),
             "hosting-task" => {
                 let ctx = rest.first().map(|w| bare(w)).unwrap_or("<context>".into());
                 let ty = rest.get(1).map(|w| bare(w)).unwrap_or("<type>".into());
                 format!("`berth tasks create {ty} {ctx} --follow` {}", tasks())
             }
-            "hosting-dispatch" | "hosting-queued" | "hosting-tasks" => {
+            "hosting-dispatch" | "hosting-queued" | "hosting-tasks" | "hosting-cron" => {
                 "`berth tasks list --status queued` (berth starts each task as soon as it is \
                  queued: there is no dispatcher to run)"
                     .into()
             }
+            "hostmaster-pause" => "stop `berth serve state`: queued tasks wait in RabbitMQ until \
+                 it runs again (berth has no task cron to pause)"
+                .into(),
+            "vset" | "variable-set" => "berth has no front-end variables: its settings are \
+                 environment variables (README, Configuration), and it starts each task as soon \
+                 as it is queued (there is no queue frequency)"
+                .into(),
+            "provision-restore" | "provision-deploy" => restore("<site>"),
             "hosting-import" => {
                 let ctx = rest.first().map(|w| bare(w)).unwrap_or("<context>".into());
                 format!(
@@ -297,13 +363,10 @@ pub fn instead_of(words: &[&str]) -> String {
                     "`berth tasks create backup-delete {ctx} --args '{{\"backup\":\"<id>\"}}' \
                      --follow` (ids: `berth sites backups {ctx}`)"
                 ),
-                "restore" => format!(
-                    "`berth @{ctx} provision-restore <backup id>` (ids: `berth sites backups \
-                     {ctx}`)"
-                ),
+                "restore" | "deploy" => restore(&ctx),
                 "migrate" => format!("`berth @{ctx} provision-migrate @<platform>`"),
                 "clone" => format!("`berth @{ctx} provision-clone @<new uri> @<platform>`"),
-                "import" | "deploy" | "save" => format!(
+                "import" | "save" => format!(
                     "`berth provision-save @{ctx} --context_type=site --platform=@<platform> …` \
                      then `berth @{ctx} provision-install`"
                 ),
@@ -331,6 +394,21 @@ pub fn instead_of(words: &[&str]) -> String {
             "`berth @{0} provision-verify`, or `berth servers|platforms|sites show {0}`",
             bare(ctx)
         ),
+        ["provision-restore" | "provision-deploy", ..] => restore("<site>"),
+        ["user-login", ..] => "`berth @<site> user-login` (the site's alias comes first)".into(),
+        ["make", ..] => "berth does not build codebases: build the platform's with drush make \
+             (or composer) yourself, then `berth provision-save @platform_<name> \
+             --context_type=platform --root=<its path>` and `berth @platform_<name> \
+             provision-verify`"
+            .into(),
+        [cmd, rest @ ..] if cmd.starts_with("hosting-") || cmd.starts_with("hostmaster-") => {
+            // Hostmaster's commands run on its alias.
+            let words: Vec<&str> = ["@hostmaster", cmd]
+                .into_iter()
+                .chain(rest.iter().copied())
+                .collect();
+            instead_of(&words)
+        }
         [cmd, ctx, ..] if cmd.starts_with("provision-") => {
             format!(
                 "`berth @{} {cmd}` (the context, with its @, comes first)",
@@ -339,6 +417,14 @@ pub fn instead_of(words: &[&str]) -> String {
         }
         _ => format!("`berth tasks create <type> <target> --follow` {}", tasks()),
     }
+}
+
+/// Restoring a backup: berth restores its own backups, by id, not an archive's path.
+fn restore(site: &str) -> String {
+    format!(
+        "`berth @{site} provision-restore <backup id>` (berth restores its own backups, by id; \
+         ids: `berth sites backups {site}`)"
+    )
 }
 
 /// Matches `words` against `pattern` in full; the captures in order.
@@ -485,6 +571,34 @@ mod tests {
     }
 
     #[test]
+    fn user_login_queues_a_login_reset_and_follows_it_to_the_link() {
+        assert_eq!(
+            rewritten("@example.com user-login"),
+            "berth tasks create login-reset example.com --follow"
+        );
+    }
+
+    #[test]
+    fn hm_is_hostmaster() {
+        assert_eq!(
+            rewritten("@hm hosting-task @server_master verify"),
+            "berth tasks create verify server_master --follow"
+        );
+    }
+
+    #[test]
+    fn drush_verbosity_and_yes_are_dropped_before_the_form_too() {
+        assert_eq!(
+            rewritten("-y --debug --json @server_master provision-verify -v"),
+            "berth --json tasks create verify server_master --follow"
+        );
+        assert_eq!(
+            rewritten("--token=t @server_master provision-verify"),
+            "berth --token=t tasks create verify server_master --follow"
+        );
+    }
+
+    #[test]
     fn hosting_task_force_is_accepted_and_ignored() {
         assert_eq!(
             rewritten("@hostmaster hosting-task @example.com verify --force"),
@@ -540,6 +654,45 @@ mod tests {
                 "@example.com provision-frobnicate",
                 "berth has no `frobnicate` task; `berth tasks create <type> example.com",
             ),
+            // The seeds' forms berth does not support (seed 003).
+            (
+                "@hostmaster hosting-task 1234 --verbose --debug",
+                "`berth tasks log 1234 --follow`",
+            ),
+            (
+                "@hostmaster hosting-cron --verbose --debug",
+                "`berth tasks list --status queued`",
+            ),
+            (
+                "-y @hostmaster vset hosting_queue_tasks_frequency 1",
+                "berth has no front-end variables",
+            ),
+            ("@hostmaster hostmaster-pause", "stop `berth serve state`"),
+            (
+                "provision-restore /var/aegir/backup/",
+                "`berth @<site> provision-restore <backup id>`",
+            ),
+            (
+                "@hostmaster provision-deploy /var/aegir/backup/",
+                "`berth @<site> provision-restore <backup id>`",
+            ),
+            (
+                "@example.com provision-deploy /var/aegir/backup/x.tar.gz",
+                "`berth @example.com provision-restore <backup id>`",
+            ),
+            (
+                "make --working-copy p.make /var/aegir/platforms/p",
+                "berth does not build codebases",
+            ),
+            ("user-login", "`berth @<site> user-login`"),
+            (
+                "hosting-import @platform_x",
+                "`berth tasks create verify platform_x --follow`",
+            ),
+            (
+                "--context_type=platform --root=/x provision-save @platform_x --backend",
+                "the same with `--context_type=platform` and the other Aegir options after",
+            ),
         ] {
             let err = rewrite(&argv(given)).expect_err(given).to_string();
             assert!(
@@ -569,6 +722,25 @@ mod tests {
                 assert!(err.contains(f.usage), "{err}");
             }
             assert!(err.contains("berth --help"), "{err}");
+        }
+    }
+
+    #[test]
+    fn every_aegir_rewrite_parses_as_a_berth_command() {
+        use crate::cli::args::{Cli, Command, TasksCommand};
+        use clap::Parser;
+        for s in [
+            "berth @server_master provision-verify",
+            "berth --json @hostmaster hosting-task @server_master verify --debug",
+            "berth -y @example.com user-login",
+        ] {
+            let argv: Vec<String> = s.split_whitespace().map(String::from).collect();
+            let out = rewrite(&argv).unwrap().unwrap();
+            let cli = Cli::try_parse_from(out).unwrap();
+            assert!(matches!(
+                cli.command,
+                Command::Tasks(TasksCommand::Create { follow: true, .. })
+            ));
         }
     }
 

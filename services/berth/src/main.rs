@@ -4,10 +4,8 @@
 mod aegir;
 mod cli;
 mod config;
-mod contexts;
 mod serve;
 
-use clap::Parser;
 use cli::{Cli, Command, TokenCommand};
 use config::Settings;
 use std::process::ExitCode;
@@ -27,7 +25,13 @@ fn main() -> ExitCode {
         },
         None => argv,
     };
-    let cli = Cli::parse_from(argv);
+    let cli = Cli::parse_with_after_help(
+        argv,
+        format!(
+            "Aegir command forms (drush replaced by berth):\n{}",
+            aegir::forms_help()
+        ),
+    );
     match cli.command {
         Command::Serve { service } => serve_main(service),
         Command::SecretKey => {

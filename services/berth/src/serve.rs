@@ -66,8 +66,12 @@ impl Service {
         format!("berth-{}", self.as_str())
     }
 
+    /// The api seals db passwords; the http, db and backup workers open them.
     fn needs_secret_key(self) -> bool {
-        matches!(self, Self::Api | Self::Db | Self::All)
+        matches!(
+            self,
+            Self::Api | Self::Http | Self::Db | Self::Backup | Self::All
+        )
     }
 }
 
@@ -319,14 +323,33 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn api_db_and_all_refuse_to_start_without_the_secret_key() {
-        for svc in [Service::Api, Service::Db, Service::All] {
-            let err = run(svc, settings(&[])).await.unwrap_err().to_string();
+    async fn the_services_that_seal_or_open_passwords_refuse_to_start_without_the_secret_key() {
+        for svc in [
+            Service::Api,
+            Service::Http,
+            Service::Db,
+            Service::Backup,
+            Service::All,
+        ] {
+            // Checked before telemetry and the runtime start, as `berth serve` does.
+            let err = check(svc, &settings(&[])).unwrap_err().to_string();
             assert!(err.contains("BERTH_SECRET_KEY is required"), "{svc}: {err}");
+            let err = run(svc, settings(&[])).await.unwrap_err().to_string();
+            assert!(
+                err.contains("every api, http, db and backup process"),
+                "{svc}: {err}"
+            );
             assert!(
                 err.contains(&format!("`berth serve {svc}`")),
                 "{svc}: {err}"
             );
+        }
+    }
+
+    #[test]
+    fn state_and_dns_start_without_the_secret_key() {
+        for svc in [Service::State, Service::Dns] {
+            assert!(check(svc, &settings(&[])).is_ok(), "{svc}");
         }
     }
 }

@@ -11,7 +11,10 @@ use berth_contracts::{DbService, NewServer, Server, ServerChange, Services, Targ
 use berth_hosting::{HostName, ServerName};
 use berth_store::servers;
 
-const HTTP_TYPES: [&str; 3] = ["nginx", "apache", "null"];
+const HTTP_TYPES: [&str; 2] = ["nginx", "null"];
+/// Why `apache` (an Aegir http type) is refused: the http worker writes nginx vhosts only.
+const APACHE_REFUSED: &str = "http service type `apache` is not supported: berth builds \
+     nginx vhosts only; use `nginx`, or `null` for a server without managed http";
 const DB_TYPES: [&str; 3] = ["mariadb", "mysql", "null"];
 const DNS_TYPES: [&str; 2] = ["bind", "null"];
 
@@ -53,6 +56,9 @@ fn check_db(db: &DbService) -> Result<(), ApiError> {
 
 fn check_services(s: &Services) -> Result<(), ApiError> {
     if let Some(h) = &s.http {
+        if h.service_type == "apache" {
+            return Err(ApiError::Unprocessable(APACHE_REFUSED.into()));
+        }
         check_type("http", &h.service_type, &HTTP_TYPES)?;
         if h.port == 0 {
             return Err(ApiError::Unprocessable(
@@ -223,4 +229,39 @@ pub async fn delete(
         }
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::response::IntoResponse;
+    use berth_contracts::HttpService;
+
+    fn http(ty: &str) -> Services {
+        Services {
+            http: Some(HttpService {
+                service_type: ty.into(),
+                port: 80,
+            }),
+            ..Services::default()
+        }
+    }
+
+    #[test]
+    fn apache_is_refused_with_the_types_to_use_instead() {
+        let e = check_services(&http("apache")).unwrap_err();
+        assert!(
+            matches!(&e, ApiError::Unprocessable(m) if m == APACHE_REFUSED),
+            "{e:?}"
+        );
+        assert!(APACHE_REFUSED.contains("`nginx`") && APACHE_REFUSED.contains("`null`"));
+        assert_eq!(e.into_response().status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(check_services(&http("nginx")).is_ok());
+        assert!(check_services(&http("null")).is_ok());
+        let e = check_services(&http("lighttpd")).unwrap_err();
+        assert!(
+            matches!(&e, ApiError::Unprocessable(m) if m.ends_with("nginx, null")),
+            "{e:?}"
+        );
+    }
 }

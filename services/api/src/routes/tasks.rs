@@ -7,12 +7,12 @@ use axum::Extension;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use berth_contracts::{LogEntry, NewTask, Page, TargetKind, Task, TaskStatus};
+use berth_contracts::{NewTask, Page, TargetKind, Task, TaskStatus};
 use berth_hosting::sites::{check_status, status as site_status};
 use berth_hosting::tasks::{self, TaskType};
 use berth_hosting::{HostName, PlatformName, ServerName};
 use berth_store::tasks::TaskFilter;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use uuid::Uuid;
 
 /// Which kind of context a name is, by Aegir's naming rules, and whether it exists.
@@ -445,11 +445,7 @@ pub struct LogQuery {
     after: Option<i64>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-pub struct LogPage {
-    pub status: TaskStatus,
-    pub entries: Vec<LogEntry>,
-}
+pub use berth_contracts::LogPage;
 
 pub async fn log(
     State(state): State<AppState>,

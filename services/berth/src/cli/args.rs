@@ -1,0 +1,492 @@
+//! The command line's clap types: every command and its arguments, and nothing it does.
+
+use super::client::DEFAULT_API_URL;
+use crate::serve::Service;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "berth",
+    version,
+    about = "berth: Aegir-like hosting on RabbitMQ and PostgreSQL",
+    long_about = "berth: Aegir-like hosting on RabbitMQ and PostgreSQL.\n\n\
+        `berth serve <service>|all` runs the services; the other commands talk to the API \
+        (BERTH_API_URL, BERTH_TOKEN)."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub api: ApiArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+impl Cli {
+    /// clap's `Parser::parse_from` (exiting on an error or `--help`), with `after_help` at
+    /// the foot of the top-level help: the caller passes the Aegir forms, so that these
+    /// types need not know them.
+    pub fn parse_with_after_help<I, T>(argv: I, after_help: String) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let mut command = <Self as CommandFactory>::command().after_help(after_help);
+        let mut matches = command.clone().get_matches_from(argv);
+        <Self as FromArgMatches>::from_arg_matches_mut(&mut matches)
+            .unwrap_or_else(|e| e.format(&mut command).exit())
+    }
+}
+
+/// Where the API is and how to talk to it.
+#[derive(Debug, Clone, Args)]
+pub struct ApiArgs {
+    /// Base URL of the berth API.
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_API_URL",
+        hide_env_values = true,
+        default_value = DEFAULT_API_URL
+    )]
+    pub api_url: String,
+    /// API token (prefer the environment variable: arguments are visible to other users).
+    #[arg(long, global = true, env = "BERTH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Print the API's JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a service (or all of them in one process) until SIGTERM or SIGINT.
+    Serve {
+        #[arg(value_enum)]
+        service: Service,
+    },
+    /// API tokens (made directly in the database: run where BERTH_DATABASE_URL reaches it).
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Print a new cluster secret key (64 hex digits) for BERTH_SECRET_KEY.
+    SecretKey,
+    /// Servers and their services (Aegir's server contexts).
+    #[command(subcommand)]
+    Servers(ServersCommand),
+    /// Platforms: codebases on a web server (Aegir's platform contexts).
+    #[command(subcommand)]
+    Platforms(PlatformsCommand),
+    /// Sites: domains installed on a platform (Aegir's site contexts).
+    #[command(subcommand)]
+    Sites(SitesCommand),
+    /// Aegir's `provision-save`: create or delete a context of any type.
+    #[command(subcommand, hide = true)]
+    Contexts(Box<ContextsCommand>),
+    /// Tasks: list, show, follow, create, cancel, retry.
+    #[command(subcommand)]
+    Tasks(TasksCommand),
+    /// Steps that failed for good: list, show, replay, discard.
+    #[command(subcommand, name = "dead-letters")]
+    DeadLetters(DeadLettersCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create an admin API token and print it (only it) on stdout.
+    Create {
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServersCommand {
+    /// List servers.
+    List,
+    /// Show one server.
+    Show { name: String },
+    /// Create a server and queue its verify task. The db admin password is read from
+    /// BERTH_DB_ADMIN_PASSWORD, never from an argument.
+    Create(CreateServer),
+    /// Delete a server.
+    Delete { name: String },
+}
+
+/// The http service types berth builds vhosts for.
+const HTTP_TYPES: [&str; 2] = ["nginx", "null"];
+
+/// `--http` and `--http_service_type`: one of [`HTTP_TYPES`]. Aegir's `apache` is refused
+/// with what to use instead, since berth writes nginx vhosts only.
+#[derive(Clone)]
+struct HttpType;
+
+impl clap::builder::TypedValueParser for HttpType {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<String, clap::Error> {
+        if value == "apache" {
+            return Err(cmd.clone().error(
+                clap::error::ErrorKind::InvalidValue,
+                "http service type `apache` is not supported: berth builds nginx vhosts only; \
+                 use `nginx`, or `null` for a server without managed http",
+            ));
+        }
+        clap::builder::PossibleValuesParser::new(HTTP_TYPES).parse_ref(cmd, arg, value)
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(
+            HTTP_TYPES.iter().map(clap::builder::PossibleValue::new),
+        ))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct CreateServer {
+    /// Fully qualified host name; the context name is `server_<host without dots>`.
+    #[arg(long)]
+    pub host: String,
+    /// Context name, if not derived from the host (e.g. `server_master`).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Web server type.
+    #[arg(long, value_parser = HttpType)]
+    pub http: Option<String>,
+    /// Web server port [default: 80].
+    #[arg(long, requires = "http")]
+    pub http_port: Option<u16>,
+    /// Database server type.
+    #[arg(long, value_parser = ["mariadb", "mysql", "null"])]
+    pub db: Option<String>,
+    /// Database host [default: 127.0.0.1].
+    #[arg(long, requires = "db")]
+    pub db_host: Option<String>,
+    /// Database port [default: 3306].
+    #[arg(long, requires = "db")]
+    pub db_port: Option<u16>,
+    /// Database admin user [default: root].
+    #[arg(long, requires = "db")]
+    pub db_user: Option<String>,
+    /// DNS server type.
+    #[arg(long, value_parser = ["bind", "null"])]
+    pub dns: Option<String>,
+    /// DNS port [default: 53].
+    #[arg(long, requires = "dns")]
+    pub dns_port: Option<u16>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlatformsCommand {
+    /// List platforms.
+    List,
+    /// Show one platform.
+    Show { name: String },
+    /// Create a platform and queue its verify (package scan); --follow waits for it.
+    Create {
+        /// Context name: platform_<name>.
+        #[arg(long)]
+        name: String,
+        /// Absolute path of the codebase on the web server.
+        #[arg(long)]
+        root: String,
+        /// Server publishing it [default: server_master].
+        #[arg(long)]
+        web_server: Option<String>,
+        /// The drush program, relative to the root or absolute [default: vendor/bin/drush].
+        #[arg(long)]
+        drush: Option<String>,
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// The packages the last verify found.
+    Packages { name: String },
+    /// Take no new sites.
+    Lock { name: String },
+    /// Take new sites again.
+    Unlock { name: String },
+    /// Forget a platform without sites (its codebase stays on disk).
+    Delete { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateSite {
+    /// The domain name.
+    #[arg(long)]
+    pub uri: String,
+    /// Context name of the platform.
+    #[arg(long)]
+    pub platform: String,
+    /// Server holding the database [default: server_master].
+    #[arg(long)]
+    pub db_server: Option<String>,
+    /// Install profile [default: standard].
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Language code [default: en].
+    #[arg(long)]
+    pub language: Option<String>,
+    #[arg(long)]
+    pub client: Option<String>,
+    #[arg(long)]
+    pub client_email: Option<String>,
+    /// An alias (repeat for more).
+    #[arg(long = "alias")]
+    pub aliases: Vec<String>,
+    /// Aliases answer with a 301 to the main domain.
+    #[arg(long)]
+    pub redirection: bool,
+    /// Follow the install task to its end.
+    #[arg(long, short)]
+    pub follow: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SitesCommand {
+    /// List sites.
+    List {
+        #[arg(long)]
+        platform: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Show one site (with its one-time login link while it is fresh).
+    Show { uri: String },
+    /// Create a site: queues its install.
+    Create(CreateSite),
+    /// Install a site: follows the install already queued, or queues one.
+    Install {
+        uri: String,
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// The packages enabled on the site.
+    Packages { uri: String },
+    /// The site's backups, newest first.
+    Backups { uri: String },
+    /// Forget a site whose install failed.
+    Delete { uri: String },
+}
+
+/// Aegir's `provision-save @ctx --context_type=… --property=value`, options as Aegir spells them.
+#[derive(Debug, Subcommand)]
+pub enum ContextsCommand {
+    Save(SaveContext),
+}
+
+#[derive(Debug, Args)]
+pub struct SaveContext {
+    pub context: String,
+    #[arg(long = "context_type", value_parser = ["server", "platform", "site"])]
+    pub context_type: Option<String>,
+    #[arg(long)]
+    pub delete: bool,
+    #[arg(long)]
+    pub uri: Option<String>,
+    #[arg(long)]
+    pub platform: Option<String>,
+    #[arg(long = "db_server")]
+    pub db_server: Option<String>,
+    #[arg(long)]
+    pub profile: Option<String>,
+    #[arg(long)]
+    pub language: Option<String>,
+    #[arg(long)]
+    pub client: Option<String>,
+    #[arg(long = "client_email")]
+    pub client_email: Option<String>,
+    /// Comma-separated aliases.
+    #[arg(long)]
+    pub aliases: Option<String>,
+    /// `--redirection` or `--redirection=false`.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub redirection: Option<bool>,
+    #[arg(long)]
+    pub root: Option<String>,
+    #[arg(long = "web_server")]
+    pub web_server: Option<String>,
+    /// Platforms: refused unless empty (berth does not run drush make).
+    #[arg(long)]
+    pub makefile: Option<String>,
+    /// Servers: the host name.
+    #[arg(long = "remote_host")]
+    pub remote_host: Option<String>,
+    #[arg(long = "http_service_type", value_parser = HttpType)]
+    pub http_service_type: Option<String>,
+    #[arg(long = "http_port")]
+    pub http_port: Option<u16>,
+    #[arg(long = "db_service_type", value_parser = ["mariadb", "mysql", "null"])]
+    pub db_service_type: Option<String>,
+    #[arg(long = "db_host")]
+    pub db_host: Option<String>,
+    #[arg(long = "db_port")]
+    pub db_port: Option<u16>,
+    #[arg(long = "db_user")]
+    pub db_user: Option<String>,
+    #[arg(long = "dns_service_type", value_parser = ["bind", "null"])]
+    pub dns_service_type: Option<String>,
+    #[arg(long = "dns_port")]
+    pub dns_port: Option<u16>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TasksCommand {
+    /// List tasks, newest first.
+    List {
+        /// queued, processing, success, warning, error or cancelled.
+        #[arg(long)]
+        status: Option<String>,
+        /// Task type, e.g. verify.
+        #[arg(long = "type")]
+        task_type: Option<String>,
+        /// Context name, e.g. server_master.
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        #[arg(long, default_value_t = 0)]
+        offset: i64,
+    },
+    /// Show a task: its steps with attempts, errors and retry history, and its log.
+    Show { id: String },
+    /// Print a task's log; with --follow, until the task is finished (exit 0 on success or
+    /// warning, 1 otherwise).
+    Log {
+        id: String,
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Queue a task, e.g. `berth tasks create verify server_master`.
+    Create {
+        /// Task type: verify, noop.
+        #[arg(value_name = "TYPE")]
+        task_type: String,
+        /// Context name: server_…, platform_… or a site's uri.
+        target: String,
+        /// Arguments as a JSON object.
+        #[arg(long)]
+        args: Option<String>,
+        /// Follow the task's log until it is finished (exit 0 on success or warning).
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Cancel a task. A queued one is cancelled at once. A running one is stopped: its
+    /// worker is told to stop the step it runs (given up at once if no worker consumes its
+    /// queue), the steps it did are taken back newest first, and it ends `cancelled`
+    /// (follow it with `berth tasks log ID --follow`). A finished task cannot be cancelled.
+    Cancel { id: String },
+    /// Queue a failed or cancelled task again, as a new task.
+    Retry {
+        id: String,
+        #[arg(long, short)]
+        follow: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadLettersCommand {
+    /// List dead letters, newest first.
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        #[arg(long, default_value_t = 0)]
+        offset: i64,
+    },
+    /// Show a dead letter: its error, attempt history and step command.
+    Show { id: String },
+    /// Put the dead letter's task back in the queue from its failed step.
+    Replay {
+        id: String,
+        /// Follow the task's log until it is finished (exit 0 on success or warning).
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Discard a dead letter.
+    Discard { id: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_parses() {
+        <Cli as CommandFactory>::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "berth", "--json", "tasks", "list", "--status", "error", "--type", "verify", "--limit",
+            "5",
+        ])
+        .unwrap();
+        assert!(cli.api.json);
+        assert!(matches!(
+            cli.command,
+            Command::Tasks(TasksCommand::List { limit: 5, .. })
+        ));
+        let cli = Cli::try_parse_from([
+            "berth",
+            "tasks",
+            "create",
+            "verify",
+            "server_master",
+            "--follow",
+            "--api-url",
+            "http://h:1",
+        ])
+        .unwrap();
+        assert_eq!(cli.api.api_url, "http://h:1");
+        assert!(matches!(
+            cli.command,
+            Command::Tasks(TasksCommand::Create { follow: true, .. })
+        ));
+        assert!(Cli::try_parse_from(["berth", "serve", "everything"]).is_err());
+        assert!(
+            Cli::try_parse_from([
+                "berth",
+                "servers",
+                "create",
+                "--host",
+                "h",
+                "--db-port",
+                "1"
+            ])
+            .is_err(),
+            "--db-port needs --db"
+        );
+    }
+
+    #[test]
+    fn apache_is_refused_with_the_types_to_use_instead() {
+        for argv in [
+            &[
+                "berth", "servers", "create", "--host", "h", "--http", "apache",
+            ][..],
+            &[
+                "berth",
+                "contexts",
+                "save",
+                "server_h",
+                "--http_service_type=apache",
+            ],
+        ] {
+            let e = Cli::try_parse_from(argv).unwrap_err().to_string();
+            assert!(e.contains("berth builds nginx vhosts only"), "{e}");
+            assert!(e.contains("use `nginx`, or `null`"), "{e}");
+        }
+        let e = Cli::try_parse_from(["berth", "servers", "create", "--host", "h", "--http", "x"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[possible values: nginx, null]"), "{e}");
+        let cli = Cli::try_parse_from([
+            "berth", "servers", "create", "--host", "h", "--http", "null",
+        ])
+        .unwrap();
+        let Command::Servers(ServersCommand::Create(c)) = cli.command else {
+            panic!()
+        };
+        assert_eq!(c.http.as_deref(), Some("null"));
+    }
+}
