@@ -1,4 +1,4 @@
-//! See fuzz/README.md and `berth_hosting::fuzz_checks::tasks` for the property checked.
+//! See fuzz/README.md and `berth_fuzz_checks::tasks` for the property checked.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| berth_hosting::fuzz_checks::tasks(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| berth_fuzz_checks::tasks(data));

@@ -466,7 +466,7 @@ async fn database_passwords_never_leak_into_argv_logs_task_logs_or_answers() {
     assert!(
         messages
             .iter()
-            .any(|(q, m)| q == spy && m.contains("\"sealed\"")),
+            .any(|(q, m)| q == spy && m.contains("\"secrets\":{\"db_admin\"")),
         "step commands with sealed secrets went through the broker"
     );
     places.extend(

@@ -7,14 +7,10 @@ pub mod compare;
 pub mod effects;
 pub mod facts;
 pub mod flow;
-#[doc(hidden)]
-pub mod fuzz_checks;
 pub mod names;
-pub mod packages;
 pub mod plans;
 pub mod sites;
 pub mod tasks;
-pub mod zone;
 
 pub use facts::{PlatformFacts, ServerFacts, SiteFacts};
 pub use names::{

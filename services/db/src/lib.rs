@@ -25,8 +25,10 @@ pub struct DbWorker {
     cfg: DbConfig,
 }
 
-/// MySQL error codes that no retry will fix.
-const ACCESS_DENIED: [u16; 4] = [1044, 1045, 1142, 1227];
+/// MySQL error codes that no retry will fix: access denied (1045; 1698, which MariaDB gives
+/// for an account with no password for this way in, and for some unknown users), no
+/// privilege (1044, 1142, 1227).
+const ACCESS_DENIED: [u16; 5] = [1044, 1045, 1142, 1227, 1698];
 
 fn classify(what: &str, e: sqlx::Error) -> StepError {
     let msg = format!("{what}: {e}");

@@ -26,8 +26,8 @@ use std::sync::{Arc, LazyLock, Mutex};
 
 use berth_broker::worker::StepError;
 use berth_contracts::steps::{SiteSpec, ZoneChange};
-use berth_hosting::zone::{Change, SiteRecords, Zone, ZoneError, zone_for};
 use berth_hosting::{HostName, ServerName};
+use berth_zone::{Change, SiteRecords, Zone, ZoneError, zone_for};
 use serde::Deserialize;
 
 use crate::DnsConfig;

@@ -9,8 +9,8 @@ use berth_broker::worker::{StepError, WorkerConfig};
 use berth_contracts::steps::ZoneChange;
 use berth_dns::DnsConfig;
 use berth_dns::records::{SiteNames, site_records, site_records_remove, zone_file};
-use berth_hosting::zone::{Record, RecordType, Zone};
 use berth_test_servers::named::Named;
+use berth_zone::{Record, RecordType, Zone};
 use serde_json::{Value, json};
 
 const SERVER: &str = "server_master";

@@ -1,4 +1,4 @@
-//! The walk of a platform's codebase for its package scan: what `berth_hosting::packages`
+//! The walk of a platform's codebase for its package scan: what `berth_package_scan`
 //! asks for, read from disk, and the sites already in the platform.
 //!
 //! Only the directories the scan can use are walked (`packages::descend`: core, `modules/`,
@@ -7,7 +7,7 @@
 //! through a symbolic link (a link could lead out of the platform, or round in a circle).
 //! Files over [`MAX_FILE_BYTES`] are skipped with a warning.
 
-use berth_hosting::packages::{self, PlatformScan, ScanError, Want};
+use berth_package_scan::{self as packages, PlatformScan, ScanError, Want};
 use std::fs;
 use std::path::{Path, PathBuf};
 

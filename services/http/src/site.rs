@@ -393,12 +393,13 @@ pub async fn drush(
         }
         Ok(Ok(o)) => o,
     };
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    // A password never belongs in a log, even if a script prints its environment.
-    let clean = |s: &str| s.replace(password, "********");
+    // A password never belongs in a log, even if the site's code prints its environment:
+    // what drush says is masked before anyone logs or returns it.
+    let clean = |s: &str| berth_command::mask(s, &[password]);
+    let stdout = clean(&String::from_utf8_lossy(&out.stdout));
+    let stderr = clean(&String::from_utf8_lossy(&out.stderr));
     for line in stderr.lines().filter(|l| !l.trim().is_empty()).take(50) {
-        ctx.info(clean(line));
+        ctx.info(line);
     }
     if out.status.success() {
         Ok(stdout)
@@ -409,11 +410,11 @@ pub async fn drush(
             .filter(|l| !l.trim().is_empty())
             .collect();
         let tail = tail[tail.len().saturating_sub(5)..].join(" | ");
-        let msg = clean(&format!(
+        let msg = format!(
             "drush {} failed ({}): {tail}",
             args.first().unwrap_or(&""),
             out.status
-        ));
+        );
         // The database server restarting is an outage, not a verdict on the site.
         if db_unreachable(&stderr) || db_unreachable(&stdout) {
             Err(StepError::transient(msg))

@@ -1,8 +1,8 @@
 //! The platform walk on the fixture codebases (tests/fixtures/platforms) and on odd trees.
 
 use berth_contracts::{Package, PackageType};
-use berth_hosting::packages::ScanError;
 use berth_http::scan::{MAX_FILE_BYTES, ScanIoError, scan_platform, sites_in};
+use berth_package_scan::ScanError;
 use std::fs;
 use std::path::{Path, PathBuf};
 

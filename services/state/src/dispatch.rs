@@ -510,6 +510,9 @@ impl Dispatcher {
         let mut payload = serde_json::to_value(cmd).expect("serialisable");
         if let Some(o) = payload.as_object_mut() {
             o.remove("secrets");
+            // For the operator reading it: what the step was, beside its typed work.
+            o.insert("service".into(), cmd.service().as_str().into());
+            o.insert("action".into(), cmd.action().into());
         }
         let recorded = dead::insert(
             &mut tx,

@@ -2,8 +2,6 @@
 //! the raw fuzz input. They live here, not in the fuzz crate, so that a plain test
 //! (`tests/fuzz_corpus.rs`) replays the committed corpus through the same checks on stable
 //! Rust, without libFuzzer. A broken property panics, which is what a fuzzer reports.
-//!
-//! Not part of the API: nothing outside the fuzz targets and that test calls these.
 
 use std::cmp::Ordering;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -12,11 +10,11 @@ use berth_contracts::{Package, PackageType, TargetKind};
 use chrono::NaiveDate;
 use serde_json::Value;
 
-use crate::compare::{self, Verdict, Version};
-use crate::names::{self, HostName, PlatformName, ServerName, SiteName};
-use crate::packages;
-use crate::tasks::{self, BackupArgs, CloneArgs, MigrateArgs, NoopArgs, TaskType};
-use crate::zone::{self, Record, RecordType, SiteRecords, Zone};
+use berth_hosting::compare::{self, Verdict, Version};
+use berth_hosting::names::{self, HostName, PlatformName, ServerName, SiteName};
+use berth_hosting::tasks::{self, BackupArgs, CloneArgs, MigrateArgs, NoopArgs, TaskType};
+use berth_package_scan as packages;
+use berth_zone::{self as zone, Record, RecordType, SiteRecords, Zone};
 
 /// A fuzz target's check: panics on a broken property.
 pub type Check = fn(&[u8]);
@@ -618,4 +616,31 @@ pub fn versions(data: &[u8]) {
     assert_eq!(cmp.errors, 0);
     let profile = compare::compare(&[], &[], Some(raw[2]));
     assert_eq!(profile.errors, 1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tricky_site_names_keep_the_fuzzed_properties() {
+        let long = format!("{}.example", vec!["a".repeat(63); 3].join("."));
+        let lines = [
+            "WWW.Example.COM.",
+            "bücher.example",
+            "xn--bcher-kva.example",
+            "xn--zz.example",
+            "1.2.3.4",
+            "0x7f.1",
+            "0xzz.example",
+            "[::1]",
+            "localhost",
+            "a.b.",
+            "a..b",
+            "例え.テスト",
+            "ＥＸＡＭＰＬＥ．ｃｏｍ",
+            long.as_str(),
+        ];
+        names(lines.join("\n").as_bytes());
+    }
 }

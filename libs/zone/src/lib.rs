@@ -16,7 +16,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use chrono::{Datelike, NaiveDate};
 
-use crate::names::HostName;
+use berth_hosting::HostName;
 
 /// `$TTL` of the zones berth creates.
 pub const DEFAULT_TTL: u32 = 300;

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use berth_hosting::fuzz_checks::TARGETS;
+use berth_fuzz_checks::TARGETS;
 
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")
