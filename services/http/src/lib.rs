@@ -129,11 +129,10 @@ impl HttpWorker {
         ctx: &StepContext,
     ) -> Result<StepOk, StepError> {
         let installing = cmd.task_type == "install";
-        let log = tokio::task::spawn_blocking(move || site::write_site_files(&a, installing))
-            .await
-            .map_err(|e| StepError::permanent(format!("site files: {e}")))??;
-        log.into_iter().for_each(|l| ctx.info(l));
-        Ok(StepOk::default())
+        blocking("site files", ctx, move || {
+            site::write_site_files(&a, installing)
+        })
+        .await
     }
 
     async fn site_files_remove(
@@ -141,11 +140,7 @@ impl HttpWorker {
         a: site::SiteArgs,
         ctx: &StepContext,
     ) -> Result<StepOk, StepError> {
-        let log = tokio::task::spawn_blocking(move || site::remove_site_files(&a))
-            .await
-            .map_err(|e| StepError::permanent(format!("site files: {e}")))??;
-        log.into_iter().for_each(|l| ctx.info(l));
-        Ok(StepOk::default())
+        blocking("site files", ctx, move || site::remove_site_files(&a)).await
     }
 
     async fn site_install(
@@ -277,7 +272,7 @@ impl HttpWorker {
         ctx: &StepContext,
     ) -> Result<StepOk, StepError> {
         let spec = spec.clone();
-        let log = tokio::task::spawn_blocking(move || {
+        blocking("swap", ctx, move || {
             if back {
                 site::swap_back_site_dir(&a, &spec)
             } else {
@@ -285,9 +280,6 @@ impl HttpWorker {
             }
         })
         .await
-        .map_err(|e| StepError::permanent(format!("swap: {e}")))??;
-        log.into_iter().for_each(|l| ctx.info(l));
-        Ok(StepOk::default())
     }
 
     async fn site_updatedb(
@@ -442,6 +434,19 @@ enum VhostOp {
     Remove,
     /// `site-maintenance`.
     Maintenance,
+}
+
+/// Runs file work off the async threads; its lines go to the step's log.
+async fn blocking(
+    what: &str,
+    ctx: &StepContext,
+    work: impl FnOnce() -> Result<Vec<String>, StepError> + Send + 'static,
+) -> Result<StepOk, StepError> {
+    let log = tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| StepError::permanent(format!("{what}: {e}")))??;
+    log.into_iter().for_each(|l| ctx.info(l));
+    Ok(StepOk::default())
 }
 
 impl StepHandler for HttpWorker {

@@ -61,29 +61,21 @@ pub fn plan_server_task(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::facts::{DbFacts, DnsFacts, HttpFacts};
+    use crate::facts::fixtures::server;
     use berth_contracts::ErrorKind;
     use berth_contracts::steps::FailSpec;
     use berth_contracts::task::NoopArgs;
 
+    /// The fixture server with these service types.
     fn master(http: &str, db: &str, dns: &str) -> ServerFacts {
-        ServerFacts {
-            name: "server_master".into(),
-            http: Some(HttpFacts {
-                service_type: http.into(),
-                port: 80,
-            }),
-            db: Some(DbFacts {
-                service_type: db.into(),
-                host: "127.0.0.1".into(),
-                port: 3306,
-                admin_user: "root".into(),
-            }),
-            dns: Some(DnsFacts {
-                service_type: dns.into(),
-                port: 53,
-            }),
+        let mut s = server(dns);
+        if let Some(h) = s.http.as_mut() {
+            h.service_type = http.into();
         }
+        if let Some(d) = s.db.as_mut() {
+            d.service_type = db.into();
+        }
+        s
     }
 
     #[test]
