@@ -352,6 +352,7 @@ pub async fn backup_site(
         sha256,
         compression: args.compression,
     };
+    let work_dir = dir.join(format!(".{}.berth-tmp", args.file));
     if path.exists() {
         let p = path.clone();
         let (size, sha) = tokio::task::spawn_blocking(move || hash_file(&p))
@@ -363,6 +364,16 @@ pub async fn backup_site(
             path.display(),
             mb(size)
         ));
+        // That attempt may have died between putting the file in place and removing its
+        // private directory (the dump and the password's option file): it goes now.
+        if work_dir.exists() {
+            std::fs::remove_dir_all(&work_dir)
+                .map_err(io_t(format!("remove {}", work_dir.display())))?;
+            log(format!(
+                "removed {} left by that attempt",
+                work_dir.display()
+            ));
+        }
         return Ok(output(size, sha));
     }
     let site_dir = args.site_dir();
@@ -372,8 +383,7 @@ pub async fn backup_site(
             site_dir.display()
         )));
     }
-    let work = PrivateDir::create(dir.join(format!(".{}.berth-tmp", args.file)))
-        .map_err(io_t("create the private temp directory"))?;
+    let work = PrivateDir::create(work_dir).map_err(io_t("create the private temp directory"))?;
     let option_file = work.option_file(&args.db, password)?;
     let dump_path = work.path.join("database.sql");
     let tmp_out = work.path.join(&name);

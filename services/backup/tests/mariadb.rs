@@ -584,6 +584,14 @@ async fn a_redelivered_backup_writes_nothing_twice() {
         &format!("INSERT INTO `{}`.node VALUES (999, 'x', 'y')", db.name),
     )
     .await;
+    // The first attempt died after putting its file in place, before removing its private
+    // directory (the dump and the password's option file).
+    let leftover = tmp
+        .path()
+        .join("backups")
+        .join(format!(".{URI}-20250101T000000Z.berth-tmp"));
+    std::fs::create_dir_all(&leftover).unwrap();
+    std::fs::write(leftover.join("my.cnf"), "[client]\npassword=x\n").unwrap();
     let lines = std::sync::Mutex::new(Vec::new());
     let second = backup_site(&a, &args, &db.password, &|l| lines.lock().unwrap().push(l))
         .await
@@ -600,6 +608,10 @@ async fn a_redelivered_backup_writes_nothing_twice() {
         "{lines:?}"
     );
     assert!(!lines.iter().any(|l| l.contains("dumping")), "{lines:?}");
+    assert!(
+        !leftover.exists(),
+        "the dead attempt's private directory stays"
+    );
     db.drop_all(&mut admin).await;
 }
 
