@@ -3,13 +3,13 @@
 
 pub use berth_contracts::TaskType;
 pub use berth_contracts::steps::FailSpec;
-use berth_contracts::steps::Service;
 pub use berth_contracts::task::NoopArgs;
 pub use berth_contracts::task::UnknownTaskType;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-/// The services a worker can provide; also the first half of a work routing key.
+/// The services a worker can provide; also the first half of a work routing key (as
+/// [`berth_contracts::Service::ALL`] names them).
 pub const SERVICES: [&str; 4] = ["http", "db", "dns", "backup"];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -197,7 +197,6 @@ pub fn validate(
         TaskType::Noop => {
             let a: NoopArgs =
                 serde_json::from_value(args.clone()).map_err(|e| bad(e.to_string()))?;
-            let _: Option<Service> = a.service;
             if (a.fail.is_some() || a.sleep_ms.is_some()) && !diagnostics {
                 return Err(TaskError::DiagnosticsDisabled);
             }
@@ -250,6 +249,11 @@ mod tests {
             )
             .is_ok()
         );
+    }
+
+    #[test]
+    fn the_service_names_are_the_workers() {
+        assert_eq!(SERVICES, berth_contracts::Service::ALL.map(|s| s.as_str()));
     }
 
     #[test]
