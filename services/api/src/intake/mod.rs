@@ -6,14 +6,19 @@
 //! task comes here (and so will the dashboard and the scheduler); none does it itself.
 
 pub mod args;
+mod platform;
+mod retry;
 pub mod targets;
+
+pub use platform::{PlatformMigrate, migrate_platform};
+pub use retry::requeue;
 
 use crate::error::ApiError;
 use crate::guard::Caller;
 use crate::{AppState, IDEMPOTENCY_CLAIM};
 use args::{Fresh, Requested};
 use berth_contracts::task::{CloneTo, MigrateTo, TaskArgs};
-use berth_contracts::{Site, TargetKind, Task, TaskStatus};
+use berth_contracts::{Site, TargetKind, Task};
 use berth_hosting::sites::status as site_status;
 use berth_hosting::tasks::{MigrateArgs, TaskType};
 use berth_secrets::SecretKey;
@@ -259,159 +264,6 @@ pub async fn queue_saved(
         None,
     )
     .await
-}
-
-/// Retries a failed (or cancelled) task as a new task with the same type, target, arguments
-/// and secrets; the new task names the old one in `retry_of`.
-pub async fn requeue(state: &AppState, caller: &Caller, id: Uuid) -> Result<Task, ApiError> {
-    let old = state
-        .store
-        .get_task(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("task {id} not found")))?;
-    if !matches!(old.status, TaskStatus::Error | TaskStatus::Cancelled) {
-        return Err(ApiError::Conflict(format!(
-            "task {id} is {}: only a failed or cancelled task can be retried",
-            old.status.as_str()
-        )));
-    }
-    if old.target_kind == TargetKind::Site
-        && let Some(why) = site_gone(&state.store, &old).await?
-    {
-        return Err(ApiError::Conflict(why));
-    }
-    let task_type = TaskType::parse(&old.task_type)
-        .map_err(|e| ApiError::Conflict(format!("task {id} cannot be retried: {e}")))?;
-    let args = TaskArgs::from_stored(task_type, &old.args).map_err(|e| {
-        ApiError::Conflict(format!(
-            "task {id} cannot be retried: its arguments do not read ({e}); queue a new task"
-        ))
-    })?;
-    let mut tx = state.store.pool.begin().await?;
-    let (task, message) = queue_row(
-        state,
-        &mut tx,
-        caller,
-        task_type,
-        &old.target,
-        old.target_kind,
-        &args,
-        Some(old.id),
-    )
-    .await?;
-    if let TaskArgs::Migrate(m) = &args
-        && m.to.uri != old.target
-    {
-        // As the first migrate did: its new uri is held while it runs.
-        site_names::reserve(
-            &mut tx,
-            &old.target,
-            std::slice::from_ref(&m.to.uri),
-            NameKind::Rename,
-            Some(task.id),
-        )
-        .await?;
-    }
-    // The retry needs the secrets the task came with (a restore's new database password).
-    stored::copy_task_secrets(&mut tx, task.id, old.id).await?;
-    tx.commit().await?;
-    state.outbox.publish(vec![message]);
-    Ok(task)
-}
-
-/// Why a task of a site cannot be retried: the site is gone (deleted, or forgotten), or the
-/// uri is another site's now (deleted and created again since the task).
-async fn site_gone(store: &Store, old: &Task) -> Result<Option<String>, ApiError> {
-    let uri = &old.target;
-    let again = format!(
-        "queue a new task for the site if it exists again, or create it again (POST \
-         /api/v1/sites, `berth sites create --uri {uri} …`)"
-    );
-    Ok(match store.get_site(uri).await? {
-        None => Some(format!(
-            "task {} cannot be retried: site `{uri}` no longer exists; {again}",
-            old.id
-        )),
-        Some(site) if site.status == site_status::DELETED => Some(format!(
-            "task {} cannot be retried: site `{uri}` was deleted (its row and history stay); \
-             {again}",
-            old.id
-        )),
-        Some(site) if site.created_at > old.created_at => Some(format!(
-            "task {} cannot be retried: it was for an earlier site `{uri}`, deleted since; the \
-             site of that name now is another; queue a new task for it instead",
-            old.id
-        )),
-        Some(_) => None,
-    })
-}
-
-/// What a platform's migrate queued: a task per site, and the sites left with the reason.
-pub struct PlatformMigrate {
-    pub queued: Vec<Value>,
-    pub skipped: Vec<Value>,
-}
-
-/// Migrates every site of platform `from` to `to`: one migrate task per site whose status
-/// allows it and whose package comparison has no errors, all in one transaction.
-pub async fn migrate_platform(
-    state: &AppState,
-    caller: &Caller,
-    from: &str,
-    to: &str,
-) -> Result<PlatformMigrate, ApiError> {
-    let sites = state
-        .store
-        .list_sites(&sites::SiteFilter {
-            platform: Some(from.to_string()),
-            ..Default::default()
-        })
-        .await?;
-    let mut queued = Vec::new();
-    let mut skipped = Vec::new();
-    let mut messages = Vec::new();
-    let asked = MigrateArgs {
-        platform: Some(to.to_string()),
-        ..Default::default()
-    };
-    let mut tx = state.store.pool.begin().await?;
-    for site in sites {
-        if ![site_status::ENABLED, site_status::DISABLED].contains(&site.status.as_str()) {
-            if site.status != site_status::DELETED {
-                skipped.push(serde_json::json!({"site": site.uri,
-                    "reason": format!("it is {}", site.status)}));
-            }
-            continue;
-        }
-        let migrate_type = TaskType::Migrate.as_str();
-        if let Some(id) = state.store.unfinished_task(&site.uri, migrate_type).await? {
-            skipped.push(serde_json::json!({"site": site.uri,
-                "reason": format!("a migrate is queued or running already ({id})")}));
-            continue;
-        }
-        match migrate(state, &site, &asked, &Fresh::new()).await {
-            Ok((args, sealed)) => {
-                let (task, message) = queue_row(
-                    state,
-                    &mut tx,
-                    caller,
-                    TaskType::Migrate,
-                    &site.uri,
-                    TargetKind::Site,
-                    &args,
-                    None,
-                )
-                .await?;
-                stored::insert_task_secret(&mut tx, task.id, NEXT_DB_SECRET, &sealed).await?;
-                messages.push(message);
-                queued.push(serde_json::json!({"site": site.uri, "task": task.id}));
-            }
-            Err(e) => skipped.push(serde_json::json!({"site": site.uri, "reason": e.to_string()})),
-        }
-    }
-    tx.commit().await?;
-    state.outbox.publish(messages);
-    Ok(PlatformMigrate { queued, skipped })
 }
 
 /// Writes the task row and its outbox message in the caller's transaction, after the
