@@ -194,6 +194,27 @@ pub async fn db_password_sealed(conn: &mut PgConnection, uri: &str) -> Result<Op
     Ok(row.map(|(s,)| s))
 }
 
+/// Changes a site's client, client e-mail and redirection; what is `None` stays.
+pub async fn change_details(
+    conn: &mut PgConnection,
+    uri: &str,
+    client: Option<&str>,
+    client_email: Option<&str>,
+    redirection: Option<bool>,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE sites SET client = COALESCE($2, client), client_email = COALESCE($3, client_email),
+           redirection = COALESCE($4, redirection), updated_at = now() WHERE uri = $1",
+    )
+    .bind(uri)
+    .bind(client)
+    .bind(client_email)
+    .bind(redirection)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// A deleted site frees its names for other sites, and its uri for a new site.
 pub async fn set_status(conn: &mut PgConnection, uri: &str, status: &str) -> Result<()> {
     sqlx::query("UPDATE sites SET status = $2, updated_at = now() WHERE uri = $1")

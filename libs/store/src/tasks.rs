@@ -226,6 +226,31 @@ pub async fn insert_task_secret(
     Ok(())
 }
 
+/// Gives task `to` the secrets task `from` came with (a retry needs what its task had: a
+/// restore's new database password).
+pub async fn copy_task_secrets(conn: &mut PgConnection, to: Uuid, from: Uuid) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO task_secrets (task_id, name, sealed)
+         SELECT $1, name, sealed FROM task_secrets WHERE task_id = $2",
+    )
+    .bind(to)
+    .bind(from)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Tasks waiting to start (`queued`), counting at most `limit` of them.
+pub async fn queued_count(conn: &mut PgConnection, limit: u64) -> Result<u64> {
+    let (queued,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM (SELECT 1 FROM tasks WHERE status = 'queued' LIMIT $1) q",
+    )
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(queued as u64)
+}
+
 pub async fn task_secret(
     conn: &mut PgConnection,
     task_id: Uuid,

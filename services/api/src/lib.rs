@@ -2,24 +2,23 @@
 //!
 //! Every request but the operations endpoints carries a bearer token; every POST may carry
 //! an `Idempotency-Key`; every error is problem+json. Accepting a task writes the task and
-//! its outbox row in one transaction: what is answered 202 is never lost.
+//! its outbox row in one transaction ([`intake`], which every route that queues a task
+//! calls): what is answered 202 is never lost.
 
 pub mod error;
 pub mod guard;
+pub mod intake;
+mod login_link;
 pub mod routes;
 
 use axum::Router;
 use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use berth_broker::Broker;
-use berth_contracts::{TargetKind, Task};
 use berth_outbox::{Outbox, Relay};
 use berth_secrets::SecretKey;
 use berth_store::Store;
-use berth_store::outbox::OutboxRow;
-use berth_store::tasks::{NewTaskRow, queue_task};
 use error::ApiError;
-use guard::Caller;
 use std::net::SocketAddr;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -49,9 +48,6 @@ tokio::task_local! {
     pub(crate) static IDEMPOTENCY_CLAIM: (Uuid, String);
 }
 
-/// [`ApiConfig::max_queued_tasks`] of this process (set when the API starts).
-static MAX_QUEUED_TASKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
@@ -62,6 +58,8 @@ pub struct AppState {
     pub diagnostics: bool,
     pub max_body_bytes: usize,
     pub delete_enabled_sites: bool,
+    /// [`ApiConfig::max_queued_tasks`]: past it, the intake refuses new tasks (503).
+    pub max_queued_tasks: u64,
     pub data_root: std::path::PathBuf,
 }
 
@@ -130,90 +128,12 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Queues a task in the caller's transaction: the task row and its outbox message.
-pub async fn queue_task_tx(
-    tx: &mut sqlx::PgConnection,
-    caller: &Caller,
-    task_type: &str,
-    target: &str,
-    kind: TargetKind,
-    args: &serde_json::Value,
-    retry_of: Option<Uuid>,
-) -> Result<(Task, OutboxRow), ApiError> {
-    refuse_when_backlogged(tx).await?;
-    let id = Uuid::now_v7();
-    let span = tracing::info_span!("task.accept", task_id = %id, task_type, target);
-    let traceparent = traceparent_for(&span);
-    let trace_id = berth_telemetry::trace_id_of(&traceparent).unwrap_or_default();
-    span.in_scope(|| tracing::info!("task accepted"));
-    let (row, message) = queue_task(
-        tx,
-        NewTaskRow {
-            id,
-            task_type,
-            target,
-            target_kind: kind,
-            args,
-            trace_id: &trace_id,
-            traceparent: &traceparent,
-            requested_by: &caller.name,
-            retry_of,
-        },
-    )
-    .await?;
-    // In the task's transaction: a resend after a crash finds the task, never makes another.
-    if let Ok((token_id, key)) = IDEMPOTENCY_CLAIM.try_with(|c| c.clone()) {
-        Store::note_idempotent_task(tx, token_id, &key, id).await?;
-    }
-    Ok((row.into_contract(), message))
-}
-
-/// Back-pressure: past the limit of queued tasks a client is told to come back later
-/// instead of growing a backlog that the state service, PostgreSQL and RabbitMQ must carry
-/// (see docs/reliability.md, "Limits"). Counts at most `limit` rows.
-async fn refuse_when_backlogged(tx: &mut sqlx::PgConnection) -> Result<(), ApiError> {
-    let limit = MAX_QUEUED_TASKS.load(std::sync::atomic::Ordering::Relaxed);
-    if limit == 0 {
-        return Ok(());
-    }
-    let (queued,): (i64,) = sqlx::query_as(
-        "SELECT count(*) FROM (SELECT 1 FROM tasks WHERE status = 'queued' LIMIT $1) q",
-    )
-    .bind(limit as i64)
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?;
-    if queued as u64 >= limit {
-        tracing::warn!(queued, limit, "task refused: too many tasks queued");
-        return Err(ApiError::Unavailable(format!(
-            "{queued} tasks are waiting to start (the limit is {limit}, BERTH_MAX_QUEUED_TASKS): \
-             try again later"
-        )));
-    }
-    Ok(())
-}
-
-/// The span's W3C traceparent; a fresh random one when no tracer is installed, so that
-/// every task has a trace id all the same.
-fn traceparent_for(span: &tracing::Span) -> String {
-    let tp = berth_telemetry::traceparent_of(span);
-    match berth_telemetry::trace_id_of(&tp) {
-        Some(id) if id.chars().any(|c| c != '0') => tp,
-        _ => {
-            let trace = Uuid::new_v4().simple().to_string();
-            let span_id = &Uuid::new_v4().simple().to_string()[..16];
-            format!("00-{trace}-{span_id}-01")
-        }
-    }
-}
-
 /// Serves the API on `listener`, and publishes its outbox rows, until `shutdown`.
 pub async fn serve(
     listener: TcpListener,
     cfg: ApiConfig,
     shutdown: CancellationToken,
 ) -> Result<(), ApiServiceError> {
-    MAX_QUEUED_TASKS.store(cfg.max_queued_tasks, std::sync::atomic::Ordering::Relaxed);
     let store = Store::connect(&cfg.database_url, 16).await?;
     let broker = Broker::new(&cfg.amqp_url);
     let (relay, outbox) = Relay::new(store.clone(), broker.clone());
@@ -226,6 +146,7 @@ pub async fn serve(
         diagnostics: cfg.diagnostics,
         max_body_bytes: cfg.max_body_bytes,
         delete_enabled_sites: cfg.delete_enabled_sites,
+        max_queued_tasks: cfg.max_queued_tasks,
         data_root: cfg.data_root.clone(),
     };
     tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "API listening");

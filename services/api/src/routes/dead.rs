@@ -3,7 +3,7 @@
 use crate::AppState;
 use crate::error::{ApiError, ApiPath, ApiQuery};
 use crate::guard::Caller;
-use crate::routes::tasks::{accepted, page_bounds};
+use crate::routes::{accepted, page_bounds};
 use axum::Extension;
 use axum::extract::State;
 use axum::http::StatusCode;

@@ -1,15 +1,17 @@
 //! `/api/v1/platforms`: Aegir's platform contexts. Creating a platform queues its verify,
 //! which scans its packages; a locked platform takes no new sites.
 
+use crate::AppState;
 use crate::error::{ApiError, ApiJson, ApiPath};
 use crate::guard::Caller;
-use crate::{AppState, queue_task_tx};
+use crate::intake::{self, Saved};
 use axum::Extension;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use berth_contracts::{Installer, NewPlatform, Package, Platform, TargetKind};
 use berth_hosting::names::{RootNeighbours, check_platform_root};
+use berth_hosting::tasks::TaskType;
 use berth_hosting::{PlatformName, SERVER_MASTER, ServerName, parse_root};
 use berth_store::platforms;
 
@@ -124,14 +126,15 @@ pub async fn create(
         &installer,
     )
     .await?;
-    let (task, message) = queue_task_tx(
+    let (task, message) = intake::queue_saved(
+        &state,
         &mut tx,
         &caller,
-        "verify",
-        name.as_str(),
-        TargetKind::Platform,
-        &serde_json::json!({}),
-        None,
+        Saved {
+            task_type: TaskType::Verify,
+            target: name.as_str(),
+            kind: TargetKind::Platform,
+        },
     )
     .await?;
     let mut platform = platforms::get_platform(&mut tx, name.as_str())
@@ -244,57 +247,11 @@ pub async fn migrate(
             from.name
         )));
     }
-    let sites = state
-        .store
-        .list_sites(&berth_store::sites::SiteFilter {
-            platform: Some(from.name.clone()),
-            ..Default::default()
-        })
-        .await?;
-    let mut queued = Vec::new();
-    let mut skipped = Vec::new();
-    let mut messages = Vec::new();
-    let mut tx = state.store.pool.begin().await?;
-    for site in sites {
-        if !["enabled", "disabled"].contains(&site.status.as_str()) {
-            if site.status != "deleted" {
-                skipped.push(serde_json::json!({"site": site.uri,
-                    "reason": format!("it is {}", site.status)}));
-            }
-            continue;
-        }
-        if let Some(id) = state.store.unfinished_task(&site.uri, "migrate").await? {
-            skipped.push(serde_json::json!({"site": site.uri,
-                "reason": format!("a migrate is queued or running already ({id})")}));
-            continue;
-        }
-        let args = serde_json::json!({"platform": to.name});
-        match crate::routes::tasks::migrate_args(&state, &site, &args).await {
-            Ok((args, sealed)) => {
-                let (task, message) = queue_task_tx(
-                    &mut tx,
-                    &caller,
-                    "migrate",
-                    &site.uri,
-                    TargetKind::Site,
-                    &args,
-                    None,
-                )
-                .await?;
-                berth_store::tasks::insert_task_secret(&mut tx, task.id, "site_db_next", &sealed)
-                    .await?;
-                messages.push(message);
-                queued.push(serde_json::json!({"site": site.uri, "task": task.id}));
-            }
-            Err(e) => skipped.push(serde_json::json!({"site": site.uri, "reason": e.to_string()})),
-        }
-    }
-    tx.commit().await?;
-    state.outbox.publish(messages);
+    let done = intake::migrate_platform(&state, &caller, &from.name, &to.name).await?;
     Ok((
         StatusCode::ACCEPTED,
         axum::Json(serde_json::json!({
-            "from": from.name, "to": to.name, "queued": queued, "skipped": skipped,
+            "from": from.name, "to": to.name, "queued": done.queued, "skipped": done.skipped,
         })),
     )
         .into_response())

@@ -1,13 +1,15 @@
 //! `/api/v1/servers`: Aegir's server contexts. Saving a server queues its verify task.
 
+use crate::AppState;
 use crate::error::{ApiError, ApiJson, ApiPath};
 use crate::guard::Caller;
-use crate::{AppState, queue_task_tx};
+use crate::intake::{self, Saved};
 use axum::Extension;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use berth_contracts::{DbService, NewServer, Server, ServerChange, Services, TargetKind};
+use berth_hosting::tasks::TaskType;
 use berth_hosting::{HostName, ServerName};
 use berth_store::servers;
 
@@ -103,14 +105,15 @@ async fn save_and_verify(
         _ => {}
     }
     servers::save_services(&mut tx, name, services, sealed.as_deref()).await?;
-    let (task, message) = queue_task_tx(
+    let (task, message) = intake::queue_saved(
+        state,
         &mut tx,
         caller,
-        "verify",
-        name,
-        TargetKind::Server,
-        &serde_json::json!({}),
-        None,
+        Saved {
+            task_type: TaskType::Verify,
+            target: name,
+            kind: TargetKind::Server,
+        },
     )
     .await?;
     let mut stored = servers::get_server(&mut tx, name)

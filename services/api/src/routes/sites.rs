@@ -1,15 +1,18 @@
 //! `/api/v1/sites`: Aegir's site contexts. Saving a new site queues its install; changing
 //! one queues a verify that applies the change.
 
+use crate::AppState;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::guard::Caller;
-use crate::{AppState, queue_task_tx};
+use crate::intake::targets::{self, parse_uri};
+use crate::intake::{self, Saved};
 use axum::Extension;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use berth_contracts::{NewSite, Package, Site, SiteChange, TargetKind};
 use berth_hosting::sites::{db_names, status};
+use berth_hosting::tasks::TaskType;
 use berth_hosting::{HostName, PlatformName, SERVER_MASTER, ServerName, SiteName};
 use berth_secrets::SecretKey;
 use berth_store::sites::{self, NewSiteRow, SiteFilter};
@@ -18,12 +21,6 @@ use serde::Deserialize;
 
 /// Most aliases one site may have.
 const MAX_ALIASES: usize = 50;
-
-/// A site's uri, normalised (lower case, no trailing dot, punycode); an IP address, a
-/// single label or a name longer than nginx and a vhost file name hold is refused.
-pub(crate) fn parse_uri(uri: &str) -> Result<SiteName, ApiError> {
-    SiteName::parse(uri).map_err(|e| ApiError::Unprocessable(format!("uri: {e}")))
-}
 
 /// Aliases: site names (as [`parse_uri`]), none twice, none the site's own uri.
 fn parse_aliases(uri: &str, aliases: &[String]) -> Result<Vec<String>, ApiError> {
@@ -207,14 +204,15 @@ pub async fn create(
         },
     )
     .await?;
-    let (task, message) = queue_task_tx(
+    let (task, message) = intake::queue_saved(
+        &state,
         &mut tx,
         &caller,
-        "install",
-        uri.as_str(),
-        TargetKind::Site,
-        &serde_json::json!({}),
-        None,
+        Saved {
+            task_type: TaskType::Install,
+            target: uri.as_str(),
+            kind: TargetKind::Site,
+        },
     )
     .await?;
     let mut site = sites::get_site(&mut tx, uri.as_str())
@@ -288,7 +286,7 @@ pub async fn show(
     ApiPath(uri): ApiPath<String>,
 ) -> Result<axum::Json<Site>, ApiError> {
     let mut site = existing(&state, &uri).await?;
-    if site.login_link.is_some() && login_link_spent(&state, &site.uri).await {
+    if site.login_link.is_some() && crate::login_link::spent(&state, &site.uri).await {
         let mut conn = state.store.pool.acquire().await?;
         sites::clear_login_link(&mut conn, &site.uri).await?;
         site.login_link = None;
@@ -297,163 +295,12 @@ pub async fn show(
     Ok(axum::Json(site))
 }
 
-/// Whether the site's admin has logged in since its login link was made (so the link is
-/// spent), asked of the site's own database with the site's credentials. Any failure to
-/// ask leaves the link shown: it expires after 24 hours all the same.
-async fn login_link_spent(state: &AppState, uri: &str) -> bool {
-    use berth_hosting::sites::login;
-    use sqlx::{ConnectOptions, Connection};
-    let ask = async {
-        let mut conn = state.store.pool.acquire().await.ok()?;
-        let row = sites::get_site(&mut conn, uri).await.ok()??;
-        let facts = sites::facts(&mut conn, uri).await.ok()??;
-        drop(conn);
-        let ts = login::timestamp(row.login_link.as_deref()?)?;
-        let db = facts.db_server.db.as_ref()?;
-        let password = state.secret_key.open(&row.db_password_sealed).ok()?;
-        let mut my = sqlx::mysql::MySqlConnectOptions::new()
-            .host(&db.host)
-            .port(db.port)
-            .username(&row.db_user)
-            .password(&password)
-            .database(&row.db_name)
-            .log_statements(tracing::log::LevelFilter::Off)
-            .connect()
-            .await
-            .ok()?;
-        let (last,): (i64,) = sqlx::query_as(login::last_login_sql(facts.platform.drupal_major))
-            .fetch_one(&mut my)
-            .await
-            .ok()?;
-        let _ = my.close().await;
-        Some(login::spent(ts, last))
-    };
-    matches!(
-        tokio::time::timeout(std::time::Duration::from_secs(2), ask).await,
-        Ok(Some(true))
-    )
-}
-
 pub async fn packages(
     State(state): State<AppState>,
     ApiPath(uri): ApiPath<String>,
 ) -> Result<axum::Json<Vec<Package>>, ApiError> {
     let site = existing(&state, &uri).await?;
     Ok(axum::Json(state.store.site_packages(&site.uri).await?))
-}
-
-/// Where a migrate would take a site, checked: the target platform exists, is verified,
-/// unlocked and on the same web server; the db server has a managed db service; and the
-/// package comparison of the site with the target platform.
-pub(crate) struct MigrateTarget {
-    pub platform: String,
-    pub db_server: String,
-    pub comparison: berth_hosting::compare::Comparison,
-}
-
-pub(crate) async fn migrate_target(
-    state: &AppState,
-    site: &Site,
-    platform: Option<&str>,
-    db_server: Option<&str>,
-    new_uri: Option<&str>,
-) -> Result<MigrateTarget, ApiError> {
-    let new_uri = new_uri.map(parse_uri).transpose()?;
-    let renamed = new_uri.as_ref().is_some_and(|u| u.as_str() != site.uri);
-    if let Some(u) = new_uri.filter(|_| renamed) {
-        // An early answer; the migrate reserves the name when it is queued.
-        let mut conn = state.store.pool.acquire().await?;
-        let taken = sites::names_taken(&mut conn, &[u.to_string()], None).await?;
-        if !taken.is_empty() {
-            return Err(ApiError::Conflict(format!(
-                "`{u}` is a site or an alias already (remove it from the aliases first, if it is this site's)"
-            )));
-        }
-    }
-    deploy_target(state, site, platform, db_server, renamed).await
-}
-
-/// As [`migrate_target`]; `copy`: a clone, which may stay where the site is.
-pub(crate) async fn deploy_target(
-    state: &AppState,
-    site: &Site,
-    platform: Option<&str>,
-    db_server: Option<&str>,
-    copy: bool,
-) -> Result<MigrateTarget, ApiError> {
-    let mut conn = state.store.pool.acquire().await?;
-    let platform = match platform {
-        Some(p) => PlatformName::parse(p)
-            .map_err(|e| ApiError::Unprocessable(format!("platform: {e}")))?
-            .to_string(),
-        None => site.platform.clone(),
-    };
-    let db_server = match db_server {
-        Some(d) => ServerName::parse(d)
-            .map_err(|e| ApiError::Unprocessable(format!("db_server: {e}")))?
-            .to_string(),
-        None => site.db_server.clone(),
-    };
-    if !copy && platform == site.platform && db_server == site.db_server {
-        return Err(ApiError::Unprocessable(format!(
-            "site `{}` is on {platform} with its database on {db_server} already",
-            site.uri
-        )));
-    }
-    let target = match platforms::get_platform(&mut conn, &platform).await? {
-        Some(p) if p.status != "deleted" => p,
-        _ => {
-            return Err(ApiError::Unprocessable(format!(
-                "platform `{platform}` does not exist"
-            )));
-        }
-    };
-    if target.status != "verified" {
-        return Err(ApiError::Conflict(format!(
-            "platform `{platform}` is {}: verify it first, so berth knows its packages",
-            target.status
-        )));
-    }
-    if target.locked && (copy || platform != site.platform) {
-        return Err(ApiError::Conflict(format!(
-            "platform `{platform}` is locked: it takes no new sites"
-        )));
-    }
-    let current = platforms::get_platform(&mut conn, &site.platform)
-        .await?
-        .ok_or_else(|| ApiError::Internal("the site's platform vanished".into()))?;
-    if current.web_server != target.web_server {
-        return Err(ApiError::Unprocessable(format!(
-            "platform `{platform}` is on {} and the site on {}: moving between web servers is not built yet",
-            target.web_server, current.web_server
-        )));
-    }
-    let db = servers::get_server(&mut conn, &db_server)
-        .await?
-        .ok_or_else(|| {
-            ApiError::Unprocessable(format!("db server `{db_server}` does not exist"))
-        })?;
-    if db
-        .server
-        .services
-        .db
-        .as_ref()
-        .is_none_or(|d| d.service_type == "null")
-    {
-        return Err(ApiError::Unprocessable(format!(
-            "server `{db_server}` has no db service to hold the site's database"
-        )));
-    }
-    drop(conn);
-    let installed = state.store.site_packages(&site.uri).await?;
-    let offered = state.store.platform_packages(&platform).await?;
-    let comparison =
-        berth_hosting::compare::compare(&installed, &offered, Some(site.profile.as_str()));
-    Ok(MigrateTarget {
-        platform,
-        db_server,
-        comparison,
-    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -472,7 +319,7 @@ pub async fn migrate_plan(
     ApiQuery(q): ApiQuery<PlanQuery>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let site = existing(&state, &uri).await?;
-    let target = migrate_target(
+    let target = targets::migrate_target(
         &state,
         &site,
         q.platform.as_deref(),
@@ -591,24 +438,23 @@ pub async fn change(
         // Reserves the new aliases: one another site holds is a 409 naming it.
         sites::set_aliases(&mut tx, &site.uri, a).await?;
     }
-    sqlx::query(
-        "UPDATE sites SET client = COALESCE($2, client), client_email = COALESCE($3, client_email),
-           redirection = COALESCE($4, redirection), updated_at = now() WHERE uri = $1",
+    sites::change_details(
+        &mut tx,
+        &site.uri,
+        body.client.as_deref(),
+        body.client_email.as_deref(),
+        body.redirection,
     )
-    .bind(&site.uri)
-    .bind(&body.client)
-    .bind(&body.client_email)
-    .bind(body.redirection)
-    .execute(&mut *tx)
     .await?;
-    let (task, message) = queue_task_tx(
+    let (task, message) = intake::queue_saved(
+        &state,
         &mut tx,
         &caller,
-        "verify",
-        &site.uri,
-        TargetKind::Site,
-        &serde_json::json!({}),
-        None,
+        Saved {
+            task_type: TaskType::Verify,
+            target: &site.uri,
+            kind: TargetKind::Site,
+        },
     )
     .await?;
     let mut out = sites::get_site(&mut tx, &site.uri)
