@@ -141,6 +141,7 @@ async fn bench(world: &World, cfg: &Config, servers: &[String]) -> Result<String
         database_url: world.database_url.clone(),
         amqp_url: world.amqp_url.clone(),
         concurrency: cfg.concurrency,
+        limits: Default::default(),
     };
     let s = shutdown.clone();
     let state = tokio::spawn(async move { berth_state::run(state_cfg, s).await });

@@ -155,6 +155,9 @@ pub struct WorldOptions {
     pub state: bool,
     /// The API's BERTH_MAX_QUEUED_TASKS (0: no limit).
     pub max_queued_tasks: u64,
+    /// How long steps may wait for a worker (BERTH_STEP_QUEUE_TTL_S, BERTH_NO_WORKER_GRACE_S),
+    /// for every service of the world.
+    pub limits: berth_broker::topology::Limits,
 }
 
 impl Default for WorldOptions {
@@ -172,6 +175,7 @@ impl Default for WorldOptions {
             delete_enabled_sites: false,
             state: true,
             max_queued_tasks: 0,
+            limits: berth_broker::topology::Limits::default(),
         }
     }
 }
@@ -293,6 +297,7 @@ impl World {
             delete_enabled_sites: opts.delete_enabled_sites,
             max_queued_tasks: opts.max_queued_tasks,
             data_root: dir.clone(),
+            limits: opts.limits,
         };
         let s = shutdown.clone();
         services.push(tokio::spawn(async move {
@@ -304,6 +309,7 @@ impl World {
             database_url: database_url.clone(),
             amqp_url: system_amqp_url,
             concurrency: opts.concurrency,
+            limits: opts.limits,
         };
         if opts.state {
             let s = shutdown.clone();
@@ -354,6 +360,7 @@ impl World {
             worker_name: format!("{service}@test"),
             diagnostics: true,
             step_timeout: berth_broker::worker::DEFAULT_STEP_TIMEOUT,
+            limits: self.opts.limits,
         }
     }
 

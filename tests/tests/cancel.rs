@@ -147,8 +147,15 @@ async fn a_cancel_takes_back_the_done_steps_newest_first() {
 /// is deleted, and its queues with the step left in them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_server_whose_worker_is_missing_is_deleted_once_its_tasks_are_cancelled() {
-    berth_broker::topology::set_no_worker_grace(Duration::ZERO);
-    let w = World::start_with(WorldOptions::default()).await.unwrap();
+    let w = World::start_with(WorldOptions {
+        limits: berth_broker::topology::Limits {
+            no_worker_grace: None,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let server = "server_web1examplecom";
     w.create_bare_server(server, "web1.example.com")
         .await

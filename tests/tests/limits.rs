@@ -4,6 +4,7 @@
 //! the task. (Steps that run too long are ended by the worker's step timeout: see
 //! `a_step_past_its_timeout_is_ended_and_the_worker_goes_on` in libs/broker/tests/worker.rs.)
 
+use berth_broker::topology::Limits;
 use berth_contracts::TaskStatus;
 use berth_tests::{World, WorldOptions};
 use serde_json::{Value, json};
@@ -13,12 +14,14 @@ const WAIT: Duration = Duration::from_secs(60);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_step_no_worker_takes_ends_its_task_and_replays_once_a_worker_runs() {
-    // Process-wide, before anything declares a work queue (each test is its own process).
-    berth_broker::topology::set_work_queue_ttl(Duration::from_secs(2));
-    // The queue's TTL is what this test is about: no early failure for want of a worker.
-    berth_broker::topology::set_no_worker_grace(Duration::ZERO);
     let mut w = World::start_with(WorldOptions {
         workers: false,
+        limits: Limits {
+            work_queue_ttl: Duration::from_secs(2),
+            // The queue's TTL is what this test is about: no early failure for want of a
+            // worker.
+            no_worker_grace: None,
+        },
         ..Default::default()
     })
     .await
@@ -74,8 +77,15 @@ async fn a_step_no_worker_takes_ends_its_task_and_replays_once_a_worker_runs() {
 /// queue's 6 h TTL, and the task ends in error naming the worker to start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_for_a_server_without_a_worker_ends_quickly_naming_the_worker() {
-    berth_broker::topology::set_no_worker_grace(Duration::from_secs(1));
-    let w = World::start().await.unwrap();
+    let w = World::start_with(WorldOptions {
+        limits: Limits {
+            no_worker_grace: Some(Duration::from_secs(1)),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     // Workers run for server_master only.
     w.create_bare_server("server_master", "localhost")
         .await

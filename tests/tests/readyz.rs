@@ -120,6 +120,7 @@ async fn readyz_is_503_while_postgresql_or_rabbitmq_is_down_and_200_again_after(
         delete_enabled_sites: false,
         max_queued_tasks: 0,
         data_root: dir.clone(),
+        limits: Default::default(),
     };
     let served = tokio::spawn({
         let s = shutdown.clone();

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff::reconnect_delay;
 use crate::error::{BrokerError, short};
 use crate::publisher::Publisher;
-use crate::topology::Topology;
+use crate::topology::{Limits, Topology};
 
 /// How long one TCP + AMQP handshake may take before it counts as a failed attempt.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -26,6 +26,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct Broker {
     inner: Arc<Inner>,
+    /// How long steps may wait for a worker, as this handle's user configured it.
+    limits: Limits,
 }
 
 struct Inner {
@@ -67,7 +69,18 @@ impl Broker {
                 endpoint,
                 conn: Mutex::new(None),
             }),
+            limits: Limits::default(),
         }
+    }
+
+    /// The same connection, with these limits for what it declares and publishes.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// Connects to `url`, retrying with capped backoff until it works or `shutdown` fires
@@ -178,7 +191,7 @@ impl Broker {
     /// Declares `topology` (idempotent) on a throwaway channel.
     pub async fn declare(&self, topology: &Topology) -> Result<(), BrokerError> {
         let channel = self.channel().await?;
-        let declared = topology.declare(&channel).await;
+        let declared = topology.declare(&channel, &self.limits).await;
         if channel.status().connected() {
             let _ = channel.close(200, "OK".into()).await;
         }
@@ -234,7 +247,9 @@ impl Broker {
         server: &str,
     ) -> Result<QueueStats, BrokerError> {
         let channel = self.channel().await?;
-        let declared = crate::topology::declare_work_queue_counted(&channel, service, server).await;
+        let declared =
+            crate::topology::declare_work_queue_counted(&channel, service, server, &self.limits)
+                .await;
         if channel.status().connected() {
             let _ = channel.close(200, "OK".into()).await;
         }

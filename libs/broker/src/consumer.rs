@@ -258,7 +258,7 @@ async fn open_session(
     let mut attempt = 0;
     loop {
         let channel = broker.channel_with_retry(shutdown).await?;
-        match setup(&channel, opts, queues).await {
+        match setup(&channel, opts, queues, broker.limits()).await {
             Ok((tags, stream)) => {
                 return Ok(Session {
                     channel,
@@ -288,8 +288,9 @@ async fn setup(
     channel: &Channel,
     opts: &ConsumeOptions,
     queues: &[ShortString],
+    limits: &crate::topology::Limits,
 ) -> Result<(Vec<ShortString>, Deliveries), BrokerError> {
-    opts.topology.declare(channel).await?;
+    opts.topology.declare(channel, limits).await?;
     // Per consumer (quorum queues do not support channel-wide prefetch); the semaphore in
     // the loop bounds the handlers running across all queues to `prefetch`.
     channel

@@ -41,52 +41,47 @@ pub const WORK_DELIVERY_LIMIT: i64 = 20;
 
 /// How long a step may wait in its work queue for a worker before RabbitMQ dead-letters it
 /// (and the state service fails its task, the dead letter ready to replay): 6 hours unless
-/// [`set_work_queue_ttl`] says otherwise. Without it, a step for a server whose worker never
-/// runs would wait for ever.
+/// configured otherwise (`BERTH_STEP_QUEUE_TTL_S`). Without it, a step for a server whose
+/// worker never runs would wait for ever.
 pub const DEFAULT_WORK_QUEUE_TTL: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
-
-static WORK_QUEUE_TTL_MS: std::sync::atomic::AtomicU64 =
-    std::sync::atomic::AtomicU64::new(DEFAULT_WORK_QUEUE_TTL.as_millis() as u64);
-
-/// Sets the work queues' message TTL for this process (`BERTH_STEP_QUEUE_TTL_S`), before
-/// anything is declared. Every process of a deployment must use the same value: RabbitMQ
-/// refuses to declare a queue again with other arguments.
-pub fn set_work_queue_ttl(ttl: std::time::Duration) {
-    WORK_QUEUE_TTL_MS.store(
-        ttl.as_millis().max(1) as u64,
-        std::sync::atomic::Ordering::SeqCst,
-    );
-}
-
-/// The work queues' message TTL in this process.
-pub fn work_queue_ttl() -> std::time::Duration {
-    std::time::Duration::from_millis(WORK_QUEUE_TTL_MS.load(std::sync::atomic::Ordering::SeqCst))
-}
 
 /// How long a step published to a work queue that has no consumer waits for a worker to
 /// appear (a worker restarting, one just started, workers reconnecting after a broker
 /// restart: their backoff is capped at 6 s) before RabbitMQ dead-letters it and its task
-/// fails, saying which worker is missing: 30 s unless [`set_no_worker_grace`] says
-/// otherwise. Zero leaves such a step to the queue's TTL ([`work_queue_ttl`]).
+/// fails, saying which worker is missing: 30 s unless configured otherwise
+/// (`BERTH_NO_WORKER_GRACE_S`).
 pub const DEFAULT_NO_WORKER_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
-static NO_WORKER_GRACE_MS: std::sync::atomic::AtomicU64 =
-    std::sync::atomic::AtomicU64::new(DEFAULT_NO_WORKER_GRACE.as_millis() as u64);
-
-/// Sets [`DEFAULT_NO_WORKER_GRACE`]'s value for this process (`BERTH_NO_WORKER_GRACE_S`);
-/// zero turns the fast failure off. It is a per-message expiration: processes may differ.
-pub fn set_no_worker_grace(grace: std::time::Duration) {
-    NO_WORKER_GRACE_MS.store(
-        grace.as_millis() as u64,
-        std::sync::atomic::Ordering::SeqCst,
-    );
+/// How long steps may wait for a worker: carried by each [`crate::Broker`] handle (from the
+/// process's configuration), not by the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The work queues' message TTL. Every process of a deployment must use the same value:
+    /// RabbitMQ refuses to declare a queue again with other arguments.
+    pub work_queue_ttl: std::time::Duration,
+    /// The expiration of a step published to a work queue without consumer; `None` leaves
+    /// such a step to the queue's TTL. A per-message expiration: processes may differ.
+    pub no_worker_grace: Option<std::time::Duration>,
 }
 
-/// The grace of a step published to a work queue without consumer, in this process; `None`
-/// when turned off.
-pub fn no_worker_grace() -> Option<std::time::Duration> {
-    let ms = NO_WORKER_GRACE_MS.load(std::sync::atomic::Ordering::SeqCst);
-    (ms > 0).then(|| std::time::Duration::from_millis(ms))
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            work_queue_ttl: DEFAULT_WORK_QUEUE_TTL,
+            no_worker_grace: Some(DEFAULT_NO_WORKER_GRACE),
+        }
+    }
+}
+
+impl Limits {
+    /// From the configured seconds: a grace of zero turns the fast failure off.
+    pub fn from_secs(work_queue_ttl_s: u64, no_worker_grace_s: u64) -> Self {
+        Self {
+            work_queue_ttl: std::time::Duration::from_secs(work_queue_ttl_s.max(1)),
+            no_worker_grace: (no_worker_grace_s > 0)
+                .then(|| std::time::Duration::from_secs(no_worker_grace_s)),
+        }
+    }
 }
 
 /// The expiration to publish a step with, given its work queue's consumers (`None`: not
@@ -155,13 +150,14 @@ impl Topology {
         self
     }
 
-    pub async fn declare(&self, channel: &Channel) -> Result<(), BrokerError> {
+    /// Declares it all; work queues with `limits`' message TTL.
+    pub async fn declare(&self, channel: &Channel, limits: &Limits) -> Result<(), BrokerError> {
         if self.core {
             declare_core(channel).await?;
         }
         declare_retry_tiers(channel, &self.retry_delays_ms).await?;
         for (service, server) in &self.work_queues {
-            declare_work_queue(channel, service, server).await?;
+            declare_work_queue(channel, service, server, limits).await?;
         }
         Ok(())
     }
@@ -189,8 +185,9 @@ pub async fn declare_work_queue(
     channel: &Channel,
     service: &str,
     server: &str,
+    limits: &Limits,
 ) -> Result<String, BrokerError> {
-    declare_work_queue_counted(channel, service, server)
+    declare_work_queue_counted(channel, service, server, limits)
         .await
         .map(|(name, _)| name)
 }
@@ -201,6 +198,7 @@ pub async fn declare_work_queue_counted(
     channel: &Channel,
     service: &str,
     server: &str,
+    limits: &Limits,
 ) -> Result<(String, crate::QueueStats), BrokerError> {
     exchange(channel, WORK_EXCHANGE, ExchangeKind::Direct).await?;
     exchange(channel, DEAD_EXCHANGE, ExchangeKind::Fanout).await?;
@@ -212,7 +210,7 @@ pub async fn declare_work_queue_counted(
     );
     args.insert(
         "x-message-ttl".into(),
-        AMQPValue::LongLongInt(work_queue_ttl().as_millis() as i64),
+        AMQPValue::LongLongInt(limits.work_queue_ttl.as_millis().max(1) as i64),
     );
     args.insert("x-dead-letter-exchange".into(), text(DEAD_EXCHANGE));
     let declared = channel

@@ -80,6 +80,7 @@ async fn start_worker_with(
         worker_name: "http@test#1".into(),
         diagnostics,
         step_timeout,
+        limits: Default::default(),
     };
     let shutdown = CancellationToken::new();
     let handle = tokio::spawn(run_worker(cfg, Arc::new(TestHandler), shutdown.clone()));

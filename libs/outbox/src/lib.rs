@@ -257,7 +257,7 @@ async fn publish_rows(
     rows: &[OutboxRow],
 ) -> Result<Vec<i64>, (Vec<i64>, BrokerError)> {
     let mut expiring = HashMap::new();
-    let grace = berth_broker::topology::no_worker_grace();
+    let grace = p.broker().limits().no_worker_grace;
     for r in rows.iter().filter(|r| r.exchange == exchanges::WORK) {
         if let Err(e) = ensure_work_queue(p, declared, &r.routing_key).await {
             return Err((Vec::new(), e));

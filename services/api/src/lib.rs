@@ -41,6 +41,8 @@ pub struct ApiConfig {
     /// berth's data root (BERTH_DATA_ROOT, the same on every host): no platform root may be
     /// it or inside it, but for `<data root>/platforms/`.
     pub data_root: std::path::PathBuf,
+    /// How long steps may wait for a worker (the queues it declares, the steps it publishes).
+    pub limits: berth_broker::topology::Limits,
 }
 
 tokio::task_local! {
@@ -135,7 +137,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), ApiServiceError> {
     let store = Store::connect(&cfg.database_url, 16).await?;
-    let broker = Broker::new(&cfg.amqp_url);
+    let broker = Broker::new(&cfg.amqp_url).with_limits(cfg.limits);
     let (relay, outbox) = Relay::new(store.clone(), broker.clone());
     let relay_task = tokio::spawn(relay.run(shutdown.clone()));
     let state = AppState {

@@ -91,7 +91,13 @@ fn worker_config(s: &Settings, service: &str, shared: bool) -> WorkerConfig {
     w.worker_name = s.worker_name(service, shared);
     w.diagnostics = s.diagnostics;
     w.step_timeout = std::time::Duration::from_secs(s.step_timeout_s);
+    w.limits = limits(s);
     w
+}
+
+/// How long steps may wait for a worker, from the settings.
+fn limits(s: &Settings) -> berth_broker::topology::Limits {
+    berth_broker::topology::Limits::from_secs(s.step_queue_ttl_s, s.no_worker_grace_s)
 }
 
 /// The future that runs one service; checks its configuration first.
@@ -114,6 +120,7 @@ fn start(
                 delete_enabled_sites: s.delete_enabled_sites,
                 max_queued_tasks: s.max_queued_tasks,
                 data_root: s.data_root.clone(),
+                limits: limits(s),
             };
             Box::pin(async move { Ok(berth_api::run(cfg, shutdown).await?) })
         }
@@ -122,6 +129,7 @@ fn start(
                 database_url: s.database_url.clone(),
                 amqp_url: s.amqp_url.clone(),
                 concurrency: s.concurrency,
+                limits: limits(s),
             };
             Box::pin(async move { Ok(berth_state::run(cfg, shutdown).await?) })
         }
@@ -217,12 +225,6 @@ pub fn check(service: Service, settings: &Settings) -> Result<(), ConfigError> {
 /// Runs `service` until a signal, or until one of its parts fails.
 pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
     check(service, &settings)?;
-    berth_broker::topology::set_work_queue_ttl(std::time::Duration::from_secs(
-        settings.step_queue_ttl_s,
-    ));
-    berth_broker::topology::set_no_worker_grace(std::time::Duration::from_secs(
-        settings.no_worker_grace_s,
-    ));
     let shutdown = CancellationToken::new();
     watch_signals(shutdown.clone())?;
 

@@ -211,6 +211,18 @@ fn site_db(db: &SiteDbSpec) -> Result<SiteDb, StepError> {
     })
 }
 
+/// Whether database `name` exists on the server.
+async fn database_exists(conn: &mut MySqlConnection, name: &str) -> Result<bool, StepError> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+    )
+    .bind(name)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| classify("look for the database", e))?;
+    Ok(n > 0)
+}
+
 async fn exec(conn: &mut MySqlConnection, what: &str, sql: String) -> Result<(), StepError> {
     sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
         .execute(&mut *conn)
@@ -251,8 +263,19 @@ impl DbWorker {
         let mut conn = self
             .admin_connection_to(Admin::of_site(&spec.db), cmd, ctx)
             .await?;
+        // A database already there was made by an earlier delivery of this step, and later
+        // steps may have filled it (an import): a redelivery must never drop it.
+        let existed = database_exists(&mut conn, &site.name).await?;
         let made = self.make_site_db(&mut conn, &site, &password, ctx).await;
-        if let Err(e) = &made {
+        if let Err(e) = &made
+            && existed
+        {
+            ctx.warn(format!(
+                "{}; database {} was there before this attempt: left as it is",
+                e.message(),
+                site.name
+            ));
+        } else if let Err(e) = &made {
             // A failed step is not taken back by the dispatcher: what it made goes now (the
             // database and users are this site's own, named with a fresh suffix).
             ctx.warn(format!("{}; taking back what this step made", e.message()));

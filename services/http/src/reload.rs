@@ -794,6 +794,7 @@ fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
         std::process::id(),
         TEMP_SEQ.fetch_add(1, Ordering::Relaxed)
     ));
+    remove_dead_temps(dir, &name);
     let r = (|| {
         let mut f = std::fs::OpenOptions::new()
             .write(true)
@@ -811,9 +812,51 @@ fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     r
 }
 
+/// Removes the temp files of `name` that a process no longer running left beside it (a
+/// worker killed between writing one and renaming it over the file).
+fn remove_dead_temps(dir: &Path, name: &str) {
+    let prefix = format!(".{name}.berth-");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let file = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = file
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix(".tmp"))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_temp_file_a_dead_process_left_goes_with_the_next_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.test.conf");
+        // pid 0 is never a process of ours; our own and another file's stay.
+        let dead = dir.path().join(".a.test.conf.berth-0-7.tmp");
+        let ours = dir
+            .path()
+            .join(format!(".a.test.conf.berth-{}-999.tmp", std::process::id()));
+        let other = dir.path().join(".b.test.conf.berth-0-1.tmp");
+        for p in [&dead, &ours, &other] {
+            std::fs::write(p, "x").unwrap();
+        }
+        write_atomic(&path, b"server {}", 0o600).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "server {}");
+        assert!(!dead.exists());
+        assert!(ours.exists() && other.exists());
+    }
 
     #[test]
     fn pid_directive_is_found() {

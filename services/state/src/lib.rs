@@ -19,6 +19,8 @@ pub struct StateConfig {
     pub amqp_url: String,
     /// Messages handled at once per queue.
     pub concurrency: u16,
+    /// How long steps may wait for a worker (the queues it declares, the steps it publishes).
+    pub limits: berth_broker::topology::Limits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -32,7 +34,7 @@ pub enum StateServiceError {
 /// Runs the dispatcher and an outbox relay until `shutdown`.
 pub async fn run(cfg: StateConfig, shutdown: CancellationToken) -> Result<(), StateServiceError> {
     let store = Store::connect(&cfg.database_url, u32::from(cfg.concurrency) * 3 + 4).await?;
-    let broker = Broker::new(&cfg.amqp_url);
+    let broker = Broker::new(&cfg.amqp_url).with_limits(cfg.limits);
     let (relay, outbox) = Relay::new(store.clone(), broker.clone());
     let relay = tokio::spawn(relay.run(shutdown.clone()));
     let d = Dispatcher::new(store).with_broker(broker.clone());

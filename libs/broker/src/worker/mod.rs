@@ -52,6 +52,8 @@ pub struct WorkerConfig {
     /// timeout (RabbitMQ: 30 min by default), which would otherwise close the channel and
     /// hand the step, still running here, to another worker.
     pub step_timeout: Duration,
+    /// How long steps may wait for a worker (the work queues this worker declares).
+    pub limits: crate::topology::Limits,
 }
 
 /// The default [`WorkerConfig::step_timeout`]: 25 minutes, under RabbitMQ's default
@@ -72,6 +74,7 @@ impl WorkerConfig {
             worker_name: default_worker_name(&service),
             service,
             servers,
+            limits: crate::topology::Limits::default(),
             concurrency: 4,
             retry_delays_ms: topology::DEFAULT_RETRY_DELAYS_MS.to_vec(),
             diagnostics: false,
@@ -205,7 +208,7 @@ pub async fn run_worker<H: StepHandler>(
 ) -> Result<(), BrokerError> {
     cfg.validate()?;
     let broker = match Broker::connect(&cfg.amqp_url, &shutdown).await {
-        Ok(b) => b,
+        Ok(b) => b.with_limits(cfg.limits),
         Err(BrokerError::Cancelled) => return Ok(()),
         Err(err) => return Err(err),
     };
