@@ -3,24 +3,13 @@
 //! the new site and the original untouched.
 
 use berth_contracts::TaskStatus;
+use berth_tests::TASK_WAIT as WAIT;
 use berth_tests::{World, WorldOptions};
 use serde_json::{Value, json};
-use std::time::Duration;
-
-const WAIT: Duration = Duration::from_secs(120);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_clone_is_a_new_site_and_a_failed_one_leaves_nothing() {
-    let w = World::start_with(WorldOptions {
-        web: true,
-        dns: true,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    w.server_verified("server_master", "localhost", "bind")
-        .await;
-    w.add_platform("platform_d10", "drupal10").await.unwrap();
+    let w = World::with_platform(WorldOptions::web(true)).await;
     let broken = w.copy_fixture("drupal10", "platform_broken").unwrap();
     let install = broken.join("core/modules/node/node.install");
     let mut text = std::fs::read_to_string(&install).unwrap();
@@ -81,14 +70,14 @@ async fn a_clone_is_a_new_site_and_a_failed_one_leaves_nothing() {
     assert_ne!(cloned["db_name"], site["db_name"], "its own database");
     assert!(cloned["login_link"].as_str().is_some(), "{cloned}");
     // The copy serves the original's data under its own name; the original is untouched.
-    let (status, body, _) = w.http_get(&copy, "/").unwrap();
+    let (status, body) = w.page(&copy);
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(&format!("<h1>{uri}</h1>")), "{body}");
     assert!(body.contains(cloned["db_name"].as_str().unwrap()), "{body}");
     assert_eq!(w.http_get(&copy_alias, "/").unwrap().0, 200);
     let (status, body, _) = w.http_get(&copy, "/files/shared.txt").unwrap();
     assert_eq!((status, body.as_str()), (200, "copied along"));
-    let (status, body, _) = w.http_get(&uri, "/").unwrap();
+    let (status, body) = w.page(&uri);
     assert_eq!(status, 200);
     assert!(body.contains(site["db_name"].as_str().unwrap()));
     let named = w.named.as_ref().unwrap();

@@ -2,33 +2,13 @@
 //! planned without doing anything, done with updatedb, and taken back whole on a failure.
 
 use berth_contracts::TaskStatus;
+use berth_tests::TASK_WAIT as WAIT;
 use berth_tests::{World, WorldOptions, mysql_url};
 use serde_json::{Value, json};
-use std::time::Duration;
-
-const WAIT: Duration = Duration::from_secs(120);
-
-fn node_schema(packages: &Value) -> i64 {
-    packages
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "node")
-        .unwrap()["schema_version"]
-        .as_i64()
-        .unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_site_is_upgraded_onto_a_newer_platform_and_a_failed_migrate_changes_nothing() {
-    let w = World::start_with(WorldOptions {
-        web: true,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    w.server_verified("server_master", "localhost", "null")
-        .await;
+    let w = World::with_server(WorldOptions::web(false)).await;
     let a = w.copy_fixture("drupal10", "platform_a").unwrap();
     let newer = w.copy_fixture("drupal10", "platform_newer").unwrap();
     berth_tests::add_node_update(&newer, 10102, "");
@@ -62,7 +42,7 @@ async fn a_site_is_upgraded_onto_a_newer_platform_and_a_failed_migrate_changes_n
     assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
     let old_db = site["db_name"].as_str().unwrap().to_string();
     let packages = w.get_json(&format!("/api/v1/sites/{uri}/packages")).await;
-    assert_eq!(node_schema(&packages), 10101);
+    assert_eq!(berth_tests::node_schema(&packages), 10101);
 
     // Refused: the older platform would take node's schema back.
     let plan = w
@@ -107,7 +87,7 @@ async fn a_site_is_upgraded_onto_a_newer_platform_and_a_failed_migrate_changes_n
     assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
     let site = w.get_json(&format!("/api/v1/sites/{uri}")).await;
     assert_eq!(site["platform"], "platform_newer");
-    let (status, body, _) = w.http_get(&uri, "/").unwrap();
+    let (status, body) = w.page(&uri);
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(&format!("<h1>{uri}</h1>")), "{body}");
     assert!(newer.join("sites").join(&uri).join("settings.php").exists());
@@ -120,7 +100,7 @@ async fn a_site_is_upgraded_onto_a_newer_platform_and_a_failed_migrate_changes_n
         "the old database is dropped"
     );
     let packages = w.get_json(&format!("/api/v1/sites/{uri}/packages")).await;
-    assert_eq!(node_schema(&packages), 10102, "updatedb ran");
+    assert_eq!(berth_tests::node_schema(&packages), 10102, "updatedb ran");
     let backups = w.get_json(&format!("/api/v1/sites/{uri}/backups")).await;
     assert_eq!(backups[0]["description"], "Generated before being migrated");
 
@@ -147,7 +127,7 @@ async fn a_site_is_upgraded_onto_a_newer_platform_and_a_failed_migrate_changes_n
     assert!(berth_tests::mysql_db_exists(&db).await);
     let next = t.args["next_db"]["name"].as_str().unwrap();
     assert!(!berth_tests::mysql_db_exists(next).await);
-    let (status, body, _) = w.http_get(&uri, "/").unwrap();
+    let (status, body) = w.page(&uri);
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(&format!("<h1>{uri}</h1>")), "{body}");
     assert!(!broken.join("sites").join(&uri).exists());
@@ -162,14 +142,7 @@ async fn a_site_is_upgraded_onto_a_newer_platform_and_a_failed_migrate_changes_n
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn migrating_a_platform_moves_each_site_that_can_move_and_says_why_others_stay() {
-    let w = World::start_with(WorldOptions {
-        web: true,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    w.server_verified("server_master", "localhost", "null")
-        .await;
+    let w = World::with_server(WorldOptions::web(false)).await;
     let a = w.copy_fixture("drupal10", "platform_a").unwrap();
     let newer = w.copy_fixture("drupal10", "platform_newer").unwrap();
     berth_tests::add_node_update(&newer, 10102, "");
@@ -241,16 +214,7 @@ async fn migrating_a_platform_moves_each_site_that_can_move_and_says_why_others_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_site_renamed_answers_under_its_new_name_only() {
-    let w = World::start_with(WorldOptions {
-        web: true,
-        dns: true,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    w.server_verified("server_master", "localhost", "bind")
-        .await;
-    w.add_platform("platform_d10", "drupal10").await.unwrap();
+    let w = World::with_platform(WorldOptions::web(true)).await;
     let old = format!("old.{}.test", w.id);
     let new = format!("new.{}.test", w.id);
     let alias = format!("www.{}.test", w.id);
@@ -287,7 +251,7 @@ async fn a_site_renamed_answers_under_its_new_name_only() {
     assert_eq!(site["aliases"], json!([alias]));
     let r = w.get(&format!("/api/v1/sites/{old}")).send().await.unwrap();
     assert_eq!(r.status(), 404);
-    let (status, body, _) = w.http_get(&new, "/").unwrap();
+    let (status, body) = w.page(&new);
     assert_eq!(status, 200, "{body}");
     assert_eq!(w.http_get(&alias, "/").unwrap().0, 200, "the alias follows");
     assert_eq!(
@@ -368,7 +332,7 @@ async fn a_site_moves_its_database_to_another_db_server() {
     assert_ne!(new_db, old_db);
     assert!(berth_tests::mysql_db_exists(new_db).await);
     assert!(!berth_tests::mysql_db_exists(&old_db).await);
-    let (status, body, _) = w.http_get(&uri, "/").unwrap();
+    let (status, body) = w.page(&uri);
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(new_db), "{body}");
     w.stop().await;

@@ -3,12 +3,10 @@
 //! source is documented.
 
 use berth_contracts::TaskStatus;
+use berth_tests::TASK_WAIT as WAIT;
 use berth_tests::{World, WorldOptions};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
-use std::time::Duration;
-
-const WAIT: Duration = Duration::from_secs(120);
 
 const METHODS: [&str; 5] = ["get", "post", "patch", "put", "delete"];
 
@@ -51,7 +49,8 @@ fn routed() -> BTreeSet<(String, String)> {
 
 #[test]
 fn every_route_is_documented_and_every_documented_operation_is_routed() {
-    let doc: Value = serde_json::from_str(include_str!("../../../services/api/openapi.json")).unwrap();
+    let doc: Value =
+        serde_json::from_str(include_str!("../../../services/api/openapi.json")).unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
     assert_eq!(routed(), documented(&doc));
 }

@@ -3,22 +3,13 @@
 //! with the reason, and the target's next task runs.
 
 use berth_contracts::{StepStatus, TaskStatus};
-use berth_tests::World;
+use berth_tests::TASK_WAIT as WAIT;
+use berth_tests::{World, WorldOptions};
 use serde_json::json;
-use std::time::Duration;
-
-const WAIT: Duration = Duration::from_secs(120);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_result_that_cannot_be_recorded_fails_its_task_instead_of_looping() {
-    let w = World::start().await.unwrap();
-    let s = w
-        .create_server_with_dns("server_master", "localhost", "null")
-        .await
-        .unwrap();
-    w.wait_finished(s["verify_task"].as_str().unwrap().parse().unwrap(), WAIT)
-        .await
-        .unwrap();
+    let w = World::with_server(WorldOptions::default()).await;
     // A module whose info file carries a NUL byte in its version: PostgreSQL refuses to
     // store it, every time the platform verify's result is recorded.
     let root = w.copy_fixture("drupal10", "platform_nul").unwrap();

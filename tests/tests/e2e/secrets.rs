@@ -9,14 +9,13 @@
 use base64::Engine;
 use berth_contracts::TaskStatus;
 use berth_secrets::SecretKey;
+use berth_tests::TASK_WAIT as WAIT;
 use berth_tests::{World, WorldOptions, mysql_url, rabbit_management};
 use serde_json::{Value, json};
 use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-const WAIT: Duration = Duration::from_secs(120);
 
 /// Samples every process's arguments every few milliseconds until stopped.
 fn sample_ps(

@@ -6,7 +6,7 @@
 use berth_contracts::TaskStatus;
 use berth_tests::case::{Case, Setup};
 use berth_tests::{add_node_update, failed_at, log_of, mysql_db_exists};
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// Renames the site in its database (config `system.site`) through Drupal's database API,
 /// then runs `then`.
@@ -19,17 +19,6 @@ fn renaming_update(name: &str, then: &str) -> String {
 {then}
 "#
     )
-}
-
-fn node_schema(packages: &Value) -> i64 {
-    packages
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "node")
-        .unwrap()["schema_version"]
-        .as_i64()
-        .unwrap()
 }
 
 /// A site on platform_a named "The present", and platform_b with node_update_10102 `body`,
@@ -65,7 +54,7 @@ async fn an_update_functions_data_change_lands_with_the_migrate() {
         c.w.get_json(&format!("/api/v1/sites/{}/packages", c.uri))
             .await;
     assert_eq!(
-        node_schema(&packages),
+        berth_tests::node_schema(&packages),
         10102,
         "the update's schema is recorded"
     );
@@ -108,6 +97,6 @@ async fn a_fatal_update_fails_the_migrate_and_is_taken_back() {
     let packages =
         c.w.get_json(&format!("/api/v1/sites/{}/packages", c.uri))
             .await;
-    assert_eq!(node_schema(&packages), 10101);
+    assert_eq!(berth_tests::node_schema(&packages), 10101);
     c.stop().await;
 }
