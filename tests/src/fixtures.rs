@@ -34,6 +34,16 @@ impl World {
         w
     }
 
+    /// A world made with `opts`, and `server_master` registered with no services (all
+    /// `null`): a target for diagnostic tasks (its verify is not waited for).
+    pub async fn with_bare_server(opts: WorldOptions) -> World {
+        let w = World::start_with(opts).await.unwrap();
+        w.create_bare_server("server_master", "localhost")
+            .await
+            .unwrap();
+        w
+    }
+
     /// [`Self::with_server`], and the fixture platform [`PLATFORM`] verified on it.
     pub async fn with_platform(opts: WorldOptions) -> World {
         let w = Self::with_server(opts).await;

@@ -12,7 +12,6 @@
 //! may do.
 
 use berth_contracts::TaskStatus;
-use berth_tests::TASK_WAIT as WAIT;
 use berth_tests::{World, WorldOptions, row_counts};
 use serde_json::{Value, json};
 
@@ -47,14 +46,12 @@ async fn every_protected_operation_refuses_a_missing_wrong_or_foreign_token() {
     assert_eq!(install.status, TaskStatus::Success, "{install:#?}");
     // A dead letter, for the dead-letter routes.
     let failed = w
-        .create_task(
+        .run(
             "noop",
             "server_master",
             json!({"fail": {"times": 1, "kind": "permanent"}}),
         )
-        .await
-        .unwrap();
-    let failed = w.wait_finished(failed.id, WAIT).await.unwrap();
+        .await;
     assert_eq!(failed.status, TaskStatus::Error, "{failed:#?}");
     let dead = w.get_json("/api/v1/dead-letters").await;
     let dead_id = dead["items"]

@@ -49,14 +49,7 @@ async fn a_backup_holds_files_database_and_plain_settings_and_restores_onto_a_fr
             )
             .await;
         assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
-        let log: String = t
-            .log
-            .as_ref()
-            .unwrap()
-            .iter()
-            .map(|l| l.message.clone())
-            .collect::<Vec<_>>()
-            .join("\n");
+        let log = berth_tests::log_of(&t);
         assert!(!log.contains(&password), "the task log holds the password");
         let backups = w.get_json(&format!("/api/v1/sites/{uri}/backups")).await;
         let b = backups

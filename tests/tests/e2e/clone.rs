@@ -3,7 +3,6 @@
 //! the new site and the original untouched.
 
 use berth_contracts::TaskStatus;
-use berth_tests::TASK_WAIT as WAIT;
 use berth_tests::{World, WorldOptions};
 use serde_json::{Value, json};
 
@@ -60,10 +59,8 @@ async fn a_clone_is_a_new_site_and_a_failed_one_leaves_nothing() {
 
     let copy_alias = format!("www.copy.{}.test", w.id);
     let t = w
-        .create_task("clone", &uri, json!({"uri": copy, "aliases": [copy_alias]}))
-        .await
-        .unwrap();
-    let t = w.wait_finished(t.id, WAIT).await.unwrap();
+        .run("clone", &uri, json!({"uri": copy, "aliases": [copy_alias]}))
+        .await;
     assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
     let cloned = w.get_json(&format!("/api/v1/sites/{copy}")).await;
     assert_eq!(cloned["status"], "enabled", "{cloned}");
@@ -90,14 +87,12 @@ async fn a_clone_is_a_new_site_and_a_failed_one_leaves_nothing() {
     // A clone that fails (its updatedb throws) leaves nothing of the new site.
     let bad = format!("bad.{}.test", w.id);
     let t = w
-        .create_task(
+        .run(
             "clone",
             &uri,
             json!({"uri": bad, "platform": "platform_broken"}),
         )
-        .await
-        .unwrap();
-    let t = w.wait_finished(t.id, WAIT).await.unwrap();
+        .await;
     assert_eq!(t.status, TaskStatus::Error, "{t:#?}");
     let failed = w.get_json(&format!("/api/v1/sites/{bad}")).await;
     assert_eq!(failed["status"], "failed");
@@ -128,10 +123,8 @@ async fn a_clone_is_a_new_site_and_a_failed_one_leaves_nothing() {
     let path = std::path::PathBuf::from(b["path"].as_str().unwrap());
     assert!(path.exists());
     let t = w
-        .create_task("backup-delete", &uri, json!({"backup": b["id"]}))
-        .await
-        .unwrap();
-    let t = w.wait_finished(t.id, WAIT).await.unwrap();
+        .run("backup-delete", &uri, json!({"backup": b["id"]}))
+        .await;
     assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
     assert!(!path.exists());
     let after = w.get_json(&format!("/api/v1/sites/{uri}/backups")).await;

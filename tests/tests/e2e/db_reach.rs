@@ -70,8 +70,7 @@ async fn a_sites_database_user_reaches_only_its_own_database_from_both_grant_hos
         .await
         .unwrap();
     }
-    let v = w.create_task("verify", &uri_a, json!({})).await.unwrap();
-    let v = w.wait_finished(v.id, WAIT).await.unwrap();
+    let v = w.run("verify", &uri_a, json!({})).await;
     assert!(
         matches!(v.status, TaskStatus::Success | TaskStatus::Warning),
         "{v:#?}"
@@ -294,8 +293,7 @@ async fn a_verify_whose_grant_is_refused_fails_and_leaves_the_site_as_it_was() {
     ))
     .await;
     my_exec(&format!("GRANT CREATE, DROP, SELECT ON *.* TO '{a}'@'%'")).await;
-    let t = w.create_task("verify", &uri, json!({})).await.unwrap();
-    let t = w.wait_finished(t.id, WAIT).await.unwrap();
+    let t = w.run("verify", &uri, json!({})).await;
     assert_eq!(t.status, TaskStatus::Error, "{t:#?}");
     let steps = t.steps.as_ref().unwrap();
     let failed: Vec<_> = steps
@@ -342,8 +340,7 @@ async fn a_verify_whose_grant_is_refused_fails_and_leaves_the_site_as_it_was() {
         "GRANT ALL PRIVILEGES ON *.* TO '{a}'@'%' WITH GRANT OPTION"
     ))
     .await;
-    let t = w.create_task("verify", &uri, json!({})).await.unwrap();
-    let t = w.wait_finished(t.id, WAIT).await.unwrap();
+    let t = w.run("verify", &uri, json!({})).await;
     assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
     w.stop().await;
     drop(admin);

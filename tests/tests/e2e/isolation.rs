@@ -10,7 +10,6 @@
 //! so a probe cannot pass by accident of wording.
 
 use berth_contracts::TaskStatus;
-use berth_tests::TASK_WAIT as WAIT;
 use berth_tests::{World, WorldOptions};
 use serde_json::{Value, json};
 use std::fmt::Write as _;
@@ -341,8 +340,7 @@ echo json_encode($r);
     )
     .unwrap();
     chown(a.dir.join("local.settings.php"), Some(0), Some(a.uid)).unwrap();
-    let t = w.create_task("login-reset", ua, json!({})).await.unwrap();
-    let t = w.wait_finished(t.id, WAIT).await.unwrap();
+    let t = w.run("login-reset", ua, json!({})).await;
     assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
     let who = std::fs::read_to_string(&record).unwrap_or_default();
     assert!(!who.is_empty(), "drush did not include the site's settings");

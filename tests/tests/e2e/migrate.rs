@@ -80,10 +80,8 @@ async fn a_site_is_upgraded_onto_a_newer_platform_and_a_failed_migrate_changes_n
 
     // The upgrade.
     let t = w
-        .create_task("migrate", &uri, json!({"platform": "platform_newer"}))
-        .await
-        .unwrap();
-    let t = w.wait_finished(t.id, WAIT).await.unwrap();
+        .run("migrate", &uri, json!({"platform": "platform_newer"}))
+        .await;
     assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
     let site = w.get_json(&format!("/api/v1/sites/{uri}")).await;
     assert_eq!(site["platform"], "platform_newer");
@@ -107,19 +105,10 @@ async fn a_site_is_upgraded_onto_a_newer_platform_and_a_failed_migrate_changes_n
     // A migrate whose updatedb fails leaves the site where it was, serving, out of maintenance.
     let db = site["db_name"].as_str().unwrap().to_string();
     let t = w
-        .create_task("migrate", &uri, json!({"platform": "platform_broken"}))
-        .await
-        .unwrap();
-    let t = w.wait_finished(t.id, WAIT).await.unwrap();
+        .run("migrate", &uri, json!({"platform": "platform_broken"}))
+        .await;
     assert_eq!(t.status, TaskStatus::Error, "{t:#?}");
-    let log: String = t
-        .log
-        .as_ref()
-        .unwrap()
-        .iter()
-        .map(|l| l.message.clone())
-        .collect::<Vec<_>>()
-        .join("\n");
+    let log = berth_tests::log_of(&t);
     assert!(log.contains("update 10103 breaks"), "{log}");
     let site = w.get_json(&format!("/api/v1/sites/{uri}")).await;
     assert_eq!(site["platform"], "platform_newer");
@@ -319,11 +308,7 @@ async fn a_site_moves_its_database_to_another_db_server() {
         .unwrap();
     assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
     let old_db = site["db_name"].as_str().unwrap().to_string();
-    let t = w
-        .create_task("migrate", &uri, json!({"db_server": name}))
-        .await
-        .unwrap();
-    let t = w.wait_finished(t.id, WAIT).await.unwrap();
+    let t = w.run("migrate", &uri, json!({"db_server": name})).await;
     assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
     let site = w.get_json(&format!("/api/v1/sites/{uri}")).await;
     assert_eq!(site["db_server"], name);

@@ -171,8 +171,7 @@ async fn the_served_document_answers_for_every_path() {
         .await
         .unwrap();
     assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
-    let t = w.create_task("backup", &uri, json!({})).await.unwrap();
-    let t = w.wait_finished(t.id, WAIT).await.unwrap();
+    let t = w.run("backup", &uri, json!({})).await;
     assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
     let failed = w
         .create_task(

@@ -41,14 +41,7 @@ async fn a_result_that_cannot_be_recorded_fails_its_task_instead_of_looping() {
         .unwrap();
     let t = w.wait_finished(verify, WAIT).await.unwrap();
     assert_eq!(t.status, TaskStatus::Error, "{t:#?}");
-    let log: String = t
-        .log
-        .as_ref()
-        .unwrap()
-        .iter()
-        .map(|l| l.message.clone())
-        .collect::<Vec<_>>()
-        .join("\n");
+    let log = berth_tests::log_of(&t);
     assert!(
         log.contains("could not record a message about this task"),
         "{log}"
@@ -82,14 +75,7 @@ async fn a_result_that_cannot_be_recorded_fails_its_task_instead_of_looping() {
         "the next task ran before the poisoned one had ended: {started} < {:?}",
         t.finished_at
     );
-    let next_log: String = n
-        .log
-        .as_ref()
-        .unwrap()
-        .iter()
-        .map(|l| l.message.clone())
-        .collect::<Vec<_>>()
-        .join("\n");
+    let next_log = berth_tests::log_of(&n);
     assert!(
         next_log.contains("could not record a message about this task"),
         "the next task's own result reached the state service: {next_log}"

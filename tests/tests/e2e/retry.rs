@@ -39,8 +39,7 @@ async fn a_failed_restore_is_retried_with_its_secret_once_its_cause_is_gone() {
     let uri = format!("retry.{}.test", w.id);
     w.installed_on_platform(&uri).await;
     rename(&w, &uri, "The past").await;
-    let b = w.create_task("backup", &uri, json!({})).await.unwrap();
-    let b = w.wait_finished(b.id, WAIT).await.unwrap();
+    let b = w.run("backup", &uri, json!({})).await;
     assert_eq!(b.status, TaskStatus::Success, "{b:#?}");
     let backup = w.get_json(&format!("/api/v1/sites/{uri}/backups")).await[0]["id"]
         .as_str()
@@ -54,11 +53,7 @@ async fn a_failed_restore_is_retried_with_its_secret_once_its_cause_is_gone() {
     let install = root.join("core/modules/node/node.install");
     let pristine = std::fs::read_to_string(&install).unwrap();
     berth_tests::add_node_update(&root, 10102, "  throw new Exception('injected');\n");
-    let first = w
-        .create_task("restore", &uri, json!({"backup": backup}))
-        .await
-        .unwrap();
-    let first = w.wait_finished(first.id, WAIT).await.unwrap();
+    let first = w.run("restore", &uri, json!({"backup": backup})).await;
     assert_eq!(first.status, TaskStatus::Error, "{first:#?}");
     assert!(page(&w, &uri).contains("<h1>The present</h1>"));
     let site = w.get_json(&format!("/api/v1/sites/{uri}")).await;

@@ -320,18 +320,15 @@ async fn database_passwords_never_leak_into_argv_logs_task_logs_or_answers() {
         ("login-reset", json!({})),
         ("clone", json!({"uri": format!("sec2.{}.test", w.id)})),
     ] {
-        let t = w.create_task(task_type, &uri, args).await.unwrap();
-        let t = w.wait_finished(t.id, WAIT).await.unwrap();
+        let t = w.run(task_type, &uri, args).await;
         assert_eq!(t.status, TaskStatus::Success, "{task_type}: {t:#?}");
         tasks.push(t.id);
         sealed.extend(sealed_passwords(&w).await);
     }
     let backups = w.get_json(&format!("/api/v1/sites/{uri}/backups")).await;
     let t = w
-        .create_task("restore", &uri, json!({"backup": backups[0]["id"]}))
-        .await
-        .unwrap();
-    let t = w.wait_finished(t.id, WAIT).await.unwrap();
+        .run("restore", &uri, json!({"backup": backups[0]["id"]}))
+        .await;
     assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
     tasks.push(t.id);
     sealed.extend(sealed_passwords(&w).await);
