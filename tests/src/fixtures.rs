@@ -70,6 +70,31 @@ impl World {
             .await
     }
 
+    /// Runs the task (creates it and waits for its end) and requires it to succeed.
+    pub async fn run_success(&self, task_type: &str, target: &str, args: Value) -> Task {
+        let t = self.run(task_type, target, args).await;
+        assert_eq!(
+            t.status,
+            TaskStatus::Success,
+            "{task_type} of {target}: {}\n{t:#?}",
+            log_of(&t)
+        );
+        t
+    }
+
+    /// A dead letter: a `noop` task on `server_master` that fails for good, and its end.
+    pub async fn dead_letter(&self) -> Task {
+        let t = self
+            .run(
+                "noop",
+                "server_master",
+                json!({"fail": {"times": 1, "kind": "permanent"}}),
+            )
+            .await;
+        assert_eq!(t.status, TaskStatus::Error, "{t:#?}");
+        t
+    }
+
     /// Runs the task and requires it to succeed (a warning counts as success).
     pub async fn run_ok(&self, task_type: &str, target: &str, args: Value) -> Task {
         let t = self.run(task_type, target, args).await;

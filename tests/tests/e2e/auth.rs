@@ -45,14 +45,7 @@ async fn every_protected_operation_refuses_a_missing_wrong_or_foreign_token() {
         .unwrap();
     assert_eq!(install.status, TaskStatus::Success, "{install:#?}");
     // A dead letter, for the dead-letter routes.
-    let failed = w
-        .run(
-            "noop",
-            "server_master",
-            json!({"fail": {"times": 1, "kind": "permanent"}}),
-        )
-        .await;
-    assert_eq!(failed.status, TaskStatus::Error, "{failed:#?}");
+    w.dead_letter().await;
     let dead = w.get_json("/api/v1/dead-letters").await;
     let dead_id = dead["items"]
         .as_array()

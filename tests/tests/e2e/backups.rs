@@ -31,11 +31,7 @@ fn sha256_hex(path: &std::path::Path) -> String {
 async fn a_backup_holds_files_database_and_plain_settings_and_restores_onto_a_fresh_database() {
     let w = World::with_platform(WorldOptions::web(false)).await;
     let uri = format!("bk.{}.test", w.id);
-    let (site, t) = w
-        .install_site(json!({"uri": uri, "platform": "platform_d10"}))
-        .await
-        .unwrap();
-    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    let site = w.installed_on_platform(&uri).await;
     let site_dir = w.dir.join("platforms/platform_d10/sites").join(&uri);
     std::fs::write(site_dir.join("files/cat.txt"), "a cute cat\n").unwrap();
     let password = w.vhost_password(&uri);
@@ -132,11 +128,9 @@ async fn delete_needs_a_disabled_site_backs_up_first_and_keeps_only_history() {
     let w = World::with_platform(WorldOptions::web(true)).await;
     let uri = format!("del.{}.test", w.id);
     let alias = format!("alias.del.{}.test", w.id);
-    let (site, t) = w
-        .install_site(json!({"uri": uri, "platform": "platform_d10", "aliases": [alias]}))
-        .await
-        .unwrap();
-    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    let site = w
+        .installed(json!({"uri": uri, "platform": "platform_d10", "aliases": [alias]}))
+        .await;
     let db = site["db_name"].as_str().unwrap().to_string();
     let user = site["db_user"].as_str().unwrap().to_string();
 
@@ -157,8 +151,7 @@ async fn delete_needs_a_disabled_site_backs_up_first_and_keeps_only_history() {
         w.run("disable", &uri, json!({})).await.status,
         TaskStatus::Success
     );
-    let t = w.run("delete", &uri, json!({})).await;
-    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    let t = w.run_success("delete", &uri, json!({})).await;
     let actions: Vec<_> = t
         .steps
         .as_ref()
@@ -232,13 +225,8 @@ async fn with_the_setting_an_enabled_site_can_be_deleted() {
     })
     .await;
     let uri = format!("now.{}.test", w.id);
-    let (_, t) = w
-        .install_site(json!({"uri": uri, "platform": "platform_d10"}))
-        .await
-        .unwrap();
-    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
-    let t = w.run("delete", &uri, json!({})).await;
-    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    w.installed_on_platform(&uri).await;
+    w.run_success("delete", &uri, json!({})).await;
     assert_eq!(
         w.get_json(&format!("/api/v1/sites/{uri}")).await["status"],
         "deleted"

@@ -9,7 +9,6 @@
 //! forbidden thing holds (b's password, the planted code's output, a secret file's text),
 //! so a probe cannot pass by accident of wording.
 
-use berth_contracts::TaskStatus;
 use berth_tests::{World, WorldOptions};
 use serde_json::{Value, json};
 use std::fmt::Write as _;
@@ -340,8 +339,7 @@ echo json_encode($r);
     )
     .unwrap();
     chown(a.dir.join("local.settings.php"), Some(0), Some(a.uid)).unwrap();
-    let t = w.run("login-reset", ua, json!({})).await;
-    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    w.run_success("login-reset", ua, json!({})).await;
     let who = std::fs::read_to_string(&record).unwrap_or_default();
     assert!(!who.is_empty(), "drush did not include the site's settings");
     for line in who.lines() {

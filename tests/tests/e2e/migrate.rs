@@ -35,11 +35,9 @@ async fn a_site_is_upgraded_onto_a_newer_platform_and_a_failed_migrate_changes_n
     }
 
     let uri = format!("mg.{}.test", w.id);
-    let (site, t) = w
-        .install_site(json!({"uri": uri, "platform": "platform_a"}))
-        .await
-        .unwrap();
-    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    let site = w
+        .installed(json!({"uri": uri, "platform": "platform_a"}))
+        .await;
     let old_db = site["db_name"].as_str().unwrap().to_string();
     let packages = w.get_json(&format!("/api/v1/sites/{uri}/packages")).await;
     assert_eq!(berth_tests::node_schema(&packages), 10101);
@@ -140,11 +138,8 @@ async fn migrating_a_platform_moves_each_site_that_can_move_and_says_why_others_
     let mut uris = Vec::new();
     for i in 0..3 {
         let uri = format!("p{i}.{}.test", w.id);
-        let (_, t) = w
-            .install_site(json!({"uri": uri, "platform": "platform_a"}))
-            .await
-            .unwrap();
-        assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+        w.installed(json!({"uri": uri, "platform": "platform_a"}))
+            .await;
         uris.push(uri);
     }
     // The third site's database is ahead of the newer platform: it must stay.
@@ -207,11 +202,8 @@ async fn a_site_renamed_answers_under_its_new_name_only() {
     let old = format!("old.{}.test", w.id);
     let new = format!("new.{}.test", w.id);
     let alias = format!("www.{}.test", w.id);
-    let (_, t) = w
-        .install_site(json!({"uri": old, "platform": "platform_d10", "aliases": [alias]}))
-        .await
-        .unwrap();
-    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    w.installed(json!({"uri": old, "platform": "platform_d10", "aliases": [alias]}))
+        .await;
 
     let plan = w
         .get_json(&format!("/api/v1/sites/{old}/migrate-plan?uri={new}"))
@@ -302,14 +294,10 @@ async fn a_site_moves_its_database_to_another_db_server() {
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
     w.add_platform("platform_d10", "drupal10").await.unwrap();
     let uri = format!("db.{}.test", w.id);
-    let (site, t) = w
-        .install_site(json!({"uri": uri, "platform": "platform_d10"}))
-        .await
-        .unwrap();
-    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    let site = w.installed_on_platform(&uri).await;
     let old_db = site["db_name"].as_str().unwrap().to_string();
-    let t = w.run("migrate", &uri, json!({"db_server": name})).await;
-    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    w.run_success("migrate", &uri, json!({"db_server": name}))
+        .await;
     let site = w.get_json(&format!("/api/v1/sites/{uri}")).await;
     assert_eq!(site["db_server"], name);
     assert_eq!(site["platform"], "platform_d10");

@@ -2,8 +2,6 @@
 //! method it does not document on its paths is refused, and every route in the router's
 //! source is documented.
 
-use berth_contracts::TaskStatus;
-use berth_tests::TASK_WAIT as WAIT;
 use berth_tests::{World, WorldOptions};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -166,23 +164,9 @@ async fn the_served_document_answers_for_every_path() {
     w.add_platform("platform_d10", "drupal10").await.unwrap();
     w.add_platform("platform_d10b", "drupal10").await.unwrap();
     let uri = format!("oa.{}.test", w.id);
-    let (_, t) = w
-        .install_site(json!({"uri": uri, "platform": "platform_d10"}))
-        .await
-        .unwrap();
-    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
-    let t = w.run("backup", &uri, json!({})).await;
-    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
-    let failed = w
-        .create_task(
-            "noop",
-            "server_master",
-            json!({"fail": {"times": 1, "kind": "permanent"}}),
-        )
-        .await
-        .unwrap();
-    let t = w.wait_finished(failed.id, WAIT).await.unwrap();
-    assert_eq!(t.status, TaskStatus::Error, "{t:#?}");
+    w.installed_on_platform(&uri).await;
+    w.run_success("backup", &uri, json!({})).await;
+    let failed = w.dead_letter().await;
     let dead = w.get_json("/api/v1/dead-letters").await;
     let res = Resources {
         server: "server_master".into(),

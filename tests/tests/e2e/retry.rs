@@ -39,8 +39,7 @@ async fn a_failed_restore_is_retried_with_its_secret_once_its_cause_is_gone() {
     let uri = format!("retry.{}.test", w.id);
     w.installed_on_platform(&uri).await;
     rename(&w, &uri, "The past").await;
-    let b = w.run("backup", &uri, json!({})).await;
-    assert_eq!(b.status, TaskStatus::Success, "{b:#?}");
+    w.run_success("backup", &uri, json!({})).await;
     let backup = w.get_json(&format!("/api/v1/sites/{uri}/backups")).await[0]["id"]
         .as_str()
         .unwrap()

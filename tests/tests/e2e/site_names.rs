@@ -128,8 +128,7 @@ async fn a_deleted_or_forgotten_sites_uri_installs_again_and_its_history_stays()
         w.run("disable", &uri, json!({})).await.status,
         TaskStatus::Success
     );
-    let deleted = w.run("delete", &uri, json!({})).await;
-    assert_eq!(deleted.status, TaskStatus::Success, "{deleted:#?}");
+    w.run_success("delete", &uri, json!({})).await;
     assert_eq!(
         w.get_json(&format!("/api/v1/sites/{uri}")).await["status"],
         "deleted"

@@ -10,12 +10,7 @@ use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_site_serves_its_own_database_over_http_and_answers_dns() {
-    let w = World::with_server(WorldOptions {
-        web: true,
-        dns: true,
-        ..Default::default()
-    })
-    .await;
+    let w = World::with_server(WorldOptions::web(true)).await;
     let platform = w.add_platform("platform_d10", "drupal10").await.unwrap();
     assert_eq!(platform["status"], "verified", "{platform}");
     assert_eq!(platform["drupal_major"], 10);
@@ -160,20 +155,14 @@ async fn a_site_serves_its_own_database_over_http_and_answers_dns() {
     assert!(node["schema_version"].as_i64().unwrap() > 8000, "{node}");
 
     // A verify goes through again and keeps serving.
-    let t = w.run("verify", &uri, json!({})).await;
-    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    w.run_success("verify", &uri, json!({})).await;
     assert_eq!(w.http_get(&uri, "/").unwrap().0, 200);
     w.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn aliases_redirect_disable_enable_and_a_login_link_works_once() {
-    let w = World::with_server(WorldOptions {
-        web: true,
-        dns: false,
-        ..Default::default()
-    })
-    .await;
+    let w = World::with_server(WorldOptions::web(false)).await;
     w.add_platform("platform_d7", "drupal7").await.unwrap();
     let uri = format!("{}.example.test", w.id);
     let alias = format!("old-{}.example.test", w.id);
@@ -218,8 +207,7 @@ async fn aliases_redirect_disable_enable_and_a_login_link_works_once() {
     assert!(body.contains(&format!("<h1>{uri}</h1>")));
 
     // Disable: the "site disabled" page; enable: the site again.
-    let t = w.run("disable", &uri, json!({})).await;
-    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    w.run_success("disable", &uri, json!({})).await;
     let (status, body) = w.page(&uri);
     assert_eq!(status, 503);
     assert!(body.contains("Site disabled"), "{body}");
@@ -237,13 +225,11 @@ async fn aliases_redirect_disable_enable_and_a_login_link_works_once() {
         .await
         .unwrap();
     assert_eq!(r.status(), 409);
-    let t = w.run("enable", &uri, json!({})).await;
-    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    w.run_success("enable", &uri, json!({})).await;
     assert_eq!(w.http_get(&uri, "/").unwrap().0, 200);
 
     // Login reset: a one-time link that works once.
-    let t = w.run("login-reset", &uri, json!({})).await;
-    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    w.run_success("login-reset", &uri, json!({})).await;
     let site = w.get_json(&format!("/api/v1/sites/{uri}")).await;
     let link = site["login_link"].as_str().unwrap();
     let path = link.strip_prefix(&format!("http://{uri}")).unwrap();
@@ -262,12 +248,7 @@ async fn aliases_redirect_disable_enable_and_a_login_link_works_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_failing_installer_leaves_nothing_behind() {
-    let w = World::with_server(WorldOptions {
-        web: true,
-        dns: true,
-        ..Default::default()
-    })
-    .await;
+    let w = World::with_server(WorldOptions::web(true)).await;
     w.add_platform("platform_d10", "drupal10").await.unwrap();
     let uri = format!("broken.{}.test", w.id);
     let alias = format!("alias.{}.test", w.id);
@@ -316,12 +297,7 @@ async fn a_failing_installer_leaves_nothing_behind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_site_and_platform_input_gets_problem_json_and_creates_nothing() {
-    let w = World::with_server(WorldOptions {
-        web: true,
-        dns: false,
-        ..Default::default()
-    })
-    .await;
+    let w = World::with_server(WorldOptions::web(false)).await;
     w.add_platform("platform_d10", "drupal10").await.unwrap();
     w.add_platform("platform_locked", "drupal10").await.unwrap();
     let r = w
@@ -548,12 +524,7 @@ async fn fifty_installs_in_a_burst_share_reloads() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_platform_verify_fixes_permissions_and_finds_sites_to_import() {
     use std::os::unix::fs::PermissionsExt;
-    let w = World::with_server(WorldOptions {
-        web: false,
-        dns: false,
-        ..Default::default()
-    })
-    .await;
+    let w = World::with_server(WorldOptions::default()).await;
     let root = w.copy_fixture("drupal7", "platform_d7").unwrap();
     let legacy = root.join("sites/legacy.example.com");
     std::fs::create_dir_all(legacy.join("files")).unwrap();

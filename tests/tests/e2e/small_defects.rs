@@ -150,8 +150,7 @@ async fn retrying_a_task_of_a_deleted_site_is_refused_at_once() {
     );
     let cancelled = w.wait_finished(verify.id, WAIT).await.unwrap();
     assert_eq!(cancelled.status, TaskStatus::Cancelled, "{cancelled:#?}");
-    let delete = w.run("delete", &uri, json!({})).await;
-    assert_eq!(delete.status, TaskStatus::Success, "{delete:#?}");
+    w.run_success("delete", &uri, json!({})).await;
 
     let before = row_counts(&w.store).await.unwrap();
     let r = w
