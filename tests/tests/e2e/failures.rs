@@ -24,9 +24,8 @@ enum Inject {
 /// changed in its database to "The present" after a first backup.
 async fn start() -> (Case, String) {
     let c = Case::start(Setup {
-        install: true,
         second_platform: true,
-        ..Default::default()
+        ..Setup::INSTALLED
     })
     .await;
     let backup = c.backup().await;

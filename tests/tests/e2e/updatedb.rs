@@ -25,15 +25,13 @@ fn renaming_update(name: &str, then: &str) -> String {
 /// verified again so that the migrate sees the new update.
 async fn with_update(body: &str) -> Case {
     let c = Case::start(Setup {
-        install: true,
         second_platform: true,
-        ..Default::default()
+        ..Setup::INSTALLED
     })
     .await;
     c.rename("The present").await;
     add_node_update(c.root_b.as_ref().unwrap(), 10102, body);
-    let t = c.run("verify", "platform_b", json!({})).await;
-    assert_eq!(t.status, TaskStatus::Success, "{}", log_of(&t));
+    c.w.run_success("verify", "platform_b", json!({})).await;
     c
 }
 
