@@ -31,6 +31,19 @@ pub struct Setup {
     pub fixture: &'static str,
 }
 
+impl Setup {
+    /// The most cases' set-up: the site installed (and served), no named, the tests' own
+    /// MariaDB account, one drupal10 platform. Other set-ups start from it:
+    /// `Setup { dns: true, ..Setup::INSTALLED }`.
+    pub const INSTALLED: Setup = Setup {
+        dns: false,
+        own_admin: false,
+        install: true,
+        second_platform: false,
+        fixture: "",
+    };
+}
+
 /// Services run as `berth serve` processes in every case.
 pub const SPAWNED: [&str; 3] = ["http", "dns", "backup"];
 
@@ -188,8 +201,7 @@ impl Case {
     }
 
     pub fn page(&self, uri: &str) -> (u16, String) {
-        let (status, body, _) = self.w.http_get(uri, "/").unwrap();
-        (status, body)
+        self.w.page(uri)
     }
 
     pub fn serves_its_page(&self, uri: &str) {

@@ -3,6 +3,7 @@
 //! runs the real services against the real servers, in-process or as `berth` processes.
 
 pub mod case;
+pub mod fixtures;
 pub mod proxy;
 
 use anyhow::{Context, Result, bail};
@@ -16,6 +17,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+pub use fixtures::{PLATFORM, node_schema, output_text};
 
 /// Whether MariaDB has this database.
 pub async fn mysql_db_exists(db: &str) -> bool {

@@ -3,11 +3,9 @@
 //! maintenance, with a task that says what failed.
 
 use berth_contracts::TaskStatus;
-use berth_tests::{World, WorldOptions};
+use berth_tests::TASK_WAIT as WAIT;
+use berth_tests::{World, WorldOptions, log_of};
 use serde_json::{Value, json};
-use std::time::Duration;
-
-const WAIT: Duration = Duration::from_secs(120);
 
 struct Site {
     w: World,
@@ -16,26 +14,9 @@ struct Site {
 }
 
 async fn site() -> Site {
-    let w = World::start_with(WorldOptions {
-        web: true,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let s = w
-        .create_server_with_dns("server_master", "localhost", "null")
-        .await
-        .unwrap();
-    w.wait_finished(s["verify_task"].as_str().unwrap().parse().unwrap(), WAIT)
-        .await
-        .unwrap();
-    w.add_platform("platform_d10", "drupal10").await.unwrap();
-    let uri = format!("rs.{}.test", w.id);
-    let (_, t) = w
-        .install_site(json!({"uri": uri, "platform": "platform_d10"}))
-        .await
-        .unwrap();
-    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    let w = World::with_platform(WorldOptions::web(false)).await;
+    let uri = w.site_uri("rs");
+    w.installed_on_platform(&uri).await;
     let root = w.dir.join("platforms/platform_d10");
     Site { w, uri, root }
 }
@@ -68,7 +49,7 @@ impl Site {
     }
 
     fn page(&self) -> String {
-        let (status, body, _) = self.w.http_get(&self.uri, "/").unwrap();
+        let (status, body) = self.w.page(&self.uri);
         assert_eq!(status, 200, "{body}");
         body
     }
@@ -96,16 +77,6 @@ impl Site {
             assert!(!name.contains(".stash-"), "{name} left behind");
         }
     }
-}
-
-fn log_of(t: &berth_contracts::Task) -> String {
-    t.log
-        .as_ref()
-        .unwrap()
-        .iter()
-        .map(|l| l.message.clone())
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -12,15 +12,11 @@ const WAIT: Duration = Duration::from_secs(60);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_worker_killed_mid_step_has_its_step_delivered_again_and_recorded_once() {
-    let w = World::start_with(WorldOptions {
+    let w = World::with_bare_server(WorldOptions {
         workers: false,
         ..Default::default()
     })
-    .await
-    .unwrap();
-    w.create_bare_server("server_master", "localhost")
-        .await
-        .unwrap();
+    .await;
     let (mut first, _) = w.spawn_berth("http", &[]);
     let t = w
         .create_task("noop", "server_master", json!({"sleep_ms": 1500}))

@@ -2,47 +2,14 @@
 //! database dump and uncloaked settings; delete backs up first and leaves nothing but history.
 
 use berth_contracts::TaskStatus;
-use berth_tests::{World, WorldOptions, mysql_url};
+use berth_tests::{World, WorldOptions};
 use serde_json::{Value, json};
 use std::os::unix::fs::MetadataExt;
-use std::time::Duration;
-
-const WAIT: Duration = Duration::from_secs(120);
-
-async fn world(dns: bool, delete_enabled_sites: bool) -> World {
-    let w = World::start_with(WorldOptions {
-        web: true,
-        dns,
-        delete_enabled_sites,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    w.server_verified(
-        "server_master",
-        "localhost",
-        if dns { "bind" } else { "null" },
-    )
-    .await;
-    w.add_platform("platform_d10", "drupal10").await.unwrap();
-    w
-}
-
-async fn run_task(w: &World, task_type: &str, target: &str, args: Value) -> berth_contracts::Task {
-    let t = w.create_task(task_type, target, args).await.unwrap();
-    w.wait_finished(t.id, WAIT).await.unwrap()
-}
-
-async fn mysql() -> sqlx::MySqlConnection {
-    <sqlx::MySqlConnection as sqlx::Connection>::connect(&mysql_url())
-        .await
-        .unwrap()
-}
 
 async fn count(sql: &'static str, name: &str) -> i64 {
     let (n,): (i64,) = sqlx::query_as(sql)
         .bind(name)
-        .fetch_one(&mut mysql().await)
+        .fetch_one(&mut berth_tests::mysql().await)
         .await
         .unwrap();
     n
@@ -60,51 +27,25 @@ fn sha256_hex(path: &std::path::Path) -> String {
         .to_string()
 }
 
-fn vhost_password(w: &World, uri: &str) -> String {
-    let vhost = std::fs::read_to_string(
-        w.dir
-            .join("config/server_master/nginx/vhost.d")
-            .join(format!("{uri}.conf")),
-    )
-    .unwrap();
-    vhost
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("fastcgi_param db_passwd "))
-        .unwrap()
-        .trim_end_matches(';')
-        .to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_backup_holds_files_database_and_plain_settings_and_restores_onto_a_fresh_database() {
-    let w = world(false, false).await;
+    let w = World::with_platform(WorldOptions::web(false)).await;
     let uri = format!("bk.{}.test", w.id);
-    let (site, t) = w
-        .install_site(json!({"uri": uri, "platform": "platform_d10"}))
-        .await
-        .unwrap();
-    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    let site = w.installed_on_platform(&uri).await;
     let site_dir = w.dir.join("platforms/platform_d10/sites").join(&uri);
     std::fs::write(site_dir.join("files/cat.txt"), "a cute cat\n").unwrap();
-    let password = vhost_password(&w, &uri);
+    let password = w.vhost_password(&uri);
 
     for (compression, flag) in [("gzip", "-z"), ("zstd", "--zstd")] {
-        let t = run_task(
-            &w,
-            "backup",
-            &uri,
-            json!({"compression": compression, "description": format!("{compression} test")}),
-        )
-        .await;
+        let t = w
+            .run(
+                "backup",
+                &uri,
+                json!({"compression": compression, "description": format!("{compression} test")}),
+            )
+            .await;
         assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
-        let log: String = t
-            .log
-            .as_ref()
-            .unwrap()
-            .iter()
-            .map(|l| l.message.clone())
-            .collect::<Vec<_>>()
-            .join("\n");
+        let log = berth_tests::log_of(&t);
         assert!(!log.contains(&password), "the task log holds the password");
         let backups = w.get_json(&format!("/api/v1/sites/{uri}/backups")).await;
         let b = backups
@@ -152,7 +93,7 @@ async fn a_backup_holds_files_database_and_plain_settings_and_restores_onto_a_fr
 
         // The dump restored onto a fresh database gives the site's data back.
         let fresh = format!("restore_{}_{compression}", w.id);
-        let mut my = mysql().await;
+        let mut my = berth_tests::mysql().await;
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE `{fresh}`")))
             .execute(&mut my)
             .await
@@ -184,14 +125,12 @@ async fn a_backup_holds_files_database_and_plain_settings_and_restores_onto_a_fr
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn delete_needs_a_disabled_site_backs_up_first_and_keeps_only_history() {
-    let w = world(true, false).await;
+    let w = World::with_platform(WorldOptions::web(true)).await;
     let uri = format!("del.{}.test", w.id);
     let alias = format!("alias.del.{}.test", w.id);
-    let (site, t) = w
-        .install_site(json!({"uri": uri, "platform": "platform_d10", "aliases": [alias]}))
-        .await
-        .unwrap();
-    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    let site = w
+        .installed(json!({"uri": uri, "platform": "platform_d10", "aliases": [alias]}))
+        .await;
     let db = site["db_name"].as_str().unwrap().to_string();
     let user = site["db_user"].as_str().unwrap().to_string();
 
@@ -209,11 +148,10 @@ async fn delete_needs_a_disabled_site_backs_up_first_and_keeps_only_history() {
     );
 
     assert_eq!(
-        run_task(&w, "disable", &uri, json!({})).await.status,
+        w.run("disable", &uri, json!({})).await.status,
         TaskStatus::Success
     );
-    let t = run_task(&w, "delete", &uri, json!({})).await;
-    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    let t = w.run_success("delete", &uri, json!({})).await;
     let actions: Vec<_> = t
         .steps
         .as_ref()
@@ -281,15 +219,14 @@ async fn delete_needs_a_disabled_site_backs_up_first_and_keeps_only_history() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn with_the_setting_an_enabled_site_can_be_deleted() {
-    let w = world(false, true).await;
+    let w = World::with_platform(WorldOptions {
+        delete_enabled_sites: true,
+        ..WorldOptions::web(false)
+    })
+    .await;
     let uri = format!("now.{}.test", w.id);
-    let (_, t) = w
-        .install_site(json!({"uri": uri, "platform": "platform_d10"}))
-        .await
-        .unwrap();
-    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
-    let t = run_task(&w, "delete", &uri, json!({})).await;
-    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    w.installed_on_platform(&uri).await;
+    w.run_success("delete", &uri, json!({})).await;
     assert_eq!(
         w.get_json(&format!("/api/v1/sites/{uri}")).await["status"],
         "deleted"

@@ -6,7 +6,7 @@
 use berth_contracts::TaskStatus;
 use berth_tests::case::{Case, Setup};
 use berth_tests::{add_node_update, failed_at, log_of, mysql_db_exists};
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// Renames the site in its database (config `system.site`) through Drupal's database API,
 /// then runs `then`.
@@ -21,30 +21,17 @@ fn renaming_update(name: &str, then: &str) -> String {
     )
 }
 
-fn node_schema(packages: &Value) -> i64 {
-    packages
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "node")
-        .unwrap()["schema_version"]
-        .as_i64()
-        .unwrap()
-}
-
 /// A site on platform_a named "The present", and platform_b with node_update_10102 `body`,
 /// verified again so that the migrate sees the new update.
 async fn with_update(body: &str) -> Case {
     let c = Case::start(Setup {
-        install: true,
         second_platform: true,
-        ..Default::default()
+        ..Setup::INSTALLED
     })
     .await;
     c.rename("The present").await;
     add_node_update(c.root_b.as_ref().unwrap(), 10102, body);
-    let t = c.run("verify", "platform_b", json!({})).await;
-    assert_eq!(t.status, TaskStatus::Success, "{}", log_of(&t));
+    c.w.run_success("verify", "platform_b", json!({})).await;
     c
 }
 
@@ -65,7 +52,7 @@ async fn an_update_functions_data_change_lands_with_the_migrate() {
         c.w.get_json(&format!("/api/v1/sites/{}/packages", c.uri))
             .await;
     assert_eq!(
-        node_schema(&packages),
+        berth_tests::node_schema(&packages),
         10102,
         "the update's schema is recorded"
     );
@@ -108,6 +95,6 @@ async fn a_fatal_update_fails_the_migrate_and_is_taken_back() {
     let packages =
         c.w.get_json(&format!("/api/v1/sites/{}/packages", c.uri))
             .await;
-    assert_eq!(node_schema(&packages), 10101);
+    assert_eq!(berth_tests::node_schema(&packages), 10101);
     c.stop().await;
 }

@@ -5,24 +5,9 @@
 //! roots are kept out of system directories and other platforms (decision 0011).
 
 use berth_contracts::TaskStatus;
+use berth_tests::TASK_WAIT as WAIT;
 use berth_tests::{World, WorldOptions, row_counts};
 use serde_json::{Value, json};
-use std::time::Duration;
-
-const WAIT: Duration = Duration::from_secs(120);
-
-async fn world(web: bool) -> World {
-    let w = World::start_with(WorldOptions {
-        web,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    w.server_verified("server_master", "localhost", "null")
-        .await;
-    w.add_platform("platform_d10", "drupal10").await.unwrap();
-    w
-}
 
 async fn post(w: &World, path: &str, body: &Value) -> (u16, Value) {
     let r = w.post(path, body).send().await.unwrap();
@@ -48,14 +33,9 @@ async fn delete(w: &World, path: &str) -> u16 {
         .as_u16()
 }
 
-async fn run_task(w: &World, task_type: &str, target: &str) -> berth_contracts::Task {
-    let t = w.create_task(task_type, target, json!({})).await.unwrap();
-    w.wait_finished(t.id, WAIT).await.unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_uri_and_the_same_name_as_an_alias_asked_at_once_never_both_win() {
-    let w = world(false).await;
+    let w = World::with_platform(WorldOptions::default()).await;
     let mut wins = (0, 0);
     for round in 0..20 {
         let a = format!("a{round}.{}.test", w.id);
@@ -120,7 +100,7 @@ async fn a_uri_and_the_same_name_as_an_alias_asked_at_once_never_both_win() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_deleted_or_forgotten_sites_uri_installs_again_and_its_history_stays() {
-    let w = world(true).await;
+    let w = World::with_platform(WorldOptions::web(false)).await;
     let uri = format!("www.{}.test", w.id);
     let (first, install) = w
         .install_site(json!({"uri": uri, "platform": "platform_d10"}))
@@ -145,11 +125,10 @@ async fn a_deleted_or_forgotten_sites_uri_installs_again_and_its_history_stays()
     );
 
     assert_eq!(
-        run_task(&w, "disable", &uri).await.status,
+        w.run("disable", &uri, json!({})).await.status,
         TaskStatus::Success
     );
-    let deleted = run_task(&w, "delete", &uri).await;
-    assert_eq!(deleted.status, TaskStatus::Success, "{deleted:#?}");
+    w.run_success("delete", &uri, json!({})).await;
     assert_eq!(
         w.get_json(&format!("/api/v1/sites/{uri}")).await["status"],
         "deleted"
@@ -165,7 +144,7 @@ async fn a_deleted_or_forgotten_sites_uri_installs_again_and_its_history_stays()
     let live = w.get_json(&format!("/api/v1/sites/{uri}")).await;
     assert_eq!(live["status"], "enabled", "{live}");
     assert_eq!(live["db_name"], again["db_name"]);
-    let (status, _, _) = w.http_get(&uri, "/").unwrap();
+    let (status, _) = w.page(&uri);
     assert_eq!(status, 200);
     // A task names the site as typed; it runs on the stored name.
     let verify = w
@@ -232,11 +211,7 @@ async fn a_deleted_or_forgotten_sites_uri_installs_again_and_its_history_stays()
         "{p}"
     );
     assert_eq!(delete(&w, &format!("/api/v1/sites/{broken}")).await, 204);
-    let (_, t) = w
-        .install_site(json!({"uri": broken, "platform": "platform_d10"}))
-        .await
-        .unwrap();
-    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    w.installed_on_platform(&broken).await;
     // The forgotten site's failed install is not retried on the new site of its uri.
     let (code, p) = post(
         &w,
@@ -251,7 +226,7 @@ async fn a_deleted_or_forgotten_sites_uri_installs_again_and_its_history_stays()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn names_are_normalised_and_ips_and_single_labels_refused_and_roots_checked() {
-    let w = world(false).await;
+    let w = World::with_platform(WorldOptions::default()).await;
     let id = &w.id;
     for (given, stored) in [
         (

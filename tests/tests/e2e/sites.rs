@@ -2,60 +2,15 @@
 //! installed on a fixture platform and then requested over HTTP and asked for over DNS.
 
 use berth_contracts::TaskStatus;
-use berth_tests::{World, WorldOptions, mysql_url, row_counts};
+use berth_tests::TASK_WAIT as WAIT;
+use berth_tests::{World, WorldOptions, row_counts};
 use serde_json::{Value, json};
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
-const WAIT: Duration = Duration::from_secs(120);
-
-async fn world(web: bool, dns: bool) -> World {
-    let w = World::start_with(WorldOptions {
-        web,
-        dns,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let dns_type = if dns { "bind" } else { "null" };
-    w.server_verified("server_master", "localhost", dns_type)
-        .await;
-    w
-}
-
-async fn mysql() -> sqlx::MySqlConnection {
-    <sqlx::MySqlConnection as sqlx::Connection>::connect(&mysql_url())
-        .await
-        .unwrap()
-}
-
-async fn user_exists(user: &str) -> bool {
-    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM mysql.user WHERE user = ?")
-        .bind(user)
-        .fetch_one(&mut mysql().await)
-        .await
-        .unwrap();
-    n > 0
-}
-
-fn log_text(t: &berth_contracts::Task) -> String {
-    t.log
-        .as_ref()
-        .unwrap()
-        .iter()
-        .map(|l| l.message.clone())
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-async fn run_task(w: &World, task_type: &str, target: &str) -> berth_contracts::Task {
-    let t = w.create_task(task_type, target, json!({})).await.unwrap();
-    w.wait_finished(t.id, WAIT).await.unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_site_serves_its_own_database_over_http_and_answers_dns() {
-    let w = world(true, true).await;
+    let w = World::with_server(WorldOptions::web(true)).await;
     let platform = w.add_platform("platform_d10", "drupal10").await.unwrap();
     assert_eq!(platform["status"], "verified", "{platform}");
     assert_eq!(platform["drupal_major"], 10);
@@ -113,14 +68,14 @@ async fn a_site_serves_its_own_database_over_http_and_answers_dns() {
     let db_name = site["db_name"].as_str().unwrap().to_string();
 
     // Over HTTP, by name and by alias: a page built from the site's own database.
-    let (status, body, _) = w.http_get(&uri, "/").unwrap();
+    let (status, body) = w.page(&uri);
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(&format!("<h1>{uri}</h1>")), "{body}");
     assert!(
         body.contains(&format!("Served from database {db_name}")),
         "{body}"
     );
-    let (status, body, _) = w.http_get(&alias, "/").unwrap();
+    let (status, body) = w.page(&alias);
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(&format!("<h1>{uri}</h1>")), "{body}");
 
@@ -200,15 +155,14 @@ async fn a_site_serves_its_own_database_over_http_and_answers_dns() {
     assert!(node["schema_version"].as_i64().unwrap() > 8000, "{node}");
 
     // A verify goes through again and keeps serving.
-    let t = run_task(&w, "verify", &uri).await;
-    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    w.run_success("verify", &uri, json!({})).await;
     assert_eq!(w.http_get(&uri, "/").unwrap().0, 200);
     w.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn aliases_redirect_disable_enable_and_a_login_link_works_once() {
-    let w = world(true, false).await;
+    let w = World::with_server(WorldOptions::web(false)).await;
     w.add_platform("platform_d7", "drupal7").await.unwrap();
     let uri = format!("{}.example.test", w.id);
     let alias = format!("old-{}.example.test", w.id);
@@ -219,7 +173,7 @@ async fn aliases_redirect_disable_enable_and_a_login_link_works_once() {
         .await
         .unwrap();
     assert_eq!(task.status, TaskStatus::Success, "{task:#?}");
-    let (status, body, _) = w.http_get(&uri, "/").unwrap();
+    let (status, body) = w.page(&uri);
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("on Drupal 7"), "{body}");
     // With redirection, the alias answers with a 301 to the main domain.
@@ -248,14 +202,13 @@ async fn aliases_redirect_disable_enable_and_a_login_link_works_once() {
         .await
         .unwrap();
     assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
-    let (status, body, _) = w.http_get(&alias, "/").unwrap();
+    let (status, body) = w.page(&alias);
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(&format!("<h1>{uri}</h1>")));
 
     // Disable: the "site disabled" page; enable: the site again.
-    let t = run_task(&w, "disable", &uri).await;
-    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
-    let (status, body, _) = w.http_get(&uri, "/").unwrap();
+    w.run_success("disable", &uri, json!({})).await;
+    let (status, body) = w.page(&uri);
     assert_eq!(status, 503);
     assert!(body.contains("Site disabled"), "{body}");
     assert_eq!(
@@ -272,13 +225,11 @@ async fn aliases_redirect_disable_enable_and_a_login_link_works_once() {
         .await
         .unwrap();
     assert_eq!(r.status(), 409);
-    let t = run_task(&w, "enable", &uri).await;
-    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    w.run_success("enable", &uri, json!({})).await;
     assert_eq!(w.http_get(&uri, "/").unwrap().0, 200);
 
     // Login reset: a one-time link that works once.
-    let t = run_task(&w, "login-reset", &uri).await;
-    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    w.run_success("login-reset", &uri, json!({})).await;
     let site = w.get_json(&format!("/api/v1/sites/{uri}")).await;
     let link = site["login_link"].as_str().unwrap();
     let path = link.strip_prefix(&format!("http://{uri}")).unwrap();
@@ -297,7 +248,7 @@ async fn aliases_redirect_disable_enable_and_a_login_link_works_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_failing_installer_leaves_nothing_behind() {
-    let w = world(true, true).await;
+    let w = World::with_server(WorldOptions::web(true)).await;
     w.add_platform("platform_d10", "drupal10").await.unwrap();
     let uri = format!("broken.{}.test", w.id);
     let alias = format!("alias.{}.test", w.id);
@@ -308,7 +259,7 @@ async fn a_failing_installer_leaves_nothing_behind() {
         .await
         .unwrap();
     assert_eq!(task.status, TaskStatus::Error, "{task:#?}");
-    let log = log_text(&task);
+    let log = berth_tests::log_of(&task);
     assert!(log.contains("drush site:install failed"), "{log}");
     assert!(log.contains("taking back"), "{log}");
     let db = site["db_name"].as_str().unwrap();
@@ -317,7 +268,10 @@ async fn a_failing_installer_leaves_nothing_behind() {
         !berth_tests::mysql_db_exists(db).await,
         "database {db} left behind"
     );
-    assert!(!user_exists(user).await, "user {user} left behind");
+    assert!(
+        !berth_tests::mysql_user_exists(user).await,
+        "user {user} left behind"
+    );
     let root = w.dir.join("platforms/platform_d10");
     assert!(
         !root.join("sites").join(&uri).exists(),
@@ -336,14 +290,14 @@ async fn a_failing_installer_leaves_nothing_behind() {
         w.get_json(&format!("/api/v1/sites/{uri}")).await["status"],
         "failed"
     );
-    let (status, _, _) = w.http_get(&uri, "/").unwrap();
+    let (status, _) = w.page(&uri);
     assert_eq!(status, 404, "nothing serves the failed site");
     w.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_site_and_platform_input_gets_problem_json_and_creates_nothing() {
-    let w = world(true, false).await;
+    let w = World::with_server(WorldOptions::web(false)).await;
     w.add_platform("platform_d10", "drupal10").await.unwrap();
     w.add_platform("platform_locked", "drupal10").await.unwrap();
     let r = w
@@ -503,21 +457,11 @@ async fn bad_site_and_platform_input_gets_problem_json_and_creates_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_installs_in_a_burst_share_reloads() {
-    let w = World::start_with(WorldOptions {
-        web: true,
+    let w = World::with_platform(WorldOptions {
         http_concurrency: Some(64),
-        ..Default::default()
+        ..WorldOptions::web(false)
     })
-    .await
-    .unwrap();
-    let s = w
-        .create_server_with_dns("server_master", "localhost", "null")
-        .await
-        .unwrap();
-    w.wait_finished(s["verify_task"].as_str().unwrap().parse().unwrap(), WAIT)
-        .await
-        .unwrap();
-    w.add_platform("platform_d10", "drupal10").await.unwrap();
+    .await;
     let n = 50;
     let mut tasks = Vec::new();
     for i in 0..n {
@@ -542,7 +486,7 @@ async fn fifty_installs_in_a_burst_share_reloads() {
             .await
             .unwrap();
         assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
-        let log = log_text(&t);
+        let log = berth_tests::log_of(&t);
         // "reload #<n> carried <k> change(s)"
         let said = log
             .split("reload #")
@@ -580,7 +524,7 @@ async fn fifty_installs_in_a_burst_share_reloads() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_platform_verify_fixes_permissions_and_finds_sites_to_import() {
     use std::os::unix::fs::PermissionsExt;
-    let w = world(false, false).await;
+    let w = World::with_server(WorldOptions::default()).await;
     let root = w.copy_fixture("drupal7", "platform_d7").unwrap();
     let legacy = root.join("sites/legacy.example.com");
     std::fs::create_dir_all(legacy.join("files")).unwrap();
@@ -607,7 +551,7 @@ async fn a_platform_verify_fixes_permissions_and_finds_sites_to_import() {
         .await
         .unwrap();
     assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
-    let log = log_text(&t);
+    let log = berth_tests::log_of(&t);
     assert!(log.contains("Drupal 7.98"), "{log}");
     let p = w.get_json("/api/v1/platforms/platform_d7").await;
     assert_eq!(p["status"], "verified");
@@ -644,9 +588,9 @@ async fn a_platform_verify_fixes_permissions_and_finds_sites_to_import() {
         .unwrap();
     assert_eq!(t.status, TaskStatus::Error);
     assert!(
-        log_text(&t).contains("is not a directory"),
+        berth_tests::log_of(&t).contains("is not a directory"),
         "{}",
-        log_text(&t)
+        berth_tests::log_of(&t)
     );
     assert_eq!(
         w.get_json("/api/v1/platforms/platform_gone").await["status"],

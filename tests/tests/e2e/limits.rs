@@ -14,7 +14,7 @@ const WAIT: Duration = Duration::from_secs(60);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_step_no_worker_takes_ends_its_task_and_replays_once_a_worker_runs() {
-    let mut w = World::start_with(WorldOptions {
+    let mut w = World::with_bare_server(WorldOptions {
         workers: false,
         limits: Limits {
             work_queue_ttl: Duration::from_secs(2),
@@ -24,11 +24,7 @@ async fn a_step_no_worker_takes_ends_its_task_and_replays_once_a_worker_runs() {
         },
         ..Default::default()
     })
-    .await
-    .unwrap();
-    w.create_bare_server("server_master", "localhost")
-        .await
-        .unwrap();
+    .await;
     let t = w
         .create_task("noop", "server_master", json!({}))
         .await
@@ -177,10 +173,7 @@ async fn past_the_queued_tasks_limit_new_tasks_are_refused_with_retry_after() {
 /// learns the task of one whose request created it: never a second task.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resend_after_the_api_died_mid_request_is_answered() {
-    let w = World::start().await.unwrap();
-    w.create_bare_server("server_master", "localhost")
-        .await
-        .unwrap();
+    let w = World::with_bare_server(WorldOptions::default()).await;
     let body = json!({"type": "noop", "target": "server_master", "args": {}});
     let send = |key: &'static str| {
         w.post("/api/v1/tasks", &body)

@@ -253,15 +253,11 @@ async fn an_api_that_dies_between_its_commit_and_its_publish_has_its_task_swept_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_state_service_that_dies_mid_task_has_its_next_step_swept_and_every_step_run_once() {
-    let w = World::start_with(WorldOptions {
+    let w = World::with_bare_server(WorldOptions {
         state: false,
         ..Default::default()
     })
-    .await
-    .unwrap();
-    w.create_bare_server("server_master", "localhost")
-        .await
-        .unwrap();
+    .await;
     // The server's verify, with a state service that does not fail.
     let (mut first, _) = spawn(&w, "state", &[]);
     let verify: uuid::Uuid = sqlx::query_scalar("SELECT id FROM tasks WHERE type = 'verify'")

@@ -2,28 +2,9 @@
 //! a site whose install failed, on the real servers.
 
 use berth_contracts::TaskStatus;
+use berth_tests::TASK_WAIT as WAIT;
 use berth_tests::{World, WorldOptions, row_counts};
 use serde_json::{Value, json};
-use std::time::{Duration, Instant};
-
-const WAIT: Duration = Duration::from_secs(120);
-
-async fn world(dns: bool) -> World {
-    let w = World::start_with(WorldOptions {
-        web: true,
-        dns,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    w.server_verified(
-        "server_master",
-        "localhost",
-        if dns { "bind" } else { "null" },
-    )
-    .await;
-    w
-}
 
 async fn patch(w: &World, uri: &str, body: Value) -> (u16, Value) {
     let r = w
@@ -37,29 +18,6 @@ async fn patch(w: &World, uri: &str, body: Value) -> (u16, Value) {
     (r.status().as_u16(), r.json().await.unwrap())
 }
 
-async fn install(w: &World, body: Value) -> Value {
-    let (site, t) = w.install_site(body).await.unwrap();
-    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
-    site
-}
-
-/// Asks named until `name` `rtype` answers `want` (rndc loads are asynchronous).
-fn dig_until(w: &World, name: &str, rtype: &str, want: &[String]) {
-    let named = w.named.as_ref().expect("a world with dns");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let got = named.dig(name, rtype).unwrap();
-        if got == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "dig {name} {rtype}: {got:?}, expected {want:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn vhost(w: &World, uri: &str) -> String {
     std::fs::read_to_string(
         w.dir
@@ -69,27 +27,21 @@ fn vhost(w: &World, uri: &str) -> String {
     .unwrap()
 }
 
-/// The page nginx serves for `host`: (status, body).
-fn page(w: &World, host: &str) -> (u16, String) {
-    let (status, body, _) = w.http_get(host, "/").unwrap();
-    (status, body)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_patch_removes_an_alias_everywhere_refuses_a_taken_one_and_changes_client_and_email() {
-    let w = world(true).await;
+    let w = World::with_server(WorldOptions::web(true)).await;
     w.add_platform("platform_d10", "drupal10").await.unwrap();
     let id = &w.id;
     let uri = format!("www.{id}.test");
     let (shop, old) = (format!("shop.{id}.test"), format!("old.{id}.test"));
-    install(
-        &w,
+    w.installed(
         json!({"uri": uri, "platform": "platform_d10", "aliases": [shop, old],
                "client": "acme", "client_email": "owner@example.com"}),
     )
     .await;
     let other = format!("other.{id}.test");
-    install(&w, json!({"uri": other, "platform": "platform_d10"})).await;
+    w.installed(json!({"uri": other, "platform": "platform_d10"}))
+        .await;
     let sites_dir = w.dir.join("platforms/platform_d10/sites");
     let to_uri = vec![format!("{uri}.")];
     // Before: both aliases are linked, served and resolved.
@@ -98,10 +50,10 @@ async fn a_patch_removes_an_alias_everywhere_refuses_a_taken_one_and_changes_cli
             std::fs::read_link(sites_dir.join(alias)).unwrap(),
             std::path::Path::new(&uri)
         );
-        let (status, body) = page(&w, alias);
+        let (status, body) = w.page(alias);
         assert_eq!(status, 200, "{alias}: {body}");
         assert!(body.contains(&format!("<h1>{uri}</h1>")), "{alias}: {body}");
-        dig_until(&w, alias, "CNAME", &to_uri);
+        w.dig_until(alias, "CNAME", &to_uri);
     }
     assert!(vhost(&w, &uri).contains(&format!("server_name {uri} {shop} {old};")));
 
@@ -124,16 +76,16 @@ async fn a_patch_removes_an_alias_everywhere_refuses_a_taken_one_and_changes_cli
         conf.contains(&format!("server_name {uri} {shop};")),
         "{conf}"
     );
-    let (_, body) = page(&w, &old);
+    let (_, body) = w.page(&old);
     assert!(
         !body.contains(&format!("<h1>{uri}</h1>")),
         "the removed alias still serves the site: {body}"
     );
-    let (status, body) = page(&w, &shop);
+    let (status, body) = w.page(&shop);
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(&format!("<h1>{uri}</h1>")), "{body}");
-    dig_until(&w, &old, "CNAME", &[]);
-    dig_until(&w, &shop, "CNAME", &to_uri);
+    w.dig_until(&old, "CNAME", &[]);
+    w.dig_until(&shop, "CNAME", &to_uri);
 
     // An alias another site holds: 409 naming that site, nothing written anywhere.
     let before = row_counts(&w.store).await.unwrap();
@@ -170,10 +122,10 @@ async fn a_patch_removes_an_alias_everywhere_refuses_a_taken_one_and_changes_cli
         std::path::Path::new(&other)
     );
     assert!(vhost(&w, &other).contains(&format!("server_name {other} {old};")));
-    let (status, body) = page(&w, &old);
+    let (status, body) = w.page(&old);
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(&format!("<h1>{other}</h1>")), "{body}");
-    dig_until(&w, &old, "CNAME", &[format!("{other}.")]);
+    w.dig_until(&old, "CNAME", &[format!("{other}.")]);
 
     // Client and e-mail: changed, listed under the new client, the rest as it was.
     let (status, changed) = patch(
@@ -225,31 +177,20 @@ fn uris(list: &Value) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sites_are_listed_by_platform_status_and_client_and_a_failed_one_is_forgotten() {
-    let w = world(false).await;
+    let w = World::with_server(WorldOptions::web(false)).await;
     w.add_platform("platform_a", "drupal10").await.unwrap();
     w.add_platform("platform_b", "drupal10").await.unwrap();
     let id = &w.id;
     let a1 = format!("a1.{id}.test");
     let a2 = format!("a2.{id}.test");
     let b1 = format!("b1.{id}.test");
-    install(
-        &w,
-        json!({"uri": a1, "platform": "platform_a", "client": "acme"}),
-    )
-    .await;
-    install(
-        &w,
-        json!({"uri": a2, "platform": "platform_a", "client": "globex"}),
-    )
-    .await;
-    install(
-        &w,
-        json!({"uri": b1, "platform": "platform_b", "client": "acme"}),
-    )
-    .await;
-    let t = w.create_task("disable", &a2, json!({})).await.unwrap();
-    let t = w.wait_finished(t.id, WAIT).await.unwrap();
-    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    w.installed(json!({"uri": a1, "platform": "platform_a", "client": "acme"}))
+        .await;
+    w.installed(json!({"uri": a2, "platform": "platform_a", "client": "globex"}))
+        .await;
+    w.installed(json!({"uri": b1, "platform": "platform_b", "client": "acme"}))
+        .await;
+    w.run_success("disable", &a2, json!({})).await;
     // An install that fails (the profile throws): the site is `failed`.
     let failed = format!("f.{id}.test");
     let (_, t) = w
@@ -332,7 +273,9 @@ async fn sites_are_listed_by_platform_status_and_client_and_a_failed_one_is_forg
     };
     let r = retry(&w).await.unwrap();
     assert_eq!(r.status(), 409, "{}", r.text().await.unwrap());
-    let site = install(&w, json!({"uri": failed, "platform": "platform_b"})).await;
+    let site = w
+        .installed(json!({"uri": failed, "platform": "platform_b"}))
+        .await;
     assert_eq!(site["uri"], failed.as_str());
     assert_eq!(
         w.get_json(&format!("/api/v1/sites/{failed}")).await["status"],

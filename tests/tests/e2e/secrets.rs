@@ -9,14 +9,13 @@
 use base64::Engine;
 use berth_contracts::TaskStatus;
 use berth_secrets::SecretKey;
+use berth_tests::TASK_WAIT as WAIT;
 use berth_tests::{World, WorldOptions, mysql_url, rabbit_management};
 use serde_json::{Value, json};
 use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-const WAIT: Duration = Duration::from_secs(120);
 
 /// Samples every process's arguments every few milliseconds until stopped.
 fn sample_ps(
@@ -321,18 +320,14 @@ async fn database_passwords_never_leak_into_argv_logs_task_logs_or_answers() {
         ("login-reset", json!({})),
         ("clone", json!({"uri": format!("sec2.{}.test", w.id)})),
     ] {
-        let t = w.create_task(task_type, &uri, args).await.unwrap();
-        let t = w.wait_finished(t.id, WAIT).await.unwrap();
-        assert_eq!(t.status, TaskStatus::Success, "{task_type}: {t:#?}");
+        let t = w.run_success(task_type, &uri, args).await;
         tasks.push(t.id);
         sealed.extend(sealed_passwords(&w).await);
     }
     let backups = w.get_json(&format!("/api/v1/sites/{uri}/backups")).await;
     let t = w
-        .create_task("restore", &uri, json!({"backup": backups[0]["id"]}))
-        .await
-        .unwrap();
-    let t = w.wait_finished(t.id, WAIT).await.unwrap();
+        .run("restore", &uri, json!({"backup": backups[0]["id"]}))
+        .await;
     assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
     tasks.push(t.id);
     sealed.extend(sealed_passwords(&w).await);

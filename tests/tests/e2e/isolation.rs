@@ -9,7 +9,6 @@
 //! forbidden thing holds (b's password, the planted code's output, a secret file's text),
 //! so a probe cannot pass by accident of wording.
 
-use berth_contracts::TaskStatus;
 use berth_tests::{World, WorldOptions};
 use serde_json::{Value, json};
 use std::fmt::Write as _;
@@ -17,7 +16,6 @@ use std::os::unix::fs::{PermissionsExt, chown, symlink};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-const WAIT: Duration = Duration::from_secs(120);
 /// What the planted PHP prints when it runs: its presence in an answer means it ran.
 const RAN: &str = "PLANTED-PHP-RAN";
 
@@ -47,11 +45,9 @@ impl Probes {
 }
 
 async fn site(w: &World, uri: &str) -> Site {
-    let (s, t) = w
-        .install_site(json!({"uri": uri, "platform": "platform_d10", "profile": "standard"}))
-        .await
-        .unwrap();
-    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    let s = w
+        .installed(json!({"uri": uri, "platform": "platform_d10", "profile": "standard"}))
+        .await;
     let (uid, sealed): (i32, String) =
         sqlx::query_as("SELECT unix_uid, db_password_sealed FROM sites WHERE uri = $1")
             .bind(uri)
@@ -86,14 +82,7 @@ fn planted_php() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_site_cannot_reach_another_sites_secrets_code_files_or_berths_services() {
-    let w = World::start_with(WorldOptions {
-        web: true,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    w.server_verified("server_master", "localhost", "null")
-        .await;
+    let w = World::with_server(WorldOptions::web(false)).await;
     let root = w.copy_fixture("drupal10", "platform_d10").unwrap();
     w.create_platform("platform_d10", &root).await.unwrap();
     let a = site(&w, &format!("a.{}.test", w.id)).await;
@@ -102,7 +91,7 @@ async fn one_site_cannot_reach_another_sites_secrets_code_files_or_berths_servic
 
     // Both serve, each from its own database, through its own pool.
     for s in [&a, &b] {
-        let (status, body, _) = w.http_get(&s.uri, "/").unwrap();
+        let (status, body) = w.page(&s.uri);
         assert_eq!(status, 200, "{body}");
         assert!(
             body.contains(&format!("Served from database {}", s.db_name)),
@@ -350,9 +339,7 @@ echo json_encode($r);
     )
     .unwrap();
     chown(a.dir.join("local.settings.php"), Some(0), Some(a.uid)).unwrap();
-    let t = w.create_task("login-reset", ua, json!({})).await.unwrap();
-    let t = w.wait_finished(t.id, WAIT).await.unwrap();
-    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    w.run_success("login-reset", ua, json!({})).await;
     let who = std::fs::read_to_string(&record).unwrap_or_default();
     assert!(!who.is_empty(), "drush did not include the site's settings");
     for line in who.lines() {
@@ -375,7 +362,7 @@ echo json_encode($r);
         p.through.join("\n")
     );
     // The victim still serves.
-    let (status, body, _) = w.http_get(ub, "/").unwrap();
+    let (status, body) = w.page(ub);
     assert_eq!(status, 200, "{body}");
     w.stop().await;
 }

@@ -5,22 +5,10 @@
 use berth_contracts::TaskStatus;
 use berth_tests::{World, WorldOptions};
 use serde_json::{Value, json};
-use std::time::Duration;
-
-const WAIT: Duration = Duration::from_secs(120);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_clone_is_a_new_site_and_a_failed_one_leaves_nothing() {
-    let w = World::start_with(WorldOptions {
-        web: true,
-        dns: true,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    w.server_verified("server_master", "localhost", "bind")
-        .await;
-    w.add_platform("platform_d10", "drupal10").await.unwrap();
+    let w = World::with_platform(WorldOptions::web(true)).await;
     let broken = w.copy_fixture("drupal10", "platform_broken").unwrap();
     let install = broken.join("core/modules/node/node.install");
     let mut text = std::fs::read_to_string(&install).unwrap();
@@ -39,11 +27,9 @@ async fn a_clone_is_a_new_site_and_a_failed_one_leaves_nothing() {
 
     let uri = format!("orig.{}.test", w.id);
     let alias = format!("www.orig.{}.test", w.id);
-    let (site, t) = w
-        .install_site(json!({"uri": uri, "platform": "platform_d10", "aliases": [alias]}))
-        .await
-        .unwrap();
-    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    let site = w
+        .installed(json!({"uri": uri, "platform": "platform_d10", "aliases": [alias]}))
+        .await;
     let files = w
         .dir
         .join("platforms/platform_d10/sites")
@@ -71,24 +57,22 @@ async fn a_clone_is_a_new_site_and_a_failed_one_leaves_nothing() {
 
     let copy_alias = format!("www.copy.{}.test", w.id);
     let t = w
-        .create_task("clone", &uri, json!({"uri": copy, "aliases": [copy_alias]}))
-        .await
-        .unwrap();
-    let t = w.wait_finished(t.id, WAIT).await.unwrap();
+        .run("clone", &uri, json!({"uri": copy, "aliases": [copy_alias]}))
+        .await;
     assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
     let cloned = w.get_json(&format!("/api/v1/sites/{copy}")).await;
     assert_eq!(cloned["status"], "enabled", "{cloned}");
     assert_ne!(cloned["db_name"], site["db_name"], "its own database");
     assert!(cloned["login_link"].as_str().is_some(), "{cloned}");
     // The copy serves the original's data under its own name; the original is untouched.
-    let (status, body, _) = w.http_get(&copy, "/").unwrap();
+    let (status, body) = w.page(&copy);
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(&format!("<h1>{uri}</h1>")), "{body}");
     assert!(body.contains(cloned["db_name"].as_str().unwrap()), "{body}");
     assert_eq!(w.http_get(&copy_alias, "/").unwrap().0, 200);
     let (status, body, _) = w.http_get(&copy, "/files/shared.txt").unwrap();
     assert_eq!((status, body.as_str()), (200, "copied along"));
-    let (status, body, _) = w.http_get(&uri, "/").unwrap();
+    let (status, body) = w.page(&uri);
     assert_eq!(status, 200);
     assert!(body.contains(site["db_name"].as_str().unwrap()));
     let named = w.named.as_ref().unwrap();
@@ -101,14 +85,12 @@ async fn a_clone_is_a_new_site_and_a_failed_one_leaves_nothing() {
     // A clone that fails (its updatedb throws) leaves nothing of the new site.
     let bad = format!("bad.{}.test", w.id);
     let t = w
-        .create_task(
+        .run(
             "clone",
             &uri,
             json!({"uri": bad, "platform": "platform_broken"}),
         )
-        .await
-        .unwrap();
-    let t = w.wait_finished(t.id, WAIT).await.unwrap();
+        .await;
     assert_eq!(t.status, TaskStatus::Error, "{t:#?}");
     let failed = w.get_json(&format!("/api/v1/sites/{bad}")).await;
     assert_eq!(failed["status"], "failed");
@@ -139,10 +121,8 @@ async fn a_clone_is_a_new_site_and_a_failed_one_leaves_nothing() {
     let path = std::path::PathBuf::from(b["path"].as_str().unwrap());
     assert!(path.exists());
     let t = w
-        .create_task("backup-delete", &uri, json!({"backup": b["id"]}))
-        .await
-        .unwrap();
-    let t = w.wait_finished(t.id, WAIT).await.unwrap();
+        .run("backup-delete", &uri, json!({"backup": b["id"]}))
+        .await;
     assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
     assert!(!path.exists());
     let after = w.get_json(&format!("/api/v1/sites/{uri}/backups")).await;

@@ -5,11 +5,9 @@
 //! backup from that database.
 
 use berth_contracts::TaskStatus;
+use berth_tests::TASK_WAIT as WAIT;
 use berth_tests::{World, WorldOptions};
 use serde_json::{Value, json};
-use std::time::Duration;
-
-const WAIT: Duration = Duration::from_secs(120);
 
 async fn rename(w: &World, uri: &str, name: &str) {
     let db = w.get_json(&format!("/api/v1/sites/{uri}")).await["db_name"]
@@ -20,7 +18,7 @@ async fn rename(w: &World, uri: &str, name: &str) {
 }
 
 fn page(w: &World, uri: &str) -> String {
-    let (status, body, _) = w.http_get(uri, "/").unwrap();
+    let (status, body) = w.page(uri);
     assert_eq!(status, 200, "{body}");
     body
 }
@@ -36,26 +34,12 @@ async fn retry(w: &World, id: uuid::Uuid) -> (u16, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_failed_restore_is_retried_with_its_secret_once_its_cause_is_gone() {
-    let w = World::start_with(WorldOptions {
-        web: true,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    w.server_verified("server_master", "localhost", "null")
-        .await;
-    w.add_platform("platform_d10", "drupal10").await.unwrap();
+    let w = World::with_platform(WorldOptions::web(false)).await;
     let root = w.dir.join("platforms/platform_d10");
     let uri = format!("retry.{}.test", w.id);
-    let (_, t) = w
-        .install_site(json!({"uri": uri, "platform": "platform_d10"}))
-        .await
-        .unwrap();
-    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    w.installed_on_platform(&uri).await;
     rename(&w, &uri, "The past").await;
-    let b = w.create_task("backup", &uri, json!({})).await.unwrap();
-    let b = w.wait_finished(b.id, WAIT).await.unwrap();
-    assert_eq!(b.status, TaskStatus::Success, "{b:#?}");
+    w.run_success("backup", &uri, json!({})).await;
     let backup = w.get_json(&format!("/api/v1/sites/{uri}/backups")).await[0]["id"]
         .as_str()
         .unwrap()
@@ -68,11 +52,7 @@ async fn a_failed_restore_is_retried_with_its_secret_once_its_cause_is_gone() {
     let install = root.join("core/modules/node/node.install");
     let pristine = std::fs::read_to_string(&install).unwrap();
     berth_tests::add_node_update(&root, 10102, "  throw new Exception('injected');\n");
-    let first = w
-        .create_task("restore", &uri, json!({"backup": backup}))
-        .await
-        .unwrap();
-    let first = w.wait_finished(first.id, WAIT).await.unwrap();
+    let first = w.run("restore", &uri, json!({"backup": backup})).await;
     assert_eq!(first.status, TaskStatus::Error, "{first:#?}");
     assert!(page(&w, &uri).contains("<h1>The present</h1>"));
     let site = w.get_json(&format!("/api/v1/sites/{uri}")).await;

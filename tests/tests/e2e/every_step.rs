@@ -139,8 +139,7 @@ async fn install_fails_at(at: InstallAt) {
         InstallAt::Packages => Case::drush_restore(&c.root),
         InstallAt::Files => {}
     }
-    let t = c.run("install", &c.uri, json!({})).await;
-    assert_eq!(t.status, TaskStatus::Success, "{}", log_of(&t));
+    c.w.run_success("install", &c.uri, json!({})).await;
     c.serves_its_page(&c.uri);
     assert_eq!(c.site(&c.uri).await["status"], "enabled");
     if dns {
@@ -258,11 +257,7 @@ async fn install_site_install_killed_worker() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn verify_site_files_not_berths() {
-    let c = Case::start(Setup {
-        install: true,
-        ..Default::default()
-    })
-    .await;
+    let c = Case::start(Setup::INSTALLED).await;
     let marker = c.root.join("sites").join(&c.uri).join(".berth-site");
     std::fs::remove_file(&marker).unwrap();
     let t = c.run("verify", &c.uri, json!({})).await;
@@ -275,11 +270,7 @@ async fn verify_site_files_not_berths() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn verify_site_vhost_nginx_refuses() {
-    let mut c = Case::start(Setup {
-        install: true,
-        ..Default::default()
-    })
-    .await;
+    let mut c = Case::start(Setup::INSTALLED).await;
     let before = std::fs::read_to_string(c.vhost(&c.uri)).unwrap();
     c.break_vhosts();
     let t = c.run("verify", &c.uri, json!({})).await;
@@ -294,9 +285,8 @@ async fn verify_site_vhost_nginx_refuses() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn verify_site_records_rndc_fails() {
     let mut c = Case::start(Setup {
-        install: true,
         dns: true,
-        ..Default::default()
+        ..Setup::INSTALLED
     })
     .await;
     let bad = c.w.dir.join("no-rndc.conf");
@@ -313,11 +303,7 @@ async fn verify_site_records_rndc_fails() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn verify_site_packages_drush_fails() {
-    let c = Case::start(Setup {
-        install: true,
-        ..Default::default()
-    })
-    .await;
+    let c = Case::start(Setup::INSTALLED).await;
     Case::drush_inject(&c.root, "cmd_pm_list(", "fail('injected: pm:list fails');");
     let t = c.run("verify", &c.uri, json!({})).await;
     failed_at(&t, "site-packages", "injected: pm:list fails");
@@ -329,11 +315,7 @@ async fn verify_site_packages_drush_fails() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn disable_site_vhost_nginx_refuses() {
-    let c = Case::start(Setup {
-        install: true,
-        ..Default::default()
-    })
-    .await;
+    let c = Case::start(Setup::INSTALLED).await;
     let broken = c.break_nginx();
     let t = c.run("disable", &c.uri, json!({})).await;
     failed_at(&t, "site-vhost", "nginx rejects");
@@ -344,13 +326,8 @@ async fn disable_site_vhost_nginx_refuses() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn enable_site_vhost_nginx_refuses() {
-    let mut c = Case::start(Setup {
-        install: true,
-        ..Default::default()
-    })
-    .await;
-    let t = c.run("disable", &c.uri, json!({})).await;
-    assert_eq!(t.status, TaskStatus::Success, "{}", log_of(&t));
+    let mut c = Case::start(Setup::INSTALLED).await;
+    c.w.run_success("disable", &c.uri, json!({})).await;
     c.break_vhosts();
     let t = c.run("enable", &c.uri, json!({})).await;
     failed_at(&t, "site-vhost", "fastcgi_params.invalid");
@@ -360,21 +337,15 @@ async fn enable_site_vhost_nginx_refuses() {
     assert_eq!(c.site(&c.uri).await["status"], "disabled");
     c.nothing_half_done();
     c.respawn("http", &[]);
-    let t = c.run("verify", &c.uri, json!({})).await;
-    assert_eq!(t.status, TaskStatus::Success, "{}", log_of(&t));
-    let t = c.run("enable", &c.uri, json!({})).await;
-    assert_eq!(t.status, TaskStatus::Success, "{}", log_of(&t));
+    c.w.run_success("verify", &c.uri, json!({})).await;
+    c.w.run_success("enable", &c.uri, json!({})).await;
     c.serves_its_page(&c.uri);
     c.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn login_reset_site_login_drush_fails() {
-    let c = Case::start(Setup {
-        install: true,
-        ..Default::default()
-    })
-    .await;
+    let c = Case::start(Setup::INSTALLED).await;
     let link = c.site(&c.uri).await["login_link"].clone();
     Case::drush_inject(
         &c.root,
@@ -386,8 +357,7 @@ async fn login_reset_site_login_drush_fails() {
     assert_eq!(c.site(&c.uri).await["login_link"], link);
     Case::drush_restore(&c.root);
     c.as_before("enabled").await;
-    let t = c.run("login-reset", &c.uri, json!({})).await;
-    assert_eq!(t.status, TaskStatus::Success, "{}", log_of(&t));
+    c.w.run_success("login-reset", &c.uri, json!({})).await;
     c.stop().await;
 }
 
@@ -401,11 +371,7 @@ enum BackupAt {
 }
 
 async fn backup_fails(at: BackupAt) {
-    let mut c = Case::start(Setup {
-        install: true,
-        ..Default::default()
-    })
-    .await;
+    let mut c = Case::start(Setup::INSTALLED).await;
     let dir = c.w.dir.join("backups");
     let _ = std::fs::remove_dir_all(&dir);
     let says = match at {
@@ -428,8 +394,7 @@ async fn backup_fails(at: BackupAt) {
         std::fs::remove_file(&dir).unwrap();
     }
     c.as_before("enabled").await;
-    let t = c.run("backup", &c.uri, json!({})).await;
-    assert_eq!(t.status, TaskStatus::Success, "{}", log_of(&t));
+    c.w.run_success("backup", &c.uri, json!({})).await;
     assert_eq!(c.backups().await.len(), 1);
     c.stop().await;
 }
@@ -448,11 +413,7 @@ async fn backup_site_backup_dir_is_a_file() {
 /// it and replaced: the backup completes once, with one file and no leftovers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn backup_site_backup_killed_worker() {
-    let mut c = Case::start(Setup {
-        install: true,
-        ..Default::default()
-    })
-    .await;
+    let mut c = Case::start(Setup::INSTALLED).await;
     let slow = c.w.dir.join("slow-dump.sh");
     std::fs::write(&slow, "#!/bin/sh\nsleep 3\nexec mariadb-dump \"$@\"\n").unwrap();
     std::fs::set_permissions(
@@ -481,13 +442,8 @@ async fn backup_site_backup_killed_worker() {
 /// file outside its own. The backup stays listed, and its file stays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn backup_delete_refused() {
-    let mut c = Case::start(Setup {
-        install: true,
-        ..Default::default()
-    })
-    .await;
-    let t = c.run("backup", &c.uri, json!({})).await;
-    assert_eq!(t.status, TaskStatus::Success, "{}", log_of(&t));
+    let mut c = Case::start(Setup::INSTALLED).await;
+    c.w.run_success("backup", &c.uri, json!({})).await;
     let b = c.backups().await[0].clone();
     let other = c.w.dir.join("other-backups");
     std::fs::create_dir_all(&other).unwrap();
@@ -525,10 +481,9 @@ enum DeleteAt {
 
 async fn delete_fails_at(at: DeleteAt) {
     let mut c = Case::start(Setup {
-        install: true,
         dns: at == DeleteAt::RecordsRemove,
         own_admin: at == DeleteAt::DbDrop,
-        ..Default::default()
+        ..Setup::INSTALLED
     })
     .await;
     let db = c.db().await;
@@ -637,11 +592,7 @@ async fn delete_site_db_drop_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn platform_verify_broken_codebase() {
-    let c = Case::start(Setup {
-        install: true,
-        ..Default::default()
-    })
-    .await;
+    let c = Case::start(Setup::INSTALLED).await;
     let core = c.root.join("core/lib/Drupal.php");
     let aside = c.w.dir.join("Drupal.php");
     std::fs::rename(&core, &aside).unwrap();
@@ -651,8 +602,7 @@ async fn platform_verify_broken_codebase() {
     assert_eq!(p["status"], "failed", "{p}");
     std::fs::rename(&aside, &core).unwrap();
     c.serves_its_page(&c.uri);
-    let t = c.run("verify", "platform_a", json!({})).await;
-    assert_eq!(t.status, TaskStatus::Success, "{}", log_of(&t));
+    c.w.run_success("verify", "platform_a", json!({})).await;
     c.as_before("enabled").await;
     c.stop().await;
 }
@@ -666,10 +616,9 @@ enum ServerAt {
 
 async fn server_verify_fails_at(at: ServerAt) {
     let mut c = Case::start(Setup {
-        install: true,
         dns: at == ServerAt::Dns,
         own_admin: at == ServerAt::Db,
-        ..Default::default()
+        ..Setup::INSTALLED
     })
     .await;
     let mut broken = None;
@@ -714,8 +663,7 @@ async fn server_verify_fails_at(at: ServerAt) {
         c.respawn("dns", &[]);
     }
     c.serves_its_page(&c.uri);
-    let t = c.run("verify", "server_master", json!({})).await;
-    assert_eq!(t.status, TaskStatus::Success, "{}", log_of(&t));
+    c.w.run_success("verify", "server_master", json!({})).await;
     c.as_before("enabled").await;
     c.stop().await;
 }
@@ -751,13 +699,11 @@ enum DataAt {
 
 async fn restore_fails_at(at: DataAt) {
     let mut c = Case::start(Setup {
-        install: true,
         own_admin: at == DataAt::DbCreate,
-        ..Default::default()
+        ..Setup::INSTALLED
     })
     .await;
-    let t = c.run("backup", &c.uri, json!({})).await;
-    assert_eq!(t.status, TaskStatus::Success, "{}", log_of(&t));
+    c.w.run_success("backup", &c.uri, json!({})).await;
     let backup = c.backups().await[0]["id"].clone();
     let db = c.db().await;
     let blocker = c.root.join("sites").join(format!("{}.berth-old", c.uri));
@@ -849,9 +795,8 @@ async fn restore_site_packages_drush_fails() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn migrate_rename_records_checkzone() {
     let mut c = Case::start(Setup {
-        install: true,
         dns: true,
-        ..Default::default()
+        ..Setup::INSTALLED
     })
     .await;
     let db = c.db().await;
@@ -883,9 +828,8 @@ async fn migrate_rename_records_checkzone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn migrate_site_packages_drush_fails() {
     let c = Case::start(Setup {
-        install: true,
         second_platform: true,
-        ..Default::default()
+        ..Setup::INSTALLED
     })
     .await;
     let db = c.db().await;
@@ -906,10 +850,9 @@ async fn migrate_site_packages_drush_fails() {
 
 async fn clone_fails_at(at: DataAt, dns: bool) {
     let mut c = Case::start(Setup {
-        install: true,
         dns,
         own_admin: at == DataAt::DbCreate,
-        ..Default::default()
+        ..Setup::INSTALLED
     })
     .await;
     let copy = format!("c{}.example.test", c.w.id);

@@ -13,10 +13,9 @@ const FILE: &str = "berth-fixture.txt";
 
 async fn d7(second_platform: bool) -> Case {
     let c = Case::start(Setup {
-        install: true,
         second_platform,
         fixture: "drupal7",
-        ..Default::default()
+        ..Setup::INSTALLED
     })
     .await;
     let (_, body) = c.page(&c.uri);
@@ -59,8 +58,8 @@ async fn a_drupal7_site_is_installed_backed_up_and_restored() {
     let backup = c.backup().await;
     set_site_name(&db, "Changed after the backup").await;
     c.serves_named(&c.uri, "Changed after the backup");
-    let t = c.run("restore", &c.uri, json!({"backup": backup})).await;
-    assert_eq!(t.status, TaskStatus::Success, "{}", log_of(&t));
+    c.w.run_success("restore", &c.uri, json!({"backup": backup}))
+        .await;
     c.serves_its_page(&c.uri);
     assert_eq!(file(&c, &c.uri).0, 200);
     c.nothing_half_done();
@@ -71,8 +70,7 @@ async fn a_drupal7_site_is_installed_backed_up_and_restored() {
 async fn a_drupal7_site_is_cloned_with_its_files() {
     let c = d7(false).await;
     let copy = format!("c{}.example.test", c.w.id);
-    let t = c.run("clone", &c.uri, json!({"uri": copy})).await;
-    assert_eq!(t.status, TaskStatus::Success, "{}", log_of(&t));
+    c.w.run_success("clone", &c.uri, json!({"uri": copy})).await;
     // The copy has the original's data (its name) and its own files directory and paths.
     c.serves_named(&copy, &c.uri);
     assert_eq!(file(&c, &copy), (200, format!("A file of {}\n", c.uri)));

@@ -55,15 +55,11 @@ async fn collector() -> (String, Arc<Mutex<Vec<Vec<u8>>>>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_worker_exports_the_tasks_trace_over_otlp() {
     let (endpoint, bodies) = collector().await;
-    let w = World::start_with(WorldOptions {
+    let w = World::with_bare_server(WorldOptions {
         workers: false,
         ..Default::default()
     })
-    .await
-    .unwrap();
-    w.create_bare_server("server_master", "localhost")
-        .await
-        .unwrap();
+    .await;
     let (mut worker, _log) = w.spawn_berth("http", &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]);
     let t = w
         .create_task("noop", "server_master", json!({}))

@@ -5,36 +5,9 @@
 //! of a deleted site is refused at once with a 409 saying why, writing nothing.
 
 use berth_contracts::TaskStatus;
-use berth_tests::{World, WorldOptions, berth_bin, row_counts};
+use berth_tests::TASK_WAIT as WAIT;
+use berth_tests::{World, WorldOptions, output_text, row_counts};
 use serde_json::{Value, json};
-use std::process::Output;
-use std::time::Duration;
-
-const WAIT: Duration = Duration::from_secs(120);
-
-async fn berth(w: &World, args: &[&str]) -> Output {
-    tokio::process::Command::new(berth_bin())
-        .args(args)
-        .envs(w.process_env())
-        .output()
-        .await
-        .expect("run berth")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-async fn ok(w: &World, args: &[&str]) -> String {
-    let out = berth(w, args).await;
-    let t = text(&out);
-    assert!(out.status.success(), "berth {}: {t}", args.join(" "));
-    t
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_bearer_scheme_is_case_insensitive() {
@@ -62,21 +35,12 @@ async fn the_bearer_scheme_is_case_insensitive() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_cli_shows_login_links_and_client_email_and_takes_aegir_force() {
-    let w = World::start_with(WorldOptions {
-        web: true,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    w.server_verified("server_master", "localhost", "null")
-        .await;
-    w.add_platform("platform_d10", "drupal10").await.unwrap();
+    let w = World::with_platform(WorldOptions::web(false)).await;
     let uri = format!("www.{}.test", w.id);
 
     // A followed install ends with the login link.
-    let out = ok(
-        &w,
-        &[
+    let out = w
+        .berth_ok(&[
             "sites",
             "create",
             "--uri",
@@ -88,9 +52,8 @@ async fn the_cli_shows_login_links_and_client_email_and_takes_aegir_force() {
             "--client-email",
             "owner@example.com",
             "--follow",
-        ],
-    )
-    .await;
+        ])
+        .await;
     let link_line = |out: &str| {
         out.lines()
             .find(|l| l.starts_with("one-time login link"))
@@ -105,7 +68,7 @@ async fn the_cli_shows_login_links_and_client_email_and_takes_aegir_force() {
     // The client e-mail, in the API answer and in `sites show`.
     let site = w.get_json(&format!("/api/v1/sites/{uri}")).await;
     assert_eq!(site["client_email"], "owner@example.com", "{site}");
-    let shown = ok(&w, &["sites", "show", &uri]).await;
+    let shown = w.berth_ok(&["sites", "show", &uri]).await;
     assert!(
         shown
             .lines()
@@ -113,34 +76,34 @@ async fn the_cli_shows_login_links_and_client_email_and_takes_aegir_force() {
         "{shown}"
     );
     // A followed login reset ends with the new link; the Aegir form does too.
-    let out = ok(&w, &[&format!("@{uri}"), "provision-login-reset"]).await;
+    let out = w
+        .berth_ok(&[&format!("@{uri}"), "provision-login-reset"])
+        .await;
     let second = link_line(&out);
     assert_ne!(first, second, "a new link");
     // hosting-task with --force: accepted (and ignored).
-    let out = ok(
-        &w,
-        &[
+    let out = w
+        .berth_ok(&[
             "@hostmaster",
             "hosting-task",
             &format!("@{uri}"),
             "verify",
             "--force",
-        ],
-    )
-    .await;
+        ])
+        .await;
     assert!(out.contains("finished: success"), "{out}");
     // An unsupported form says what to type in berth instead.
-    let out = berth(&w, &[&format!("@{uri}"), "provision-import"]).await;
+    let out = w.berth(&[&format!("@{uri}"), "provision-import"]).await;
     assert!(!out.status.success());
     assert!(
-        text(&out).contains(&format!(
+        output_text(&out).contains(&format!(
             "Instead, in berth: `berth provision-save @{uri} --context_type=site"
         )),
         "{}",
-        text(&out)
+        output_text(&out)
     );
     // The help of tasks cancel says a running task is stopped and taken back.
-    let help = ok(&w, &["tasks", "cancel", "--help"]).await;
+    let help = w.berth_ok(&["tasks", "cancel", "--help"]).await;
     assert!(
         help.contains("A running one is stopped") && help.contains("taken back"),
         "{help}"
@@ -187,9 +150,7 @@ async fn retrying_a_task_of_a_deleted_site_is_refused_at_once() {
     );
     let cancelled = w.wait_finished(verify.id, WAIT).await.unwrap();
     assert_eq!(cancelled.status, TaskStatus::Cancelled, "{cancelled:#?}");
-    let delete = w.create_task("delete", &uri, json!({})).await.unwrap();
-    let delete = w.wait_finished(delete.id, WAIT).await.unwrap();
-    assert_eq!(delete.status, TaskStatus::Success, "{delete:#?}");
+    w.run_success("delete", &uri, json!({})).await;
 
     let before = row_counts(&w.store).await.unwrap();
     let r = w

@@ -6,37 +6,11 @@
 //! create a database or a user, or grant anything to anyone.
 
 use berth_contracts::TaskStatus;
-use berth_tests::{World, WorldOptions, mysql_admin};
+use berth_tests::TASK_WAIT as WAIT;
+use berth_tests::{World, WorldOptions, my_exec, mysql_admin};
 use serde_json::{Value, json};
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 use sqlx::{ConnectOptions, Connection, Row};
-use std::time::Duration;
-
-const WAIT: Duration = Duration::from_secs(120);
-
-fn vhost_password(w: &World, uri: &str) -> String {
-    let vhost = std::fs::read_to_string(
-        w.dir
-            .join("config/server_master/nginx/vhost.d")
-            .join(format!("{uri}.conf")),
-    )
-    .unwrap();
-    vhost
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("fastcgi_param db_passwd "))
-        .unwrap()
-        .trim_end_matches(';')
-        .to_string()
-}
-
-async fn install(w: &World, uri: &str) -> Value {
-    let (site, t) = w
-        .install_site(json!({"uri": uri, "platform": "platform_d10"}))
-        .await
-        .unwrap();
-    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
-    site
-}
 
 /// Runs `sql` and expects MariaDB to refuse it for lack of privileges.
 async fn refused(conn: &mut MySqlConnection, sql: &str, as_who: &str) {
@@ -70,18 +44,10 @@ async fn strings(conn: &mut MySqlConnection, sql: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_sites_database_user_reaches_only_its_own_database_from_both_grant_hosts() {
-    let w = World::start_with(WorldOptions {
-        web: true,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    w.server_verified("server_master", "localhost", "null")
-        .await;
-    w.add_platform("platform_d10", "drupal10").await.unwrap();
+    let w = World::with_platform(WorldOptions::web(false)).await;
     let (uri_a, uri_b) = (format!("a.{}.test", w.id), format!("b.{}.test", w.id));
-    let a = install(&w, &uri_a).await;
-    let b = install(&w, &uri_b).await;
+    let a = w.installed_on_platform(&uri_a).await;
+    let b = w.installed_on_platform(&uri_b).await;
     let (db_a, user_a) = (
         a["db_name"].as_str().unwrap(),
         a["db_user"].as_str().unwrap(),
@@ -104,8 +70,7 @@ async fn a_sites_database_user_reaches_only_its_own_database_from_both_grant_hos
         .await
         .unwrap();
     }
-    let v = w.create_task("verify", &uri_a, json!({})).await.unwrap();
-    let v = w.wait_finished(v.id, WAIT).await.unwrap();
+    let v = w.run("verify", &uri_a, json!({})).await;
     assert!(
         matches!(v.status, TaskStatus::Success | TaskStatus::Warning),
         "{v:#?}"
@@ -116,7 +81,7 @@ async fn a_sites_database_user_reaches_only_its_own_database_from_both_grant_hos
             .contains("had a grant on every database named like")),
         "{v:#?}"
     );
-    let password = vhost_password(&w, &uri_a);
+    let password = w.vhost_password(&uri_a);
     let admin = mysql_admin();
     // The server's socket, where `'user'@'localhost'` logs in.
     let socket: String = sqlx::query_scalar("SELECT @@socket")
@@ -260,16 +225,6 @@ async fn a_sites_database_user_reaches_only_its_own_database_from_both_grant_hos
     w.stop().await;
 }
 
-async fn my_exec(sql: &str) {
-    let mut root = <MySqlConnection as Connection>::connect(&berth_tests::mysql_url())
-        .await
-        .unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
-        .execute(&mut root)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-}
-
 /// A db admin account of this test's own, dropped when the test ends (also on a failure).
 struct Admin(String);
 
@@ -326,7 +281,7 @@ async fn a_verify_whose_grant_is_refused_fails_and_leaves_the_site_as_it_was() {
     assert_eq!(v.status, TaskStatus::Success, "{v:#?}");
     w.add_platform("platform_d10", "drupal10").await.unwrap();
     let uri = format!("g.{}.test", w.id);
-    let site = install(&w, &uri).await;
+    let site = w.installed_on_platform(&uri).await;
     let (db, user) = (
         site["db_name"].as_str().unwrap(),
         site["db_user"].as_str().unwrap(),
@@ -338,8 +293,7 @@ async fn a_verify_whose_grant_is_refused_fails_and_leaves_the_site_as_it_was() {
     ))
     .await;
     my_exec(&format!("GRANT CREATE, DROP, SELECT ON *.* TO '{a}'@'%'")).await;
-    let t = w.create_task("verify", &uri, json!({})).await.unwrap();
-    let t = w.wait_finished(t.id, WAIT).await.unwrap();
+    let t = w.run("verify", &uri, json!({})).await;
     assert_eq!(t.status, TaskStatus::Error, "{t:#?}");
     let steps = t.steps.as_ref().unwrap();
     let failed: Vec<_> = steps
@@ -356,14 +310,14 @@ async fn a_verify_whose_grant_is_refused_fails_and_leaves_the_site_as_it_was() {
         .any(|l| l.message.contains("grant") && l.message.contains("denied"));
     assert!(said, "the log says the grant was denied: {t:#?}");
     // The site as it was: served from its database, which its user still reaches.
-    let (status, body, _) = w.http_get(&uri, "/").unwrap();
+    let (status, body) = w.page(&uri);
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(&format!("<h1>{uri}</h1>")), "{body}");
     let mut my = MySqlConnectOptions::new()
         .host("127.0.0.1")
         .port(m.port)
         .username(user)
-        .password(&vhost_password(&w, &uri))
+        .password(&w.vhost_password(&uri))
         .disable_statement_logging()
         .connect()
         .await
@@ -386,9 +340,7 @@ async fn a_verify_whose_grant_is_refused_fails_and_leaves_the_site_as_it_was() {
         "GRANT ALL PRIVILEGES ON *.* TO '{a}'@'%' WITH GRANT OPTION"
     ))
     .await;
-    let t = w.create_task("verify", &uri, json!({})).await.unwrap();
-    let t = w.wait_finished(t.id, WAIT).await.unwrap();
-    assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
+    w.run_success("verify", &uri, json!({})).await;
     w.stop().await;
     drop(admin);
 }

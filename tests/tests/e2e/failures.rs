@@ -24,9 +24,8 @@ enum Inject {
 /// changed in its database to "The present" after a first backup.
 async fn start() -> (Case, String) {
     let c = Case::start(Setup {
-        install: true,
         second_platform: true,
-        ..Default::default()
+        ..Setup::INSTALLED
     })
     .await;
     let backup = c.backup().await;
@@ -134,8 +133,7 @@ async fn migrate(inject: Inject) {
 }
 
 async fn verified_again(w: &World, platform: &str) {
-    let t = w.run("verify", platform, json!({})).await;
-    assert_eq!(t.status, TaskStatus::Success, "{}", log_of(&t));
+    w.run_success("verify", platform, json!({})).await;
 }
 
 async fn clone(inject: Inject) {

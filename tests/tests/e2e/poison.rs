@@ -3,22 +3,13 @@
 //! with the reason, and the target's next task runs.
 
 use berth_contracts::{StepStatus, TaskStatus};
-use berth_tests::World;
+use berth_tests::TASK_WAIT as WAIT;
+use berth_tests::{World, WorldOptions};
 use serde_json::json;
-use std::time::Duration;
-
-const WAIT: Duration = Duration::from_secs(120);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_result_that_cannot_be_recorded_fails_its_task_instead_of_looping() {
-    let w = World::start().await.unwrap();
-    let s = w
-        .create_server_with_dns("server_master", "localhost", "null")
-        .await
-        .unwrap();
-    w.wait_finished(s["verify_task"].as_str().unwrap().parse().unwrap(), WAIT)
-        .await
-        .unwrap();
+    let w = World::with_server(WorldOptions::default()).await;
     // A module whose info file carries a NUL byte in its version: PostgreSQL refuses to
     // store it, every time the platform verify's result is recorded.
     let root = w.copy_fixture("drupal10", "platform_nul").unwrap();
@@ -50,14 +41,7 @@ async fn a_result_that_cannot_be_recorded_fails_its_task_instead_of_looping() {
         .unwrap();
     let t = w.wait_finished(verify, WAIT).await.unwrap();
     assert_eq!(t.status, TaskStatus::Error, "{t:#?}");
-    let log: String = t
-        .log
-        .as_ref()
-        .unwrap()
-        .iter()
-        .map(|l| l.message.clone())
-        .collect::<Vec<_>>()
-        .join("\n");
+    let log = berth_tests::log_of(&t);
     assert!(
         log.contains("could not record a message about this task"),
         "{log}"
@@ -91,14 +75,7 @@ async fn a_result_that_cannot_be_recorded_fails_its_task_instead_of_looping() {
         "the next task ran before the poisoned one had ended: {started} < {:?}",
         t.finished_at
     );
-    let next_log: String = n
-        .log
-        .as_ref()
-        .unwrap()
-        .iter()
-        .map(|l| l.message.clone())
-        .collect::<Vec<_>>()
-        .join("\n");
+    let next_log = berth_tests::log_of(&n);
     assert!(
         next_log.contains("could not record a message about this task"),
         "the next task's own result reached the state service: {next_log}"

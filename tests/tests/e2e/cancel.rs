@@ -24,10 +24,7 @@ async fn cancel(w: &World, id: uuid::Uuid) -> (u16, Value) {
 /// `cancelled` long before the sleep would have.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_running_task_is_cancelled_its_step_stopped_and_its_done_steps_taken_back() {
-    let w = World::start().await.unwrap();
-    w.create_bare_server("server_master", "localhost")
-        .await
-        .unwrap();
+    let w = World::with_bare_server(WorldOptions::default()).await;
     let t = w
         .create_task(
             "noop",
@@ -89,10 +86,7 @@ async fn a_running_task_is_cancelled_its_step_stopped_and_its_done_steps_taken_b
 /// step 1 (newest first); step 3 never runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cancel_takes_back_the_done_steps_newest_first() {
-    let w = World::start().await.unwrap();
-    w.create_bare_server("server_master", "localhost")
-        .await
-        .unwrap();
+    let w = World::with_bare_server(WorldOptions::default()).await;
     let t = w
         .create_task(
             "noop",

@@ -119,10 +119,7 @@ async fn a_server_with_a_wrong_db_password_fails_verify_and_says_why() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_transient_failure_is_retried_with_backoff_and_succeeds_on_the_third_attempt() {
-    let w = World::start().await.unwrap();
-    w.create_bare_server("server_master", "localhost")
-        .await
-        .unwrap();
+    let w = World::with_bare_server(WorldOptions::default()).await;
     let t = w
         .create_task(
             "noop",
@@ -166,10 +163,7 @@ async fn a_transient_failure_is_retried_with_backoff_and_succeeds_on_the_third_a
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_permanent_failure_is_dead_lettered_then_replayed_and_discarded() {
-    let w = World::start().await.unwrap();
-    w.create_bare_server("server_master", "localhost")
-        .await
-        .unwrap();
+    let w = World::with_bare_server(WorldOptions::default()).await;
     let t = w
         .create_task(
             "noop",
@@ -236,10 +230,7 @@ async fn a_permanent_failure_is_dead_lettered_then_replayed_and_discarded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn transient_failures_past_the_last_attempt_are_dead_lettered_with_their_history() {
-    let w = World::start().await.unwrap();
-    w.create_bare_server("server_master", "localhost")
-        .await
-        .unwrap();
+    let w = World::with_bare_server(WorldOptions::default()).await;
     let t = w
         .create_task(
             "noop",
@@ -259,15 +250,11 @@ async fn transient_failures_past_the_last_attempt_are_dead_lettered_with_their_h
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn tasks_on_one_server_run_one_after_the_other_and_on_two_servers_side_by_side() {
-    let w = World::start_with(WorldOptions {
+    let w = World::with_bare_server(WorldOptions {
         servers: vec!["server_master".into(), "server_webexamplecom".into()],
         ..Default::default()
     })
-    .await
-    .unwrap();
-    w.create_bare_server("server_master", "localhost")
-        .await
-        .unwrap();
+    .await;
     w.create_bare_server("server_webexamplecom", "web.example.com")
         .await
         .unwrap();
@@ -306,16 +293,12 @@ async fn tasks_on_one_server_run_one_after_the_other_and_on_two_servers_side_by_
 async fn a_redelivered_step_result_changes_nothing() {
     // One event at a time in the state service (concurrency 1 is its consumer's prefetch):
     // a marker published after the redelivery is handled only once the redelivery has been.
-    let w = World::start_with(WorldOptions {
+    let w = World::with_bare_server(WorldOptions {
         servers: vec!["server_master".into(), "server_otherexamplecom".into()],
         concurrency: 1,
         ..Default::default()
     })
-    .await
-    .unwrap();
-    w.create_bare_server("server_master", "localhost")
-        .await
-        .unwrap();
+    .await;
     w.create_bare_server("server_otherexamplecom", "other.example.com")
         .await
         .unwrap();
@@ -552,10 +535,7 @@ async fn bad_input_gets_problem_json_and_writes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_idempotency_key_gives_the_first_answer_again_and_refuses_another_body() {
-    let w = World::start().await.unwrap();
-    w.create_bare_server("server_master", "localhost")
-        .await
-        .unwrap();
+    let w = World::with_bare_server(WorldOptions::default()).await;
     let body = json!({"type": "noop", "target": "server_master"});
     let first = w
         .post("/api/v1/tasks", &body)
@@ -714,10 +694,7 @@ async fn a_queued_task_can_be_cancelled_and_a_failed_one_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_failed_step_takes_back_the_steps_before_it_newest_first_and_replay_runs_them_again() {
-    let w = World::start().await.unwrap();
-    w.create_bare_server("server_master", "localhost")
-        .await
-        .unwrap();
+    let w = World::with_bare_server(WorldOptions::default()).await;
     let t = w
         .create_task(
             "noop",
@@ -781,10 +758,7 @@ async fn a_failed_step_takes_back_the_steps_before_it_newest_first_and_replay_ru
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn metrics_and_readiness_tell_what_the_pipeline_holds() {
-    let w = World::start().await.unwrap();
-    w.create_bare_server("server_master", "localhost")
-        .await
-        .unwrap();
+    let w = World::with_bare_server(WorldOptions::default()).await;
     let t = w
         .create_task(
             "noop",

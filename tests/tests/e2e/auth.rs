@@ -14,9 +14,7 @@
 use berth_contracts::TaskStatus;
 use berth_tests::{World, WorldOptions, row_counts};
 use serde_json::{Value, json};
-use std::time::Duration;
 
-const WAIT: Duration = Duration::from_secs(120);
 const METHODS: [&str; 5] = ["get", "post", "patch", "put", "delete"];
 
 /// A body the admin token would get accepted on this operation (or `{}`).
@@ -39,15 +37,7 @@ fn body_for(method: &str, path: &str, site: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_protected_operation_refuses_a_missing_wrong_or_foreign_token() {
-    let w = World::start_with(WorldOptions {
-        web: true,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    w.server_verified("server_master", "localhost", "null")
-        .await;
-    w.add_platform("platform_d10", "drupal10").await.unwrap();
+    let w = World::with_platform(WorldOptions::web(false)).await;
     let uri = format!("auth.{}.test", w.id);
     let (site, install) = w
         .install_site(json!({"uri": uri, "platform": "platform_d10"}))
@@ -55,16 +45,7 @@ async fn every_protected_operation_refuses_a_missing_wrong_or_foreign_token() {
         .unwrap();
     assert_eq!(install.status, TaskStatus::Success, "{install:#?}");
     // A dead letter, for the dead-letter routes.
-    let failed = w
-        .create_task(
-            "noop",
-            "server_master",
-            json!({"fail": {"times": 1, "kind": "permanent"}}),
-        )
-        .await
-        .unwrap();
-    let failed = w.wait_finished(failed.id, WAIT).await.unwrap();
-    assert_eq!(failed.status, TaskStatus::Error, "{failed:#?}");
+    w.dead_letter().await;
     let dead = w.get_json("/api/v1/dead-letters").await;
     let dead_id = dead["items"]
         .as_array()

@@ -23,9 +23,8 @@ async fn a_failing_case() -> Made {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let test = tokio::spawn(async move {
         let c = Case::start(Setup {
-            install: true,
             own_admin: true,
-            ..Default::default()
+            ..Setup::INSTALLED
         })
         .await;
         let site_db = c.db().await;
