@@ -87,7 +87,7 @@ impl Outbox {
 /// `BERTH_FAULT=abort-before-publish:N` makes the process abort (SIGABRT, no unwinding, no
 /// graceful shutdown: as a crash or a SIGKILL would end it) the Nth time it hands committed
 /// rows to its [`Outbox`], after their transaction committed and before any is published:
-/// exactly the window the sweep exists for. `tests/tests/recovery.rs` uses it on the API
+/// exactly the window the sweep exists for. `tests/tests/e2e/recovery.rs` uses it on the API
 /// (a task accepted, never published) and on the state service (a step result recorded,
 /// its next step never published).
 #[cfg(debug_assertions)]
