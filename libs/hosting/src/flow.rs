@@ -256,52 +256,39 @@ mod tests {
         Uuid::from_u128(n)
     }
 
+    const OK: Event = Event::Succeeded { warning: false };
+    const RUN: StepPhase = StepPhase::Run;
+    const UNDO: StepPhase = StepPhase::Compensate;
+
+    fn next_of(d: Decision) -> Next {
+        match d {
+            Decision::Move { next, .. } => next,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn moved(to: StepStatus, finished: bool, next: Next) -> Decision {
+        Decision::Move { to, finished, next }
+    }
+
     fn send(n: u128, phase: StepPhase) -> Next {
         Next::Send { step: id(n), phase }
     }
 
     #[test]
     fn a_new_plan_sends_its_first_step_and_an_empty_one_ends_at_once() {
-        assert_eq!(
-            advance(&plan(&[Pending, Pending], &[])),
-            send(1, StepPhase::Run)
-        );
+        assert_eq!(advance(&plan(&[Pending, Pending], &[])), send(1, RUN));
         assert_eq!(advance(&[]), Next::Finish(TaskStatus::Success));
     }
 
     #[test]
     fn a_success_sends_the_next_step_and_the_last_one_ends_the_task() {
         let steps = plan(&[Running, Pending], &[]);
-        let d = decide(
-            RUNNING_TASK,
-            &steps,
-            id(1),
-            StepPhase::Run,
-            Event::Succeeded { warning: false },
-        );
-        assert_eq!(
-            d,
-            Decision::Move {
-                to: Success,
-                finished: true,
-                next: send(2, StepPhase::Run)
-            }
-        );
+        let d = decide(RUNNING_TASK, &steps, id(1), RUN, OK);
+        assert_eq!(d, moved(Success, true, send(2, RUN)));
         let steps = plan(&[Success, Running], &[]);
-        let d = decide(
-            RUNNING_TASK,
-            &steps,
-            id(2),
-            StepPhase::Run,
-            Event::Succeeded { warning: false },
-        );
-        assert!(matches!(
-            d,
-            Decision::Move {
-                next: Next::Finish(TaskStatus::Success),
-                ..
-            }
-        ));
+        let d = decide(RUNNING_TASK, &steps, id(2), RUN, OK);
+        assert_eq!(next_of(d), Next::Finish(TaskStatus::Success));
     }
 
     #[test]
@@ -311,38 +298,22 @@ mod tests {
             RUNNING_TASK,
             &steps,
             id(1),
-            StepPhase::Run,
+            RUN,
             Event::Succeeded { warning: true },
         );
         assert!(matches!(d, Decision::Move { to: Warning, .. }));
         let steps = plan(&[Warning, Running], &[]);
-        let d = decide(
-            RUNNING_TASK,
-            &steps,
-            id(2),
-            StepPhase::Run,
-            Event::Succeeded { warning: false },
-        );
-        assert!(matches!(
-            d,
-            Decision::Move {
-                next: Next::Finish(TaskStatus::Warning),
-                ..
-            }
-        ));
+        let d = decide(RUNNING_TASK, &steps, id(2), RUN, OK);
+        assert_eq!(next_of(d), Next::Finish(TaskStatus::Warning));
     }
 
     #[test]
     fn a_redelivered_or_late_result_is_ignored() {
         for status in [Success, Warning, Error, Compensated, Pending, Compensating] {
             let steps = plan(&[status, Pending], &[]);
-            for ev in [
-                Event::Succeeded { warning: false },
-                Event::Failed,
-                Event::Stopped { started: true },
-            ] {
+            for ev in [OK, Event::Failed, Event::Stopped { started: true }] {
                 assert_eq!(
-                    decide(RUNNING_TASK, &steps, id(1), StepPhase::Run, ev),
+                    decide(RUNNING_TASK, &steps, id(1), RUN, ev),
                     Decision::Ignore,
                     "{status:?} {ev:?}"
                 );
@@ -351,18 +322,12 @@ mod tests {
         // A compensation's result for a step not being taken back, too.
         let steps = plan(&[Compensated], &[]);
         assert_eq!(
-            decide(
-                CANCELLING,
-                &steps,
-                id(1),
-                StepPhase::Compensate,
-                Event::Succeeded { warning: false }
-            ),
+            decide(CANCELLING, &steps, id(1), UNDO, OK),
             Decision::Ignore
         );
         // An event for a step of another plan.
         assert_eq!(
-            decide(RUNNING_TASK, &steps, id(9), StepPhase::Run, Event::Failed),
+            decide(RUNNING_TASK, &steps, id(9), RUN, Event::Failed),
             Decision::Ignore
         );
     }
@@ -372,15 +337,15 @@ mod tests {
         let steps = plan(&[Running, Compensating, Success], &[]);
         for ev in [Event::Progress, Event::Retrying] {
             assert_eq!(
-                decide(RUNNING_TASK, &steps, id(1), StepPhase::Run, ev),
+                decide(RUNNING_TASK, &steps, id(1), RUN, ev),
                 Decision::Record
             );
             assert_eq!(
-                decide(RUNNING_TASK, &steps, id(2), StepPhase::Compensate, ev),
+                decide(RUNNING_TASK, &steps, id(2), UNDO, ev),
                 Decision::Record
             );
             assert_eq!(
-                decide(RUNNING_TASK, &steps, id(3), StepPhase::Run, ev),
+                decide(RUNNING_TASK, &steps, id(3), RUN, ev),
                 Decision::Ignore
             );
         }
@@ -390,67 +355,22 @@ mod tests {
     fn a_failure_takes_back_the_done_steps_newest_first_then_ends_in_error() {
         // Step 2 is final (no undo): it is passed over.
         let steps = plan(&[Success, Success, Success, Running, Pending], &[2]);
-        let d = decide(RUNNING_TASK, &steps, id(4), StepPhase::Run, Event::Failed);
-        assert_eq!(
-            d,
-            Decision::Move {
-                to: Error,
-                finished: true,
-                next: send(3, StepPhase::Compensate)
-            }
-        );
+        let d = decide(RUNNING_TASK, &steps, id(4), RUN, Event::Failed);
+        assert_eq!(d, moved(Error, true, send(3, UNDO)));
         // Step 3 taken back: step 1 next (2 has nothing to take back).
         let steps = plan(&[Success, Success, Compensating, Error, Pending], &[2]);
-        let d = decide(
-            RUNNING_TASK,
-            &steps,
-            id(3),
-            StepPhase::Compensate,
-            Event::Succeeded { warning: false },
-        );
-        assert_eq!(
-            d,
-            Decision::Move {
-                to: Compensated,
-                finished: true,
-                next: send(1, StepPhase::Compensate)
-            }
-        );
+        let d = decide(RUNNING_TASK, &steps, id(3), UNDO, OK);
+        assert_eq!(d, moved(Compensated, true, send(1, UNDO)));
         let steps = plan(&[Compensating, Success, Compensated, Error, Pending], &[2]);
-        let d = decide(
-            RUNNING_TASK,
-            &steps,
-            id(1),
-            StepPhase::Compensate,
-            Event::Succeeded { warning: false },
-        );
-        assert!(matches!(
-            d,
-            Decision::Move {
-                next: Next::Finish(TaskStatus::Error),
-                ..
-            }
-        ));
+        let d = decide(RUNNING_TASK, &steps, id(1), UNDO, OK);
+        assert_eq!(next_of(d), Next::Finish(TaskStatus::Error));
     }
 
     #[test]
     fn a_compensation_that_fails_for_good_does_not_stop_the_others() {
         let steps = plan(&[Success, Compensating, Error], &[]);
-        let d = decide(
-            RUNNING_TASK,
-            &steps,
-            id(2),
-            StepPhase::Compensate,
-            Event::Failed,
-        );
-        assert_eq!(
-            d,
-            Decision::Move {
-                to: Error,
-                finished: true,
-                next: send(1, StepPhase::Compensate)
-            }
-        );
+        let d = decide(RUNNING_TASK, &steps, id(2), UNDO, Event::Failed);
+        assert_eq!(d, moved(Error, true, send(1, UNDO)));
     }
 
     #[test]
@@ -459,12 +379,8 @@ mod tests {
         // broker dead-letters a step nobody took: both reach here as `Failed`.
         let steps = plan(&[Running], &[]);
         assert_eq!(
-            decide(RUNNING_TASK, &steps, id(1), StepPhase::Run, Event::Failed),
-            Decision::Move {
-                to: Error,
-                finished: true,
-                next: Next::Finish(TaskStatus::Error)
-            }
+            decide(RUNNING_TASK, &steps, id(1), RUN, Event::Failed),
+            moved(Error, true, Next::Finish(TaskStatus::Error))
         );
     }
 
@@ -481,40 +397,26 @@ mod tests {
             CANCELLING,
             &steps,
             id(2),
-            StepPhase::Run,
+            RUN,
             Event::Stopped { started: false },
         );
-        assert_eq!(
-            d,
-            Decision::Move {
-                to: Error,
-                finished: true,
-                next: send(1, StepPhase::Compensate)
-            }
-        );
+        assert_eq!(d, moved(Error, true, send(1, UNDO)));
         // Stopped midway: its own compensation first.
         let d = decide(
             CANCELLING,
             &steps,
             id(2),
-            StepPhase::Run,
+            RUN,
             Event::Stopped { started: true },
         );
-        assert_eq!(
-            d,
-            Decision::Move {
-                to: Compensating,
-                finished: false,
-                next: send(2, StepPhase::Compensate)
-            }
-        );
+        assert_eq!(d, moved(Compensating, false, send(2, UNDO)));
         // Stopped midway with nothing to take it back: it fails.
         let steps = plan(&[Success, Running, Pending], &[2]);
         let d = decide(
             CANCELLING,
             &steps,
             id(2),
-            StepPhase::Run,
+            RUN,
             Event::Stopped { started: true },
         );
         assert!(matches!(
@@ -527,40 +429,15 @@ mod tests {
         ));
         // All taken back: cancelled, not error.
         let steps = plan(&[Compensating, Error, Pending], &[]);
-        let d = decide(
-            CANCELLING,
-            &steps,
-            id(1),
-            StepPhase::Compensate,
-            Event::Succeeded { warning: false },
-        );
-        assert!(matches!(
-            d,
-            Decision::Move {
-                next: Next::Finish(TaskStatus::Cancelled),
-                ..
-            }
-        ));
+        let d = decide(CANCELLING, &steps, id(1), UNDO, OK);
+        assert_eq!(next_of(d), Next::Finish(TaskStatus::Cancelled));
     }
 
     #[test]
     fn a_step_that_ends_before_its_stop_order_arrives_is_taken_back() {
         let steps = plan(&[Success, Running, Pending], &[]);
-        let d = decide(
-            CANCELLING,
-            &steps,
-            id(2),
-            StepPhase::Run,
-            Event::Succeeded { warning: false },
-        );
-        assert_eq!(
-            d,
-            Decision::Move {
-                to: Success,
-                finished: true,
-                next: send(2, StepPhase::Compensate)
-            }
-        );
+        let d = decide(CANCELLING, &steps, id(2), RUN, OK);
+        assert_eq!(d, moved(Success, true, send(2, UNDO)));
     }
 
     #[test]
@@ -575,7 +452,7 @@ mod tests {
         );
         assert_eq!(
             undo(CANCELLING, &plan(&[Success, Pending], &[])),
-            send(1, StepPhase::Compensate)
+            send(1, UNDO)
         );
         assert_eq!(
             undo(CANCELLING, &plan(&[Pending], &[])),
@@ -591,18 +468,8 @@ mod tests {
         };
         let steps = plan(&[Running, Pending], &[]);
         assert_eq!(
-            decide(
-                ended,
-                &steps,
-                id(1),
-                StepPhase::Run,
-                Event::Succeeded { warning: false }
-            ),
-            Decision::Move {
-                to: Success,
-                finished: true,
-                next: Next::Wait
-            }
+            decide(ended, &steps, id(1), RUN, OK),
+            moved(Success, true, Next::Wait)
         );
     }
 }

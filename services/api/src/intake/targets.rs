@@ -176,11 +176,27 @@ pub async fn deploy_target(
             target.web_server, current.web_server
         )));
     }
-    let db = servers::get_server(&mut conn, &db_server)
-        .await?
-        .ok_or_else(|| {
-            ApiError::Unprocessable(format!("db server `{db_server}` does not exist"))
-        })?;
+    holds_site_databases(&mut conn, &db_server).await?;
+    drop(conn);
+    let installed = state.store.site_packages(&site.uri).await?;
+    let offered = state.store.platform_packages(&platform).await?;
+    let comparison =
+        berth_hosting::compare::compare(&installed, &offered, Some(site.profile.as_str()));
+    Ok(DeployTarget {
+        platform,
+        db_server,
+        comparison,
+    })
+}
+
+/// Refuses a db server that does not exist or has no db service berth drives.
+pub async fn holds_site_databases(
+    conn: &mut sqlx::PgConnection,
+    db_server: &str,
+) -> Result<(), ApiError> {
+    let db = servers::get_server(conn, db_server).await?.ok_or_else(|| {
+        ApiError::Unprocessable(format!("db server `{db_server}` does not exist"))
+    })?;
     if db
         .server
         .services
@@ -192,14 +208,5 @@ pub async fn deploy_target(
             "server `{db_server}` has no db service to hold the site's database"
         )));
     }
-    drop(conn);
-    let installed = state.store.site_packages(&site.uri).await?;
-    let offered = state.store.platform_packages(&platform).await?;
-    let comparison =
-        berth_hosting::compare::compare(&installed, &offered, Some(site.profile.as_str()));
-    Ok(DeployTarget {
-        platform,
-        db_server,
-        comparison,
-    })
+    Ok(())
 }

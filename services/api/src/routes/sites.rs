@@ -165,22 +165,7 @@ pub async fn create(
                 .collect::<String>()
         )));
     }
-    let db = servers::get_server(&mut tx, db_server.as_str())
-        .await?
-        .ok_or_else(|| {
-            ApiError::Unprocessable(format!("db server `{db_server}` does not exist"))
-        })?;
-    if db
-        .server
-        .services
-        .db
-        .as_ref()
-        .is_none_or(|d| d.service_type == "null")
-    {
-        return Err(ApiError::Unprocessable(format!(
-            "server `{db_server}` has no db service to hold the site's database"
-        )));
-    }
+    crate::intake::targets::holds_site_databases(&mut tx, db_server.as_str()).await?;
     // The uri and aliases are reserved with the row: a name held by another site is a 409
     // saying which site, and this transaction writes nothing.
     let suffix = &SecretKey::new_password()[..6];
