@@ -158,9 +158,35 @@ struct Pending {
 }
 
 impl Pending {
+    /// Answers the change's step; what nginx or php-fpm said is masked of the passwords the
+    /// change's own files carry (a test's output may quote a line of the vhost).
     fn answer(self, a: Answer) {
+        let secrets = change_secrets(&self.change);
+        let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        let hide = |s: String| berth_command::mask(&s, &secrets);
+        let a = a.map_err(|e| match e {
+            ReloadError::Broken(s) => ReloadError::Broken(hide(s)),
+            ReloadError::Reload(s) => ReloadError::Reload(hide(s)),
+            ReloadError::Io(s) => ReloadError::Io(hide(s)),
+        });
         let _ = self.tx.send(a);
     }
+}
+
+/// The site database passwords a change's vhosts hand to PHP (`fastcgi_param db_passwd`).
+fn change_secrets(change: &VhostChange) -> Vec<String> {
+    change
+        .files
+        .iter()
+        .filter_map(|(_, text)| text.as_deref())
+        .flat_map(str::lines)
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix("fastcgi_param db_passwd ")
+                .map(|v| v.trim_end_matches(';').trim().to_string())
+        })
+        .filter(|v| !v.is_empty())
+        .collect()
 }
 
 #[derive(Default)]
@@ -838,6 +864,29 @@ fn remove_dead_temps(dir: &Path, name: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_nginx_says_about_a_change_is_masked_of_its_passwords() {
+        let change = VhostChange {
+            files: vec![(
+                PathBuf::from("/v/a.test.conf"),
+                Some("server {\n    fastcgi_param db_passwd 0a1b2c3d;\n}\n".into()),
+            )],
+            php_fpm: None,
+        };
+        assert_eq!(change_secrets(&change), ["0a1b2c3d"]);
+        let (tx, rx) = oneshot::channel();
+        let p = Pending {
+            change,
+            since: Instant::now(),
+            tx,
+        };
+        p.answer(Err(ReloadError::Broken(
+            "invalid parameter \"0a1b2c3d\" in /v/a.test.conf:2".into(),
+        )));
+        let said = rx.blocking_recv().unwrap().unwrap_err().to_string();
+        assert_eq!(said, "invalid parameter \"********\" in /v/a.test.conf:2");
+    }
 
     #[test]
     fn a_temp_file_a_dead_process_left_goes_with_the_next_write() {
