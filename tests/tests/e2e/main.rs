@@ -35,3 +35,4 @@ mod sites;
 mod small_defects;
 mod telemetry;
 mod updatedb;
+mod upgrade;
