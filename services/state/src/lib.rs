@@ -101,7 +101,7 @@ fn stale_message(m: &Delivery) -> Option<(uuid::Uuid, String)> {
     ))
 }
 
-/// Fails the task of a message this berth cannot read, if it is an older berth's.
+/// Fails the task of a message this berth cannot read, if another version of berth wrote it.
 async fn fail_stale(
     dispatcher: &Dispatcher,
     outbox: &Outbox,
