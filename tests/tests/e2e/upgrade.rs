@@ -6,7 +6,7 @@ use berth_broker::topology::Limits;
 use berth_contracts::{StepStatus, TaskStatus};
 use berth_tests::{World, WorldOptions};
 use lapin::BasicProperties;
-use lapin::options::BasicPublishOptions;
+use lapin::options::{BasicPublishOptions, QueuePurgeOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use serde_json::json;
 use std::time::Duration;
@@ -96,6 +96,76 @@ async fn a_version_1_step_event_fails_its_task_saying_to_retry_it() {
     let again: berth_contracts::Task = r.json().await.unwrap();
     let done = w.wait_finished(again.id, WAIT).await.unwrap();
     assert_eq!(done.status, TaskStatus::Success, "{done:#?}");
+    w.stop().await;
+}
+
+/// A step command of message version 1 still in its work queue at an upgrade: the worker
+/// refuses it, the queue dead-letters it, and the state service fails its task saying to
+/// retry it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_step_command_fails_its_task_saying_to_retry_it() {
+    let mut w = World::with_bare_server(WorldOptions {
+        workers: false,
+        limits: Limits {
+            no_worker_grace: None,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let t = w
+        .create_task("noop", "server_master", json!({}))
+        .await
+        .unwrap();
+    let running = w
+        .wait_task(t.id, WAIT, "its step sent", |t| {
+            t.steps
+                .as_deref()
+                .is_some_and(|s| s.first().is_some_and(|s| s.status == StepStatus::Running))
+        })
+        .await
+        .unwrap();
+    let step = running.steps.as_ref().unwrap()[0].id;
+    // The queue holds the step as version 1 wrote it instead.
+    let queue = berth_broker::topology::work_queue("http", "server_master");
+    let channel = berth_broker::Broker::new(&w.amqp_url)
+        .channel()
+        .await
+        .unwrap();
+    channel
+        .queue_purge(queue.as_str().into(), QueuePurgeOptions::default())
+        .await
+        .unwrap();
+    let body = json!({
+        "task_id": t.id, "step_id": step, "task_type": "noop", "target": "server_master",
+        "service": "http", "server": "server_master", "action": "noop", "phase": "run",
+        "args": {"service": "http"},
+    });
+    let mut headers = FieldTable::default();
+    headers.insert("x-berth-version".into(), AMQPValue::LongLongInt(1));
+    channel
+        .basic_publish(
+            berth_contracts::exchanges::WORK.into(),
+            "http.server_master".into(),
+            BasicPublishOptions::default(),
+            &serde_json::to_vec(&body).unwrap(),
+            BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_headers(headers),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let servers = w.opts.servers.clone();
+    w.start_workers(&servers);
+    let task = w.wait_finished(t.id, WAIT).await.unwrap();
+    assert_eq!(task.status, TaskStatus::Error, "{task:#?}");
+    let log = log_of(&task);
+    assert!(
+        log.contains("berth message version 1 cannot be read") && log.contains("retry the task"),
+        "{log}"
+    );
     w.stop().await;
 }
 
