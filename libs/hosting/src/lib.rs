@@ -9,6 +9,7 @@ pub mod facts;
 pub mod flow;
 pub mod names;
 pub mod plans;
+pub mod retention;
 pub mod sites;
 pub mod tasks;
 
