@@ -103,6 +103,9 @@ impl<T> Verdict<T> {
     }
 }
 
+/// The calendar period a time falls in, as a comparable key.
+type Period = fn(DateTime<Utc>) -> (i32, u32, u32, u32);
+
 /// The verdicts on `backups` (any order), newest first.
 pub fn apply<T: Clone>(policy: &Policy, backups: &[Backup<T>]) -> Vec<Verdict<T>> {
     let mut order: Vec<usize> = (0..backups.len()).collect();
@@ -136,7 +139,7 @@ pub fn apply<T: Clone>(policy: &Policy, backups: &[Backup<T>]) -> Vec<Verdict<T>
         for &i in class.iter().take(rules.last as usize) {
             keep[i].insert(Reason::Last);
         }
-        let periods: [(u32, Reason, fn(DateTime<Utc>) -> (i32, u32, u32, u32)); 5] = [
+        let periods: [(u32, Reason, Period); 5] = [
             (rules.hourly, Reason::Hourly, |t| {
                 (t.year(), t.ordinal(), t.hour(), 0)
             }),
