@@ -23,13 +23,11 @@ fn log_of(task: &berth_contracts::Task) -> String {
         .join("\n")
 }
 
-/// A step event as berth's message version 1 wrote it (an untyped output), for a step that
-/// is running, fails its task with what to do; the retry runs once a worker is there.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_version_1_step_event_fails_its_task_saying_to_retry_it() {
-    let mut w = World::with_bare_server(WorldOptions {
+/// A world without workers whose noop task's step waits in its work queue (no early
+/// failure for want of a worker): the world, the task and the step.
+async fn waiting_noop() -> (World, berth_contracts::Task, uuid::Uuid) {
+    let w = World::with_bare_server(WorldOptions {
         workers: false,
-        // The step waits in its queue (no early failure for want of a worker).
         limits: Limits {
             no_worker_grace: None,
             ..Default::default()
@@ -50,24 +48,19 @@ async fn a_version_1_step_event_fails_its_task_saying_to_retry_it() {
         .await
         .unwrap();
     let step = running.steps.as_ref().unwrap()[0].id;
-    let body = json!({
-        "task_id": t.id, "target": "server_master", "step_id": step, "phase": "run",
-        "attempt": 1, "worker": "http@old", "at": chrono::Utc::now(),
-        "started_at": chrono::Utc::now(), "log": [],
-        "outcome": {"kind": "succeeded", "output": {"worker": "http@old"}, "warning": false},
-    });
+    (w, t, step)
+}
+
+/// Publishes `body` as berth's message version 1 did: persistent, `x-berth-version: 1`.
+async fn publish_v1(channel: &lapin::Channel, exchange: &str, key: &str, body: &serde_json::Value) {
     let mut headers = FieldTable::default();
     headers.insert("x-berth-version".into(), AMQPValue::LongLongInt(1));
-    let channel = berth_broker::Broker::new(&w.amqp_url)
-        .channel()
-        .await
-        .unwrap();
     channel
         .basic_publish(
-            berth_contracts::exchanges::EVENTS.into(),
-            berth_contracts::exchanges::STEP_KEY.into(),
+            exchange.into(),
+            key.into(),
             BasicPublishOptions::default(),
-            &serde_json::to_vec(&body).unwrap(),
+            &serde_json::to_vec(body).unwrap(),
             BasicProperties::default()
                 .with_delivery_mode(2)
                 .with_headers(headers),
@@ -76,6 +69,30 @@ async fn a_version_1_step_event_fails_its_task_saying_to_retry_it() {
         .unwrap()
         .await
         .unwrap();
+}
+
+/// A step event as berth's message version 1 wrote it (an untyped output), for a step that
+/// is running, fails its task with what to do; the retry runs once a worker is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_step_event_fails_its_task_saying_to_retry_it() {
+    let (mut w, t, step) = waiting_noop().await;
+    let body = json!({
+        "task_id": t.id, "target": "server_master", "step_id": step, "phase": "run",
+        "attempt": 1, "worker": "http@old", "at": chrono::Utc::now(),
+        "started_at": chrono::Utc::now(), "log": [],
+        "outcome": {"kind": "succeeded", "output": {"worker": "http@old"}, "warning": false},
+    });
+    let channel = berth_broker::Broker::new(&w.amqp_url)
+        .channel()
+        .await
+        .unwrap();
+    publish_v1(
+        &channel,
+        berth_contracts::exchanges::EVENTS,
+        berth_contracts::exchanges::STEP_KEY,
+        &body,
+    )
+    .await;
     let task = w.wait_finished(t.id, WAIT).await.unwrap();
     assert_eq!(task.status, TaskStatus::Error, "{task:#?}");
     let log = log_of(&task);
@@ -104,28 +121,7 @@ async fn a_version_1_step_event_fails_its_task_saying_to_retry_it() {
 /// retry it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_1_step_command_fails_its_task_saying_to_retry_it() {
-    let mut w = World::with_bare_server(WorldOptions {
-        workers: false,
-        limits: Limits {
-            no_worker_grace: None,
-            ..Default::default()
-        },
-        ..Default::default()
-    })
-    .await;
-    let t = w
-        .create_task("noop", "server_master", json!({}))
-        .await
-        .unwrap();
-    let running = w
-        .wait_task(t.id, WAIT, "its step sent", |t| {
-            t.steps
-                .as_deref()
-                .is_some_and(|s| s.first().is_some_and(|s| s.status == StepStatus::Running))
-        })
-        .await
-        .unwrap();
-    let step = running.steps.as_ref().unwrap()[0].id;
+    let (mut w, t, step) = waiting_noop().await;
     // The queue holds the step as version 1 wrote it instead.
     let queue = berth_broker::topology::work_queue("http", "server_master");
     let channel = berth_broker::Broker::new(&w.amqp_url)
@@ -141,22 +137,13 @@ async fn a_version_1_step_command_fails_its_task_saying_to_retry_it() {
         "service": "http", "server": "server_master", "action": "noop", "phase": "run",
         "args": {"service": "http"},
     });
-    let mut headers = FieldTable::default();
-    headers.insert("x-berth-version".into(), AMQPValue::LongLongInt(1));
-    channel
-        .basic_publish(
-            berth_contracts::exchanges::WORK.into(),
-            "http.server_master".into(),
-            BasicPublishOptions::default(),
-            &serde_json::to_vec(&body).unwrap(),
-            BasicProperties::default()
-                .with_delivery_mode(2)
-                .with_headers(headers),
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    publish_v1(
+        &channel,
+        berth_contracts::exchanges::WORK,
+        "http.server_master",
+        &body,
+    )
+    .await;
     let servers = w.opts.servers.clone();
     w.start_workers(&servers);
     let task = w.wait_finished(t.id, WAIT).await.unwrap();
