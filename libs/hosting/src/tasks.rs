@@ -8,10 +8,6 @@ pub use berth_contracts::task::UnknownTaskType;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-/// The services a worker can provide; also the first half of a work routing key (as
-/// [`berth_contracts::Service::ALL`] names them).
-pub const SERVICES: [&str; 4] = ["http", "db", "dns", "backup"];
-
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TaskError {
     #[error(
@@ -249,11 +245,6 @@ mod tests {
             )
             .is_ok()
         );
-    }
-
-    #[test]
-    fn the_service_names_are_the_workers() {
-        assert_eq!(SERVICES, berth_contracts::Service::ALL.map(|s| s.as_str()));
     }
 
     #[test]

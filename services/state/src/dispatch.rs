@@ -354,7 +354,8 @@ impl Dispatcher {
         }
         match (&ev.outcome, ev.phase) {
             (StepOutcome::Succeeded { output, .. }, StepPhase::Run) => {
-                if let Ok((task_type, _)) = task_args(&task)
+                // Only the type is needed here: the arguments are read at the task's end.
+                if let Ok(task_type) = TaskType::parse(&task.task_type)
                     && let Ok(work) = step.work(StepPhase::Run)
                 {
                     let task_ref = effects::TaskRef {

@@ -112,7 +112,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
             .map(|s| (s.to_string(), None))
             .collect();
     for server in state.store.list_servers().await? {
-        for svc in berth_hosting::tasks::SERVICES {
+        for svc in berth_contracts::Service::ALL.map(|s| s.as_str()) {
             queues.push((
                 berth_broker::topology::work_queue(svc, &server.name),
                 Some((svc, server.name.clone())),

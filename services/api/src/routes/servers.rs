@@ -223,7 +223,7 @@ pub async fn delete(
     // Its work queues go too, with any step left in them (of tasks cancelled while no worker
     // took them): a worker started later for the name must not run those. Best effort: a
     // queue left behind is harmless until then.
-    for svc in berth_hosting::tasks::SERVICES {
+    for svc in berth_contracts::Service::ALL.map(|s| s.as_str()) {
         let queue = berth_broker::topology::work_queue(svc, name.as_str());
         match state.broker.delete_queue(&queue).await {
             Ok(0) => {}
