@@ -366,7 +366,12 @@ pub fn instead_of(words: &[&str]) -> String {
                 "restore" | "deploy" => restore(&ctx),
                 "migrate" => format!("`berth @{ctx} provision-migrate @<platform>`"),
                 "clone" => format!("`berth @{ctx} provision-clone @<new uri> @<platform>`"),
-                "import" | "save" => format!(
+                // Aegir's save takes the context first; the options stay as they were.
+                "save" => format!(
+                    "`berth provision-save @{ctx}` with the same options after it (any \
+                     --context_type)"
+                ),
+                "import" => format!(
                     "`berth provision-save @{ctx} --context_type=site --platform=@<platform> …` \
                      then `berth @{ctx} provision-install`"
                 ),
@@ -640,6 +645,10 @@ mod tests {
             (
                 "@example.com provision-import",
                 "`berth provision-save @example.com --context_type=site",
+            ),
+            (
+                "@server_master provision-save --context_type=server --http_service_type=nginx",
+                "`berth provision-save @server_master` with the same options after it",
             ),
             (
                 "@server_master hosting-task @x verify",
