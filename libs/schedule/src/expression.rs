@@ -61,6 +61,17 @@ impl Expression {
             .map(|d| d.with_timezone(&Utc))
     }
 
+    /// The last slot at or before `t`.
+    pub fn last_at_or_before(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        // Whole seconds: croner keeps a sub-second part of its start in what it answers.
+        let whole = DateTime::from_timestamp(t.timestamp(), 0)?;
+        let local = whole.with_timezone(&self.tz);
+        self.cron
+            .find_previous_occurrence(&local, true)
+            .ok()
+            .map(|d| d.with_timezone(&Utc))
+    }
+
     /// The slots in `(after, until]`, oldest first, at most the newest `max` of them (a
     /// scheduler down for a year does not keep a year of seconds), and how many older ones
     /// were left out.
@@ -157,6 +168,11 @@ mod tests {
             vec![from + Duration::seconds(50), from + Duration::seconds(60)]
         );
         assert_eq!(left_out, 4);
+        assert_eq!(
+            every_10s.last_at_or_before(from + Duration::milliseconds(19_999)),
+            Some(from + Duration::seconds(10))
+        );
+        assert_eq!(every_10s.last_at_or_before(from), Some(from));
         let (none, _) = every_10s.slots_between(from, from + Duration::seconds(9), 10);
         assert!(none.is_empty());
     }

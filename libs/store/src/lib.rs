@@ -9,6 +9,7 @@ pub mod idempotency;
 pub mod metrics;
 pub mod outbox;
 pub mod platforms;
+pub mod schedules;
 pub mod servers;
 pub mod site_names;
 pub mod sites;

@@ -79,7 +79,7 @@ pub enum ApiServiceError {
 
 /// The routes, with authentication on `/api/v1` (but not on the OpenAPI document).
 pub fn router(state: AppState) -> Router {
-    use routes::{dead, ops, platforms, servers, sites, tasks};
+    use routes::{dead, ops, platforms, schedules, servers, sites, tasks};
     let v1 = Router::new()
         .route("/servers", post(servers::create).get(servers::list))
         .route(
@@ -111,6 +111,15 @@ pub fn router(state: AppState) -> Router {
         .route("/tasks/{id}/log", get(tasks::log))
         .route("/tasks/{id}/cancel", post(tasks::cancel))
         .route("/tasks/{id}/retry", post(tasks::retry))
+        .route("/schedules", post(schedules::create).get(schedules::list))
+        .route(
+            "/schedules/{name}",
+            get(schedules::show)
+                .patch(schedules::change)
+                .delete(schedules::delete),
+        )
+        .route("/schedules/{name}/runs", get(schedules::runs))
+        .route("/schedule-alerts", get(schedules::alerts))
         .route("/dead-letters", get(dead::list))
         .route("/dead-letters/{id}", get(dead::show).delete(dead::discard))
         .route("/dead-letters/{id}/replay", post(dead::replay))
