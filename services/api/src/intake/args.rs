@@ -200,6 +200,7 @@ pub fn backup_delete(b: &Backup) -> TaskArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::{DateTime, Utc};
     use serde_json::json;
 
     fn fresh() -> Fresh {
