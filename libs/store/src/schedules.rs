@@ -300,13 +300,13 @@ pub async fn lock_and_count(
             s,
             "SELECT count(*) FROM tasks t JOIN sites s ON s.uri = t.target
              JOIN platforms p ON p.name = s.platform
-             WHERE t.type = $1 AND t.status IN ('queued', 'running') AND p.web_server = $2",
+             WHERE t.type = $1 AND t.status IN ('queued', 'processing') AND p.web_server = $2",
         ),
         CapOn::DbServer(s) => (
             "db",
             s,
             "SELECT count(*) FROM tasks t JOIN sites s ON s.uri = t.target
-             WHERE t.type = $1 AND t.status IN ('queued', 'running') AND s.db_server = $2",
+             WHERE t.type = $1 AND t.status IN ('queued', 'processing') AND s.db_server = $2",
         ),
     };
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")

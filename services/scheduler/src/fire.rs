@@ -2,7 +2,7 @@
 
 use crate::{SchedulerError, publish};
 use berth_contracts::task::{BackupTask, TaskArgs};
-use berth_contracts::{Notice, NoticeEvent, TargetKind, TaskType, exchanges};
+use berth_contracts::{Notice, NoticeEvent, TargetKind, TaskStatus, TaskType, exchanges};
 use berth_hosting::fresh::Fresh;
 use berth_outbox::Outbox;
 use berth_schedule::{
@@ -119,11 +119,19 @@ enum Outcome {
     Taken,
 }
 
+/// What a run's task status (`None`: the task is gone, so it had ended) says.
+fn state_of(status: Option<&str>) -> RunState {
+    match status.and_then(TaskStatus::parse) {
+        Some(TaskStatus::Queued | TaskStatus::Processing) => RunState::Unfinished,
+        Some(TaskStatus::Error | TaskStatus::Cancelled) => RunState::Failed,
+        _ => RunState::Clear,
+    }
+}
+
 fn previous_of(recent: &RecentRuns, uri: &str) -> RunState {
     match recent.get(uri).and_then(|runs| runs.first()) {
-        Some(Some(s)) if s == "queued" || s == "running" => RunState::Unfinished,
-        Some(Some(s)) if s == "failed" || s == "cancelled" => RunState::Failed,
-        _ => RunState::Clear,
+        Some(status) => state_of(status.as_deref()),
+        None => RunState::Clear,
     }
 }
 
@@ -207,7 +215,7 @@ impl Ctx<'_> {
                             Outcome::Fired => {
                                 report.fired += 1;
                                 let runs = recent.entry(home.uri.clone()).or_default();
-                                runs.insert(0, Some("queued".into()));
+                                runs.insert(0, Some(TaskStatus::Queued.as_str().into()));
                             }
                             Outcome::Waiting => report.waiting += 1,
                             Outcome::Taken => {}
@@ -311,8 +319,9 @@ impl Ctx<'_> {
                 .get(&home.uri)
                 .map(|runs| {
                     runs.iter()
-                        .filter(|s| !matches!(s.as_deref(), Some("queued" | "running")))
-                        .map(|s| matches!(s.as_deref(), Some("failed" | "cancelled")))
+                        .map(|s| state_of(s.as_deref()))
+                        .filter(|s| *s != RunState::Unfinished)
+                        .map(|s| s == RunState::Failed)
                         .collect()
                 })
                 .unwrap_or_default();

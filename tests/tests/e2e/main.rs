@@ -30,6 +30,7 @@ mod restore;
 mod retry;
 mod secrets;
 mod site_names;
+mod schedules;
 mod site_patch;
 mod sites;
 mod small_defects;
