@@ -69,17 +69,19 @@ impl Job {
     }
 }
 
-/// A retention policy as clients write it (restic's flag names): the rules for ordinary
-/// backups, and `before_change` for those made before a restore, migrate or delete.
+/// A retention policy as clients write it (restic's rule names): `regular` for ordinary
+/// backups (on request, by schedule, before a disable), `before_change` for those made before
+/// a restore, migrate or delete (no rule there: they are all kept).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RetentionSpec {
-    #[serde(flatten)]
     pub regular: RulesSpec,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "RulesSpec::is_empty")]
     pub before_change: RulesSpec,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RulesSpec {
     #[serde(default, skip_serializing_if = "is_zero")]
     pub keep_last: u32,
@@ -96,6 +98,12 @@ pub struct RulesSpec {
     /// A span such as `2y5m7d3h` (restic's units: y, m = 30 days, d, h).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_within: Option<String>,
+}
+
+impl RulesSpec {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 fn is_zero(n: &u32) -> bool {

@@ -65,10 +65,11 @@ impl Store {
         )
         .fetch_all(&self.pool)
         .await?;
-        let schedule_runs =
-            sqlx::query_as("SELECT status, count(*) FROM schedule_runs GROUP BY status ORDER BY status")
-                .fetch_all(&self.pool)
-                .await?;
+        let schedule_runs = sqlx::query_as(
+            "SELECT status, count(*) FROM schedule_runs GROUP BY status ORDER BY status",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         Ok(Snapshot {
             tasks,
             step_buckets,

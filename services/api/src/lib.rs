@@ -79,7 +79,7 @@ pub enum ApiServiceError {
 
 /// The routes, with authentication on `/api/v1` (but not on the OpenAPI document).
 pub fn router(state: AppState) -> Router {
-    use routes::{dead, ops, platforms, schedules, servers, sites, tasks};
+    use routes::{dead, ops, platforms, retention, schedules, servers, sites, tasks};
     let v1 = Router::new()
         .route("/servers", post(servers::create).get(servers::list))
         .route(
@@ -105,6 +105,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/sites/{uri}/packages", get(sites::packages))
         .route("/sites/{uri}/backups", get(sites::backups))
+        .route("/sites/{uri}/retention", get(retention::preview))
         .route("/sites/{uri}/migrate-plan", get(sites::migrate_plan))
         .route("/tasks", post(tasks::create).get(tasks::list))
         .route("/tasks/{id}", get(tasks::show))

@@ -40,6 +40,8 @@ pub enum SchedulerError {
     Store(#[from] berth_store::StoreError),
     #[error(transparent)]
     Db(#[from] sqlx::Error),
+    #[error("a schedule's job: {0}")]
+    Job(String),
 }
 
 /// The runs of each site and schedule kept whatever their age.

@@ -5,7 +5,7 @@ use super::{Plan, PlannedStep};
 use crate::facts::SiteFacts;
 use berth_contracts::SecretNeeds;
 use berth_contracts::steps::{BackupDeleteSpec, BackupOrder, BackupStep, SiteBackupSpec};
-use berth_contracts::task::{BackupDeleteTask, BackupTask};
+use berth_contracts::task::{BackupDeleteTask, BackupRef, BackupTask, PruneTask};
 
 /// The backup step of a backup, delete, restore, migrate or clone: its file is named by the
 /// task (when it was accepted), so that a redelivered step writes the same file.
@@ -34,11 +34,22 @@ pub fn plan_backup(s: &SiteFacts, a: &BackupTask) -> Plan {
 /// The file goes on the server that holds it.
 pub fn plan_backup_delete(a: &BackupDeleteTask) -> Plan {
     Plan {
-        steps: vec![PlannedStep::backup(
-            &a.backup.server,
-            BackupStep::BackupDelete(BackupDeleteSpec {
-                path: a.backup.path.clone(),
-            }),
-        )],
+        steps: vec![delete_step(&a.backup)],
     }
+}
+
+/// Each backup the policy forgets goes, one step each (nothing to forget: no step).
+pub fn plan_prune(a: &PruneTask) -> Plan {
+    Plan {
+        steps: a.remove.iter().map(delete_step).collect(),
+    }
+}
+
+fn delete_step(b: &BackupRef) -> PlannedStep {
+    PlannedStep::backup(
+        &b.server,
+        BackupStep::BackupDelete(BackupDeleteSpec {
+            path: b.path.clone(),
+        }),
+    )
 }

@@ -35,6 +35,7 @@ pub enum Requested {
     },
     Migrate(MigrateArgs),
     Clone(CloneArgs),
+    Prune(berth_contracts::schedule::RetentionSpec),
 }
 
 impl Requested {
@@ -54,6 +55,9 @@ impl Requested {
             | TaskType::Enable
             | TaskType::LoginReset => Self::None,
             TaskType::Delete => Self::Delete,
+            TaskType::Prune => Self::Prune(
+                serde_json::from_value(validated.clone()).map_err(|e| bad(e.to_string()))?,
+            ),
             TaskType::Noop => match TaskArgs::from_stored(task_type, validated) {
                 Ok(TaskArgs::Noop(a)) => Self::Noop(a),
                 Ok(_) => Self::Noop(NoopArgs::default()),

@@ -4,6 +4,7 @@
 pub mod dead;
 pub mod ops;
 pub mod platforms;
+pub mod retention;
 pub mod schedules;
 pub mod servers;
 pub mod sites;

@@ -110,7 +110,11 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
     );
     let _ = writeln!(out, "# TYPE berth_schedule_alerts_total counter");
     for (kind, raised, _) in &snap.schedule_alerts {
-        let _ = writeln!(out, "berth_schedule_alerts_total{{kind=\"{}\"}} {raised}", esc(kind));
+        let _ = writeln!(
+            out,
+            "berth_schedule_alerts_total{{kind=\"{}\"}} {raised}",
+            esc(kind)
+        );
     }
     let _ = writeln!(
         out,
@@ -118,7 +122,11 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
     );
     let _ = writeln!(out, "# TYPE berth_schedule_alerts_open gauge");
     for (kind, _, open) in &snap.schedule_alerts {
-        let _ = writeln!(out, "berth_schedule_alerts_open{{kind=\"{}\"}} {open}", esc(kind));
+        let _ = writeln!(
+            out,
+            "berth_schedule_alerts_open{{kind=\"{}\"}} {open}",
+            esc(kind)
+        );
     }
     let _ = writeln!(
         out,
