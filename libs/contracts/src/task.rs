@@ -34,10 +34,12 @@ pub enum TaskType {
     Clone,
     /// Remove one of a site's backups.
     BackupDelete,
+    /// Run the site's cron, by its platform's cron method (drush or HTTP).
+    Cron,
 }
 
 impl TaskType {
-    pub const ALL: [TaskType; 12] = [
+    pub const ALL: [TaskType; 13] = [
         Self::Verify,
         Self::Noop,
         Self::Install,
@@ -50,6 +52,7 @@ impl TaskType {
         Self::Migrate,
         Self::Clone,
         Self::BackupDelete,
+        Self::Cron,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -66,6 +69,7 @@ impl TaskType {
             Self::Migrate => "migrate",
             Self::Clone => "clone",
             Self::BackupDelete => "backup-delete",
+            Self::Cron => "cron",
         }
     }
 
@@ -193,7 +197,7 @@ pub struct BackupDeleteTask {
 /// The arguments a task carries, by its type.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TaskArgs {
-    /// verify, install, disable, enable, login-reset.
+    /// verify, install, disable, enable, login-reset, cron.
     None,
     Noop(NoopArgs),
     Backup(BackupTask),
@@ -215,7 +219,8 @@ impl TaskArgs {
             | TaskType::Install
             | TaskType::Disable
             | TaskType::Enable
-            | TaskType::LoginReset => Self::None,
+            | TaskType::LoginReset
+            | TaskType::Cron => Self::None,
             TaskType::Noop if v.is_null() => Self::Noop(NoopArgs::default()),
             TaskType::Noop => Self::Noop(read(v)?),
             TaskType::Backup => Self::Backup(read(v)?),
