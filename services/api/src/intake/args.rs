@@ -19,7 +19,7 @@ use uuid::Uuid;
 /// checked (and normalised) the request's arguments.
 #[derive(Debug, Clone)]
 pub enum Requested {
-    /// verify, install, disable, enable, login-reset: no arguments.
+    /// verify, install, disable, enable, login-reset, cron: no arguments.
     None,
     Noop(NoopArgs),
     Backup {
@@ -52,7 +52,8 @@ impl Requested {
             | TaskType::Install
             | TaskType::Disable
             | TaskType::Enable
-            | TaskType::LoginReset => Self::None,
+            | TaskType::LoginReset
+            | TaskType::Cron => Self::None,
             TaskType::Delete => Self::Delete,
             TaskType::Noop => match TaskArgs::from_stored(task_type, validated) {
                 Ok(TaskArgs::Noop(a)) => Self::Noop(a),
