@@ -433,7 +433,10 @@ mod tests {
                     ok
                 }]
             );
-            assert!(note.unwrap().contains(if ok { "succeeded" } else { "failed" }));
+            assert!(
+                note.unwrap()
+                    .contains(if ok { "succeeded" } else { "failed" })
+            );
         }
         let work = Work::Http(HttpStep::SiteCronKey(site("enabled", "null").spec(false)));
         let task = TaskRef {

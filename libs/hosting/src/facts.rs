@@ -2,10 +2,10 @@
 //! their services, platforms, sites. Plans are built from these alone.
 
 use crate::sites::grant_hosts;
-use berth_contracts::{CronMethod, Installer};
 use berth_contracts::steps::{
     DbServiceSpec, DnsServiceSpec, HttpServiceSpec, PlatformSpec, SiteDbSpec, SiteSpec,
 };
+use berth_contracts::{CronMethod, Installer};
 
 /// What the planner knows of a server: its name and the types of its services.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

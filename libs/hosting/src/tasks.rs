@@ -297,7 +297,15 @@ mod tests {
         ));
         assert!(validate(TaskType::Verify, TargetKind::Site, &json!({}), true).is_ok());
         assert!(validate(TaskType::Cron, TargetKind::Site, &json!({}), false).is_ok());
-        assert!(validate(TaskType::Cron, TargetKind::Site, &json!({"key": "x"}), false).is_err());
+        assert!(
+            validate(
+                TaskType::Cron,
+                TargetKind::Site,
+                &json!({"key": "x"}),
+                false
+            )
+            .is_err()
+        );
         assert!(matches!(
             validate(TaskType::Cron, TargetKind::Platform, &json!({}), false),
             Err(TaskError::WrongTarget { .. })

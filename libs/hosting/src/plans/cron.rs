@@ -75,8 +75,8 @@ mod tests {
     #[test]
     fn a_disabled_sites_cron_is_not_run() {
         for status in ["disabled", "installing", "failed", "deleted"] {
-            let err = plan_site_task(TaskType::Cron, &site(status, "null"), &TaskArgs::None)
-                .unwrap_err();
+            let err =
+                plan_site_task(TaskType::Cron, &site(status, "null"), &TaskArgs::None).unwrap_err();
             assert!(err.contains("cron needs it enabled"), "{err}");
         }
     }

@@ -283,7 +283,10 @@ async fn queue_row(
     // A site's cron key is made here, where the cluster key is (the state service has
     // none): at its install, or at the next verify or cron of a site made before keys.
     if kind == TargetKind::Site
-        && matches!(task_type, TaskType::Install | TaskType::Verify | TaskType::Cron)
+        && matches!(
+            task_type,
+            TaskType::Install | TaskType::Verify | TaskType::Cron
+        )
     {
         berth_store::cron::ensure_cron_key(tx, target, &new_sealed_password(state)).await?;
     }
