@@ -120,6 +120,19 @@ async fn drush_cron_runs_in_the_sites_database_and_is_shown_on_the_site() {
     assert_eq!(last["task"], t.id.to_string());
     assert!(last["duration_ms"].as_i64().unwrap() >= 0);
     assert!(last["started_at"].is_string());
+    // What one cron run keeps in PostgreSQL (decision 0016 quotes it).
+    let (rows, bytes): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), COALESCE(sum(b), 0)::bigint FROM (
+           SELECT pg_column_size(t.*) AS b FROM tasks t WHERE id = $1
+           UNION ALL SELECT pg_column_size(s.*) FROM steps s WHERE task_id = $1
+           UNION ALL SELECT pg_column_size(l.*) FROM task_log l WHERE task_id = $1
+           UNION ALL SELECT pg_column_size(o.*) FROM outbox o WHERE task_id = $1) x",
+    )
+    .bind(t.id)
+    .fetch_one(&w.store.pool)
+    .await
+    .unwrap();
+    eprintln!("one drush cron run: {rows} rows, {bytes} bytes of row data");
 
     // The CLI: `berth sites cron` runs it again, `berth sites show` tells the last run.
     w.berth_ok(&["sites", "cron", &uri, "--follow"]).await;
