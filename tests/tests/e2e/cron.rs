@@ -232,6 +232,20 @@ async fn http_cron_goes_through_the_sites_vhost_with_its_key_and_the_key_stays_s
     for key in [&key10, &key7] {
         assert!(!all.contains(key.as_str()), "the cron key leaked");
     }
+
+    // A cron that fails in the site's PHP is a 500: the task fails saying so.
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO `{db7}`.variable (name, value) VALUES ('berth_fixture_cron_fail', 'i:1;')"
+    )))
+    .execute(&mut mysql().await)
+    .await
+    .unwrap();
+    let t = w.run("cron", &uri7, json!({})).await;
+    failed_at(&t, "site-cron", "answered 500 Internal Server Error");
+    assert!(!log_of(&t).contains(key7.as_str()));
+    assert_eq!(cron_runs(&db7, true).await, 1);
+    let site = w.get_json(&format!("/api/v1/sites/{uri7}")).await;
+    assert_eq!(site["last_cron"]["result"], "failed", "{site}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
