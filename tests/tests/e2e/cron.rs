@@ -163,7 +163,24 @@ async fn drush_cron_runs_in_the_sites_database_and_is_shown_on_the_site() {
 async fn http_cron_goes_through_the_sites_vhost_with_its_key_and_the_key_stays_secret() {
     let w = World::with_server(WorldOptions::web(false)).await;
     http_platform(&w, "platform_web10", "drupal10").await;
-    http_platform(&w, "platform_web7", "drupal7").await;
+    // The other from the CLI.
+    let root7 = w.copy_fixture("drupal7", "platform_web7").unwrap();
+    let root7 = root7.display().to_string();
+    let args = [
+        "platforms",
+        "create",
+        "--name",
+        "platform_web7",
+        "--root",
+        &root7,
+    ];
+    w.berth_ok(&[&args[..], &["--cron-method", "http", "--follow"]].concat())
+        .await;
+    let shown = w.berth_ok(&["platforms", "show", "platform_web7"]).await;
+    assert!(
+        shown.contains("cron method") && shown.contains("http"),
+        "{shown}"
+    );
     let uri10 = w.site_uri("http10");
     let uri7 = w.site_uri("http7");
     let db10 = db_of(
