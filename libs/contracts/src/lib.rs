@@ -513,6 +513,44 @@ impl Default for Installer {
     }
 }
 
+/// How a platform's sites run their cron.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CronMethod {
+    /// `drush cron`, as the site's unix user.
+    #[default]
+    Drush,
+    /// A request to the site's own vhost with its cron key (`/cron.php?cron_key=…` on
+    /// Drupal 7, `/cron/<key>` on Drupal 8+), answered 2xx.
+    Http,
+}
+
+impl CronMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Drush => "drush",
+            Self::Http => "http",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Drush, Self::Http]
+            .into_iter()
+            .find(|m| m.as_str() == s)
+    }
+}
+
+/// A site's last cron run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LastCron {
+    /// The cron task.
+    pub task: Uuid,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: i64,
+    /// `success` or `failed`.
+    pub result: String,
+}
+
 /// `POST /api/v1/platforms`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -526,6 +564,9 @@ pub struct NewPlatform {
     pub web_server: Option<String>,
     #[serde(default)]
     pub installer: Option<Installer>,
+    /// How its sites run cron: `drush` (default) or `http`.
+    #[serde(default)]
+    pub cron_method: Option<CronMethod>,
 }
 
 /// A platform (Aegir's platform context): a codebase on a web server.
@@ -535,6 +576,7 @@ pub struct Platform {
     pub root: String,
     pub web_server: String,
     pub installer: Installer,
+    pub cron_method: CronMethod,
     /// `queued` (never verified), `verified`, `failed` (last verify failed), `deleted`.
     pub status: String,
     /// A locked platform takes no new sites.
@@ -625,6 +667,9 @@ pub struct Site {
     pub login_link: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub login_link_expires_at: Option<DateTime<Utc>>,
+    /// The site's last cron run, once one ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_cron: Option<LastCron>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// The task the request queued.

@@ -7,7 +7,7 @@
 //! the step at once (permanent) instead of running it with a default. A worker matches its
 //! service's enum exhaustively, so an action it does not handle is a compile error.
 
-use crate::{ErrorKind, Installer, Package};
+use crate::{CronMethod, ErrorKind, Installer, Package};
 use serde::{Deserialize, Serialize};
 
 /// The services a worker can provide; also the first half of a work routing key.
@@ -145,6 +145,11 @@ pub enum HttpStep {
     SiteUpdatedb(SwapSpec),
     /// After a restore, migrate or clone: what was kept aside goes.
     SiteCleanup(CleanupSpec),
+    /// Gives the site its cron key (the command carries it sealed), where Drupal keeps
+    /// it: the variable `cron_key` (7), the state `system.cron_key` (8+).
+    SiteCronKey(SiteSpec),
+    /// Runs the site's cron by its platform's method.
+    SiteCron(CronSpec),
 }
 
 impl HttpStep {
@@ -165,6 +170,8 @@ impl HttpStep {
             Self::SiteSwapBack(_) => "site-swap-back",
             Self::SiteUpdatedb(_) => "site-updatedb",
             Self::SiteCleanup(_) => "site-cleanup",
+            Self::SiteCronKey(_) => "site-cron-key",
+            Self::SiteCron(_) => "site-cron",
         }
     }
 
@@ -178,8 +185,10 @@ impl HttpStep {
             | Self::SiteVhostRemove(s)
             | Self::SiteVhostRestore(s)
             | Self::SiteMaintenance(s)
-            | Self::SiteLogin(s) => Some(s),
+            | Self::SiteLogin(s)
+            | Self::SiteCronKey(s) => Some(s),
             Self::SitePackages(p) => Some(&p.site),
+            Self::SiteCron(c) => Some(&c.site),
             Self::SiteSwap(s) | Self::SiteSwapBack(s) | Self::SiteUpdatedb(s) => Some(&s.site),
             Self::SiteCleanup(c) => Some(&c.swap.site),
         }
@@ -365,6 +374,12 @@ pub struct PackagesSpec {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CronSpec {
+    pub site: SiteSpec,
+    pub method: CronMethod,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SwapSpec {
     pub site: SiteSpec,
     /// Where the backup was unpacked, beside the site's directory.
@@ -533,6 +548,8 @@ pub struct SecretNeeds {
     pub db_admin: bool,
     /// Which database password goes to the worker as the site's.
     pub site_db: Option<SiteDbSecret>,
+    /// The site's cron key.
+    pub cron_key: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -547,30 +564,42 @@ impl SecretNeeds {
     pub const NONE: Self = Self {
         db_admin: false,
         site_db: None,
+        cron_key: false,
     };
     pub const DB_ADMIN: Self = Self {
         db_admin: true,
         site_db: None,
+        cron_key: false,
     };
     pub const SITE_DB: Self = Self {
         db_admin: false,
         site_db: Some(SiteDbSecret::Current),
+        cron_key: false,
     };
     pub const SITE_DB_NEXT: Self = Self {
         db_admin: false,
         site_db: Some(SiteDbSecret::Next),
+        cron_key: false,
     };
     pub const DB_ADMIN_AND_SITE_DB: Self = Self {
         db_admin: true,
         site_db: Some(SiteDbSecret::Current),
+        cron_key: false,
     };
     pub const DB_ADMIN_AND_SITE_DB_NEXT: Self = Self {
         db_admin: true,
         site_db: Some(SiteDbSecret::Next),
+        cron_key: false,
     };
 
     pub fn is_none(self) -> bool {
         self == Self::NONE
+    }
+
+    /// The same, with the site's cron key too.
+    pub const fn and_cron_key(mut self) -> Self {
+        self.cron_key = true;
+        self
     }
 
     /// As stored: `None` for no secrets.
@@ -583,6 +612,9 @@ impl SecretNeeds {
             Some(SiteDbSecret::Current) => parts.push("site_db"),
             Some(SiteDbSecret::Next) => parts.push("site_db_next"),
             None => {}
+        }
+        if self.cron_key {
+            parts.push("cron_key");
         }
         (!parts.is_empty()).then(|| parts.join(","))
     }
@@ -599,6 +631,7 @@ impl SecretNeeds {
                 "db_admin" => needs.db_admin = true,
                 "site_db" => needs.site_db = Some(SiteDbSecret::Current),
                 "site_db_next" => needs.site_db = Some(SiteDbSecret::Next),
+                "cron_key" => needs.cron_key = true,
                 other => return Err(format!("unknown secret need `{other}`")),
             }
         }
@@ -616,11 +649,14 @@ pub struct SealedSecrets {
     /// The site's database password (or the next database's, see [`SiteDbSecret`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub site_db: Option<String>,
+    /// The site's cron key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron_key: Option<String>,
 }
 
 impl SealedSecrets {
     pub fn is_empty(&self) -> bool {
-        self.db_admin.is_none() && self.site_db.is_none()
+        self.db_admin.is_none() && self.site_db.is_none() && self.cron_key.is_none()
     }
 }
 
@@ -665,6 +701,8 @@ mod tests {
             SecretNeeds::SITE_DB_NEXT,
             SecretNeeds::DB_ADMIN_AND_SITE_DB,
             SecretNeeds::DB_ADMIN_AND_SITE_DB_NEXT,
+            SecretNeeds::SITE_DB.and_cron_key(),
+            SecretNeeds::NONE.and_cron_key(),
         ] {
             assert_eq!(SecretNeeds::parse(n.to_text().as_deref()), Ok(n));
         }

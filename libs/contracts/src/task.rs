@@ -36,10 +36,12 @@ pub enum TaskType {
     BackupDelete,
     /// Remove the backups a retention policy forgets (as decided when it was accepted).
     Prune,
+    /// Run the site's cron, by its platform's cron method (drush or HTTP).
+    Cron,
 }
 
 impl TaskType {
-    pub const ALL: [TaskType; 13] = [
+    pub const ALL: [TaskType; 14] = [
         Self::Verify,
         Self::Noop,
         Self::Install,
@@ -53,6 +55,7 @@ impl TaskType {
         Self::Clone,
         Self::BackupDelete,
         Self::Prune,
+        Self::Cron,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -70,6 +73,7 @@ impl TaskType {
             Self::Clone => "clone",
             Self::BackupDelete => "backup-delete",
             Self::Prune => "prune",
+            Self::Cron => "cron",
         }
     }
 
@@ -205,7 +209,7 @@ pub struct PruneTask {
 /// The arguments a task carries, by its type.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TaskArgs {
-    /// verify, install, disable, enable, login-reset.
+    /// verify, install, disable, enable, login-reset, cron.
     None,
     Noop(NoopArgs),
     Backup(BackupTask),
@@ -228,7 +232,8 @@ impl TaskArgs {
             | TaskType::Install
             | TaskType::Disable
             | TaskType::Enable
-            | TaskType::LoginReset => Self::None,
+            | TaskType::LoginReset
+            | TaskType::Cron => Self::None,
             TaskType::Noop if v.is_null() => Self::Noop(NoopArgs::default()),
             TaskType::Noop => Self::Noop(read(v)?),
             TaskType::Backup => Self::Backup(read(v)?),

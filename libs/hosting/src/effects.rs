@@ -2,7 +2,7 @@
 //! these in the transaction that records the step or ends the task.
 
 use crate::sites::status as site_status;
-use berth_contracts::steps::{BackupMade, BackupStep, PlatformScan};
+use berth_contracts::steps::{BackupMade, BackupStep, HttpStep, PlatformScan};
 use berth_contracts::task::DbNames;
 use berth_contracts::{Package, StepOutput, TargetKind, TaskArgs, TaskType, Work};
 
@@ -54,6 +54,15 @@ pub enum Effect {
         platform: String,
         db_server: String,
     },
+    /// The site's database holds its cron key now.
+    CronKeyGiven {
+        site: String,
+    },
+    /// The site's last cron: the finished cron task (its times are the task's).
+    RecordCron {
+        site: String,
+        ok: bool,
+    },
     /// The site's name changes; a login link made for the old name leads nowhere.
     Rename {
         from: String,
@@ -76,6 +85,9 @@ pub fn of_step(task: TaskRef<'_>, server: &str, work: &Work, output: &StepOutput
         (TaskType::Clone, Some(s)) => s.uri.clone(),
         _ => task.target.to_string(),
     };
+    if let Work::Http(HttpStep::SiteCronKey(_)) = work {
+        return vec![Effect::CronKeyGiven { site: site() }];
+    }
     match output {
         StepOutput::PlatformScanned(scan) => vec![Effect::RecordScan {
             platform: task.target.to_string(),
@@ -194,6 +206,16 @@ fn site_end(t: Ended<'_>) -> (Vec<Effect>, Option<String>) {
         (TaskType::Install, false, _) if t.site_status == Some(site_status::INSTALLING) => {
             status(site_status::FAILED)
         }
+        (TaskType::Cron, ok, _) => (
+            vec![Effect::RecordCron {
+                site: site.clone(),
+                ok,
+            }],
+            Some(format!(
+                "site {site}: cron {}",
+                if ok { "succeeded" } else { "failed" }
+            )),
+        ),
         (TaskType::Disable, true, _) => status(site_status::DISABLED),
         (TaskType::Enable, true, _) => status(site_status::ENABLED),
         (TaskType::Delete, true, _) => {
@@ -396,6 +418,36 @@ mod tests {
         assert_eq!(
             to(of_finish(ended(TaskType::Verify, &none, true, "enabled"))),
             None
+        );
+    }
+
+    #[test]
+    fn a_cron_records_its_result_and_a_key_step_marks_the_key_given() {
+        let none = TaskArgs::None;
+        for ok in [true, false] {
+            let (e, note) = of_finish(ended(TaskType::Cron, &none, ok, "enabled"));
+            assert_eq!(
+                e,
+                [Effect::RecordCron {
+                    site: "www.example.com".into(),
+                    ok
+                }]
+            );
+            assert!(
+                note.unwrap()
+                    .contains(if ok { "succeeded" } else { "failed" })
+            );
+        }
+        let work = Work::Http(HttpStep::SiteCronKey(site("enabled", "null").spec(false)));
+        let task = TaskRef {
+            task_type: TaskType::Cron,
+            target: "www.example.com",
+        };
+        assert_eq!(
+            of_step(task, "server_master", &work, &StepOutput::Done),
+            [Effect::CronKeyGiven {
+                site: "www.example.com".into()
+            }]
         );
     }
 

@@ -2,10 +2,10 @@
 //! their services, platforms, sites. Plans are built from these alone.
 
 use crate::sites::grant_hosts;
-use berth_contracts::Installer;
 use berth_contracts::steps::{
     DbServiceSpec, DnsServiceSpec, HttpServiceSpec, PlatformSpec, SiteDbSpec, SiteSpec,
 };
+use berth_contracts::{CronMethod, Installer};
 
 /// What the planner knows of a server: its name and the types of its services.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -90,6 +90,7 @@ pub struct PlatformFacts {
     pub web_host: String,
     pub installer: Installer,
     pub drupal_major: Option<i32>,
+    pub cron_method: CronMethod,
 }
 
 impl PlatformFacts {
@@ -115,6 +116,9 @@ pub struct SiteFacts {
     pub db_user: String,
     /// The unix user (and group of the same number) the site's PHP and installer run as.
     pub unix_uid: u32,
+    /// The site's database holds the cron key berth keeps for it (given by a
+    /// `site-cron-key` step since the key was made or the database changed).
+    pub cron_key_given: bool,
     pub platform: PlatformFacts,
     pub db_server: ServerFacts,
 }
@@ -212,6 +216,7 @@ pub(crate) mod fixtures {
             db_name: "wwwexamplecom_abc123".into(),
             db_user: "wwwexamplecom_abc123".into(),
             unix_uid: 200_000,
+            cron_key_given: true,
             platform: PlatformFacts {
                 name: "platform_d10".into(),
                 root: "/var/aegir/platforms/d10".into(),
@@ -219,6 +224,7 @@ pub(crate) mod fixtures {
                 web_host: "localhost".into(),
                 installer: Installer::default(),
                 drupal_major: Some(10),
+                cron_method: CronMethod::Drush,
             },
             db_server: server(dns),
         }

@@ -39,6 +39,26 @@ pub mod login {
     }
 }
 
+/// Drupal's cron: where its HTTP entry point is and whether an answer is a success.
+pub mod cron {
+    /// The path and query of the cron URL of a site of this Drupal major (7 and older:
+    /// `cron.php?cron_key=`; 8+: the `system.cron` route). The key is 32 hex digits
+    /// (berth makes it), so it needs no escaping.
+    pub fn url_path(drupal_major: Option<i32>, key: &str) -> String {
+        if drupal_major.is_some_and(|m| m <= 7) {
+            format!("/cron.php?cron_key={key}")
+        } else {
+            format!("/cron/{key}")
+        }
+    }
+
+    /// Only a 2xx answer says cron ran: a redirect is not followed (the site could send
+    /// the worker anywhere) and counts as a failure.
+    pub fn succeeded(status: u16) -> bool {
+        (200..300).contains(&status)
+    }
+}
+
 /// The database and user names of a new site: the uri's letters and digits (Aegir's
 /// habit), cut to fit MySQL's limits, with a random suffix so that re-installing a uri
 /// never meets the leftovers of an earlier one. `suffix` is 6 lower-case hex digits.
@@ -81,7 +101,8 @@ pub fn statuses_for(task_type: TaskType) -> &'static [&'static str] {
     match task_type {
         TaskType::Install => &[status::INSTALLING, status::FAILED],
         TaskType::Verify => &[status::ENABLED, status::DISABLED],
-        TaskType::Disable | TaskType::LoginReset => &[status::ENABLED],
+        // A disabled site's cron is not run (Aegir's rule too).
+        TaskType::Disable | TaskType::LoginReset | TaskType::Cron => &[status::ENABLED],
         TaskType::Enable => &[status::DISABLED],
         TaskType::Backup => &[status::ENABLED, status::DISABLED],
         // The API refuses an enabled site unless deleting enabled sites is allowed.
@@ -136,6 +157,20 @@ mod tests {
             ),
             "a.test-20261118T110640Z-1a2b"
         );
+    }
+
+    #[test]
+    fn cron_urls_follow_the_drupal_version_and_only_2xx_succeeds() {
+        assert_eq!(cron::url_path(Some(7), "ab12"), "/cron.php?cron_key=ab12");
+        assert_eq!(cron::url_path(Some(10), "ab12"), "/cron/ab12");
+        // Not scanned yet: the current route.
+        assert_eq!(cron::url_path(None, "ab12"), "/cron/ab12");
+        assert!(cron::succeeded(200) && cron::succeeded(204));
+        for status in [301, 302, 403, 404, 500, 503] {
+            assert!(!cron::succeeded(status), "{status}");
+        }
+        assert_eq!(statuses_for(TaskType::Cron), [status::ENABLED]);
+        assert!(check_status(TaskType::Cron, "a.test", status::DISABLED).is_err());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TaskError {
     #[error(
-        "unknown task type `{0}`; known types: verify, noop, install, disable, enable, login-reset, backup, delete, restore, migrate, clone, backup-delete"
+        "unknown task type `{0}`; known types: verify, noop, install, disable, enable, login-reset, backup, delete, restore, migrate, clone, backup-delete, cron"
     )]
     UnknownType(String),
     #[error("task type `{task_type}` does not run on a {target_kind}")]
@@ -103,7 +103,8 @@ pub fn validate(
         | TaskType::Migrate
         | TaskType::Clone
         | TaskType::BackupDelete
-        | TaskType::Prune => target_kind == K::Site,
+        | TaskType::Prune
+        | TaskType::Cron => target_kind == K::Site,
     };
     if !runs_on {
         return Err(TaskError::WrongTarget {
@@ -121,6 +122,7 @@ pub fn validate(
         | TaskType::Disable
         | TaskType::Enable
         | TaskType::LoginReset
+        | TaskType::Cron
         | TaskType::Delete => match args.as_object() {
             Some(o) if o.is_empty() => Ok(json!({})),
             _ => Err(bad(format!("{} takes no arguments", task_type.as_str()))),
@@ -305,5 +307,19 @@ mod tests {
             Err(TaskError::WrongTarget { .. })
         ));
         assert!(validate(TaskType::Verify, TargetKind::Site, &json!({}), true).is_ok());
+        assert!(validate(TaskType::Cron, TargetKind::Site, &json!({}), false).is_ok());
+        assert!(
+            validate(
+                TaskType::Cron,
+                TargetKind::Site,
+                &json!({"key": "x"}),
+                false
+            )
+            .is_err()
+        );
+        assert!(matches!(
+            validate(TaskType::Cron, TargetKind::Platform, &json!({}), false),
+            Err(TaskError::WrongTarget { .. })
+        ));
     }
 }

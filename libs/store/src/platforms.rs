@@ -2,7 +2,7 @@
 
 use crate::servers::get_server;
 use crate::{Result, Store, StoreError, conflict_on_unique};
-use berth_contracts::{Installer, Package, PackageType, Platform};
+use berth_contracts::{CronMethod, Installer, Package, PackageType, Platform};
 use berth_hosting::facts::PlatformFacts;
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
@@ -13,6 +13,7 @@ pub struct PlatformRow {
     pub root: String,
     pub web_server: String,
     pub installer: serde_json::Value,
+    pub cron_method: String,
     pub status: String,
     pub locked: bool,
     pub drupal_major: Option<i32>,
@@ -34,6 +35,7 @@ impl PlatformRow {
             root: self.root,
             web_server: self.web_server,
             installer: serde_json::from_value(self.installer).unwrap_or_default(),
+            cron_method: CronMethod::parse(&self.cron_method).unwrap_or_default(),
             status: self.status,
             locked: self.locked,
             drupal_major: self.drupal_major,
@@ -54,12 +56,17 @@ pub async fn insert_platform(
     root: &str,
     web_server: &str,
     installer: &Installer,
+    cron_method: CronMethod,
 ) -> Result<()> {
-    sqlx::query("INSERT INTO platforms (name, root, web_server, installer) VALUES ($1, $2, $3, $4)")
+    sqlx::query(
+        "INSERT INTO platforms (name, root, web_server, installer, cron_method)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
         .bind(name)
         .bind(root)
         .bind(web_server)
         .bind(serde_json::to_value(installer).expect("serialisable"))
+        .bind(cron_method.as_str())
         .execute(&mut *conn)
         .await
         .map_err(|e| {
@@ -116,6 +123,9 @@ pub async fn facts(conn: &mut PgConnection, name: &str) -> Result<Option<Platfor
         installer: serde_json::from_value(p.installer)
             .map_err(|e| StoreError::Corrupt(format!("platform {name}: its installer: {e}")))?,
         drupal_major: p.drupal_major,
+        cron_method: CronMethod::parse(&p.cron_method).ok_or_else(|| {
+            StoreError::Corrupt(format!("platform {name}: cron method `{}`", p.cron_method))
+        })?,
     }))
 }
 

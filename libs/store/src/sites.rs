@@ -30,6 +30,9 @@ pub struct SiteRow {
     pub unix_uid: i32,
     pub login_link: Option<String>,
     pub login_link_at: Option<DateTime<Utc>>,
+    pub cron_key_given: bool,
+    #[sqlx(flatten)]
+    pub last_cron: crate::cron::LastCronRow,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub aliases: Vec<String>,
@@ -60,6 +63,7 @@ impl SiteRow {
             db_user: self.db_user,
             login_link: self.login_link.filter(|_| fresh),
             login_link_expires_at: expires.filter(|_| fresh),
+            last_cron: self.last_cron.into_contract(),
             created_at: self.created_at,
             updated_at: self.updated_at,
             task: None,
@@ -181,6 +185,7 @@ pub async fn facts(conn: &mut PgConnection, uri: &str) -> Result<Option<SiteFact
         db_name: s.db_name,
         db_user: s.db_user,
         unix_uid: s.unix_uid as u32,
+        cron_key_given: s.cron_key_given,
         platform,
         db_server: db_server.facts(),
     }))
@@ -238,7 +243,8 @@ pub async fn set_database(
     db_password_sealed: &str,
 ) -> Result<()> {
     sqlx::query(
-        "UPDATE sites SET db_name = $2, db_user = $3, db_password_sealed = $4, updated_at = now()
+        "UPDATE sites SET db_name = $2, db_user = $3, db_password_sealed = $4, updated_at = now(),
+           cron_key_given = false
          WHERE uri = $1",
     )
     .bind(uri)

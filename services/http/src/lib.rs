@@ -4,6 +4,7 @@
 //! (permissions, package scan), and installs and serves sites: site directory and cloaked
 //! settings, the installer, vhosts through coalesced reloads, login links, package maps.
 
+pub mod cron;
 pub mod pool;
 pub mod reload;
 pub mod scan;
@@ -13,7 +14,7 @@ pub mod vhost;
 use berth_broker::worker::{StepContext, StepError, StepHandler, StepOk, WorkerConfig, run_worker};
 use berth_command::{ensure_dir, run_checked};
 use berth_contracts::steps::{CleanupSpec, HttpServiceSpec, HttpStep, SiteSpec, SwapSpec};
-use berth_contracts::{StepCommand, StepOutput, Work};
+use berth_contracts::{CronMethod, StepCommand, StepOutput, Work};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,6 +80,15 @@ impl HttpWorker {
         })?;
         key.open_site_password(cmd.secrets.site_db.as_deref())
             .map_err(|e| StepError::permanent(format!("the site's password: {e}")))
+    }
+
+    /// The site's cron key the step carries sealed: hex digits only (it goes into a URL).
+    fn cron_key(&self, cmd: &StepCommand) -> Result<String, StepError> {
+        let key = self.cfg.secret_key.as_ref().ok_or_else(|| {
+            StepError::permanent("this http worker has no secret key to open the site's cron key")
+        })?;
+        key.open_site_password(cmd.secrets.cron_key.as_deref())
+            .map_err(|e| StepError::permanent(format!("the site's cron key: {e}")))
     }
 
     /// A site step's arguments, checked (they reach paths and commands).
@@ -514,6 +524,30 @@ impl StepHandler for HttpWorker {
             HttpStep::SiteCleanup(c) => {
                 let a = self.site_args(&c.swap.site)?;
                 self.site_cleanup(cmd, &a, c, ctx).await
+            }
+            HttpStep::SiteCronKey(s) => {
+                let a = self.site_args(s)?;
+                let (pw, key) = (self.site_password(cmd)?, self.cron_key(cmd)?);
+                let _slot = self.installer_slot().await?;
+                cron::give_key(&a, &pw, &key, ctx).await?;
+                Ok(StepOk::default())
+            }
+            HttpStep::SiteCron(c) => {
+                let a = self.site_args(&c.site)?;
+                match c.method {
+                    CronMethod::Drush => {
+                        let pw = self.site_password(cmd)?;
+                        let _slot = self.installer_slot().await?;
+                        cron::by_drush(&a, &pw, ctx).await?;
+                    }
+                    CronMethod::Http => {
+                        let key = self.cron_key(cmd)?;
+                        // The site's PHP loads the server as drush would: one slot too.
+                        let _slot = self.installer_slot().await?;
+                        cron::by_http(&c.site, &self.cfg.listen_address, &key, ctx).await?;
+                    }
+                }
+                Ok(StepOk::default())
             }
         }
     }

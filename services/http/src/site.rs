@@ -321,6 +321,18 @@ pub async fn drush(
     args: &[&str],
     ctx: &StepContext,
 ) -> Result<String, StepError> {
+    drush_with_input(a, password, args, None, ctx).await
+}
+
+/// As [`drush`], with `secret_input` written to drush's standard input (a value drush
+/// reads with `-`, so that it never reaches argv); it is masked like the password.
+pub async fn drush_with_input(
+    a: &SiteArgs,
+    password: &str,
+    args: &[&str],
+    secret_input: Option<&str>,
+    ctx: &StepContext,
+) -> Result<String, StepError> {
     let root = format!("--root={}", a.root.display());
     let uri = format!("--uri={}", a.uri);
     // drush runs the site's own code: as the site's user, like its PHP, after the site's
@@ -374,9 +386,25 @@ pub async fn drush(
         .env("db_name", &a.db_name)
         .env("db_user", &a.db_user)
         .env("db_passwd", password)
-        .stdin(std::process::Stdio::null())
+        .stdin(if secret_input.is_some() {
+            std::process::Stdio::piped()
+        } else {
+            std::process::Stdio::null()
+        })
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
-        .output();
+        .spawn();
+    let child = async move {
+        let mut child = child?;
+        if let (Some(input), Some(mut stdin)) = (secret_input, child.stdin.take()) {
+            use tokio::io::AsyncWriteExt;
+            stdin.write_all(input.as_bytes()).await?;
+            // Closed: drush reads to the end.
+            drop(stdin);
+        }
+        child.wait_with_output().await
+    };
     let out = match tokio::time::timeout(INSTALLER_TIMEOUT, child).await {
         Err(_) => {
             return Err(StepError::permanent(format!(
@@ -395,7 +423,7 @@ pub async fn drush(
     };
     // A password never belongs in a log, even if the site's code prints its environment:
     // what drush says is masked before anyone logs or returns it.
-    let clean = |s: &str| berth_command::mask(s, &[password]);
+    let clean = |s: &str| berth_command::mask(s, &[password, secret_input.unwrap_or_default()]);
     let stdout = clean(&String::from_utf8_lossy(&out.stdout));
     let stderr = clean(&String::from_utf8_lossy(&out.stderr));
     for line in stderr.lines().filter(|l| !l.trim().is_empty()).take(50) {

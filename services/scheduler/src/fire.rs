@@ -359,9 +359,10 @@ impl Ctx<'_> {
 /// The task a job runs on a site (none yet for drills).
 fn task_type_of(job: &Job) -> Option<TaskType> {
     match job {
+        Job::Cron {} => Some(TaskType::Cron),
         Job::Backup { .. } => Some(TaskType::Backup),
         Job::Prune { .. } => Some(TaskType::Prune),
-        Job::Cron {} | Job::Drill { .. } => None,
+        Job::Drill { .. } => None,
     }
 }
 

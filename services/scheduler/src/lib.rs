@@ -74,8 +74,18 @@ pub async fn run(cfg: SchedulerConfig, shutdown: CancellationToken) -> Result<()
     Ok(())
 }
 
-/// Forgets old runs (keeping each site's newest [`RUNS_KEPT_PER_SITE`]), in batches.
+/// Forgets old runs (keeping each site's newest [`RUNS_KEPT_PER_SITE`]), and old cron tasks
+/// (keeping each site's failures and newest [`RUNS_KEPT_PER_SITE`] successes: decision
+/// 0016), in batches.
 async fn prune(store: &Store, history: chrono::Duration) {
+    match store
+        .prune_cron_history(RUNS_KEPT_PER_SITE as u32, 5_000)
+        .await
+    {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(tasks = n, "old cron tasks pruned"),
+        Err(e) => tracing::warn!(error = %e, "could not prune the cron history"),
+    }
     let before = Utc::now() - history;
     loop {
         let gone = async {

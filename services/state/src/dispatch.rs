@@ -788,6 +788,9 @@ impl Dispatcher {
             Some(SiteDbSecret::Next) => t::task_secret(tx, task.id, SECRET_SITE_DB_NEXT).await?,
             None => None,
         };
+        if needs.cron_key {
+            secrets.cron_key = berth_store::cron::cron_key_sealed(tx, &task.target).await?;
+        }
         let cmd = StepCommand {
             task_id: task.id,
             step_id: step.id,
@@ -934,6 +937,12 @@ impl Dispatcher {
                     db_server,
                 } => {
                     sites::set_home(tx, &site, &platform, &db_server).await?;
+                }
+                Effect::CronKeyGiven { site } => {
+                    berth_store::cron::set_cron_key_given(tx, &site, true).await?;
+                }
+                Effect::RecordCron { site, ok } => {
+                    berth_store::cron::record_last_cron(tx, &site, task.id, ok).await?;
                 }
                 Effect::Rename { from, to } => {
                     sites::rename(tx, &from, &to).await?;

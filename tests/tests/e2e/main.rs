@@ -10,6 +10,7 @@ mod cli_sites;
 mod clone;
 mod compare;
 mod crash;
+mod cron;
 mod db_reach;
 mod dns;
 mod drupal7;

@@ -325,3 +325,119 @@ async fn backups_start_only_inside_their_window_and_never_more_than_the_cap_at_o
     }
     w.stop().await;
 }
+
+/// The fixture's cron counter in a Drupal 10 site's own database.
+async fn cron_runs(db: &str) -> i64 {
+    let v: Option<Vec<u8>> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT value FROM `{db}`.key_value WHERE collection = 'state' AND name = 'berth_fixture_cron_runs'"
+    )))
+    .fetch_optional(&mut berth_tests::mysql().await)
+    .await
+    .unwrap();
+    v.map_or(0, |v| {
+        String::from_utf8(v)
+            .unwrap()
+            .trim_start_matches("i:")
+            .trim_end_matches(';')
+            .parse()
+            .unwrap()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cron_runs_on_its_schedule_in_the_sites_database_and_a_failed_site_goes_first() {
+    let w = World::with_platform(WorldOptions::web(false)).await;
+    let sites = sites(&w, 2).await;
+    let db = |uri: &str| {
+        let w = &w;
+        let uri = uri.to_string();
+        async move {
+            w.get_json(&format!("/api/v1/sites/{uri}")).await["db_name"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let (good, bad) = (&sites[0], &sites[1]);
+    let (good_db, bad_db) = (db(good).await, db(bad).await);
+    // The second site's hook_cron() throws, by the fixture's marker.
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "REPLACE INTO `{bad_db}`.key_value (collection, name, value)
+         VALUES ('state', 'berth_fixture_cron_fail', 'i:1;')"
+    )))
+    .execute(&mut berth_tests::mysql().await)
+    .await
+    .unwrap();
+    create_schedule(
+        &w,
+        json!({"name": "cron", "scope": "all", "expression": "*/4 * * * * *",
+               "job": {"kind": "cron"}, "window_secs": 4, "spread_secs": 3}),
+    )
+    .await;
+    let (mut a, _) = w.spawn_berth("scheduler", TICK);
+    tokio::time::sleep(Duration::from_secs(18)).await;
+    disable(&w, "cron").await;
+    settle(&w, "cron").await;
+    a.kill().unwrap();
+    let _ = a.wait();
+
+    let runs = runs(&w, "cron").await;
+    let fired = |site: &str| -> Vec<&Run> {
+        runs.iter()
+            .filter(|r| r.site == site && r.status == "fired")
+            .collect()
+    };
+    // The cron ran on its schedule: as many times in the site's own database as it fired.
+    let good_runs = fired(good);
+    assert!(good_runs.len() >= 3, "{runs:#?}");
+    assert_eq!(cron_runs(&good_db).await, good_runs.len() as i64);
+    let site = w.get_json(&format!("/api/v1/sites/{good}")).await;
+    assert_eq!(site["last_cron"]["result"], "success", "{site}");
+    // Spread: the good site's runs are due at its own offset in the slot.
+    let spread = chrono::Duration::seconds(3);
+    let offset = berth_schedule::offset("cron", good, spread);
+    for r in &good_runs {
+        let due: (DateTime<Utc>,) = sqlx::query_as(
+            "SELECT due_at FROM schedule_runs WHERE schedule = 'cron' AND site = $1 AND slot = $2",
+        )
+        .bind(good)
+        .bind(r.slot)
+        .fetch_one(&w.store.pool)
+        .await
+        .unwrap();
+        assert_eq!(due.0, r.slot + offset);
+    }
+    // The failing site: its runs failed (nothing counted), and after its first failure each
+    // of its runs was due at the very start of the slot: retried first.
+    let bad_runs = fired(bad);
+    assert!(bad_runs.len() >= 3, "{runs:#?}");
+    assert_eq!(cron_runs(&bad_db).await, 0);
+    assert_ne!(
+        berth_schedule::offset("cron", bad, spread),
+        chrono::Duration::zero()
+    );
+    let dues: Vec<(DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT slot, due_at FROM schedule_runs WHERE schedule = 'cron' AND site = $1
+         AND status = 'fired' ORDER BY slot",
+    )
+    .bind(bad)
+    .fetch_all(&w.store.pool)
+    .await
+    .unwrap();
+    for (slot, due) in &dues[1..] {
+        assert_eq!(due, slot, "a failed site's next run is not first: {dues:?}");
+    }
+    let site = w.get_json(&format!("/api/v1/sites/{bad}")).await;
+    assert_eq!(site["last_cron"]["result"], "failed", "{site}");
+    // Three failures in a row raise the schedule's alert for that site only.
+    let alerts = w.get_json("/api/v1/schedule-alerts?schedule=cron").await;
+    let failing: Vec<&Value> = alerts
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == "failing")
+        .collect();
+    assert_eq!(failing.len(), 1, "{alerts}");
+    assert_eq!(failing[0]["site"], bad.as_str());
+    w.stop().await;
+}

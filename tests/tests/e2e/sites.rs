@@ -60,6 +60,7 @@ async fn a_site_serves_its_own_database_over_http_and_answers_dns() {
             "site-db-create",
             "site-files",
             "site-install",
+            "site-cron-key",
             "site-vhost",
             "site-records",
             "site-packages"

@@ -8,6 +8,7 @@
 
 mod backup;
 mod clone;
+mod cron;
 mod delete;
 mod deploy;
 mod migrate;
@@ -18,6 +19,7 @@ mod site;
 
 pub use backup::{plan_backup, plan_backup_delete, plan_prune};
 pub use clone::plan_clone;
+pub use cron::plan_cron;
 pub use delete::plan_delete;
 pub use migrate::plan_migrate;
 pub use platform::plan_platform_task;
@@ -115,6 +117,7 @@ pub fn plan_site_task(task_type: TaskType, s: &SiteFacts, args: &TaskArgs) -> Re
             | TaskType::LoginReset,
             _,
         ) => site::plan(task_type, s),
+        (TaskType::Cron, _) => Ok(plan_cron(s)),
         (TaskType::Backup, TaskArgs::Backup(a)) => Ok(plan_backup(s, a)),
         (TaskType::Delete, TaskArgs::Delete(a)) => Ok(plan_delete(s, a)),
         (TaskType::Restore, TaskArgs::Restore(a)) => Ok(plan_restore(s, a)),

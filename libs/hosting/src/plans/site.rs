@@ -1,5 +1,6 @@
 //! A site's life on its platform: install, verify, disable, enable and login reset.
 
+use super::cron::key_step;
 use super::deploy::records_then_packages;
 use super::{Plan, PlannedStep};
 use crate::facts::SiteFacts;
@@ -24,6 +25,7 @@ pub(super) fn plan(task_type: TaskType, s: &SiteFacts) -> Result<Plan, String> {
                     .undo(HttpStep::SiteFilesRemove(spec.clone())),
                 PlannedStep::http(web, HttpStep::SiteInstall(spec.clone()))
                     .secrets(SecretNeeds::SITE_DB),
+                key_step(web, s),
                 PlannedStep::http(web, HttpStep::SiteVhost(spec.clone()))
                     .undo(HttpStep::SiteVhostRemove(spec.clone()))
                     .secrets(SecretNeeds::SITE_DB),
@@ -54,6 +56,8 @@ pub(super) fn plan(task_type: TaskType, s: &SiteFacts) -> Result<Plan, String> {
             if s.dns_managed() {
                 steps.push(PlannedStep::dns(web, DnsStep::SiteRecords(spec.clone())));
             }
+            // The cron key again: a site installed before berth made keys gets one.
+            steps.push(key_step(web, s));
             steps.push(
                 PlannedStep::http(
                     web,
@@ -100,6 +104,7 @@ mod tests {
                 "site-db-create",
                 "site-files",
                 "site-install",
+                "site-cron-key",
                 "site-vhost",
                 "site-records",
                 "site-packages"
@@ -111,6 +116,7 @@ mod tests {
                 Some("site-db-drop"),
                 Some("site-files-remove"),
                 None,
+                None,
                 Some("site-vhost-remove"),
                 Some("site-records-remove"),
                 None
@@ -121,7 +127,7 @@ mod tests {
         let spec = p.steps[0].work.site().unwrap();
         assert_eq!(spec.db.grant_hosts, ["localhost", "127.0.0.1"]);
         assert!(matches!(
-            &p.steps[5].work,
+            &p.steps[6].work,
             Work::Http(HttpStep::SitePackages(PackagesSpec { login: true, .. }))
         ));
         // No bind on the web server: no records step.
@@ -147,6 +153,7 @@ mod tests {
                 "site-files",
                 "site-vhost",
                 "site-records",
+                "site-cron-key",
                 "site-packages"
             ]
         );

@@ -19,7 +19,7 @@ use uuid::Uuid;
 /// checked (and normalised) the request's arguments.
 #[derive(Debug, Clone)]
 pub enum Requested {
-    /// verify, install, disable, enable, login-reset: no arguments.
+    /// verify, install, disable, enable, login-reset, cron: no arguments.
     None,
     Noop(NoopArgs),
     Backup {
@@ -53,7 +53,8 @@ impl Requested {
             | TaskType::Install
             | TaskType::Disable
             | TaskType::Enable
-            | TaskType::LoginReset => Self::None,
+            | TaskType::LoginReset
+            | TaskType::Cron => Self::None,
             TaskType::Delete => Self::Delete,
             TaskType::Prune => Self::Prune(
                 serde_json::from_value(validated.clone()).map_err(|e| bad(e.to_string()))?,

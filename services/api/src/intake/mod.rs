@@ -289,6 +289,16 @@ async fn queue_row(
     retry_of: Option<Uuid>,
 ) -> Result<(Task, OutboxRow), ApiError> {
     refuse_when_backlogged(tx, state.max_queued_tasks).await?;
+    // A site's cron key is made here, where the cluster key is (the state service has
+    // none): at its install, or at the next verify or cron of a site made before keys.
+    if kind == TargetKind::Site
+        && matches!(
+            task_type,
+            TaskType::Install | TaskType::Verify | TaskType::Cron
+        )
+    {
+        berth_store::cron::ensure_cron_key(tx, target, &new_sealed_password(state)).await?;
+    }
     let id = Uuid::now_v7();
     let task_type = task_type.as_str();
     let span = tracing::info_span!("task.accept", task_id = %id, task_type, target);

@@ -124,6 +124,7 @@ pub async fn create(
         &root,
         web_server.as_str(),
         &installer,
+        body.cron_method.unwrap_or_default(),
     )
     .await?;
     let (task, message) = intake::queue_saved(

@@ -200,6 +200,9 @@ pub enum PlatformsCommand {
         /// The drush program, relative to the root or absolute [default: vendor/bin/drush].
         #[arg(long)]
         drush: Option<String>,
+        /// How its sites run cron [default: drush].
+        #[arg(long, value_parser = ["drush", "http"])]
+        cron_method: Option<String>,
         #[arg(long, short)]
         follow: bool,
     },
@@ -268,6 +271,12 @@ pub enum SitesCommand {
     Packages { uri: String },
     /// The site's backups, newest first.
     Backups { uri: String },
+    /// Run the site's cron now (by its platform's method: drush or HTTP).
+    Cron {
+        uri: String,
+        #[arg(long, short)]
+        follow: bool,
+    },
     /// Forget a site whose install failed.
     Delete { uri: String },
 }

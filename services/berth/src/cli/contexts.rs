@@ -76,6 +76,7 @@ pub(crate) async fn save(
                     root,
                     web_server: c.web_server.clone(),
                     drush: None,
+                    cron_method: None,
                     follow: false,
                 },
             )

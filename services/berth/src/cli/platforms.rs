@@ -46,6 +46,7 @@ pub(crate) async fn platforms(
             root,
             web_server,
             drush,
+            cron_method,
             follow,
         } => {
             let mut body = json!({"name": bare(&name), "root": root});
@@ -54,6 +55,9 @@ pub(crate) async fn platforms(
             }
             if let Some(d) = drush {
                 body["installer"] = json!({"type": "drush", "bin": d});
+            }
+            if let Some(m) = cron_method {
+                body["cron_method"] = m.into();
             }
             let v = client.post("/platforms", &body).await?;
             let p: Platform = decode("platform", v.clone())?;

@@ -260,6 +260,7 @@ pub(crate) fn platform_details(p: &Platform) -> String {
         ("name", p.name.clone()),
         ("root", p.root.clone()),
         ("web server", p.web_server.clone()),
+        ("cron method", p.cron_method.as_str().into()),
         ("status", p.status.clone()),
         ("locked", p.locked.to_string()),
         (
@@ -291,6 +292,18 @@ pub(crate) fn site_details(s: &Site) -> String {
     ];
     if let Some(link) = &s.login_link {
         rows.push(("login link", link.clone()));
+    }
+    if let Some(c) = &s.last_cron {
+        rows.push((
+            "last cron",
+            format!(
+                "{} at {}, {:.1} s (task {})",
+                c.result,
+                time(&c.started_at),
+                c.duration_ms as f64 / 1000.0,
+                c.task
+            ),
+        ));
     }
     kv(&rows)
 }

@@ -109,6 +109,15 @@ pub(crate) async fn sites(
             }
             v
         }
+        SitesCommand::Cron { uri, follow } => {
+            let v = client
+                .post(
+                    "/tasks",
+                    &json!({"type": "cron", "target": bare(&uri), "args": {}}),
+                )
+                .await?;
+            return queued(client, json, v, follow, "queued").await;
+        }
         SitesCommand::Delete { uri } => {
             client.delete(&one(&uri, "")).await?;
             println!("site {} forgotten", bare(&uri));
