@@ -815,7 +815,7 @@ impl Settings {
             why: format!("for {what}"),
             fix: "generate one with `berth secret-key` and set BERTH_SECRET_KEY=<64 hex digits> \
                   (or secret_key = \"…\" in the file named by BERTH_CONFIG, or \
-                  BERTH_SECRET_KEY_FILE=<path of a file holding it>); every api, http, db and backup \
+                  BERTH_SECRET_KEY_FILE=<path of a file holding it>); every api, scheduler, http, db and backup \
                   process of a cluster needs the same key"
                 .into(),
         })

@@ -70,11 +70,12 @@ impl Service {
         format!("berth-{}", self.as_str())
     }
 
-    /// The api seals db passwords; the http, db and backup workers open them.
+    /// The api and the scheduler seal passwords and keys for the tasks they queue; the http,
+    /// db and backup workers open them.
     fn needs_secret_key(self) -> bool {
         matches!(
             self,
-            Self::Api | Self::Http | Self::Db | Self::Backup | Self::All
+            Self::Api | Self::Http | Self::Db | Self::Backup | Self::Scheduler | Self::All
         )
     }
 }
@@ -194,6 +195,9 @@ fn start(
                 amqp_url: s.amqp_url.clone(),
                 tick: std::time::Duration::from_millis(s.scheduler_tick_ms),
                 max_queued_tasks: s.max_queued_tasks,
+                secret_key: s.secret_key(
+                    "`berth serve scheduler` (it seals the keys of the tasks it queues)",
+                )?,
                 run_history: chrono::Duration::days(s.schedule_run_history_days as i64),
                 limits: limits(s),
             };
@@ -346,6 +350,7 @@ mod tests {
             Service::Http,
             Service::Db,
             Service::Backup,
+            Service::Scheduler,
             Service::All,
         ] {
             // Checked before telemetry and the runtime start, as `berth serve` does.
@@ -353,7 +358,7 @@ mod tests {
             assert!(err.contains("BERTH_SECRET_KEY is required"), "{svc}: {err}");
             let err = run(svc, settings(&[])).await.unwrap_err().to_string();
             assert!(
-                err.contains("every api, http, db and backup process"),
+                err.contains("every api, scheduler, http, db and backup process"),
                 "{svc}: {err}"
             );
             assert!(
@@ -365,7 +370,7 @@ mod tests {
 
     #[test]
     fn state_and_dns_start_without_the_secret_key() {
-        for svc in [Service::State, Service::Dns, Service::Scheduler] {
+        for svc in [Service::State, Service::Dns] {
             assert!(check(svc, &settings(&[])).is_ok(), "{svc}");
         }
     }

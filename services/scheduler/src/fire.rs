@@ -1,6 +1,6 @@
 //! One tick: each schedule's open slots, site by site, and its alerts.
 
-use crate::{SchedulerError, publish};
+use crate::{SchedulerConfig, SchedulerError, publish};
 use berth_contracts::steps::Compression;
 use berth_contracts::task::{BackupTask, PruneTask, TaskArgs};
 use berth_contracts::{Notice, NoticeEvent, TargetKind, TaskStatus, TaskType, exchanges};
@@ -38,7 +38,7 @@ pub struct TickReport {
 pub async fn tick(
     store: &Store,
     outbox: &Outbox,
-    max_queued_tasks: u64,
+    cfg: &SchedulerConfig,
     now: DateTime<Utc>,
 ) -> Result<TickReport, SchedulerError> {
     let schedules = store.schedules().await?;
@@ -56,7 +56,7 @@ pub async fn tick(
             let ctx = Ctx {
                 store,
                 outbox,
-                max_queued_tasks,
+                cfg,
                 now,
             };
             if let Err(e) = ctx.schedule(row, &sites, &mut report).await {
@@ -108,7 +108,7 @@ fn covered<'a>(
 struct Ctx<'a> {
     store: &'a Store,
     outbox: &'a Outbox,
-    max_queued_tasks: u64,
+    cfg: &'a SchedulerConfig,
     now: DateTime<Utc>,
 }
 
@@ -246,9 +246,8 @@ impl Ctx<'_> {
             return Ok(Outcome::Waiting);
         };
         let mut tx = self.store.pool.begin().await?;
-        if self.max_queued_tasks > 0
-            && tasks::queued_count(&mut tx, self.max_queued_tasks).await? >= self.max_queued_tasks
-        {
+        let max_queued = self.cfg.max_queued_tasks;
+        if max_queued > 0 && tasks::queued_count(&mut tx, max_queued).await? >= max_queued {
             return Ok(Outcome::Waiting);
         }
         let caps = [
@@ -268,6 +267,14 @@ impl Ctx<'_> {
             return Ok(Outcome::Taken);
         };
         let args = args_of(&mut tx, job, &home.uri).await?;
+        if task_type == TaskType::Cron {
+            // A site installed before cron keys gets its key now, as the API's intake does.
+            let sealed = self
+                .cfg
+                .secret_key
+                .seal(&berth_secrets::SecretKey::new_password());
+            berth_store::cron::ensure_cron_key(&mut tx, &home.uri, &sealed).await?;
+        }
         let id = Uuid::now_v7();
         let span = tracing::info_span!("schedule.fire", task_id = %id, schedule = %row.name, site = %home.uri);
         let traceparent = berth_telemetry::traceparent_or_fresh(&span);

@@ -29,6 +29,9 @@ pub struct SchedulerConfig {
     pub tick: Duration,
     /// Past this many queued tasks (BERTH_MAX_QUEUED_TASKS) runs wait, as the API refuses.
     pub max_queued_tasks: u64,
+    /// The cluster key: the scheduler seals what the tasks it queues need, as the API does
+    /// (a site's cron key made before keys existed).
+    pub secret_key: berth_secrets::SecretKey,
     /// How long the runs of a schedule are kept (beyond the newest few of each site).
     pub run_history: chrono::Duration,
     pub limits: berth_broker::topology::Limits,
@@ -58,7 +61,7 @@ pub async fn run(cfg: SchedulerConfig, shutdown: CancellationToken) -> Result<()
     tracing::info!(tick_ms = cfg.tick.as_millis() as u64, "scheduler running");
     let mut last_prune = tokio::time::Instant::now();
     loop {
-        if let Err(e) = tick(&store, &outbox, cfg.max_queued_tasks, Utc::now()).await {
+        if let Err(e) = tick(&store, &outbox, &cfg, Utc::now()).await {
             tracing::warn!(error = %e, "scheduler tick failed; trying again on the next one");
         }
         if last_prune.elapsed() >= PRUNE_EVERY {

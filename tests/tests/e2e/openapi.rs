@@ -62,6 +62,7 @@ struct Resources {
     site: String,
     task: String,
     dead_letter: String,
+    schedule: String,
 }
 
 impl Resources {
@@ -73,6 +74,8 @@ impl Resources {
         };
         let name = if path.starts_with("/api/v1/servers/") {
             &self.server
+        } else if path.starts_with("/api/v1/schedules/") {
+            &self.schedule
         } else {
             &self.platform
         };
@@ -168,6 +171,15 @@ async fn the_served_document_answers_for_every_path() {
     w.run_success("backup", &uri, json!({})).await;
     let failed = w.dead_letter().await;
     let dead = w.get_json("/api/v1/dead-letters").await;
+    // A prune schedule for the site: the retention preview's default policy.
+    let (status, s) = w
+        .post_json(
+            "/api/v1/schedules",
+            &json!({"name": "tidy", "scope": format!("site:{uri}"), "expression": "0 3 * * *",
+                    "job": {"kind": "prune", "retention": {"regular": {"keep_last": 3}}}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{s}");
     let res = Resources {
         server: "server_master".into(),
         platform: "platform_d10".into(),
@@ -175,6 +187,7 @@ async fn the_served_document_answers_for_every_path() {
         site: uri.clone(),
         task: failed.id.to_string(),
         dead_letter: dead["items"][0]["id"].as_str().unwrap().to_string(),
+        schedule: "tidy".into(),
     };
     // Reads first, then changes, deletions last (so that every read finds its resource).
     let mut ops: Vec<(String, String)> = documented(&doc).into_iter().collect();
