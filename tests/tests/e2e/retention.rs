@@ -119,6 +119,24 @@ async fn a_prune_removes_exactly_what_the_preview_said_and_a_prune_schedule_runs
     let preview = w.get_json(&format!("/api/v1/sites/{uri}/retention")).await;
     assert_eq!(preview["policy"], json!({"regular": {"keep_last": 1}}));
     assert_eq!(ids_where(&preview, true).len(), 1);
+    // The same from the command line.
+    let out = w
+        .berth_ok(&["sites", "retention", &uri, "--keep-last", "1"])
+        .await;
+    assert_eq!(out.matches(" remove ").count(), 1, "{out}");
+    assert!(out.contains("the newest good backup, keep-last"), "{out}");
+    let out = w.berth_ok(&["schedules", "list"]).await;
+    assert!(
+        out.contains("tidy") && out.contains("prune") && out.contains(&format!("site:{uri}")),
+        "{out}"
+    );
+    let err = w.berth(&["sites", "prune", &uri]).await;
+    assert!(!err.status.success());
+    assert!(
+        berth_tests::output_text(&err).contains("--keep-last"),
+        "{}",
+        berth_tests::output_text(&err)
+    );
     let (mut scheduler, _) = w.spawn_berth("scheduler", &[("BERTH_SCHEDULER_TICK_MS", "100")]);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while backup_ids(&w, &uri).await.len() > 1 {

@@ -86,6 +86,9 @@ pub enum Command {
     /// Steps that failed for good: list, show, replay, discard.
     #[command(subcommand, name = "dead-letters")]
     DeadLetters(DeadLettersCommand),
+    /// Schedules: what berth runs on its own (cron, backups, pruning), their runs and alerts.
+    #[command(subcommand)]
+    Schedules(SchedulesCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -279,6 +282,133 @@ pub enum SitesCommand {
     },
     /// Forget a site whose install failed.
     Delete { uri: String },
+    /// Which backups a retention policy keeps (and by which rule) and which a prune would
+    /// remove; no rule given: the policy of the site's prune schedule.
+    Retention {
+        uri: String,
+        #[command(flatten)]
+        rules: RetentionRules,
+    },
+    /// Remove the backups a retention policy forgets (what `sites retention` shows).
+    Prune {
+        uri: String,
+        #[command(flatten)]
+        rules: RetentionRules,
+        #[arg(long, short)]
+        follow: bool,
+    },
+}
+
+/// restic's forget rules (for ordinary backups; those made before a restore, migrate or
+/// delete are all kept unless a `--before-change-keep-last` is given).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RetentionRules {
+    #[arg(long)]
+    pub keep_last: Option<u32>,
+    #[arg(long)]
+    pub keep_hourly: Option<u32>,
+    #[arg(long)]
+    pub keep_daily: Option<u32>,
+    #[arg(long)]
+    pub keep_weekly: Option<u32>,
+    #[arg(long)]
+    pub keep_monthly: Option<u32>,
+    #[arg(long)]
+    pub keep_yearly: Option<u32>,
+    /// A span such as 7d, 12h or 1y2m.
+    #[arg(long)]
+    pub keep_within: Option<String>,
+    /// Keep this many of the backups made before a restore, migrate or delete.
+    #[arg(long)]
+    pub before_change_keep_last: Option<u32>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SchedulesCommand {
+    /// List the schedules with their next slot and open alerts.
+    List,
+    /// Show a schedule.
+    Show { name: String },
+    /// Create a schedule, e.g. `berth schedules create nightly --scope all --cron "0 2 * * *"
+    /// --job backup --window 14400 --cap-per-web-server 2`.
+    Create {
+        name: String,
+        /// all, platform:<name>, client:<name> or site:<uri>.
+        #[arg(long)]
+        scope: String,
+        /// Cron expression: 5 fields, or 6 with seconds first.
+        #[arg(long = "cron")]
+        expression: String,
+        /// IANA time zone.
+        #[arg(long, default_value = "UTC")]
+        time_zone: String,
+        /// cron, backup or prune.
+        #[arg(long)]
+        job: String,
+        /// Backup targets a scheduled backup is copied to (repeatable).
+        #[arg(long = "target")]
+        targets: Vec<String>,
+        #[command(flatten)]
+        rules: RetentionRules,
+        #[command(flatten)]
+        timing: ScheduleTiming,
+        /// Create it disabled.
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// Change a schedule (only what is given).
+    Change {
+        name: String,
+        #[arg(long = "cron")]
+        expression: Option<String>,
+        #[arg(long)]
+        time_zone: Option<String>,
+        #[command(flatten)]
+        timing: ScheduleTiming,
+        #[arg(long, conflicts_with = "disable")]
+        enable: bool,
+        #[arg(long)]
+        disable: bool,
+    },
+    /// Delete a schedule (the tasks it queued stay).
+    Delete { name: String },
+    /// A schedule's runs, newest slot first.
+    Runs {
+        name: String,
+        #[arg(long)]
+        site: Option<String>,
+        /// fired, skipped or missed.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Alerts raised on schedules (open ones unless --all).
+    Alerts {
+        #[arg(long)]
+        schedule: Option<String>,
+        #[arg(long)]
+        site: Option<String>,
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ScheduleTiming {
+    /// Seconds after its slot a run may still start.
+    #[arg(long = "window")]
+    pub window_secs: Option<u32>,
+    /// Seconds of the window runs are spread over.
+    #[arg(long = "spread")]
+    pub spread_secs: Option<u32>,
+    #[arg(long)]
+    pub cap_per_web_server: Option<u32>,
+    #[arg(long)]
+    pub cap_per_db_server: Option<u32>,
+    /// Failed runs in a row that raise an alert (0: never).
+    #[arg(long)]
+    pub alert_after_failures: Option<u32>,
 }
 
 /// Aegir's `provision-save @ctx --context_type=… --property=value`, options as Aegir spells them.

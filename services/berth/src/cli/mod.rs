@@ -1,5 +1,5 @@
 //! The command line over the REST API: `servers`, `platforms`, `sites`, `tasks`,
-//! `dead-letters` and the hidden `contexts save` (Aegir's `provision-save`).
+//! `dead-letters`, `schedules` and the hidden `contexts save` (Aegir's `provision-save`).
 //!
 //! Output is a table or a few `key  value` lines for people, or the API's JSON as it came
 //! with `--json`. API errors (problem+json) print `error: <title>: <detail>` and exit 1.
@@ -14,6 +14,7 @@ mod contexts;
 mod dead_letters;
 mod platforms;
 mod render;
+mod schedules;
 mod servers;
 mod sites;
 mod tasks;
@@ -37,6 +38,7 @@ pub async fn run(api: &ApiArgs, command: Command) -> Result<ExitCode, CliError> 
             contexts::save(&client, json, c).await
         }
         Command::DeadLetters(c) => dead_letters::dead_letters(&client, json, c).await,
+        Command::Schedules(c) => schedules::schedules(&client, json, c).await,
         Command::Serve { .. } | Command::Token(_) | Command::SecretKey => {
             unreachable!("handled in main")
         }

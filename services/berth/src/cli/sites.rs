@@ -3,7 +3,9 @@
 use super::args::{CreateSite, SitesCommand};
 use super::client::{CliError, Client, bare, decode, segment};
 use super::render::{packages_table, print_json, site_details, table, time};
+use super::schedules::{retention_query, retention_spec, retention_table};
 use super::tasks::{created, exit_for, follow_log, queued};
+use berth_contracts::schedule::RetentionPreview;
 use berth_contracts::{Package, Site, Task};
 use serde_json::{Value, json};
 use std::process::ExitCode;
@@ -114,6 +116,26 @@ pub(crate) async fn sites(
                 .post(
                     "/tasks",
                     &json!({"type": "cron", "target": bare(&uri), "args": {}}),
+                )
+                .await?;
+            return queued(client, json, v, follow, "queued").await;
+        }
+        SitesCommand::Retention { uri, rules } => {
+            let v = client
+                .get(&one(&uri, "/retention"), &retention_query(&rules))
+                .await?;
+            if !json {
+                let p: RetentionPreview = decode("retention preview", v)?;
+                print!("{}", retention_table(&p));
+                return Ok(ExitCode::SUCCESS);
+            }
+            v
+        }
+        SitesCommand::Prune { uri, rules, follow } => {
+            let v = client
+                .post(
+                    "/tasks",
+                    &json!({"type": "prune", "target": bare(&uri), "args": retention_spec(&rules)?}),
                 )
                 .await?;
             return queued(client, json, v, follow, "queued").await;
