@@ -8,6 +8,7 @@ pub mod effects;
 pub mod facts;
 pub mod flow;
 pub mod names;
+pub mod offsite;
 pub mod plans;
 pub mod retention;
 pub mod sites;
