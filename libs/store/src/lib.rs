@@ -7,6 +7,7 @@
 pub mod dead;
 pub mod idempotency;
 pub mod metrics;
+pub mod offsite;
 pub mod outbox;
 pub mod platforms;
 pub mod servers;
