@@ -252,7 +252,8 @@ mod tests {
 
     #[test]
     fn bad_targets_say_what_is_wrong_without_the_secret() {
-        let cases: [(&str, fn(&mut NewBackupTarget)); 10] = [
+        type Change = fn(&mut NewBackupTarget);
+        let cases: [(&str, Change); 10] = [
             ("target name", |t| t.name = "Off Site".into()),
             ("kind", |t| t.kind = "ftp".into()),
             ("http:// only on loopback", |t| {
