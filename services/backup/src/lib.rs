@@ -294,7 +294,8 @@ impl StepHandler for BackupWorker {
                     async move { offsite::upload(a, spec, secret, &*log).await }
                 })
                 .await?;
-                Ok(StepOk::new(StepOutput::CopyMade(out)))
+                ctx.info(out.summary());
+                Ok(StepOk::new(StepOutput::CopyMade(out.made)))
             }
             BackupStep::Fetch(spec) => {
                 let (key, a) = (&self.secret_key, &self.archiver);
@@ -304,6 +305,12 @@ impl StepHandler for BackupWorker {
                     async move { offsite::fetch(a, spec, secret, &*log).await }
                 })
                 .await?;
+                if fetched {
+                    ctx.info(format!(
+                        "{} fetched back from target `{}`, its sha256 as recorded",
+                        spec.path, spec.target.name
+                    ));
+                }
                 Ok(StepOk::new(StepOutput::CopyFetched {
                     path: spec.path.clone(),
                     fetched,

@@ -119,7 +119,7 @@ pub async fn upload(
     spec: &UploadSpec,
     secret: &str,
     log: Log<'_>,
-) -> Result<CopyMade, BackupError> {
+) -> Result<Uploaded, BackupError> {
     let t = &spec.target;
     let file = local(a, &spec.source)?;
     let path = key(&spec.key)?;
@@ -190,20 +190,40 @@ pub async fn upload(
             file.display()
         )));
     }
-    log(format!(
-        "copied to target `{}` as {}: {:.1} MB in {secs:.1} s ({:.1} MB/s), sha256 {sha256} read back",
-        t.name,
-        spec.key,
-        size as f64 / MB,
-        size as f64 / MB / secs.max(1e-9)
-    ));
-    Ok(CopyMade {
-        target: t.name.clone(),
-        key: spec.key.clone(),
-        path: file.display().to_string(),
-        size: i64::try_from(size).unwrap_or(i64::MAX),
-        sha256,
+    Ok(Uploaded {
+        made: CopyMade {
+            target: t.name.clone(),
+            key: spec.key.clone(),
+            path: file.display().to_string(),
+            size: i64::try_from(size).unwrap_or(i64::MAX),
+            sha256,
+        },
+        secs,
     })
+}
+
+/// What an upload did: the copy, and how long sending it took.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Uploaded {
+    pub made: CopyMade,
+    pub secs: f64,
+}
+
+impl Uploaded {
+    /// The line the task log ends the step with (sent with the result, so it is there when
+    /// the task ends).
+    pub fn summary(&self) -> String {
+        let m = &self.made;
+        let mb = m.size as f64 / MB;
+        format!(
+            "copied to target `{}` as {}: {mb:.1} MB in {:.1} s ({:.1} MB/s); sha256 {} read back",
+            m.target,
+            m.key,
+            self.secs,
+            mb / self.secs.max(1e-9),
+            m.sha256
+        )
+    }
 }
 
 /// `backup-fetch`: when the backup's file is gone, its copy is downloaded beside it, its

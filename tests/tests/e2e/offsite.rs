@@ -183,7 +183,10 @@ async fn a_copy_lands_in_s3_with_its_checksum_and_a_restore_fetches_it_when_the_
         .await;
     assert_eq!(t.status, TaskStatus::Success, "{}", log_of(&t));
     let log = log_of(&t);
-    assert!(log.contains("fetching it from target `offsite`"), "{log}");
+    assert!(
+        log.contains("fetched back from target `offsite`, its sha256 as recorded"),
+        "{log}"
+    );
     let page = o.page();
     assert!(page.contains(&format!("<h1>{}</h1>", o.uri)), "{page}");
     assert_eq!(

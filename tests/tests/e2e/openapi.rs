@@ -62,6 +62,7 @@ struct Resources {
     site: String,
     task: String,
     dead_letter: String,
+    backup_target: String,
 }
 
 impl Resources {
@@ -73,6 +74,8 @@ impl Resources {
         };
         let name = if path.starts_with("/api/v1/servers/") {
             &self.server
+        } else if path.starts_with("/api/v1/backup-targets/") {
+            &self.backup_target
         } else {
             &self.platform
         };
@@ -168,6 +171,14 @@ async fn the_served_document_answers_for_every_path() {
     w.run_success("backup", &uri, json!({})).await;
     let failed = w.dead_letter().await;
     let dead = w.get_json("/api/v1/dead-letters").await;
+    let (status, target) = w
+        .post_json(
+            "/api/v1/backup-targets",
+            &json!({"name": "offsite", "endpoint": "http://127.0.0.1:9", "bucket": "b-oa",
+                "access_key_id": "k", "secret_access_key": "s"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{target}");
     let res = Resources {
         server: "server_master".into(),
         platform: "platform_d10".into(),
@@ -175,6 +186,7 @@ async fn the_served_document_answers_for_every_path() {
         site: uri.clone(),
         task: failed.id.to_string(),
         dead_letter: dead["items"][0]["id"].as_str().unwrap().to_string(),
+        backup_target: "offsite".into(),
     };
     // Reads first, then changes, deletions last (so that every read finds its resource).
     let mut ops: Vec<(String, String)> = documented(&doc).into_iter().collect();
