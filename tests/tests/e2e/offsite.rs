@@ -285,5 +285,39 @@ async fn wrong_credentials_fail_the_upload_with_a_clear_log_and_keep_the_local_b
         "the secret access key was answered"
     );
     assert!(!o.moto.log().contains(wrong));
+
+    // The CLI: the secret comes from the environment, never argv, and is never printed.
+    let endpoint = o.moto.endpoint();
+    let add = tokio::process::Command::new(berth_tests::berth_bin())
+        .args([
+            "backup-targets",
+            "add",
+            "cli",
+            "--endpoint",
+            &endpoint,
+            "--bucket",
+            BUCKET,
+            "--access-key-id",
+            &o.moto.access_key_id,
+        ])
+        .envs(o.w.process_env())
+        .env("BERTH_TARGET_SECRET_ACCESS_KEY", wrong)
+        .output()
+        .await
+        .unwrap();
+    let text = berth_tests::output_text(&add);
+    assert!(add.status.success(), "{text}");
+    assert!(text.contains(&endpoint) && !text.contains(wrong), "{text}");
+    let list = o.w.berth_ok(&["backup-targets", "list"]).await;
+    assert!(list.contains("cli") && list.contains("bad"), "{list}");
+    let shown =
+        o.w.berth_ok(&["--json", "backup-targets", "show", "cli"])
+            .await;
+    assert!(!shown.contains(wrong), "{shown}");
+    let backups = o.w.berth_ok(&["sites", "backups", &o.uri]).await;
+    assert!(backups.contains("COPIES"), "{backups}");
+    o.w.berth_ok(&["backup-targets", "remove", "cli"]).await;
+    let gone = o.w.berth(&["backup-targets", "show", "cli"]).await;
+    assert!(!gone.status.success());
     o.w.stop().await;
 }
