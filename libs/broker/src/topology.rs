@@ -31,6 +31,11 @@ pub const DEAD_EXCHANGE: &str = "berth.dead";
 pub const DEAD_QUEUE: &str = "state.dead";
 
 pub const WORK_EXCHANGE: &str = "berth.work";
+pub const NOTICES_EXCHANGE: &str = berth_contracts::exchanges::NOTICES;
+/// Where notices wait for their outbound delivery; bounded (the oldest go first when full),
+/// so that no consumer yet, or a slow one, never grows it without end nor blocks a task.
+pub const NOTICES_QUEUE: &str = "notices.outbound";
+pub const NOTICES_QUEUE_MAX: i64 = 100_000;
 /// Stop orders for steps of tasks being cancelled; each worker process binds a queue of its
 /// own (exclusive), so a message nobody hears is unroutable, and that is no error.
 pub const CONTROL_EXCHANGE: &str = berth_contracts::exchanges::CONTROL;
@@ -170,12 +175,21 @@ pub async fn declare_core(channel: &Channel) -> Result<(), BrokerError> {
     exchange(channel, DEAD_EXCHANGE, ExchangeKind::Fanout).await?;
     exchange(channel, WORK_EXCHANGE, ExchangeKind::Direct).await?;
     exchange(channel, CONTROL_EXCHANGE, ExchangeKind::Fanout).await?;
+    exchange(channel, NOTICES_EXCHANGE, ExchangeKind::Topic).await?;
     queue(channel, TASKS_QUEUE, quorum()).await?;
     bind(channel, TASKS_QUEUE, TASKS_EXCHANGE, TASKS_ROUTING_KEY).await?;
     queue(channel, EVENTS_QUEUE, quorum()).await?;
     bind(channel, EVENTS_QUEUE, EVENTS_EXCHANGE, EVENTS_ROUTING_KEY).await?;
     queue(channel, DEAD_QUEUE, quorum()).await?;
     bind(channel, DEAD_QUEUE, DEAD_EXCHANGE, "").await?;
+    let mut bounded = quorum();
+    bounded.insert(
+        "x-max-length".into(),
+        AMQPValue::LongLongInt(NOTICES_QUEUE_MAX),
+    );
+    bounded.insert("x-overflow".into(), text("drop-head"));
+    queue(channel, NOTICES_QUEUE, bounded).await?;
+    bind(channel, NOTICES_QUEUE, NOTICES_EXCHANGE, "#").await?;
     Ok(())
 }
 

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+pub mod schedule;
 pub mod steps;
 pub mod task;
 
@@ -36,6 +37,41 @@ pub mod exchanges {
     pub const DEAD: &str = "berth.dead";
     /// Fanout → one exclusive queue per worker process: [`super::StepStop`] orders.
     pub const CONTROL: &str = "berth.control";
+    /// Topic; key: the notice's type (`schedule.alert`, …) → queue `notices.outbound`, where
+    /// outbound deliveries (webhooks) take them: [`super::Notice`]s.
+    pub const NOTICES: &str = "berth.notices";
+}
+
+/// Something that happened, told to the outside world (webhooks deliver these).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notice {
+    pub id: Uuid,
+    pub at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub event: NoticeEvent,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum NoticeEvent {
+    /// A schedule's alert was raised: a missed run, failures in a row, an overdue backup, a
+    /// failed restore drill.
+    #[serde(rename = "schedule.alert")]
+    ScheduleAlert {
+        schedule: String,
+        site: Option<String>,
+        kind: String,
+        message: String,
+    },
+}
+
+impl NoticeEvent {
+    /// Its type: the routing key on [`exchanges::NOTICES`].
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::ScheduleAlert { .. } => "schedule.alert",
+        }
+    }
 }
 
 /// Where a task ends up, following Aegir's task states.

@@ -34,10 +34,12 @@ pub enum TaskType {
     Clone,
     /// Remove one of a site's backups.
     BackupDelete,
+    /// Remove the backups a retention policy forgets (as decided when it was accepted).
+    Prune,
 }
 
 impl TaskType {
-    pub const ALL: [TaskType; 12] = [
+    pub const ALL: [TaskType; 13] = [
         Self::Verify,
         Self::Noop,
         Self::Install,
@@ -50,6 +52,7 @@ impl TaskType {
         Self::Migrate,
         Self::Clone,
         Self::BackupDelete,
+        Self::Prune,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -66,6 +69,7 @@ impl TaskType {
             Self::Migrate => "migrate",
             Self::Clone => "clone",
             Self::BackupDelete => "backup-delete",
+            Self::Prune => "prune",
         }
     }
 
@@ -193,6 +197,14 @@ pub struct BackupDeleteTask {
     pub backup: BackupRef,
 }
 
+/// A pruning: the policy, and the backups it forgets, decided when the task was accepted
+/// (the preview's answer for the same policy).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PruneTask {
+    pub retention: crate::schedule::RetentionSpec,
+    pub remove: Vec<BackupRef>,
+}
+
 /// The arguments a task carries, by its type.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TaskArgs {
@@ -205,6 +217,7 @@ pub enum TaskArgs {
     Migrate(MigrateTask),
     Clone(CloneTask),
     BackupDelete(BackupDeleteTask),
+    Prune(PruneTask),
 }
 
 impl TaskArgs {
@@ -227,6 +240,7 @@ impl TaskArgs {
             TaskType::Migrate => Self::Migrate(read(v)?),
             TaskType::Clone => Self::Clone(read(v)?),
             TaskType::BackupDelete => Self::BackupDelete(read(v)?),
+            TaskType::Prune => Self::Prune(read(v)?),
         })
     }
 
@@ -240,6 +254,7 @@ impl TaskArgs {
             Self::Migrate(a) => serde_json::to_value(a),
             Self::Clone(a) => serde_json::to_value(a),
             Self::BackupDelete(a) => serde_json::to_value(a),
+            Self::Prune(a) => serde_json::to_value(a),
         };
         v.expect("task arguments serialise")
     }
@@ -251,7 +266,7 @@ impl TaskArgs {
             Self::Restore(a) => Some(&a.backup),
             Self::Migrate(a) => Some(&a.backup),
             Self::Clone(a) => Some(&a.backup),
-            Self::None | Self::Noop(_) | Self::BackupDelete(_) => None,
+            Self::None | Self::Noop(_) | Self::BackupDelete(_) | Self::Prune(_) => None,
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod compare;
 pub mod effects;
 pub mod facts;
 pub mod flow;
+pub mod fresh;
 pub mod names;
 pub mod offsite;
 pub mod plans;

@@ -31,14 +31,17 @@ impl TargetFacts {
 /// A live copy of a backup, on its target.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CopyFacts {
+    /// The backup it is a copy of.
+    pub backup: uuid::Uuid,
     pub target: TargetFacts,
     pub key: String,
     /// Equal to its backup's (a copy is recorded only so).
     pub sha256: String,
 }
 
-/// What a backup, restore or backup-delete needs beyond the site: the targets a backup is
-/// copied to, and the live copies of the backup a restore or delete acts on (oldest first).
+/// What a backup, restore, backup-delete or prune needs beyond the site: the targets a
+/// backup is copied to, and the live copies of the backups a restore, delete or prune acts
+/// on (oldest first).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OffsiteFacts {
     pub targets: Vec<TargetFacts>,

@@ -7,6 +7,7 @@
 //!
 //! Periods are calendar periods in UTC. Pure: the pruning task applies the answer.
 
+use berth_contracts::schedule::{RetentionSpec, RulesSpec};
 use chrono::{DateTime, Datelike, Duration, Timelike, Utc};
 use std::collections::BTreeSet;
 
@@ -185,6 +186,69 @@ pub fn apply<T: Clone>(policy: &Policy, backups: &[Backup<T>]) -> Vec<Verdict<T>
             keep: std::mem::take(&mut keep[i]),
         })
         .collect()
+}
+
+/// A retention spec that cannot be a policy, and why.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{0}")]
+pub struct PolicyError(pub String);
+
+/// The policy a retention spec writes.
+pub fn policy(spec: &RetentionSpec) -> Result<Policy, PolicyError> {
+    let regular = rules(&spec.regular)?;
+    if regular.is_empty() {
+        return Err(PolicyError(
+                "a retention policy needs at least one keep rule for ordinary backups \
+                 (keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly or keep_within)"
+                    .into(),
+            ));
+    }
+    Ok(Policy {
+        regular,
+        before_change: rules(&spec.before_change)?,
+    })
+}
+
+fn rules(r: &RulesSpec) -> Result<Rules, PolicyError> {
+    Ok(Rules {
+        last: r.keep_last,
+        hourly: r.keep_hourly,
+        daily: r.keep_daily,
+        weekly: r.keep_weekly,
+        monthly: r.keep_monthly,
+        yearly: r.keep_yearly,
+        within: r.keep_within.as_deref().map(span).transpose()?,
+    })
+}
+
+/// restic's duration: numbers with units y, m (30 days), d and h, e.g. `1y2m3d4h`.
+fn span(text: &str) -> Result<Duration, PolicyError> {
+    let bad = || {
+        PolicyError(format!(
+            "keep_within `{text}` is not a span such as `7d`, `12h` or `1y2m`"
+        ))
+    };
+    let mut total = Duration::zero();
+    let mut digits = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let n: i64 = digits.parse().map_err(|_| bad())?;
+        digits.clear();
+        total += match c {
+            'y' => Duration::days(365 * n),
+            'm' => Duration::days(30 * n),
+            'd' => Duration::days(n),
+            'h' => Duration::hours(n),
+            _ => return Err(bad()),
+        };
+    }
+    if !digits.is_empty() || total.is_zero() {
+        return Err(bad());
+    }
+    Ok(total)
 }
 
 #[cfg(test)]
@@ -394,5 +458,31 @@ mod tests {
         );
         assert_eq!(kept(&v), ["r2", "before-migrate", "before-restore"]);
         assert_eq!(reasons(&v, "before-restore"), [Reason::NoRules]);
+    }
+
+    #[test]
+    fn specs_read_restic_spans_and_an_empty_policy_is_refused() {
+        let spec: RetentionSpec = serde_json::from_value(serde_json::json!(
+            {"regular": {"keep_last": 3, "keep_within": "1y2m3d4h"}, "before_change": {"keep_last": 1}}))
+        .unwrap();
+        let p = super::policy(&spec).unwrap();
+        assert_eq!(p.regular.last, 3);
+        assert_eq!(
+            p.regular.within,
+            Some(Duration::days(365 + 60 + 3) + Duration::hours(4))
+        );
+        assert_eq!(p.before_change.last, 1);
+        let empty = super::policy(&RetentionSpec::default()).unwrap_err();
+        assert!(empty.0.contains("keep_last"), "{empty}");
+        for bad in ["7", "7w", "d", "0d"] {
+            let spec = RetentionSpec {
+                regular: RulesSpec {
+                    keep_within: Some(bad.into()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            assert!(super::policy(&spec).is_err(), "{bad}");
+        }
     }
 }

@@ -86,9 +86,11 @@ pub fn statuses_for(task_type: TaskType) -> &'static [&'static str] {
         TaskType::Backup => &[status::ENABLED, status::DISABLED],
         // The API refuses an enabled site unless deleting enabled sites is allowed.
         TaskType::Delete => &[status::DISABLED, status::ENABLED],
-        TaskType::Restore | TaskType::Migrate | TaskType::Clone | TaskType::BackupDelete => {
-            &[status::ENABLED, status::DISABLED]
-        }
+        TaskType::Restore
+        | TaskType::Migrate
+        | TaskType::Clone
+        | TaskType::BackupDelete
+        | TaskType::Prune => &[status::ENABLED, status::DISABLED],
         TaskType::Noop => &[],
     }
 }

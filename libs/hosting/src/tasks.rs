@@ -105,7 +105,8 @@ pub fn validate(
         | TaskType::Restore
         | TaskType::Migrate
         | TaskType::Clone
-        | TaskType::BackupDelete => target_kind == K::Site,
+        | TaskType::BackupDelete
+        | TaskType::Prune => target_kind == K::Site,
     };
     if !runs_on {
         return Err(TaskError::WrongTarget {
@@ -170,6 +171,16 @@ pub fn validate(
                     .to_string();
             }
             Ok(serde_json::to_value(a).expect("serialisable"))
+        }
+        TaskType::Prune => {
+            let spec: berth_contracts::schedule::RetentionSpec =
+                serde_json::from_value(args.clone()).map_err(|e| {
+                    bad(format!(
+                        "{e}; prune takes a retention policy, e.g. {{\"regular\": {{\"keep_last\": 7, \"keep_daily\": 14}}}}"
+                    ))
+                })?;
+            crate::retention::policy(&spec).map_err(|e| bad(e.0))?;
+            Ok(serde_json::to_value(spec).expect("serialisable"))
         }
         TaskType::Backup => {
             let a: BackupArgs =

@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod offsite;
 pub mod outbox;
 pub mod platforms;
+pub mod schedules;
 pub mod servers;
 pub mod site_names;
 pub mod sites;

@@ -13,6 +13,10 @@ pub struct Snapshot {
     pub retries: Vec<(String, String, i64)>,
     pub dead_letters_open: i64,
     pub outbox_unsent: i64,
+    /// (kind, raised ever, open now)
+    pub schedule_alerts: Vec<(String, i64, i64)>,
+    /// (status, count) of the schedules' runs kept
+    pub schedule_runs: Vec<(String, i64)>,
 }
 
 pub const STEP_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0];
@@ -55,6 +59,17 @@ impl Store {
             sqlx::query_as("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
                 .fetch_one(&self.pool)
                 .await?;
+        let schedule_alerts = sqlx::query_as(
+            "SELECT kind, count(*), count(*) FILTER (WHERE cleared_at IS NULL)
+             FROM schedule_alerts GROUP BY kind ORDER BY kind",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let schedule_runs = sqlx::query_as(
+            "SELECT status, count(*) FROM schedule_runs GROUP BY status ORDER BY status",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         Ok(Snapshot {
             tasks,
             step_buckets,
@@ -62,6 +77,8 @@ impl Store {
             retries,
             dead_letters_open,
             outbox_unsent,
+            schedule_alerts,
+            schedule_runs,
         })
     }
 }

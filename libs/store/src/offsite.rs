@@ -257,27 +257,32 @@ impl CopyRow {
     }
 }
 
-/// The live copies of a backup with their targets, oldest first (a restore fetches from
-/// the first, a backup-delete removes them all).
-pub async fn copies_of_backup(conn: &mut PgConnection, backup: Uuid) -> Result<Vec<CopyFacts>> {
+/// The live copies of backups with their targets, oldest first (a restore fetches from
+/// the first, a backup-delete or prune removes them all).
+pub async fn copies_of_backups(
+    conn: &mut PgConnection,
+    backups: &[Uuid],
+) -> Result<Vec<CopyFacts>> {
     #[derive(sqlx::FromRow)]
     struct Row {
+        backup: Uuid,
         object_key: String,
         sha256: String,
         #[sqlx(flatten)]
         t: TargetRow,
     }
     let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT c.object_key, c.sha256, {TARGET_COLUMNS}
+        "SELECT c.backup, c.object_key, c.sha256, {TARGET_COLUMNS}
          FROM backup_copies c JOIN backup_targets t ON t.name = c.target
-         WHERE c.backup = $1 AND c.deleted_at IS NULL ORDER BY c.uploaded_at, c.id"
+         WHERE c.backup = ANY($1) AND c.deleted_at IS NULL ORDER BY c.uploaded_at, c.id"
     )))
-    .bind(backup)
+    .bind(backups)
     .fetch_all(&mut *conn)
     .await?;
     Ok(rows
         .into_iter()
         .map(|r| CopyFacts {
+            backup: r.backup,
             key: r.object_key,
             sha256: r.sha256,
             target: r.t.facts(),

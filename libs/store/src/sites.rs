@@ -7,6 +7,7 @@ use berth_contracts::{Package, PackageType, Site};
 use berth_hosting::facts::SiteFacts;
 use chrono::{DateTime, Duration, Utc};
 use sqlx::PgConnection;
+use uuid::Uuid;
 
 /// How long a one-time login link is shown on the site.
 pub const LOGIN_LINK_TTL_HOURS: i64 = 24;
@@ -511,4 +512,94 @@ impl Store {
             })
             .collect())
     }
+}
+
+/// A backup that a retention policy weighs.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RetentionCandidate {
+    pub id: Uuid,
+    pub file: String,
+    pub path: String,
+    pub server: String,
+    pub created_at: DateTime<Utc>,
+    pub description: String,
+    /// Made by a restore, migrate or delete before it changed the site.
+    pub before_change: bool,
+    /// A queued or running task uses it (restores from it, or removes it already).
+    pub in_use: bool,
+}
+
+/// A site's backups that are still there, newest first, as a retention policy weighs them.
+pub async fn retention_candidates(
+    conn: &mut PgConnection,
+    site: &str,
+) -> Result<Vec<RetentionCandidate>> {
+    Ok(sqlx::query_as(
+        "SELECT b.id, b.file, b.path, b.server, b.created_at, b.description,
+                coalesce(t.type IN ('restore', 'migrate', 'delete'), false) AS before_change,
+                EXISTS (SELECT 1 FROM tasks u
+                        WHERE u.status IN ('queued', 'processing')
+                          AND (u.args -> 'restore_from' ->> 'id' = b.id::text
+                               OR u.args -> 'backup' ->> 'id' = b.id::text
+                               OR u.args -> 'remove' @> jsonb_build_array(jsonb_build_object('id', b.id::text)))
+                       ) AS in_use
+         FROM backups b LEFT JOIN tasks t ON t.id = b.task_id
+         WHERE b.site = $1 AND b.deleted_at IS NULL
+         ORDER BY b.created_at DESC",
+    )
+    .bind(site)
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
+/// What `policy` says of each of the site's backups, newest first: the candidate and the
+/// reasons it is kept (none: it goes).
+pub async fn retention_verdicts(
+    conn: &mut PgConnection,
+    site: &str,
+    policy: &berth_hosting::retention::Policy,
+) -> Result<
+    Vec<(
+        RetentionCandidate,
+        std::collections::BTreeSet<berth_hosting::retention::Reason>,
+    )>,
+> {
+    use berth_hosting::retention::{Backup, apply};
+    let candidates = retention_candidates(conn, site).await?;
+    let weighed: Vec<Backup<usize>> = candidates
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Backup {
+            id: i,
+            made_at: c.created_at,
+            before_change: c.before_change,
+            good: true,
+            in_use: c.in_use,
+        })
+        .collect();
+    let mut verdicts = apply(policy, &weighed);
+    verdicts.sort_by_key(|v| v.id);
+    Ok(candidates
+        .into_iter()
+        .zip(verdicts)
+        .map(|(c, v)| (c, v.keep))
+        .collect())
+}
+
+/// The backups a prune removes: those no rule keeps.
+pub fn forgotten(
+    verdicts: &[(
+        RetentionCandidate,
+        std::collections::BTreeSet<berth_hosting::retention::Reason>,
+    )],
+) -> Vec<berth_contracts::task::BackupRef> {
+    verdicts
+        .iter()
+        .filter(|(_, keep)| keep.is_empty())
+        .map(|(c, _)| berth_contracts::task::BackupRef {
+            id: c.id,
+            path: c.path.clone(),
+            server: c.server.clone(),
+        })
+        .collect()
 }

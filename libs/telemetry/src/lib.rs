@@ -231,6 +231,18 @@ pub fn traceparent_of(span: &tracing::Span) -> String {
     carrier.remove(TRACEPARENT).unwrap_or_default()
 }
 
+/// The W3C `traceparent` of `span`; a fresh random one when no tracer is installed, so that
+/// every task has a trace id all the same.
+pub fn traceparent_or_fresh(span: &tracing::Span) -> String {
+    let tp = traceparent_of(span);
+    if trace_id_of(&tp).is_some() {
+        return tp;
+    }
+    let trace = uuid::Uuid::new_v4().simple().to_string();
+    let span_id = &uuid::Uuid::new_v4().simple().to_string()[..16];
+    format!("00-{trace}-{span_id}-01")
+}
+
 /// The 32-hex-digit trace id of a `traceparent`, if it is well formed and not all zeros.
 pub fn trace_id_of(traceparent: &str) -> Option<String> {
     let mut parts = traceparent.trim().split('-');

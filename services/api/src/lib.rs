@@ -79,7 +79,9 @@ pub enum ApiServiceError {
 
 /// The routes, with authentication on `/api/v1` (but not on the OpenAPI document).
 pub fn router(state: AppState) -> Router {
-    use routes::{backup_targets, dead, ops, platforms, servers, sites, tasks};
+    use routes::{
+        backup_targets, dead, ops, platforms, retention, schedules, servers, sites, tasks,
+    };
     let v1 = Router::new()
         .route("/servers", post(servers::create).get(servers::list))
         .route(
@@ -105,6 +107,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/sites/{uri}/packages", get(sites::packages))
         .route("/sites/{uri}/backups", get(sites::backups))
+        .route("/sites/{uri}/retention", get(retention::preview))
         .route("/sites/{uri}/migrate-plan", get(sites::migrate_plan))
         .route(
             "/backup-targets",
@@ -119,6 +122,15 @@ pub fn router(state: AppState) -> Router {
         .route("/tasks/{id}/log", get(tasks::log))
         .route("/tasks/{id}/cancel", post(tasks::cancel))
         .route("/tasks/{id}/retry", post(tasks::retry))
+        .route("/schedules", post(schedules::create).get(schedules::list))
+        .route(
+            "/schedules/{name}",
+            get(schedules::show)
+                .patch(schedules::change)
+                .delete(schedules::delete),
+        )
+        .route("/schedules/{name}/runs", get(schedules::runs))
+        .route("/schedule-alerts", get(schedules::alerts))
         .route("/dead-letters", get(dead::list))
         .route("/dead-letters/{id}", get(dead::show).delete(dead::discard))
         .route("/dead-letters/{id}/replay", post(dead::replay))

@@ -76,6 +76,8 @@ const STEP_TIMEOUT_S: Key = key("BERTH_STEP_TIMEOUT_S", "1500");
 const STEP_QUEUE_TTL_S: Key = key("BERTH_STEP_QUEUE_TTL_S", "21600");
 const NO_WORKER_GRACE_S: Key = key("BERTH_NO_WORKER_GRACE_S", "30");
 const MAX_QUEUED_TASKS: Key = key("BERTH_MAX_QUEUED_TASKS", "10000");
+const SCHEDULER_TICK_MS: Key = key("BERTH_SCHEDULER_TICK_MS", "1000");
+const SCHEDULE_RUN_HISTORY_DAYS: Key = key("BERTH_SCHEDULE_RUN_HISTORY_DAYS", "7");
 const INSTALLER_SLOTS: Key = key("BERTH_INSTALLER_SLOTS", "0");
 const HTTP_CONCURRENCY: Key = key("BERTH_HTTP_CONCURRENCY", "200");
 const DELETE_ENABLED_SITES: Key = key("BERTH_DELETE_ENABLED_SITES", "false");
@@ -96,7 +98,7 @@ const WORKER_NAME: Key = Key {
 };
 
 /// Every key the configuration file may hold.
-const ALL_KEYS: [&Key; 37] = [
+const ALL_KEYS: [&Key; 39] = [
     &DATABASE_URL,
     &AMQP_URL,
     &LISTEN,
@@ -124,6 +126,8 @@ const ALL_KEYS: [&Key; 37] = [
     &STEP_QUEUE_TTL_S,
     &NO_WORKER_GRACE_S,
     &MAX_QUEUED_TASKS,
+    &SCHEDULER_TICK_MS,
+    &SCHEDULE_RUN_HISTORY_DAYS,
     &INSTALLER_SLOTS,
     &HTTP_CONCURRENCY,
     &DELETE_ENABLED_SITES,
@@ -245,6 +249,11 @@ pub struct Settings {
     /// The API refuses new tasks (503, Retry-After) while this many wait to start; 0: no
     /// limit.
     pub max_queued_tasks: u64,
+    /// The scheduler looks at its schedules this often (the lateness of a run is about this).
+    pub scheduler_tick_ms: u64,
+    /// Runs of a schedule older than this many days are forgotten (the newest few of each
+    /// site stay).
+    pub schedule_run_history_days: u64,
     /// drush runs at once in an http worker; 0: the number of CPUs.
     pub installer_slots: usize,
     /// Steps an http worker holds at once: most wait for a reload, costing nothing, so
@@ -646,6 +655,22 @@ impl Settings {
                     .map_err(|_| "not a whole number".to_string())
             },
         )?;
+        let scheduler_tick_ms = src.parse(
+            &SCHEDULER_TICK_MS,
+            "give milliseconds from 100 to 60000, e.g. BERTH_SCHEDULER_TICK_MS=1000",
+            |s| match s.parse::<u64>() {
+                Ok(n) if (100..=60_000).contains(&n) => Ok(n),
+                _ => Err("not a whole number from 100 to 60000".into()),
+            },
+        )?;
+        let schedule_run_history_days = src.parse(
+            &SCHEDULE_RUN_HISTORY_DAYS,
+            "give days from 1 to 3650, e.g. BERTH_SCHEDULE_RUN_HISTORY_DAYS=7",
+            |s| match s.parse::<u64>() {
+                Ok(n) if (1..=3650).contains(&n) => Ok(n),
+                _ => Err("not a whole number from 1 to 3650".into()),
+            },
+        )?;
         let installer_slots = src.parse(
             &INSTALLER_SLOTS,
             "give a number from 0 (one per CPU) to 256, e.g. BERTH_INSTALLER_SLOTS=4",
@@ -767,6 +792,8 @@ impl Settings {
             step_queue_ttl_s,
             no_worker_grace_s,
             max_queued_tasks,
+            scheduler_tick_ms,
+            schedule_run_history_days,
             installer_slots,
             http_concurrency,
             delete_enabled_sites,

@@ -27,18 +27,21 @@ pub enum Service {
     Dns,
     /// The backup worker (tarballs).
     Backup,
+    /// The scheduler (cron, scheduled backups, retention, drills) and its outbox relay.
+    Scheduler,
     /// All of the above in one process.
     All,
 }
 
 impl Service {
-    pub const EACH: [Service; 6] = [
+    pub const EACH: [Service; 7] = [
         Self::Api,
         Self::State,
         Self::Http,
         Self::Db,
         Self::Dns,
         Self::Backup,
+        Self::Scheduler,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -49,6 +52,7 @@ impl Service {
             Self::Db => "db",
             Self::Dns => "dns",
             Self::Backup => "backup",
+            Self::Scheduler => "scheduler",
             Self::All => "all",
         }
     }
@@ -184,6 +188,17 @@ fn start(
             };
             Box::pin(async move { Ok(berth_backup::run_with(cfg, shutdown).await?) })
         }
+        Service::Scheduler => {
+            let cfg = berth_scheduler::SchedulerConfig {
+                database_url: s.database_url.clone(),
+                amqp_url: s.amqp_url.clone(),
+                tick: std::time::Duration::from_millis(s.scheduler_tick_ms),
+                max_queued_tasks: s.max_queued_tasks,
+                run_history: chrono::Duration::days(s.schedule_run_history_days as i64),
+                limits: limits(s),
+            };
+            Box::pin(async move { Ok(berth_scheduler::run(cfg, shutdown).await?) })
+        }
         Service::All => unreachable!("`all` is split into its services"),
     })
 }
@@ -318,7 +333,7 @@ mod tests {
 
     #[test]
     fn all_is_every_service_and_names_its_telemetry() {
-        assert_eq!(Service::All.units().len(), 6);
+        assert_eq!(Service::All.units().len(), 7);
         assert_eq!(Service::Db.units(), vec![Service::Db]);
         assert_eq!(Service::Api.telemetry_name(), "berth-api");
         assert_eq!(Service::All.telemetry_name(), "berth-all");
@@ -350,7 +365,7 @@ mod tests {
 
     #[test]
     fn state_and_dns_start_without_the_secret_key() {
-        for svc in [Service::State, Service::Dns] {
+        for svc in [Service::State, Service::Dns, Service::Scheduler] {
             assert!(check(svc, &settings(&[])).is_ok(), "{svc}");
         }
     }

@@ -682,10 +682,14 @@ impl Dispatcher {
                             }
                             TaskArgs::Restore(r) => {
                                 off.copies =
-                                    offsite::copies_of_backup(tx, r.restore_from.id).await?;
+                                    offsite::copies_of_backups(tx, &[r.restore_from.id]).await?;
                             }
                             TaskArgs::BackupDelete(d) => {
-                                off.copies = offsite::copies_of_backup(tx, d.backup.id).await?;
+                                off.copies = offsite::copies_of_backups(tx, &[d.backup.id]).await?;
+                            }
+                            TaskArgs::Prune(p) => {
+                                let ids: Vec<Uuid> = p.remove.iter().map(|b| b.id).collect();
+                                off.copies = offsite::copies_of_backups(tx, &ids).await?;
                             }
                             _ => {}
                         }

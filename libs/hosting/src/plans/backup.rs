@@ -9,7 +9,7 @@ use berth_contracts::steps::{
     BackupDeleteSpec, BackupOrder, BackupSource, BackupStep, DeleteCopySpec, SiteBackupSpec,
     UploadSpec,
 };
-use berth_contracts::task::{BackupDeleteTask, BackupTask};
+use berth_contracts::task::{BackupDeleteTask, BackupRef, BackupTask, PruneTask};
 
 /// The backup step of a backup, delete, restore, migrate or clone: its file is named by the
 /// task (when it was accepted), so that a redelivered step writes the same file.
@@ -68,17 +68,37 @@ pub fn delete_copy_step(server: &str, c: &CopyFacts) -> PlannedStep {
 /// The off-site copies go first, then the file on the server that holds it: a copy that
 /// cannot be removed fails the task with the backup still recorded, to be retried.
 pub fn plan_backup_delete(a: &BackupDeleteTask, copies: &[CopyFacts]) -> Plan {
+    Plan {
+        steps: delete_steps(&a.backup, copies),
+    }
+}
+
+/// Each backup the policy forgets goes, its off-site copies first, (nothing to forget: no
+/// step). `copies`: the live copies of the backups removed.
+pub fn plan_prune(a: &PruneTask, copies: &[CopyFacts]) -> Plan {
+    Plan {
+        steps: a
+            .remove
+            .iter()
+            .flat_map(|b| delete_steps(b, copies))
+            .collect(),
+    }
+}
+
+/// A backup's copies (those of `copies` that are its own), then its file.
+fn delete_steps(b: &BackupRef, copies: &[CopyFacts]) -> Vec<PlannedStep> {
     let mut steps: Vec<PlannedStep> = copies
         .iter()
-        .map(|c| delete_copy_step(&a.backup.server, c))
+        .filter(|c| c.backup == b.id)
+        .map(|c| delete_copy_step(&b.server, c))
         .collect();
     steps.push(PlannedStep::backup(
-        &a.backup.server,
+        &b.server,
         BackupStep::BackupDelete(BackupDeleteSpec {
-            path: a.backup.path.clone(),
+            path: b.path.clone(),
         }),
     ));
-    Plan { steps }
+    steps
 }
 
 #[cfg(test)]
@@ -166,6 +186,7 @@ mod tests {
             },
         };
         let c = CopyFacts {
+            backup: uuid::Uuid::nil(),
             target: target("one", "p"),
             key: "p/a.test/x.tar.zst".into(),
             sha256: "00".repeat(32),
@@ -175,5 +196,24 @@ mod tests {
         assert_eq!(p.steps[0].server, "server_web");
         assert_eq!(p.steps[0].secrets, SecretNeeds::BACKUP_TARGET);
         assert_eq!(actions(&plan_backup_delete(&a, &[])), ["backup-delete"]);
+        // A prune removes each backup's own copies, then its file; another's stay.
+        let other = BackupRef {
+            id: uuid::Uuid::from_u128(7),
+            path: "/var/berth/backups/y.tar.zst".into(),
+            server: "server_web".into(),
+        };
+        let prune = PruneTask {
+            retention: Default::default(),
+            remove: vec![other, a.backup.clone()],
+        };
+        let p = plan_prune(&prune, std::slice::from_ref(&c));
+        assert_eq!(
+            actions(&p),
+            ["backup-delete", "backup-copy-delete", "backup-delete"]
+        );
+        let Work::Backup(BackupStep::BackupDelete(d)) = &p.steps[2].work else {
+            panic!()
+        };
+        assert_eq!(d.path, "/var/berth/backups/x.tar.zst");
     }
 }

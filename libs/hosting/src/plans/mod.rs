@@ -16,7 +16,7 @@ mod restore;
 mod server;
 mod site;
 
-pub use backup::{delete_copy_step, plan_backup, plan_backup_delete};
+pub use backup::{delete_copy_step, plan_backup, plan_backup_delete, plan_prune};
 pub use clone::plan_clone;
 pub use delete::plan_delete;
 pub use migrate::plan_migrate;
@@ -133,14 +133,20 @@ pub fn plan_site_task_offsite(
         (TaskType::BackupDelete, TaskArgs::BackupDelete(a)) => {
             Ok(plan_backup_delete(a, &offsite.copies))
         }
+        (TaskType::Prune, TaskArgs::Prune(a)) => Ok(plan_prune(a, &offsite.copies)),
         (TaskType::Migrate | TaskType::Clone, _) => Err(format!(
             "a {} is planned with its target",
             task_type.as_str()
         )),
         (TaskType::Noop, _) => Err("noop runs on servers only".into()),
-        (TaskType::Backup | TaskType::Delete | TaskType::Restore | TaskType::BackupDelete, _) => {
-            wrong()
-        }
+        (
+            TaskType::Backup
+            | TaskType::Delete
+            | TaskType::Restore
+            | TaskType::BackupDelete
+            | TaskType::Prune,
+            _,
+        ) => wrong(),
     }
 }
 

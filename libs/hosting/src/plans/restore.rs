@@ -154,6 +154,7 @@ mod tests {
             },
         });
         let copy = CopyFacts {
+            backup: uuid::Uuid::nil(),
             target: TargetFacts {
                 name: "offsite".into(),
                 endpoint: "http://127.0.0.1:9000".into(),

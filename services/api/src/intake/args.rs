@@ -4,14 +4,14 @@
 
 use crate::error::ApiError;
 use berth_contracts::Backup;
-use berth_contracts::steps::{BackupOrder, Compression};
+use berth_contracts::steps::Compression;
 use berth_contracts::task::{
-    BackupDeleteTask, BackupRef, BackupTask, CloneTask, CloneTo, DbNames, MigrateTask, MigrateTo,
-    NoopArgs, RestoreFrom, RestoreTask, TaskArgs,
+    BackupDeleteTask, BackupRef, BackupTask, CloneTask, CloneTo, MigrateTask, MigrateTo, NoopArgs,
+    RestoreFrom, RestoreTask, TaskArgs,
 };
+pub use berth_hosting::fresh::Fresh;
 use berth_hosting::sites::{check_status, status as site_status};
 use berth_hosting::tasks::{BackupArgs, CloneArgs, MigrateArgs, TaskType};
-use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -36,6 +36,7 @@ pub enum Requested {
     },
     Migrate(MigrateArgs),
     Clone(CloneArgs),
+    Prune(berth_contracts::schedule::RetentionSpec),
 }
 
 impl Requested {
@@ -55,6 +56,9 @@ impl Requested {
             | TaskType::Enable
             | TaskType::LoginReset => Self::None,
             TaskType::Delete => Self::Delete,
+            TaskType::Prune => Self::Prune(
+                serde_json::from_value(validated.clone()).map_err(|e| bad(e.to_string()))?,
+            ),
             TaskType::Noop => match TaskArgs::from_stored(task_type, validated) {
                 Ok(TaskArgs::Noop(a)) => Self::Noop(a),
                 Ok(_) => Self::Noop(NoopArgs::default()),
@@ -87,48 +91,6 @@ impl Requested {
                 serde_json::from_value(validated.clone()).map_err(|e| bad(e.to_string()))?,
             ),
         })
-    }
-}
-
-/// The names a task is given when it is accepted, so that its plan stays pure and a
-/// redelivered step writes the same file: fresh for every task.
-#[derive(Debug, Clone)]
-pub struct Fresh {
-    pub now: DateTime<Utc>,
-    /// A few random hex digits in the backup file's name.
-    pub file_unique: String,
-    /// Random hex digits in a new database's name.
-    pub db_unique: String,
-}
-
-impl Fresh {
-    pub fn new() -> Self {
-        Self {
-            now: Utc::now(),
-            file_unique: berth_secrets::SecretKey::new_password()[..4].to_string(),
-            db_unique: berth_secrets::SecretKey::new_password()[..6].to_string(),
-        }
-    }
-
-    /// The backup a task of site `uri` makes.
-    pub fn backup(&self, uri: &str, compression: Compression, description: &str) -> BackupOrder {
-        BackupOrder {
-            file: berth_hosting::sites::backup_file_name(uri, self.now, &self.file_unique),
-            compression,
-            description: description.to_string(),
-        }
-    }
-
-    /// A new database (and user) for site `uri`.
-    pub fn db(&self, uri: &str) -> DbNames {
-        let (name, user) = berth_hosting::sites::db_names(uri, &self.db_unique);
-        DbNames { name, user }
-    }
-}
-
-impl Default for Fresh {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -252,6 +214,7 @@ pub fn backup_delete(b: &Backup) -> TaskArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::{DateTime, Utc};
     use serde_json::json;
 
     fn fresh() -> Fresh {

@@ -17,7 +17,7 @@ use crate::error::ApiError;
 use crate::guard::Caller;
 use crate::{AppState, IDEMPOTENCY_CLAIM};
 use args::{Fresh, Requested};
-use berth_contracts::task::{CloneTo, MigrateTo, TaskArgs};
+use berth_contracts::task::{CloneTo, MigrateTo, PruneTask, TaskArgs};
 use berth_contracts::{Site, TargetKind, Task};
 use berth_hosting::sites::status as site_status;
 use berth_hosting::tasks::{MigrateArgs, TaskType};
@@ -91,6 +91,15 @@ pub async fn queue(state: &AppState, caller: &Caller, req: Intake) -> Result<Tas
             args::backup(&target, compression, &description, targets, &fresh)
         }
         (Requested::Delete, Some(_)) => args::delete(&target, &fresh),
+        (Requested::Prune(retention), Some(_)) => {
+            let policy = berth_hosting::retention::policy(&retention)
+                .map_err(|e| ApiError::Unprocessable(e.0))?;
+            let verdicts = sites::retention_verdicts(&mut tx, &target, &policy).await?;
+            TaskArgs::Prune(PruneTask {
+                retention,
+                remove: sites::forgotten(&verdicts),
+            })
+        }
         (Requested::Restore { backup }, Some(_)) => {
             let from = sites::backup(&mut tx, &target, backup)
                 .await?
@@ -292,7 +301,7 @@ async fn queue_row(
     let id = Uuid::now_v7();
     let task_type = task_type.as_str();
     let span = tracing::info_span!("task.accept", task_id = %id, task_type, target);
-    let traceparent = traceparent_for(&span);
+    let traceparent = berth_telemetry::traceparent_or_fresh(&span);
     let trace_id = berth_telemetry::trace_id_of(&traceparent).unwrap_or_default();
     span.in_scope(|| tracing::info!("task accepted"));
     let (row, message) = stored::queue_task(
@@ -340,20 +349,6 @@ fn backlog_verdict(queued: u64, limit: u64) -> Result<(), ApiError> {
         )));
     }
     Ok(())
-}
-
-/// The span's W3C traceparent; a fresh random one when no tracer is installed, so that
-/// every task has a trace id all the same.
-fn traceparent_for(span: &tracing::Span) -> String {
-    let tp = berth_telemetry::traceparent_of(span);
-    match berth_telemetry::trace_id_of(&tp) {
-        Some(id) if id.chars().any(|c| c != '0') => tp,
-        _ => {
-            let trace = Uuid::new_v4().simple().to_string();
-            let span_id = &Uuid::new_v4().simple().to_string()[..16];
-            format!("00-{trace}-{span_id}-01")
-        }
-    }
 }
 
 #[cfg(test)]

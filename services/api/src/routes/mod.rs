@@ -5,6 +5,8 @@ pub mod backup_targets;
 pub mod dead;
 pub mod ops;
 pub mod platforms;
+pub mod retention;
+pub mod schedules;
 pub mod servers;
 pub mod sites;
 pub mod tasks;

@@ -104,6 +104,38 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
     );
     let _ = writeln!(out, "# TYPE berth_outbox_unsent gauge");
     let _ = writeln!(out, "berth_outbox_unsent {}", snap.outbox_unsent);
+    let _ = writeln!(
+        out,
+        "# HELP berth_schedule_alerts_total Schedule alerts raised, by kind (missed, failing, overdue, drill_failed)."
+    );
+    let _ = writeln!(out, "# TYPE berth_schedule_alerts_total counter");
+    for (kind, raised, _) in &snap.schedule_alerts {
+        let _ = writeln!(
+            out,
+            "berth_schedule_alerts_total{{kind=\"{}\"}} {raised}",
+            esc(kind)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP berth_schedule_alerts_open Schedule alerts raised and not cleared, by kind."
+    );
+    let _ = writeln!(out, "# TYPE berth_schedule_alerts_open gauge");
+    for (kind, _, open) in &snap.schedule_alerts {
+        let _ = writeln!(
+            out,
+            "berth_schedule_alerts_open{{kind=\"{}\"}} {open}",
+            esc(kind)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP berth_schedule_runs Schedule runs kept (the history is pruned), by status."
+    );
+    let _ = writeln!(out, "# TYPE berth_schedule_runs gauge");
+    for (status, n) in &snap.schedule_runs {
+        let _ = writeln!(out, "berth_schedule_runs{{status=\"{}\"}} {n}", esc(status));
+    }
 
     // (queue, its work queue's service and server)
     let mut queues: Vec<(String, Option<(&str, String)>)> =

@@ -1,0 +1,443 @@
+//! One tick: each schedule's open slots, site by site, and its alerts.
+
+use crate::{SchedulerError, publish};
+use berth_contracts::steps::Compression;
+use berth_contracts::task::{BackupTask, PruneTask, TaskArgs};
+use berth_contracts::{Notice, NoticeEvent, TargetKind, TaskStatus, TaskType, exchanges};
+use berth_hosting::fresh::Fresh;
+use berth_outbox::Outbox;
+use berth_schedule::{
+    Expression, Firing, Job, Kind, RunState, Scope, ScopedSchedule, SiteHome, Timing, decide,
+    effective, failing_streak, overdue,
+};
+use berth_store::Store;
+use berth_store::outbox::{OutboxMessage, OutboxRow};
+use berth_store::schedules::{self as stored, CapOn, RecentRuns, ScheduleRow, SiteHomeRow};
+use berth_store::tasks::{self as tasks, NewTaskRow};
+use chrono::{DateTime, Duration, Utc};
+use sqlx::PgConnection;
+use std::collections::HashMap;
+use uuid::Uuid;
+
+/// The most slots of one schedule looked at in a tick; older unclosed ones (a scheduler down
+/// for long) are counted in one alert instead of a row each.
+const MAX_OPEN_SLOTS: usize = 50;
+
+/// What a tick did, for logs and tests.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TickReport {
+    pub fired: usize,
+    pub skipped: usize,
+    pub missed: usize,
+    /// Due but held back by a cap or the backlog: tried again next tick.
+    pub waiting: usize,
+    pub alerts: usize,
+}
+
+/// Looks at every schedule once.
+pub async fn tick(
+    store: &Store,
+    outbox: &Outbox,
+    max_queued_tasks: u64,
+    now: DateTime<Utc>,
+) -> Result<TickReport, SchedulerError> {
+    let schedules = store.schedules().await?;
+    let homes = {
+        let mut conn = store.pool.acquire().await?;
+        stored::site_homes(&mut conn).await?
+    };
+    let mut report = TickReport::default();
+    for kind in Kind::ALL {
+        let of_kind: Vec<&ScheduleRow> = schedules
+            .iter()
+            .filter(|s| s.kind == kind.as_str())
+            .collect();
+        for (row, sites) in covered(&of_kind, &homes) {
+            let ctx = Ctx {
+                store,
+                outbox,
+                max_queued_tasks,
+                now,
+            };
+            if let Err(e) = ctx.schedule(row, &sites, &mut report).await {
+                tracing::warn!(schedule = %row.name, error = %e, "schedule not fired this tick");
+            }
+        }
+    }
+    if report != TickReport::default() {
+        tracing::info!(?report, "scheduler tick");
+    }
+    Ok(report)
+}
+
+/// Each enabled schedule of one kind with the sites that follow it.
+fn covered<'a>(
+    of_kind: &[&'a ScheduleRow],
+    homes: &'a [SiteHomeRow],
+) -> Vec<(&'a ScheduleRow, Vec<&'a SiteHomeRow>)> {
+    let scoped: Vec<ScopedSchedule<usize>> = of_kind
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            Some(ScopedSchedule {
+                id: i,
+                scope: Scope::parse(&s.scope).ok()?,
+                enabled: s.enabled,
+            })
+        })
+        .collect();
+    let mut by: HashMap<usize, Vec<&SiteHomeRow>> = HashMap::new();
+    for home in homes {
+        let site = SiteHome {
+            uri: &home.uri,
+            platform: &home.platform,
+            client: home.client.as_deref(),
+        };
+        if let Some(s) = effective(&scoped, &site) {
+            by.entry(s.id).or_default().push(home);
+        }
+    }
+    let mut out: Vec<_> = by
+        .into_iter()
+        .map(|(i, sites)| (of_kind[i], sites))
+        .collect();
+    out.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+    out
+}
+
+struct Ctx<'a> {
+    store: &'a Store,
+    outbox: &'a Outbox,
+    max_queued_tasks: u64,
+    now: DateTime<Utc>,
+}
+
+/// What became of a site's run that was due.
+enum Outcome {
+    Fired,
+    Waiting,
+    /// Another scheduler recorded it first.
+    Taken,
+}
+
+/// What a run's task status (`None`: the task is gone, so it had ended) says.
+fn state_of(status: Option<&str>) -> RunState {
+    match status.and_then(TaskStatus::parse) {
+        Some(TaskStatus::Queued | TaskStatus::Processing) => RunState::Unfinished,
+        Some(TaskStatus::Error | TaskStatus::Cancelled) => RunState::Failed,
+        _ => RunState::Clear,
+    }
+}
+
+fn previous_of(recent: &RecentRuns, uri: &str) -> RunState {
+    match recent.get(uri).and_then(|runs| runs.first()) {
+        Some(status) => state_of(status.as_deref()),
+        None => RunState::Clear,
+    }
+}
+
+impl Ctx<'_> {
+    async fn schedule(
+        &self,
+        row: &ScheduleRow,
+        sites: &[&SiteHomeRow],
+        report: &mut TickReport,
+    ) -> Result<(), SchedulerError> {
+        let Ok(expr) = Expression::parse(&row.expression, &row.time_zone) else {
+            tracing::warn!(schedule = %row.name, "its expression or time zone no longer parses");
+            return Ok(());
+        };
+        let job: Job = match serde_json::from_value(row.job.clone()) {
+            Ok(j) => j,
+            Err(e) => {
+                tracing::warn!(schedule = %row.name, error = %e, "its job no longer reads");
+                return Ok(());
+            }
+        };
+        let timing = Timing {
+            window: Duration::seconds(row.window_secs.into()),
+            spread: Duration::seconds(row.spread_secs.into()),
+        };
+        let threshold = row.alert_after_failures.max(1);
+        let mut conn = self.store.pool.acquire().await?;
+        let (slots, left_out) = expr.slots_between(row.closed_through, self.now, MAX_OPEN_SLOTS);
+        if left_out > 0 {
+            let first = slots[0];
+            let message = format!(
+                "{left_out} slots before {first} were missed: no scheduler ran within their window"
+            );
+            let mut tx = self.store.pool.begin().await?;
+            let notice = alert(&mut tx, &row.name, None, "missed", &message).await?;
+            stored::close_through(&mut tx, &row.name, first - Duration::milliseconds(1)).await?;
+            tx.commit().await?;
+            report.alerts += notice.len();
+            publish(self.outbox, notice);
+        }
+        let mut recent = stored::recent_runs(&mut conn, &row.name, threshold.into()).await?;
+        for slot in slots {
+            let recorded = stored::sites_with_run(&mut conn, &row.name, slot).await?;
+            let closes = timing.closes(slot);
+            for home in sites.iter().filter(|h| !recorded.contains(&h.uri)) {
+                let previous = previous_of(&recent, &home.uri);
+                let due = timing.due(slot, &row.name, &home.uri, previous == RunState::Failed);
+                match decide(self.now, due, closes, previous, false) {
+                    Firing::NotYet => {}
+                    Firing::Skip => {
+                        let mut tx = self.store.pool.begin().await?;
+                        if stored::record_run(&mut tx, &row.name, &home.uri, slot, due, "skipped")
+                            .await?
+                            .is_some()
+                        {
+                            report.skipped += 1;
+                        }
+                        tx.commit().await?;
+                    }
+                    Firing::Missed => {
+                        let mut tx = self.store.pool.begin().await?;
+                        if stored::record_run(&mut tx, &row.name, &home.uri, slot, due, "missed")
+                            .await?
+                            .is_some()
+                        {
+                            report.missed += 1;
+                            let message = format!(
+                                "the {} run of {slot} did not start within its window ({} s)",
+                                row.kind, row.window_secs
+                            );
+                            let notice =
+                                alert(&mut tx, &row.name, Some(&home.uri), "missed", &message)
+                                    .await?;
+                            tx.commit().await?;
+                            report.alerts += notice.len();
+                            publish(self.outbox, notice);
+                        }
+                    }
+                    Firing::Fire | Firing::Wait => {
+                        match self.fire(row, &job, home, slot, due).await? {
+                            Outcome::Fired => {
+                                report.fired += 1;
+                                let runs = recent.entry(home.uri.clone()).or_default();
+                                runs.insert(0, Some(TaskStatus::Queued.as_str().into()));
+                            }
+                            Outcome::Waiting => report.waiting += 1,
+                            Outcome::Taken => {}
+                        }
+                    }
+                }
+            }
+            if self.now > closes {
+                stored::close_through(&mut conn, &row.name, slot).await?;
+            }
+        }
+        self.alerts(&mut conn, row, &expr, &timing, sites, &recent, report)
+            .await
+    }
+
+    /// Fires one site's run: the run row, the task and its outbox row in one transaction,
+    /// unless a cap or the backlog holds it back, or another scheduler fired it first.
+    async fn fire(
+        &self,
+        row: &ScheduleRow,
+        job: &Job,
+        home: &SiteHomeRow,
+        slot: DateTime<Utc>,
+        due: DateTime<Utc>,
+    ) -> Result<Outcome, SchedulerError> {
+        let Some(task_type) = task_type_of(job) else {
+            return Ok(Outcome::Waiting);
+        };
+        let mut tx = self.store.pool.begin().await?;
+        if self.max_queued_tasks > 0
+            && tasks::queued_count(&mut tx, self.max_queued_tasks).await? >= self.max_queued_tasks
+        {
+            return Ok(Outcome::Waiting);
+        }
+        let caps = [
+            (row.cap_per_web_server, CapOn::WebServer(&home.web_server)),
+            (row.cap_per_db_server, CapOn::DbServer(&home.db_server)),
+        ];
+        for (cap, on) in caps {
+            if cap > 0
+                && stored::lock_and_count(&mut tx, task_type.as_str(), on).await? >= cap.into()
+            {
+                return Ok(Outcome::Waiting);
+            }
+        }
+        let Some(run) =
+            stored::record_run(&mut tx, &row.name, &home.uri, slot, due, "fired").await?
+        else {
+            return Ok(Outcome::Taken);
+        };
+        let args = args_of(&mut tx, job, &home.uri).await?;
+        let id = Uuid::now_v7();
+        let span = tracing::info_span!("schedule.fire", task_id = %id, schedule = %row.name, site = %home.uri);
+        let traceparent = berth_telemetry::traceparent_or_fresh(&span);
+        let trace_id = berth_telemetry::trace_id_of(&traceparent).unwrap_or_default();
+        let (_, message) = tasks::queue_task(
+            &mut tx,
+            NewTaskRow {
+                id,
+                task_type: task_type.as_str(),
+                target: &home.uri,
+                target_kind: TargetKind::Site,
+                args: &args.to_stored(),
+                trace_id: &trace_id,
+                traceparent: &traceparent,
+                requested_by: &format!("schedule:{}", row.name),
+                retry_of: None,
+            },
+        )
+        .await?;
+        stored::set_run_task(&mut tx, run, id).await?;
+        stored::clear_alert(&mut tx, &row.name, Some(&home.uri), "missed").await?;
+        tx.commit().await?;
+        span.in_scope(|| tracing::info!(%slot, "scheduled run fired"));
+        publish(self.outbox, vec![message]);
+        Ok(Outcome::Fired)
+    }
+
+    /// Raises or clears the schedule's alerts: failures in a row, overdue backups.
+    #[allow(clippy::too_many_arguments)]
+    async fn alerts(
+        &self,
+        conn: &mut PgConnection,
+        row: &ScheduleRow,
+        expr: &Expression,
+        timing: &Timing,
+        sites: &[&SiteHomeRow],
+        recent: &RecentRuns,
+        report: &mut TickReport,
+    ) -> Result<(), SchedulerError> {
+        let threshold = u32::try_from(row.alert_after_failures).unwrap_or(0);
+        let newest_backups = if row.kind == Kind::Backup.as_str() {
+            newest_backups(conn).await?
+        } else {
+            HashMap::new()
+        };
+        let last_closed = expr.last_at_or_before(self.now - timing.window);
+        let mut notices = Vec::new();
+        for home in sites {
+            // Ended runs only: the one just fired says nothing yet.
+            let ended: Vec<bool> = recent
+                .get(&home.uri)
+                .map(|runs| {
+                    runs.iter()
+                        .map(|s| state_of(s.as_deref()))
+                        .filter(|s| *s != RunState::Unfinished)
+                        .map(|s| s == RunState::Failed)
+                        .collect()
+                })
+                .unwrap_or_default();
+            let site = Some(home.uri.as_str());
+            if failing_streak(&ended, threshold) {
+                let message = format!("the last {threshold} {} runs failed", row.kind);
+                notices.extend(alert(conn, &row.name, site, "failing", &message).await?);
+            } else if ended.first() == Some(&false) {
+                stored::clear_alert(conn, &row.name, site, "failing").await?;
+            }
+            if row.kind == Kind::Backup.as_str() {
+                let newest = newest_backups.get(&home.uri).copied();
+                if overdue(newest, last_closed, timing, self.now) {
+                    let message = match newest {
+                        Some(at) => format!(
+                            "the newest good backup, of {at}, is older than the schedule allows"
+                        ),
+                        None => "the site has no good backup, and its schedule's window has passed"
+                            .into(),
+                    };
+                    notices.extend(alert(conn, &row.name, site, "overdue", &message).await?);
+                } else {
+                    stored::clear_alert(conn, &row.name, site, "overdue").await?;
+                }
+            }
+        }
+        report.alerts += notices.len();
+        publish(self.outbox, notices);
+        Ok(())
+    }
+}
+
+/// The task a job runs on a site (none yet for drills).
+fn task_type_of(job: &Job) -> Option<TaskType> {
+    match job {
+        Job::Backup { .. } => Some(TaskType::Backup),
+        Job::Prune { .. } => Some(TaskType::Prune),
+        Job::Cron {} | Job::Drill { .. } => None,
+    }
+}
+
+/// The task's arguments, named and decided now, as the API's intake does: a backup's file,
+/// the backups a prune removes (the retention preview's answer).
+async fn args_of(
+    conn: &mut PgConnection,
+    job: &Job,
+    uri: &str,
+) -> Result<TaskArgs, SchedulerError> {
+    Ok(match job {
+        // A target removed since the schedule was saved fails the task at planning, naming it.
+        Job::Backup { targets } => TaskArgs::Backup(BackupTask {
+            backup: Fresh::new().backup(uri, Compression::Zstd, "Generated by schedule"),
+            targets: targets.clone(),
+        }),
+        Job::Prune { retention } => {
+            let policy = berth_hosting::retention::policy(retention)
+                .map_err(|e| SchedulerError::Job(e.0))?;
+            let verdicts = berth_store::sites::retention_verdicts(conn, uri, &policy).await?;
+            TaskArgs::Prune(PruneTask {
+                retention: retention.clone(),
+                remove: berth_store::sites::forgotten(&verdicts),
+            })
+        }
+        Job::Cron {} | Job::Drill { .. } => TaskArgs::None,
+    })
+}
+
+/// Each site's newest backup that is still there.
+async fn newest_backups(
+    conn: &mut PgConnection,
+) -> Result<HashMap<String, DateTime<Utc>>, SchedulerError> {
+    let rows: Vec<(String, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT site, max(created_at) FROM backups WHERE deleted_at IS NULL GROUP BY site",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Raises an alert (unless it is open already) and, when raised, its notice in the same
+/// transaction: the outbox row to publish after commit.
+async fn alert(
+    conn: &mut PgConnection,
+    schedule: &str,
+    site: Option<&str>,
+    kind: &str,
+    message: &str,
+) -> Result<Vec<OutboxRow>, SchedulerError> {
+    let Some(raised) = stored::raise_alert(conn, schedule, site, kind, message).await? else {
+        return Ok(Vec::new());
+    };
+    tracing::warn!(schedule, site, kind, message, "schedule alert raised");
+    let notice = Notice {
+        id: Uuid::now_v7(),
+        at: raised.raised_at,
+        event: NoticeEvent::ScheduleAlert {
+            schedule: schedule.to_string(),
+            site: site.map(str::to_string),
+            kind: kind.to_string(),
+            message: message.to_string(),
+        },
+    };
+    let row = berth_store::outbox::enqueue(
+        conn,
+        OutboxMessage {
+            exchange: exchanges::NOTICES,
+            routing_key: notice.event.kind(),
+            message_id: notice.id.to_string(),
+            payload: serde_json::to_value(&notice).expect("serialisable"),
+            traceparent: "",
+            attempt: 1,
+            task_id: None,
+        },
+    )
+    .await?;
+    Ok(vec![row])
+}
