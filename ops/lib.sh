@@ -501,3 +501,26 @@ ensure_site_firewall() {
     fi
   done
 }
+
+# ---------------------------------------------------------------- moto_server (S3)
+# ensure_moto: moto_server, the S3-compatible server the off-site backup tests start on
+# loopback (tests/servers/src/moto.rs), pinned in tests/moto/requirements.txt and
+# installed from PyPI into its own venv, BERTH_MOTO_VENV (/opt/berth/moto).
+BERTH_MOTO_VENV=${BERTH_MOTO_VENV:-/opt/berth/moto}
+ensure_moto() {
+  local reqs="$BERTH_REPO_ROOT/tests/moto/requirements.txt" want
+  want=$(sed -n 's/^moto\[server\]==//p' "$reqs")
+  [ -n "$want" ] || die "no pinned moto[server] in $reqs"
+  if [ -x "$BERTH_MOTO_VENV/bin/moto_server" ] && [ "$("$BERTH_MOTO_VENV/bin/python" -c \
+      'import importlib.metadata as m; print(m.version("moto"))' 2>/dev/null)" = "$want" ]; then
+    ok "moto_server $want in $BERTH_MOTO_VENV"
+    return 0
+  fi
+  # Only the tests need it: without PyPI (a machine with no network) berth itself still runs.
+  if ! { [ -x "$BERTH_MOTO_VENV/bin/python" ] || as_root python3 -m venv "$BERTH_MOTO_VENV"; } \
+    || ! as_root "$BERTH_MOTO_VENV/bin/pip" install -q --disable-pip-version-check -r "$reqs"; then
+    warn "could not install moto[server]==$want from PyPI into $BERTH_MOTO_VENV: the off-site backup tests need it"
+    return 0
+  fi
+  did "installed moto_server $want into $BERTH_MOTO_VENV"
+}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install and start everything berth needs on this Debian 12 machine:
 # PostgreSQL (+ database `berth`), MariaDB, RabbitMQ (+ management plugin),
-# and the tools the workers and tests drive (nginx, bind9, php-fpm); and the
+# and the tools the workers and tests drive (nginx, bind9, php-fpm, and moto_server,
+# the S3-compatible server of the off-site backup tests, from PyPI); and the
 # site firewall: processes of the site uids (200000-999999, under which every
 # site's PHP and drush run) reach only MariaDB's port and the web ports on this
 # machine, not PostgreSQL, RabbitMQ or berth's API (iptables and ip6tables;
@@ -27,6 +28,7 @@ PACKAGES=(
   php-fpm php-cli php-mysql
   curl ca-certificates openssl
   iptables
+  python3 python3-venv
 )
 
 log "setting up berth's services on $(hostname) ($(. /etc/os-release && echo "$PRETTY_NAME"))"
@@ -38,6 +40,7 @@ ensure_mariadb
 ensure_mariadb_root_socket_only
 ensure_rabbitmq
 ensure_site_firewall
+ensure_moto
 
 for tool in nginx named named-checkconf named-checkzone rndc dig php php-fpm8.2; do
   have "$tool" || warn "$tool not found in PATH"

@@ -489,6 +489,81 @@ pub struct Backup {
     pub description: String,
     pub task_id: Uuid,
     pub created_at: DateTime<Utc>,
+    /// Its live copies on off-site targets.
+    #[serde(default)]
+    pub copies: Vec<BackupCopy>,
+}
+
+/// A backup's copy on an off-site target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupCopy {
+    pub backup: Uuid,
+    pub target: String,
+    /// `<prefix>/<site>/<file>` in the target's bucket.
+    pub object_key: String,
+    pub size: i64,
+    /// Read back from the store after the upload; equal to the backup's.
+    pub sha256: String,
+    pub uploaded_at: DateTime<Utc>,
+}
+
+/// `POST /api/v1/backup-targets`: an S3-compatible store backups are copied to.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewBackupTarget {
+    pub name: String,
+    /// `s3` (any S3-compatible store), the only kind.
+    #[serde(default = "default_target_kind")]
+    pub kind: String,
+    /// The store's URL, `https://…` (or `http://` on loopback only).
+    pub endpoint: String,
+    pub bucket: String,
+    /// Keys are `<prefix>/<site>/<file>`; empty for none.
+    #[serde(default)]
+    pub prefix: String,
+    #[serde(default = "default_region")]
+    pub region: String,
+    pub access_key_id: String,
+    /// Write-only: sealed at rest, never returned.
+    #[serde(skip_serializing)]
+    pub secret_access_key: String,
+}
+
+fn default_target_kind() -> String {
+    "s3".into()
+}
+fn default_region() -> String {
+    "us-east-1".into()
+}
+
+/// Leaves the secret out of debug output (logs, traces).
+impl std::fmt::Debug for NewBackupTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewBackupTarget")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A backup target as the API shows it (its secret never).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupTarget {
+    pub name: String,
+    pub kind: String,
+    pub endpoint: String,
+    pub bucket: String,
+    pub prefix: String,
+    pub region: String,
+    pub access_key_id: String,
+    /// Live copies of backups on it.
+    pub copies: i64,
+    pub created_at: DateTime<Utc>,
 }
 
 /// How a platform installs and upgrades its sites.

@@ -88,6 +88,17 @@ impl Work {
             Self::Backup(_) | Self::Noop(_) => None,
         }
     }
+
+    /// The off-site target the step acts on, whose sealed secret it carries when its
+    /// [`SecretNeeds::backup_target`] is set.
+    pub fn backup_target(&self) -> Option<&TargetSpec> {
+        match self {
+            Self::Backup(BackupStep::Upload(u)) => Some(&u.target),
+            Self::Backup(BackupStep::Fetch(f)) => Some(&f.target),
+            Self::Backup(BackupStep::DeleteCopy(d)) => Some(&d.target),
+            _ => None,
+        }
+    }
 }
 
 impl From<HttpStep> for Work {
@@ -263,6 +274,12 @@ pub enum BackupStep {
     BackupExtract(ExtractSpec),
     BackupExtractRemove(ExtractSpec),
     BackupDelete(BackupDeleteSpec),
+    /// A backup copied to an off-site target, streamed, and read back to check its sha256.
+    Upload(UploadSpec),
+    /// A backup whose file is gone fetched back from an off-site copy (checked first).
+    Fetch(FetchSpec),
+    /// One off-site copy removed.
+    DeleteCopy(DeleteCopySpec),
 }
 
 impl BackupStep {
@@ -272,6 +289,9 @@ impl BackupStep {
             Self::BackupExtract(_) => "backup-extract",
             Self::BackupExtractRemove(_) => "backup-extract-remove",
             Self::BackupDelete(_) => "backup-delete",
+            Self::Upload(_) => "backup-upload",
+            Self::Fetch(_) => "backup-fetch",
+            Self::DeleteCopy(_) => "backup-copy-delete",
         }
     }
 }
@@ -421,6 +441,14 @@ impl Compression {
         }
     }
 
+    /// The extension of a tarball compressed so.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Zstd => "tar.zst",
+            Self::Gzip => "tar.gz",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "zstd" => Some(Self::Zstd),
@@ -470,6 +498,47 @@ pub struct BackupDeleteSpec {
     pub path: String,
 }
 
+/// An S3-compatible store as a step sees it; its secret access key travels sealed in
+/// [`SealedSecrets::backup_target`], never here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetSpec {
+    pub name: String,
+    /// `https://s3.eu-west-1.amazonaws.com`, `http://127.0.0.1:9000`, …
+    pub endpoint: String,
+    pub bucket: String,
+    pub region: String,
+    pub access_key_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UploadSpec {
+    pub target: TargetSpec,
+    /// The backup's file on this worker's server.
+    pub source: BackupSource,
+    /// `<prefix>/<site>/<file>`.
+    pub key: String,
+    /// The backup's recorded sha256, when known at planning (a backup made earlier); a
+    /// backup made by the same task is checked against the bytes read while uploading,
+    /// and the state records the copy only if they equal the backup's recorded sha256.
+    pub sha256: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FetchSpec {
+    pub target: TargetSpec,
+    pub key: String,
+    /// Where the backup's file was (and is put back): directly in the backups directory.
+    pub path: String,
+    /// The backup's recorded sha256: the fetched bytes must have it.
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeleteCopySpec {
+    pub target: TargetSpec,
+    pub key: String,
+}
+
 /// What a finished step reports; the dispatcher records it (packages, backups, links).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -507,6 +576,17 @@ pub enum StepOutput {
     BackupDeleted {
         path: String,
     },
+    /// A backup's off-site copy, its sha256 read back from the store.
+    CopyMade(CopyMade),
+    /// A backup's file put back from an off-site copy (or found still there).
+    CopyFetched {
+        path: String,
+        fetched: bool,
+    },
+    CopyDeleted {
+        target: String,
+        key: String,
+    },
     /// Zones changed by a records step.
     Records {
         zones: Vec<ZoneChange>,
@@ -532,6 +612,16 @@ pub struct BackupMade {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CopyMade {
+    pub target: String,
+    pub key: String,
+    /// The local file copied (the backup it is a copy of).
+    pub path: String,
+    pub size: i64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ZoneChange {
     pub zone: String,
     /// Absent when the zone was removed.
@@ -550,6 +640,8 @@ pub struct SecretNeeds {
     pub site_db: Option<SiteDbSecret>,
     /// The site's cron key.
     pub cron_key: bool,
+    /// The secret access key of the off-site target the step names ([`Work::backup_target`]).
+    pub backup_target: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -565,31 +657,44 @@ impl SecretNeeds {
         db_admin: false,
         site_db: None,
         cron_key: false,
+        backup_target: false,
     };
     pub const DB_ADMIN: Self = Self {
         db_admin: true,
         site_db: None,
         cron_key: false,
+        backup_target: false,
     };
     pub const SITE_DB: Self = Self {
         db_admin: false,
         site_db: Some(SiteDbSecret::Current),
         cron_key: false,
+        backup_target: false,
     };
     pub const SITE_DB_NEXT: Self = Self {
         db_admin: false,
         site_db: Some(SiteDbSecret::Next),
         cron_key: false,
+        backup_target: false,
     };
     pub const DB_ADMIN_AND_SITE_DB: Self = Self {
         db_admin: true,
         site_db: Some(SiteDbSecret::Current),
         cron_key: false,
+        backup_target: false,
     };
     pub const DB_ADMIN_AND_SITE_DB_NEXT: Self = Self {
         db_admin: true,
         site_db: Some(SiteDbSecret::Next),
         cron_key: false,
+        backup_target: false,
+    };
+
+    pub const BACKUP_TARGET: Self = Self {
+        db_admin: false,
+        site_db: None,
+        cron_key: false,
+        backup_target: true,
     };
 
     pub fn is_none(self) -> bool {
@@ -616,6 +721,9 @@ impl SecretNeeds {
         if self.cron_key {
             parts.push("cron_key");
         }
+        if self.backup_target {
+            parts.push("backup_target");
+        }
         (!parts.is_empty()).then(|| parts.join(","))
     }
 
@@ -632,6 +740,7 @@ impl SecretNeeds {
                 "site_db" => needs.site_db = Some(SiteDbSecret::Current),
                 "site_db_next" => needs.site_db = Some(SiteDbSecret::Next),
                 "cron_key" => needs.cron_key = true,
+                "backup_target" => needs.backup_target = true,
                 other => return Err(format!("unknown secret need `{other}`")),
             }
         }
@@ -652,11 +761,17 @@ pub struct SealedSecrets {
     /// The site's cron key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cron_key: Option<String>,
+    /// The off-site target's secret access key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_target: Option<String>,
 }
 
 impl SealedSecrets {
     pub fn is_empty(&self) -> bool {
-        self.db_admin.is_none() && self.site_db.is_none() && self.cron_key.is_none()
+        self.db_admin.is_none()
+            && self.site_db.is_none()
+            && self.cron_key.is_none()
+            && self.backup_target.is_none()
     }
 }
 
@@ -703,6 +818,7 @@ mod tests {
             SecretNeeds::DB_ADMIN_AND_SITE_DB_NEXT,
             SecretNeeds::SITE_DB.and_cron_key(),
             SecretNeeds::NONE.and_cron_key(),
+            SecretNeeds::BACKUP_TARGET,
         ] {
             assert_eq!(SecretNeeds::parse(n.to_text().as_deref()), Ok(n));
         }

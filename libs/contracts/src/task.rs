@@ -136,6 +136,9 @@ pub struct DbNames {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BackupTask {
     pub backup: BackupOrder,
+    /// Off-site targets the backup is copied to once made (none before targets existed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
 }
 
 /// The backup a restore puts back.

@@ -2,7 +2,7 @@
 //! these in the transaction that records the step or ends the task.
 
 use crate::sites::status as site_status;
-use berth_contracts::steps::{BackupMade, BackupStep, HttpStep, PlatformScan};
+use berth_contracts::steps::{BackupMade, BackupStep, CopyMade, HttpStep, PlatformScan};
 use berth_contracts::task::DbNames;
 use berth_contracts::{Package, StepOutput, TargetKind, TaskArgs, TaskType, Work};
 
@@ -31,6 +31,16 @@ pub enum Effect {
     MarkBackupDeleted {
         server: String,
         path: String,
+    },
+    /// An off-site copy of the backup held at `path` on `server` (the copy's id is the
+    /// step's); recorded only when its sha256 is the backup's.
+    RecordCopy {
+        server: String,
+        copy: CopyMade,
+    },
+    MarkCopyDeleted {
+        target: String,
+        key: String,
     },
     PlatformStatus {
         platform: String,
@@ -130,8 +140,18 @@ pub fn of_step(task: TaskRef<'_>, server: &str, work: &Work, output: &StepOutput
             server: server.to_string(),
             path: path.clone(),
         }],
+        StepOutput::CopyMade(copy) => vec![Effect::RecordCopy {
+            server: server.to_string(),
+            copy: copy.clone(),
+        }],
+        StepOutput::CopyDeleted { target, key } => vec![Effect::MarkCopyDeleted {
+            target: target.clone(),
+            key: key.clone(),
+        }],
         // A delete run again after its files went made no backup: nothing to record.
+        // A fetched file is the backup's own again, where it was recorded.
         StepOutput::BackupSkipped { .. }
+        | StepOutput::CopyFetched { .. }
         | StepOutput::Done
         | StepOutput::Noop { .. }
         | StepOutput::Reloaded { .. }
@@ -324,6 +344,58 @@ mod tests {
             reason: "gone".into(),
         };
         assert!(of_step(task, "server_master", &work, &skipped).is_empty());
+    }
+
+    #[test]
+    fn an_upload_records_its_copy_and_a_copy_delete_marks_it() {
+        use berth_contracts::steps::{BackupSource, TargetSpec, UploadSpec};
+        let target = TargetSpec {
+            name: "offsite".into(),
+            endpoint: "http://127.0.0.1:9000".into(),
+            bucket: "b".into(),
+            region: "us-east-1".into(),
+            access_key_id: "k".into(),
+        };
+        let work = Work::Backup(BackupStep::Upload(UploadSpec {
+            target,
+            source: BackupSource::File("f".into()),
+            key: "p/www.example.com/f.tar.zst".into(),
+            sha256: None,
+        }));
+        let task = TaskRef {
+            task_type: TaskType::Backup,
+            target: "www.example.com",
+        };
+        let copy = CopyMade {
+            target: "offsite".into(),
+            key: "p/www.example.com/f.tar.zst".into(),
+            path: "/b/f.tar.zst".into(),
+            size: 10,
+            sha256: "00".into(),
+        };
+        assert_eq!(
+            of_step(
+                task,
+                "server_web",
+                &work,
+                &StepOutput::CopyMade(copy.clone())
+            ),
+            [Effect::RecordCopy {
+                server: "server_web".into(),
+                copy
+            }]
+        );
+        let deleted = StepOutput::CopyDeleted {
+            target: "offsite".into(),
+            key: "k".into(),
+        };
+        assert_eq!(
+            of_step(task, "server_web", &work, &deleted),
+            [Effect::MarkCopyDeleted {
+                target: "offsite".into(),
+                key: "k".into()
+            }]
+        );
     }
 
     #[test]

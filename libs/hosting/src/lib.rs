@@ -9,6 +9,7 @@ pub mod facts;
 pub mod flow;
 pub mod fresh;
 pub mod names;
+pub mod offsite;
 pub mod plans;
 pub mod retention;
 pub mod sites;

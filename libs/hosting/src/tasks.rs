@@ -74,6 +74,9 @@ pub struct BackupArgs {
     /// `zstd` (default) or `gzip` (for tools that know no zstd).
     #[serde(default)]
     pub compression: Option<String>,
+    /// Backup targets the backup is copied to once made.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
 }
 
 /// The longest a diagnostic noop may sleep.
@@ -201,7 +204,20 @@ pub fn validate(
                     "compression `{compression}` is not zstd or gzip"
                 )));
             }
-            Ok(json!({"description": description, "compression": compression}))
+            for (i, t) in a.targets.iter().enumerate() {
+                crate::offsite::check_target_name(t).map_err(|e| bad(e.to_string()))?;
+                if a.targets[..i].contains(t) {
+                    return Err(bad(format!("target `{t}` is named twice")));
+                }
+            }
+            if a.targets.len() > 8 {
+                return Err(bad("at most 8 targets".into()));
+            }
+            let mut v = json!({"description": description, "compression": compression});
+            if !a.targets.is_empty() {
+                v["targets"] = json!(a.targets);
+            }
+            Ok(v)
         }
         TaskType::Noop => {
             let a: NoopArgs =

@@ -8,6 +8,7 @@ pub mod cron;
 pub mod dead;
 pub mod idempotency;
 pub mod metrics;
+pub mod offsite;
 pub mod outbox;
 pub mod platforms;
 pub mod schedules;

@@ -443,6 +443,7 @@ impl BackupRow {
             description: self.description,
             task_id: self.task_id,
             created_at: self.created_at,
+            copies: Vec::new(),
         }
     }
 }
@@ -485,7 +486,13 @@ impl Store {
         .bind(uri)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.into_iter().map(BackupRow::into_contract).collect())
+        let mut backups: Vec<_> = rows.into_iter().map(BackupRow::into_contract).collect();
+        let ids: Vec<_> = backups.iter().map(|b| b.id).collect();
+        let mut copies = crate::offsite::copies_of(&mut *self.pool.acquire().await?, &ids).await?;
+        for b in &mut backups {
+            b.copies = copies.remove(&b.id).unwrap_or_default();
+        }
+        Ok(backups)
     }
 
     pub async fn site_packages(&self, uri: &str) -> Result<Vec<Package>> {

@@ -79,7 +79,9 @@ pub enum ApiServiceError {
 
 /// The routes, with authentication on `/api/v1` (but not on the OpenAPI document).
 pub fn router(state: AppState) -> Router {
-    use routes::{dead, ops, platforms, retention, schedules, servers, sites, tasks};
+    use routes::{
+        backup_targets, dead, ops, platforms, retention, schedules, servers, sites, tasks,
+    };
     let v1 = Router::new()
         .route("/servers", post(servers::create).get(servers::list))
         .route(
@@ -107,6 +109,14 @@ pub fn router(state: AppState) -> Router {
         .route("/sites/{uri}/backups", get(sites::backups))
         .route("/sites/{uri}/retention", get(retention::preview))
         .route("/sites/{uri}/migrate-plan", get(sites::migrate_plan))
+        .route(
+            "/backup-targets",
+            post(backup_targets::create).get(backup_targets::list),
+        )
+        .route(
+            "/backup-targets/{name}",
+            get(backup_targets::show).delete(backup_targets::remove),
+        )
         .route("/tasks", post(tasks::create).get(tasks::list))
         .route("/tasks/{id}", get(tasks::show))
         .route("/tasks/{id}/log", get(tasks::log))

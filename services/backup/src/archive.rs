@@ -26,10 +26,7 @@ const MB: f64 = 1_048_576.0;
 
 /// The extension of a tarball compressed so.
 pub fn extension(c: Compression) -> &'static str {
-    match c {
-        Compression::Zstd => "tar.zst",
-        Compression::Gzip => "tar.gz",
-    }
+    c.extension()
 }
 
 /// The arguments of `site-backup`, checked (they reach paths and argv).
@@ -1088,14 +1085,8 @@ pub struct Deleted {
     pub deleted: bool,
 }
 
-/// `backup-delete`: removes a tarball directly inside the backups directory; anything
-/// else is refused; an absent one is fine.
-pub fn delete_backup(
-    a: &Archiver,
-    spec: &BackupDeleteSpec,
-    log: Log<'_>,
-) -> Result<Deleted, BackupError> {
-    let p = spec.path.as_str();
+/// `p` if it names a file directly inside the backups directory (not a hidden one).
+pub(crate) fn inside_backups_dir(a: &Archiver, p: &str) -> Result<PathBuf, BackupError> {
     let path = absolute_normal("path", p)?;
     let dir = std::fs::canonicalize(&a.backups_dir).map_err(|e| {
         BackupError::permanent(format!(
@@ -1115,6 +1106,18 @@ pub fn delete_backup(
             a.backups_dir.display()
         )));
     }
+    Ok(path)
+}
+
+/// `backup-delete`: removes a tarball directly inside the backups directory; anything
+/// else is refused; an absent one is fine.
+pub fn delete_backup(
+    a: &Archiver,
+    spec: &BackupDeleteSpec,
+    log: Log<'_>,
+) -> Result<Deleted, BackupError> {
+    let p = spec.path.as_str();
+    let path = inside_backups_dir(a, p)?;
     match std::fs::symlink_metadata(&path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             log(format!("{p} is already gone"));

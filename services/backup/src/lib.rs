@@ -11,12 +11,16 @@
 //! - `backup-extract`: `{source, target_dir, db}` plus `secrets.site_db` (the target
 //!   user's password): unpacks into a new directory and imports the dump.
 //! - `backup-extract-remove`: its `target_dir`, the compensation of `backup-extract`.
+//! - `backup-upload`, `backup-fetch`, `backup-copy-delete`: off-site copies on an
+//!   S3-compatible target ([`offsite`]), its secret access key sealed in
+//!   `secrets.backup_target`.
 //!
 //! The work is done by plain async functions ([`backup_site`], [`extract_backup`],
 //! [`delete_backup`]) that the step handler wraps.
 
 mod archive;
 mod mysql;
+pub mod offsite;
 
 pub use archive::{
     BackupArgs, BackupOutput, Compression, Deleted, EXTRACT_MARKER, ExtractArgs, ExtractOutput,
@@ -133,6 +137,15 @@ impl BackupWorker {
             secret_key: cfg.secret_key.clone(),
             archiver: cfg.archiver(),
         }
+    }
+
+    /// The target's secret access key, opened here only, in memory.
+    fn target_secret(key: &SecretKey, cmd: &StepCommand) -> Result<String, StepError> {
+        let sealed = cmd.secrets.backup_target.as_deref().ok_or_else(|| {
+            StepError::permanent("the target's secret access key did not come with the step")
+        })?;
+        key.open(sealed)
+            .map_err(|e| StepError::permanent(format!("the target's secret access key: {e}")))
     }
 
     fn site_password(key: &SecretKey, cmd: &StepCommand) -> Result<String, StepError> {
@@ -272,6 +285,44 @@ impl StepHandler for BackupWorker {
                 let a = &self.archiver;
                 let out = delete_backup(a, spec, &|line| ctx.info(line))?;
                 Ok(StepOk::new(StepOutput::BackupDeleted { path: out.path }))
+            }
+            BackupStep::Upload(spec) => {
+                let (key, a) = (&self.secret_key, &self.archiver);
+                let secret = Self::target_secret(key, cmd)?;
+                let out = with_progress(ctx, |log| {
+                    let secret = &secret;
+                    async move { offsite::upload(a, spec, secret, &*log).await }
+                })
+                .await?;
+                ctx.info(out.summary());
+                Ok(StepOk::new(StepOutput::CopyMade(out.made)))
+            }
+            BackupStep::Fetch(spec) => {
+                let (key, a) = (&self.secret_key, &self.archiver);
+                let secret = Self::target_secret(key, cmd)?;
+                let fetched = with_progress(ctx, |log| {
+                    let secret = &secret;
+                    async move { offsite::fetch(a, spec, secret, &*log).await }
+                })
+                .await?;
+                if fetched {
+                    ctx.info(format!(
+                        "{} fetched back from target `{}`, its sha256 as recorded",
+                        spec.path, spec.target.name
+                    ));
+                }
+                Ok(StepOk::new(StepOutput::CopyFetched {
+                    path: spec.path.clone(),
+                    fetched,
+                }))
+            }
+            BackupStep::DeleteCopy(spec) => {
+                let secret = Self::target_secret(&self.secret_key, cmd)?;
+                offsite::delete_copy(spec, &secret, &|line| ctx.info(line)).await?;
+                Ok(StepOk::new(StepOutput::CopyDeleted {
+                    target: spec.target.name.clone(),
+                    key: spec.key.clone(),
+                }))
             }
         }
     }

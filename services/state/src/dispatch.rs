@@ -19,12 +19,13 @@ use berth_contracts::{
 };
 use berth_hosting::effects::{self, Effect};
 use berth_hosting::flow::{self, CancelAction, Decision, Event, Next, StepState, TaskState};
+use berth_hosting::offsite::OffsiteFacts;
 use berth_hosting::plans::{
-    plan_clone, plan_migrate, plan_platform_task, plan_server_task, plan_site_task,
+    plan_clone, plan_migrate, plan_platform_task, plan_server_task, plan_site_task_offsite,
 };
 use berth_store::outbox::{self, OutboxMessage, OutboxRow};
 use berth_store::tasks::{self as t, NewStep, StepChange, StepRow, TaskRow};
-use berth_store::{PgConnection, Store, dead, platforms, servers, sites};
+use berth_store::{PgConnection, Store, dead, offsite, platforms, servers, sites};
 use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
@@ -668,7 +669,32 @@ impl Dispatcher {
                         };
                         plan_migrate(&site, &p, &db.facts(), m)
                     }
-                    _ => plan_site_task(task_type, &site, &args),
+                    _ => {
+                        // A backup's targets, the copies of the backup a restore or delete
+                        // acts on.
+                        let mut off = OffsiteFacts::default();
+                        match &args {
+                            TaskArgs::Backup(b) if !b.targets.is_empty() => {
+                                match offsite::target_facts(tx, &b.targets).await? {
+                                    Ok(found) => off.targets = found,
+                                    Err(why) => return Ok(Err(why)),
+                                }
+                            }
+                            TaskArgs::Restore(r) => {
+                                off.copies =
+                                    offsite::copies_of_backups(tx, &[r.restore_from.id]).await?;
+                            }
+                            TaskArgs::BackupDelete(d) => {
+                                off.copies = offsite::copies_of_backups(tx, &[d.backup.id]).await?;
+                            }
+                            TaskArgs::Prune(p) => {
+                                let ids: Vec<Uuid> = p.remove.iter().map(|b| b.id).collect();
+                                off.copies = offsite::copies_of_backups(tx, &ids).await?;
+                            }
+                            _ => {}
+                        }
+                        plan_site_task_offsite(task_type, &site, &args, &off)
+                    }
                 }
             }
             None => Err(format!("unknown target kind `{}`", task.target_kind)),
@@ -790,6 +816,11 @@ impl Dispatcher {
         };
         if needs.cron_key {
             secrets.cron_key = berth_store::cron::cron_key_sealed(tx, &task.target).await?;
+        }
+        if needs.backup_target
+            && let Some(target) = work.backup_target()
+        {
+            secrets.backup_target = offsite::target_secret_sealed(tx, &target.name).await?;
         }
         let cmd = StepCommand {
             task_id: task.id,
@@ -916,6 +947,25 @@ impl Dispatcher {
                 }
                 Effect::MarkBackupDeleted { server, path } => {
                     sites::mark_backup_deleted(tx, &server, &path).await?;
+                }
+                Effect::RecordCopy { server, copy } => {
+                    let id = step.unwrap_or_else(Uuid::now_v7);
+                    if !offsite::record_copy(tx, id, &server, &copy).await? {
+                        log(
+                            tx,
+                            task,
+                            step,
+                            LogLevel::Error,
+                            &format!(
+                                "the copy {} on `{}` (sha256 {}, {} bytes) is not the backup {} \
+                                 as recorded: not recorded as its copy",
+                                copy.key, copy.target, copy.sha256, copy.size, copy.path
+                            ),
+                        );
+                    }
+                }
+                Effect::MarkCopyDeleted { target, key } => {
+                    offsite::mark_copy_deleted(tx, &target, &key).await?;
                 }
                 Effect::PlatformStatus { platform, status } => {
                     platforms::set_status(tx, &platform, status).await?;

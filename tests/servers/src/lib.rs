@@ -4,6 +4,7 @@
 //! harness may crash and restart ([`daemons`]).
 
 pub mod daemons;
+pub mod moto;
 pub mod named;
 pub mod web;
 

@@ -21,6 +21,7 @@ mod isolation;
 mod limits;
 mod metrics_quiet;
 mod migrate;
+mod offsite;
 mod openapi;
 mod outbox;
 mod pipeline;

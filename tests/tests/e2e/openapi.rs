@@ -63,6 +63,7 @@ struct Resources {
     task: String,
     dead_letter: String,
     schedule: String,
+    backup_target: String,
 }
 
 impl Resources {
@@ -76,6 +77,8 @@ impl Resources {
             &self.server
         } else if path.starts_with("/api/v1/schedules/") {
             &self.schedule
+        } else if path.starts_with("/api/v1/backup-targets/") {
+            &self.backup_target
         } else {
             &self.platform
         };
@@ -180,6 +183,14 @@ async fn the_served_document_answers_for_every_path() {
         )
         .await;
     assert_eq!(status, 201, "{s}");
+    let (status, target) = w
+        .post_json(
+            "/api/v1/backup-targets",
+            &json!({"name": "offsite", "endpoint": "http://127.0.0.1:9", "bucket": "b-oa",
+                "access_key_id": "k", "secret_access_key": "s"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{target}");
     let res = Resources {
         server: "server_master".into(),
         platform: "platform_d10".into(),
@@ -188,6 +199,7 @@ async fn the_served_document_answers_for_every_path() {
         task: failed.id.to_string(),
         dead_letter: dead["items"][0]["id"].as_str().unwrap().to_string(),
         schedule: "tidy".into(),
+        backup_target: "offsite".into(),
     };
     // Reads first, then changes, deletions last (so that every read finds its resource).
     let mut ops: Vec<(String, String)> = documented(&doc).into_iter().collect();

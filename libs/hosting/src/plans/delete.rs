@@ -51,6 +51,7 @@ mod tests {
                 compression: Compression::Zstd,
                 description: "before delete".into(),
             },
+            targets: vec![],
         }
     }
 

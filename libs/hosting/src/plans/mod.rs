@@ -17,7 +17,7 @@ mod restore;
 mod server;
 mod site;
 
-pub use backup::{plan_backup, plan_backup_delete, plan_prune};
+pub use backup::{delete_copy_step, plan_backup, plan_backup_delete, plan_prune};
 pub use clone::plan_clone;
 pub use cron::plan_cron;
 pub use delete::plan_delete;
@@ -27,6 +27,7 @@ pub use restore::plan_restore;
 pub use server::plan_server_task;
 
 use crate::facts::SiteFacts;
+use crate::offsite::OffsiteFacts;
 use crate::sites::check_status;
 use berth_contracts::steps::{BackupStep, DbStep, DnsStep, HttpStep};
 use berth_contracts::{SecretNeeds, Service, TaskArgs, TaskType, Work};
@@ -95,6 +96,17 @@ pub struct Plan {
 /// (migrate and clone are planned with their target: [`plan_migrate`], [`plan_clone`]);
 /// `Err` says why it cannot run now.
 pub fn plan_site_task(task_type: TaskType, s: &SiteFacts, args: &TaskArgs) -> Result<Plan, String> {
+    plan_site_task_offsite(task_type, s, args, &OffsiteFacts::default())
+}
+
+/// [`plan_site_task`] with what the task needs of off-site targets: a backup's targets,
+/// the copies of the backup a restore or backup-delete acts on.
+pub fn plan_site_task_offsite(
+    task_type: TaskType,
+    s: &SiteFacts,
+    args: &TaskArgs,
+    offsite: &OffsiteFacts,
+) -> Result<Plan, String> {
     if s.platform.web_server.managed_http().is_none() {
         return Err(format!(
             "web server `{}` has no managed http service",
@@ -118,11 +130,13 @@ pub fn plan_site_task(task_type: TaskType, s: &SiteFacts, args: &TaskArgs) -> Re
             _,
         ) => site::plan(task_type, s),
         (TaskType::Cron, _) => Ok(plan_cron(s)),
-        (TaskType::Backup, TaskArgs::Backup(a)) => Ok(plan_backup(s, a)),
+        (TaskType::Backup, TaskArgs::Backup(a)) => plan_backup(s, a, &offsite.targets),
         (TaskType::Delete, TaskArgs::Delete(a)) => Ok(plan_delete(s, a)),
-        (TaskType::Restore, TaskArgs::Restore(a)) => Ok(plan_restore(s, a)),
-        (TaskType::BackupDelete, TaskArgs::BackupDelete(a)) => Ok(plan_backup_delete(a)),
-        (TaskType::Prune, TaskArgs::Prune(a)) => Ok(plan_prune(a)),
+        (TaskType::Restore, TaskArgs::Restore(a)) => Ok(plan_restore(s, a, &offsite.copies)),
+        (TaskType::BackupDelete, TaskArgs::BackupDelete(a)) => {
+            Ok(plan_backup_delete(a, &offsite.copies))
+        }
+        (TaskType::Prune, TaskArgs::Prune(a)) => Ok(plan_prune(a, &offsite.copies)),
         (TaskType::Migrate | TaskType::Clone, _) => Err(format!(
             "a {} is planned with its target",
             task_type.as_str()

@@ -1,19 +1,23 @@
 //! Restoring a site from one of its backups.
 
-use super::Plan;
 use super::backup::backup_step;
 use super::deploy::{deploy_steps, finish_steps, maintenance_step};
+use super::{Plan, PlannedStep};
 use crate::facts::SiteFacts;
+use crate::offsite::CopyFacts;
 use crate::sites::restore_dir;
+use berth_contracts::SecretNeeds;
 use berth_contracts::steps::{BackupSource, CleanupSpec};
+use berth_contracts::steps::{BackupStep, FetchSpec};
 use berth_contracts::task::RestoreTask;
 
 /// A restore, in steps that each can be taken back until the old database is dropped,
-/// the last step that can fail: maintenance page, a backup of the site as it is, a new
-/// database, the chosen backup unpacked beside the site and imported, the swap, updatedb,
+/// the last step that can fail: maintenance page, a backup of the site as it is, (when the
+/// chosen backup has off-site copies, its file fetched back from the first if it is gone,)
+/// a new database, the chosen backup unpacked beside the site and imported, the swap, updatedb,
 /// the vhost with the new credentials, the package map, then the old database dropped and
 /// the old directory removed. A failure anywhere before the drop puts everything back.
-pub fn plan_restore(s: &SiteFacts, a: &RestoreTask) -> Plan {
+pub fn plan_restore(s: &SiteFacts, a: &RestoreTask, copies: &[CopyFacts]) -> Plan {
     let web = s.web();
     let mut spec = s.spec_as_is();
     spec.stash = true;
@@ -33,6 +37,22 @@ pub fn plan_restore(s: &SiteFacts, a: &RestoreTask) -> Plan {
         maintenance_step(web, &spec),
         backup_step(s, &a.backup, false),
     ];
+    // Only the worker knows whether the file is still there: the fetch leaves a present
+    // file alone. Nothing to take back: the file fetched is the backup's own.
+    if let Some(c) = copies.first() {
+        steps.push(
+            PlannedStep::backup(
+                web,
+                BackupStep::Fetch(FetchSpec {
+                    target: c.target.spec(),
+                    key: c.key.clone(),
+                    path: a.restore_from.path.clone(),
+                    sha256: c.sha256.clone(),
+                }),
+            )
+            .secrets(SecretNeeds::BACKUP_TARGET),
+        );
+    }
     steps.extend(deploy);
     let cleanup = CleanupSpec {
         swap,
@@ -112,5 +132,66 @@ mod tests {
             }
         }
         assert!(p.steps[8..].iter().all(|s| s.undo.is_none()));
+    }
+
+    #[test]
+    fn a_restore_of_a_backup_with_copies_fetches_it_before_the_deploy() {
+        use crate::offsite::{CopyFacts, OffsiteFacts, TargetFacts};
+        let args = TaskArgs::Restore(RestoreTask {
+            restore_from: RestoreFrom {
+                id: uuid::Uuid::nil(),
+                path: "/var/lib/berth/backups/old.tar.zst".into(),
+                file: "old".into(),
+            },
+            backup: BackupOrder {
+                file: "f".into(),
+                compression: Compression::Zstd,
+                description: "before restore".into(),
+            },
+            next_db: DbNames {
+                name: "n".into(),
+                user: "n".into(),
+            },
+        });
+        let copy = CopyFacts {
+            backup: uuid::Uuid::nil(),
+            target: TargetFacts {
+                name: "offsite".into(),
+                endpoint: "http://127.0.0.1:9000".into(),
+                bucket: "b".into(),
+                prefix: "p".into(),
+                region: "us-east-1".into(),
+                access_key_id: "k".into(),
+            },
+            key: "p/www.example.com/old.tar.zst".into(),
+            sha256: "ab".repeat(32),
+        };
+        let offsite = OffsiteFacts {
+            targets: vec![],
+            copies: vec![copy],
+        };
+        let p = super::super::plan_site_task_offsite(
+            TaskType::Restore,
+            &site("enabled", "null"),
+            &args,
+            &offsite,
+        )
+        .unwrap();
+        assert_eq!(
+            &actions(&p)[..4],
+            [
+                "site-maintenance",
+                "site-backup",
+                "backup-fetch",
+                "site-db-create"
+            ]
+        );
+        let Work::Backup(BackupStep::Fetch(f)) = &p.steps[2].work else {
+            panic!()
+        };
+        assert_eq!(f.path, "/var/lib/berth/backups/old.tar.zst");
+        assert_eq!(f.key, "p/www.example.com/old.tar.zst");
+        assert_eq!(f.sha256, "ab".repeat(32));
+        assert!(p.steps[2].secrets.backup_target);
     }
 }

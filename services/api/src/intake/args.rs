@@ -25,6 +25,7 @@ pub enum Requested {
     Backup {
         description: String,
         compression: Compression,
+        targets: Vec<String>,
     },
     Delete,
     Restore {
@@ -75,6 +76,7 @@ impl Requested {
                     compression: Compression::parse(compression).ok_or_else(|| {
                         bad(format!("compression `{compression}` is not zstd or gzip"))
                     })?,
+                    targets: a.targets,
                 }
             }
             TaskType::Restore => Self::Restore {
@@ -126,10 +128,17 @@ pub fn refuse_second(
     }
 }
 
-/// A backup's arguments: the file it writes.
-pub fn backup(uri: &str, compression: Compression, description: &str, fresh: &Fresh) -> TaskArgs {
+/// A backup's arguments: the file it writes, the targets it is copied to.
+pub fn backup(
+    uri: &str,
+    compression: Compression,
+    description: &str,
+    targets: Vec<String>,
+    fresh: &Fresh,
+) -> TaskArgs {
     TaskArgs::Backup(BackupTask {
         backup: fresh.backup(uri, compression, description),
+        targets,
     })
 }
 
@@ -137,6 +146,7 @@ pub fn backup(uri: &str, compression: Compression, description: &str, fresh: &Fr
 pub fn delete(uri: &str, fresh: &Fresh) -> TaskArgs {
     TaskArgs::Delete(BackupTask {
         backup: fresh.backup(uri, Compression::Zstd, "Generated before being deleted"),
+        targets: Vec::new(),
     })
 }
 
@@ -229,6 +239,7 @@ mod tests {
             description: "x".into(),
             task_id: Uuid::nil(),
             created_at: Utc::now(),
+            copies: Vec::new(),
         }
     }
 
@@ -238,11 +249,13 @@ mod tests {
         let Requested::Backup {
             description,
             compression,
+            targets,
         } = Requested::read(TaskType::Backup, &validated).unwrap()
         else {
             panic!("not a backup")
         };
-        let args = backup("a.test", compression, &description, &fresh());
+        assert!(targets.is_empty());
+        let args = backup("a.test", compression, &description, targets, &fresh());
         assert_eq!(
             args.to_stored(),
             json!({"backup": {"file": "a.test-20261118T110640Z-1a2b", "compression": "gzip",
@@ -252,6 +265,14 @@ mod tests {
             TaskArgs::from_stored(TaskType::Backup, &args.to_stored()).unwrap(),
             args
         );
+        // Named targets are kept with the task.
+        let validated = json!({"description": "x", "compression": "zstd", "targets": ["offsite"]});
+        let Ok(Requested::Backup { targets, .. }) = Requested::read(TaskType::Backup, &validated)
+        else {
+            panic!("not a backup")
+        };
+        let args = backup("a.test", Compression::Zstd, "x", targets, &fresh());
+        assert_eq!(args.to_stored()["targets"], json!(["offsite"]));
     }
 
     #[test]

@@ -78,9 +78,18 @@ pub async fn queue(state: &AppState, caller: &Caller, req: Intake) -> Result<Tas
             Requested::Backup {
                 description,
                 compression,
+                targets,
             },
             Some(_),
-        ) => args::backup(&target, compression, &description, &fresh),
+        ) => {
+            let unknown = berth_store::offsite::unknown_targets(&mut tx, &targets).await?;
+            if let Some(t) = unknown.first() {
+                return Err(ApiError::Unprocessable(format!(
+                    "backup target `{t}` does not exist (see GET /api/v1/backup-targets)"
+                )));
+            }
+            args::backup(&target, compression, &description, targets, &fresh)
+        }
         (Requested::Delete, Some(_)) => args::delete(&target, &fresh),
         (Requested::Prune(retention), Some(_)) => {
             let policy = berth_hosting::retention::policy(&retention)

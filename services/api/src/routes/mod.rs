@@ -1,6 +1,7 @@
 //! The `/api/v1` routes, one module per resource. A route parses and answers; what it
 //! queues, it queues through [`crate::intake`].
 
+pub mod backup_targets;
 pub mod dead;
 pub mod ops;
 pub mod platforms;

@@ -89,6 +89,40 @@ pub enum Command {
     /// Schedules: what berth runs on its own (cron, backups, pruning), their runs and alerts.
     #[command(subcommand)]
     Schedules(SchedulesCommand),
+    /// Off-site backup targets (S3-compatible stores) backups are copied to.
+    #[command(subcommand, name = "backup-targets")]
+    BackupTargets(BackupTargetsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupTargetsCommand {
+    /// Add an S3-compatible target. Its secret access key is read from
+    /// BERTH_TARGET_SECRET_ACCESS_KEY, or else from the first line of stdin, never from an
+    /// argument.
+    Add(AddBackupTarget),
+    /// List targets, with the number of copies on each.
+    List,
+    /// Show one target (never its secret).
+    Show { name: String },
+    /// Remove a target; refused while copies of backups are on it.
+    Remove { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct AddBackupTarget {
+    pub name: String,
+    /// The store's URL, e.g. https://s3.eu-west-1.amazonaws.com (http:// on loopback only).
+    #[arg(long)]
+    pub endpoint: String,
+    #[arg(long)]
+    pub bucket: String,
+    /// Keys are `<prefix>/<site>/<file>`.
+    #[arg(long, default_value = "")]
+    pub prefix: String,
+    #[arg(long, default_value = "us-east-1")]
+    pub region: String,
+    #[arg(long)]
+    pub access_key_id: String,
 }
 
 #[derive(Debug, Subcommand)]

@@ -9,6 +9,7 @@
 //! dispatches to; none of them imports this module or `crate::aegir`.
 
 pub mod args;
+mod backup_targets;
 mod client;
 mod contexts;
 mod dead_letters;
@@ -39,6 +40,7 @@ pub async fn run(api: &ApiArgs, command: Command) -> Result<ExitCode, CliError> 
         }
         Command::DeadLetters(c) => dead_letters::dead_letters(&client, json, c).await,
         Command::Schedules(c) => schedules::schedules(&client, json, c).await,
+        Command::BackupTargets(c) => backup_targets::backup_targets(&client, json, c).await,
         Command::Serve { .. } | Command::Token(_) | Command::SecretKey => {
             unreachable!("handled in main")
         }

@@ -95,17 +95,24 @@ pub(crate) async fn sites(
                 let rows: Vec<Vec<String>> = list
                     .iter()
                     .map(|b| {
+                        let copies: Vec<&str> =
+                            b.copies.iter().map(|c| c.target.as_str()).collect();
                         vec![
                             b.id.to_string(),
                             time(&b.created_at),
                             format!("{:.1} MB", b.size as f64 / 1e6),
                             b.description.clone(),
+                            if copies.is_empty() {
+                                "-".into()
+                            } else {
+                                copies.join(",")
+                            },
                         ]
                     })
                     .collect();
                 print!(
                     "{}",
-                    table(&["ID", "CREATED", "SIZE", "DESCRIPTION"], &rows)
+                    table(&["ID", "CREATED", "SIZE", "DESCRIPTION", "COPIES"], &rows)
                 );
                 return Ok(ExitCode::SUCCESS);
             }
