@@ -216,6 +216,8 @@ pub enum TaskArgs {
     None,
     Noop(NoopArgs),
     Backup(BackupTask),
+    /// A disable takes a backup first, as Aegir does (older disables carry none: `None`).
+    Disable(BackupTask),
     Delete(BackupTask),
     Restore(RestoreTask),
     Migrate(MigrateTask),
@@ -231,9 +233,10 @@ impl TaskArgs {
             T::deserialize(v)
         }
         Ok(match task_type {
+            TaskType::Disable if v.as_object().is_none_or(|o| o.is_empty()) => Self::None,
+            TaskType::Disable => Self::Disable(read(v)?),
             TaskType::Verify
             | TaskType::Install
-            | TaskType::Disable
             | TaskType::Enable
             | TaskType::LoginReset
             | TaskType::Cron => Self::None,
@@ -254,7 +257,7 @@ impl TaskArgs {
         let v = match self {
             Self::None => Ok(Value::Object(Default::default())),
             Self::Noop(a) => serde_json::to_value(a),
-            Self::Backup(a) | Self::Delete(a) => serde_json::to_value(a),
+            Self::Backup(a) | Self::Disable(a) | Self::Delete(a) => serde_json::to_value(a),
             Self::Restore(a) => serde_json::to_value(a),
             Self::Migrate(a) => serde_json::to_value(a),
             Self::Clone(a) => serde_json::to_value(a),
@@ -267,7 +270,7 @@ impl TaskArgs {
     /// The backup the task makes first, if it makes one.
     pub fn backup_order(&self) -> Option<&BackupOrder> {
         match self {
-            Self::Backup(a) | Self::Delete(a) => Some(&a.backup),
+            Self::Backup(a) | Self::Disable(a) | Self::Delete(a) => Some(&a.backup),
             Self::Restore(a) => Some(&a.backup),
             Self::Migrate(a) => Some(&a.backup),
             Self::Clone(a) => Some(&a.backup),

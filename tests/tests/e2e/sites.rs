@@ -209,6 +209,12 @@ async fn aliases_redirect_disable_enable_and_a_login_link_works_once() {
 
     // Disable: the "site disabled" page; enable: the site again.
     w.run_success("disable", &uri, json!({})).await;
+    // As Aegir does, a disable takes a backup first (weighed by retention as any other).
+    let backups = w.get_json(&format!("/api/v1/sites/{uri}/backups")).await;
+    assert_eq!(
+        backups[0]["description"], "Generated before being disabled",
+        "{backups}"
+    );
     let (status, body) = w.page(&uri);
     assert_eq!(status, 503);
     assert!(body.contains("Site disabled"), "{body}");

@@ -121,6 +121,12 @@ pub fn plan_site_task_offsite(
         ))
     };
     match (task_type, args) {
+        (TaskType::Disable, TaskArgs::Disable(a)) => {
+            let mut plan = site::plan(task_type, s)?;
+            plan.steps
+                .insert(0, backup::backup_step(s, &a.backup, false));
+            Ok(plan)
+        }
         (
             TaskType::Install
             | TaskType::Verify

@@ -136,6 +136,22 @@ mod tests {
     }
 
     #[test]
+    fn a_disable_backs_the_site_up_first() {
+        let fresh = crate::fresh::Fresh::new();
+        let args = TaskArgs::Disable(berth_contracts::task::BackupTask {
+            backup: fresh.backup(
+                "a.test",
+                berth_contracts::steps::Compression::Zstd,
+                "Generated before being disabled",
+            ),
+            targets: Vec::new(),
+        });
+        let p = plan_site_task(TaskType::Disable, &site("enabled", "null"), &args).unwrap();
+        assert_eq!(actions(&p), ["site-backup", "site-vhost"]);
+        assert!(p.steps[1].work.site().unwrap().disabled);
+    }
+
+    #[test]
     fn tasks_need_the_site_in_the_right_state() {
         assert!(plan(TaskType::Install, "enabled", "null").is_err());
         assert!(plan(TaskType::Enable, "enabled", "null").is_err());

@@ -28,6 +28,7 @@ pub enum Requested {
         targets: Vec<String>,
     },
     Delete,
+    Disable,
     Restore {
         backup: Uuid,
     },
@@ -52,11 +53,11 @@ impl Requested {
         Ok(match task_type {
             TaskType::Verify
             | TaskType::Install
-            | TaskType::Disable
             | TaskType::Enable
             | TaskType::LoginReset
             | TaskType::Cron => Self::None,
             TaskType::Delete => Self::Delete,
+            TaskType::Disable => Self::Disable,
             TaskType::Prune => Self::Prune(
                 serde_json::from_value(validated.clone()).map_err(|e| bad(e.to_string()))?,
             ),
@@ -139,6 +140,15 @@ pub fn backup(
     TaskArgs::Backup(BackupTask {
         backup: fresh.backup(uri, compression, description),
         targets,
+    })
+}
+
+/// A disable's arguments: the backup taken first (Aegir's "Generated before being
+/// disabled"), weighed by retention as any ordinary backup.
+pub fn disable(uri: &str, fresh: &Fresh) -> TaskArgs {
+    TaskArgs::Disable(BackupTask {
+        backup: fresh.backup(uri, Compression::Zstd, "Generated before being disabled"),
+        targets: Vec::new(),
     })
 }
 

@@ -91,6 +91,7 @@ pub async fn queue(state: &AppState, caller: &Caller, req: Intake) -> Result<Tas
             args::backup(&target, compression, &description, targets, &fresh)
         }
         (Requested::Delete, Some(_)) => args::delete(&target, &fresh),
+        (Requested::Disable, Some(_)) => args::disable(&target, &fresh),
         (Requested::Prune(retention), Some(_)) => {
             let policy = berth_hosting::retention::policy(&retention)
                 .map_err(|e| ApiError::Unprocessable(e.0))?;

@@ -57,13 +57,27 @@ async fn check_scope(state: &AppState, scope: &str) -> Result<Scope, ApiError> {
     }
 }
 
-fn check_job(job: &Job) -> Result<(), ApiError> {
+/// The job's options, and the backup targets it names exist.
+async fn check_job(state: &AppState, job: &Job) -> Result<(), ApiError> {
     if let Job::Drill { .. } = job {
         return Err(ApiError::Unprocessable(
             "restore drills cannot be scheduled yet (issue 13, item 7)".into(),
         ));
     }
-    berth_schedule::check_job(job).map_err(unprocessable)
+    berth_schedule::check_job(job).map_err(unprocessable)?;
+    if let Job::Backup { targets } = job
+        && !targets.is_empty()
+    {
+        let mut conn = state.store.pool.acquire().await?;
+        let unknown = berth_store::offsite::unknown_targets(&mut conn, targets).await?;
+        if !unknown.is_empty() {
+            return Err(ApiError::Unprocessable(format!(
+                "backup target(s) {} not found (see GET /api/v1/backup-targets)",
+                unknown.join(", ")
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The window and spread, given or defaulted, checked against each other.
@@ -166,7 +180,7 @@ pub async fn create(
     check_name(&body.name)?;
     let scope = check_scope(&state, &body.scope).await?;
     let expr = Expression::parse(&body.expression, &body.time_zone).map_err(unprocessable)?;
-    check_job(&body.job)?;
+    check_job(&state, &body.job).await?;
     let kind = body.job.kind();
     let (window, spread) = timing(&expr, kind, body.window_secs, body.spread_secs)?;
     check_caps(body.cap_per_web_server, body.cap_per_db_server)?;
@@ -233,7 +247,7 @@ pub async fn change(
             job.kind().as_str()
         )));
     }
-    check_job(&job)?;
+    check_job(&state, &job).await?;
     let expression = body.expression.unwrap_or(row.expression);
     let time_zone = body.time_zone.unwrap_or(row.time_zone);
     let expr = Expression::parse(&expression, &time_zone).map_err(unprocessable)?;
