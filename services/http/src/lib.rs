@@ -78,8 +78,14 @@ impl HttpWorker {
         let key = self.cfg.secret_key.as_ref().ok_or_else(|| {
             StepError::permanent("this http worker has no secret key to open the site's password")
         })?;
-        key.open_site_password(cmd.secrets.site_db.as_deref())
-            .map_err(|e| StepError::permanent(format!("the site's password: {e}")))
+        key.site_password(
+            cmd.secrets.site_db.as_deref(),
+            cmd.secrets
+                .site_db_derived
+                .then(|| cmd.task_id.to_string())
+                .as_deref(),
+        )
+        .map_err(|e| StepError::permanent(format!("the site's password: {e}")))
     }
 
     /// The site's cron key the step carries sealed: hex digits only (it goes into a URL).

@@ -786,6 +786,10 @@ impl Dispatcher {
         secrets.site_db = match needs.site_db {
             Some(SiteDbSecret::Current) => sites::db_password_sealed(tx, &task.target).await?,
             Some(SiteDbSecret::Next) => t::task_secret(tx, task.id, SECRET_SITE_DB_NEXT).await?,
+            Some(SiteDbSecret::Drill) => {
+                secrets.site_db_derived = true;
+                None
+            }
             None => None,
         };
         if needs.cron_key {

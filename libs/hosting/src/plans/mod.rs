@@ -11,6 +11,7 @@ mod clone;
 mod cron;
 mod delete;
 mod deploy;
+mod drill;
 mod migrate;
 mod platform;
 mod restore;
@@ -21,6 +22,7 @@ pub use backup::{plan_backup, plan_backup_delete, plan_prune};
 pub use clone::plan_clone;
 pub use cron::plan_cron;
 pub use delete::plan_delete;
+pub use drill::{drill_spec, plan_drill};
 pub use migrate::plan_migrate;
 pub use platform::plan_platform_task;
 pub use restore::plan_restore;
@@ -123,7 +125,7 @@ pub fn plan_site_task(task_type: TaskType, s: &SiteFacts, args: &TaskArgs) -> Re
         (TaskType::Restore, TaskArgs::Restore(a)) => Ok(plan_restore(s, a)),
         (TaskType::BackupDelete, TaskArgs::BackupDelete(a)) => Ok(plan_backup_delete(a)),
         (TaskType::Prune, TaskArgs::Prune(a)) => Ok(plan_prune(a)),
-        (TaskType::Migrate | TaskType::Clone, _) => Err(format!(
+        (TaskType::Migrate | TaskType::Clone | TaskType::Drill, _) => Err(format!(
             "a {} is planned with its target",
             task_type.as_str()
         )),

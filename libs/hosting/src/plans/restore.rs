@@ -5,7 +5,7 @@ use super::backup::backup_step;
 use super::deploy::{deploy_steps, finish_steps, maintenance_step};
 use crate::facts::SiteFacts;
 use crate::sites::restore_dir;
-use berth_contracts::steps::{BackupSource, CleanupSpec};
+use berth_contracts::steps::{BackupSource, CleanupSpec, SiteDbSecret};
 use berth_contracts::task::RestoreTask;
 
 /// A restore, in steps that each can be taken back until the old database is dropped,
@@ -28,6 +28,7 @@ pub fn plan_restore(s: &SiteFacts, a: &RestoreTask) -> Plan {
         BackupSource::Path(a.restore_from.path.clone()),
         &new_dir,
         None,
+        SiteDbSecret::Next,
     );
     let mut steps = vec![
         maintenance_step(web, &spec),
