@@ -75,7 +75,7 @@ impl SecretKey {
     /// what it protects (a drill's task id).
     pub fn derived_password(&self, context: &str) -> String {
         use hmac::{KeyInit as _, Mac};
-        let mut mac = <hmac::Hmac<sha2::Sha256>>::new_from_slice(self.0.as_slice())
+        let mut mac = <hmac::Hmac<sha2::Sha256>>::new_from_slice(&self.0[..])
             .expect("HMAC takes a key of any length");
         mac.update(b"berth derived site password\0");
         mac.update(context.as_bytes());

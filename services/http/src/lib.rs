@@ -5,6 +5,7 @@
 //! settings, the installer, vhosts through coalesced reloads, login links, package maps.
 
 pub mod cron;
+pub mod drill;
 pub mod pool;
 pub mod reload;
 pub mod scan;
@@ -554,6 +555,18 @@ impl StepHandler for HttpWorker {
                     }
                 }
                 Ok(StepOk::default())
+            }
+            HttpStep::SiteDrillCheck(d) => {
+                // Both names checked as any site's: they go into a Host header.
+                let (drill, original) = (self.site_args(&d.drill)?, self.site_args(&d.original)?);
+                if drill.uri == original.uri {
+                    return Err(StepError::permanent(
+                        "a drill site cannot have the name of the site it checks",
+                    ));
+                }
+                // The sites' PHP answers: one slot, as for an HTTP cron.
+                let _slot = self.installer_slot().await?;
+                drill::check(d, &self.cfg.listen_address, ctx).await
             }
         }
     }

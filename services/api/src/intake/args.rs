@@ -33,6 +33,10 @@ pub enum Requested {
     BackupDelete {
         backup: Uuid,
     },
+    /// A restore drill of the given backup, or of the newest.
+    Drill {
+        backup: Option<Uuid>,
+    },
     Migrate(MigrateArgs),
     Clone(CloneArgs),
     Prune(berth_contracts::schedule::RetentionSpec),
@@ -82,6 +86,12 @@ impl Requested {
             },
             TaskType::BackupDelete => Self::BackupDelete {
                 backup: backup_id()?,
+            },
+            TaskType::Drill => Self::Drill {
+                backup: match validated.get("backup") {
+                    None => None,
+                    Some(_) => Some(backup_id()?),
+                },
             },
             TaskType::Migrate => Self::Migrate(
                 serde_json::from_value(validated.clone()).map_err(|e| bad(e.to_string()))?,
@@ -229,6 +239,8 @@ mod tests {
             description: "x".into(),
             task_id: Uuid::nil(),
             created_at: Utc::now(),
+            verified_at: None,
+            verified_by_task: None,
         }
     }
 
