@@ -98,12 +98,15 @@ pub(crate) async fn sites(
                             time(&b.created_at),
                             format!("{:.1} MB", b.size as f64 / 1e6),
                             b.description.clone(),
+                            b.verified_at
+                                .map(|t| format!("verified by drill at {}", time(&t)))
+                                .unwrap_or_else(|| "-".into()),
                         ]
                     })
                     .collect();
                 print!(
                     "{}",
-                    table(&["ID", "CREATED", "SIZE", "DESCRIPTION"], &rows)
+                    table(&["ID", "CREATED", "SIZE", "DESCRIPTION", "VERIFIED"], &rows)
                 );
                 return Ok(ExitCode::SUCCESS);
             }
@@ -114,6 +117,23 @@ pub(crate) async fn sites(
                 .post(
                     "/tasks",
                     &json!({"type": "cron", "target": bare(&uri), "args": {}}),
+                )
+                .await?;
+            return queued(client, json, v, follow, "queued").await;
+        }
+        SitesCommand::Drill {
+            uri,
+            backup,
+            follow,
+        } => {
+            let args = match backup {
+                Some(b) => json!({"backup": b}),
+                None => json!({}),
+            };
+            let v = client
+                .post(
+                    "/tasks",
+                    &json!({"type": "drill", "target": bare(&uri), "args": args}),
                 )
                 .await?;
             return queued(client, json, v, follow, "queued").await;
