@@ -87,7 +87,13 @@ async fn a_good_backup_passes_its_drill_and_a_foreign_dump_fails_and_nothing_rem
     // A good drill, through the CLI, of the newest backup.
     let before = leftovers(&w);
     let out = w.berth_ok(&["sites", "drill", &uri]).await;
-    let id: uuid::Uuid = out.trim().parse().unwrap_or_else(|_| panic!("{out}"));
+    let id: uuid::Uuid = out
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{out}"));
     let t = w.wait_finished(id, WAIT).await.unwrap();
     let log = log_of(&t);
     assert_eq!(t.status, TaskStatus::Success, "{log}");
