@@ -152,7 +152,8 @@ pub enum HttpStep {
     SiteCron(CronSpec),
     /// A restore drill's check: the drill site, requested through this web server's nginx,
     /// serves the original site's own content.
-    SiteDrillCheck(DrillCheckSpec),
+    /// Boxed: it holds two site specs.
+    SiteDrillCheck(Box<DrillCheckSpec>),
 }
 
 impl HttpStep {

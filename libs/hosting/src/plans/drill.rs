@@ -56,11 +56,11 @@ pub fn plan_drill(s: &SiteFacts, d: &DrillFacts) -> Result<Plan, String> {
     );
     steps.push(PlannedStep::http(
         web,
-        HttpStep::SiteDrillCheck(DrillCheckSpec {
+        HttpStep::SiteDrillCheck(Box::new(DrillCheckSpec {
             drill: spec.clone(),
             original: s.spec_as_is(),
             backup: d.backup.id,
-        }),
+        })),
     ));
     let mut gone = spec;
     gone.stash = false;
