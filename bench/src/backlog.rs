@@ -142,6 +142,7 @@ async fn bench(world: &World, cfg: &Config, servers: &[String]) -> Result<String
         amqp_url: world.amqp_url.clone(),
         concurrency: cfg.concurrency,
         limits: Default::default(),
+        drill_domain: "drill.berth.invalid".into(),
     };
     let s = shutdown.clone();
     let state = tokio::spawn(async move { berth_state::run(state_cfg, s).await });

@@ -301,6 +301,7 @@ impl World {
             max_queued_tasks: opts.max_queued_tasks,
             data_root: dir.clone(),
             limits: opts.limits,
+            drill_domain: berth_hosting::drills::DEFAULT_DRILL_DOMAIN.into(),
         };
         let s = shutdown.clone();
         services.push(tokio::spawn(async move {
@@ -313,6 +314,7 @@ impl World {
             amqp_url: system_amqp_url,
             concurrency: opts.concurrency,
             limits: opts.limits,
+            drill_domain: berth_hosting::drills::DEFAULT_DRILL_DOMAIN.into(),
         };
         if opts.state {
             let s = shutdown.clone();

@@ -489,6 +489,13 @@ pub struct Backup {
     pub description: String,
     pub task_id: Uuid,
     pub created_at: DateTime<Utc>,
+    /// When a restore drill last restored it into a throwaway site that served the site's
+    /// content ("verified by drill at …"); absent: never verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_at: Option<DateTime<Utc>>,
+    /// The drill task that verified it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_by_task: Option<Uuid>,
     /// Its live copies on off-site targets.
     #[serde(default)]
     pub copies: Vec<BackupCopy>,

@@ -161,6 +161,10 @@ pub enum HttpStep {
     SiteCronKey(SiteSpec),
     /// Runs the site's cron by its platform's method.
     SiteCron(CronSpec),
+    /// A restore drill's check: the drill site, requested through this web server's nginx,
+    /// serves the original site's own content.
+    /// Boxed: it holds two site specs.
+    SiteDrillCheck(Box<DrillCheckSpec>),
 }
 
 impl HttpStep {
@@ -183,6 +187,7 @@ impl HttpStep {
             Self::SiteCleanup(_) => "site-cleanup",
             Self::SiteCronKey(_) => "site-cron-key",
             Self::SiteCron(_) => "site-cron",
+            Self::SiteDrillCheck(_) => "site-drill-check",
         }
     }
 
@@ -202,6 +207,7 @@ impl HttpStep {
             Self::SiteCron(c) => Some(&c.site),
             Self::SiteSwap(s) | Self::SiteSwapBack(s) | Self::SiteUpdatedb(s) => Some(&s.site),
             Self::SiteCleanup(c) => Some(&c.swap.site),
+            Self::SiteDrillCheck(d) => Some(&d.drill),
         }
     }
 }
@@ -400,6 +406,16 @@ pub struct CronSpec {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DrillCheckSpec {
+    /// The throwaway site the backup was restored into.
+    pub drill: SiteSpec,
+    /// The site the backup is of: what the drill site must serve the content of.
+    pub original: SiteSpec,
+    /// The backup drilled (recorded as verified when the check passes).
+    pub backup: uuid::Uuid,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SwapSpec {
     pub site: SiteSpec,
     /// Where the backup was unpacked, beside the site's directory.
@@ -591,6 +607,12 @@ pub enum StepOutput {
     Records {
         zones: Vec<ZoneChange>,
     },
+    /// A drill site served the original site's content: the backup is good.
+    DrillPassed {
+        backup: uuid::Uuid,
+        /// The site name both served.
+        title: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -650,6 +672,9 @@ pub enum SiteDbSecret {
     Current,
     /// The database a restore, migrate or clone moves the site to (the task's secret).
     Next,
+    /// A drill's throwaway database: not carried, derived by the worker from the cluster
+    /// key and the task id ([`SealedSecrets::site_db_derived`]).
+    Drill,
 }
 
 impl SecretNeeds {
@@ -697,6 +722,19 @@ impl SecretNeeds {
         backup_target: true,
     };
 
+    pub const SITE_DB_DRILL: Self = Self {
+        db_admin: false,
+        site_db: Some(SiteDbSecret::Drill),
+        cron_key: false,
+        backup_target: false,
+    };
+    pub const DB_ADMIN_AND_SITE_DB_DRILL: Self = Self {
+        db_admin: true,
+        site_db: Some(SiteDbSecret::Drill),
+        cron_key: false,
+        backup_target: false,
+    };
+
     pub fn is_none(self) -> bool {
         self == Self::NONE
     }
@@ -716,6 +754,7 @@ impl SecretNeeds {
         match self.site_db {
             Some(SiteDbSecret::Current) => parts.push("site_db"),
             Some(SiteDbSecret::Next) => parts.push("site_db_next"),
+            Some(SiteDbSecret::Drill) => parts.push("site_db_drill"),
             None => {}
         }
         if self.cron_key {
@@ -739,6 +778,7 @@ impl SecretNeeds {
                 "db_admin" => needs.db_admin = true,
                 "site_db" => needs.site_db = Some(SiteDbSecret::Current),
                 "site_db_next" => needs.site_db = Some(SiteDbSecret::Next),
+                "site_db_drill" => needs.site_db = Some(SiteDbSecret::Drill),
                 "cron_key" => needs.cron_key = true,
                 "backup_target" => needs.backup_target = true,
                 other => return Err(format!("unknown secret need `{other}`")),
@@ -764,6 +804,11 @@ pub struct SealedSecrets {
     /// The off-site target's secret access key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_target: Option<String>,
+    /// The site's database password is not carried: the worker derives it from the
+    /// cluster key and the command's task id (a drill's throwaway database, whose task
+    /// may be queued by a process without the cluster key, such as the scheduler).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub site_db_derived: bool,
 }
 
 impl SealedSecrets {
@@ -772,6 +817,7 @@ impl SealedSecrets {
             && self.site_db.is_none()
             && self.cron_key.is_none()
             && self.backup_target.is_none()
+            && !self.site_db_derived
     }
 }
 
@@ -816,6 +862,8 @@ mod tests {
             SecretNeeds::SITE_DB_NEXT,
             SecretNeeds::DB_ADMIN_AND_SITE_DB,
             SecretNeeds::DB_ADMIN_AND_SITE_DB_NEXT,
+            SecretNeeds::DB_ADMIN_AND_SITE_DB_DRILL,
+            SecretNeeds::SITE_DB_DRILL,
             SecretNeeds::SITE_DB.and_cron_key(),
             SecretNeeds::NONE.and_cron_key(),
             SecretNeeds::BACKUP_TARGET,

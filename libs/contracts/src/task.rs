@@ -38,10 +38,12 @@ pub enum TaskType {
     Prune,
     /// Run the site's cron, by its platform's cron method (drush or HTTP).
     Cron,
+    /// Restore a backup into a throwaway site, check it serves the site's content, remove it.
+    Drill,
 }
 
 impl TaskType {
-    pub const ALL: [TaskType; 14] = [
+    pub const ALL: [TaskType; 15] = [
         Self::Verify,
         Self::Noop,
         Self::Install,
@@ -56,6 +58,7 @@ impl TaskType {
         Self::BackupDelete,
         Self::Prune,
         Self::Cron,
+        Self::Drill,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -74,6 +77,7 @@ impl TaskType {
             Self::BackupDelete => "backup-delete",
             Self::Prune => "prune",
             Self::Cron => "cron",
+            Self::Drill => "drill",
         }
     }
 
@@ -209,6 +213,18 @@ pub struct PruneTask {
     pub remove: Vec<BackupRef>,
 }
 
+/// A restore drill: which backup. Everything else (the drill site's name, database,
+/// unix user) is made by the state service when it plans the task, and the drill
+/// database's password by the workers from the cluster key and the task id, so a task row
+/// with `{}` is a whole drill (what the scheduler writes).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrillTask {
+    /// Absent: the site's newest backup still on disk when the task starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<Uuid>,
+}
+
 /// The arguments a task carries, by its type.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TaskArgs {
@@ -224,6 +240,7 @@ pub enum TaskArgs {
     Clone(CloneTask),
     BackupDelete(BackupDeleteTask),
     Prune(PruneTask),
+    Drill(DrillTask),
 }
 
 impl TaskArgs {
@@ -249,6 +266,8 @@ impl TaskArgs {
             TaskType::Clone => Self::Clone(read(v)?),
             TaskType::BackupDelete => Self::BackupDelete(read(v)?),
             TaskType::Prune => Self::Prune(read(v)?),
+            TaskType::Drill if v.is_null() => Self::Drill(DrillTask::default()),
+            TaskType::Drill => Self::Drill(read(v)?),
         })
     }
 
@@ -263,6 +282,7 @@ impl TaskArgs {
             Self::Clone(a) => serde_json::to_value(a),
             Self::BackupDelete(a) => serde_json::to_value(a),
             Self::Prune(a) => serde_json::to_value(a),
+            Self::Drill(a) => serde_json::to_value(a),
         };
         v.expect("task arguments serialise")
     }
@@ -274,7 +294,11 @@ impl TaskArgs {
             Self::Restore(a) => Some(&a.backup),
             Self::Migrate(a) => Some(&a.backup),
             Self::Clone(a) => Some(&a.backup),
-            Self::None | Self::Noop(_) | Self::BackupDelete(_) | Self::Prune(_) => None,
+            Self::None
+            | Self::Noop(_)
+            | Self::BackupDelete(_)
+            | Self::Prune(_)
+            | Self::Drill(_) => None,
         }
     }
 }
@@ -309,5 +333,19 @@ mod tests {
             assert_eq!(TaskType::from_name(t.as_str()), Some(t));
         }
         assert_eq!(TaskType::from_name("explode"), None);
+    }
+
+    #[test]
+    fn a_drill_reads_with_or_without_its_backup() {
+        let id = Uuid::now_v7();
+        for (v, want) in [
+            (serde_json::json!({}), None),
+            (Value::Null, None),
+            (serde_json::json!({"backup": id.to_string()}), Some(id)),
+        ] {
+            let a = TaskArgs::from_stored(TaskType::Drill, &v).unwrap();
+            assert_eq!(a, TaskArgs::Drill(DrillTask { backup: want }));
+        }
+        assert!(TaskArgs::from_stored(TaskType::Drill, &serde_json::json!({"x": 1})).is_err());
     }
 }

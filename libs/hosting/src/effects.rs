@@ -64,6 +64,11 @@ pub enum Effect {
         platform: String,
         db_server: String,
     },
+    /// A drill restored the backup and the copy served the site's content (the task that
+    /// did it is the one applying this).
+    BackupVerified {
+        backup: uuid::Uuid,
+    },
     /// The site's database holds its cron key now.
     CronKeyGiven {
         site: String,
@@ -136,6 +141,7 @@ pub fn of_step(task: TaskRef<'_>, server: &str, work: &Work, output: &StepOutput
             site: site(),
             link: login_link.clone(),
         }],
+        StepOutput::DrillPassed { backup, .. } => vec![Effect::BackupVerified { backup: *backup }],
         StepOutput::BackupDeleted { path } => vec![Effect::MarkBackupDeleted {
             server: server.to_string(),
             path: path.clone(),

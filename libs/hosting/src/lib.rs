@@ -4,6 +4,7 @@
 //! here is unit-tested on its own.
 
 pub mod compare;
+pub mod drills;
 pub mod effects;
 pub mod facts;
 pub mod flow;

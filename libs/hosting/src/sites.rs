@@ -103,6 +103,9 @@ pub fn statuses_for(task_type: TaskType) -> &'static [&'static str] {
         TaskType::Verify => &[status::ENABLED, status::DISABLED],
         // A disabled site's cron is not run (Aegir's rule too).
         TaskType::Disable | TaskType::LoginReset | TaskType::Cron => &[status::ENABLED],
+        // A drill compares the copy with what the site serves: a disabled site serves
+        // its "disabled" page.
+        TaskType::Drill => &[status::ENABLED],
         TaskType::Enable => &[status::DISABLED],
         TaskType::Backup => &[status::ENABLED, status::DISABLED],
         // The API refuses an enabled site unless deleting enabled sites is allowed.

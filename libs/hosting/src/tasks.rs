@@ -107,7 +107,8 @@ pub fn validate(
         | TaskType::Clone
         | TaskType::BackupDelete
         | TaskType::Prune
-        | TaskType::Cron => target_kind == K::Site,
+        | TaskType::Cron
+        | TaskType::Drill => target_kind == K::Site,
     };
     if !runs_on {
         return Err(TaskError::WrongTarget {
@@ -158,6 +159,15 @@ pub fn validate(
                     ))
                 })?;
             Ok(json!({"backup": id.to_string()}))
+        }
+        TaskType::Drill => {
+            let a: berth_contracts::task::DrillTask = serde_json::from_value(args.clone())
+                .map_err(|e| {
+                    bad(format!(
+                        "{e}; drill takes {{}} (the newest backup) or {{\"backup\": \"<backup id>\"}}"
+                    ))
+                })?;
+            Ok(serde_json::to_value(a).expect("serialisable"))
         }
         TaskType::Migrate => {
             let mut a: MigrateArgs =

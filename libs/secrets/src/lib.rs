@@ -69,6 +69,32 @@ impl SecretKey {
         Ok(pw)
     }
 
+    /// A password derived from the cluster key for `context` (HMAC-SHA-256, 32 hex digits):
+    /// every process holding the key makes the same one, so a drill's throwaway database
+    /// needs no password sealed and stored by whoever queued it. `context` must be unique to
+    /// what it protects (a drill's task id).
+    pub fn derived_password(&self, context: &str) -> String {
+        use hmac::{KeyInit as _, Mac};
+        let mut mac = <hmac::Hmac<sha2::Sha256>>::new_from_slice(&self.0[..])
+            .expect("HMAC takes a key of any length");
+        mac.update(b"berth derived site password\0");
+        mac.update(context.as_bytes());
+        hex::encode(&mac.finalize().into_bytes()[..16])
+    }
+
+    /// The site database password of a step: the sealed one it carries, or, when the step
+    /// says so (`derived_for`: its task id), the one derived for it.
+    pub fn site_password(
+        &self,
+        sealed: Option<&str>,
+        derived_for: Option<&str>,
+    ) -> Result<String, SecretError> {
+        match derived_for {
+            Some(context) => Ok(self.derived_password(&format!("drill-db:{context}"))),
+            None => self.open_site_password(sealed),
+        }
+    }
+
     /// A fresh random key, as 64 hex digits.
     pub fn generate_hex() -> String {
         let mut k = [0u8; 32];
@@ -107,6 +133,23 @@ impl SecretKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn derived_passwords_are_per_key_and_context_and_look_like_site_passwords() {
+        let k1 = SecretKey::from_hex(&SecretKey::generate_hex()).unwrap();
+        let k2 = SecretKey::from_hex(&SecretKey::generate_hex()).unwrap();
+        let a = k1.site_password(None, Some("t1")).unwrap();
+        assert_eq!(a, k1.site_password(None, Some("t1")).unwrap());
+        assert_ne!(a, k1.site_password(None, Some("t2")).unwrap());
+        assert_ne!(a, k2.site_password(None, Some("t1")).unwrap());
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|b| b.is_ascii_hexdigit()));
+        // Without the flag, the sealed one is needed.
+        assert!(matches!(
+            k1.site_password(None, None),
+            Err(SecretError::Missing)
+        ));
+    }
 
     #[test]
     fn seal_then_open_gives_the_secret_back_and_hides_it() {

@@ -304,15 +304,51 @@ pub async fn backup(
     uri: &str,
     id: uuid::Uuid,
 ) -> Result<Option<berth_contracts::Backup>> {
-    let row: Option<BackupRow> = sqlx::query_as(
-        "SELECT id, site, server, file, path, size, sha256, compression, description, task_id,
-                created_at FROM backups WHERE site = $1 AND id = $2 AND deleted_at IS NULL",
-    )
+    let row: Option<BackupRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {BACKUP_COLUMNS} FROM backups WHERE site = $1 AND id = $2 AND deleted_at IS NULL"
+    )))
     .bind(uri)
     .bind(id)
     .fetch_optional(&mut *conn)
     .await?;
     Ok(row.map(BackupRow::into_contract))
+}
+
+/// The site's newest backup that still exists (what a drill restores by default).
+pub async fn newest_backup(
+    conn: &mut PgConnection,
+    uri: &str,
+) -> Result<Option<berth_contracts::Backup>> {
+    let row: Option<BackupRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {BACKUP_COLUMNS} FROM backups WHERE site = $1 AND deleted_at IS NULL
+         ORDER BY created_at DESC, id DESC LIMIT 1"
+    )))
+    .bind(uri)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.map(BackupRow::into_contract))
+}
+
+/// A drill (task `task_id`) restored the backup and the copy served the site's content.
+pub async fn set_backup_verified(
+    conn: &mut PgConnection,
+    id: uuid::Uuid,
+    task_id: uuid::Uuid,
+) -> Result<()> {
+    sqlx::query("UPDATE backups SET verified_at = now(), verified_by_task = $2 WHERE id = $1")
+        .bind(id)
+        .bind(task_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// A unix uid no site has and none will get: a drill's throwaway site runs as it.
+pub async fn new_unix_uid(conn: &mut PgConnection) -> Result<u32> {
+    let (uid,): (i64,) = sqlx::query_as("SELECT nextval('site_unix_uid')")
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(uid as u32)
 }
 
 pub async fn set_login_link(conn: &mut PgConnection, uri: &str, link: &str) -> Result<()> {
@@ -427,7 +463,13 @@ struct BackupRow {
     description: String,
     task_id: uuid::Uuid,
     created_at: DateTime<Utc>,
+    verified_at: Option<DateTime<Utc>>,
+    verified_by_task: Option<uuid::Uuid>,
 }
+
+/// The columns of a [`BackupRow`].
+const BACKUP_COLUMNS: &str = "id, site, server, file, path, size, sha256, compression, \
+    description, task_id, created_at, verified_at, verified_by_task";
 
 impl BackupRow {
     fn into_contract(self) -> berth_contracts::Backup {
@@ -444,6 +486,8 @@ impl BackupRow {
             task_id: self.task_id,
             created_at: self.created_at,
             copies: Vec::new(),
+            verified_at: self.verified_at,
+            verified_by_task: self.verified_by_task,
         }
     }
 }
@@ -478,11 +522,10 @@ impl Store {
     }
 
     pub async fn site_backups(&self, uri: &str) -> Result<Vec<berth_contracts::Backup>> {
-        let rows: Vec<BackupRow> = sqlx::query_as(
-            "SELECT id, site, server, file, path, size, sha256, compression, description, task_id,
-                    created_at FROM backups WHERE site = $1 AND deleted_at IS NULL
-             ORDER BY created_at DESC",
-        )
+        let rows: Vec<BackupRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {BACKUP_COLUMNS} FROM backups WHERE site = $1 AND deleted_at IS NULL
+             ORDER BY created_at DESC"
+        )))
         .bind(uri)
         .fetch_all(&self.pool)
         .await?;

@@ -43,6 +43,8 @@ pub struct ApiConfig {
     pub data_root: std::path::PathBuf,
     /// How long steps may wait for a worker (the queues it declares, the steps it publishes).
     pub limits: berth_broker::topology::Limits,
+    /// Drill sites are named under it; no site or alias may be (`BERTH_DRILL_DOMAIN`).
+    pub drill_domain: String,
 }
 
 tokio::task_local! {
@@ -63,6 +65,7 @@ pub struct AppState {
     /// [`ApiConfig::max_queued_tasks`]: past it, the intake refuses new tasks (503).
     pub max_queued_tasks: u64,
     pub data_root: std::path::PathBuf,
+    pub drill_domain: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -170,6 +173,7 @@ pub async fn serve(
         delete_enabled_sites: cfg.delete_enabled_sites,
         max_queued_tasks: cfg.max_queued_tasks,
         data_root: cfg.data_root.clone(),
+        drill_domain: cfg.drill_domain.clone(),
     };
     tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "API listening");
     let s = shutdown.clone();

@@ -82,6 +82,8 @@ const INSTALLER_SLOTS: Key = key("BERTH_INSTALLER_SLOTS", "0");
 const HTTP_CONCURRENCY: Key = key("BERTH_HTTP_CONCURRENCY", "200");
 const DELETE_ENABLED_SITES: Key = key("BERTH_DELETE_ENABLED_SITES", "false");
 const BACKUPS_DIR: Key = key("BERTH_BACKUPS_DIR", "");
+/// Restore drills name their throwaway sites under it (`.invalid`: no one can own it).
+const DRILL_DOMAIN: Key = key("BERTH_DRILL_DOMAIN", "drill.berth.invalid");
 const DUMP_BIN: Key = key("BERTH_DUMP_BIN", "mariadb-dump");
 const MYSQL_CLIENT_BIN: Key = key("BERTH_MYSQL_CLIENT_BIN", "mariadb");
 const MAX_BODY_BYTES: Key = key("BERTH_MAX_BODY_BYTES", "65536");
@@ -98,7 +100,7 @@ const WORKER_NAME: Key = Key {
 };
 
 /// Every key the configuration file may hold.
-const ALL_KEYS: [&Key; 39] = [
+const ALL_KEYS: [&Key; 40] = [
     &DATABASE_URL,
     &AMQP_URL,
     &LISTEN,
@@ -131,6 +133,7 @@ const ALL_KEYS: [&Key; 39] = [
     &INSTALLER_SLOTS,
     &HTTP_CONCURRENCY,
     &DELETE_ENABLED_SITES,
+    &DRILL_DOMAIN,
     &BACKUPS_DIR,
     &DUMP_BIN,
     &MYSQL_CLIENT_BIN,
@@ -261,6 +264,8 @@ pub struct Settings {
     pub http_concurrency: u16,
     /// Delete may run on an enabled site (default: it must be disabled first).
     pub delete_enabled_sites: bool,
+    /// Restore drills' throwaway sites are named under it; no site or alias may be.
+    pub drill_domain: String,
     /// Where backups go; empty in the configuration: `<data_root>/backups`.
     pub backups_dir: PathBuf,
     /// The database dump program (`mariadb-dump` or `mysqldump`).
@@ -693,6 +698,15 @@ impl Settings {
             "use BERTH_DELETE_ENABLED_SITES=true or false",
             parse_bool,
         )?;
+        let drill_domain = src.parse(
+            &DRILL_DOMAIN,
+            "give a domain name no customer will use, e.g. BERTH_DRILL_DOMAIN=drill.berth.invalid",
+            |s| {
+                berth_hosting::HostName::parse(s)
+                    .map(|h| h.to_string())
+                    .map_err(|e| e.to_string())
+            },
+        )?;
         let backups_dir = src.parse(
             &BACKUPS_DIR,
             "give an absolute path, e.g. BERTH_BACKUPS_DIR=/var/lib/berth/backups, or leave it empty",
@@ -797,6 +811,7 @@ impl Settings {
             installer_slots,
             http_concurrency,
             delete_enabled_sites,
+            drill_domain,
             backups_dir,
             dump_bin,
             mysql_client_bin,

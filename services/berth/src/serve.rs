@@ -126,6 +126,7 @@ fn start(
                 max_queued_tasks: s.max_queued_tasks,
                 data_root: s.data_root.clone(),
                 limits: limits(s),
+                drill_domain: s.drill_domain.clone(),
             };
             Box::pin(async move { Ok(berth_api::run(cfg, shutdown).await?) })
         }
@@ -135,6 +136,7 @@ fn start(
                 amqp_url: s.amqp_url.clone(),
                 concurrency: s.concurrency,
                 limits: limits(s),
+                drill_domain: s.drill_domain.clone(),
             };
             Box::pin(async move { Ok(berth_state::run(cfg, shutdown).await?) })
         }

@@ -246,7 +246,13 @@ impl DbWorker {
     fn site_password(&self, cmd: &StepCommand) -> Result<String, StepError> {
         self.cfg
             .secret_key
-            .open_site_password(cmd.secrets.site_db.as_deref())
+            .site_password(
+                cmd.secrets.site_db.as_deref(),
+                cmd.secrets
+                    .site_db_derived
+                    .then(|| cmd.task_id.to_string())
+                    .as_deref(),
+            )
             .map_err(|e| StepError::permanent(format!("the site's password: {e}")))
     }
 

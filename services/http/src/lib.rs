@@ -5,6 +5,7 @@
 //! settings, the installer, vhosts through coalesced reloads, login links, package maps.
 
 pub mod cron;
+pub mod drill;
 pub mod pool;
 pub mod reload;
 pub mod scan;
@@ -78,8 +79,14 @@ impl HttpWorker {
         let key = self.cfg.secret_key.as_ref().ok_or_else(|| {
             StepError::permanent("this http worker has no secret key to open the site's password")
         })?;
-        key.open_site_password(cmd.secrets.site_db.as_deref())
-            .map_err(|e| StepError::permanent(format!("the site's password: {e}")))
+        key.site_password(
+            cmd.secrets.site_db.as_deref(),
+            cmd.secrets
+                .site_db_derived
+                .then(|| cmd.task_id.to_string())
+                .as_deref(),
+        )
+        .map_err(|e| StepError::permanent(format!("the site's password: {e}")))
     }
 
     /// The site's cron key the step carries sealed: hex digits only (it goes into a URL).
@@ -548,6 +555,18 @@ impl StepHandler for HttpWorker {
                     }
                 }
                 Ok(StepOk::default())
+            }
+            HttpStep::SiteDrillCheck(d) => {
+                // Both names checked as any site's: they go into a Host header.
+                let (drill, original) = (self.site_args(&d.drill)?, self.site_args(&d.original)?);
+                if drill.uri == original.uri {
+                    return Err(StepError::permanent(
+                        "a drill site cannot have the name of the site it checks",
+                    ));
+                }
+                // The sites' PHP answers: one slot, as for an HTTP cron.
+                let _slot = self.installer_slot().await?;
+                drill::check(d, &self.cfg.listen_address, ctx).await
             }
         }
     }

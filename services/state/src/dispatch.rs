@@ -21,7 +21,8 @@ use berth_hosting::effects::{self, Effect};
 use berth_hosting::flow::{self, CancelAction, Decision, Event, Next, StepState, TaskState};
 use berth_hosting::offsite::OffsiteFacts;
 use berth_hosting::plans::{
-    plan_clone, plan_migrate, plan_platform_task, plan_server_task, plan_site_task_offsite,
+    plan_clone, plan_drill, plan_migrate, plan_platform_task, plan_server_task,
+    plan_site_task_offsite,
 };
 use berth_store::outbox::{self, OutboxMessage, OutboxRow};
 use berth_store::tasks::{self as t, NewStep, StepChange, StepRow, TaskRow};
@@ -115,6 +116,8 @@ pub struct Dispatcher {
     store: Store,
     /// Asked, when a running task is cancelled, whether anyone consumes its step's queue.
     broker: Option<berth_broker::Broker>,
+    /// Drill sites are named under it (`BERTH_DRILL_DOMAIN`).
+    drill_domain: String,
 }
 
 fn task_state(task: &TaskRow) -> TaskState {
@@ -161,7 +164,14 @@ impl Dispatcher {
         Self {
             store,
             broker: None,
+            drill_domain: berth_hosting::drills::DEFAULT_DRILL_DOMAIN.to_string(),
         }
+    }
+
+    /// Names drill sites under `domain` (the one the API refuses customer sites under).
+    pub fn with_drill_domain(mut self, domain: &str) -> Self {
+        self.drill_domain = domain.to_string();
+        self
     }
 
     /// Lets a cancel find out whether a running step's queue has a consumer.
@@ -660,6 +670,38 @@ impl Dispatcher {
                             c.new_site
                         )),
                     },
+                    TaskArgs::Drill(d) => {
+                        let backup = match d.backup {
+                            Some(id) => sites::backup(tx, &site.uri, id).await?,
+                            None => sites::newest_backup(tx, &site.uri).await?,
+                        };
+                        let Some(b) = backup else {
+                            return Ok(Err(match d.backup {
+                                Some(id) => format!(
+                                    "site `{}` has no backup {id} any more: nothing to drill",
+                                    site.uri
+                                ),
+                                None => format!(
+                                    "site `{}` has no backup: nothing to drill (back it up first)",
+                                    site.uri
+                                ),
+                            }));
+                        };
+                        // A uid of the site range that no site has: planned once, stored
+                        // with the steps.
+                        let uid = sites::new_unix_uid(tx).await?;
+                        let facts = berth_hosting::drills::drill_facts(
+                            task.id,
+                            &self.drill_domain,
+                            uid,
+                            berth_hosting::drills::DrillBackup {
+                                id: b.id,
+                                path: b.path,
+                                server: b.server,
+                            },
+                        );
+                        plan_drill(&site, &facts)
+                    }
                     TaskArgs::Migrate(m) => {
                         let Some(p) = platforms::facts(tx, &m.to.platform).await? else {
                             return Ok(Err(format!("platform `{}` does not exist", m.to.platform)));
@@ -812,6 +854,10 @@ impl Dispatcher {
         secrets.site_db = match needs.site_db {
             Some(SiteDbSecret::Current) => sites::db_password_sealed(tx, &task.target).await?,
             Some(SiteDbSecret::Next) => t::task_secret(tx, task.id, SECRET_SITE_DB_NEXT).await?,
+            Some(SiteDbSecret::Drill) => {
+                secrets.site_db_derived = true;
+                None
+            }
             None => None,
         };
         if needs.cron_key {
@@ -987,6 +1033,9 @@ impl Dispatcher {
                     db_server,
                 } => {
                     sites::set_home(tx, &site, &platform, &db_server).await?;
+                }
+                Effect::BackupVerified { backup } => {
+                    sites::set_backup_verified(tx, backup, task.id).await?;
                 }
                 Effect::CronKeyGiven { site } => {
                     berth_store::cron::set_cron_key_given(tx, &site, true).await?;

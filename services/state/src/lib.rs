@@ -21,6 +21,8 @@ pub struct StateConfig {
     pub concurrency: u16,
     /// How long steps may wait for a worker (the queues it declares, the steps it publishes).
     pub limits: berth_broker::topology::Limits,
+    /// Drill sites are named under it (`BERTH_DRILL_DOMAIN`).
+    pub drill_domain: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +39,9 @@ pub async fn run(cfg: StateConfig, shutdown: CancellationToken) -> Result<(), St
     let broker = Broker::new(&cfg.amqp_url).with_limits(cfg.limits);
     let (relay, outbox) = Relay::new(store.clone(), broker.clone());
     let relay = tokio::spawn(relay.run(shutdown.clone()));
-    let d = Dispatcher::new(store).with_broker(broker.clone());
+    let d = Dispatcher::new(store)
+        .with_broker(broker.clone())
+        .with_drill_domain(&cfg.drill_domain);
     let tasks = consume_json(&broker, "state.tasks", &cfg, &shutdown, &outbox, &d, {
         let d = d.clone();
         move |m: TaskQueued| {

@@ -13,6 +13,7 @@ mod crash;
 mod cron;
 mod db_reach;
 mod dns;
+mod drills;
 mod drupal7;
 mod every_step;
 mod failures;

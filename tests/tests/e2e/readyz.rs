@@ -121,6 +121,7 @@ async fn readyz_is_503_while_postgresql_or_rabbitmq_is_down_and_200_again_after(
         max_queued_tasks: 0,
         data_root: dir.clone(),
         limits: Default::default(),
+        drill_domain: berth_hosting::drills::DEFAULT_DRILL_DOMAIN.into(),
     };
     let served = tokio::spawn({
         let s = shutdown.clone();

@@ -5,7 +5,7 @@ use super::deploy::{deploy_steps, records_then_packages};
 use super::{Plan, PlannedStep};
 use crate::facts::SiteFacts;
 use crate::sites::{check_status, restore_dir};
-use berth_contracts::steps::{BackupSource, CleanupSpec, HttpStep, PackagesSpec};
+use berth_contracts::steps::{BackupSource, CleanupSpec, HttpStep, PackagesSpec, SiteDbSecret};
 use berth_contracts::task::CloneTask;
 use berth_contracts::{SecretNeeds, TaskType};
 
@@ -31,6 +31,7 @@ pub fn plan_clone(s: &SiteFacts, n: &SiteFacts, a: &CloneTask) -> Result<Plan, S
         BackupSource::File(a.backup.file.clone()),
         &new_dir,
         Some(&s.uri),
+        SiteDbSecret::Next,
     );
     let mut steps = vec![backup_step(s, &a.backup, false)];
     steps.extend(deploy);

@@ -4,6 +4,7 @@
 use super::PlannedStep;
 use crate::facts::SiteFacts;
 use berth_contracts::SecretNeeds;
+use berth_contracts::steps::SiteDbSecret;
 use berth_contracts::steps::{
     BackupSource, BackupStep, CleanupSpec, DbStep, DnsStep, ExtractDb, ExtractSpec, HttpStep,
     PackagesSpec, SiteSpec, SwapSpec,
@@ -17,7 +18,8 @@ pub(super) fn maintenance_step(web: &str, spec: &SiteSpec) -> PlannedStep {
 
 /// The deploy: the new database, the backup unpacked beside the target and imported into
 /// it, the swap, `updatedb` (with the file paths on a new uri), the new vhost. Returns the
-/// swap, which the cleanup takes.
+/// swap, which the cleanup takes. `password`: where the new database's password comes
+/// from (the task's secret; a drill's is derived).
 pub(super) fn deploy_steps(
     web: &str,
     db_server: &str,
@@ -25,7 +27,16 @@ pub(super) fn deploy_steps(
     source: BackupSource,
     new_dir: &str,
     renamed_from: Option<&str>,
+    password: SiteDbSecret,
 ) -> (Vec<PlannedStep>, SwapSpec) {
+    let site_db = SecretNeeds {
+        site_db: Some(password),
+        ..SecretNeeds::NONE
+    };
+    let admin_and_site_db = SecretNeeds {
+        db_admin: true,
+        ..site_db
+    };
     let extract = ExtractSpec {
         source,
         target_dir: new_dir.to_string(),
@@ -44,17 +55,16 @@ pub(super) fn deploy_steps(
     let steps = vec![
         PlannedStep::db(db_server, DbStep::SiteDbCreate(next.clone()))
             .undo(DbStep::SiteDbDrop(next.clone()))
-            .secrets(SecretNeeds::DB_ADMIN_AND_SITE_DB_NEXT),
+            .secrets(admin_and_site_db),
         PlannedStep::backup(web, BackupStep::BackupExtract(extract.clone()))
             .undo(BackupStep::BackupExtractRemove(extract))
-            .secrets(SecretNeeds::SITE_DB_NEXT),
+            .secrets(site_db),
         PlannedStep::http(web, HttpStep::SiteSwap(swap.clone()))
             .undo(HttpStep::SiteSwapBack(swap.clone())),
-        PlannedStep::http(web, HttpStep::SiteUpdatedb(swap.clone()))
-            .secrets(SecretNeeds::SITE_DB_NEXT),
+        PlannedStep::http(web, HttpStep::SiteUpdatedb(swap.clone())).secrets(site_db),
         PlannedStep::http(web, HttpStep::SiteVhost(next.clone()))
             .undo(HttpStep::SiteVhostRestore(next.clone()))
-            .secrets(SecretNeeds::SITE_DB_NEXT),
+            .secrets(site_db),
     ];
     (steps, swap)
 }

@@ -6,7 +6,7 @@ use super::{Plan, PlannedStep};
 use crate::facts::{PlatformFacts, ServerFacts, SiteFacts};
 use crate::sites::{check_status, restore_dir, status};
 use berth_contracts::TaskType;
-use berth_contracts::steps::{BackupSource, CleanupSpec, DnsStep};
+use berth_contracts::steps::{BackupSource, CleanupSpec, DnsStep, SiteDbSecret};
 use berth_contracts::task::MigrateTask;
 
 /// A migrate, in the steps of a restore: maintenance, a backup, the target database, the
@@ -50,6 +50,7 @@ pub fn plan_migrate(
         BackupSource::File(a.backup.file.clone()),
         &new_dir,
         new_uri.map(|_| s.uri.as_str()),
+        SiteDbSecret::Next,
     );
     let cleanup = CleanupSpec {
         swap,

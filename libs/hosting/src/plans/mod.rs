@@ -11,6 +11,7 @@ mod clone;
 mod cron;
 mod delete;
 mod deploy;
+mod drill;
 mod migrate;
 mod platform;
 mod restore;
@@ -21,6 +22,7 @@ pub use backup::{delete_copy_step, plan_backup, plan_backup_delete, plan_prune};
 pub use clone::plan_clone;
 pub use cron::plan_cron;
 pub use delete::plan_delete;
+pub use drill::{drill_spec, plan_drill};
 pub use migrate::plan_migrate;
 pub use platform::plan_platform_task;
 pub use restore::plan_restore;
@@ -143,7 +145,7 @@ pub fn plan_site_task_offsite(
             Ok(plan_backup_delete(a, &offsite.copies))
         }
         (TaskType::Prune, TaskArgs::Prune(a)) => Ok(plan_prune(a, &offsite.copies)),
-        (TaskType::Migrate | TaskType::Clone, _) => Err(format!(
+        (TaskType::Migrate | TaskType::Clone | TaskType::Drill, _) => Err(format!(
             "a {} is planned with its target",
             task_type.as_str()
         )),

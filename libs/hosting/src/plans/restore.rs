@@ -7,7 +7,7 @@ use crate::facts::SiteFacts;
 use crate::offsite::CopyFacts;
 use crate::sites::restore_dir;
 use berth_contracts::SecretNeeds;
-use berth_contracts::steps::{BackupSource, CleanupSpec};
+use berth_contracts::steps::{BackupSource, CleanupSpec, SiteDbSecret};
 use berth_contracts::steps::{BackupStep, FetchSpec};
 use berth_contracts::task::RestoreTask;
 
@@ -32,6 +32,7 @@ pub fn plan_restore(s: &SiteFacts, a: &RestoreTask, copies: &[CopyFacts]) -> Pla
         BackupSource::Path(a.restore_from.path.clone()),
         &new_dir,
         None,
+        SiteDbSecret::Next,
     );
     let mut steps = vec![
         maintenance_step(web, &spec),

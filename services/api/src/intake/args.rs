@@ -35,6 +35,10 @@ pub enum Requested {
     BackupDelete {
         backup: Uuid,
     },
+    /// A restore drill of the given backup, or of the newest.
+    Drill {
+        backup: Option<Uuid>,
+    },
     Migrate(MigrateArgs),
     Clone(CloneArgs),
     Prune(berth_contracts::schedule::RetentionSpec),
@@ -85,6 +89,12 @@ impl Requested {
             },
             TaskType::BackupDelete => Self::BackupDelete {
                 backup: backup_id()?,
+            },
+            TaskType::Drill => Self::Drill {
+                backup: match validated.get("backup") {
+                    None => None,
+                    Some(_) => Some(backup_id()?),
+                },
             },
             TaskType::Migrate => Self::Migrate(
                 serde_json::from_value(validated.clone()).map_err(|e| bad(e.to_string()))?,
@@ -250,6 +260,8 @@ mod tests {
             task_id: Uuid::nil(),
             created_at: Utc::now(),
             copies: Vec::new(),
+            verified_at: None,
+            verified_by_task: None,
         }
     }
 

@@ -17,7 +17,7 @@ use crate::error::ApiError;
 use crate::guard::Caller;
 use crate::{AppState, IDEMPOTENCY_CLAIM};
 use args::{Fresh, Requested};
-use berth_contracts::task::{CloneTo, MigrateTo, PruneTask, TaskArgs};
+use berth_contracts::task::{CloneTo, DrillTask, MigrateTo, PruneTask, TaskArgs};
 use berth_contracts::{Site, TargetKind, Task};
 use berth_hosting::sites::status as site_status;
 use berth_hosting::tasks::{MigrateArgs, TaskType};
@@ -112,6 +112,23 @@ pub async fn queue(state: &AppState, caller: &Caller, req: Intake) -> Result<Tas
             next_password = Some(new_sealed_password(state));
             args::restore(&target, &from, &fresh)
         }
+        (Requested::Drill { backup }, Some(_)) => {
+            // The backup is fixed now: the task says which one it drilled.
+            let b = match backup {
+                Some(id) => sites::backup(&mut tx, &target, id).await?.ok_or_else(|| {
+                    ApiError::Unprocessable(format!(
+                        "site `{target}` has no backup {id} (see GET /api/v1/sites/{target}/backups)"
+                    ))
+                })?,
+                None => sites::newest_backup(&mut tx, &target).await?.ok_or_else(|| {
+                    ApiError::Conflict(format!(
+                        "site `{target}` has no backup to drill: back it up first \
+                         (POST /api/v1/tasks {{\"type\": \"backup\", \"target\": \"{target}\"}})"
+                    ))
+                })?,
+            };
+            TaskArgs::Drill(DrillTask { backup: Some(b.id) })
+        }
         (Requested::BackupDelete { backup }, Some(_)) => {
             let b = sites::backup(&mut tx, &target, backup)
                 .await?
@@ -132,6 +149,10 @@ pub async fn queue(state: &AppState, caller: &Caller, req: Intake) -> Result<Tas
         }
         (Requested::Clone(c), Some(site)) => {
             args::check_clone_names(&site.uri, &c)?;
+            targets::refuse_drill_names(
+                state,
+                std::iter::once(c.uri.as_str()).chain(c.aliases.iter().map(String::as_str)),
+            )?;
             // The new site's uri and aliases are reserved when it is saved below: a name
             // another site holds is a 409 naming that site (a clone takes new aliases only).
             let to = targets::deploy_target(
@@ -229,6 +250,7 @@ async fn migrate(
     fresh: &Fresh,
 ) -> Result<(TaskArgs, String), ApiError> {
     let new_uri = m.uri.as_deref().filter(|u| *u != site.uri);
+    targets::refuse_drill_names(state, new_uri)?;
     let to = targets::migrate_target(
         state,
         site,

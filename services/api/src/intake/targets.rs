@@ -16,6 +16,24 @@ pub(crate) fn parse_uri(uri: &str) -> Result<SiteName, ApiError> {
     SiteName::parse(uri).map_err(|e| ApiError::Unprocessable(format!("uri: {e}")))
 }
 
+/// Refuses names under the drill domain: drill sites are named there, so a site or alias
+/// that took one could be served in a drill's place (or block one).
+pub fn refuse_drill_names<'a>(
+    state: &AppState,
+    names: impl IntoIterator<Item = &'a str>,
+) -> Result<(), ApiError> {
+    for n in names {
+        if berth_hosting::drills::under_drill_domain(n, &state.drill_domain) {
+            return Err(ApiError::Unprocessable(format!(
+                "`{n}` is under `{}`, the domain kept for restore drills' throwaway sites \
+                 (BERTH_DRILL_DOMAIN): no site or alias may have a name there",
+                state.drill_domain
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A target as a client typed it: without `@`, and a site's name as stored (`WWW.Example.com.`,
 /// an IDN); server and platform names hold a `_`, which no host name does, and stay as given.
 pub fn normalise(target: &str) -> String {

@@ -110,6 +110,10 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let uri = parse_uri(&body.uri)?;
     let aliases = parse_aliases(uri.as_str(), &body.aliases)?;
+    crate::intake::targets::refuse_drill_names(
+        &state,
+        std::iter::once(uri.as_str()).chain(aliases.iter().map(String::as_str)),
+    )?;
     check_text("client", &body.client, 100)?;
     check_email(&body.client_email)?;
     let profile = body.profile.clone().unwrap_or_else(|| "standard".into());
@@ -418,6 +422,9 @@ pub async fn change(
         Some(a) => Some(parse_aliases(&site.uri, a)?),
         None => None,
     };
+    if let Some(a) = &aliases {
+        crate::intake::targets::refuse_drill_names(&state, a.iter().map(String::as_str))?;
+    }
     let mut tx = state.store.pool.begin().await?;
     if let Some(a) = &aliases {
         // Reserves the new aliases: one another site holds is a 409 naming it.

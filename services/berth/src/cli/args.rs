@@ -314,6 +314,16 @@ pub enum SitesCommand {
         #[arg(long, short)]
         follow: bool,
     },
+    /// Restore drill: restore a backup (default: the newest) into a throwaway site, check
+    /// it serves the site's front page, remove it; the backup is marked verified.
+    Drill {
+        uri: String,
+        /// The backup to drill (see `berth sites backups`).
+        #[arg(long)]
+        backup: Option<String>,
+        #[arg(long, short)]
+        follow: bool,
+    },
     /// Forget a site whose install failed.
     Delete { uri: String },
     /// Which backups a retention policy keeps (and by which rule) and which a prune would

@@ -107,12 +107,18 @@ pub(crate) async fn sites(
                             } else {
                                 copies.join(",")
                             },
+                            b.verified_at
+                                .map(|t| format!("verified by drill at {}", time(&t)))
+                                .unwrap_or_else(|| "-".into()),
                         ]
                     })
                     .collect();
                 print!(
                     "{}",
-                    table(&["ID", "CREATED", "SIZE", "DESCRIPTION", "COPIES"], &rows)
+                    table(
+                        &["ID", "CREATED", "SIZE", "DESCRIPTION", "COPIES", "VERIFIED"],
+                        &rows
+                    )
                 );
                 return Ok(ExitCode::SUCCESS);
             }
@@ -143,6 +149,23 @@ pub(crate) async fn sites(
                 .post(
                     "/tasks",
                     &json!({"type": "prune", "target": bare(&uri), "args": retention_spec(&rules)?}),
+                )
+                .await?;
+            return queued(client, json, v, follow, "queued").await;
+        }
+        SitesCommand::Drill {
+            uri,
+            backup,
+            follow,
+        } => {
+            let args = match backup {
+                Some(b) => json!({"backup": b}),
+                None => json!({}),
+            };
+            let v = client
+                .post(
+                    "/tasks",
+                    &json!({"type": "drill", "target": bare(&uri), "args": args}),
                 )
                 .await?;
             return queued(client, json, v, follow, "queued").await;
