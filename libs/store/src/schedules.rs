@@ -268,6 +268,19 @@ pub async fn recent_runs(conn: &mut PgConnection, schedule: &str, n: i64) -> Res
     Ok(out)
 }
 
+/// For each site with a backup still there: when its newest one was verified by a drill.
+pub async fn newest_backup_verified(
+    conn: &mut PgConnection,
+) -> Result<HashMap<String, Option<DateTime<Utc>>>> {
+    let rows: Vec<(String, Option<DateTime<Utc>>)> = sqlx::query_as(
+        "SELECT DISTINCT ON (site) site, verified_at FROM backups
+         WHERE deleted_at IS NULL ORDER BY site, created_at DESC",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.into_iter().collect())
+}
+
 /// The enabled sites, with their web and db servers.
 pub async fn site_homes(conn: &mut PgConnection) -> Result<Vec<SiteHomeRow>> {
     Ok(sqlx::query_as(

@@ -2,7 +2,7 @@
 
 use crate::{SchedulerConfig, SchedulerError, publish};
 use berth_contracts::steps::Compression;
-use berth_contracts::task::{BackupTask, PruneTask, TaskArgs};
+use berth_contracts::task::{BackupTask, DrillTask, PruneTask, TaskArgs};
 use berth_contracts::{Notice, NoticeEvent, TargetKind, TaskStatus, TaskType, exchanges};
 use berth_hosting::fresh::Fresh;
 use berth_outbox::Outbox;
@@ -174,10 +174,24 @@ impl Ctx<'_> {
             publish(self.outbox, notice);
         }
         let mut recent = stored::recent_runs(&mut conn, &row.name, threshold.into()).await?;
+        let drilled = match &job {
+            Job::Drill { .. } => Some(stored::newest_backup_verified(&mut conn).await?),
+            _ => None,
+        };
         for slot in slots {
             let recorded = stored::sites_with_run(&mut conn, &row.name, slot).await?;
             let closes = timing.closes(slot);
-            for home in sites.iter().filter(|h| !recorded.contains(&h.uri)) {
+            let due_sites: Vec<&SiteHomeRow> = match (&job, &drilled) {
+                (Job::Drill { sample }, Some(verified)) => {
+                    drill_sample(sites, &recorded, verified, *sample as usize)
+                }
+                _ => sites
+                    .iter()
+                    .copied()
+                    .filter(|h| !recorded.contains(&h.uri))
+                    .collect(),
+            };
+            for home in due_sites {
                 let previous = previous_of(&recent, &home.uri);
                 let due = timing.due(slot, &row.name, &home.uri, previous == RunState::Failed);
                 match decide(self.now, due, closes, previous, false) {
@@ -335,6 +349,23 @@ impl Ctx<'_> {
                 })
                 .unwrap_or_default();
             let site = Some(home.uri.as_str());
+            if row.kind == Kind::Drill.as_str() {
+                // One failed drill is enough: the site's newest backup did not restore.
+                match ended.first() {
+                    Some(true) => {
+                        let message = "the restore drill of the site's newest backup failed: \
+                                       see the drill task's log"
+                            .to_string();
+                        notices
+                            .extend(alert(conn, &row.name, site, "drill_failed", &message).await?);
+                    }
+                    Some(false) => {
+                        stored::clear_alert(conn, &row.name, site, "drill_failed").await?;
+                    }
+                    None => {}
+                }
+                continue;
+            }
             if failing_streak(&ended, threshold) {
                 let message = format!("the last {threshold} {} runs failed", row.kind);
                 notices.extend(alert(conn, &row.name, site, "failing", &message).await?);
@@ -363,13 +394,13 @@ impl Ctx<'_> {
     }
 }
 
-/// The task a job runs on a site (none yet for drills).
+/// The task a job runs on a site.
 fn task_type_of(job: &Job) -> Option<TaskType> {
     match job {
         Job::Cron {} => Some(TaskType::Cron),
         Job::Backup { .. } => Some(TaskType::Backup),
         Job::Prune { .. } => Some(TaskType::Prune),
-        Job::Drill { .. } => None,
+        Job::Drill { .. } => Some(TaskType::Drill),
     }
 }
 
@@ -395,8 +426,29 @@ async fn args_of(
                 remove: berth_store::sites::forgotten(&verdicts),
             })
         }
-        Job::Cron {} | Job::Drill { .. } => TaskArgs::None,
+        // The drill restores the newest backup still there when it starts.
+        Job::Drill { .. } => TaskArgs::Drill(DrillTask::default()),
+        Job::Cron {} => TaskArgs::None,
     })
+}
+
+/// The sites a drill's slot takes: up to `sample` of them (those already recorded for the
+/// slot count), those with a backup, the least recently verified first.
+fn drill_sample<'a>(
+    sites: &[&'a SiteHomeRow],
+    recorded: &std::collections::HashSet<String>,
+    verified: &HashMap<String, Option<DateTime<Utc>>>,
+    sample: usize,
+) -> Vec<&'a SiteHomeRow> {
+    let room = sample.saturating_sub(recorded.len());
+    let mut candidates: Vec<(&Option<DateTime<Utc>>, &'a SiteHomeRow)> = sites
+        .iter()
+        .filter(|h| !recorded.contains(&h.uri))
+        .filter_map(|h| verified.get(&h.uri).map(|v| (v, *h)))
+        .collect();
+    // Never verified (None) sorts first, then the oldest verification; ties by name.
+    candidates.sort_by(|a, b| a.0.cmp(b.0).then_with(|| a.1.uri.cmp(&b.1.uri)));
+    candidates.into_iter().take(room).map(|(_, h)| h).collect()
 }
 
 /// Each site's newest backup that is still there.
@@ -448,4 +500,56 @@ async fn alert(
     )
     .await?;
     Ok(vec![row])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn home(uri: &str) -> SiteHomeRow {
+        SiteHomeRow {
+            uri: uri.into(),
+            platform: "p".into(),
+            client: None,
+            web_server: "w".into(),
+            db_server: "d".into(),
+        }
+    }
+
+    #[test]
+    fn a_drill_takes_the_least_recently_verified_sites_with_a_backup() {
+        let (a, b, c, d) = (
+            home("a.test"),
+            home("b.test"),
+            home("c.test"),
+            home("d.test"),
+        );
+        let sites = vec![&a, &b, &c, &d];
+        let t = |s: i64| Some(DateTime::from_timestamp(1_780_000_000 + s, 0).unwrap());
+        let verified: HashMap<String, Option<DateTime<Utc>>> = [
+            ("a.test".to_string(), t(10)),
+            ("b.test".to_string(), None),
+            ("c.test".to_string(), t(5)),
+        ]
+        .into_iter()
+        .collect();
+        let uris = |v: Vec<&SiteHomeRow>| v.iter().map(|h| h.uri.clone()).collect::<Vec<_>>();
+        let none = std::collections::HashSet::new();
+        // Never verified first, then the oldest; d has no backup: never drilled.
+        assert_eq!(
+            uris(drill_sample(&sites, &none, &verified, 2)),
+            ["b.test", "c.test"]
+        );
+        assert_eq!(
+            uris(drill_sample(&sites, &none, &verified, 9)),
+            ["b.test", "c.test", "a.test"]
+        );
+        // Those recorded for the slot already count toward the sample.
+        let recorded: std::collections::HashSet<String> = ["b.test".to_string()].into();
+        assert_eq!(
+            uris(drill_sample(&sites, &recorded, &verified, 2)),
+            ["c.test"]
+        );
+        assert!(drill_sample(&sites, &recorded, &verified, 1).is_empty());
+    }
 }

@@ -441,3 +441,87 @@ async fn cron_runs_on_its_schedule_in_the_sites_database_and_a_failed_site_goes_
     assert_eq!(failing[0]["site"], bad.as_str());
     w.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_drill_schedule_verifies_a_sample_of_sites_and_alerts_on_a_corrupted_backup() {
+    let w = World::with_platform(WorldOptions::web(false)).await;
+    let sites = sites(&w, 2).await;
+    let mut paths = Vec::new();
+    for uri in &sites {
+        w.run_success("backup", uri, json!({})).await;
+        let b = w.get_json(&format!("/api/v1/sites/{uri}/backups")).await;
+        paths.push(b[0]["path"].as_str().unwrap().to_string());
+    }
+    // The second site's backup is cut in half: it cannot be restored.
+    let bytes = std::fs::read(&paths[1]).unwrap();
+    std::fs::write(&paths[1], &bytes[..bytes.len() / 2]).unwrap();
+    create_schedule(
+        &w,
+        json!({"name": "drills", "scope": "all", "expression": "*/4 * * * * *",
+               "job": {"kind": "drill", "sample": 1}, "window_secs": 4, "spread_secs": 0}),
+    )
+    .await;
+    let (mut a, _) = w.spawn_berth("scheduler", TICK);
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let alerts = w.get_json("/api/v1/schedule-alerts?schedule=drills").await;
+        if alerts
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["kind"] == "drill_failed")
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no drill_failed alert: {alerts}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    disable(&w, "drills").await;
+    settle(&w, "drills").await;
+    a.kill().unwrap();
+    let _ = a.wait();
+
+    // A sample of one: never two drills in a slot.
+    let runs = runs(&w, "drills").await;
+    let mut per_slot: BTreeMap<DateTime<Utc>, usize> = BTreeMap::new();
+    for r in runs.iter().filter(|r| r.status == "fired") {
+        *per_slot.entry(r.slot).or_default() += 1;
+    }
+    assert!(per_slot.values().all(|&n| n == 1), "{runs:#?}");
+    // The least recently verified first: the first site was drilled and its backup verified…
+    let good = w
+        .get_json(&format!("/api/v1/sites/{}/backups", sites[0]))
+        .await;
+    assert!(good[0]["verified_at"].is_string(), "{good}");
+    // … and the corrupted backup failed its drill: alerted for that site only, told as a notice.
+    let bad = w
+        .get_json(&format!("/api/v1/sites/{}/backups", sites[1]))
+        .await;
+    assert!(bad[0].get("verified_at").is_none(), "{bad}");
+    let alerts = w.get_json("/api/v1/schedule-alerts?schedule=drills").await;
+    let failed: Vec<&Value> = alerts
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == "drill_failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{alerts}");
+    assert_eq!(failed[0]["site"], sites[1].as_str());
+    let metrics = w
+        .http
+        .get(format!("{}/metrics", w.api))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("berth_schedule_alerts_open{kind=\"drill_failed\"} 1"),
+        "{metrics}"
+    );
+    w.stop().await;
+}

@@ -59,11 +59,6 @@ async fn check_scope(state: &AppState, scope: &str) -> Result<Scope, ApiError> {
 
 /// The job's options, and the backup targets it names exist.
 async fn check_job(state: &AppState, job: &Job) -> Result<(), ApiError> {
-    if let Job::Drill { .. } = job {
-        return Err(ApiError::Unprocessable(
-            "restore drills cannot be scheduled yet (issue 13, item 7)".into(),
-        ));
-    }
     berth_schedule::check_job(job).map_err(unprocessable)?;
     if let Job::Backup { targets } = job
         && !targets.is_empty()
