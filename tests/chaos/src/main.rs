@@ -9,7 +9,8 @@
 //!
 //! Everything runs on loopback ports under one temporary directory: private PostgreSQL,
 //! MariaDB and RabbitMQ servers (so the machine's own are never restarted), nginx with
-//! php-fpm and named, and `berth serve api|state|http|db|dns|backup`, each its own process,
+//! php-fpm and named, and `berth serve api|state|http|db|dns|backup` and two `berth serve
+//! scheduler` (firing a cron schedule for every site through the run), each its own process,
 //! restarted by the harness (as systemd would) after it is killed. A client sends tasks
 //! with an Idempotency-Key and resends on a dropped connection or a 5xx, as a storefront
 //! would. The run exits 1 when anything is lost, stuck, doubled or left behind, or a site
@@ -17,6 +18,7 @@
 
 mod checks;
 mod procs;
+mod schedules;
 mod workload;
 
 use anyhow::{Context, Result};
@@ -218,8 +220,9 @@ async fn run(args: Args) -> Result<i32> {
     let mut e = e;
     let client = Arc::new(workload::Client::new(&e)?);
     client.wait_ready(Duration::from_secs(60)).await?;
-    say("berth is up: api, state, http, db, dns, backup (one process each)");
+    say("berth is up: api, state, http, db, dns, backup (one process each), two schedulers");
     e.platforms = workload::setup(&client, &e).await?;
+    let scheduled = schedules::setup(&client, &e).await?;
 
     let disruptor = procs::Disruptor::new(
         Arc::clone(&procs),
@@ -229,11 +232,12 @@ async fn run(args: Args) -> Result<i32> {
         args.server_restarts,
     );
     let (mut account, servers) = workload::run(&client, &e, &args, disruptor).await?;
+    let scheduled = schedules::check(&e, scheduled).await?;
     account.unexpected_exits = procs
         .unexpected_exits
         .load(std::sync::atomic::Ordering::SeqCst);
     let checks = checks::run(&e, &account, &web, &named).await?;
-    let code = report(&args, &account, &checks, started.elapsed())?;
+    let code = report(&args, &account, &checks, &scheduled, started.elapsed())?;
     procs.stop_all();
     let _ = supervisor.join();
     drop(web);
@@ -247,7 +251,13 @@ async fn run(args: Args) -> Result<i32> {
     Ok(code)
 }
 
-fn report(args: &Args, a: &workload::Account, c: &checks::Checks, took: Duration) -> Result<i32> {
+fn report(
+    args: &Args,
+    a: &workload::Account,
+    c: &checks::Checks,
+    sch: &schedules::Account,
+    took: Duration,
+) -> Result<i32> {
     let mut by_status: Vec<_> = a.finished.iter().collect();
     by_status.sort();
     let mut by_type: Vec<_> = a.accepted_by_type.iter().collect();
@@ -257,7 +267,10 @@ fn report(args: &Args, a: &workload::Account, c: &checks::Checks, took: Duration
         + c.doubled.len()
         + c.left_behind.len()
         + c.not_serving.len()
-        + c.wrong_state.len();
+        + c.wrong_state.len()
+        + sch.lost.len()
+        + sch.doubled.len()
+        + sch.unfinished.len();
     let summary = serde_json::json!({
         "seed": args.seed,
         "seconds": took.as_secs(),
@@ -280,6 +293,10 @@ fn report(args: &Args, a: &workload::Account, c: &checks::Checks, took: Duration
         "sites_checked": c.sites_checked,
         "dead_letters": c.dead_letters,
         "errors": c.errors,
+        "schedule": {
+            "fired": sch.fired, "skipped": sch.skipped, "missed": sch.missed, "tasks": sch.tasks,
+            "lost": sch.lost, "doubled": sch.doubled, "unfinished": sch.unfinished,
+        },
     });
     println!("\n==== chaos run (seed {}) ====", args.seed);
     println!("took                 {} s", took.as_secs());
@@ -317,6 +334,13 @@ fn report(args: &Args, a: &workload::Account, c: &checks::Checks, took: Duration
     println!("left behind          {}", c.left_behind.len());
     println!("not serving          {}", c.not_serving.len());
     println!("wrong state          {}", c.wrong_state.len());
+    println!(
+        "schedule runs        {} fired, {} skipped, {} missed; {} tasks",
+        sch.fired, sch.skipped, sch.missed, sch.tasks
+    );
+    println!("  lost               {}", sch.lost.len());
+    println!("  doubled            {}", sch.doubled.len());
+    println!("  unfinished         {}", sch.unfinished.len());
     for (what, list) in [
         ("lost", &a.lost),
         ("stuck", &a.stuck),
@@ -324,6 +348,9 @@ fn report(args: &Args, a: &workload::Account, c: &checks::Checks, took: Duration
         ("left behind", &c.left_behind),
         ("not serving", &c.not_serving),
         ("wrong state", &c.wrong_state),
+        ("schedule lost", &sch.lost),
+        ("schedule doubled", &sch.doubled),
+        ("schedule unfinished", &sch.unfinished),
     ] {
         for item in list.iter().take(20) {
             println!("  {what}: {item}");

@@ -15,7 +15,23 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub const SERVICES: [&str; 6] = ["api", "state", "http", "db", "dns", "backup"];
+/// The processes, by name: `<service>` or `<service>#<n>` for a second one of a service (two
+/// schedulers run side by side, as any number may).
+pub const SERVICES: [&str; 8] = [
+    "api",
+    "state",
+    "http",
+    "db",
+    "dns",
+    "backup",
+    "scheduler#1",
+    "scheduler#2",
+];
+
+/// The service a process name runs.
+fn service_of(name: &str) -> &str {
+    name.split('#').next().unwrap_or(name)
+}
 
 struct Proc {
     service: &'static str,
@@ -63,9 +79,9 @@ impl Procs {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.join(format!("{service}.log")))?;
+            .open(self.dir.join(format!("{}.log", service.replace('#', "-"))))?;
         Ok(Command::new(&self.bin)
-            .args(["serve", service])
+            .args(["serve", service_of(service)])
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .process_group(0)
             .stdin(Stdio::null())
@@ -274,13 +290,15 @@ impl Disruptor {
 
 /// Weighted by how much each service does (and how much a kill of it can hurt).
 fn pick_service(rng: &mut StdRng) -> &'static str {
-    const WEIGHTS: [(&str, u32); 6] = [
+    const WEIGHTS: [(&str, u32); 8] = [
         ("api", 2),
         ("state", 3),
         ("http", 4),
         ("db", 2),
         ("dns", 2),
         ("backup", 2),
+        ("scheduler#1", 1),
+        ("scheduler#2", 1),
     ];
     let total: u32 = WEIGHTS.iter().map(|(_, w)| w).sum();
     let mut x = rng.random_range(0..total);

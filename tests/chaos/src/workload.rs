@@ -130,7 +130,7 @@ impl Client {
         }
     }
 
-    async fn wait_task(&self, id: &str, within: Duration) -> Result<String> {
+    pub async fn wait_task(&self, id: &str, within: Duration) -> Result<String> {
         let deadline = Instant::now() + within;
         loop {
             let (_, t) = self.get(&format!("/api/v1/tasks/{id}")).await?;
