@@ -291,6 +291,74 @@ mod tests {
         }
     }
 
+    /// restic's documentation (060_forget, "Removing snapshots according to a policy"): a
+    /// backup every day for 100 years, `--keep-daily 7 --keep-weekly 5 --keep-monthly 12
+    /// --keep-yearly 75`, keeps the 7 newest dailies, then the last day of the weeks, months
+    /// and years not kept already. Ending on Friday 2026-12-04: 7 days (Nov 28 – Dec 4, which
+    /// hold two weeks' ends, Nov 29 and Dec 4), 3 more weeks (Nov 22, 15, 8), 10 more months
+    /// (Oct 31 back to Jan 31; Nov 30 is a daily) and 74 more years (Dec 31 of 2025 back to
+    /// 1952): 94 kept of 36,524.
+    #[test]
+    fn restics_documented_hundred_years_of_daily_backups() {
+        let end = at(2026, 12, 4, 12);
+        let days = 36_524;
+        let backups: Vec<Backup<i64>> = (0..days)
+            .map(|i| Backup {
+                id: i,
+                made_at: end - Duration::days(i),
+                before_change: false,
+                good: true,
+                in_use: false,
+            })
+            .collect();
+        let v = apply(
+            &policy(Rules {
+                daily: 7,
+                weekly: 5,
+                monthly: 12,
+                yearly: 75,
+                ..Default::default()
+            }),
+            &backups,
+        );
+        let kept: Vec<DateTime<Utc>> = v
+            .iter()
+            .filter(|v| v.kept())
+            .map(|v| end - Duration::days(v.id))
+            .collect();
+        assert_eq!(kept.len(), 94, "{kept:?}");
+        let has = |y, m, d| kept.contains(&at(y, m, d, 12));
+        assert!(has(2026, 11, 28) && !has(2026, 11, 27));
+        assert!(
+            has(2026, 11, 8) && !has(2026, 11, 1),
+            "5 weeks: back to Nov 8"
+        );
+        assert!(has(2026, 1, 31) && !has(2025, 12, 30));
+        assert!(has(2025, 12, 31) && has(1952, 12, 31) && !has(1951, 12, 31));
+        let day = |y, m, d| (end - at(y, m, d, 12)).num_days();
+        let why = |id: i64| v.iter().find(|v| v.id == id).unwrap().keep.clone();
+        assert_eq!(
+            why(day(2026, 11, 29)),
+            [Reason::Daily, Reason::Weekly].into_iter().collect()
+        );
+        assert_eq!(
+            why(day(2026, 11, 30)),
+            [Reason::Daily, Reason::Monthly].into_iter().collect()
+        );
+        assert_eq!(
+            why(day(2026, 12, 4)),
+            [
+                Reason::Newest,
+                Reason::Daily,
+                Reason::Weekly,
+                Reason::Monthly,
+                Reason::Yearly
+            ]
+            .into_iter()
+            .collect()
+        );
+    }
+
     #[test]
     fn keep_last_keeps_the_newest_n_and_the_answer_is_newest_first() {
         let b = [
