@@ -356,6 +356,20 @@ pub async fn raise_alert(
     .await?)
 }
 
+/// The open alerts of a schedule, as (site, kind).
+pub async fn open_alerts(
+    conn: &mut PgConnection,
+    schedule: &str,
+) -> Result<HashSet<(Option<String>, String)>> {
+    let rows: Vec<(Option<String>, String)> = sqlx::query_as(
+        "SELECT site, kind FROM schedule_alerts WHERE schedule = $1 AND cleared_at IS NULL",
+    )
+    .bind(schedule)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.into_iter().collect())
+}
+
 /// Clears the open alert of a kind for a schedule and site, if any.
 pub async fn clear_alert(
     conn: &mut PgConnection,

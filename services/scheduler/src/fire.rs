@@ -16,7 +16,7 @@ use berth_store::schedules::{self as stored, CapOn, RecentRuns, ScheduleRow, Sit
 use berth_store::tasks::{self as tasks, NewTaskRow};
 use chrono::{DateTime, Duration, Utc};
 use sqlx::PgConnection;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
 /// The most slots of one schedule looked at in a tick; older unclosed ones (a scheduler down
@@ -174,6 +174,10 @@ impl Ctx<'_> {
             publish(self.outbox, notice);
         }
         let mut recent = stored::recent_runs(&mut conn, &row.name, threshold.into()).await?;
+        // Alerts are raised and cleared against what is open: no statement per site per tick.
+        let open = stored::open_alerts(&mut conn, &row.name).await?;
+        let is_open =
+            |site: &str, kind: &str| open.contains(&(Some(site.to_string()), kind.to_string()));
         let drilled = match &job {
             Job::Drill { .. } => Some(stored::newest_backup_verified(&mut conn).await?),
             _ => None,
@@ -226,7 +230,8 @@ impl Ctx<'_> {
                         }
                     }
                     Firing::Fire | Firing::Wait => {
-                        match self.fire(row, &job, home, slot, due).await? {
+                        let missed_open = is_open(&home.uri, "missed");
+                        match self.fire(row, &job, home, slot, due, missed_open).await? {
                             Outcome::Fired => {
                                 report.fired += 1;
                                 let runs = recent.entry(home.uri.clone()).or_default();
@@ -242,8 +247,10 @@ impl Ctx<'_> {
                 stored::close_through(&mut conn, &row.name, slot).await?;
             }
         }
-        self.alerts(&mut conn, row, &expr, &timing, sites, &recent, report)
-            .await
+        self.alerts(
+            &mut conn, row, &expr, &timing, sites, &recent, &open, report,
+        )
+        .await
     }
 
     /// Fires one site's run: the run row, the task and its outbox row in one transaction,
@@ -255,6 +262,7 @@ impl Ctx<'_> {
         home: &SiteHomeRow,
         slot: DateTime<Utc>,
         due: DateTime<Utc>,
+        missed_open: bool,
     ) -> Result<Outcome, SchedulerError> {
         let Some(task_type) = task_type_of(job) else {
             return Ok(Outcome::Waiting);
@@ -309,7 +317,9 @@ impl Ctx<'_> {
         )
         .await?;
         stored::set_run_task(&mut tx, run, id).await?;
-        stored::clear_alert(&mut tx, &row.name, Some(&home.uri), "missed").await?;
+        if missed_open {
+            stored::clear_alert(&mut tx, &row.name, Some(&home.uri), "missed").await?;
+        }
         tx.commit().await?;
         span.in_scope(|| tracing::info!(%slot, "scheduled run fired"));
         publish(self.outbox, vec![message]);
@@ -326,8 +336,11 @@ impl Ctx<'_> {
         timing: &Timing,
         sites: &[&SiteHomeRow],
         recent: &RecentRuns,
+        open: &HashSet<(Option<String>, String)>,
         report: &mut TickReport,
     ) -> Result<(), SchedulerError> {
+        let is_open =
+            |site: &str, kind: &str| open.contains(&(Some(site.to_string()), kind.to_string()));
         let threshold = u32::try_from(row.alert_after_failures).unwrap_or(0);
         let newest_backups = if row.kind == Kind::Backup.as_str() {
             newest_backups(conn).await?
@@ -351,30 +364,38 @@ impl Ctx<'_> {
             let site = Some(home.uri.as_str());
             if row.kind == Kind::Drill.as_str() {
                 // One failed drill is enough: the site's newest backup did not restore.
+                let open = is_open(&home.uri, "drill_failed");
                 match ended.first() {
-                    Some(true) => {
+                    Some(true) if !open => {
                         let message = "the restore drill of the site's newest backup failed: \
                                        see the drill task's log"
                             .to_string();
                         notices
                             .extend(alert(conn, &row.name, site, "drill_failed", &message).await?);
                     }
-                    Some(false) => {
+                    Some(false) if open => {
                         stored::clear_alert(conn, &row.name, site, "drill_failed").await?;
                     }
-                    None => {}
+                    _ => {}
                 }
                 continue;
             }
+            let failing_open = is_open(&home.uri, "failing");
             if failing_streak(&ended, threshold) {
-                let message = format!("the last {threshold} {} runs failed", row.kind);
-                notices.extend(alert(conn, &row.name, site, "failing", &message).await?);
-            } else if ended.first() == Some(&false) {
+                if !failing_open {
+                    let message = format!("the last {threshold} {} runs failed", row.kind);
+                    notices.extend(alert(conn, &row.name, site, "failing", &message).await?);
+                }
+            } else if failing_open && ended.first() == Some(&false) {
                 stored::clear_alert(conn, &row.name, site, "failing").await?;
             }
             if row.kind == Kind::Backup.as_str() {
                 let newest = newest_backups.get(&home.uri).copied();
+                let overdue_open = is_open(&home.uri, "overdue");
                 if overdue(newest, last_closed, timing, self.now) {
+                    if overdue_open {
+                        continue;
+                    }
                     let message = match newest {
                         Some(at) => format!(
                             "the newest good backup, of {at}, is older than the schedule allows"
@@ -383,7 +404,7 @@ impl Ctx<'_> {
                             .into(),
                     };
                     notices.extend(alert(conn, &row.name, site, "overdue", &message).await?);
-                } else {
+                } else if overdue_open {
                     stored::clear_alert(conn, &row.name, site, "overdue").await?;
                 }
             }
