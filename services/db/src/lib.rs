@@ -96,10 +96,10 @@ impl DbWorker {
         let mut conn = self
             .admin_connection_to(Admin::of_server(spec), cmd, ctx)
             .await?;
-        let mut raw = [0u8; 6];
-        rand::rng().fill_bytes(&mut raw);
-        // Generated here from hex digits only: safe to quote as identifiers.
-        let name = format!("berth_verify_{}", hex_encode(&raw));
+        let name = verify_name(cmd.step_id);
+        // A worker killed mid-verify left this step's database and user behind: its
+        // redelivery (same step, same name) removes them first.
+        drop_verify_leftovers(&mut conn, &name).await;
         let mut pw = [0u8; 16];
         rand::rng().fill_bytes(&mut pw);
         let password = hex_encode(&pw);
@@ -129,21 +129,33 @@ impl DbWorker {
         }
         .await;
         // Take back what was made, whatever happened above.
-        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DROP USER IF EXISTS '{name}'@'%'"
-        )))
-        .execute(&mut conn)
-        .await;
-        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS `{name}`"
-        )))
-        .execute(&mut conn)
-        .await;
+        drop_verify_leftovers(&mut conn, &name).await;
         ctx.info(format!("removed user and database {name}"));
         let _ = conn.close().await;
         result?;
         Ok(StepOk::default())
     }
+}
+
+/// The probe database and user of a server verify: named after its step, hex digits only
+/// (safe to quote as identifiers), so that a redelivered step finds what a killed worker
+/// made.
+fn verify_name(step_id: uuid::Uuid) -> String {
+    // The random end of a v7 uuid (its start is a timestamp).
+    format!("berth_verify_{}", &step_id.simple().to_string()[20..])
+}
+
+async fn drop_verify_leftovers(conn: &mut sqlx::MySqlConnection, name: &str) {
+    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP USER IF EXISTS '{name}'@'%'"
+    )))
+    .execute(&mut *conn)
+    .await;
+    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS `{name}`"
+    )))
+    .execute(&mut *conn)
+    .await;
 }
 
 /// The db server and admin a step connects to.
@@ -479,7 +491,20 @@ pub async fn run(
 
 #[cfg(test)]
 mod tests {
-    use super::{SiteDbSpec, grant_db, site_db};
+    use super::{SiteDbSpec, grant_db, site_db, verify_name};
+
+    #[test]
+    fn a_verify_probe_is_named_after_its_step_so_a_redelivery_finds_it() {
+        let step = uuid::Uuid::now_v7();
+        assert_eq!(verify_name(step), verify_name(step));
+        assert_ne!(verify_name(step), verify_name(uuid::Uuid::now_v7()));
+        let name = verify_name(step);
+        assert!(
+            name.starts_with("berth_verify_") && name.len() == 25,
+            "{name}"
+        );
+        assert!(name[13..].bytes().all(|b| b.is_ascii_hexdigit()));
+    }
 
     fn spec(name: &str, user: &str, hosts: &[&str]) -> SiteDbSpec {
         SiteDbSpec {
