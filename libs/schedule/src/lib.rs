@@ -13,4 +13,4 @@ pub use berth_contracts::schedule::{Job, Kind, RetentionSpec, RulesSpec};
 pub use expression::{Expression, ExpressionError};
 pub use firing::{Firing, RunState, Timing, decide, failing_streak, offset, overdue};
 pub use job::{JobError, check as check_job};
-pub use scope::{Scope, ScopeError, ScopedSchedule, SiteHome, effective};
+pub use scope::{Scope, ScopeError, ScopedSchedule, SiteHome, effective, scoped};

@@ -84,6 +84,24 @@ pub struct ScopedSchedule<Id> {
     pub enabled: bool,
 }
 
+/// Schedules given as (scope, enabled), by their position; those whose scope no longer
+/// parses are left out.
+pub fn scoped<'a>(
+    schedules: impl IntoIterator<Item = (&'a str, bool)>,
+) -> Vec<ScopedSchedule<usize>> {
+    schedules
+        .into_iter()
+        .enumerate()
+        .filter_map(|(id, (scope, enabled))| {
+            Some(ScopedSchedule {
+                id,
+                scope: Scope::parse(scope).ok()?,
+                enabled,
+            })
+        })
+        .collect()
+}
+
 /// The schedule `site` follows among `schedules` (all of one kind): the most specific that
 /// covers it, unless that one is disabled.
 pub fn effective<'a, Id>(

@@ -7,8 +7,8 @@ use berth_contracts::{Notice, NoticeEvent, TargetKind, TaskStatus, TaskType, exc
 use berth_hosting::fresh::Fresh;
 use berth_outbox::Outbox;
 use berth_schedule::{
-    Expression, Firing, Job, Kind, RunState, Scope, ScopedSchedule, SiteHome, Timing, decide,
-    effective, failing_streak, overdue,
+    Expression, Firing, Job, Kind, RunState, SiteHome, Timing, decide, effective, failing_streak,
+    overdue, scoped,
 };
 use berth_store::Store;
 use berth_store::outbox::{OutboxMessage, OutboxRow};
@@ -75,17 +75,7 @@ fn covered<'a>(
     of_kind: &[&'a ScheduleRow],
     homes: &'a [SiteHomeRow],
 ) -> Vec<(&'a ScheduleRow, Vec<&'a SiteHomeRow>)> {
-    let scoped: Vec<ScopedSchedule<usize>> = of_kind
-        .iter()
-        .enumerate()
-        .filter_map(|(i, s)| {
-            Some(ScopedSchedule {
-                id: i,
-                scope: Scope::parse(&s.scope).ok()?,
-                enabled: s.enabled,
-            })
-        })
-        .collect();
+    let scoped = scoped(of_kind.iter().map(|s| (s.scope.as_str(), s.enabled)));
     let mut by: HashMap<usize, Vec<&SiteHomeRow>> = HashMap::new();
     for home in homes {
         let site = SiteHome {
@@ -347,7 +337,10 @@ impl Ctx<'_> {
         } else {
             HashMap::new()
         };
-        let last_closed = expr.last_at_or_before(self.now - timing.window);
+        // A slot before the schedule existed never had to make a backup.
+        let last_closed = expr
+            .last_at_or_before(self.now - timing.window)
+            .filter(|slot| *slot > row.created_at);
         let mut notices = Vec::new();
         for home in sites {
             // Ended runs only: the one just fired says nothing yet.

@@ -75,6 +75,12 @@ async fn settle(w: &World, schedule: &str) {
     }
 }
 
+/// The API's /metrics page.
+async fn metrics(w: &World) -> String {
+    let r = w.http.get(format!("{}/metrics", w.api)).send().await;
+    r.unwrap().text().await.unwrap()
+}
+
 async fn sites(w: &World, n: usize) -> Vec<String> {
     let mut out = Vec::new();
     for i in 0..n {
@@ -249,15 +255,7 @@ async fn a_scheduler_down_for_several_slots_runs_those_within_the_deadline_and_a
         "{notices:#?}"
     );
     // Metrics count the alerts.
-    let metrics = w
-        .http
-        .get(format!("{}/metrics", w.api))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&w).await;
     assert!(
         metrics.contains("berth_schedule_alerts_total{kind=\"missed\"}"),
         "{metrics}"
@@ -510,15 +508,7 @@ async fn a_drill_schedule_verifies_a_sample_of_sites_and_alerts_on_a_corrupted_b
         .collect();
     assert_eq!(failed.len(), 1, "{alerts}");
     assert_eq!(failed[0]["site"], sites[1].as_str());
-    let metrics = w
-        .http
-        .get(format!("{}/metrics", w.api))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&w).await;
     assert!(
         metrics.contains("berth_schedule_alerts_open{kind=\"drill_failed\"} 1"),
         "{metrics}"

@@ -8,7 +8,7 @@ use axum::extract::State;
 use berth_contracts::schedule::{
     Job, Kind, RetentionPreview, RetentionSpec, RetentionVerdict, RulesSpec,
 };
-use berth_schedule::{Scope, ScopedSchedule, SiteHome, effective};
+use berth_schedule::{SiteHome, effective, scoped};
 use berth_store::sites;
 use serde::Deserialize;
 
@@ -74,17 +74,7 @@ async fn scheduled_policy(
         .into_iter()
         .filter(|s| s.kind == Kind::Prune.as_str())
         .collect();
-    let scoped: Vec<ScopedSchedule<usize>> = prunes
-        .iter()
-        .enumerate()
-        .filter_map(|(i, s)| {
-            Some(ScopedSchedule {
-                id: i,
-                scope: Scope::parse(&s.scope).ok()?,
-                enabled: s.enabled,
-            })
-        })
-        .collect();
+    let scoped = scoped(prunes.iter().map(|s| (s.scope.as_str(), s.enabled)));
     let home = SiteHome {
         uri: &site.uri,
         platform: &site.platform,
