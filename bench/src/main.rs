@@ -28,6 +28,7 @@ mod pipeline;
 mod pools;
 mod raw;
 mod reloads;
+mod schedules;
 mod sites;
 mod stats;
 
@@ -57,6 +58,34 @@ enum Command {
     Backlog(BacklogArgs),
     /// Bursts of vhost changes at the reloader on a real nginx: reloads needed per burst.
     Reloads(ReloadsArgs),
+    /// The scheduler firing cron for 10,000 sites (CPU, lateness, rows and bytes) against
+    /// bare task writes, and an off-site upload against local disk.
+    Schedules(SchedulesArgs),
+}
+
+#[derive(Args)]
+struct SchedulesArgs {
+    /// Enabled sites (rows only: nothing is installed).
+    #[arg(long, default_value_t = 10_000)]
+    sites: usize,
+    /// Slots of the cron schedule run through.
+    #[arg(long, default_value_t = 2)]
+    slots: usize,
+    /// Seconds between slots (an hour compressed to this); runs spread over all but 1 s.
+    #[arg(long, default_value_t = 60)]
+    period_secs: u32,
+    /// The scheduler's tick, ms (BERTH_SCHEDULER_TICK_MS's default is 1000).
+    #[arg(long, default_value_t = 1000)]
+    tick_ms: u64,
+    /// MB uploaded to moto_server and written to local disk.
+    #[arg(long, default_value_t = 200)]
+    upload_mb: u64,
+    /// Where the upload's file and moto_server's log go (removed at the end).
+    #[arg(long, default_value = "/var/tmp/berth-bench-schedules")]
+    dir: std::path::PathBuf,
+    /// Smoke run: 500 sites, two 10 s slots, 20 MB.
+    #[arg(long)]
+    quick: bool,
 }
 
 #[derive(Args)]
@@ -267,6 +296,17 @@ fn main() -> Result<()> {
                     in_flight: a.in_flight,
                     concurrency: a.concurrency,
                     timeout: std::time::Duration::from_secs(a.timeout_secs),
+                })
+                .await
+            }
+            Command::Schedules(a) => {
+                schedules::run(schedules::Config {
+                    sites: if a.quick { 500 } else { a.sites },
+                    slots: a.slots,
+                    period_secs: if a.quick { 10 } else { a.period_secs },
+                    tick_ms: a.tick_ms,
+                    upload_mb: if a.quick { 20 } else { a.upload_mb },
+                    dir: a.dir,
                 })
                 .await
             }
