@@ -83,7 +83,19 @@ struct SchedulesArgs {
     /// Where the upload's file and moto_server's log go (removed at the end).
     #[arg(long, default_value = "/var/tmp/berth-bench-schedules")]
     dir: std::path::PathBuf,
-    /// Smoke run: 500 sites, two 10 s slots, 20 MB.
+    /// Nightly backups: sites installed for real and backed up by a schedule (0: skip).
+    #[arg(long, default_value_t = 8)]
+    backup_sites: usize,
+    /// MB of generated files added to each of those sites.
+    #[arg(long, default_value_t = 20)]
+    backup_mb: u64,
+    /// The backup schedule's cap_per_web_server.
+    #[arg(long, default_value_t = 2)]
+    backup_cap: i32,
+    /// The backup schedule's window, s (at most 50: one slot a minute).
+    #[arg(long, default_value_t = 40)]
+    backup_window_secs: u32,
+    /// Smoke run: 500 sites, two 10 s slots, 20 MB, 3 backups of 5 MB.
     #[arg(long)]
     quick: bool,
 }
@@ -307,6 +319,10 @@ fn main() -> Result<()> {
                     tick_ms: a.tick_ms,
                     upload_mb: if a.quick { 20 } else { a.upload_mb },
                     dir: a.dir,
+                    backup_sites: if a.quick { 3 } else { a.backup_sites },
+                    backup_mb: if a.quick { 5 } else { a.backup_mb },
+                    backup_cap: a.backup_cap,
+                    backup_window_secs: a.backup_window_secs,
                 })
                 .await
             }

@@ -14,8 +14,11 @@
 //!    `berth_backup::offsite::upload`, against writing the same bytes to local disk with
 //!    fsync, in the same run.
 //!
-//! The 1,000 nightly backups in a window (issue 13's second figure) are not measured here:
-//! see docs/benchmarks.md.
+//! 3. **Nightly backups in a window**, compressed: N sites installed for real on the fixture
+//!    platform (each given M MB of generated files, as `berth-bench backup` makes them), one
+//!    backup task first (the single-site figure), then a backup schedule with one slot, a
+//!    window of W seconds and `cap_per_web_server` K, ticked in-process while the world's
+//!    state service and backup worker do the backups.
 
 use crate::machine::{self, CpuSample, CpuUse};
 use crate::stats::Summary;
@@ -29,7 +32,7 @@ use berth_store::Store;
 use berth_store::schedules::{self as stored, ScheduleValues};
 use berth_store::tasks::{self, NewTaskRow};
 use berth_tests::{World, WorldOptions};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use serde_json::json;
 use std::io::Write;
 use std::path::PathBuf;
@@ -57,6 +60,11 @@ pub struct Config {
     pub tick_ms: u64,
     pub upload_mb: u64,
     pub dir: PathBuf,
+    /// Nightly backups: sites (0: not measured), MB of files each, cap, window.
+    pub backup_sites: usize,
+    pub backup_mb: u64,
+    pub backup_cap: i32,
+    pub backup_window_secs: u32,
 }
 
 pub async fn run(cfg: Config) -> Result<()> {
@@ -71,7 +79,8 @@ pub async fn run(cfg: Config) -> Result<()> {
     let load_before = machine::loadavg();
     let world = World::start_with(WorldOptions {
         servers: vec![SERVER.into()],
-        workers: false,
+        // The idle workers declare the broker's topology the API's readiness wants; no cron
+        // task reaches them (the state service, which would plan their steps, is not run).
         state: false,
         ..WorldOptions::default()
     })
@@ -85,6 +94,9 @@ pub async fn run(cfg: Config) -> Result<()> {
     let _ = std::fs::remove_dir_all(&cfg.dir);
     let upload = upload?;
     println!("{upload}");
+    if cfg.backup_sites > 0 {
+        println!("{}", nightly(&cfg).await?);
+    }
     println!(
         "load average before {load_before}, after {}",
         machine::loadavg()
@@ -297,19 +309,19 @@ async fn cron_phases(
         "scheduler: {} slots of {} s, a tick every {} ms…",
         cfg.slots, period, cfg.tick_ms
     );
-    // Run until the last slot's window has closed (and one more tick closes it).
+    // Run until every site's run of every slot is recorded (or the last window closed).
     let now = Utc::now();
     let first_slot = next_boundary(now, period);
-    let end = first_slot
-        + chrono::Duration::seconds(i64::from(period) * cfg.slots as i64)
-        + chrono::Duration::milliseconds(cfg.tick_ms as i64 + 500);
+    let last_closes =
+        first_slot + chrono::Duration::seconds(i64::from(period) * cfg.slots as i64 + 2);
+    let want = cfg.sites * cfg.slots;
     let cpu0 = CpuSample::now();
     let t0 = Instant::now();
     let (mut fired, mut skipped, mut missed, mut waiting, mut ticks) = (0, 0, 0, 0, 0);
     let mut tick_ms = Vec::new();
     let mut interval = tokio::time::interval(Duration::from_millis(cfg.tick_ms));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    while Utc::now() < end {
+    while fired + skipped + missed < want && Utc::now() < last_closes {
         interval.tick().await;
         let t = Instant::now();
         let r = berth_scheduler::tick(store, outbox, &sched_cfg, Utc::now()).await?;
@@ -482,7 +494,8 @@ impl Growth {
 impl std::fmt::Display for CronReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let n = self.fired.max(1) as f64;
-        let per_slot = self.cpu.own / self.slots.len().max(1) as f64;
+        // A slot is a firing per site.
+        let per_slot = self.cpu.own / n * self.sites as f64;
         let per_firing_ms = self.cpu.own / n * 1e3;
         let bare_ms = self.bare_cpu.own / self.bare_growth.firings.max(1) as f64 * 1e3;
         writeln!(
@@ -698,6 +711,262 @@ impl std::fmt::Display for UploadReport {
             "ratio upload/disk: sending {:.2}×, with read-back {:.2}×",
             send / disk,
             total / disk
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Nightly backups in a window, compressed.
+
+struct NightlyReport {
+    sites: usize,
+    cap: i32,
+    window: u32,
+    site_mb: f64,
+    single_secs: f64,
+    single_mb: f64,
+    fired: i64,
+    missed: i64,
+    outside_window: i64,
+    not_success: i64,
+    max_queued_or_running: usize,
+    max_running: usize,
+    first_to_last: f64,
+    total_mb: f64,
+    last_start_secs: f64,
+    cpu: CpuUse,
+}
+
+/// The most intervals open at once.
+fn max_overlap(spans: &[(DateTime<Utc>, DateTime<Utc>)]) -> usize {
+    let mut edges: Vec<(DateTime<Utc>, i32)> = spans
+        .iter()
+        .flat_map(|(a, b)| [(*a, 1), (*b, -1)])
+        .collect();
+    // An end before a start at the same instant: back to back is not at once.
+    edges.sort_by_key(|e| (e.0, e.1));
+    let (mut open, mut most) = (0i32, 0i32);
+    for (_, d) in edges {
+        open += d;
+        most = most.max(open);
+    }
+    most as usize
+}
+
+async fn nightly(cfg: &Config) -> Result<NightlyReport> {
+    eprintln!("nightly: starting a world with the fixture platform…");
+    let world = World::with_platform(WorldOptions::web(false)).await;
+    let r = nightly_in(&world, cfg).await;
+    world.stop().await;
+    r
+}
+
+async fn nightly_in(world: &World, cfg: &Config) -> Result<NightlyReport> {
+    let pool = &world.store.pool;
+    let n = cfg.backup_sites;
+    let mut uris = Vec::new();
+    let mut site_bytes = std::collections::HashMap::new();
+    let mut rng = crate::backup::Rng(0x5eed_0f_be71);
+    let words = crate::backup::Words::new(&mut rng);
+    for i in 0..n {
+        let uri = world.site_uri(&format!("n{i}"));
+        eprintln!("nightly: installing {uri} ({}/{n})…", i + 1);
+        world.installed_on_platform(&uri).await;
+        let (root,): (String,) = sqlx::query_as(
+            "SELECT p.root FROM sites s JOIN platforms p ON p.name = s.platform WHERE s.uri = $1",
+        )
+        .bind(&uri)
+        .fetch_one(pool)
+        .await?;
+        let dir = std::path::Path::new(&root).join("sites").join(&uri);
+        crate::backup::make_site(&dir.join("files/bench"), cfg.backup_mb, &mut rng, &words)?;
+        site_bytes.insert(uri.clone(), crate::backup::du(&dir));
+        uris.push(uri);
+    }
+    let site_mb = site_bytes.values().sum::<u64>() as f64 / MB / n as f64;
+
+    eprintln!("nightly: one backup alone…");
+    let t = world.run_success("backup", &uris[0], json!({})).await;
+    let (single_secs,): (f64,) = sqlx::query_as(
+        "SELECT extract(epoch FROM finished_at - created_at)::float8 FROM tasks WHERE id = $1",
+    )
+    .bind(t.id)
+    .fetch_one(pool)
+    .await?;
+    let single_mb = site_bytes[&uris[0]] as f64 / MB;
+
+    // One slot, a few seconds from now; the next is a minute later, after the window.
+    let slot = Utc::now() + chrono::Duration::seconds(5);
+    let window = cfg.backup_window_secs.min(50);
+    {
+        let mut conn = pool.acquire().await?;
+        stored::insert(
+            &mut conn,
+            &ScheduleValues {
+                name: "nightly".into(),
+                kind: "backup".into(),
+                scope: "all".into(),
+                expression: format!("{} * * * * *", slot.format("%S")),
+                time_zone: "UTC".into(),
+                job: json!({"kind": "backup"}),
+                window_secs: window as i32,
+                spread_secs: 0,
+                cap_per_web_server: cfg.backup_cap,
+                cap_per_db_server: 0,
+                alert_after_failures: 3,
+                enabled: true,
+            },
+        )
+        .await?;
+    }
+    let store = Store::connect(&world.database_url, 4).await?;
+    let (relay, outbox) = Relay::new(store.clone(), berth_broker::Broker::new(&world.amqp_url));
+    let stop = CancellationToken::new();
+    let relay_task = tokio::spawn(relay.run(stop.clone()));
+    let sched_cfg = SchedulerConfig {
+        database_url: world.database_url.clone(),
+        amqp_url: world.amqp_url.clone(),
+        tick: Duration::from_secs(1),
+        max_queued_tasks: 0,
+        secret_key: SecretKey::from_hex(&world.secret_hex)?,
+        run_history: chrono::Duration::days(7),
+        limits: Default::default(),
+    };
+    eprintln!(
+        "nightly: {n} sites, cap {}, window {window} s…",
+        cfg.backup_cap
+    );
+    let cpu0 = CpuSample::now();
+    let closes = slot.with_nanosecond(0).unwrap_or(slot)
+        + chrono::Duration::seconds(window.into())
+        + chrono::Duration::seconds(2);
+    let mut recorded = 0;
+    let mut interval = tokio::time::interval(Duration::from_secs(1));
+    while recorded < n && Utc::now() < closes {
+        interval.tick().await;
+        let r = berth_scheduler::tick(&store, &outbox, &sched_cfg, Utc::now()).await?;
+        recorded += r.fired + r.missed;
+    }
+    // The backups fired last finish after the loop.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let (open,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM tasks WHERE requested_by = 'schedule:nightly'
+             AND status IN ('queued', 'processing')",
+        )
+        .fetch_one(pool)
+        .await?;
+        if open == 0 {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "{open} backups unfinished after 600 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let cpu = CpuSample::now().since(&cpu0);
+    stop.cancel();
+    let _ = relay_task.await;
+
+    let tasks: Vec<(String, String, DateTime<Utc>, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT target, status, created_at, started_at, finished_at FROM tasks
+         WHERE requested_by = 'schedule:nightly' ORDER BY created_at",
+    )
+    .fetch_all(pool)
+    .await?;
+    let runs: Vec<(String, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT status, slot, recorded_at FROM schedule_runs WHERE schedule = 'nightly'",
+    )
+    .fetch_all(pool)
+    .await?;
+    let fired = runs.iter().filter(|r| r.0 == "fired").count() as i64;
+    let missed = runs.iter().filter(|r| r.0 == "missed").count() as i64;
+    let outside_window = runs
+        .iter()
+        .filter(|r| {
+            r.0 == "fired" && (r.2 < r.1 || r.2 > r.1 + chrono::Duration::seconds(window.into()))
+        })
+        .count() as i64;
+    let not_success = tasks.iter().filter(|t| t.1 != "success").count() as i64;
+    let queued: Vec<_> = tasks.iter().map(|t| (t.2, t.4)).collect();
+    let running: Vec<_> = tasks.iter().map(|t| (t.3, t.4)).collect();
+    let first = tasks.iter().map(|t| t.2).min();
+    let last = tasks.iter().map(|t| t.4).max();
+    let first_to_last = match (first, last) {
+        (Some(a), Some(b)) => (b - a).as_seconds_f64(),
+        _ => 0.0,
+    };
+    let last_start_secs = runs
+        .iter()
+        .filter(|r| r.0 == "fired")
+        .map(|r| (r.2 - r.1).as_seconds_f64())
+        .fold(0.0, f64::max);
+    let total_mb = tasks
+        .iter()
+        .filter_map(|t| site_bytes.get(&t.0))
+        .sum::<u64>() as f64
+        / MB;
+    Ok(NightlyReport {
+        sites: n,
+        cap: cfg.backup_cap,
+        window,
+        site_mb,
+        single_secs,
+        single_mb,
+        fired,
+        missed,
+        outside_window,
+        not_success,
+        max_queued_or_running: max_overlap(&queued),
+        max_running: max_overlap(&running),
+        first_to_last,
+        total_mb,
+        last_start_secs,
+        cpu,
+    })
+}
+
+impl std::fmt::Display for NightlyReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let single = self.single_mb / self.single_secs;
+        let overall = self.total_mb / self.first_to_last.max(1e-9);
+        writeln!(
+            f,
+            "\n== nightly backups: {} sites of {:.1} MB, cap {} per web server, window {} s ==",
+            self.sites, self.site_mb, self.cap, self.window
+        )?;
+        writeln!(
+            f,
+            "one backup alone (task queued → finished): {:.2} s, {single:.1} MB/s",
+            self.single_secs
+        )?;
+        writeln!(
+            f,
+            "scheduled: fired {} / missed {}; fired outside the window {}; not success {}; \
+             last start {:.1} s after the slot",
+            self.fired, self.missed, self.outside_window, self.not_success, self.last_start_secs
+        )?;
+        writeln!(
+            f,
+            "at once: at most {} queued or running, {} running (cap {})",
+            self.max_queued_or_running, self.max_running, self.cap
+        )?;
+        writeln!(
+            f,
+            "{:.0} MB in {:.1} s (first queued → last finished): {overall:.1} MB/s, {:.2}× the single backup",
+            self.total_mb,
+            self.first_to_last,
+            overall / single
+        )?;
+        writeln!(
+            f,
+            "CPU s: bench process {:.1}, PostgreSQL {:.1}, other {:.1}; machine busy {:.0} %, iowait {:.0} %",
+            self.cpu.own,
+            self.cpu.postgres,
+            self.cpu.other,
+            self.cpu.machine_pct,
+            self.cpu.iowait_pct
         )
     }
 }
