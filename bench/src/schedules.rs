@@ -737,6 +737,9 @@ struct NightlyReport {
     cpu: CpuUse,
 }
 
+/// A backup task: site, status, created, started and finished.
+type TaskSpan = (String, String, DateTime<Utc>, DateTime<Utc>, DateTime<Utc>);
+
 /// The most intervals open at once.
 fn max_overlap(spans: &[(DateTime<Utc>, DateTime<Utc>)]) -> usize {
     let mut edges: Vec<(DateTime<Utc>, i32)> = spans
@@ -766,7 +769,7 @@ async fn nightly_in(world: &World, cfg: &Config) -> Result<NightlyReport> {
     let n = cfg.backup_sites;
     let mut uris = Vec::new();
     let mut site_bytes = std::collections::HashMap::new();
-    let mut rng = crate::backup::Rng(0x5eed_0f_be71);
+    let mut rng = crate::backup::Rng(0x005e_ed0f_be71);
     let words = crate::backup::Words::new(&mut rng);
     for i in 0..n {
         let uri = world.site_uri(&format!("n{i}"));
@@ -869,7 +872,7 @@ async fn nightly_in(world: &World, cfg: &Config) -> Result<NightlyReport> {
     stop.cancel();
     let _ = relay_task.await;
 
-    let tasks: Vec<(String, String, DateTime<Utc>, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
+    let tasks: Vec<TaskSpan> = sqlx::query_as(
         "SELECT target, status, created_at, started_at, finished_at FROM tasks
          WHERE requested_by = 'schedule:nightly' ORDER BY created_at",
     )
