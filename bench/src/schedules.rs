@@ -123,6 +123,8 @@ struct CronReport {
     wall: f64,
     growth: Growth,
     prune: PruneFigures,
+    /// ms: site_homes, recent_runs, sites_with_run, a clear_alert per site.
+    parts: [f64; 4],
     bare_cpu: CpuUse,
     bare_wall: f64,
     bare_growth: Growth,
@@ -371,6 +373,26 @@ async fn cron_phases(
     }
     let lateness = Summary::of(runs.iter().map(|(_, l)| *l).collect());
 
+    // Where a tick's time goes: its reads, and the alerts pass (a statement per site).
+    let parts = {
+        let mut conn = store.pool.acquire().await?;
+        let t = Instant::now();
+        let homes = stored::site_homes(&mut conn).await?;
+        let homes_ms = t.elapsed().as_secs_f64() * 1e3;
+        let t = Instant::now();
+        stored::recent_runs(&mut conn, SCHEDULE, 3).await?;
+        let recent_ms = t.elapsed().as_secs_f64() * 1e3;
+        let t = Instant::now();
+        stored::sites_with_run(&mut conn, SCHEDULE, first_slot).await?;
+        let with_run_ms = t.elapsed().as_secs_f64() * 1e3;
+        let t = Instant::now();
+        for h in &homes {
+            stored::clear_alert(&mut conn, SCHEDULE, Some(&h.uri), "failing").await?;
+        }
+        let clear_ms = t.elapsed().as_secs_f64() * 1e3;
+        [homes_ms, recent_ms, with_run_ms, clear_ms]
+    };
+
     // Pruning as the scheduler does it every minute: with at most `slots` runs per site,
     // nothing is old enough; this is the cost of looking.
     eprintln!("pruning…");
@@ -447,6 +469,7 @@ async fn cron_phases(
             after,
             row_data,
         },
+        parts,
         prune: PruneFigures {
             cron_tasks_secs,
             cron_tasks_gone,
@@ -525,6 +548,12 @@ impl std::fmt::Display for CronReport {
                 s.lateness
             )?;
         }
+        writeln!(
+            f,
+            "a tick's parts, ms: site_homes {:.0}, recent_runs {:.0}, sites_with_run {:.0}, \
+             a clear_alert per site {:.0}",
+            self.parts[0], self.parts[1], self.parts[2], self.parts[3]
+        )?;
         writeln!(
             f,
             "lateness (recorded_at − due_at) ms p50/p95/p99/max: {}",
