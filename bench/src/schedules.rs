@@ -125,6 +125,8 @@ struct CronReport {
     prune: PruneFigures,
     /// ms: site_homes, recent_runs, sites_with_run, a clear_alert per site.
     parts: [f64; 4],
+    /// An idle tick, ms: wall, process CPU, PostgreSQL CPU.
+    idle: [f64; 3],
     bare_cpu: CpuUse,
     bare_wall: f64,
     bare_growth: Growth,
@@ -393,6 +395,26 @@ async fn cron_phases(
         [homes_ms, recent_ms, with_run_ms, clear_ms]
     };
 
+    // Ticks with nothing due (the schedule's next slot a year away): the fixed cost that a
+    // real hour pays 3,600 times at a 1 s tick, where the compressed one paid it 60 times.
+    sqlx::query("UPDATE schedules SET expression = '0 0 0 1 1 *' WHERE name = $1")
+        .bind(SCHEDULE)
+        .execute(pool)
+        .await?;
+    let idle_ticks = 10;
+    let cpu0 = CpuSample::now();
+    let t = Instant::now();
+    for _ in 0..idle_ticks {
+        berth_scheduler::tick(store, outbox, &sched_cfg, Utc::now()).await?;
+    }
+    let idle_wall_ms = t.elapsed().as_secs_f64() * 1e3 / f64::from(idle_ticks);
+    let idle_cpu = CpuSample::now().since(&cpu0);
+    let idle = [
+        idle_wall_ms,
+        idle_cpu.own * 1e3 / f64::from(idle_ticks),
+        idle_cpu.postgres * 1e3 / f64::from(idle_ticks),
+    ];
+
     // Pruning as the scheduler does it every minute: with at most `slots` runs per site,
     // nothing is old enough; this is the cost of looking.
     eprintln!("pruning…");
@@ -470,6 +492,7 @@ async fn cron_phases(
             row_data,
         },
         parts,
+        idle,
         prune: PruneFigures {
             cron_tasks_secs,
             cron_tasks_gone,
@@ -553,6 +576,16 @@ impl std::fmt::Display for CronReport {
             "a tick's parts, ms: site_homes {:.0}, recent_runs {:.0}, sites_with_run {:.0}, \
              a clear_alert per site {:.0}",
             self.parts[0], self.parts[1], self.parts[2], self.parts[3]
+        )?;
+        writeln!(
+            f,
+            "a tick with nothing due: {:.0} ms wall, {:.0} ms process CPU, {:.0} ms PostgreSQL CPU \
+             (× 3,600 ticks an hour: {:.0} s and {:.0} s of CPU an hour)",
+            self.idle[0],
+            self.idle[1],
+            self.idle[2],
+            self.idle[1] * 3.6,
+            self.idle[2] * 3.6
         )?;
         writeln!(
             f,
