@@ -35,7 +35,7 @@ pub struct Config {
 }
 
 /// A deterministic generator (xorshift64*): the same site every run.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
@@ -59,12 +59,12 @@ impl Rng {
 
 /// Text in the shape of a site's content: words from a vocabulary of a few thousand,
 /// with markup; gzip -6 makes about a third of it.
-struct Words {
+pub(crate) struct Words {
     vocab: Vec<String>,
 }
 
 impl Words {
-    fn new(rng: &mut Rng) -> Self {
+    pub(crate) fn new(rng: &mut Rng) -> Self {
         let letters = b"etaoinshrdlucmfwypvbgkqjxz";
         let vocab = (0..4000)
             .map(|_| {
@@ -107,7 +107,12 @@ impl Words {
 
 /// The site directory: ~30 % random bytes (photos, PDFs: already compressed), the rest
 /// text (HTML, CSS, JS caches, a few big logs/exports), many small files and some large.
-fn make_site(site: &Path, total_mb: u64, rng: &mut Rng, words: &Words) -> Result<(u64, u64)> {
+pub(crate) fn make_site(
+    site: &Path,
+    total_mb: u64,
+    rng: &mut Rng,
+    words: &Words,
+) -> Result<(u64, u64)> {
     let total = total_mb << 20;
     let (mut bytes, mut files) = (0u64, 0u64);
     let put = |rel: String, data: &[u8], bytes: &mut u64, files: &mut u64| -> Result<()> {
@@ -300,7 +305,7 @@ fn sh(script: &str) -> Result<()> {
     Ok(())
 }
 
-fn du(dir: &Path) -> u64 {
+pub(crate) fn du(dir: &Path) -> u64 {
     fn go(p: &Path) -> u64 {
         let Ok(m) = std::fs::symlink_metadata(p) else {
             return 0;
