@@ -139,8 +139,8 @@ pub struct NewSchedule {
     /// day).
     #[serde(default)]
     pub window_secs: Option<u32>,
-    /// Runs are spread over this much of the window (default: all of it for cron, half of it
-    /// for the others).
+    /// Runs are spread over this much of the window (default: nine tenths of it for cron,
+    /// half of it for the others, leaving late ticks a margin).
     #[serde(default)]
     pub spread_secs: Option<u32>,
     /// At most this many of the job's tasks at once per web server / db server (0: no cap).
