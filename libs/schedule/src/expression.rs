@@ -74,7 +74,7 @@ impl Expression {
 
     /// The slots in `(after, until]`, oldest first, at most the newest `max` of them (a
     /// scheduler down for a year does not keep a year of seconds), and how many older ones
-    /// were left out.
+    /// were left out (estimated by the period when they are far too many to walk).
     pub fn slots_between(
         &self,
         after: DateTime<Utc>,
@@ -84,6 +84,17 @@ impl Expression {
         let mut newest = std::collections::VecDeque::with_capacity(max.min(1024));
         let mut left_out = 0u64;
         let mut cursor = after;
+        // Far behind (a scheduler down for a month on a seconds-level schedule): skip to the
+        // last stretch and estimate what was skipped by the period, rather than walk it all.
+        let period = self.period_after(after);
+        let keep = i32::try_from(max.max(1))
+            .unwrap_or(i32::MAX)
+            .saturating_mul(2);
+        if period > Duration::zero() && until - after > period * keep.saturating_mul(2) {
+            let skip_to = until - period * keep;
+            left_out = ((skip_to - after).num_milliseconds() / period.num_milliseconds()) as u64;
+            cursor = skip_to;
+        }
         while let Some(slot) = self.next_after(cursor).filter(|s| *s <= until) {
             newest.push_back(slot);
             if newest.len() > max {
@@ -173,6 +184,13 @@ mod tests {
             Some(from + Duration::seconds(10))
         );
         assert_eq!(every_10s.last_at_or_before(from), Some(from));
+        // A month of seconds: the newest few, and about how many went before them.
+        let every_s = Expression::parse("* * * * * *", "UTC").unwrap();
+        let month = from + Duration::days(30);
+        let (slots, left_out) = every_s.slots_between(from, month, 5);
+        assert_eq!(slots.len(), 5);
+        assert_eq!(*slots.last().unwrap(), month);
+        assert!((2_591_990..=2_592_000).contains(&left_out), "{left_out}");
         let (none, _) = every_10s.slots_between(from, from + Duration::seconds(9), 10);
         assert!(none.is_empty());
     }
