@@ -875,6 +875,14 @@ impl StepCommand {
     pub fn routing_key(&self) -> String {
         format!("{}.{}", self.service(), self.server)
     }
+
+    /// What a worker derives the site's database password from when it does not come sealed
+    /// (a drill's throwaway database): the task id.
+    pub fn site_db_derivation(&self) -> Option<String> {
+        self.secrets
+            .site_db_derived
+            .then(|| self.task_id.to_string())
+    }
 }
 
 /// `berth.events` → `state.events`: what a worker reports about a step.

@@ -81,10 +81,7 @@ impl HttpWorker {
         })?;
         key.site_password(
             cmd.secrets.site_db.as_deref(),
-            cmd.secrets
-                .site_db_derived
-                .then(|| cmd.task_id.to_string())
-                .as_deref(),
+            cmd.site_db_derivation().as_deref(),
         )
         .map_err(|e| StepError::permanent(format!("the site's password: {e}")))
     }
