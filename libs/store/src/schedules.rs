@@ -56,6 +56,8 @@ pub struct SiteHomeRow {
     pub client: Option<String>,
     pub web_server: String,
     pub db_server: String,
+    /// Whether berth holds the site's cron key (a site installed before keys has none yet).
+    pub has_cron_key: bool,
 }
 
 /// A site's newest fired runs of a schedule, newest first: `Some(status)` of the task, or
@@ -284,7 +286,8 @@ pub async fn newest_backup_verified(
 /// The enabled sites, with their web and db servers.
 pub async fn site_homes(conn: &mut PgConnection) -> Result<Vec<SiteHomeRow>> {
     Ok(sqlx::query_as(
-        "SELECT s.uri, s.platform, s.client, p.web_server, s.db_server
+        "SELECT s.uri, s.platform, s.client, p.web_server, s.db_server,
+                s.cron_key_sealed IS NOT NULL AS has_cron_key
          FROM sites s JOIN platforms p ON p.name = s.platform
          WHERE s.status = 'enabled' ORDER BY s.uri",
     )
