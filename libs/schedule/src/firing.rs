@@ -109,8 +109,8 @@ pub fn failing_streak(newest_first: &[bool], threshold: u32) -> bool {
             .all(|&failed| failed)
 }
 
-/// Whether a site's newest good backup (if any) is older than its schedule allows: a period
-/// and a window past the slot before the last one that should have made it.
+/// Whether a site's newest good backup (if any) is older than its schedule allows: once
+/// `last_slot`'s window has closed, a backup made at or after that slot must exist.
 pub fn overdue(
     newest_good: Option<DateTime<Utc>>,
     last_slot: Option<DateTime<Utc>>,
