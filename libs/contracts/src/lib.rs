@@ -496,9 +496,17 @@ pub struct Backup {
     /// The drill task that verified it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verified_by_task: Option<Uuid>,
+    /// Whether its file is still on the server; `false`: pruned there, kept by a target's
+    /// own retention (a restore or drill fetches it back from a copy).
+    #[serde(default = "yes")]
+    pub on_disk: bool,
     /// Its live copies on off-site targets.
     #[serde(default)]
     pub copies: Vec<BackupCopy>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A backup's copy on an off-site target.
@@ -534,6 +542,29 @@ pub struct NewBackupTarget {
     /// Write-only: sealed at rest, never returned.
     #[serde(skip_serializing)]
     pub secret_access_key: String,
+    /// The target's own retention: absent, a copy goes when its backup's local file is
+    /// pruned; present, prune tasks weigh the site's copies on this target by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<schedule::RetentionSpec>,
+}
+
+/// `PATCH /api/v1/backup-targets/{name}`: its retention (`null`: copies follow their
+/// backups again).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupTargetChange {
+    /// Required, `null` included: an empty body changes nothing by accident.
+    #[serde(deserialize_with = "required_option")]
+    pub retention: Option<schedule::RetentionSpec>,
+}
+
+/// A field that must be given, `null` meaning none (serde makes a plain `Option` optional).
+fn required_option<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d)
 }
 
 fn default_target_kind() -> String {
@@ -554,6 +585,7 @@ impl std::fmt::Debug for NewBackupTarget {
             .field("prefix", &self.prefix)
             .field("region", &self.region)
             .field("access_key_id", &self.access_key_id)
+            .field("retention", &self.retention)
             .finish_non_exhaustive()
     }
 }
@@ -568,6 +600,9 @@ pub struct BackupTarget {
     pub prefix: String,
     pub region: String,
     pub access_key_id: String,
+    /// Its own retention, if it has one (see [`NewBackupTarget::retention`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<schedule::RetentionSpec>,
     /// Live copies of backups on it.
     pub copies: i64,
     pub created_at: DateTime<Utc>,

@@ -241,8 +241,22 @@ pub struct ScheduleAlert {
 pub struct RetentionPreview {
     pub site: String,
     pub policy: RetentionSpec,
-    /// Newest first.
+    /// Newest first: the backups' local files.
     pub backups: Vec<RetentionVerdict>,
+    /// Each target with a retention of its own that holds copies of the site's backups, and
+    /// what that retention does with them (a target without one: a copy goes with its
+    /// backup's file).
+    #[serde(default)]
+    pub targets: Vec<TargetRetention>,
+}
+
+/// What a target's own retention keeps of a site's copies on it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TargetRetention {
+    pub target: String,
+    pub policy: RetentionSpec,
+    /// Newest first, by backup.
+    pub copies: Vec<RetentionVerdict>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -210,7 +210,20 @@ pub struct BackupDeleteTask {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PruneTask {
     pub retention: crate::schedule::RetentionSpec,
+    /// Backups whose local file goes.
     pub remove: Vec<BackupRef>,
+    /// Off-site copies that go: those of removed backups on targets without a retention of
+    /// their own, and those a target's own retention forgets. Absent (a task accepted
+    /// before targets had a retention): every copy of a removed backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copies: Option<Vec<CopyRef>>,
+}
+
+/// One backup's copy on one target.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct CopyRef {
+    pub backup: Uuid,
+    pub target: String,
 }
 
 /// A restore drill: which backup. Everything else (the drill site's name, database,

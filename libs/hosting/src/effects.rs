@@ -42,6 +42,12 @@ pub enum Effect {
         target: String,
         key: String,
     },
+    /// The backup's file, pruned from `server`, was fetched back from a copy: it is on disk
+    /// again, and local retention weighs it again.
+    MarkBackupOnDisk {
+        server: String,
+        path: String,
+    },
     PlatformStatus {
         platform: String,
         status: &'static str,
@@ -154,10 +160,17 @@ pub fn of_step(task: TaskRef<'_>, server: &str, work: &Work, output: &StepOutput
             target: target.clone(),
             key: key.clone(),
         }],
+        StepOutput::CopyFetched {
+            path,
+            fetched: true,
+        } => vec![Effect::MarkBackupOnDisk {
+            server: server.to_string(),
+            path: path.clone(),
+        }],
         // A delete run again after its files went made no backup: nothing to record.
-        // A fetched file is the backup's own again, where it was recorded.
+        // A file found still there is the backup's own, where it was recorded.
         StepOutput::BackupSkipped { .. }
-        | StepOutput::CopyFetched { .. }
+        | StepOutput::CopyFetched { fetched: false, .. }
         | StepOutput::Done
         | StepOutput::Noop { .. }
         | StepOutput::Reloaded { .. }
@@ -402,6 +415,19 @@ mod tests {
                 key: "k".into()
             }]
         );
+        // A file fetched back is on disk again; one found there changes nothing.
+        let fetched = |fetched| StepOutput::CopyFetched {
+            path: "/b/f.tar.zst".into(),
+            fetched,
+        };
+        assert_eq!(
+            of_step(task, "server_web", &work, &fetched(true)),
+            [Effect::MarkBackupOnDisk {
+                server: "server_web".into(),
+                path: "/b/f.tar.zst".into()
+            }]
+        );
+        assert_eq!(of_step(task, "server_web", &work, &fetched(false)), []);
     }
 
     #[test]

@@ -33,6 +33,8 @@ impl TargetFacts {
 pub struct CopyFacts {
     /// The backup it is a copy of.
     pub backup: uuid::Uuid,
+    /// The server holding that backup's file (whose backup worker acts on the copy).
+    pub server: String,
     pub target: TargetFacts,
     pub key: String,
     /// Equal to its backup's (a copy is recorded only so).
@@ -206,6 +208,7 @@ mod tests {
             region: "eu-west-1".into(),
             access_key_id: "AKIAEXAMPLE".into(),
             secret_access_key: "s3cr3t/key+x".into(),
+            retention: None,
         }
     }
 

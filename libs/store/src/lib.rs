@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod offsite;
 pub mod outbox;
 pub mod platforms;
+pub mod retention;
 pub mod schedules;
 pub mod servers;
 pub mod site_names;

@@ -16,6 +16,7 @@ struct TargetRow {
     prefix: String,
     region: String,
     access_key_id: String,
+    retention: Option<sqlx::types::Json<berth_contracts::schedule::RetentionSpec>>,
     copies: i64,
     created_at: DateTime<Utc>,
 }
@@ -30,6 +31,7 @@ impl TargetRow {
             prefix: self.prefix,
             region: self.region,
             access_key_id: self.access_key_id,
+            retention: self.retention.map(|r| r.0),
             copies: self.copies,
             created_at: self.created_at,
         }
@@ -48,7 +50,7 @@ impl TargetRow {
 }
 
 const TARGET_COLUMNS: &str = "t.name, t.kind, t.endpoint, t.bucket, t.prefix, t.region,
-    t.access_key_id, t.created_at,
+    t.access_key_id, t.retention, t.created_at,
     (SELECT count(*) FROM backup_copies c WHERE c.target = t.name AND c.deleted_at IS NULL)
       AS copies";
 
@@ -60,8 +62,8 @@ pub async fn insert_target(
 ) -> Result<BackupTarget> {
     sqlx::query(
         "INSERT INTO backup_targets (name, kind, endpoint, bucket, prefix, region,
-             access_key_id, secret_access_key_sealed)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             access_key_id, secret_access_key_sealed, retention)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(&t.name)
     .bind(&t.kind)
@@ -71,12 +73,31 @@ pub async fn insert_target(
     .bind(&t.region)
     .bind(&t.access_key_id)
     .bind(sealed)
+    .bind(t.retention.as_ref().map(sqlx::types::Json))
     .execute(&mut *conn)
     .await
     .map_err(|e| conflict_on_unique(e, || format!("backup target `{}` exists", t.name)))?;
     target(conn, &t.name)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("backup target `{}`", t.name)))
+}
+
+/// Sets (or, `None`, drops) the target's own retention; `None` if there is no such target.
+pub async fn set_target_retention(
+    conn: &mut PgConnection,
+    name: &str,
+    retention: Option<&berth_contracts::schedule::RetentionSpec>,
+) -> Result<Option<BackupTarget>> {
+    let n = sqlx::query("UPDATE backup_targets SET retention = $2 WHERE name = $1")
+        .bind(name)
+        .bind(retention.map(sqlx::types::Json))
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    if n == 0 {
+        return Ok(None);
+    }
+    target(conn, name).await
 }
 
 pub async fn target(conn: &mut PgConnection, name: &str) -> Result<Option<BackupTarget>> {
@@ -266,14 +287,16 @@ pub async fn copies_of_backups(
     #[derive(sqlx::FromRow)]
     struct Row {
         backup: Uuid,
+        backup_server: String,
         object_key: String,
         sha256: String,
         #[sqlx(flatten)]
         t: TargetRow,
     }
     let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT c.backup, c.object_key, c.sha256, {TARGET_COLUMNS}
+        "SELECT c.backup, b.server AS backup_server, c.object_key, c.sha256, {TARGET_COLUMNS}
          FROM backup_copies c JOIN backup_targets t ON t.name = c.target
+           JOIN backups b ON b.id = c.backup
          WHERE c.backup = ANY($1) AND c.deleted_at IS NULL ORDER BY c.uploaded_at, c.id"
     )))
     .bind(backups)
@@ -283,6 +306,7 @@ pub async fn copies_of_backups(
         .into_iter()
         .map(|r| CopyFacts {
             backup: r.backup,
+            server: r.backup_server,
             key: r.object_key,
             sha256: r.sha256,
             target: r.t.facts(),
@@ -305,28 +329,6 @@ pub async fn copies_of(
     let mut out: BTreeMap<Uuid, Vec<BackupCopy>> = BTreeMap::new();
     for r in rows {
         out.entry(r.backup).or_default().push(r.into_contract());
-    }
-    Ok(out)
-}
-
-/// A site's live copies, by target, newest first (what retention per target prunes).
-pub async fn site_copies_by_target(
-    conn: &mut PgConnection,
-    site: &str,
-) -> Result<BTreeMap<String, Vec<BackupCopy>>> {
-    let rows: Vec<CopyRow> = sqlx::query_as(
-        "SELECT c.backup, c.target, c.object_key, c.size, c.sha256, c.uploaded_at
-         FROM backup_copies c JOIN backups b ON b.id = c.backup
-         WHERE b.site = $1 AND c.deleted_at IS NULL ORDER BY c.uploaded_at DESC",
-    )
-    .bind(site)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut out: BTreeMap<String, Vec<BackupCopy>> = BTreeMap::new();
-    for r in rows {
-        out.entry(r.target.clone())
-            .or_default()
-            .push(r.into_contract());
     }
     Ok(out)
 }

@@ -7,7 +7,6 @@ use berth_contracts::{Package, PackageType, Site};
 use berth_hosting::facts::SiteFacts;
 use chrono::{DateTime, Duration, Utc};
 use sqlx::PgConnection;
-use uuid::Uuid;
 
 /// How long a one-time login link is shown on the site.
 pub const LOGIN_LINK_TTL_HOURS: i64 = 24;
@@ -298,14 +297,27 @@ pub async fn mark_backup_deleted(conn: &mut PgConnection, server: &str, path: &s
     Ok(())
 }
 
-/// A backup of the site that still exists.
+/// A pruned backup's file was fetched back from a copy to where it was.
+pub async fn mark_backup_on_disk(conn: &mut PgConnection, server: &str, path: &str) -> Result<()> {
+    sqlx::query(
+        "UPDATE backups SET deleted_at = NULL
+         WHERE server = $1 AND path = $2 AND deleted_at IS NOT NULL",
+    )
+    .bind(server)
+    .bind(path)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// A backup of the site that still exists, on disk or off-site.
 pub async fn backup(
     conn: &mut PgConnection,
     uri: &str,
     id: uuid::Uuid,
 ) -> Result<Option<berth_contracts::Backup>> {
     let row: Option<BackupRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {BACKUP_COLUMNS} FROM backups WHERE site = $1 AND id = $2 AND deleted_at IS NULL"
+        "SELECT {BACKUP_COLUMNS} FROM backups WHERE site = $1 AND id = $2 AND {BACKUP_EXISTS}"
     )))
     .bind(uri)
     .bind(id)
@@ -314,13 +326,14 @@ pub async fn backup(
     Ok(row.map(BackupRow::into_contract))
 }
 
-/// The site's newest backup that still exists (what a drill restores by default).
+/// The site's newest backup that still exists, on disk or off-site (what a drill restores
+/// by default).
 pub async fn newest_backup(
     conn: &mut PgConnection,
     uri: &str,
 ) -> Result<Option<berth_contracts::Backup>> {
     let row: Option<BackupRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {BACKUP_COLUMNS} FROM backups WHERE site = $1 AND deleted_at IS NULL
+        "SELECT {BACKUP_COLUMNS} FROM backups WHERE site = $1 AND {BACKUP_EXISTS}
          ORDER BY created_at DESC, id DESC LIMIT 1"
     )))
     .bind(uri)
@@ -465,11 +478,18 @@ struct BackupRow {
     created_at: DateTime<Utc>,
     verified_at: Option<DateTime<Utc>>,
     verified_by_task: Option<uuid::Uuid>,
+    on_disk: bool,
 }
 
 /// The columns of a [`BackupRow`].
 const BACKUP_COLUMNS: &str = "id, site, server, file, path, size, sha256, compression, \
-    description, task_id, created_at, verified_at, verified_by_task";
+    description, task_id, created_at, verified_at, verified_by_task, \
+    deleted_at IS NULL AS on_disk";
+
+/// A backup that still exists: its file on its server, or a live off-site copy of it (kept by
+/// a target's own retention after the file was pruned).
+const BACKUP_EXISTS: &str = "(deleted_at IS NULL OR EXISTS (SELECT 1 FROM backup_copies c \
+    WHERE c.backup = backups.id AND c.deleted_at IS NULL))";
 
 impl BackupRow {
     fn into_contract(self) -> berth_contracts::Backup {
@@ -486,6 +506,7 @@ impl BackupRow {
             task_id: self.task_id,
             created_at: self.created_at,
             copies: Vec::new(),
+            on_disk: self.on_disk,
             verified_at: self.verified_at,
             verified_by_task: self.verified_by_task,
         }
@@ -523,7 +544,7 @@ impl Store {
 
     pub async fn site_backups(&self, uri: &str) -> Result<Vec<berth_contracts::Backup>> {
         let rows: Vec<BackupRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {BACKUP_COLUMNS} FROM backups WHERE site = $1 AND deleted_at IS NULL
+            "SELECT {BACKUP_COLUMNS} FROM backups WHERE site = $1 AND {BACKUP_EXISTS}
              ORDER BY created_at DESC"
         )))
         .bind(uri)
@@ -561,94 +582,4 @@ impl Store {
             })
             .collect())
     }
-}
-
-/// A backup that a retention policy weighs.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct RetentionCandidate {
-    pub id: Uuid,
-    pub file: String,
-    pub path: String,
-    pub server: String,
-    pub created_at: DateTime<Utc>,
-    pub description: String,
-    /// Made by a restore, migrate or delete before it changed the site.
-    pub before_change: bool,
-    /// A queued or running task uses it (restores from it, or removes it already).
-    pub in_use: bool,
-}
-
-/// A site's backups that are still there, newest first, as a retention policy weighs them.
-pub async fn retention_candidates(
-    conn: &mut PgConnection,
-    site: &str,
-) -> Result<Vec<RetentionCandidate>> {
-    Ok(sqlx::query_as(
-        "SELECT b.id, b.file, b.path, b.server, b.created_at, b.description,
-                coalesce(t.type IN ('restore', 'migrate', 'delete'), false) AS before_change,
-                EXISTS (SELECT 1 FROM tasks u
-                        WHERE u.status IN ('queued', 'processing')
-                          AND (u.args -> 'restore_from' ->> 'id' = b.id::text
-                               OR u.args -> 'backup' ->> 'id' = b.id::text
-                               OR u.args -> 'remove' @> jsonb_build_array(jsonb_build_object('id', b.id::text)))
-                       ) AS in_use
-         FROM backups b LEFT JOIN tasks t ON t.id = b.task_id
-         WHERE b.site = $1 AND b.deleted_at IS NULL
-         ORDER BY b.created_at DESC",
-    )
-    .bind(site)
-    .fetch_all(&mut *conn)
-    .await?)
-}
-
-/// What `policy` says of each of the site's backups, newest first: the candidate and the
-/// reasons it is kept (none: it goes).
-pub async fn retention_verdicts(
-    conn: &mut PgConnection,
-    site: &str,
-    policy: &berth_hosting::retention::Policy,
-) -> Result<
-    Vec<(
-        RetentionCandidate,
-        std::collections::BTreeSet<berth_hosting::retention::Reason>,
-    )>,
-> {
-    use berth_hosting::retention::{Backup, apply};
-    let candidates = retention_candidates(conn, site).await?;
-    let weighed: Vec<Backup<usize>> = candidates
-        .iter()
-        .enumerate()
-        .map(|(i, c)| Backup {
-            id: i,
-            made_at: c.created_at,
-            before_change: c.before_change,
-            good: true,
-            in_use: c.in_use,
-        })
-        .collect();
-    let mut verdicts = apply(policy, &weighed);
-    verdicts.sort_by_key(|v| v.id);
-    Ok(candidates
-        .into_iter()
-        .zip(verdicts)
-        .map(|(c, v)| (c, v.keep))
-        .collect())
-}
-
-/// The backups a prune removes: those no rule keeps.
-pub fn forgotten(
-    verdicts: &[(
-        RetentionCandidate,
-        std::collections::BTreeSet<berth_hosting::retention::Reason>,
-    )],
-) -> Vec<berth_contracts::task::BackupRef> {
-    verdicts
-        .iter()
-        .filter(|(_, keep)| keep.is_empty())
-        .map(|(c, _)| berth_contracts::task::BackupRef {
-            id: c.id,
-            path: c.path.clone(),
-            server: c.server.clone(),
-        })
-        .collect()
 }

@@ -118,7 +118,9 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/backup-targets/{name}",
-            get(backup_targets::show).delete(backup_targets::remove),
+            get(backup_targets::show)
+                .patch(backup_targets::change)
+                .delete(backup_targets::remove),
         )
         .route("/tasks", post(tasks::create).get(tasks::list))
         .route("/tasks/{id}", get(tasks::show))

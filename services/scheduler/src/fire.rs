@@ -2,7 +2,7 @@
 
 use crate::{SchedulerConfig, SchedulerError, publish};
 use berth_contracts::steps::Compression;
-use berth_contracts::task::{BackupTask, DrillTask, PruneTask, TaskArgs};
+use berth_contracts::task::{BackupTask, DrillTask, TaskArgs};
 use berth_contracts::{Notice, NoticeEvent, TargetKind, TaskStatus, TaskType, exchanges};
 use berth_hosting::fresh::Fresh;
 use berth_outbox::Outbox;
@@ -433,13 +433,10 @@ async fn args_of(
             targets: targets.clone(),
         }),
         Job::Prune { retention } => {
-            let policy = berth_hosting::retention::policy(retention)
+            let decided = berth_store::retention::decide_prune(conn, uri, retention)
+                .await?
                 .map_err(|e| SchedulerError::Job(e.0))?;
-            let verdicts = berth_store::sites::retention_verdicts(conn, uri, &policy).await?;
-            TaskArgs::Prune(PruneTask {
-                retention: retention.clone(),
-                remove: berth_store::sites::forgotten(&verdicts),
-            })
+            TaskArgs::Prune(decided.task)
         }
         // The drill restores the newest backup still there when it starts.
         Job::Drill { .. } => TaskArgs::Drill(DrillTask::default()),

@@ -700,7 +700,8 @@ impl Dispatcher {
                                 server: b.server,
                             },
                         );
-                        plan_drill(&site, &facts)
+                        let copies = offsite::copies_of_backups(tx, &[facts.backup.id]).await?;
+                        plan_drill(&site, &facts, &copies)
                     }
                     TaskArgs::Migrate(m) => {
                         let Some(p) = platforms::facts(tx, &m.to.platform).await? else {
@@ -730,7 +731,8 @@ impl Dispatcher {
                                 off.copies = offsite::copies_of_backups(tx, &[d.backup.id]).await?;
                             }
                             TaskArgs::Prune(p) => {
-                                let ids: Vec<Uuid> = p.remove.iter().map(|b| b.id).collect();
+                                let mut ids: Vec<Uuid> = p.remove.iter().map(|b| b.id).collect();
+                                ids.extend(p.copies.iter().flatten().map(|c| c.backup));
                                 off.copies = offsite::copies_of_backups(tx, &ids).await?;
                             }
                             _ => {}
@@ -1012,6 +1014,9 @@ impl Dispatcher {
                 }
                 Effect::MarkCopyDeleted { target, key } => {
                     offsite::mark_copy_deleted(tx, &target, &key).await?;
+                }
+                Effect::MarkBackupOnDisk { server, path } => {
+                    sites::mark_backup_on_disk(tx, &server, &path).await?;
                 }
                 Effect::PlatformStatus { platform, status } => {
                     platforms::set_status(tx, &platform, status).await?;

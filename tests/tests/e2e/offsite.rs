@@ -2,7 +2,9 @@
 //! a backup lands in the bucket with the backup's sha256 (read back with an independent
 //! client), a restore fetches it back when the local file is gone and serves the site's
 //! data again, a backup-delete removes the copy, wrong credentials fail the upload with a
-//! clear log, and the secret access key shows in no API answer or task log.
+//! clear log, and the secret access key shows in no API answer or task log. A target with a
+//! retention of its own keeps the copies a local prune removes, and a restore serves a
+//! backup whose file was pruned.
 
 use berth_contracts::TaskStatus;
 use berth_test_servers::moto::Moto;
@@ -44,15 +46,19 @@ impl Offsite {
     }
 
     async fn add_target(&mut self, name: &str, secret: &str) -> (u16, Value) {
-        let (status, v) = self
-            .w
-            .post_json(
-                "/api/v1/backup-targets",
-                &json!({"name": name, "kind": "s3", "endpoint": self.moto.endpoint(),
-                    "bucket": BUCKET, "prefix": "berth/prod", "region": "us-east-1",
-                    "access_key_id": self.moto.access_key_id, "secret_access_key": secret}),
-            )
-            .await;
+        self.add_target_with(name, secret, json!({"prefix": "berth/prod"}))
+            .await
+    }
+
+    /// A target with `extra` fields (its prefix, a retention) over the defaults.
+    async fn add_target_with(&mut self, name: &str, secret: &str, extra: Value) -> (u16, Value) {
+        let mut body = json!({"name": name, "kind": "s3", "endpoint": self.moto.endpoint(),
+            "bucket": BUCKET, "region": "us-east-1",
+            "access_key_id": self.moto.access_key_id, "secret_access_key": secret});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let (status, v) = self.w.post_json("/api/v1/backup-targets", &body).await;
         self.answers.push_str(&v.to_string());
         (status, v)
     }
@@ -319,5 +325,216 @@ async fn wrong_credentials_fail_the_upload_with_a_clear_log_and_keep_the_local_b
     o.w.berth_ok(&["backup-targets", "remove", "cli"]).await;
     let gone = o.w.berth(&["backup-targets", "show", "cli"]).await;
     assert!(!gone.status.success());
+    o.w.stop().await;
+}
+
+/// The object key of backup `b`'s copy on the target with `prefix`.
+fn key_of(prefix: &str, uri: &str, b: &Value) -> String {
+    let file = std::path::Path::new(b["path"].as_str().unwrap())
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .to_string();
+    format!("{prefix}/{uri}/{file}")
+}
+
+fn copy_targets(b: &Value) -> Vec<String> {
+    let mut t: Vec<String> = b["copies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["target"].as_str().unwrap().to_string())
+        .collect();
+    t.sort();
+    t
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_targets_own_retention_keeps_copies_a_local_prune_removes_and_a_restore_serves_them() {
+    let mut o = offsite().await;
+    let secret = o.moto.secret_access_key.clone();
+    let (status, v) = o
+        .add_target_with("plain", &secret, json!({"prefix": "plain"}))
+        .await;
+    assert_eq!(status, 201, "{v}");
+    assert!(v.get("retention").is_none(), "{v}");
+    // A retention without a keep rule is refused; a good one is saved and shown.
+    let (status, v) = o
+        .add_target_with(
+            "vault",
+            &secret,
+            json!({"prefix": "vault", "retention": {"regular": {}}}),
+        )
+        .await;
+    assert_eq!(status, 422, "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("retention"), "{v}");
+    let (status, v) = o
+        .add_target_with(
+            "vault",
+            &secret,
+            json!({"prefix": "vault", "retention": {"regular": {"keep_last": 3}}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["retention"]["regular"]["keep_last"], 3, "{v}");
+
+    // Three backups of three states of the site, each copied to both targets.
+    let db = o.get(&format!("/api/v1/sites/{}", o.uri)).await["db_name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for n in 1..=3 {
+        berth_tests::set_d10_site_name(&db, &format!("State {n}")).await;
+        let t = o
+            .run(
+                "backup",
+                json!({"description": format!("state {n}"), "targets": ["plain", "vault"]}),
+            )
+            .await;
+        assert_eq!(t.status, TaskStatus::Success, "{}", log_of(&t));
+    }
+    let before = o.backups().await;
+    assert_eq!(before.len(), 3, "{before:?}");
+    let (newest, older) = (before[0].clone(), before[1..].to_vec());
+
+    // The preview: locally only the newest stays; the vault keeps all three copies.
+    let uri = o.uri.clone();
+    let preview = o
+        .get(&format!("/api/v1/sites/{uri}/retention?keep_last=1"))
+        .await;
+    let verdicts: Vec<bool> = preview["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["keep"].as_bool().unwrap())
+        .collect();
+    assert_eq!(verdicts, [true, false, false], "{preview}");
+    let targets = preview["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 1, "{preview}");
+    assert_eq!(targets[0]["target"], "vault");
+    assert!(
+        targets[0]["copies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["keep"] == true && c["reasons"][0].is_string()),
+        "{preview}"
+    );
+
+    let t = o.run("prune", json!({"regular": {"keep_last": 1}})).await;
+    assert_eq!(t.status, TaskStatus::Success, "{}", log_of(&t));
+    // The older files and their copies on `plain` are gone; the vault still has all three.
+    for b in &older {
+        assert!(!std::path::Path::new(b["path"].as_str().unwrap()).exists());
+        assert_eq!(o.object_sha256(&key_of("plain", &uri, b)).await, None);
+    }
+    for b in &before {
+        assert_eq!(
+            o.object_sha256(&key_of("vault", &uri, b)).await.as_deref(),
+            b["sha256"].as_str(),
+            "the vault keeps every copy"
+        );
+    }
+    let after = o.backups().await;
+    assert_eq!(after.len(), 3, "pruned locally, kept off-site: {after:?}");
+    assert_eq!(after[0]["on_disk"], true);
+    assert_eq!(copy_targets(&after[0]), ["plain", "vault"]);
+    for b in &after[1..] {
+        assert_eq!(b["on_disk"], false, "{b}");
+        assert_eq!(copy_targets(b), ["vault"], "{b}");
+    }
+
+    // The oldest state, its file pruned, is restored from the vault's copy.
+    let oldest = older.last().unwrap();
+    assert!(o.page().contains("<h1>State 3</h1>"));
+    let t = o
+        .run("restore", json!({"backup": oldest["id"].as_str().unwrap()}))
+        .await;
+    assert_eq!(t.status, TaskStatus::Success, "{}", log_of(&t));
+    assert!(
+        log_of(&t).contains("fetched back from target `vault`"),
+        "{}",
+        log_of(&t)
+    );
+    assert!(o.page().contains("<h1>State 1</h1>"), "{}", o.page());
+    let restored = o
+        .backups()
+        .await
+        .into_iter()
+        .find(|b| b["id"] == oldest["id"])
+        .unwrap();
+    assert_eq!(restored["on_disk"], true, "fetched back: {restored}");
+    assert_eq!(
+        file_sha256(std::path::Path::new(oldest["path"].as_str().unwrap())),
+        oldest["sha256"].as_str().unwrap()
+    );
+
+    // A drill of the other pruned backup fetches its file back from the vault, too (the
+    // site made to serve that state again: a drill checks the copy serves what it does).
+    let middle = &older[0];
+    let db = o.get(&format!("/api/v1/sites/{uri}")).await["db_name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    berth_tests::set_d10_site_name(&db, "State 2").await;
+    let t = o
+        .run("drill", json!({"backup": middle["id"].as_str().unwrap()}))
+        .await;
+    assert_eq!(t.status, TaskStatus::Success, "{}", log_of(&t));
+    assert!(
+        log_of(&t).contains("fetched back from target `vault`"),
+        "{}",
+        log_of(&t)
+    );
+    let drilled = o
+        .backups()
+        .await
+        .into_iter()
+        .find(|b| b["id"] == middle["id"])
+        .unwrap();
+    assert!(drilled["verified_at"].is_string(), "{drilled}");
+
+    // The vault's retention tightened (by the CLI): the next prune forgets its older
+    // copies, and a backup with neither file nor copy is gone.
+    let bad =
+        o.w.request(reqwest::Method::PATCH, "/api/v1/backup-targets/vault")
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+    assert!(
+        [400, 422].contains(&bad.status().as_u16()),
+        "an empty change is refused"
+    );
+    let shown =
+        o.w.berth_ok(&["backup-targets", "retention", "vault", "--keep-last", "1"])
+            .await;
+    assert!(shown.contains("\"keep_last\":1"), "{shown}");
+    let t = o.run("prune", json!({"regular": {"keep_last": 1}})).await;
+    assert_eq!(t.status, TaskStatus::Success, "{}", log_of(&t));
+    for b in &older {
+        assert_eq!(o.object_sha256(&key_of("vault", &uri, b)).await, None);
+    }
+    assert_eq!(
+        o.object_sha256(&key_of("vault", &uri, &newest))
+            .await
+            .as_deref(),
+        newest["sha256"].as_str()
+    );
+    let left: Vec<Value> = o.backups().await;
+    assert!(
+        left.iter()
+            .all(|b| older.iter().all(|o| o["id"] != b["id"])),
+        "the older backups are gone: {left:?}"
+    );
+    assert!(left.iter().any(|b| b["id"] == newest["id"]));
+    // Dropped: copies follow their backups again.
+    let none =
+        o.w.berth_ok(&["backup-targets", "retention", "vault", "--none"])
+            .await;
+    assert!(
+        none.contains("none (copies go with their backups)"),
+        "{none}"
+    );
     o.w.stop().await;
 }

@@ -76,13 +76,29 @@ pub fn plan_backup_delete(a: &BackupDeleteTask, copies: &[CopyFacts]) -> Plan {
 /// Each backup the policy forgets goes, its off-site copies first, (nothing to forget: no
 /// step). `copies`: the live copies of the backups removed.
 pub fn plan_prune(a: &PruneTask, copies: &[CopyFacts]) -> Plan {
-    Plan {
-        steps: a
-            .remove
-            .iter()
-            .flat_map(|b| delete_steps(b, copies))
-            .collect(),
-    }
+    let Some(chosen) = &a.copies else {
+        // Accepted before targets had a retention: every copy of a removed backup goes.
+        return Plan {
+            steps: a
+                .remove
+                .iter()
+                .flat_map(|b| delete_steps(b, copies))
+                .collect(),
+        };
+    };
+    // The copies chosen (a copy deleted since is no longer among `copies`: nothing to do),
+    // then the files.
+    let mut steps: Vec<PlannedStep> = copies
+        .iter()
+        .filter(|c| {
+            chosen
+                .iter()
+                .any(|r| r.backup == c.backup && r.target == c.target.name)
+        })
+        .map(|c| delete_copy_step(&c.server, c))
+        .collect();
+    steps.extend(a.remove.iter().map(file_delete_step));
+    Plan { steps }
 }
 
 /// A backup's copies (those of `copies` that are its own), then its file.
@@ -92,13 +108,17 @@ fn delete_steps(b: &BackupRef, copies: &[CopyFacts]) -> Vec<PlannedStep> {
         .filter(|c| c.backup == b.id)
         .map(|c| delete_copy_step(&b.server, c))
         .collect();
-    steps.push(PlannedStep::backup(
+    steps.push(file_delete_step(b));
+    steps
+}
+
+fn file_delete_step(b: &BackupRef) -> PlannedStep {
+    PlannedStep::backup(
         &b.server,
         BackupStep::BackupDelete(BackupDeleteSpec {
             path: b.path.clone(),
         }),
-    ));
-    steps
+    )
 }
 
 #[cfg(test)]
@@ -187,6 +207,7 @@ mod tests {
         };
         let c = CopyFacts {
             backup: uuid::Uuid::nil(),
+            server: "server_web".into(),
             target: target("one", "p"),
             key: "p/a.test/x.tar.zst".into(),
             sha256: "00".repeat(32),
@@ -202,9 +223,10 @@ mod tests {
             path: "/var/berth/backups/y.tar.zst".into(),
             server: "server_web".into(),
         };
-        let prune = PruneTask {
+        let mut prune = PruneTask {
             retention: Default::default(),
-            remove: vec![other, a.backup.clone()],
+            remove: vec![other.clone(), a.backup.clone()],
+            copies: None,
         };
         let p = plan_prune(&prune, std::slice::from_ref(&c));
         assert_eq!(
@@ -215,5 +237,59 @@ mod tests {
             panic!()
         };
         assert_eq!(d.path, "/var/berth/backups/x.tar.zst");
+
+        // Chosen copies (a target's own retention): only those go, a removed backup's copy
+        // on a target that keeps it stays, and a kept backup's forgotten copy goes.
+        let kept_elsewhere = CopyFacts {
+            target: target("vault", "v"),
+            key: "v/a.test/x.tar.zst".into(),
+            ..c.clone()
+        };
+        let of_other = CopyFacts {
+            backup: other.id,
+            key: "v/a.test/y.tar.zst".into(),
+            target: target("vault", "v"),
+            ..c.clone()
+        };
+        let kept_backup = uuid::Uuid::from_u128(9);
+        let forgotten = CopyFacts {
+            backup: kept_backup,
+            server: "server_other".into(),
+            target: target("vault", "v"),
+            key: "v/a.test/z.tar.zst".into(),
+            ..c.clone()
+        };
+        let chosen = |backup, target: &str| berth_contracts::task::CopyRef {
+            backup,
+            target: target.into(),
+        };
+        prune.copies = Some(vec![
+            chosen(a.backup.id, "one"),
+            chosen(kept_backup, "vault"),
+        ]);
+        let p = plan_prune(&prune, &[c.clone(), kept_elsewhere, of_other, forgotten]);
+        assert_eq!(
+            actions(&p),
+            [
+                "backup-copy-delete",
+                "backup-copy-delete",
+                "backup-delete",
+                "backup-delete"
+            ]
+        );
+        let keys: Vec<_> = p.steps[..2]
+            .iter()
+            .map(|s| match &s.work {
+                Work::Backup(BackupStep::DeleteCopy(d)) => (s.server.as_str(), d.key.as_str()),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("server_web", "p/a.test/x.tar.zst"),
+                ("server_other", "v/a.test/z.tar.zst")
+            ]
+        );
     }
 }

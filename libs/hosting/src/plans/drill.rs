@@ -6,6 +6,7 @@ use super::deploy::deploy_steps;
 use super::{Plan, PlannedStep};
 use crate::drills::DrillFacts;
 use crate::facts::SiteFacts;
+use crate::offsite::CopyFacts;
 use crate::sites::{check_status, restore_dir};
 use berth_contracts::steps::{
     BackupSource, CleanupSpec, DbStep, DrillCheckSpec, HttpStep, SiteDbSecret, SiteSpec,
@@ -31,7 +32,9 @@ pub fn drill_spec(s: &SiteFacts, d: &DrillFacts) -> SiteSpec {
 /// imported, the swap, `updatedb`, the vhost and pool), each step taken back by the
 /// dispatcher if a later one fails — the check included, so a failed drill leaves nothing;
 /// then the check, and after it the removal of everything the deploy made.
-pub fn plan_drill(s: &SiteFacts, d: &DrillFacts) -> Result<Plan, String> {
+/// `copies`: the backup's live copies; when it has one, its file is fetched back first if
+/// it was pruned (kept only off-site).
+pub fn plan_drill(s: &SiteFacts, d: &DrillFacts, copies: &[CopyFacts]) -> Result<Plan, String> {
     check_status(TaskType::Drill, &s.uri, &s.status)?;
     let web = s.web();
     if d.backup.server != web {
@@ -54,6 +57,9 @@ pub fn plan_drill(s: &SiteFacts, d: &DrillFacts) -> Result<Plan, String> {
         Some(&s.uri),
         SiteDbSecret::Drill,
     );
+    if let Some(c) = copies.first() {
+        steps.insert(0, super::restore::fetch_step(web, c, &d.backup.path));
+    }
     steps.push(PlannedStep::http(
         web,
         HttpStep::SiteDrillCheck(Box::new(DrillCheckSpec {
@@ -106,7 +112,7 @@ mod tests {
     #[test]
     fn a_drill_deploys_checks_and_removes_its_own_site_only() {
         let s = site("enabled", "bind");
-        let p = plan_drill(&s, &drill()).unwrap();
+        let p = plan_drill(&s, &drill(), &[]).unwrap();
         assert_eq!(
             actions(&p),
             [
@@ -175,10 +181,38 @@ mod tests {
 
     #[test]
     fn a_drill_needs_an_enabled_site_and_its_backup_on_the_web_server() {
-        assert!(plan_drill(&site("disabled", "null"), &drill()).is_err());
+        assert!(plan_drill(&site("disabled", "null"), &drill(), &[]).is_err());
         let mut d = drill();
         d.backup.server = "server_other".into();
-        let e = plan_drill(&site("enabled", "null"), &d).unwrap_err();
+        let e = plan_drill(&site("enabled", "null"), &d, &[]).unwrap_err();
         assert!(e.contains("server_other"), "{e}");
+    }
+
+    #[test]
+    fn a_drill_of_a_backup_with_a_copy_fetches_its_file_back_first_if_it_was_pruned() {
+        let d = drill();
+        let copy = CopyFacts {
+            backup: d.backup.id,
+            server: "server_master".into(),
+            target: crate::offsite::TargetFacts {
+                name: "vault".into(),
+                endpoint: "http://127.0.0.1:9000".into(),
+                bucket: "b".into(),
+                prefix: "p".into(),
+                region: "us-east-1".into(),
+                access_key_id: "k".into(),
+            },
+            key: "p/www.example.com/x.tar.zst".into(),
+            sha256: "ab".repeat(32),
+        };
+        let p = plan_drill(&site("enabled", "bind"), &d, &[copy]).unwrap();
+        assert_eq!(actions(&p)[..2], ["backup-fetch", "site-db-create"]);
+        let Work::Backup(BackupStep::Fetch(f)) = &p.steps[0].work else {
+            panic!()
+        };
+        assert_eq!(f.path, d.backup.path);
+        assert_eq!(p.steps[0].secrets, SecretNeeds::BACKUP_TARGET);
+        // The fetch has nothing to take back: what it fetched is the backup's own file.
+        assert_eq!(undos(&p)[0], None);
     }
 }

@@ -17,6 +17,21 @@ use berth_contracts::task::RestoreTask;
 /// a new database, the chosen backup unpacked beside the site and imported, the swap, updatedb,
 /// the vhost with the new credentials, the package map, then the old database dropped and
 /// the old directory removed. A failure anywhere before the drop puts everything back.
+/// Fetches the backup at `path` back from its copy `c` if the file is gone (the worker
+/// leaves a present file alone). Nothing to take back: the file fetched is the backup's own.
+pub(super) fn fetch_step(web: &str, c: &CopyFacts, path: &str) -> PlannedStep {
+    PlannedStep::backup(
+        web,
+        BackupStep::Fetch(FetchSpec {
+            target: c.target.spec(),
+            key: c.key.clone(),
+            path: path.to_string(),
+            sha256: c.sha256.clone(),
+        }),
+    )
+    .secrets(SecretNeeds::BACKUP_TARGET)
+}
+
 pub fn plan_restore(s: &SiteFacts, a: &RestoreTask, copies: &[CopyFacts]) -> Plan {
     let web = s.web();
     let mut spec = s.spec_as_is();
@@ -38,21 +53,9 @@ pub fn plan_restore(s: &SiteFacts, a: &RestoreTask, copies: &[CopyFacts]) -> Pla
         maintenance_step(web, &spec),
         backup_step(s, &a.backup, false),
     ];
-    // Only the worker knows whether the file is still there: the fetch leaves a present
-    // file alone. Nothing to take back: the file fetched is the backup's own.
+    // Only the worker knows whether the file is still there.
     if let Some(c) = copies.first() {
-        steps.push(
-            PlannedStep::backup(
-                web,
-                BackupStep::Fetch(FetchSpec {
-                    target: c.target.spec(),
-                    key: c.key.clone(),
-                    path: a.restore_from.path.clone(),
-                    sha256: c.sha256.clone(),
-                }),
-            )
-            .secrets(SecretNeeds::BACKUP_TARGET),
-        );
+        steps.push(fetch_step(web, c, &a.restore_from.path));
     }
     steps.extend(deploy);
     let cleanup = CleanupSpec {
@@ -156,6 +159,7 @@ mod tests {
         });
         let copy = CopyFacts {
             backup: uuid::Uuid::nil(),
+            server: "server_web".into(),
             target: TargetFacts {
                 name: "offsite".into(),
                 endpoint: "http://127.0.0.1:9000".into(),

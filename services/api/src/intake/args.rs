@@ -260,6 +260,7 @@ mod tests {
             task_id: Uuid::nil(),
             created_at: Utc::now(),
             copies: Vec::new(),
+            on_disk: true,
             verified_at: None,
             verified_by_task: None,
         }

@@ -17,7 +17,7 @@ use crate::error::ApiError;
 use crate::guard::Caller;
 use crate::{AppState, IDEMPOTENCY_CLAIM};
 use args::{Fresh, Requested};
-use berth_contracts::task::{CloneTo, DrillTask, MigrateTo, PruneTask, TaskArgs};
+use berth_contracts::task::{CloneTo, DrillTask, MigrateTo, TaskArgs};
 use berth_contracts::{Site, TargetKind, Task};
 use berth_hosting::sites::status as site_status;
 use berth_hosting::tasks::{MigrateArgs, TaskType};
@@ -93,13 +93,10 @@ pub async fn queue(state: &AppState, caller: &Caller, req: Intake) -> Result<Tas
         (Requested::Delete, Some(_)) => args::delete(&target, &fresh),
         (Requested::Disable, Some(_)) => args::disable(&target, &fresh),
         (Requested::Prune(retention), Some(_)) => {
-            let policy = berth_hosting::retention::policy(&retention)
+            let decided = berth_store::retention::decide_prune(&mut tx, &target, &retention)
+                .await?
                 .map_err(|e| ApiError::Unprocessable(e.0))?;
-            let verdicts = sites::retention_verdicts(&mut tx, &target, &policy).await?;
-            TaskArgs::Prune(PruneTask {
-                retention,
-                remove: sites::forgotten(&verdicts),
-            })
+            TaskArgs::Prune(decided.task)
         }
         (Requested::Restore { backup }, Some(_)) => {
             let from = sites::backup(&mut tx, &target, backup)

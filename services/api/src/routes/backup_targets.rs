@@ -6,7 +6,7 @@ use crate::error::{ApiError, ApiJson, ApiPath};
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use berth_contracts::{BackupTarget, NewBackupTarget};
+use berth_contracts::{BackupTarget, BackupTargetChange, NewBackupTarget};
 use berth_hosting::offsite::{check_new_target, check_target_name};
 use berth_store::offsite::{self, TargetRemoval};
 
@@ -15,6 +15,9 @@ pub async fn create(
     ApiJson(body): ApiJson<NewBackupTarget>,
 ) -> Result<Response, ApiError> {
     check_new_target(&body).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    if let Some(r) = &body.retention {
+        check_retention(r)?;
+    }
     let sealed = state.secret_key.seal(&body.secret_access_key);
     let mut conn = state.store.pool.acquire().await?;
     let target = offsite::insert_target(&mut conn, &body, &sealed).await?;
@@ -45,6 +48,30 @@ pub async fn show(
     state
         .store
         .backup_target(&name)
+        .await?
+        .map(axum::Json)
+        .ok_or_else(|| not_found(&name))
+}
+
+/// A target's retention is a policy as a prune schedule's is (at least one keep rule).
+fn check_retention(r: &berth_contracts::schedule::RetentionSpec) -> Result<(), ApiError> {
+    berth_hosting::retention::policy(r)
+        .map(|_| ())
+        .map_err(|e| ApiError::Unprocessable(format!("retention: {}", e.0)))
+}
+
+/// Sets or drops the target's own retention; the next prune of each site follows it.
+pub async fn change(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(body): ApiJson<BackupTargetChange>,
+) -> Result<axum::Json<BackupTarget>, ApiError> {
+    check_target_name(&name).map_err(|_| not_found(&name))?;
+    if let Some(r) = &body.retention {
+        check_retention(r)?;
+    }
+    let mut conn = state.store.pool.acquire().await?;
+    offsite::set_target_retention(&mut conn, &name, body.retention.as_ref())
         .await?
         .map(axum::Json)
         .ok_or_else(|| not_found(&name))

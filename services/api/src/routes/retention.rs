@@ -6,10 +6,9 @@ use crate::AppState;
 use crate::error::{ApiError, ApiPath, ApiQuery};
 use axum::extract::State;
 use berth_contracts::schedule::{
-    Job, Kind, RetentionPreview, RetentionSpec, RetentionVerdict, RulesSpec,
+    Job, Kind, RetentionPreview, RetentionSpec, RetentionVerdict, RulesSpec, TargetRetention,
 };
 use berth_schedule::{SiteHome, effective, scoped};
-use berth_store::sites;
 use serde::Deserialize;
 
 /// The policy as query parameters: restic's rule names for ordinary backups, and the same
@@ -106,23 +105,36 @@ pub async fn preview(
             ))
         })?,
     };
-    let policy =
-        berth_hosting::retention::policy(&spec).map_err(|e| ApiError::Unprocessable(e.0))?;
     let mut conn = state.store.pool.acquire().await?;
-    let verdicts = sites::retention_verdicts(&mut conn, &site.uri, &policy).await?;
+    let decided = berth_store::retention::decide_prune(&mut conn, &site.uri, &spec)
+        .await?
+        .map_err(|e| ApiError::Unprocessable(e.0))?;
     Ok(axum::Json(RetentionPreview {
         site: site.uri,
         policy: spec,
-        backups: verdicts
+        backups: shown(decided.local),
+        targets: decided
+            .targets
             .into_iter()
-            .map(|(c, keep)| RetentionVerdict {
-                id: c.id,
-                file: c.file,
-                created_at: c.created_at,
-                description: c.description,
-                keep: !keep.is_empty(),
-                reasons: keep.iter().map(|r| r.as_str().to_string()).collect(),
+            .map(|t| TargetRetention {
+                target: t.target,
+                policy: t.spec,
+                copies: shown(t.verdicts),
             })
             .collect(),
     }))
+}
+
+fn shown(verdicts: berth_store::retention::Verdicts) -> Vec<RetentionVerdict> {
+    verdicts
+        .into_iter()
+        .map(|(c, keep)| RetentionVerdict {
+            id: c.id,
+            file: c.file,
+            created_at: c.created_at,
+            description: c.description,
+            keep: !keep.is_empty(),
+            reasons: keep.iter().map(|r| r.as_str().to_string()).collect(),
+        })
+        .collect()
 }

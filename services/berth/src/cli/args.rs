@@ -106,6 +106,16 @@ pub enum BackupTargetsCommand {
     Show { name: String },
     /// Remove a target; refused while copies of backups are on it.
     Remove { name: String },
+    /// Give the target a retention of its own (prune tasks then weigh the site's copies on
+    /// it by these rules, and a backup pruned locally stays restorable from its copy), or
+    /// drop it with --none (copies go with their backups' files again).
+    Retention {
+        name: String,
+        #[command(flatten)]
+        rules: RetentionRules,
+        #[arg(long, conflicts_with_all = ["keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly", "keep_within", "before_change_keep_last"])]
+        none: bool,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -41,6 +41,13 @@ fn details(t: &BackupTarget) -> String {
         ("prefix", t.prefix.clone()),
         ("region", t.region.clone()),
         ("access key id", t.access_key_id.clone()),
+        (
+            "retention",
+            t.retention
+                .as_ref()
+                .map(|r| serde_json::to_string(r).unwrap_or_default())
+                .unwrap_or_else(|| "none (copies go with their backups)".into()),
+        ),
         ("copies", t.copies.to_string()),
         ("created", time(&t.created_at)),
     ];
@@ -100,6 +107,16 @@ pub(crate) async fn backup_targets(
             v
         }
         BackupTargetsCommand::Show { name } => client.get(&path(&name), &[]).await?,
+        BackupTargetsCommand::Retention { name, rules, none } => {
+            let retention = if none {
+                serde_json::Value::Null
+            } else {
+                json!(super::schedules::retention_spec(&rules)?)
+            };
+            client
+                .patch(&path(&name), &json!({ "retention": retention }))
+                .await?
+        }
         BackupTargetsCommand::Remove { name } => {
             client.delete(&path(&name)).await?;
             println!("backup target {} removed", name.trim());

@@ -58,8 +58,19 @@ pub(crate) fn retention_spec(r: &RetentionRules) -> Result<RetentionSpec, CliErr
 
 /// A preview as a table: each backup, kept or going, and why.
 pub(crate) fn retention_table(p: &RetentionPreview) -> String {
-    let rows: Vec<Vec<String>> = p
-        .backups
+    let mut out = verdict_table(&p.backups);
+    for t in &p.targets {
+        out.push_str(&format!(
+            "\ncopies on target {} (its own retention):\n{}",
+            t.target,
+            verdict_table(&t.copies)
+        ));
+    }
+    out
+}
+
+fn verdict_table(verdicts: &[berth_contracts::schedule::RetentionVerdict]) -> String {
+    let rows: Vec<Vec<String>> = verdicts
         .iter()
         .map(|b| {
             vec![
