@@ -655,6 +655,7 @@ fn bench_site(root: &Path, db: &str) -> SiteSpec {
         drupal_major: Some(10),
         installer: Installer::default(),
         disabled: false,
+        suspended: false,
         unix_uid: 200_000,
         http: HttpServiceSpec {
             service_type: "nginx".into(),

@@ -776,6 +776,9 @@ pub struct Site {
     pub redirection: bool,
     /// `installing`, `enabled`, `disabled`, `failed` (install failed, nothing left), `deleted`.
     pub status: String,
+    /// It serves the "site suspended" page (its client is suspended), whatever its status.
+    #[serde(default)]
+    pub suspended: bool,
     pub db_name: String,
     pub db_user: String,
     /// A one-time login link from the install or the last login reset, until it is used

@@ -368,6 +368,10 @@ pub struct SiteSpec {
     pub installer: Installer,
     /// The vhost serves the "site disabled" page.
     pub disabled: bool,
+    /// The vhost serves the "site suspended" page (its client is suspended), whatever its
+    /// status; unsuspended, it serves as its status says again.
+    #[serde(default)]
+    pub suspended: bool,
     /// The unix user (and group of the same number) the site's PHP and installer run as.
     pub unix_uid: u32,
     pub http: HttpServiceSpec,

@@ -40,10 +40,14 @@ pub enum TaskType {
     Cron,
     /// Restore a backup into a throwaway site, check it serves the site's content, remove it.
     Drill,
+    /// Serve the "site suspended" page (its client is suspended or cancelled).
+    Suspend,
+    /// Serve a suspended site as it was before (enabled, or its disabled page).
+    Unsuspend,
 }
 
 impl TaskType {
-    pub const ALL: [TaskType; 15] = [
+    pub const ALL: [TaskType; 17] = [
         Self::Verify,
         Self::Noop,
         Self::Install,
@@ -59,6 +63,8 @@ impl TaskType {
         Self::Prune,
         Self::Cron,
         Self::Drill,
+        Self::Suspend,
+        Self::Unsuspend,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -78,6 +84,8 @@ impl TaskType {
             Self::Prune => "prune",
             Self::Cron => "cron",
             Self::Drill => "drill",
+            Self::Suspend => "suspend",
+            Self::Unsuspend => "unsuspend",
         }
     }
 
@@ -269,7 +277,9 @@ impl TaskArgs {
             | TaskType::Install
             | TaskType::Enable
             | TaskType::LoginReset
-            | TaskType::Cron => Self::None,
+            | TaskType::Cron
+            | TaskType::Suspend
+            | TaskType::Unsuspend => Self::None,
             TaskType::Noop if v.is_null() => Self::Noop(NoopArgs::default()),
             TaskType::Noop => Self::Noop(read(v)?),
             TaskType::Backup => Self::Backup(read(v)?),

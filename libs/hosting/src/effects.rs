@@ -44,6 +44,11 @@ pub enum Effect {
     },
     /// The backup's file, pruned from `server`, was fetched back from a copy: it is on disk
     /// again, and local retention weighs it again.
+    /// The site serves (or no longer serves) its "suspended" page.
+    SetSuspended {
+        site: String,
+        suspended: bool,
+    },
     MarkBackupOnDisk {
         server: String,
         path: String,
@@ -257,6 +262,23 @@ fn site_end(t: Ended<'_>) -> (Vec<Effect>, Option<String>) {
         ),
         (TaskType::Disable, true, _) => status(site_status::DISABLED),
         (TaskType::Enable, true, _) => status(site_status::ENABLED),
+        (TaskType::Suspend | TaskType::Unsuspend, true, _) => {
+            let suspended = t.task_type == TaskType::Suspend;
+            (
+                vec![Effect::SetSuspended {
+                    site: site.clone(),
+                    suspended,
+                }],
+                Some(format!(
+                    "site {site} {}",
+                    if suspended {
+                        "suspended: it serves the \"site suspended\" page"
+                    } else {
+                        "unsuspended: it serves as it did before"
+                    }
+                )),
+            )
+        }
         (TaskType::Delete, true, _) => {
             let (mut effects, note) = status(site_status::DELETED);
             // The row and its history stay; its aliases are free for other sites.

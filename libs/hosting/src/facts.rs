@@ -112,6 +112,8 @@ pub struct SiteFacts {
     pub language: String,
     pub client_email: Option<String>,
     pub status: String,
+    /// Its client is suspended: the vhost serves the "site suspended" page.
+    pub suspended: bool,
     pub db_name: String,
     pub db_user: String,
     /// The unix user (and group of the same number) the site's PHP and installer run as.
@@ -142,6 +144,7 @@ impl SiteFacts {
             drupal_major: self.platform.drupal_major,
             installer: self.platform.installer.clone(),
             disabled,
+            suspended: self.suspended,
             unix_uid: self.unix_uid,
             http: HttpServiceSpec {
                 service_type: http
@@ -213,6 +216,7 @@ pub(crate) mod fixtures {
             language: "en".into(),
             client_email: None,
             status: status.into(),
+            suspended: false,
             db_name: "wwwexamplecom_abc123".into(),
             db_user: "wwwexamplecom_abc123".into(),
             unix_uid: 200_000,

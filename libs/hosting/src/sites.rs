@@ -107,6 +107,7 @@ pub fn statuses_for(task_type: TaskType) -> &'static [&'static str] {
         // its "disabled" page.
         TaskType::Drill => &[status::ENABLED],
         TaskType::Enable => &[status::DISABLED],
+        TaskType::Suspend | TaskType::Unsuspend => &[status::ENABLED, status::DISABLED],
         TaskType::Backup => &[status::ENABLED, status::DISABLED],
         // The API refuses an enabled site unless deleting enabled sites is allowed.
         TaskType::Delete => &[status::DISABLED, status::ENABLED],

@@ -108,7 +108,9 @@ pub fn validate(
         | TaskType::BackupDelete
         | TaskType::Prune
         | TaskType::Cron
-        | TaskType::Drill => target_kind == K::Site,
+        | TaskType::Drill
+        | TaskType::Suspend
+        | TaskType::Unsuspend => target_kind == K::Site,
     };
     if !runs_on {
         return Err(TaskError::WrongTarget {
@@ -127,6 +129,8 @@ pub fn validate(
         | TaskType::Enable
         | TaskType::LoginReset
         | TaskType::Cron
+        | TaskType::Suspend
+        | TaskType::Unsuspend
         | TaskType::Delete => match args.as_object() {
             Some(o) if o.is_empty() => Ok(json!({})),
             _ => Err(bad(format!("{} takes no arguments", task_type.as_str()))),

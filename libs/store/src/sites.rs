@@ -22,6 +22,7 @@ pub struct SiteRow {
     pub language: String,
     pub redirection: bool,
     pub status: String,
+    pub suspended: bool,
     pub db_name: String,
     pub db_user: String,
     pub db_password_sealed: String,
@@ -58,6 +59,7 @@ impl SiteRow {
             aliases: self.aliases,
             redirection: self.redirection,
             status: self.status,
+            suspended: self.suspended,
             db_name: self.db_name,
             db_user: self.db_user,
             login_link: self.login_link.filter(|_| fresh),
@@ -181,6 +183,7 @@ pub async fn facts(conn: &mut PgConnection, uri: &str) -> Result<Option<SiteFact
         language: s.language,
         client_email: s.client_email,
         status: s.status,
+        suspended: s.suspended,
         db_name: s.db_name,
         db_user: s.db_user,
         unix_uid: s.unix_uid as u32,
@@ -294,6 +297,16 @@ pub async fn mark_backup_deleted(conn: &mut PgConnection, server: &str, path: &s
     .bind(path)
     .execute(&mut *conn)
     .await?;
+    Ok(())
+}
+
+/// The site serves (or no longer serves) its "suspended" page.
+pub async fn set_suspended(conn: &mut PgConnection, uri: &str, suspended: bool) -> Result<()> {
+    sqlx::query("UPDATE sites SET suspended = $2, updated_at = now() WHERE uri = $1")
+        .bind(uri)
+        .bind(suspended)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 

@@ -262,6 +262,7 @@ fn backup_args(root: &Path, db: &TestDb, file: &str, compression: &str) -> SiteB
             drupal_major: Some(10),
             installer: Installer::default(),
             disabled: false,
+            suspended: false,
             unix_uid: 200_000,
             http: HttpServiceSpec {
                 service_type: "nginx".into(),

@@ -219,10 +219,11 @@ impl HttpWorker {
                 site::serving_change(&self.cfg, &cmd.server, a, path.clone(), text)?
             }
         };
-        let what = match (removing, a.disabled, maintenance) {
-            (true, _, _) => "removed",
-            (_, _, true) => "written (maintenance page)",
-            (_, true, _) => "written (site disabled)",
+        let what = match (removing, a.suspended, a.disabled, maintenance) {
+            (true, ..) => "removed",
+            (_, true, ..) => "written (site suspended)",
+            (.., true) => "written (maintenance page)",
+            (_, _, true, _) => "written (site disabled)",
             _ => "written",
         };
         let pool = site::pool_effect(&change, removing);

@@ -34,6 +34,7 @@ pub struct SiteArgs {
     pub language: String,
     pub client_email: Option<String>,
     pub disabled: bool,
+    pub suspended: bool,
     /// The site's own unix user (and group): its PHP and its installer run as it.
     pub unix_uid: u32,
     /// berth's data root on this server (the site user's temporary directory is there).
@@ -111,6 +112,7 @@ impl SiteArgs {
             language: spec.language.clone(),
             client_email: spec.client_email.clone(),
             disabled: spec.disabled,
+            suspended: spec.suspended,
             drupal_major: spec.drupal_major.map_or(10, i64::from),
             http_port: spec.http.port,
             db_host: db.host.clone(),
@@ -638,6 +640,7 @@ pub fn render_site_vhost(
             password,
         },
         disabled: a.disabled,
+        suspended: a.suspended,
         maintenance,
     })
 }
@@ -1042,6 +1045,7 @@ mod tests {
             drupal_major: Some(10),
             installer: Installer::default(),
             disabled: false,
+            suspended: false,
             unix_uid: 200_001,
             http: berth_contracts::steps::HttpServiceSpec {
                 service_type: "nginx".into(),

@@ -1,7 +1,7 @@
 //! nginx virtual hosts of sites: the site served through its own php-fpm pool with its
 //! database credentials passed as `fastcgi_param` (cloaked: settings.php reads them from
 //! `$_SERVER`), its aliases served as the site or redirected to it, the `/files` rewrite,
-//! and the "site disabled" page.
+//! and the "site disabled" and "site suspended" pages.
 //!
 //! Sites on one platform are hostile to each other, so a vhost follows Drupal's
 //! recommended nginx configuration and goes further: only the codebase's front
@@ -30,6 +30,8 @@ pub struct SiteVhost<'a> {
     pub fastcgi_params: &'a Path,
     pub db: DbParams<'a>,
     pub disabled: bool,
+    /// The "site suspended" page, whatever else (its client is suspended).
+    pub suspended: bool,
     /// The maintenance page (a restore or migrate is under way).
     pub maintenance: bool,
 }
@@ -44,6 +46,8 @@ pub struct DbParams<'a> {
 
 /// The page a disabled site answers with.
 pub const DISABLED_TITLE: &str = "Site disabled";
+/// The page a suspended site answers with (distinct from disabled: its client is).
+pub const SUSPENDED_TITLE: &str = "Site suspended";
 /// The page a site answers with while it is being restored or migrated.
 pub const MAINTENANCE_TITLE: &str = "Site under maintenance";
 
@@ -70,7 +74,12 @@ pub fn render_nginx(v: &SiteVhost) -> String {
         names = names.join(" "),
         root = v.root,
     ));
-    let page = if v.disabled {
+    let page = if v.suspended {
+        Some((
+            SUSPENDED_TITLE,
+            "is suspended; its owner can contact their provider",
+        ))
+    } else if v.disabled {
         Some((DISABLED_TITLE, "has been disabled"))
     } else if v.maintenance {
         Some((
@@ -168,9 +177,19 @@ mod tests {
 
     fn vhost(redirection: bool, disabled: bool) -> String {
         render_nginx(&SiteVhost {
-            uri: "www.example.com",
-            aliases: &["example.com".into(), "shop.example.com".into()],
             redirection,
+            ..base(disabled)
+        })
+    }
+
+    fn base(disabled: bool) -> SiteVhost<'static> {
+        SiteVhost {
+            uri: "www.example.com",
+            aliases: Box::leak(Box::new(vec![
+                "example.com".to_string(),
+                "shop.example.com".to_string(),
+            ])),
+            redirection: false,
             root: "/var/aegir/platforms/d10",
             listen: "127.0.0.1:8080".into(),
             port: 8080,
@@ -185,8 +204,9 @@ mod tests {
                 password: "0123abcd",
             },
             disabled,
+            suspended: false,
             maintenance: false,
-        })
+        }
     }
 
     #[test]
@@ -230,5 +250,21 @@ mod tests {
         assert!(v.contains(DISABLED_TITLE));
         assert!(!v.contains("0123abcd"));
         assert!(!v.contains("fastcgi_pass"));
+    }
+
+    #[test]
+    fn a_suspended_site_shows_the_suspended_page_whatever_its_status() {
+        for disabled in [false, true] {
+            let mut vh = SiteVhost {
+                suspended: true,
+                ..base(disabled)
+            };
+            let v = render_nginx(&vh);
+            assert!(v.contains(SUSPENDED_TITLE), "{v}");
+            assert!(!v.contains(DISABLED_TITLE));
+            assert!(!v.contains("0123abcd") && !v.contains("fastcgi_pass"));
+            vh.maintenance = true;
+            assert!(render_nginx(&vh).contains(SUSPENDED_TITLE));
+        }
     }
 }

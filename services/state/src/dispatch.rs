@@ -1015,6 +1015,9 @@ impl Dispatcher {
                 Effect::MarkCopyDeleted { target, key } => {
                     offsite::mark_copy_deleted(tx, &target, &key).await?;
                 }
+                Effect::SetSuspended { site, suspended } => {
+                    sites::set_suspended(tx, &site, suspended).await?;
+                }
                 Effect::MarkBackupOnDisk { server, path } => {
                     sites::mark_backup_on_disk(tx, &server, &path).await?;
                 }

@@ -22,6 +22,7 @@ pub fn drill_spec(s: &SiteFacts, d: &DrillFacts) -> SiteSpec {
     spec.aliases.clear();
     spec.redirection = false;
     spec.client_email = None;
+    spec.suspended = false;
     spec.db.name = d.db.name.clone();
     spec.db.user = d.db.user.clone();
     spec.unix_uid = d.unix_uid;

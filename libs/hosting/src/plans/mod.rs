@@ -134,9 +134,15 @@ pub fn plan_site_task_offsite(
             | TaskType::Verify
             | TaskType::Disable
             | TaskType::Enable
-            | TaskType::LoginReset,
+            | TaskType::LoginReset
+            | TaskType::Suspend
+            | TaskType::Unsuspend,
             _,
         ) => site::plan(task_type, s),
+        (TaskType::Cron, _) if s.suspended => Err(format!(
+            "site `{}` is suspended: its cron does not run until it is unsuspended",
+            s.uri
+        )),
         (TaskType::Cron, _) => Ok(plan_cron(s)),
         (TaskType::Backup, TaskArgs::Backup(a)) => plan_backup(s, a, &offsite.targets),
         (TaskType::Delete, TaskArgs::Delete(a)) => Ok(plan_delete(s, a)),

@@ -74,6 +74,13 @@ pub(super) fn plan(task_type: TaskType, s: &SiteFacts) -> Result<Plan, String> {
             let spec = s.spec(task_type == TaskType::Disable);
             vec![PlannedStep::http(web, HttpStep::SiteVhost(spec)).secrets(SecretNeeds::SITE_DB)]
         }
+        // The vhost as the site's status has it, with or without the suspended page: an
+        // unsuspended site comes back as it was (enabled, or its disabled page).
+        TaskType::Suspend | TaskType::Unsuspend => {
+            let mut spec = s.spec_as_is();
+            spec.suspended = task_type == TaskType::Suspend;
+            vec![PlannedStep::http(web, HttpStep::SiteVhost(spec)).secrets(SecretNeeds::SITE_DB)]
+        }
         TaskType::LoginReset => vec![
             PlannedStep::http(web, HttpStep::SiteLogin(s.spec(false)))
                 .secrets(SecretNeeds::SITE_DB),

@@ -59,7 +59,9 @@ impl Requested {
             | TaskType::Install
             | TaskType::Enable
             | TaskType::LoginReset
-            | TaskType::Cron => Self::None,
+            | TaskType::Cron
+            | TaskType::Suspend
+            | TaskType::Unsuspend => Self::None,
             TaskType::Delete => Self::Delete,
             TaskType::Disable => Self::Disable,
             TaskType::Prune => Self::Prune(
