@@ -31,7 +31,7 @@ pub async fn migrate_platform(
         .list_sites(&sites::SiteFilter {
             platform: Some(from.to_string()),
             ..Default::default()
-        })
+        }, berth_store::clients::Visibility::All)
         .await?;
     let mut queued = Vec::new();
     let mut skipped = Vec::new();
