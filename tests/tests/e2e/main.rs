@@ -39,5 +39,6 @@ mod site_patch;
 mod sites;
 mod small_defects;
 mod telemetry;
+mod tenancy;
 mod updatedb;
 mod upgrade;
