@@ -108,7 +108,7 @@ async fn operations(w: &World) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_client_token_reaches_nothing_of_another_client_and_a_read_only_token_changes_nothing() {
-    let w = World::with_platform(WorldOptions::default()).await;
+    let w = World::with_platform(WorldOptions::web(false)).await;
     for name in ["alpha", "beta"] {
         let (s, v) = client(&w, json!({"name": name, "email": format!("{name}@example.com")})).await;
         assert_eq!(s, 201, "{v}");
@@ -260,7 +260,25 @@ async fn a_client_token_reaches_nothing_of_another_client_and_a_read_only_token_
             );
         }
     }
-    println!("{probes} probes from client alpha's token at client beta's resources; {} reached", reached.len());
+    // The same reads with B's own token do reach B's things: the probes name real ones.
+    let mut own = 0;
+    for (method, path) in ops.iter().filter(|(m, _)| m == "get") {
+        let url = path
+            .replace("{uri}", &b_uri)
+            .replace("{name}", "beta-nightly")
+            .replace("{id}", &b_backup_task.to_string());
+        if !(path.starts_with("/api/v1/sites") || path.starts_with("/api/v1/tasks")
+            || path.starts_with("/api/v1/schedules"))
+        {
+            continue;
+        }
+        let (status, _, text) = call(&w, &tb, method, &url, None, None).await;
+        if status == 200 && b_marks.iter().any(|m| text.contains(m.as_str())) {
+            own += 1;
+        }
+    }
+    assert!(own >= 8, "B's own token reached only {own} of its things");
+    println!("{probes} probes from client alpha's token at client beta's resources; {} reached (beta's own token: {own} reads reach)", reached.len());
     assert!(probes >= 40, "only {probes} probes");
     assert!(reached.is_empty(), "reached:\n{}", reached.join("\n"));
     // Nothing of B's changed: no task queued on its site, not guarded, the schedule on.
@@ -334,7 +352,7 @@ async fn a_client_token_reaches_nothing_of_another_client_and_a_read_only_token_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn quotas_refuse_a_site_past_them_writing_nothing_and_a_storefront_retry_finds_its_client() {
-    let w = World::with_platform(WorldOptions::default()).await;
+    let w = World::with_platform(WorldOptions::web(false)).await;
     let order = json!({"name": "shop-42", "email": "buyer@example.com",
                        "storefront": "shop.example", "external_ref": "order-42",
                        "quotas": {"max_sites": 1}});
@@ -402,7 +420,7 @@ async fn quotas_refuse_a_site_past_them_writing_nothing_and_a_storefront_retry_f
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_guarded_site_refuses_disable_and_delete_a_patch_replays_and_the_audit_log_records_it() {
-    let w = World::with_platform(WorldOptions::default()).await;
+    let w = World::with_platform(WorldOptions::web(false)).await;
     let uri = w.site_uri("guarded");
     w.installed_on_platform(&uri).await;
     let path = format!("/api/v1/sites/{uri}");
