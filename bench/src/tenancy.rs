@@ -24,10 +24,12 @@ const PLATFORM: &str = "platform_bench";
 
 async fn seed(world: &World, cfg: &Config) -> Result<uuid::Uuid> {
     let pool = &world.store.pool;
-    sqlx::query("INSERT INTO servers (name, host) VALUES ($1, 'bench.example.com') ON CONFLICT DO NOTHING")
-        .bind(SERVER)
-        .execute(pool)
-        .await?;
+    sqlx::query(
+        "INSERT INTO servers (name, host) VALUES ($1, 'bench.example.com') ON CONFLICT DO NOTHING",
+    )
+    .bind(SERVER)
+    .execute(pool)
+    .await?;
     sqlx::query(
         "INSERT INTO platforms (name, root, web_server, status) VALUES ($1, '/var/www/bench', $2, 'verified')",
     )
@@ -117,10 +119,18 @@ async fn measure(world: &World, cfg: &Config) -> Result<()> {
         timed(world, t, p, 3).await?;
     }
     let (admin_all, n_all) = timed(world, &world.token, "/api/v1/sites", cfg.requests).await?;
-    let (admin_one, n_one) =
-        timed(world, &world.token, "/api/v1/sites?client=client1", cfg.requests).await?;
+    let (admin_one, n_one) = timed(
+        world,
+        &world.token,
+        "/api/v1/sites?client=client1",
+        cfg.requests,
+    )
+    .await?;
     let (client, n_client) = timed(world, &bound, "/api/v1/sites", cfg.requests).await?;
-    ensure!(n_one == n_client, "the client token saw {n_client} sites, ?client= {n_one}");
+    ensure!(
+        n_one == n_client,
+        "the client token saw {n_client} sites, ?client= {n_one}"
+    );
     println!(
         "GET /api/v1/sites, {} sites over {} clients, {} requests each (ms p50 / p95 / p99 / max):",
         cfg.sites, cfg.clients, cfg.requests
@@ -128,6 +138,10 @@ async fn measure(world: &World, cfg: &Config) -> Result<()> {
     println!("  admin token, all sites ({n_all}):            {admin_all}");
     println!("  admin token, ?client=client1 ({n_one}):       {admin_one}");
     println!("  client1's bound token ({n_client}):             {client}");
-    println!("  cores {}, load {}", crate::machine::cores(), crate::machine::loadavg());
+    println!(
+        "  cores {}, load {}",
+        crate::machine::cores(),
+        crate::machine::loadavg()
+    );
     Ok(())
 }

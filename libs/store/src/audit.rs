@@ -84,7 +84,9 @@ impl Store {
             }
             if let Some(p) = &f.path_prefix {
                 // A prefix, not a pattern: `%` and `_` in it match themselves.
-                qb.push(" AND starts_with(path, ").push_bind(p.clone()).push(")");
+                qb.push(" AND starts_with(path, ")
+                    .push_bind(p.clone())
+                    .push(")");
             }
             if let Some(s) = f.status {
                 qb.push(" AND status = ").push_bind(s);

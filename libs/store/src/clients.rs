@@ -97,8 +97,13 @@ pub fn weigh(client: &ClientRow, usage: &Usage, adding: Quota) -> Option<QuotaEx
             })
     };
     match adding {
-        Quota::Sites => over(Quota::Sites, client.max_sites.map(i64::from), usage.sites, 1)
-            .or_else(|| over(Quota::DiskBytes, client.max_disk_bytes, usage.disk_bytes, 1)),
+        Quota::Sites => over(
+            Quota::Sites,
+            client.max_sites.map(i64::from),
+            usage.sites,
+            1,
+        )
+        .or_else(|| over(Quota::DiskBytes, client.max_disk_bytes, usage.disk_bytes, 1)),
         Quota::DiskBytes => over(Quota::DiskBytes, client.max_disk_bytes, usage.disk_bytes, 1),
         Quota::BackupBytes => over(
             Quota::BackupBytes,
@@ -326,7 +331,10 @@ mod tests {
             sites: 2,
             ..Usage::default()
         };
-        assert_eq!(weigh(&client(Some(3), None, None), &used, Quota::Sites), None);
+        assert_eq!(
+            weigh(&client(Some(3), None, None), &used, Quota::Sites),
+            None
+        );
         let e = weigh(&client(Some(2), None, None), &used, Quota::Sites).unwrap();
         assert_eq!((e.quota, e.limit, e.usage), (Quota::Sites, 2, 2));
         assert_eq!(weigh(&client(None, None, None), &used, Quota::Sites), None);
@@ -341,7 +349,10 @@ mod tests {
             ..Usage::default()
         };
         let c = client(None, Some(100), Some(50));
-        assert_eq!(weigh(&c, &used, Quota::Sites).unwrap().quota, Quota::DiskBytes);
+        assert_eq!(
+            weigh(&c, &used, Quota::Sites).unwrap().quota,
+            Quota::DiskBytes
+        );
         assert_eq!(
             weigh(&c, &used, Quota::BackupBytes).unwrap().quota,
             Quota::BackupBytes

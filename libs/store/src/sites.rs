@@ -1,8 +1,8 @@
 //! Sites (Aegir's site contexts), their aliases and their package registry.
 
+use crate::clients::Visibility;
 use crate::servers::get_server;
 use crate::site_names::{self, NameKind};
-use crate::clients::Visibility;
 use crate::{Result, Store, StoreError, conflict_on_unique, platforms};
 use berth_contracts::{Package, PackageType, Site};
 use berth_hosting::facts::SiteFacts;

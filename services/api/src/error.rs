@@ -48,11 +48,7 @@ impl ApiError {
                 "Authentication required",
             ),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
-            Self::QuotaExceeded(_) => (
-                StatusCode::CONFLICT,
-                "quota-exceeded",
-                "Quota exceeded",
-            ),
+            Self::QuotaExceeded(_) => (StatusCode::CONFLICT, "quota-exceeded", "Quota exceeded"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
             Self::TooLarge(_) => (

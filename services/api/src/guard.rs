@@ -2,12 +2,12 @@
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::scopes::{self, Scopes, Verdict};
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use crate::scopes::{self, Scopes, Verdict};
 use berth_store::audit::NewAuditEntry;
 use berth_store::clients::Visibility;
 use berth_store::idempotency::Claim;
@@ -115,17 +115,16 @@ pub(crate) fn note_queued_task(id: Uuid) {
 }
 
 fn is_mutating(m: &Method) -> bool {
-    matches!(*m, Method::POST | Method::PUT | Method::PATCH | Method::DELETE)
+    matches!(
+        *m,
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    )
 }
 
 /// Writes an audit entry for every mutating request once its handler answered: who (token,
 /// client), what (method, path, resource, Idempotency-Key), the status and the task queued.
 /// Never the body. A failed write is logged; it never changes the answer.
-pub async fn audit(
-    State(state): State<AppState>,
-    req: Request,
-    next: Next,
-) -> Response {
+pub async fn audit(State(state): State<AppState>, req: Request, next: Next) -> Response {
     if !is_mutating(req.method()) {
         return next.run(req).await;
     }
@@ -150,8 +149,12 @@ pub async fn audit(
     let entry = NewAuditEntry {
         token_id: caller.as_ref().map(|c| c.token_id),
         token_name: caller.as_ref().map(|c| c.name.clone()),
-        client_id: caller.as_ref().and_then(|c| c.client.as_ref().map(|c| c.id)),
-        client: caller.as_ref().and_then(|c| c.client.as_ref().map(|c| c.name.clone())),
+        client_id: caller
+            .as_ref()
+            .and_then(|c| c.client.as_ref().map(|c| c.id)),
+        client: caller
+            .as_ref()
+            .and_then(|c| c.client.as_ref().map(|c| c.name.clone())),
         method,
         resource: resource_of(v1_path(&path)),
         path,

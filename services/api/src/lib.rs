@@ -85,8 +85,8 @@ pub enum ApiServiceError {
 /// The routes, with authentication on `/api/v1` (but not on the OpenAPI document).
 pub fn router(state: AppState) -> Router {
     use routes::{
-        audit, backup_targets, clients, dead, ops, platforms, retention, schedules, servers,
-        sites, tasks, tokens,
+        audit, backup_targets, clients, dead, ops, platforms, retention, schedules, servers, sites,
+        tasks, tokens,
     };
     let v1 = Router::new()
         .route("/servers", post(servers::create).get(servers::list))
@@ -141,10 +141,7 @@ pub fn router(state: AppState) -> Router {
         .route("/dead-letters/{id}", get(dead::show).delete(dead::discard))
         .route("/dead-letters/{id}/replay", post(dead::replay))
         .route("/clients", post(clients::create).get(clients::list))
-        .route(
-            "/clients/{name}",
-            get(clients::show).patch(clients::change),
-        )
+        .route("/clients/{name}", get(clients::show).patch(clients::change))
         .route("/tokens", post(tokens::create).get(tokens::list))
         .route("/tokens/{id}", axum::routing::delete(tokens::revoke))
         .route("/audit", get(audit::list))

@@ -148,7 +148,10 @@ impl Scopes {
     }
 
     pub fn to_stored(&self) -> String {
-        self.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(" ")
+        self.iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Scope> {
@@ -271,7 +274,15 @@ mod tests {
     fn scopes_parse_and_print_back() {
         let s = scopes("sites:write tasks:read  admin");
         assert_eq!(s.to_stored(), "admin sites:write tasks:read");
-        for bad in ["", "client", "sites", "sites:delete", "site:read", "admin:read", " "] {
+        for bad in [
+            "",
+            "client",
+            "sites",
+            "sites:delete",
+            "site:read",
+            "admin:read",
+            " ",
+        ] {
             assert!(Scopes::from_stored(bad).is_err(), "{bad:?}");
         }
         for f in Family::ALL {
@@ -311,9 +322,18 @@ mod tests {
     fn routes_are_classified_by_family_and_method() {
         let c = |m: Method, p: &str| classify(&m, p).unwrap();
         assert_eq!(c(Method::GET, "/sites").family, Family::Sites);
-        assert_eq!(c(Method::GET, "/sites/a.example/backups").family, Family::Backups);
-        assert_eq!(c(Method::GET, "/sites/a.example/retention").family, Family::Backups);
-        assert_eq!(c(Method::GET, "/sites/a.example/packages").family, Family::Sites);
+        assert_eq!(
+            c(Method::GET, "/sites/a.example/backups").family,
+            Family::Backups
+        );
+        assert_eq!(
+            c(Method::GET, "/sites/a.example/retention").family,
+            Family::Backups
+        );
+        assert_eq!(
+            c(Method::GET, "/sites/a.example/packages").family,
+            Family::Sites
+        );
         assert_eq!(c(Method::PATCH, "/sites/a.example").access, Access::Write);
         assert_eq!(c(Method::DELETE, "/tokens/x").access, Access::Write);
         assert_eq!(c(Method::GET, "/schedule-alerts").family, Family::Schedules);
@@ -367,10 +387,23 @@ mod tests {
 
     #[test]
     fn client_tokens_hold_only_client_families() {
-        for ok in ["sites:write", "tasks:write", "platforms:read", "clients:read", "webhooks:write"] {
+        for ok in [
+            "sites:write",
+            "tasks:write",
+            "platforms:read",
+            "clients:read",
+            "webhooks:write",
+        ] {
             assert!(Scope::parse(ok).unwrap().for_clients(), "{ok}");
         }
-        for no in ["admin", "servers:read", "platforms:write", "clients:write", "dead-letters:read", "audit:read"] {
+        for no in [
+            "admin",
+            "servers:read",
+            "platforms:write",
+            "clients:write",
+            "dead-letters:read",
+            "audit:read",
+        ] {
             assert!(!Scope::parse(no).unwrap().for_clients(), "{no}");
         }
     }

@@ -110,7 +110,11 @@ async fn operations(w: &World) -> Vec<(String, String)> {
 async fn a_client_token_reaches_nothing_of_another_client_and_a_read_only_token_changes_nothing() {
     let w = World::with_platform(WorldOptions::web(false)).await;
     for name in ["alpha", "beta"] {
-        let (s, v) = client(&w, json!({"name": name, "email": format!("{name}@example.com")})).await;
+        let (s, v) = client(
+            &w,
+            json!({"name": name, "email": format!("{name}@example.com")}),
+        )
+        .await;
         assert_eq!(s, 201, "{v}");
     }
     let (ta, _) = token(&w, "alpha-shop", &CLIENT_SCOPES, Some("alpha")).await;
@@ -267,7 +271,8 @@ async fn a_client_token_reaches_nothing_of_another_client_and_a_read_only_token_
             .replace("{uri}", &b_uri)
             .replace("{name}", "beta-nightly")
             .replace("{id}", &b_backup_task.to_string());
-        if !(path.starts_with("/api/v1/sites") || path.starts_with("/api/v1/tasks")
+        if !(path.starts_with("/api/v1/sites")
+            || path.starts_with("/api/v1/tasks")
             || path.starts_with("/api/v1/schedules"))
         {
             continue;
@@ -278,7 +283,10 @@ async fn a_client_token_reaches_nothing_of_another_client_and_a_read_only_token_
         }
     }
     assert!(own >= 8, "B's own token reached only {own} of its things");
-    println!("{probes} probes from client alpha's token at client beta's resources; {} reached (beta's own token: {own} reads reach)", reached.len());
+    println!(
+        "{probes} probes from client alpha's token at client beta's resources; {} reached (beta's own token: {own} reads reach)",
+        reached.len()
+    );
     assert!(probes >= 40, "only {probes} probes");
     assert!(reached.is_empty(), "reached:\n{}", reached.join("\n"));
     // Nothing of B's changed: no task queued on its site, not guarded, the schedule on.
@@ -291,14 +299,29 @@ async fn a_client_token_reaches_nothing_of_another_client_and_a_read_only_token_
     let b_site = w.get_json(&format!("/api/v1/sites/{b_uri}")).await;
     assert_eq!(b_site["guarded"], false, "{b_site}");
     assert_eq!(b_site["client"], "beta", "{b_site}");
-    assert_eq!(w.get_json("/api/v1/schedules/beta-nightly").await["enabled"], true);
+    assert_eq!(
+        w.get_json("/api/v1/schedules/beta-nightly").await["enabled"],
+        true
+    );
     let b_client = w.get_json("/api/v1/clients/beta").await;
     assert_eq!(b_client["email"], "beta@example.com", "{b_client}");
-    assert!(w.get_json("/api/v1/sites").await.as_array().unwrap().iter().all(|s| s["uri"] != w.site_uri("stolen")));
+    assert!(
+        w.get_json("/api/v1/sites")
+            .await
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["uri"] != w.site_uri("stolen"))
+    );
 
     // A's own lists show A's things only; the admin sees both.
     let (_, sites) = get_json(&w, &ta, "/api/v1/sites").await;
-    let uris: Vec<&str> = sites.as_array().unwrap().iter().map(|s| s["uri"].as_str().unwrap()).collect();
+    let uris: Vec<&str> = sites
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["uri"].as_str().unwrap())
+        .collect();
     assert_eq!(uris, vec![a_uri.as_str()]);
     let (_, tasks) = get_json(&w, &ta, "/api/v1/tasks").await;
     assert_eq!(tasks["total"], 1, "{tasks}");
@@ -310,8 +333,17 @@ async fn a_client_token_reaches_nothing_of_another_client_and_a_read_only_token_
 
     // A read-only token: 403 on every mutating operation of the document, nothing written.
     let reads: Vec<String> = [
-        "servers", "platforms", "sites", "backups", "tasks", "clients", "webhooks",
-        "dead-letters", "schedules", "audit", "tokens",
+        "servers",
+        "platforms",
+        "sites",
+        "backups",
+        "tasks",
+        "clients",
+        "webhooks",
+        "dead-letters",
+        "schedules",
+        "audit",
+        "tokens",
     ]
     .iter()
     .map(|f| format!("{f}:read"))
@@ -343,7 +375,11 @@ async fn a_client_token_reaches_nothing_of_another_client_and_a_read_only_token_
     }
     println!("a read-only token: {refused} mutating operations, all 403");
     assert!(refused >= 20, "only {refused} mutating operations");
-    assert_eq!(before, row_counts(&w.store).await.unwrap(), "a read-only token wrote");
+    assert_eq!(
+        before,
+        row_counts(&w.store).await.unwrap(),
+        "a read-only token wrote"
+    );
     // It reads.
     let (s, _) = get_json(&w, &ro, "/api/v1/sites").await;
     assert_eq!(s, 200);
@@ -361,10 +397,11 @@ async fn quotas_refuse_a_site_past_them_writing_nothing_and_a_storefront_retry_f
     let (s2, c2) = client(&w, order).await;
     assert_eq!(s2, 200, "the retried order answers the client made: {c2}");
     assert_eq!(c1["id"], c2["id"]);
-    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM clients WHERE external_ref = 'order-42'")
-        .fetch_one(&w.store.pool)
-        .await
-        .unwrap();
+    let (n,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM clients WHERE external_ref = 'order-42'")
+            .fetch_one(&w.store.pool)
+            .await
+            .unwrap();
     assert_eq!(n, 1);
 
     let first = w.site_uri("first");
@@ -374,30 +411,64 @@ async fn quotas_refuse_a_site_past_them_writing_nothing_and_a_storefront_retry_f
     assert_eq!(site["client"], "shop-42", "{site}");
     let over = w.site_uri("over");
     let before = row_counts(&w.store).await.unwrap();
-    let (s, p) = call_json(&w, &w.token, "post", "/api/v1/sites",
-        json!({"uri": over, "platform": "platform_d10", "client": "shop-42"})).await;
+    let (s, p) = call_json(
+        &w,
+        &w.token,
+        "post",
+        "/api/v1/sites",
+        json!({"uri": over, "platform": "platform_d10", "client": "shop-42"}),
+    )
+    .await;
     assert_eq!(s, 409, "{p}");
-    assert!(p["type"].as_str().unwrap().ends_with("quota-exceeded"), "{p}");
-    assert_eq!((p["quota"].as_str(), p["limit"].as_i64(), p["usage"].as_i64()),
-               (Some("max_sites"), Some(1), Some(1)), "{p}");
+    assert!(
+        p["type"].as_str().unwrap().ends_with("quota-exceeded"),
+        "{p}"
+    );
+    assert_eq!(
+        (
+            p["quota"].as_str(),
+            p["limit"].as_i64(),
+            p["usage"].as_i64()
+        ),
+        (Some("max_sites"), Some(1), Some(1)),
+        "{p}"
+    );
     assert!(p["detail"].as_str().unwrap().contains("max_sites"), "{p}");
-    assert_eq!(before, row_counts(&w.store).await.unwrap(), "a refused site wrote something");
+    assert_eq!(
+        before,
+        row_counts(&w.store).await.unwrap(),
+        "a refused site wrote something"
+    );
     let (rows,): (i64,) = sqlx::query_as("SELECT count(*) FROM sites WHERE uri = $1")
-        .bind(&over).fetch_one(&w.store.pool).await.unwrap();
+        .bind(&over)
+        .fetch_one(&w.store.pool)
+        .await
+        .unwrap();
     let (tasks,): (i64,) = sqlx::query_as("SELECT count(*) FROM tasks WHERE target = $1")
-        .bind(&over).fetch_one(&w.store.pool).await.unwrap();
+        .bind(&over)
+        .fetch_one(&w.store.pool)
+        .await
+        .unwrap();
     assert_eq!((rows, tasks), (0, 0));
     let shown = w.get_json("/api/v1/clients/shop-42").await;
     assert_eq!(shown["usage"]["sites"], 1, "{shown}");
     assert_eq!(shown["quotas"]["max_sites"], 1, "{shown}");
 
     // Room for one more, asked twice at once: the client's row lock lets one through.
-    let (s, v) = call_json(&w, &w.token, "patch", "/api/v1/clients/shop-42",
-        json!({"max_sites": 2})).await;
+    let (s, v) = call_json(
+        &w,
+        &w.token,
+        "patch",
+        "/api/v1/clients/shop-42",
+        json!({"max_sites": 2}),
+    )
+    .await;
     assert_eq!(s, 200, "{v}");
     let bodies: Vec<Value> = (0..2)
-        .map(|i| json!({"uri": w.site_uri(&format!("race{i}")), "platform": "platform_d10",
-                        "client": "shop-42"}))
+        .map(|i| {
+            json!({"uri": w.site_uri(&format!("race{i}")), "platform": "platform_d10",
+                        "client": "shop-42"})
+        })
         .collect();
     let (r0, r1) = tokio::join!(
         call_json(&w, &w.token, "post", "/api/v1/sites", bodies[0].clone()),
@@ -409,11 +480,23 @@ async fn quotas_refuse_a_site_past_them_writing_nothing_and_a_storefront_retry_f
     let shown = w.get_json("/api/v1/clients/shop-42").await;
     assert_eq!(shown["usage"]["sites"], 2, "{shown}");
     // Lifted, it takes more.
-    let (s, _) = call_json(&w, &w.token, "patch", "/api/v1/clients/shop-42",
-        json!({"max_sites": null})).await;
+    let (s, _) = call_json(
+        &w,
+        &w.token,
+        "patch",
+        "/api/v1/clients/shop-42",
+        json!({"max_sites": null}),
+    )
+    .await;
     assert_eq!(s, 200);
-    let (s, v) = call_json(&w, &w.token, "post", "/api/v1/sites",
-        json!({"uri": over, "platform": "platform_d10", "client": "shop-42"})).await;
+    let (s, v) = call_json(
+        &w,
+        &w.token,
+        "post",
+        "/api/v1/sites",
+        json!({"uri": over, "platform": "platform_d10", "client": "shop-42"}),
+    )
+    .await;
     assert_eq!(s, 201, "{v}");
     w.stop().await;
 }
@@ -430,21 +513,44 @@ async fn a_guarded_site_refuses_disable_and_delete_a_patch_replays_and_the_audit
     assert!(!r1);
     let (s2, r2, t2) = call(&w, &w.token, "patch", &path, Some(&guard), Some("guard-1")).await;
     assert_eq!((s2, r2), (200, true), "{t2}");
-    let (v1, v2): (Value, Value) = (serde_json::from_str(&t1).unwrap(), serde_json::from_str(&t2).unwrap());
+    let (v1, v2): (Value, Value) = (
+        serde_json::from_str(&t1).unwrap(),
+        serde_json::from_str(&t2).unwrap(),
+    );
     assert_eq!(v1, v2, "the replay answers the first answer");
     assert_eq!(v1["guarded"], true);
     // Changed once: the site's updated_at is the first answer's.
     let now = w.get_json(&path).await;
     assert_eq!(now["updated_at"], v1["updated_at"], "{now}");
     // Another body under the same key is refused.
-    let (s, _, _) = call(&w, &w.token, "patch", &path, Some(&json!({"guarded": false})), Some("guard-1")).await;
+    let (s, _, _) = call(
+        &w,
+        &w.token,
+        "patch",
+        &path,
+        Some(&json!({"guarded": false})),
+        Some("guard-1"),
+    )
+    .await;
     assert_eq!(s, 422);
 
     for ty in ["disable", "delete"] {
-        let (s, p) = call_json(&w, &w.token, "post", "/api/v1/tasks",
-            json!({"type": ty, "target": uri})).await;
+        let (s, p) = call_json(
+            &w,
+            &w.token,
+            "post",
+            "/api/v1/tasks",
+            json!({"type": ty, "target": uri}),
+        )
+        .await;
         assert_eq!(s, 409, "{ty}: {p}");
-        assert!(p["detail"].as_str().unwrap().contains("guarded; unguard it first"), "{p}");
+        assert!(
+            p["detail"]
+                .as_str()
+                .unwrap()
+                .contains("guarded; unguard it first"),
+            "{p}"
+        );
     }
     let (s, _, text) = call(&w, &w.token, "delete", &path, None, None).await;
     assert_eq!(s, 409, "{text}");
@@ -453,39 +559,85 @@ async fn a_guarded_site_refuses_disable_and_delete_a_patch_replays_and_the_audit
     // same key can be used again once unguarded).
     let (s, v) = call_json(&w, &w.token, "patch", &path, json!({"guarded": false})).await;
     assert_eq!(s, 200, "{v}");
-    let (s, v) = call_json(&w, &w.token, "post", "/api/v1/tasks",
-        json!({"type": "disable", "target": uri})).await;
+    let (s, v) = call_json(
+        &w,
+        &w.token,
+        "post",
+        "/api/v1/tasks",
+        json!({"type": "disable", "target": uri}),
+    )
+    .await;
     assert_eq!(s, 202, "{v}");
     let disable_task = v["id"].as_str().unwrap().to_string();
-    w.wait_finished(disable_task.parse().unwrap(), WAIT).await.unwrap();
+    w.wait_finished(disable_task.parse().unwrap(), WAIT)
+        .await
+        .unwrap();
 
     // The audit log: each mutating call, with its key, status and task; never a secret.
-    let (s, audit) = get_json(&w, &w.token, &format!("/api/v1/audit?path=/api/v1/sites/{uri}&limit=500")).await;
+    let (s, audit) = get_json(
+        &w,
+        &w.token,
+        &format!("/api/v1/audit?path=/api/v1/sites/{uri}&limit=500"),
+    )
+    .await;
     assert_eq!(s, 200, "{audit}");
     let items = audit["items"].as_array().unwrap();
     let patches: Vec<&Value> = items.iter().filter(|e| e["method"] == "PATCH").collect();
     assert_eq!(patches.len(), 4, "{audit}");
-    assert!(patches.iter().any(|e| e["idempotency_key"] == "guard-1" && e["status"] == 200));
+    assert!(
+        patches
+            .iter()
+            .any(|e| e["idempotency_key"] == "guard-1" && e["status"] == 200)
+    );
     assert!(patches.iter().any(|e| e["status"] == 422));
-    assert!(items.iter().any(|e| e["method"] == "DELETE" && e["status"] == 409));
-    let (_, tasks_audit) = get_json(&w, &w.token, "/api/v1/audit?path=/api/v1/tasks&limit=500").await;
+    assert!(
+        items
+            .iter()
+            .any(|e| e["method"] == "DELETE" && e["status"] == 409)
+    );
+    let (_, tasks_audit) =
+        get_json(&w, &w.token, "/api/v1/audit?path=/api/v1/tasks&limit=500").await;
     let t_items = tasks_audit["items"].as_array().unwrap();
-    assert!(t_items.iter().any(|e| e["task_id"] == disable_task.as_str() && e["status"] == 202), "{tasks_audit}");
-    assert_eq!(t_items.iter().filter(|e| e["status"] == 409).count(), 2, "{tasks_audit}");
-    assert!(t_items.iter().all(|e| e["token_name"].is_string() && e["resource"] == "tasks"));
+    assert!(
+        t_items
+            .iter()
+            .any(|e| e["task_id"] == disable_task.as_str() && e["status"] == 202),
+        "{tasks_audit}"
+    );
+    assert_eq!(
+        t_items.iter().filter(|e| e["status"] == 409).count(),
+        2,
+        "{tasks_audit}"
+    );
+    assert!(
+        t_items
+            .iter()
+            .all(|e| e["token_name"].is_string() && e["resource"] == "tasks")
+    );
     // The site's creation too (the install the fixture asked for).
     let (_, created) = get_json(&w, &w.token, "/api/v1/audit?path=/api/v1/sites&status=201").await;
     assert!(created["total"].as_i64().unwrap() >= 1, "{created}");
     // Never a secret: not the token, not the site's database password, not a body.
     let rows: Vec<(String,)> = sqlx::query_as("SELECT row_to_json(a)::text FROM audit_log a")
-        .fetch_all(&w.store.pool).await.unwrap();
+        .fetch_all(&w.store.pool)
+        .await
+        .unwrap();
     let sealed: (String,) = sqlx::query_as("SELECT db_password_sealed FROM sites WHERE uri = $1")
-        .bind(&uri).fetch_one(&w.store.pool).await.unwrap();
-    let password = berth_secrets::SecretKey::from_hex(&w.secret_hex).unwrap().open(&sealed.0).unwrap();
+        .bind(&uri)
+        .fetch_one(&w.store.pool)
+        .await
+        .unwrap();
+    let password = berth_secrets::SecretKey::from_hex(&w.secret_hex)
+        .unwrap()
+        .open(&sealed.0)
+        .unwrap();
     for (row,) in &rows {
         assert!(!row.contains(&w.token), "{row}");
         assert!(!row.contains(password.as_str()), "{row}");
-        assert!(!row.contains("\"guarded\""), "a body in the audit log: {row}");
+        assert!(
+            !row.contains("\"guarded\""),
+            "a body in the audit log: {row}"
+        );
     }
     // Non-admin tokens without `audit:read` do not read it.
     let (ro, _) = token(&w, "sites-reader", &["sites:read"], None).await;
@@ -501,50 +653,129 @@ async fn tokens_hand_on_only_their_scopes_expire_and_are_revoked() {
     assert_eq!(s, 201, "{v}");
     let (reader, reader_id) = token(&w, "reader", &["sites:read", "tokens:write"], None).await;
     // More than it holds: 403; a subset: 201.
-    let (s, p) = call_json(&w, &reader, "post", "/api/v1/tokens",
-        json!({"name": "escalate", "scopes": ["sites:write"]})).await;
+    let (s, p) = call_json(
+        &w,
+        &reader,
+        "post",
+        "/api/v1/tokens",
+        json!({"name": "escalate", "scopes": ["sites:write"]}),
+    )
+    .await;
     assert_eq!(s, 403, "{p}");
-    let (s, v) = call_json(&w, &reader, "post", "/api/v1/tokens",
-        json!({"name": "narrow", "scopes": ["sites:read"]})).await;
+    let (s, v) = call_json(
+        &w,
+        &reader,
+        "post",
+        "/api/v1/tokens",
+        json!({"name": "narrow", "scopes": ["sites:read"]}),
+    )
+    .await;
     assert_eq!(s, 201, "{v}");
     let narrow = v["token"].as_str().unwrap().to_string();
     let narrow_id = v["id"].as_str().unwrap().to_string();
     // Bad scopes: 422 naming what to fix; a client token cannot hold servers.
-    let (s, p) = call_json(&w, &w.token, "post", "/api/v1/tokens",
-        json!({"name": "bad", "scopes": ["sites:delete"]})).await;
+    let (s, p) = call_json(
+        &w,
+        &w.token,
+        "post",
+        "/api/v1/tokens",
+        json!({"name": "bad", "scopes": ["sites:delete"]}),
+    )
+    .await;
     assert_eq!(s, 422, "{p}");
-    let (s, p) = call_json(&w, &w.token, "post", "/api/v1/tokens",
-        json!({"name": "bad2", "scopes": ["servers:read"], "client": "acme"})).await;
+    let (s, p) = call_json(
+        &w,
+        &w.token,
+        "post",
+        "/api/v1/tokens",
+        json!({"name": "bad2", "scopes": ["servers:read"], "client": "acme"}),
+    )
+    .await;
     assert_eq!(s, 422, "{p}");
     // A client-bound token makes tokens for its own client only.
-    let (bound, _) = token(&w, "acme-shop", &["sites:read", "tokens:write"], Some("acme")).await;
-    let (s, v) = call_json(&w, &bound, "post", "/api/v1/tokens",
-        json!({"name": "acme-child", "scopes": ["sites:read"]})).await;
+    let (bound, _) = token(
+        &w,
+        "acme-shop",
+        &["sites:read", "tokens:write"],
+        Some("acme"),
+    )
+    .await;
+    let (s, v) = call_json(
+        &w,
+        &bound,
+        "post",
+        "/api/v1/tokens",
+        json!({"name": "acme-child", "scopes": ["sites:read"]}),
+    )
+    .await;
     assert_eq!((s, v["client"].as_str()), (201, Some("acme")), "{v}");
-    let (s, _) = call_json(&w, &bound, "post", "/api/v1/tokens",
-        json!({"name": "elsewhere", "scopes": ["sites:read"], "client": "default"})).await;
+    let (s, _) = call_json(
+        &w,
+        &bound,
+        "post",
+        "/api/v1/tokens",
+        json!({"name": "elsewhere", "scopes": ["sites:read"], "client": "default"}),
+    )
+    .await;
     assert_eq!(s, 404);
     // A token lists itself and what it made, not the admin's.
     let (_, list) = get_json(&w, &reader, "/api/v1/tokens").await;
-    let mut names: Vec<&str> = list.as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    let mut names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
     names.sort();
     assert_eq!(names, vec!["narrow", "reader"], "{list}");
-    assert!(!list.to_string().contains(&narrow), "a listed token shows its value");
+    assert!(
+        !list.to_string().contains(&narrow),
+        "a listed token shows its value"
+    );
     // Revoked: 401 from then on; another's token: 404.
-    let (s, _, _) = call(&w, &reader, "delete", &format!("/api/v1/tokens/{narrow_id}"), None, None).await;
+    let (s, _, _) = call(
+        &w,
+        &reader,
+        "delete",
+        &format!("/api/v1/tokens/{narrow_id}"),
+        None,
+        None,
+    )
+    .await;
     assert_eq!(s, 204);
     let (s, _) = get_json(&w, &narrow, "/api/v1/sites").await;
     assert_eq!(s, 401);
     let (admin_list_status, admin_list) = get_json(&w, &w.token, "/api/v1/tokens").await;
     assert_eq!(admin_list_status, 200);
-    let admin_id = admin_list.as_array().unwrap().iter()
-        .find(|t| t["scopes"] == json!(["admin"])).unwrap()["id"].as_str().unwrap().to_string();
-    let (s, _, _) = call(&w, &reader, "delete", &format!("/api/v1/tokens/{admin_id}"), None, None).await;
+    let admin_id = admin_list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["scopes"] == json!(["admin"]))
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (s, _, _) = call(
+        &w,
+        &reader,
+        "delete",
+        &format!("/api/v1/tokens/{admin_id}"),
+        None,
+        None,
+    )
+    .await;
     assert_eq!(s, 404);
     // Expired: 401.
     let soon = (chrono::Utc::now() + chrono::Duration::seconds(2)).to_rfc3339();
-    let (s, v) = call_json(&w, &w.token, "post", "/api/v1/tokens",
-        json!({"name": "brief", "scopes": ["sites:read"], "expires_at": soon})).await;
+    let (s, v) = call_json(
+        &w,
+        &w.token,
+        "post",
+        "/api/v1/tokens",
+        json!({"name": "brief", "scopes": ["sites:read"], "expires_at": soon}),
+    )
+    .await;
     assert_eq!(s, 201, "{v}");
     let brief = v["token"].as_str().unwrap().to_string();
     assert_eq!(get_json(&w, &brief, "/api/v1/sites").await.0, 200);
@@ -552,7 +783,12 @@ async fn tokens_hand_on_only_their_scopes_expire_and_are_revoked() {
     assert_eq!(get_json(&w, &brief, "/api/v1/sites").await.0, 401);
     // The reader's use is recorded.
     let (_, list) = get_json(&w, &w.token, "/api/v1/tokens").await;
-    let r = list.as_array().unwrap().iter().find(|t| t["id"] == reader_id.as_str()).unwrap();
+    let r = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == reader_id.as_str())
+        .unwrap();
     assert!(r["last_used_at"].is_string(), "{r}");
     w.stop().await;
 }

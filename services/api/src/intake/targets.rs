@@ -52,8 +52,7 @@ pub async fn resolve(
     caller: &crate::guard::Caller,
 ) -> Result<TargetKind, ApiError> {
     let target = target.strip_prefix('@').unwrap_or(target);
-    if caller.client.is_some()
-        && (target.starts_with("server_") || target.starts_with("platform_"))
+    if caller.client.is_some() && (target.starts_with("server_") || target.starts_with("platform_"))
     {
         return Err(ApiError::Unprocessable(format!(
             "target site `{target}` does not exist"

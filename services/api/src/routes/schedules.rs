@@ -4,9 +4,8 @@
 use crate::AppState;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::guard::Caller;
-use axum::Extension;
-use berth_store::sites;
 use crate::routes::page_bounds;
+use axum::Extension;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -15,6 +14,7 @@ use berth_contracts::schedule::{
 };
 use berth_schedule::{Expression, Scope};
 use berth_store::schedules::{self as stored, RunFilter, ScheduleRow, ScheduleValues};
+use berth_store::sites;
 use chrono::Utc;
 use serde::Deserialize;
 
@@ -350,13 +350,16 @@ pub async fn runs(
     let (limit, offset) = page_bounds(q.limit, q.offset)?;
     let rows = state
         .store
-        .schedule_runs(&RunFilter {
-            schedule: Some(name),
-            site: q.site,
-            status: q.status,
-            limit,
-            offset,
-        }, caller.visibility())
+        .schedule_runs(
+            &RunFilter {
+                schedule: Some(name),
+                site: q.site,
+                status: q.status,
+                limit,
+                offset,
+            },
+            caller.visibility(),
+        )
         .await?;
     Ok(axum::Json(
         rows.into_iter().map(|r| r.into_contract()).collect(),
@@ -380,7 +383,12 @@ pub async fn alerts(
 ) -> Result<axum::Json<Vec<ScheduleAlert>>, ApiError> {
     let rows = state
         .store
-        .schedule_alerts(q.schedule.as_deref(), q.site.as_deref(), q.all, caller.visibility())
+        .schedule_alerts(
+            q.schedule.as_deref(),
+            q.site.as_deref(),
+            q.all,
+            caller.visibility(),
+        )
         .await?;
     Ok(axum::Json(
         rows.into_iter().map(|r| r.into_contract()).collect(),

@@ -3,10 +3,10 @@
 
 use crate::AppState;
 use crate::error::{ApiError, ApiJson, ApiQuery};
-use crate::visible::VisibleSite;
 use crate::guard::Caller;
 use crate::intake::targets::{self, parse_uri};
 use crate::intake::{self, Saved};
+use crate::visible::VisibleSite;
 use axum::Extension;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -16,8 +16,8 @@ use berth_hosting::sites::{db_names, status};
 use berth_hosting::tasks::TaskType;
 use berth_hosting::{HostName, PlatformName, SERVER_MASTER, ServerName, SiteName};
 use berth_secrets::SecretKey;
-use berth_store::sites::{self, NewSiteRow, SiteFilter};
 use berth_store::clients::{self, Quota, Visibility};
+use berth_store::sites::{self, NewSiteRow, SiteFilter};
 use berth_store::{platforms, servers};
 use serde::Deserialize;
 
@@ -298,11 +298,14 @@ pub async fn list(
     Ok(axum::Json(
         state
             .store
-            .list_sites(&SiteFilter {
-                platform: q.platform.map(|p| p.trim_start_matches('@').to_string()),
-                status: q.status,
-                client: q.client,
-            }, caller.visibility())
+            .list_sites(
+                &SiteFilter {
+                    platform: q.platform.map(|p| p.trim_start_matches('@').to_string()),
+                    status: q.status,
+                    client: q.client,
+                },
+                caller.visibility(),
+            )
             .await?,
     ))
 }

@@ -62,13 +62,16 @@ pub async fn list(
     let (limit, offset) = page_bounds(q.limit, q.offset)?;
     let page = state
         .store
-        .list_tasks(&TaskFilter {
-            status,
-            task_type: q.task_type,
-            target: q.target.map(|t| t.trim_start_matches('@').to_string()),
-            limit,
-            offset,
-        }, caller.visibility())
+        .list_tasks(
+            &TaskFilter {
+                status,
+                task_type: q.task_type,
+                target: q.target.map(|t| t.trim_start_matches('@').to_string()),
+                limit,
+                offset,
+            },
+            caller.visibility(),
+        )
         .await?;
     Ok(axum::Json(page))
 }

@@ -26,7 +26,11 @@ fn details(c: &Tenant) -> String {
         ),
         (
             "sites",
-            format!("{} of {}", c.usage.sites, limit(c.quotas.max_sites.map(i64::from))),
+            format!(
+                "{} of {}",
+                c.usage.sites,
+                limit(c.quotas.max_sites.map(i64::from))
+            ),
         ),
         (
             "disk bytes",
@@ -39,7 +43,11 @@ fn details(c: &Tenant) -> String {
         ),
         (
             "backup bytes",
-            format!("{} of {}", c.usage.backup_bytes, limit(c.quotas.max_backup_bytes)),
+            format!(
+                "{} of {}",
+                c.usage.backup_bytes,
+                limit(c.quotas.max_backup_bytes)
+            ),
         ),
         ("created", time(&c.created_at)),
     ];
@@ -76,7 +84,11 @@ pub(crate) async fn clients(
             max_backup_bytes,
         }) => {
             let mut body = json!({"name": name, "quotas": quotas(max_sites, max_disk_bytes, max_backup_bytes)});
-            for (k, v) in [("email", email), ("storefront", storefront), ("external_ref", external_ref)] {
+            for (k, v) in [
+                ("email", email),
+                ("storefront", storefront),
+                ("external_ref", external_ref),
+            ] {
                 if let Some(v) = v {
                     body[k] = v.into();
                 }
@@ -93,7 +105,11 @@ pub(crate) async fn clients(
                         vec![
                             c.name.clone(),
                             c.status.clone(),
-                            format!("{}/{}", c.usage.sites, limit(c.quotas.max_sites.map(i64::from))),
+                            format!(
+                                "{}/{}",
+                                c.usage.sites,
+                                limit(c.quotas.max_sites.map(i64::from))
+                            ),
                             c.usage.disk_bytes.to_string(),
                             c.usage.backup_bytes.to_string(),
                             c.email.clone().unwrap_or_default(),
@@ -102,14 +118,19 @@ pub(crate) async fn clients(
                     .collect();
                 print!(
                     "{}",
-                    table(&["NAME", "STATUS", "SITES", "DISK", "BACKUPS", "EMAIL"], &rows)
+                    table(
+                        &["NAME", "STATUS", "SITES", "DISK", "BACKUPS", "EMAIL"],
+                        &rows
+                    )
                 );
                 return Ok(ExitCode::SUCCESS);
             }
             v
         }
         ClientsCommand::Show { name } => {
-            client.get(&format!("/clients/{}", segment(&name)), &[]).await?
+            client
+                .get(&format!("/clients/{}", segment(&name)), &[])
+                .await?
         }
         ClientsCommand::Change {
             name,
@@ -139,14 +160,20 @@ pub(crate) async fn clients(
                     }
                     Some(n) => {
                         let n: i64 = n.parse().map_err(|_| {
-                            super::client::usage(format!("--{}: a number, or `none`", k.replace('_', "-")))
+                            super::client::usage(format!(
+                                "--{}: a number, or `none`",
+                                k.replace('_', "-")
+                            ))
                         })?;
                         body.insert(k.into(), n.into());
                     }
                 }
             }
             client
-                .patch(&format!("/clients/{}", segment(&name)), &Value::Object(body))
+                .patch(
+                    &format!("/clients/{}", segment(&name)),
+                    &Value::Object(body),
+                )
                 .await?
         }
     };
