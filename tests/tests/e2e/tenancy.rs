@@ -792,3 +792,58 @@ async fn tokens_hand_on_only_their_scopes_expire_and_are_revoked() {
     assert!(r["last_used_at"].is_string(), "{r}");
     w.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cli_makes_clients_and_a_client_token_printed_once() {
+    let w = World::start().await.unwrap();
+    let out = w
+        .berth(&[
+            "clients",
+            "create",
+            "acme",
+            "--email",
+            "owner@acme.example",
+            "--max-sites",
+            "3",
+        ])
+        .await;
+    let t = berth_tests::output_text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("0 of 3"), "{t}");
+    let out = w
+        .berth(&[
+            "tokens",
+            "create",
+            "--name",
+            "acme-shop",
+            "--client",
+            "acme",
+            "--scope",
+            "sites:write",
+            "--scope",
+            "tasks:read",
+        ])
+        .await;
+    assert!(out.status.success(), "{}", berth_tests::output_text(&out));
+    // stdout is the token alone: usable as is.
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(
+        token.starts_with("berth_") && !token.contains(' '),
+        "{token}"
+    );
+    let (s, sites) = get_json(&w, &token, "/api/v1/sites").await;
+    assert_eq!((s, sites), (200, json!([])));
+    let out = w.berth(&["tokens", "list"]).await;
+    let t = berth_tests::output_text(&out);
+    assert!(
+        out.status.success() && t.contains("acme-shop") && t.contains("acme"),
+        "{t}"
+    );
+    assert!(!t.contains(&token), "the list shows a token's value: {t}");
+    let out = w
+        .berth(&["clients", "change", "acme", "--max-sites", "none"])
+        .await;
+    let t = berth_tests::output_text(&out);
+    assert!(out.status.success() && t.contains("0 of -"), "{t}");
+    w.stop().await;
+}
