@@ -201,7 +201,8 @@ tasks=$(seed_req GET '/api/v1/tasks?limit=5' | jget '[t["id"] for t in d["items"
 dls=$(seed_req GET '/api/v1/dead-letters?limit=3' | jget '[x["id"] for x in d["items"]]')
 sites=$(seed_req GET /api/v1/sites | jget '[x["uri"] for x in d]')
 BERTH_ST_KNOWN=$(python3 -c 'import json,sys; print(json.dumps({"servers":["server_master"],"platforms":["platform_d10"],
-  "sites":eval(sys.argv[1]),"tasks":eval(sys.argv[2]),"dead-letters":eval(sys.argv[3])}))' "$sites" "$tasks" "$dls")
+  "sites":eval(sys.argv[1]),"tasks":eval(sys.argv[2]),"dead-letters":eval(sys.argv[3]),
+  "clients":["default"]}))' "$sites" "$tasks" "$dls")
 export BERTH_ST_KNOWN
 export SCHEMATHESIS_HOOKS=berth_hooks
 export PYTHONPATH=$BERTH_REPO_ROOT/tests/schemathesis${PYTHONPATH:+:$PYTHONPATH}

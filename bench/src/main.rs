@@ -25,6 +25,9 @@
 //! schedule compressed 60× (CPU, lateness, rows and bytes) against bare `queue_task` calls,
 //! uploads a file to moto_server against writing it to disk, and backs up installed sites
 //! by a capped backup schedule against one backup alone.
+//!
+//! `berth-bench tenancy` lists 10,000 sites over 100 clients with a client-bound token
+//! against the admin token (all sites, and one client's by `?client=`).
 
 mod backlog;
 mod backup;
@@ -36,6 +39,7 @@ mod reloads;
 mod schedules;
 mod sites;
 mod stats;
+mod tenancy;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
@@ -66,6 +70,20 @@ enum Command {
     /// The scheduler firing cron for 10,000 sites (CPU, lateness, rows and bytes) against
     /// bare task writes, and an off-site upload against local disk.
     Schedules(SchedulesArgs),
+    /// `GET /api/v1/sites` with a client-bound token against the admin token, 10,000 sites
+    /// over 100 clients.
+    Tenancy(TenancyArgs),
+}
+
+#[derive(Args)]
+struct TenancyArgs {
+    #[arg(long, default_value_t = 10_000)]
+    sites: usize,
+    #[arg(long, default_value_t = 100)]
+    clients: usize,
+    /// Requests timed per case.
+    #[arg(long, default_value_t = 200)]
+    requests: usize,
 }
 
 #[derive(Args)]
@@ -313,6 +331,14 @@ fn main() -> Result<()> {
                     in_flight: a.in_flight,
                     concurrency: a.concurrency,
                     timeout: std::time::Duration::from_secs(a.timeout_secs),
+                })
+                .await
+            }
+            Command::Tenancy(a) => {
+                tenancy::run(tenancy::Config {
+                    sites: a.sites,
+                    clients: a.clients.max(1),
+                    requests: a.requests.max(1),
                 })
                 .await
             }

@@ -191,9 +191,10 @@ async fn seed(world: &World, n: usize) -> Result<()> {
     let key = SecretKey::from_hex(&world.secret_hex)?;
     sqlx::query(
         "INSERT INTO sites (uri, platform, db_server, profile, status, db_name, db_user,
-                            db_password_sealed, cron_key_sealed, cron_key_given)
+                            db_password_sealed, cron_key_sealed, cron_key_given, client_id)
          SELECT 'site' || i || '.bench.example.com', $1, $2, 'standard', 'enabled',
-                'site' || i, 'site' || i, $3, $3, true
+                'site' || i, 'site' || i, $3, $3, true,
+                (SELECT id FROM clients WHERE name = 'default')
          FROM generate_series(1, $4) i",
     )
     .bind(PLATFORM)

@@ -5,7 +5,7 @@ Random path parameters almost always name nothing, so most cases of an operation
 each generated path parameter be replaced, about half of the time, by a name or id the
 script seeded, so the operations' real code runs too. The seeded values come from the
 BERTH_ST_KNOWN environment variable: JSON mapping the first path segment after /api/v1
-(servers, platforms, sites, tasks, dead-letters) to a list of values.
+(servers, platforms, sites, tasks, dead-letters, clients) to a list of values.
 """
 
 import json

@@ -758,6 +758,9 @@ pub struct SiteChange {
     pub aliases: Option<Vec<String>>,
     #[serde(default)]
     pub redirection: Option<bool>,
+    /// A guarded site refuses disable and delete until unguarded.
+    #[serde(default)]
+    pub guarded: Option<bool>,
 }
 
 /// A site (Aegir's site context). The database password is never part of it.
@@ -774,6 +777,9 @@ pub struct Site {
     pub language: String,
     pub aliases: Vec<String>,
     pub redirection: bool,
+    /// Refuses disable and delete until unguarded (`PATCH {"guarded": false}`).
+    #[serde(default)]
+    pub guarded: bool,
     /// `installing`, `enabled`, `disabled`, `failed` (install failed, nothing left), `deleted`.
     pub status: String,
     /// It serves the "site suspended" page (its client is suspended), whatever its status.
@@ -1030,4 +1036,139 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("bogus"));
     }
+}
+
+/// `POST /api/v1/clients`: a tenant. With `storefront` and `external_ref`, a retry of the
+/// same order finds the same client (200 instead of 201).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewClient {
+    pub name: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub storefront: Option<String>,
+    #[serde(default)]
+    pub external_ref: Option<String>,
+    #[serde(default)]
+    pub quotas: Quotas,
+}
+
+/// A client's quotas (Aegir's hosting_quota); absent: no limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quotas {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_sites: Option<i32>,
+    /// Site files and databases, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_disk_bytes: Option<i64>,
+    /// Backups kept, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_backup_bytes: Option<i64>,
+}
+
+/// `PATCH /api/v1/clients/{name}`: only what is given changes; a quota given as `null` is
+/// lifted.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientChange {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default, with = "double_option")]
+    pub max_sites: Option<Option<i32>>,
+    #[serde(default, with = "double_option")]
+    pub max_disk_bytes: Option<Option<i64>>,
+    #[serde(default, with = "double_option")]
+    pub max_backup_bytes: Option<Option<i64>>,
+}
+
+/// `Option<Option<T>>` in JSON: absent is `None`, `null` is `Some(None)`.
+mod double_option {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<T: Serialize, S: Serializer>(
+        v: &Option<Option<T>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match v {
+            None => s.serialize_none(),
+            Some(inner) => inner.serialize(s),
+        }
+    }
+
+    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(d).map(Some)
+    }
+}
+
+/// What a client uses: sites counted live, disk and backup bytes as recorded.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ClientUsage {
+    pub sites: i64,
+    pub disk_bytes: i64,
+    /// Sites whose disk use was never measured (not in `disk_bytes`).
+    pub sites_unmeasured: i64,
+    pub backup_bytes: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Client {
+    pub id: Uuid,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storefront: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_ref: Option<String>,
+    /// `active`, `suspended` or `cancelled`.
+    pub status: String,
+    pub quotas: Quotas,
+    pub usage: ClientUsage,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// `POST /api/v1/tokens`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    pub name: String,
+    /// `admin`, or `<family>:read` / `<family>:write`; at most those the caller holds.
+    pub scopes: Vec<String>,
+    /// Bound to this client: it sees and acts on that client's sites only.
+    #[serde(default)]
+    pub client: Option<String>,
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// A token as listed: never its value (shown once, in [`CreatedToken`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiToken {
+    pub id: Uuid,
+    pub name: String,
+    pub scopes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    pub created_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<Uuid>,
+}
+
+/// The answer to `POST /api/v1/tokens`: the token's value, this once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreatedToken {
+    #[serde(flatten)]
+    pub info: ApiToken,
+    pub token: String,
 }

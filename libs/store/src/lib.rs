@@ -4,6 +4,8 @@
 //! Functions that must compose into one transaction take `&mut PgConnection`; the API and
 //! the state service open the transactions. Migrations are embedded and applied at start.
 
+pub mod audit;
+pub mod clients;
 pub mod cron;
 pub mod dead;
 pub mod idempotency;

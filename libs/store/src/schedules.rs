@@ -1,6 +1,7 @@
 //! Schedules, their runs (one row per schedule, site and slot: the unique key that keeps any
 //! number of scheduler processes from firing a slot twice) and their alerts.
 
+use crate::clients::Visibility;
 use crate::{Result, Store, StoreError, conflict_on_unique};
 use berth_contracts::schedule::{ScheduleAlert, ScheduleRun};
 use chrono::{DateTime, Utc};
@@ -26,6 +27,10 @@ pub struct ScheduleRow {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
+
+/// A schedule a client-bound caller (`$1`) may see: one scoped to one of its sites.
+const VISIBLE: &str = "($1::uuid IS NULL OR EXISTS (SELECT 1 FROM sites s
+    WHERE s.client_id = $1 AND 'site:' || s.uri = schedules.scope))";
 
 const COLUMNS: &str = "name, kind, scope, expression, time_zone, job, window_secs, spread_secs, \
     cap_per_web_server, cap_per_db_server, alert_after_failures, enabled, closed_through, \
@@ -286,7 +291,7 @@ pub async fn newest_backup_verified(
 /// The enabled sites, with their web and db servers.
 pub async fn site_homes(conn: &mut PgConnection) -> Result<Vec<SiteHomeRow>> {
     Ok(sqlx::query_as(
-        "SELECT s.uri, s.platform, s.client, p.web_server, s.db_server,
+        "SELECT s.uri, s.platform, (SELECT c.name FROM clients c WHERE c.id = s.client_id) AS client, p.web_server, s.db_server,
                 s.cron_key_sealed IS NOT NULL AS has_cron_key
          FROM sites s JOIN platforms p ON p.name = s.platform
          WHERE s.status = 'enabled' ORDER BY s.uri",
@@ -435,6 +440,31 @@ impl Store {
         .await?)
     }
 
+    /// The schedules `seen` allows: a client sees those scoped to one of its sites.
+    pub async fn visible_schedules(&self, seen: Visibility) -> Result<Vec<ScheduleRow>> {
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM schedules WHERE {VISIBLE} ORDER BY name"
+        )))
+        .bind(seen.client())
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The schedule, if `seen` allows it.
+    pub async fn visible_schedule(
+        &self,
+        name: &str,
+        seen: Visibility,
+    ) -> Result<Option<ScheduleRow>> {
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM schedules WHERE {VISIBLE} AND name = $2"
+        )))
+        .bind(seen.client())
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     pub async fn schedule(&self, name: &str) -> Result<Option<ScheduleRow>> {
         let mut conn = self.pool.acquire().await?;
         get(&mut conn, name).await
@@ -448,13 +478,14 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
-    pub async fn schedule_runs(&self, f: &RunFilter) -> Result<Vec<RunRow>> {
+    pub async fn schedule_runs(&self, f: &RunFilter, seen: Visibility) -> Result<Vec<RunRow>> {
         Ok(sqlx::query_as(
             "SELECT r.id, r.schedule, r.site, r.slot, r.due_at, r.status, r.task_id,
                     t.status AS task_status, r.recorded_at
              FROM schedule_runs r LEFT JOIN tasks t ON t.id = r.task_id
              WHERE ($1::text IS NULL OR r.schedule = $1) AND ($2::text IS NULL OR r.site = $2)
                AND ($3::text IS NULL OR r.status = $3)
+               AND ($6::uuid IS NULL OR r.site IN (SELECT uri FROM sites WHERE client_id = $6))
              ORDER BY r.slot DESC, r.site LIMIT $4 OFFSET $5",
         )
         .bind(&f.schedule)
@@ -462,6 +493,7 @@ impl Store {
         .bind(&f.status)
         .bind(f.limit)
         .bind(f.offset)
+        .bind(seen.client())
         .fetch_all(&self.pool)
         .await?)
     }
@@ -482,16 +514,19 @@ impl Store {
         schedule: Option<&str>,
         site: Option<&str>,
         all: bool,
+        seen: Visibility,
     ) -> Result<Vec<AlertRow>> {
         Ok(sqlx::query_as(
             "SELECT id, schedule, site, kind, message, raised_at, cleared_at FROM schedule_alerts
              WHERE ($1::text IS NULL OR schedule = $1) AND ($2::text IS NULL OR site = $2)
                AND ($3 OR cleared_at IS NULL)
+               AND ($4::uuid IS NULL OR site IN (SELECT uri FROM sites WHERE client_id = $4))
              ORDER BY raised_at DESC, id DESC LIMIT 500",
         )
         .bind(schedule)
         .bind(site)
         .bind(all)
+        .bind(seen.client())
         .fetch_all(&self.pool)
         .await?)
     }

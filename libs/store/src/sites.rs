@@ -1,5 +1,6 @@
 //! Sites (Aegir's site contexts), their aliases and their package registry.
 
+use crate::clients::Visibility;
 use crate::servers::get_server;
 use crate::site_names::{self, NameKind};
 use crate::{Result, Store, StoreError, conflict_on_unique, platforms};
@@ -16,11 +17,15 @@ pub struct SiteRow {
     pub uri: String,
     pub platform: String,
     pub db_server: String,
+    /// The client's name (joined from `clients`).
     pub client: Option<String>,
+    pub client_id: Uuid,
     pub client_email: Option<String>,
     pub profile: String,
     pub language: String,
     pub redirection: bool,
+    pub guarded: bool,
+    pub disk_bytes: Option<i64>,
     pub status: String,
     pub suspended: bool,
     pub db_name: String,
@@ -38,8 +43,10 @@ pub struct SiteRow {
     pub aliases: Vec<String>,
 }
 
-const SELECT: &str = "SELECT s.*, COALESCE((SELECT array_agg(a.alias ORDER BY a.position, a.alias)
-       FROM site_aliases a WHERE a.site = s.uri), '{}') AS aliases FROM sites s";
+const SELECT: &str = "SELECT s.*, c.name AS client,
+       COALESCE((SELECT array_agg(a.alias ORDER BY a.position, a.alias)
+       FROM site_aliases a WHERE a.site = s.uri), '{}') AS aliases
+       FROM sites s JOIN clients c ON c.id = s.client_id";
 
 impl SiteRow {
     /// The site as clients see it: no password; the login link only while it is fresh.
@@ -58,6 +65,7 @@ impl SiteRow {
             language: self.language,
             aliases: self.aliases,
             redirection: self.redirection,
+            guarded: self.guarded,
             status: self.status,
             suspended: self.suspended,
             db_name: self.db_name,
@@ -76,7 +84,7 @@ pub struct NewSiteRow<'a> {
     pub uri: &'a str,
     pub platform: &'a str,
     pub db_server: &'a str,
-    pub client: Option<&'a str>,
+    pub client_id: Uuid,
     pub client_email: Option<&'a str>,
     pub profile: &'a str,
     pub language: &'a str,
@@ -104,14 +112,14 @@ pub async fn insert_site(conn: &mut PgConnection, s: NewSiteRow<'_>) -> Result<(
     site_names::retire_deleted(conn, s.uri).await?;
     site_names::reserve_site(conn, s.uri, s.aliases).await?;
     sqlx::query(
-        "INSERT INTO sites (uri, platform, db_server, client, client_email, profile, language,
+        "INSERT INTO sites (uri, platform, db_server, client_id, client_email, profile, language,
                             redirection, status, db_name, db_user, db_password_sealed)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'installing', $9, $10, $11)",
     )
     .bind(s.uri)
     .bind(s.platform)
     .bind(s.db_server)
-    .bind(s.client)
+    .bind(s.client_id)
     .bind(s.client_email)
     .bind(s.profile)
     .bind(s.language)
@@ -156,12 +164,32 @@ async fn insert_aliases(conn: &mut PgConnection, uri: &str, aliases: &[String]) 
 }
 
 pub async fn get_site(conn: &mut PgConnection, uri: &str) -> Result<Option<SiteRow>> {
-    Ok(
-        sqlx::query_as::<_, SiteRow>(sqlx::AssertSqlSafe(format!("{SELECT} WHERE s.uri = $1")))
-            .bind(uri)
-            .fetch_optional(&mut *conn)
-            .await?,
-    )
+    get_visible_site(conn, uri, Visibility::All).await
+}
+
+/// The site, if the caller may see it (a client-bound caller sees its client's only).
+pub async fn get_visible_site(
+    conn: &mut PgConnection,
+    uri: &str,
+    seen: Visibility,
+) -> Result<Option<SiteRow>> {
+    Ok(sqlx::query_as::<_, SiteRow>(sqlx::AssertSqlSafe(format!(
+        "{SELECT} WHERE s.uri = $1 AND ($2::uuid IS NULL OR s.client_id = $2)"
+    )))
+    .bind(uri)
+    .bind(seen.client())
+    .fetch_optional(&mut *conn)
+    .await?)
+}
+
+/// Guards or unguards a site: a guarded site refuses disable and delete.
+pub async fn set_guarded(conn: &mut PgConnection, uri: &str, guarded: bool) -> Result<()> {
+    sqlx::query("UPDATE sites SET guarded = $2, updated_at = now() WHERE uri = $1")
+        .bind(uri)
+        .bind(guarded)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 /// What the planner needs of a site: its row, its platform and web server, its db server.
@@ -206,16 +234,16 @@ pub async fn db_password_sealed(conn: &mut PgConnection, uri: &str) -> Result<Op
 pub async fn change_details(
     conn: &mut PgConnection,
     uri: &str,
-    client: Option<&str>,
+    client_id: Option<Uuid>,
     client_email: Option<&str>,
     redirection: Option<bool>,
 ) -> Result<()> {
     sqlx::query(
-        "UPDATE sites SET client = COALESCE($2, client), client_email = COALESCE($3, client_email),
+        "UPDATE sites SET client_id = COALESCE($2, client_id), client_email = COALESCE($3, client_email),
            redirection = COALESCE($4, redirection), updated_at = now() WHERE uri = $1",
     )
     .bind(uri)
-    .bind(client)
+    .bind(client_id)
     .bind(client_email)
     .bind(redirection)
     .execute(&mut *conn)
@@ -540,16 +568,19 @@ impl Store {
         get_site(&mut conn, uri).await
     }
 
-    pub async fn list_sites(&self, f: &SiteFilter) -> Result<Vec<Site>> {
+    /// The sites `seen` allows, filtered in SQL (a client's sites come off `sites_client`).
+    pub async fn list_sites(&self, f: &SiteFilter, seen: Visibility) -> Result<Vec<Site>> {
         let rows = sqlx::query_as::<_, SiteRow>(sqlx::AssertSqlSafe(format!(
             "{SELECT} WHERE ($1::text IS NULL OR s.platform = $1)
                AND ($2::text IS NULL OR s.status = $2)
-               AND ($3::text IS NULL OR s.client = $3)
+               AND ($3::text IS NULL OR c.name = $3)
+               AND ($4::uuid IS NULL OR s.client_id = $4)
              ORDER BY s.uri"
         )))
         .bind(&f.platform)
         .bind(&f.status)
         .bind(&f.client)
+        .bind(seen.client())
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(SiteRow::into_contract).collect())

@@ -1,5 +1,6 @@
 //! Tasks, their steps and their logs.
 
+use crate::clients::Visibility;
 use crate::outbox::{self, OutboxMessage, OutboxRow};
 use crate::{Result, Store, StoreError};
 use berth_contracts::{
@@ -156,8 +157,10 @@ pub async fn queue_task(
     t: NewTaskRow<'_>,
 ) -> Result<(TaskRow, OutboxRow)> {
     let row: TaskRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO tasks (id, type, target, target_kind, args, status, trace_id, traceparent, requested_by, retry_of)
-         VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9) RETURNING {TASK_COLUMNS}"
+        "INSERT INTO tasks (id, type, target, target_kind, args, status, trace_id, traceparent, requested_by, retry_of, client_id)
+         VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9,
+                 (SELECT client_id FROM sites WHERE uri = $3 AND $4 = 'site'))
+         RETURNING {TASK_COLUMNS}"
     )))
     .bind(t.id)
     .bind(t.task_type)
@@ -555,9 +558,13 @@ pub struct TaskFilter {
 }
 
 impl Store {
-    pub async fn list_tasks(&self, f: &TaskFilter) -> Result<Page<Task>> {
-        fn filtered(qb: &mut QueryBuilder<sqlx::Postgres>, f: &TaskFilter) {
+    /// The tasks `seen` allows (a client's: those of its sites), filtered in SQL.
+    pub async fn list_tasks(&self, f: &TaskFilter, seen: Visibility) -> Result<Page<Task>> {
+        let filtered = |qb: &mut QueryBuilder<sqlx::Postgres>, f: &TaskFilter| {
             qb.push(" WHERE true");
+            if let Some(c) = seen.client() {
+                qb.push(" AND client_id = ").push_bind(c);
+            }
             if let Some(s) = f.status {
                 qb.push(" AND status = ").push_bind(s.as_str());
             }
@@ -565,9 +572,9 @@ impl Store {
                 qb.push(" AND type = ").push_bind(t);
             }
             if let Some(t) = &f.target {
-                qb.push(" AND target = ").push_bind(t);
+                qb.push(" AND target = ").push_bind(t.clone());
             }
-        }
+        };
         let mut count = QueryBuilder::new("SELECT count(*) FROM tasks");
         filtered(&mut count, f);
         let (total,): (i64,) = count.build_query_as().fetch_one(&self.pool).await?;
@@ -600,7 +607,28 @@ impl Store {
         Ok(row.map(|(id,)| id))
     }
 
+    /// Whether the task exists and `seen` allows it.
+    pub async fn task_visible(&self, id: Uuid, seen: Visibility) -> Result<bool> {
+        let (found,): (bool,) = sqlx::query_as(
+            "SELECT EXISTS (SELECT 1 FROM tasks WHERE id = $1
+                              AND ($2::uuid IS NULL OR client_id = $2))",
+        )
+        .bind(id)
+        .bind(seen.client())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(found)
+    }
+
     pub async fn get_task(&self, id: Uuid) -> Result<Option<Task>> {
+        self.get_visible_task(id, Visibility::All).await
+    }
+
+    /// A task with its steps and log, if `seen` allows it.
+    pub async fn get_visible_task(&self, id: Uuid, seen: Visibility) -> Result<Option<Task>> {
+        if !self.task_visible(id, seen).await? {
+            return Ok(None);
+        }
         let mut conn = self.pool.acquire().await?;
         let Some(row) = get_task_row(&mut conn, id).await? else {
             return Ok(None);

@@ -107,8 +107,9 @@ async fn pruning_keeps_failures_and_the_newest_successes_and_leaves_nothing_behi
         "INSERT INTO servers (name, host) VALUES ('server_master', 'localhost');
          INSERT INTO platforms (name, root, web_server) VALUES ('platform_x', '/p', 'server_master');
          INSERT INTO sites (uri, platform, db_server, profile, status, db_name, db_user,
-                            db_password_sealed)
-         SELECT u, 'platform_x', 'server_master', 'standard', 'enabled', u, u, 's'
+                            db_password_sealed, client_id)
+         SELECT u, 'platform_x', 'server_master', 'standard', 'enabled', u, u, 's',
+                (SELECT id FROM clients WHERE name = 'default')
          FROM unnest(ARRAY['a.test', 'b.test']) AS u;",
     )
     .await;

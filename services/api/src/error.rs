@@ -13,6 +13,11 @@ pub enum ApiError {
     #[error("missing or invalid bearer token")]
     Unauthorized,
     #[error("{0}")]
+    Forbidden(String),
+    /// A request past a client's quota (409, `quota-exceeded`), naming it.
+    #[error("client `{}` is at its quota {}: the limit is {}, the usage {}", .0.client, .0.quota.as_str(), .0.limit, .0.usage)]
+    QuotaExceeded(berth_store::clients::QuotaExceeded),
+    #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
@@ -42,6 +47,8 @@ impl ApiError {
                 "unauthorized",
                 "Authentication required",
             ),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
+            Self::QuotaExceeded(_) => (StatusCode::CONFLICT, "quota-exceeded", "Quota exceeded"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
             Self::TooLarge(_) => (
@@ -95,7 +102,15 @@ impl IntoResponse for ApiError {
         }
         let problem = self.problem();
         let status = StatusCode::from_u16(problem.status).expect("valid status");
-        let mut res = (status, axum::Json(problem)).into_response();
+        let mut body = serde_json::to_value(&problem).unwrap_or_default();
+        if let (Self::QuotaExceeded(q), Some(o)) = (&self, body.as_object_mut()) {
+            // RFC 9457 extension members: what a storefront shows its customer.
+            o.insert("quota".into(), q.quota.as_str().into());
+            o.insert("limit".into(), q.limit.into());
+            o.insert("usage".into(), q.usage.into());
+            o.insert("client".into(), q.client.clone().into());
+        }
+        let mut res = (status, axum::Json(body)).into_response();
         res.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),

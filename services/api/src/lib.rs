@@ -10,6 +10,8 @@ pub mod guard;
 pub mod intake;
 mod login_link;
 pub mod routes;
+pub mod scopes;
+pub mod visible;
 
 use axum::Router;
 use axum::middleware::from_fn_with_state;
@@ -83,7 +85,8 @@ pub enum ApiServiceError {
 /// The routes, with authentication on `/api/v1` (but not on the OpenAPI document).
 pub fn router(state: AppState) -> Router {
     use routes::{
-        backup_targets, dead, ops, platforms, retention, schedules, servers, sites, tasks,
+        audit, backup_targets, clients, dead, ops, platforms, retention, schedules, servers, sites,
+        tasks, tokens,
     };
     let v1 = Router::new()
         .route("/servers", post(servers::create).get(servers::list))
@@ -139,10 +142,19 @@ pub fn router(state: AppState) -> Router {
         .route("/dead-letters", get(dead::list))
         .route("/dead-letters/{id}", get(dead::show).delete(dead::discard))
         .route("/dead-letters/{id}/replay", post(dead::replay))
+        .route("/clients", post(clients::create).get(clients::list))
+        .route("/clients/{name}", get(clients::show).patch(clients::change))
+        .route("/tokens", post(tokens::create).get(tokens::list))
+        .route("/tokens/{id}", axum::routing::delete(tokens::revoke))
+        .route("/audit", get(audit::list))
+        // Outermost first: who is asking; the audit entry (written after the answer, so it
+        // records refusals too); may they; the body and Idempotency-Key; the handler.
         .layer(from_fn_with_state(
             state.clone(),
             guard::body_and_idempotency,
         ))
+        .layer(axum::middleware::from_fn(guard::authorize))
+        .layer(from_fn_with_state(state.clone(), guard::audit))
         .layer(from_fn_with_state(state.clone(), guard::authenticate))
         .route("/openapi.json", get(ops::openapi));
     Router::new()

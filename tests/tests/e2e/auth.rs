@@ -7,9 +7,8 @@
 //! real resources, bodies are ones the admin token would get accepted, so a route that let
 //! a request through would answer with data or write something.
 //!
-//! Scopes other than `admin` do not exist yet (issue 14): today any other scope is refused
-//! outright, which is what this checks; when scopes come, their own tests say what each
-//! may do.
+//! A token whose stored scope is not a scope berth knows (`client` here) authenticates as
+//! nothing: 401 like an unknown token. What each real scope may do is in `tenancy.rs`.
 
 use berth_contracts::TaskStatus;
 use berth_tests::{World, WorldOptions, row_counts};

@@ -40,5 +40,6 @@ mod sites;
 mod small_defects;
 mod suspension;
 mod telemetry;
+mod tenancy;
 mod updatedb;
 mod upgrade;

@@ -64,12 +64,17 @@ struct Resources {
     dead_letter: String,
     schedule: String,
     backup_target: String,
+    client: String,
+    /// A token to revoke (not the world's admin token).
+    token: String,
 }
 
 impl Resources {
     fn fill(&self, path: &str) -> String {
         let id = if path.starts_with("/api/v1/dead-letters/") {
             &self.dead_letter
+        } else if path.starts_with("/api/v1/tokens/") {
+            &self.token
         } else {
             &self.task
         };
@@ -79,6 +84,8 @@ impl Resources {
             &self.schedule
         } else if path.starts_with("/api/v1/backup-targets/") {
             &self.backup_target
+        } else if path.starts_with("/api/v1/clients/") {
+            &self.client
         } else {
             &self.platform
         };
@@ -191,7 +198,16 @@ async fn the_served_document_answers_for_every_path() {
         )
         .await;
     assert_eq!(status, 201, "{target}");
+    let (status, token) = w
+        .post_json(
+            "/api/v1/tokens",
+            &json!({"name": "oa-reader", "scopes": ["sites:read"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{token}");
     let res = Resources {
+        client: "default".into(),
+        token: token["id"].as_str().unwrap().to_string(),
         server: "server_master".into(),
         platform: "platform_d10".into(),
         other: "platform_d10b".into(),

@@ -444,7 +444,16 @@ async fn database_passwords_never_leak_into_argv_logs_task_logs_or_answers() {
     );
     places.push(("in-process API and state log".into(), log));
     let rows = database_text(&w).await;
-    for table in ["outbox", "steps", "tasks", "dead_letters", "task_log"] {
+    // The audit log holds a row per mutating request of this test (never a body): scanned
+    // like every other table.
+    for table in [
+        "outbox",
+        "steps",
+        "tasks",
+        "dead_letters",
+        "task_log",
+        "audit_log",
+    ] {
         assert!(
             rows.iter()
                 .any(|(c, v)| c.starts_with(&format!("{table}.")) && !v.is_empty()),

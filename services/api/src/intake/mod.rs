@@ -23,6 +23,7 @@ use berth_hosting::sites::status as site_status;
 use berth_hosting::tasks::{MigrateArgs, TaskType};
 use berth_secrets::SecretKey;
 use berth_store::Store;
+use berth_store::clients::{self, Quota};
 use berth_store::outbox::OutboxRow;
 use berth_store::site_names::{self, NameKind};
 use berth_store::sites::{self, NewSiteRow};
@@ -46,13 +47,16 @@ const NEXT_DB_SECRET: &str = "site_db_next";
 pub async fn queue(state: &AppState, caller: &Caller, req: Intake) -> Result<Task, ApiError> {
     let task_type = req.task_type;
     let target = targets::normalise(&req.target);
-    let kind = targets::resolve(state, &target).await?;
+    let kind = targets::resolve(state, &target, caller).await?;
     let validated = berth_hosting::tasks::validate(task_type, kind, &req.args, state.diagnostics)
         .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
     let requested = Requested::read(task_type, &validated)?;
-    let site = match kind {
-        TargetKind::Site => Some(site_for(state, task_type, &target).await?),
-        _ => None,
+    let (site, client_id) = match kind {
+        TargetKind::Site => {
+            let (site, client_id) = site_for(state, task_type, &target).await?;
+            (Some(site), Some(client_id))
+        }
+        _ => (None, None),
     };
     let fresh = Fresh::new();
     let mut tx = state.store.pool.begin().await?;
@@ -82,6 +86,9 @@ pub async fn queue(state: &AppState, caller: &Caller, req: Intake) -> Result<Tas
             },
             Some(_),
         ) => {
+            if let Some(c) = client_id {
+                refuse_past_quota(&mut tx, c, Quota::BackupBytes).await?;
+            }
             let unknown = berth_store::offsite::unknown_targets(&mut tx, &targets).await?;
             if let Some(t) = unknown.first() {
                 return Err(ApiError::Unprocessable(format!(
@@ -163,13 +170,16 @@ pub async fn queue(state: &AppState, caller: &Caller, req: Intake) -> Result<Tas
             to.refuse_clone_errors(&site.uri)?;
             let db = fresh.db(&c.uri);
             let sealed = new_sealed_password(state);
+            // The clone is the source's client's new site: its quota counts it.
+            let owner = client_id.ok_or_else(|| ApiError::Internal("clone of no site".into()))?;
+            refuse_past_quota(&mut tx, owner, Quota::Sites).await?;
             sites::insert_site(
                 &mut tx,
                 NewSiteRow {
                     uri: &c.uri,
                     platform: &to.platform,
                     db_server: &to.db_server,
-                    client: site.client.as_deref(),
+                    client_id: owner,
                     client_email: site.client_email.as_deref(),
                     profile: &site.profile,
                     language: &site.language,
@@ -216,14 +226,24 @@ pub async fn queue(state: &AppState, caller: &Caller, req: Intake) -> Result<Tas
     Ok(task)
 }
 
-/// The site a task is asked for, when its status allows the task and no task of the same
-/// type is queued or running for it (but a verify).
-async fn site_for(state: &AppState, task_type: TaskType, uri: &str) -> Result<Site, ApiError> {
+/// The site a task is asked for (and its client), when its status allows the task, it is
+/// not guarded against it, and no task of the same type is queued or running for it (but a
+/// verify).
+async fn site_for(
+    state: &AppState,
+    task_type: TaskType,
+    uri: &str,
+) -> Result<(Site, Uuid), ApiError> {
     let site = state
         .store
         .get_site(uri)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("site `{uri}` not found")))?;
+    match task_type {
+        TaskType::Disable => crate::routes::sites::refuse_guarded(uri, site.guarded, "disabled")?,
+        TaskType::Delete => crate::routes::sites::refuse_guarded(uri, site.guarded, "deleted")?,
+        _ => {}
+    }
     args::check_site(task_type, uri, &site.status, state.delete_enabled_sites)?;
     let unfinished = if task_type == TaskType::Verify {
         None
@@ -231,7 +251,24 @@ async fn site_for(state: &AppState, task_type: TaskType, uri: &str) -> Result<Si
         state.store.unfinished_task(uri, task_type.as_str()).await?
     };
     args::refuse_second(task_type, uri, unfinished)?;
-    Ok(site.into_contract())
+    let client_id = site.client_id;
+    Ok((site.into_contract(), client_id))
+}
+
+/// Refuses (409 `quota-exceeded`, naming the quota, its limit and the usage) what would
+/// take client `id` past a quota. Locks the client's row until the caller's transaction
+/// ends, so the check and the insert it allows are one step against concurrent requests.
+pub async fn refuse_past_quota(
+    tx: &mut sqlx::PgConnection,
+    id: Uuid,
+    adding: Quota,
+) -> Result<(), ApiError> {
+    let client = clients::lock(tx, id).await?;
+    let usage = clients::usage(tx, id).await?;
+    match clients::weigh(&client, &usage, adding) {
+        Some(over) => Err(ApiError::QuotaExceeded(over)),
+        None => Ok(()),
+    }
 }
 
 fn new_sealed_password(state: &AppState) -> String {
@@ -353,6 +390,7 @@ async fn queue_row(
     if let Ok((token_id, key)) = IDEMPOTENCY_CLAIM.try_with(|c| c.clone()) {
         Store::note_idempotent_task(tx, token_id, &key, id).await?;
     }
+    crate::guard::note_queued_task(id);
     Ok((row.into_contract(), message))
 }
 

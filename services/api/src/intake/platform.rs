@@ -28,10 +28,13 @@ pub async fn migrate_platform(
 ) -> Result<PlatformMigrate, ApiError> {
     let sites = state
         .store
-        .list_sites(&sites::SiteFilter {
-            platform: Some(from.to_string()),
-            ..Default::default()
-        })
+        .list_sites(
+            &sites::SiteFilter {
+                platform: Some(from.to_string()),
+                ..Default::default()
+            },
+            berth_store::clients::Visibility::All,
+        )
         .await?;
     let mut queued = Vec::new();
     let mut skipped = Vec::new();

@@ -18,7 +18,7 @@ use uuid::Uuid;
 pub async fn requeue(state: &AppState, caller: &Caller, id: Uuid) -> Result<Task, ApiError> {
     let old = state
         .store
-        .get_task(id)
+        .get_visible_task(id, caller.visibility())
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("task {id} not found")))?;
     if !matches!(old.status, TaskStatus::Error | TaskStatus::Cancelled) {

@@ -43,9 +43,21 @@ pub fn normalise(target: &str) -> String {
         .unwrap_or_else(|_| target.to_string())
 }
 
-/// Which kind of context a name is, by Aegir's naming rules, and whether it exists.
-pub async fn resolve(state: &AppState, target: &str) -> Result<TargetKind, ApiError> {
+/// Which kind of context a name is, by Aegir's naming rules, and whether it exists for the
+/// caller: to a client-bound caller, servers, platforms and other clients' sites are as
+/// missing (the same answer as a name nobody has, so it learns nothing).
+pub async fn resolve(
+    state: &AppState,
+    target: &str,
+    caller: &crate::guard::Caller,
+) -> Result<TargetKind, ApiError> {
     let target = target.strip_prefix('@').unwrap_or(target);
+    if caller.client.is_some() && (target.starts_with("server_") || target.starts_with("platform_"))
+    {
+        return Err(ApiError::Unprocessable(format!(
+            "target site `{target}` does not exist"
+        )));
+    }
     if target.starts_with("server_") {
         let name = ServerName::parse(target).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
         if !state.store.server_exists(name.as_str()).await? {
@@ -66,7 +78,8 @@ pub async fn resolve(state: &AppState, target: &str) -> Result<TargetKind, ApiEr
         };
     }
     HostName::parse(target).map_err(|e| ApiError::Unprocessable(format!("target: {e}")))?;
-    match state.store.get_site(target).await? {
+    let mut conn = state.store.pool.acquire().await?;
+    match sites::get_visible_site(&mut conn, target, caller.visibility()).await? {
         Some(s) if s.status != site_status::DELETED => Ok(TargetKind::Site),
         _ => Err(ApiError::Unprocessable(format!(
             "target site `{target}` does not exist"

@@ -1,7 +1,9 @@
 //! The `/api/v1` routes, one module per resource. A route parses and answers; what it
 //! queues, it queues through [`crate::intake`].
 
+pub mod audit;
 pub mod backup_targets;
+pub mod clients;
 pub mod dead;
 pub mod ops;
 pub mod platforms;
@@ -10,6 +12,7 @@ pub mod schedules;
 pub mod servers;
 pub mod sites;
 pub mod tasks;
+pub mod tokens;
 
 use crate::error::ApiError;
 use axum::http::{StatusCode, header};

@@ -3,7 +3,8 @@
 //! policy acts on.
 
 use crate::AppState;
-use crate::error::{ApiError, ApiPath, ApiQuery};
+use crate::error::{ApiError, ApiQuery};
+use crate::visible::VisibleSite;
 use axum::extract::State;
 use berth_contracts::schedule::{
     Job, Kind, RetentionPreview, RetentionSpec, RetentionVerdict, RulesSpec, TargetRetention,
@@ -89,14 +90,10 @@ async fn scheduled_policy(
 
 pub async fn preview(
     State(state): State<AppState>,
-    ApiPath(uri): ApiPath<String>,
+    VisibleSite(site): VisibleSite,
     ApiQuery(q): ApiQuery<PolicyQuery>,
 ) -> Result<axum::Json<RetentionPreview>, ApiError> {
-    let site = state
-        .store
-        .get_site(&uri)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("site `{uri}` not found")))?;
+    let uri = site.uri.clone();
     let spec = match q.spec() {
         Some(spec) => spec,
         None => scheduled_policy(&state, &site).await?.ok_or_else(|| {

@@ -3,7 +3,9 @@
 
 use crate::AppState;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
+use crate::guard::Caller;
 use crate::routes::page_bounds;
+use axum::Extension;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -12,6 +14,7 @@ use berth_contracts::schedule::{
 };
 use berth_schedule::{Expression, Scope};
 use berth_store::schedules::{self as stored, RunFilter, ScheduleRow, ScheduleValues};
+use berth_store::sites;
 use chrono::Utc;
 use serde::Deserialize;
 
@@ -43,9 +46,28 @@ fn unprocessable(e: impl std::fmt::Display) -> ApiError {
     ApiError::Unprocessable(e.to_string())
 }
 
-/// The scope, parsed, naming a platform or site that exists.
-async fn check_scope(state: &AppState, scope: &str) -> Result<Scope, ApiError> {
+/// The scope, parsed, naming a platform or site that exists (for a client-bound caller:
+/// one of its client's sites, the only scope it may give).
+async fn check_scope(state: &AppState, caller: &Caller, scope: &str) -> Result<Scope, ApiError> {
     let parsed = Scope::parse(scope).map_err(unprocessable)?;
+    if caller.client.is_some() {
+        let Scope::Site(s) = &parsed else {
+            return Err(ApiError::Unprocessable(format!(
+                "scope `{scope}`: a token bound to a client makes schedules for its own sites \
+                 only (`site:<uri>`)"
+            )));
+        };
+        let mut conn = state.store.pool.acquire().await?;
+        if sites::get_visible_site(&mut conn, s, caller.visibility())
+            .await?
+            .is_none()
+        {
+            return Err(ApiError::Unprocessable(format!(
+                "scope `{scope}`: site `{s}` not found"
+            )));
+        }
+        return Ok(parsed);
+    }
     match &parsed {
         Scope::Platform(p) if state.store.get_platform(p).await?.is_none() => Err(
             ApiError::Unprocessable(format!("scope `{scope}`: platform `{p}` not found")),
@@ -152,10 +174,10 @@ fn view(row: ScheduleRow, open_alerts: i64) -> Result<Schedule, ApiError> {
     })
 }
 
-async fn found(state: &AppState, name: &str) -> Result<ScheduleRow, ApiError> {
+async fn found(state: &AppState, caller: &Caller, name: &str) -> Result<ScheduleRow, ApiError> {
     state
         .store
-        .schedule(name)
+        .visible_schedule(name, caller.visibility())
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("schedule `{name}` not found")))
 }
@@ -172,10 +194,11 @@ async fn open_alerts(state: &AppState, name: &str) -> Result<i64, ApiError> {
 
 pub async fn create(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<NewSchedule>,
 ) -> Result<Response, ApiError> {
     check_name(&body.name)?;
-    let scope = check_scope(&state, &body.scope).await?;
+    let scope = check_scope(&state, &caller, &body.scope).await?;
     let expr = Expression::parse(&body.expression, &body.time_zone).map_err(unprocessable)?;
     check_job(&state, &body.job).await?;
     let kind = body.job.kind();
@@ -206,9 +229,12 @@ pub async fn create(
         .into_response())
 }
 
-pub async fn list(State(state): State<AppState>) -> Result<axum::Json<Vec<Schedule>>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<axum::Json<Vec<Schedule>>, ApiError> {
     let alerts = state.store.open_alert_counts().await?;
-    let rows = state.store.schedules().await?;
+    let rows = state.store.visible_schedules(caller.visibility()).await?;
     let out = rows
         .into_iter()
         .map(|r| {
@@ -221,19 +247,21 @@ pub async fn list(State(state): State<AppState>) -> Result<axum::Json<Vec<Schedu
 
 pub async fn show(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<axum::Json<Schedule>, ApiError> {
-    let row = found(&state, &name).await?;
+    let row = found(&state, &caller, &name).await?;
     let open = open_alerts(&state, &name).await?;
     Ok(axum::Json(view(row, open)?))
 }
 
 pub async fn change(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<ScheduleChange>,
 ) -> Result<axum::Json<Schedule>, ApiError> {
-    let row = found(&state, &name).await?;
+    let row = found(&state, &caller, &name).await?;
     let old: Job = serde_json::from_value(row.job.clone())
         .map_err(|e| ApiError::Internal(format!("schedule `{name}`: stored job: {e}")))?;
     let job = body.job.unwrap_or(old);
@@ -285,8 +313,10 @@ pub async fn change(
 
 pub async fn delete(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
+    found(&state, &caller, &name).await?;
     if state.store.delete_schedule(&name).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -305,10 +335,11 @@ pub struct RunsQuery {
 
 pub async fn runs(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiPath(name): ApiPath<String>,
     ApiQuery(q): ApiQuery<RunsQuery>,
 ) -> Result<axum::Json<Vec<ScheduleRun>>, ApiError> {
-    found(&state, &name).await?;
+    found(&state, &caller, &name).await?;
     if let Some(s) = &q.status
         && !["fired", "skipped", "missed"].contains(&s.as_str())
     {
@@ -319,13 +350,16 @@ pub async fn runs(
     let (limit, offset) = page_bounds(q.limit, q.offset)?;
     let rows = state
         .store
-        .schedule_runs(&RunFilter {
-            schedule: Some(name),
-            site: q.site,
-            status: q.status,
-            limit,
-            offset,
-        })
+        .schedule_runs(
+            &RunFilter {
+                schedule: Some(name),
+                site: q.site,
+                status: q.status,
+                limit,
+                offset,
+            },
+            caller.visibility(),
+        )
         .await?;
     Ok(axum::Json(
         rows.into_iter().map(|r| r.into_contract()).collect(),
@@ -344,11 +378,17 @@ pub struct AlertsQuery {
 
 pub async fn alerts(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiQuery(q): ApiQuery<AlertsQuery>,
 ) -> Result<axum::Json<Vec<ScheduleAlert>>, ApiError> {
     let rows = state
         .store
-        .schedule_alerts(q.schedule.as_deref(), q.site.as_deref(), q.all)
+        .schedule_alerts(
+            q.schedule.as_deref(),
+            q.site.as_deref(),
+            q.all,
+            caller.visibility(),
+        )
         .await?;
     Ok(axum::Json(
         rows.into_iter().map(|r| r.into_contract()).collect(),

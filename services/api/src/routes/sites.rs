@@ -2,10 +2,11 @@
 //! one queues a verify that applies the change.
 
 use crate::AppState;
-use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
+use crate::error::{ApiError, ApiJson, ApiQuery};
 use crate::guard::Caller;
 use crate::intake::targets::{self, parse_uri};
 use crate::intake::{self, Saved};
+use crate::visible::VisibleSite;
 use axum::Extension;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -15,9 +16,21 @@ use berth_hosting::sites::{db_names, status};
 use berth_hosting::tasks::TaskType;
 use berth_hosting::{HostName, PlatformName, SERVER_MASTER, ServerName, SiteName};
 use berth_secrets::SecretKey;
+use berth_store::clients::{self, Quota, Visibility};
 use berth_store::sites::{self, NewSiteRow, SiteFilter};
 use berth_store::{platforms, servers};
 use serde::Deserialize;
+
+/// A guarded site refuses disable and delete (Aegir's guard): 409 saying how to unguard it.
+pub fn refuse_guarded(uri: &str, guarded: bool, what: &str) -> Result<(), ApiError> {
+    if guarded {
+        return Err(ApiError::Conflict(format!(
+            "site `{uri}` is guarded; unguard it first (PATCH /api/v1/sites/{uri} \
+             {{\"guarded\": false}}) before it can be {what}"
+        )));
+    }
+    Ok(())
+}
 
 /// Most aliases one site may have.
 const MAX_ALIASES: usize = 50;
@@ -60,7 +73,12 @@ fn check_text(field: &str, v: &Option<String>, max: usize) -> Result<(), ApiErro
 }
 
 fn check_email(v: &Option<String>) -> Result<(), ApiError> {
-    check_text("client_email", v, 254)?;
+    check_email_field("client_email", v)
+}
+
+/// An e-mail address field: printable, `local@domain`.
+pub fn check_email_field(field: &str, v: &Option<String>) -> Result<(), ApiError> {
+    check_text(field, v, 254)?;
     if let Some(e) = v {
         let ok = e
             .split_once('@')
@@ -68,7 +86,7 @@ fn check_email(v: &Option<String>) -> Result<(), ApiError> {
             && !e.contains(char::is_whitespace);
         if !ok {
             return Err(ApiError::Unprocessable(format!(
-                "client_email `{e}` is not an e-mail address"
+                "{field} `{e}` is not an e-mail address"
             )));
         }
     }
@@ -101,6 +119,31 @@ fn check_profile(p: &str) -> Result<(), ApiError> {
             "profile `{p}` is not a machine name (lower-case letters, digits, `_`)"
         )))
     }
+}
+
+/// The client a site is made for or moved to: a bound caller's own; else the one named
+/// (made if new: the `client` field predates clients), else `default`.
+async fn client_of_request(
+    conn: &mut sqlx::PgConnection,
+    caller: &Caller,
+    named: Option<&str>,
+) -> Result<uuid::Uuid, ApiError> {
+    if let Some(mine) = &caller.client {
+        return match named {
+            None => Ok(mine.id),
+            Some(n) if n == mine.name => Ok(mine.id),
+            Some(n) => Err(ApiError::Unprocessable(format!(
+                "client `{n}`: this token is bound to client `{}` and makes and moves sites                  for it only (leave `client` out)",
+                mine.name
+            ))),
+        };
+    }
+    let name = named.unwrap_or(clients::DEFAULT_CLIENT);
+    if let Some(c) = clients::get(conn, name, Visibility::All).await? {
+        return Ok(c.id);
+    }
+    crate::routes::clients::check_name(name)?;
+    Ok(clients::ensure(conn, name).await?.id)
 }
 
 pub async fn create(
@@ -170,6 +213,10 @@ pub async fn create(
         )));
     }
     crate::intake::targets::holds_site_databases(&mut tx, db_server.as_str()).await?;
+    // The client's row is locked until commit: the quota check and the insert it allows
+    // are one step for concurrent creates.
+    let client_id = client_of_request(&mut tx, &caller, body.client.as_deref()).await?;
+    crate::intake::refuse_past_quota(&mut tx, client_id, Quota::Sites).await?;
     // The uri and aliases are reserved with the row: a name held by another site is a 409
     // saying which site, and this transaction writes nothing.
     let suffix = &SecretKey::new_password()[..6];
@@ -181,7 +228,7 @@ pub async fn create(
             uri: uri.as_str(),
             platform: platform_name.as_str(),
             db_server: db_server.as_str(),
-            client: body.client.as_deref(),
+            client_id,
             client_email: body.client_email.as_deref(),
             profile: &profile,
             language: &language,
@@ -230,6 +277,7 @@ pub struct ListQuery {
 
 pub async fn list(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<axum::Json<Vec<Site>>, ApiError> {
     if let Some(s) = &q.status {
@@ -250,31 +298,23 @@ pub async fn list(
     Ok(axum::Json(
         state
             .store
-            .list_sites(&SiteFilter {
-                platform: q.platform.map(|p| p.trim_start_matches('@').to_string()),
-                status: q.status,
-                client: q.client,
-            })
+            .list_sites(
+                &SiteFilter {
+                    platform: q.platform.map(|p| p.trim_start_matches('@').to_string()),
+                    status: q.status,
+                    client: q.client,
+                },
+                caller.visibility(),
+            )
             .await?,
     ))
 }
 
-async fn existing(state: &AppState, uri: &str) -> Result<Site, ApiError> {
-    let uri = uri.strip_prefix('@').unwrap_or(uri);
-    let uri = HostName::normalise(uri).map_err(|e| ApiError::NotFound(e.to_string()))?;
-    state
-        .store
-        .get_site(uri.as_str())
-        .await?
-        .map(|s| s.into_contract())
-        .ok_or_else(|| ApiError::NotFound(format!("site `{uri}` not found")))
-}
-
 pub async fn show(
     State(state): State<AppState>,
-    ApiPath(uri): ApiPath<String>,
+    VisibleSite(site): VisibleSite,
 ) -> Result<axum::Json<Site>, ApiError> {
-    let mut site = existing(&state, &uri).await?;
+    let mut site = site.into_contract();
     if site.login_link.is_some() && crate::login_link::spent(&state, &site.uri).await {
         let mut conn = state.store.pool.acquire().await?;
         sites::clear_login_link(&mut conn, &site.uri).await?;
@@ -286,9 +326,8 @@ pub async fn show(
 
 pub async fn packages(
     State(state): State<AppState>,
-    ApiPath(uri): ApiPath<String>,
+    VisibleSite(site): VisibleSite,
 ) -> Result<axum::Json<Vec<Package>>, ApiError> {
-    let site = existing(&state, &uri).await?;
     Ok(axum::Json(state.store.site_packages(&site.uri).await?))
 }
 
@@ -304,10 +343,10 @@ pub struct PlanQuery {
 /// backup taken first, and the downtime to expect.
 pub async fn migrate_plan(
     State(state): State<AppState>,
-    ApiPath(uri): ApiPath<String>,
+    VisibleSite(site): VisibleSite,
     ApiQuery(q): ApiQuery<PlanQuery>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
-    let site = existing(&state, &uri).await?;
+    let site = site.into_contract();
     let target = targets::migrate_target(
         &state,
         &site,
@@ -395,9 +434,8 @@ pub async fn migrate_plan(
 /// The site's backups, newest first.
 pub async fn backups(
     State(state): State<AppState>,
-    ApiPath(uri): ApiPath<String>,
+    VisibleSite(site): VisibleSite,
 ) -> Result<axum::Json<Vec<berth_contracts::Backup>>, ApiError> {
-    let site = existing(&state, &uri).await?;
     Ok(axum::Json(state.store.site_backups(&site.uri).await?))
 }
 
@@ -406,10 +444,10 @@ pub async fn backups(
 pub async fn change(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    ApiPath(uri): ApiPath<String>,
+    VisibleSite(site): VisibleSite,
     ApiJson(body): ApiJson<SiteChange>,
 ) -> Result<axum::Json<Site>, ApiError> {
-    let site = existing(&state, &uri).await?;
+    let site = site.into_contract();
     if ![status::ENABLED, status::DISABLED].contains(&site.status.as_str()) {
         return Err(ApiError::Conflict(format!(
             "site `{}` is {}: only an installed site can be changed",
@@ -426,14 +464,41 @@ pub async fn change(
         crate::intake::targets::refuse_drill_names(&state, a.iter().map(String::as_str))?;
     }
     let mut tx = state.store.pool.begin().await?;
+    if let Some(g) = body.guarded {
+        sites::set_guarded(&mut tx, &site.uri, g).await?;
+    }
+    let only_guard = body.client.is_none()
+        && body.client_email.is_none()
+        && body.aliases.is_none()
+        && body.redirection.is_none();
+    if body.guarded.is_some() && only_guard {
+        // Nothing for the servers to apply: no verify.
+        let out = sites::get_site(&mut tx, &site.uri)
+            .await?
+            .ok_or_else(|| ApiError::Internal("changed site vanished".into()))?
+            .into_contract();
+        tx.commit().await?;
+        return Ok(axum::Json(out));
+    }
     if let Some(a) = &aliases {
         // Reserves the new aliases: one another site holds is a 409 naming it.
         sites::set_aliases(&mut tx, &site.uri, a).await?;
     }
+    let client_id = match body.client.as_deref() {
+        None => None,
+        Some(named) => {
+            let id = client_of_request(&mut tx, &caller, Some(named)).await?;
+            if site.client.as_deref() != Some(named) {
+                // Moving a site onto a client counts against its quotas.
+                crate::intake::refuse_past_quota(&mut tx, id, Quota::Sites).await?;
+            }
+            Some(id)
+        }
+    };
     sites::change_details(
         &mut tx,
         &site.uri,
-        body.client.as_deref(),
+        client_id,
         body.client_email.as_deref(),
         body.redirection,
     )
@@ -463,9 +528,10 @@ pub async fn change(
 /// installed site is removed by the delete task, which backs it up first.
 pub async fn delete(
     State(state): State<AppState>,
-    ApiPath(uri): ApiPath<String>,
+    VisibleSite(site): VisibleSite,
 ) -> Result<StatusCode, ApiError> {
-    let site = existing(&state, &uri).await?;
+    let site = site.into_contract();
+    refuse_guarded(&site.uri, site.guarded, "deleted")?;
     if site.status != status::FAILED {
         return Err(ApiError::Conflict(format!(
             "site `{}` is {}: only a site whose install failed can be forgotten this way; \

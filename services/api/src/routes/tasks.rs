@@ -48,6 +48,7 @@ pub struct ListQuery {
 
 pub async fn list(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<axum::Json<Page<Task>>, ApiError> {
     let status = match q.status.as_deref() {
@@ -61,13 +62,16 @@ pub async fn list(
     let (limit, offset) = page_bounds(q.limit, q.offset)?;
     let page = state
         .store
-        .list_tasks(&TaskFilter {
-            status,
-            task_type: q.task_type,
-            target: q.target.map(|t| t.trim_start_matches('@').to_string()),
-            limit,
-            offset,
-        })
+        .list_tasks(
+            &TaskFilter {
+                status,
+                task_type: q.task_type,
+                target: q.target.map(|t| t.trim_start_matches('@').to_string()),
+                limit,
+                offset,
+            },
+            caller.visibility(),
+        )
         .await?;
     Ok(axum::Json(page))
 }
@@ -76,14 +80,24 @@ fn parse_id(id: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(id).map_err(|_| ApiError::NotFound(format!("task `{id}` not found")))
 }
 
+/// The task's id, if the caller may see the task (a client's token: its sites' tasks).
+async fn visible_id(state: &AppState, caller: &Caller, id: &str) -> Result<Uuid, ApiError> {
+    let id = parse_id(id)?;
+    if !state.store.task_visible(id, caller.visibility()).await? {
+        return Err(ApiError::NotFound(format!("task {id} not found")));
+    }
+    Ok(id)
+}
+
 pub async fn show(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<axum::Json<Task>, ApiError> {
     let id = parse_id(&id)?;
     let task = state
         .store
-        .get_task(id)
+        .get_visible_task(id, caller.visibility())
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("task {id} not found")))?;
     Ok(axum::Json(task))
@@ -99,10 +113,11 @@ pub use berth_contracts::LogPage;
 
 pub async fn log(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<LogQuery>,
 ) -> Result<axum::Json<LogPage>, ApiError> {
-    let id = parse_id(&id)?;
+    let id = visible_id(&state, &caller, &id).await?;
     let (status, entries) = state
         .store
         .task_log(id, q.after.unwrap_or(0))
@@ -119,7 +134,7 @@ pub async fn cancel(
     Extension(caller): Extension<Caller>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id)?;
+    let id = visible_id(&state, &caller, &id).await?;
     let (task, message) = state.store.cancel_task(id, &caller.name).await?;
     Ok(match message {
         None => axum::Json(task).into_response(),

@@ -92,6 +92,78 @@ pub enum Command {
     /// Off-site backup targets (S3-compatible stores) backups are copied to.
     #[command(subcommand, name = "backup-targets")]
     BackupTargets(BackupTargetsCommand),
+    /// Clients (tenants): who owns sites, their quotas and usage.
+    #[command(subcommand)]
+    Clients(ClientsCommand),
+    /// Scoped API tokens through the API: create (printed once), list, revoke.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientsCommand {
+    /// Create a client (with --storefront and --external-ref, a retry finds the same one).
+    Create(CreateClient),
+    /// List clients with their usage.
+    List,
+    /// Show a client, its quotas and usage.
+    Show { name: String },
+    /// Change a client's name, e-mail or quotas (`none` lifts a quota).
+    Change {
+        name: String,
+        #[arg(long = "name")]
+        new_name: Option<String>,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        max_sites: Option<String>,
+        #[arg(long)]
+        max_disk_bytes: Option<String>,
+        #[arg(long)]
+        max_backup_bytes: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateClient {
+    pub name: String,
+    #[arg(long)]
+    pub email: Option<String>,
+    #[arg(long, requires = "external_ref")]
+    pub storefront: Option<String>,
+    #[arg(long, requires = "storefront")]
+    pub external_ref: Option<String>,
+    #[arg(long)]
+    pub max_sites: Option<i32>,
+    #[arg(long)]
+    pub max_disk_bytes: Option<i64>,
+    #[arg(long)]
+    pub max_backup_bytes: Option<i64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Create a token with scopes this token holds; prints it (only it) on stdout, once.
+    Create(CreateToken),
+    /// List tokens (an admin token: all; else itself and those it made).
+    List,
+    /// Revoke a token by id.
+    Revoke { id: String },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateToken {
+    #[arg(long)]
+    pub name: String,
+    /// A scope: `admin`, `<family>:read` or `<family>:write` (repeat for more).
+    #[arg(long = "scope", required = true)]
+    pub scopes: Vec<String>,
+    /// Bind the token to a client: it sees that client's sites only.
+    #[arg(long)]
+    pub client: Option<String>,
+    /// When it stops working (RFC 3339, e.g. 2027-01-01T00:00:00Z).
+    #[arg(long)]
+    pub expires_at: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
