@@ -1128,10 +1128,32 @@ pub struct Client {
     pub external_ref: Option<String>,
     /// `active`, `suspended` or `cancelled`.
     pub status: String,
+    /// Cancelled: when its sites are deleted (each with a backup first); until then
+    /// `unsuspend` takes the cancellation back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete_sites_after: Option<DateTime<Utc>>,
     pub quotas: Quotas,
     pub usage: ClientUsage,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// `POST /api/v1/clients/{name}/cancel`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCancel {
+    /// How long its sites stay (suspended) before they are deleted, each with a backup
+    /// first; default 14 days, 0: at the scheduler's next look.
+    #[serde(default)]
+    pub grace_seconds: Option<u32>,
+}
+
+/// The answer to suspending, unsuspending or cancelling a client: the client as it is now
+/// and the tasks queued on its sites (a suspend or unsuspend each).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClientStanding {
+    pub client: Client,
+    pub tasks: Vec<Uuid>,
 }
 
 /// `POST /api/v1/tokens`.

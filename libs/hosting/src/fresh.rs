@@ -33,6 +33,14 @@ impl Fresh {
         }
     }
 
+    /// A delete's arguments: the backup it takes first (it stays after the site is gone).
+    pub fn delete(&self, uri: &str) -> berth_contracts::task::TaskArgs {
+        berth_contracts::task::TaskArgs::Delete(berth_contracts::task::BackupTask {
+            backup: self.backup(uri, Compression::Zstd, "Generated before being deleted"),
+            targets: Vec::new(),
+        })
+    }
+
     /// A new database (and user) for site `uri`.
     pub fn db(&self, uri: &str) -> DbNames {
         let (name, user) = crate::sites::db_names(uri, &self.db_unique);

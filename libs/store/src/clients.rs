@@ -39,12 +39,16 @@ pub struct ClientRow {
     pub max_sites: Option<i32>,
     pub max_disk_bytes: Option<i64>,
     pub max_backup_bytes: Option<i64>,
+    /// A cancelled client's sites are deleted once this passes.
+    pub cancel_after: Option<DateTime<Utc>>,
+    /// When the scheduler queued the deletes of a cancelled client's sites.
+    pub sites_deleted_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
 const COLUMNS: &str = "id, name, email, storefront, external_ref, status, max_sites, \
-    max_disk_bytes, max_backup_bytes, created_at, updated_at";
+    max_disk_bytes, max_backup_bytes, cancel_after, sites_deleted_at, created_at, updated_at";
 
 /// A client's usage: sites counted live, disk and backup bytes as recorded.
 #[derive(Debug, Clone, Copy, Default, sqlx::FromRow)]
@@ -239,6 +243,74 @@ pub async fn lock(conn: &mut PgConnection, id: Uuid) -> Result<ClientRow> {
     .ok_or_else(|| StoreError::NotFound(format!("client {id}")))
 }
 
+/// A client's status: what suspending, unsuspending and cancelling write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    Active,
+    Suspended,
+    /// Its sites go once the time passes.
+    Cancelled {
+        delete_after: DateTime<Utc>,
+    },
+}
+
+/// Sets the client's status (and, cancelled, when its sites go; otherwise none).
+pub async fn set_standing(conn: &mut PgConnection, id: Uuid, s: Standing) -> Result<()> {
+    let (status, after) = match s {
+        Standing::Active => ("active", None),
+        Standing::Suspended => ("suspended", None),
+        Standing::Cancelled { delete_after } => ("cancelled", Some(delete_after)),
+    };
+    sqlx::query(
+        "UPDATE clients SET status = $2, cancel_after = $3, sites_deleted_at = NULL,
+                updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(status)
+    .bind(after)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The client's sites that serve (enabled or disabled), by name: those a suspension,
+/// unsuspension or cancellation acts on.
+pub async fn serving_sites(conn: &mut PgConnection, id: Uuid) -> Result<Vec<(String, bool)>> {
+    Ok(sqlx::query_as(
+        "SELECT uri, guarded FROM sites
+         WHERE client_id = $1 AND status IN ('enabled', 'disabled') ORDER BY uri",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
+/// Cancelled clients whose grace has passed and whose sites are not yet being deleted,
+/// locked (skipping those another scheduler holds) until the transaction ends.
+pub async fn due_cancellations(
+    conn: &mut PgConnection,
+    now: DateTime<Utc>,
+) -> Result<Vec<ClientRow>> {
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM clients
+         WHERE status = 'cancelled' AND cancel_after <= $1 AND sites_deleted_at IS NULL
+         ORDER BY cancel_after LIMIT 100 FOR UPDATE SKIP LOCKED"
+    )))
+    .bind(now)
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
+/// The deletes of a cancelled client's sites are queued.
+pub async fn mark_sites_deleted(conn: &mut PgConnection, id: Uuid) -> Result<()> {
+    sqlx::query("UPDATE clients SET sites_deleted_at = now() WHERE id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 pub async fn usage(conn: &mut PgConnection, id: Uuid) -> Result<Usage> {
     Ok(sqlx::query_as(
         "SELECT
@@ -320,6 +392,8 @@ mod tests {
             max_sites,
             max_disk_bytes: disk,
             max_backup_bytes: backup,
+            cancel_after: None,
+            sites_deleted_at: None,
             created_at: Utc::now(),
             updated_at: Utc::now(),
         }

@@ -8,6 +8,7 @@ use berth_contracts::{Package, PackageType, Site};
 use berth_hosting::facts::SiteFacts;
 use chrono::{DateTime, Duration, Utc};
 use sqlx::PgConnection;
+use uuid::Uuid;
 
 /// How long a one-time login link is shown on the site.
 pub const LOGIN_LINK_TTL_HOURS: i64 = 24;

@@ -218,7 +218,11 @@ pub fn classify(method: &Method, path: &str) -> Option<Route> {
         "tasks" => route(Family::Tasks, false),
         "schedules" | "schedule-alerts" => route(Family::Schedules, false),
         "dead-letters" => route(Family::DeadLetters, true),
-        "clients" => route(Family::Clients, false),
+        // A client's own token never changes its standing (nor learns these exist).
+        "clients" => match third {
+            Some("suspend" | "unsuspend" | "cancel") => route(Family::Clients, true),
+            _ => route(Family::Clients, false),
+        },
         "webhooks" => route(Family::Webhooks, false),
         "audit" => route(Family::Audit, true),
         "tokens" => route(Family::Tokens, false),

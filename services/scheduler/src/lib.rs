@@ -8,7 +8,9 @@
 //! row is what lets any number of scheduler processes run side by side without firing a slot
 //! twice, and a crash between two statements leaves nothing behind. Alerts (missed runs,
 //! failures in a row, overdue backups) are rows on the schedule and notices on the broker.
+//! It also deletes the sites of cancelled clients once their grace ends.
 
+mod cancellations;
 mod fire;
 
 use berth_broker::Broker;
@@ -63,6 +65,12 @@ pub async fn run(cfg: SchedulerConfig, shutdown: CancellationToken) -> Result<()
     loop {
         if let Err(e) = tick(&store, &outbox, &cfg, Utc::now()).await {
             tracing::warn!(error = %e, "scheduler tick failed; trying again on the next one");
+        }
+        match cancellations::delete_due(&store, Utc::now()).await {
+            Ok(rows) => publish(&outbox, rows),
+            Err(e) => {
+                tracing::warn!(error = %e, "cancelled clients' sites: trying again on the next tick")
+            }
         }
         if last_prune.elapsed() >= PRUNE_EVERY {
             last_prune = tokio::time::Instant::now();

@@ -38,6 +38,7 @@ mod site_names;
 mod site_patch;
 mod sites;
 mod small_defects;
+mod storefront;
 mod suspension;
 mod telemetry;
 mod tenancy;

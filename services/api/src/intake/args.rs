@@ -166,10 +166,7 @@ pub fn disable(uri: &str, fresh: &Fresh) -> TaskArgs {
 
 /// A delete's arguments: the backup taken first.
 pub fn delete(uri: &str, fresh: &Fresh) -> TaskArgs {
-    TaskArgs::Delete(BackupTask {
-        backup: fresh.backup(uri, Compression::Zstd, "Generated before being deleted"),
-        targets: Vec::new(),
-    })
+    fresh.delete(uri)
 }
 
 /// A restore's arguments: the backup put back (the site's, still there), the backup taken

@@ -256,7 +256,7 @@ async fn site_for(
 }
 
 /// Refuses (409 `quota-exceeded`, naming the quota, its limit and the usage) what would
-/// take client `id` past a quota. Locks the client's row until the caller's transaction
+/// take client `id` past a quota, and a new site of a client that is not active. Locks the client's row until the caller's transaction
 /// ends, so the check and the insert it allows are one step against concurrent requests.
 pub async fn refuse_past_quota(
     tx: &mut sqlx::PgConnection,
@@ -264,6 +264,14 @@ pub async fn refuse_past_quota(
     adding: Quota,
 ) -> Result<(), ApiError> {
     let client = clients::lock(tx, id).await?;
+    // A suspended or cancelled client gets no new site (nor one moved or cloned to it).
+    if adding == Quota::Sites && client.status != "active" {
+        return Err(ApiError::Conflict(format!(
+            "client `{}` is {}: no new site until it is unsuspended \
+             (POST /api/v1/clients/{}/unsuspend)",
+            client.name, client.status, client.name
+        )));
+    }
     let usage = clients::usage(tx, id).await?;
     match clients::weigh(&client, &usage, adding) {
         Some(over) => Err(ApiError::QuotaExceeded(over)),
@@ -339,6 +347,41 @@ pub async fn queue_saved(
         None,
     )
     .await
+}
+
+/// Queues `task_type` (one without arguments: a client's suspend or unsuspend) on each of
+/// `sites` in the caller's transaction; the caller publishes the rows after commit. Each
+/// waits behind its site's running task, as every task on one target does.
+pub async fn queue_on_sites(
+    state: &AppState,
+    tx: &mut sqlx::PgConnection,
+    caller: &Caller,
+    task_type: TaskType,
+    sites: &[String],
+) -> Result<Vec<(Task, OutboxRow)>, ApiError> {
+    if !matches!(task_type, TaskType::Suspend | TaskType::Unsuspend) {
+        return Err(ApiError::Internal(format!(
+            "{} is not queued for a client's sites",
+            task_type.as_str()
+        )));
+    }
+    let mut out = Vec::with_capacity(sites.len());
+    for uri in sites {
+        out.push(
+            queue_row(
+                state,
+                tx,
+                caller,
+                task_type,
+                uri,
+                TargetKind::Site,
+                &TaskArgs::None,
+                None,
+            )
+            .await?,
+        );
+    }
+    Ok(out)
 }
 
 /// Writes the task row and its outbox message in the caller's transaction, after the

@@ -8,8 +8,11 @@ use axum::Extension;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use berth_contracts::{Client, ClientChange, ClientUsage, NewClient, Quotas};
-use berth_store::clients::{self, ClientRow, Usage};
+use berth_contracts::{
+    Client, ClientCancel, ClientChange, ClientStanding, ClientUsage, NewClient, Quotas,
+};
+use berth_hosting::tasks::TaskType;
+use berth_store::clients::{self, ClientRow, Standing, Usage};
 
 /// A client name: lower case letters, digits, `.`, `_`, `-` (it appears in URLs and in
 /// schedule scopes `client:<name>`).
@@ -63,6 +66,7 @@ pub fn view(row: ClientRow, usage: Usage) -> Client {
         storefront: row.storefront,
         external_ref: row.external_ref,
         status: row.status,
+        delete_sites_after: row.cancel_after,
         quotas: Quotas {
             max_sites: row.max_sites,
             max_disk_bytes: row.max_disk_bytes,
@@ -190,4 +194,140 @@ pub async fn change(
     let usage = clients::usage(&mut tx, row.id).await?;
     tx.commit().await?;
     Ok(axum::Json(view(row, usage)))
+}
+
+/// How long a cancelled client's sites stay (suspended) before they are deleted, unless the
+/// request says otherwise.
+pub const DEFAULT_CANCEL_GRACE_SECS: u32 = 14 * 24 * 3600;
+
+/// Suspends a client: each of its sites serves the "site suspended" page (a `suspend` task
+/// each, queued in the same transaction as the status); nothing else of them changes.
+pub async fn suspend(
+    state: State<AppState>,
+    caller: Extension<Caller>,
+    name: ApiPath<String>,
+) -> Result<Response, ApiError> {
+    set_standing(state, caller, name, Standing::Suspended).await
+}
+
+/// Takes a suspension or a cancellation (within its grace) back: the sites serve as they
+/// did before (an `unsuspend` task each).
+pub async fn unsuspend(
+    state: State<AppState>,
+    caller: Extension<Caller>,
+    name: ApiPath<String>,
+) -> Result<Response, ApiError> {
+    set_standing(state, caller, name, Standing::Active).await
+}
+
+/// Cancels a client: its sites are suspended now and deleted after the grace, each with a
+/// backup first (the scheduler queues the deletes; the backups stay).
+pub async fn cancel(
+    state: State<AppState>,
+    caller: Extension<Caller>,
+    name: ApiPath<String>,
+    ApiJson(body): ApiJson<ClientCancel>,
+) -> Result<Response, ApiError> {
+    let grace = body.grace_seconds.unwrap_or(DEFAULT_CANCEL_GRACE_SECS);
+    let delete_after = chrono::Utc::now() + chrono::Duration::seconds(grace.into());
+    set_standing(state, caller, name, Standing::Cancelled { delete_after }).await
+}
+
+/// The task a change of standing queues on each serving site, or the refusal when the
+/// client already stands so (`current`: its status now).
+fn standing_task(current: &str, to: Standing) -> Result<TaskType, &'static str> {
+    match (current, to) {
+        ("active", Standing::Active) => Err("is active already"),
+        ("suspended", Standing::Suspended) => Err("is suspended already"),
+        ("cancelled", Standing::Suspended) => {
+            Err("is cancelled (its sites are suspended already); unsuspend takes that back")
+        }
+        ("cancelled", Standing::Cancelled { .. }) => Err("is cancelled already"),
+        (_, Standing::Active) => Ok(TaskType::Unsuspend),
+        (_, Standing::Suspended | Standing::Cancelled { .. }) => Ok(TaskType::Suspend),
+    }
+}
+
+async fn set_standing(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(name): ApiPath<String>,
+    to: Standing,
+) -> Result<Response, ApiError> {
+    let mut tx = state.store.pool.begin().await?;
+    let row = clients::get(&mut tx, &name, caller.visibility())
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("client `{name}` not found")))?;
+    let row = clients::lock(&mut tx, row.id).await?;
+    if row.sites_deleted_at.is_some() {
+        return Err(ApiError::Conflict(format!(
+            "client `{name}` was cancelled and its sites are being deleted: nothing to change"
+        )));
+    }
+    let task_type = standing_task(&row.status, to)
+        .map_err(|why| ApiError::Conflict(format!("client `{name}` {why}")))?;
+    let sites = clients::serving_sites(&mut tx, row.id).await?;
+    if let Standing::Cancelled { .. } = to {
+        let guarded: Vec<&str> = sites
+            .iter()
+            .filter(|(_, g)| *g)
+            .map(|(u, _)| u.as_str())
+            .collect();
+        if !guarded.is_empty() {
+            return Err(ApiError::Conflict(format!(
+                "client `{name}` has guarded sites ({}): a cancellation would delete them; \
+                 unguard them first (PATCH /api/v1/sites/{{uri}} {{\"guarded\": false}})",
+                guarded.join(", ")
+            )));
+        }
+    }
+    clients::set_standing(&mut tx, row.id, to).await?;
+    let uris: Vec<String> = sites.into_iter().map(|(u, _)| u).collect();
+    let queued = crate::intake::queue_on_sites(&state, &mut tx, &caller, task_type, &uris).await?;
+    let row = clients::get_by_id(&mut tx, row.id)
+        .await?
+        .ok_or_else(|| ApiError::Internal("client vanished".into()))?;
+    let usage = clients::usage(&mut tx, row.id).await?;
+    tx.commit().await?;
+    let (tasks, rows): (Vec<_>, Vec<_>) = queued.into_iter().unzip();
+    state.outbox.publish(rows);
+    tracing::info!(client = %row.name, status = %row.status, tasks = tasks.len(), "client standing changed");
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(ClientStanding {
+            client: view(row, usage),
+            tasks: tasks.into_iter().map(|t| t.id).collect(),
+        }),
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_standing_change_queues_suspends_or_unsuspends_and_refuses_a_repeat() {
+        let cancel = Standing::Cancelled {
+            delete_after: chrono::Utc::now(),
+        };
+        assert_eq!(
+            standing_task("active", Standing::Suspended),
+            Ok(TaskType::Suspend)
+        );
+        assert_eq!(standing_task("active", cancel), Ok(TaskType::Suspend));
+        assert_eq!(standing_task("suspended", cancel), Ok(TaskType::Suspend));
+        assert_eq!(
+            standing_task("suspended", Standing::Active),
+            Ok(TaskType::Unsuspend)
+        );
+        assert_eq!(
+            standing_task("cancelled", Standing::Active),
+            Ok(TaskType::Unsuspend)
+        );
+        assert!(standing_task("active", Standing::Active).is_err());
+        assert!(standing_task("suspended", Standing::Suspended).is_err());
+        assert!(standing_task("cancelled", Standing::Suspended).is_err());
+        assert!(standing_task("cancelled", cancel).is_err());
+    }
 }

@@ -122,6 +122,18 @@ pub enum ClientsCommand {
         #[arg(long)]
         max_backup_bytes: Option<String>,
     },
+    /// Suspend a client: its sites serve the "site suspended" page.
+    Suspend { name: String },
+    /// Take a suspension or a cancellation back: its sites serve as before.
+    Unsuspend { name: String },
+    /// Cancel a client: its sites are suspended now and deleted after the grace (each with
+    /// a backup first).
+    Cancel {
+        name: String,
+        /// Default 14 days.
+        #[arg(long)]
+        grace_seconds: Option<u32>,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -16,7 +16,13 @@ fn details(c: &Tenant) -> String {
     let rows = [
         ("name", c.name.clone()),
         ("email", c.email.clone().unwrap_or_default()),
-        ("status", c.status.clone()),
+        (
+            "status",
+            match &c.delete_sites_after {
+                Some(at) => format!("{} (its sites are deleted after {})", c.status, time(at)),
+                None => c.status.clone(),
+            },
+        ),
         (
             "reference",
             match (&c.storefront, &c.external_ref) {
@@ -176,12 +182,54 @@ pub(crate) async fn clients(
                 )
                 .await?
         }
+        ClientsCommand::Suspend { name } => {
+            return standing(client, json, &name, "suspend", json!({})).await;
+        }
+        ClientsCommand::Unsuspend { name } => {
+            return standing(client, json, &name, "unsuspend", json!({})).await;
+        }
+        ClientsCommand::Cancel {
+            name,
+            grace_seconds,
+        } => {
+            let body = json!({ "grace_seconds": grace_seconds });
+            return standing(client, json, &name, "cancel", body).await;
+        }
     };
     if json {
         print_json(&v);
     } else {
         print!("{}", details(&decode("client", v)?));
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Suspends, unsuspends or cancels: the client as it is now, and the tasks queued.
+async fn standing(
+    client: &Client,
+    json: bool,
+    name: &str,
+    action: &str,
+    body: Value,
+) -> Result<ExitCode, CliError> {
+    let v = client
+        .post(&format!("/clients/{}/{action}", segment(name)), &body)
+        .await?;
+    if json {
+        print_json(&v);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let s: berth_contracts::ClientStanding = decode("client", v)?;
+    print!("{}", details(&s.client));
+    println!(
+        "{} task(s) queued on its sites: {}",
+        s.tasks.len(),
+        s.tasks
+            .iter()
+            .map(|t| t.to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     Ok(ExitCode::SUCCESS)
 }
 
