@@ -502,25 +502,40 @@ ensure_site_firewall() {
   done
 }
 
-# ---------------------------------------------------------------- moto_server (S3)
+# ---------------------------------------------------------------- test servers (moto_server, aiosmtpd)
+# ensure_test_venv NAME VENV REQS DIST: a Python server the tests start on loopback, pinned in
+# REQS (`DIST==version`) and installed from PyPI into its own venv VENV. Only the tests need
+# it: without PyPI (a machine with no network) berth itself still runs, so a failure warns.
+ensure_test_venv() {
+  local name=$1 venv=$2 reqs=$3 dist=$4 want
+  want=$(sed -n "s/^${dist//[/\\[}==//p" "$reqs")
+  [ -n "$want" ] || die "no pinned $dist in $reqs"
+  local pkg=${dist%%[*}
+  if [ -x "$venv/bin/python" ] && [ "$("$venv/bin/python" -c \
+      "import importlib.metadata as m; print(m.version('$pkg'))" 2>/dev/null)" = "$want" ]; then
+    ok "$name $want in $venv"
+    return 0
+  fi
+  if ! { [ -x "$venv/bin/python" ] || as_root python3 -m venv "$venv"; } \
+    || ! as_root "$venv/bin/pip" install -q --disable-pip-version-check -r "$reqs"; then
+    warn "could not install $dist==$want from PyPI into $venv: the tests that run $name need it"
+    return 0
+  fi
+  did "installed $name $want into $venv"
+}
+
 # ensure_moto: moto_server, the S3-compatible server the off-site backup tests start on
-# loopback (tests/servers/src/moto.rs), pinned in tests/moto/requirements.txt and
-# installed from PyPI into its own venv, BERTH_MOTO_VENV (/opt/berth/moto).
+# loopback (tests/servers/src/moto.rs), pinned in tests/moto/requirements.txt, in its own
+# venv BERTH_MOTO_VENV (/opt/berth/moto).
 BERTH_MOTO_VENV=${BERTH_MOTO_VENV:-/opt/berth/moto}
 ensure_moto() {
-  local reqs="$BERTH_REPO_ROOT/tests/moto/requirements.txt" want
-  want=$(sed -n 's/^moto\[server\]==//p' "$reqs")
-  [ -n "$want" ] || die "no pinned moto[server] in $reqs"
-  if [ -x "$BERTH_MOTO_VENV/bin/moto_server" ] && [ "$("$BERTH_MOTO_VENV/bin/python" -c \
-      'import importlib.metadata as m; print(m.version("moto"))' 2>/dev/null)" = "$want" ]; then
-    ok "moto_server $want in $BERTH_MOTO_VENV"
-    return 0
-  fi
-  # Only the tests need it: without PyPI (a machine with no network) berth itself still runs.
-  if ! { [ -x "$BERTH_MOTO_VENV/bin/python" ] || as_root python3 -m venv "$BERTH_MOTO_VENV"; } \
-    || ! as_root "$BERTH_MOTO_VENV/bin/pip" install -q --disable-pip-version-check -r "$reqs"; then
-    warn "could not install moto[server]==$want from PyPI into $BERTH_MOTO_VENV: the off-site backup tests need it"
-    return 0
-  fi
-  did "installed moto_server $want into $BERTH_MOTO_VENV"
+  ensure_test_venv moto_server "$BERTH_MOTO_VENV" "$BERTH_REPO_ROOT/tests/moto/requirements.txt" 'moto[server]'
+}
+
+# ensure_aiosmtpd: the SMTP server the welcome-mail tests start on loopback
+# (tests/servers/src/smtp.rs), pinned in tests/smtp/requirements.txt, in its own venv
+# BERTH_SMTP_VENV (/opt/berth/smtp).
+BERTH_SMTP_VENV=${BERTH_SMTP_VENV:-/opt/berth/smtp}
+ensure_aiosmtpd() {
+  ensure_test_venv aiosmtpd "$BERTH_SMTP_VENV" "$BERTH_REPO_ROOT/tests/smtp/requirements.txt" aiosmtpd
 }

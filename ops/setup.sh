@@ -41,6 +41,7 @@ ensure_mariadb_root_socket_only
 ensure_rabbitmq
 ensure_site_firewall
 ensure_moto
+ensure_aiosmtpd
 
 for tool in nginx named named-checkconf named-checkzone rndc dig php php-fpm8.2; do
   have "$tool" || warn "$tool not found in PATH"

@@ -1,15 +1,31 @@
 //! Real servers for tests: nginx, php-fpm and BIND's named, each started as a child
 //! process on free loopback ports with its configuration under a test's own directory,
 //! and stopped when dropped; and private PostgreSQL, MariaDB and RabbitMQ servers that a
-//! harness may crash and restart ([`daemons`]).
+//! harness may crash and restart ([`daemons`]); moto_server (S3) and aiosmtpd (SMTP).
 
 pub mod daemons;
 pub mod moto;
 pub mod named;
+pub mod smtp;
 pub mod web;
 
 use std::ops::RangeInclusive;
 use std::sync::Mutex;
+
+/// Stops a server started in its own process group: SIGTERM to the group, up to 5 s to
+/// end, then SIGKILL (a Python server's children go with it).
+pub(crate) fn stop_group(child: &mut std::process::Child) {
+    use nix::sys::signal::{Signal, killpg};
+    use nix::unistd::Pid;
+    let group = Pid::from_raw(child.id() as i32);
+    let _ = killpg(group, Signal::SIGTERM);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = killpg(group, Signal::SIGKILL);
+    let _ = child.wait();
+}
 
 /// Where a port's reservation lives: `<dir>/<port>`, locked by the process that holds it.
 fn reservations_dir() -> std::path::PathBuf {
