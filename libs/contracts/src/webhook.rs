@@ -126,9 +126,9 @@ pub struct WebhookAttempt {
 }
 
 /// On `berth.webhooks` → `webhooks.deliveries`: try delivery `delivery_id` now, if it
-/// still waits for attempt number `attempt` (a stale or duplicate wake-up does nothing).
+/// has still made `after_attempts` attempts (a stale or duplicate wake-up does nothing).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WebhookWake {
     pub delivery_id: Uuid,
-    pub attempt: i32,
+    pub after_attempts: i32,
 }
