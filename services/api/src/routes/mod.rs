@@ -10,6 +10,7 @@ pub mod schedules;
 pub mod servers;
 pub mod sites;
 pub mod tasks;
+pub mod webhooks;
 
 use crate::error::ApiError;
 use axum::http::{StatusCode, header};

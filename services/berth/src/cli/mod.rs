@@ -19,6 +19,7 @@ mod schedules;
 mod servers;
 mod sites;
 mod tasks;
+mod webhooks;
 
 pub use args::{ApiArgs, Cli, Command, ContextsCommand, TokenCommand};
 pub use client::CliError;
@@ -41,6 +42,7 @@ pub async fn run(api: &ApiArgs, command: Command) -> Result<ExitCode, CliError> 
         Command::DeadLetters(c) => dead_letters::dead_letters(&client, json, c).await,
         Command::Schedules(c) => schedules::schedules(&client, json, c).await,
         Command::BackupTargets(c) => backup_targets::backup_targets(&client, json, c).await,
+        Command::Webhooks(c) => webhooks::webhooks(&client, json, c).await,
         Command::Serve { .. } | Command::Token(_) | Command::SecretKey => {
             unreachable!("handled in main")
         }
