@@ -41,3 +41,4 @@ mod small_defects;
 mod telemetry;
 mod updatedb;
 mod upgrade;
+mod webhooks;
