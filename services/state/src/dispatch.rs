@@ -1121,10 +1121,11 @@ async fn notify(tx: &mut Tx, task: &TaskRow, event: NoticeEvent) -> Result<()> {
             routing_key: notice.event.kind(),
             message_id: notice.id.to_string(),
             payload: serde_json::to_value(&notice).expect("serialisable"),
-            // The delivery carries the task's trace.
+            // The delivery carries the task's trace; the task's id is in the notice (the
+            // outbox rows of a task are its messages to run it).
             traceparent: &task.traceparent,
             attempt: 1,
-            task_id: Some(task.id),
+            task_id: None,
         },
     )
     .await?;
