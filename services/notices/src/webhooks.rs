@@ -163,10 +163,12 @@ async fn on_notice(ctx: Arc<Ctx>, d: Delivery) -> Result<(), HandlerError> {
     .map_err(retry)?;
     drop(conn);
     tracing::debug!(event = %notice.id, kind = facts.kind, deliveries = pending.len(), "notice matched");
-    for id in pending {
-        wake(&ctx, id, 0, Duration::ZERO)
-            .await
-            .map_err(|e| HandlerError::Retry(e.to_string()))?;
+    // Confirms awaited together: one notice may fan out to many endpoints.
+    let woken =
+        futures_util::future::join_all(pending.iter().map(|id| wake(&ctx, *id, 0, Duration::ZERO)))
+            .await;
+    for w in woken {
+        w.map_err(|e| HandlerError::Retry(e.to_string()))?;
     }
     Ok(())
 }
