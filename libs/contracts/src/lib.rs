@@ -75,13 +75,17 @@ pub enum NoticeEvent {
         trace_id: String,
         client: Option<String>,
     },
-    /// A site's install task succeeded: it serves.
+    /// A site's install task succeeded: it serves. It is also the welcome notice (issue 14,
+    /// item 6): the client's e-mail and the admin's one-time login link, as the site's own
+    /// answer shows them, so that a storefront can greet its customer.
     #[serde(rename = "site.installed")]
     SiteInstalled {
         site: String,
         platform: String,
         task_id: Uuid,
         client: Option<String>,
+        client_email: Option<String>,
+        login_link: Option<String>,
     },
     /// A site's delete task succeeded: its files, database and records are gone.
     #[serde(rename = "site.deleted")]

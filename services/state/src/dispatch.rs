@@ -927,6 +927,8 @@ impl Dispatcher {
                         platform: site.platform,
                         task_id: task.id,
                         client: site.client,
+                        client_email: site.client_email,
+                        login_link: site.login_link,
                     };
                     notify(tx, task, event).await?;
                 }

@@ -415,3 +415,103 @@ async fn private_targets_and_bad_filters_are_refused_with_nothing_written() {
     assert_eq!(n, 0);
     w.stop().await;
 }
+
+#[tokio::test]
+async fn site_events_reach_their_clients_endpoints_only() {
+    let w = World::with_platform(WorldOptions {
+        web: true,
+        delete_enabled_sites: true,
+        ..WorldOptions::default()
+    })
+    .await;
+    let (rx, base) = Receiver::start().await;
+    let _notices = w.spawn_berth("notices", NOTICES_ENV);
+    let client = uuid::Uuid::now_v7().to_string();
+    let other = uuid::Uuid::now_v7().to_string();
+    let hook = |path: &str, client: Option<&str>, events: Value| {
+        let mut body = json!({"url": format!("{base}/{path}"), "events": events});
+        if let Some(c) = client {
+            body["client"] = json!(c);
+        }
+        body
+    };
+    for body in [
+        hook("mine", Some(&client), json!(["site.*", "backup.made"])),
+        hook("theirs", Some(&other), json!(["*"])),
+        hook("all", None, json!(["site.installed"])),
+    ] {
+        let (status, v) = w.post_json("/api/v1/webhooks", &body).await;
+        assert_eq!(status, 201, "{v}");
+    }
+    let uri = w.site_uri("hooked");
+    w.installed(
+        json!({"uri": uri, "platform": berth_tests::fixtures::PLATFORM,
+        "client": client, "client_email": "owner@example.com"}),
+    )
+    .await;
+    let backup = w.run_success("backup", &uri, json!({})).await;
+    let backups = w.get_json(&format!("/api/v1/sites/{uri}/backups")).await;
+    w.run_success("delete", &uri, json!({})).await;
+
+    // mine: installed, the backup, the delete's own backup, deleted.
+    let got = rx.wait_for("mine", 4, Duration::from_secs(60)).await;
+    let bodies: Vec<Value> = got
+        .iter()
+        .map(|g| serde_json::from_str(&g.body).unwrap())
+        .collect();
+    // Delivered concurrently: in the order of their events unless they are close.
+    let mut kinds: Vec<&str> = bodies.iter().map(|b| b["type"].as_str().unwrap()).collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            "backup.made",
+            "backup.made",
+            "site.deleted",
+            "site.installed"
+        ],
+        "{bodies:#?}"
+    );
+    let of = |kind: &str| {
+        bodies
+            .iter()
+            .filter(|b| b["type"] == kind)
+            .map(|b| b["data"].clone())
+            .collect::<Vec<_>>()
+    };
+    let installed = &of("site.installed")[0];
+    assert_eq!(installed["site"], uri);
+    assert_eq!(installed["client"], client);
+    assert_eq!(installed["client_email"], "owner@example.com");
+    assert!(
+        installed["login_link"]
+            .as_str()
+            .is_some_and(|l| l.contains("/user/reset/")),
+        "the welcome's login link: {installed}"
+    );
+    let made = of("backup.made")
+        .into_iter()
+        .find(|m| m["task_id"] == backup.id.to_string())
+        .expect("the backup task's backup.made");
+    let listed = backups
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["id"] == made["backup_id"])
+        .unwrap_or_else(|| panic!("{made} not in {backups}"));
+    assert_eq!(listed["size"], made["size"]);
+    assert!(made["size"].as_i64().unwrap() > 0);
+    assert_eq!(of("site.deleted")[0]["site"], uri);
+
+    // all (no client): the install only; theirs (another client): nothing of this site.
+    let got = rx.wait_for("all", 1, Duration::from_secs(30)).await;
+    let b: Value = serde_json::from_str(&got[0].body).unwrap();
+    assert_eq!(b["type"], "site.installed");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(rx.got("all").len(), 1);
+    assert!(
+        rx.got("theirs").is_empty(),
+        "another client's endpoint heard this site"
+    );
+    w.stop().await;
+}
