@@ -182,7 +182,7 @@ fn statuses(d: &Value) -> Vec<i64> {
 async fn a_finished_task_is_delivered_signed_and_rotation_signs_with_both_secrets() {
     let w = World::start().await.unwrap();
     let (rx, base) = Receiver::start().await;
-    let _notices = w.spawn_berth("notices", NOTICES_ENV);
+    let (_notices, notices_log) = w.spawn_berth("notices", NOTICES_ENV);
     let hook = create_hook(&w, &format!("{base}/ok"), &["task.finished:verify"]).await;
     let secret = hook["secret"].as_str().unwrap().to_string();
     assert!(secret.starts_with("whsec_"), "{hook}");
@@ -279,6 +279,25 @@ async fn a_finished_task_is_delivered_signed_and_rotation_signs_with_both_secret
     );
     let stranger = format!("whsec_{}", B64.encode([7u8; 32]));
     assert!(!signed_by(&stranger, second));
+
+    // Neither secret is stored in the clear, logged, or sent through the broker.
+    for s in [&secret, &new_secret] {
+        let key = &s[6..];
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM webhook_endpoints e WHERE e::text LIKE '%' || $1 || '%')
+                  + (SELECT count(*) FROM webhook_deliveries d WHERE d::text LIKE '%' || $1 || '%')
+                  + (SELECT count(*) FROM webhook_attempts a WHERE a::text LIKE '%' || $1 || '%')
+                  + (SELECT count(*) FROM outbox o WHERE o::text LIKE '%' || $1 || '%')",
+        )
+        .bind(key)
+        .fetch_one(&w.store.pool)
+        .await
+        .unwrap();
+        assert_eq!(n, 0, "a secret in the clear in PostgreSQL");
+        let log = std::fs::read_to_string(&notices_log).unwrap();
+        assert!(log.contains("webhook attempt"), "the notices log: {log}");
+        assert!(!log.contains(key), "a secret in the notices log");
+    }
     w.stop().await;
 }
 
@@ -382,6 +401,7 @@ async fn private_targets_and_bad_filters_are_refused_with_nothing_written() {
         ("http://[::1]/in", "loopback"),
         ("http://[fd00::1]/in", "unique-local"),
         ("ftp://example.com/in", "http:// or https://"),
+        ("https://example.com/in\u{0}", "control characters"),
     ] {
         let (status, v) = w
             .post_json(

@@ -45,9 +45,9 @@ fn check_events(events: &[String]) -> Result<(), ApiError> {
 /// Checks the URL's form and, unless private targets are allowed, every address its host
 /// resolves to (the notices service checks again at each delivery).
 async fn check_url(state: &AppState, url: &str) -> Result<(), ApiError> {
-    if url.len() > MAX_URL {
+    if url.len() > MAX_URL || url.chars().any(char::is_control) {
         return Err(ApiError::Unprocessable(format!(
-            "url: at most {MAX_URL} characters"
+            "url: at most {MAX_URL} characters, none of them control characters"
         )));
     }
     let (_, host, port) =
