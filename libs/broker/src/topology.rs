@@ -10,6 +10,7 @@
 //! berth.notices (topic) --<event type>-------> notices.outbound
 //! berth.webhooks (direct) --delivery---------> webhooks.deliveries
 //! berth.webhooks.wait.<d>ms (fanout) --------> berth.webhooks.wait.<d>ms (TTL, DLX berth.webhooks)
+//! berth.webhooks.after.<s>s (fanout) --------> berth.webhooks.after.<s>s (TTL, expires, DLX berth.webhooks)
 //! ```
 //!
 //! Every exchange is durable and every queue a durable quorum queue. Declaring is
@@ -215,15 +216,24 @@ pub fn webhook_wait(delay_ms: u64) -> String {
     format!("berth.webhooks.wait.{delay_ms}ms")
 }
 
-/// Declares the wait queue of `delay_ms`: every message in it waits the same time, so the
-/// first in is the first out (no message waits behind a longer one). `expires`: a queue
-/// made for one `Retry-After` goes away when unused that long (a tier's stays).
+/// `berth.webhooks.after.<s>s`: where a wake-up waits out a receiver's `Retry-After` of `s`
+/// seconds (named apart from the tiers, whose queues never expire: RabbitMQ refuses a
+/// queue declared again with other arguments).
+pub fn webhook_after(secs: u64) -> String {
+    format!("berth.webhooks.after.{secs}s")
+}
+
+/// Declares the wait queue `name` ([`webhook_wait`] or [`webhook_after`]) of `delay_ms`:
+/// every message in it waits the same time, so the first in is the first out (no message
+/// waits behind a longer one). `expires`: a queue made for a `Retry-After` goes away when
+/// unused that long (a tier's stays).
 pub async fn declare_webhook_wait(
     channel: &Channel,
+    name: &str,
     delay_ms: u64,
     expires: Option<std::time::Duration>,
 ) -> Result<String, BrokerError> {
-    let name = webhook_wait(delay_ms);
+    let name = name.to_owned();
     exchange(channel, &name, ExchangeKind::Fanout).await?;
     let mut args = quorum();
     args.insert(
@@ -390,6 +400,8 @@ mod tests {
         assert_eq!(retry_tier_ttl_ms(1000), 1250);
         assert_eq!(retry_tier_ttl_ms(100), 125);
         assert_eq!(retry_tier_ttl_ms(3), 4);
+        assert_eq!(webhook_wait(300), "berth.webhooks.wait.300ms");
+        assert_eq!(webhook_after(2), "berth.webhooks.after.2s");
     }
 
     #[test]

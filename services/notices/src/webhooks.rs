@@ -436,8 +436,9 @@ async fn wake(
     sent
 }
 
-/// The wait queue for `after`: a tier's (declared once), or one for a `Retry-After` (whole
-/// seconds, so there are few; declared on each use, and gone when unused for a while).
+/// The wait queue for `after`: a tier's (declared once), or one for a `Retry-After` or an
+/// early wake-up (whole seconds, so there are few; declared on each use, so that its
+/// `x-expires` starts again, and gone when unused for a while).
 async fn wait_queue(ctx: &Ctx, after: Duration) -> Result<String, berth_broker::BrokerError> {
     let ms = after.as_millis() as u64;
     let tier = ctx
@@ -448,17 +449,24 @@ async fn wait_queue(ctx: &Ctx, after: Duration) -> Result<String, berth_broker::
         .any(|t| t.as_millis() as u64 == ms);
     if tier {
         let mut declared = ctx.declared.lock().await;
+        let name = topology::webhook_wait(ms);
         if !declared.contains(&ms) {
             let channel = ctx.broker.channel().await?;
-            topology::declare_webhook_wait(&channel, ms, None).await?;
+            topology::declare_webhook_wait(&channel, &name, ms, None).await?;
             declared.insert(ms);
         }
-        return Ok(topology::webhook_wait(ms));
+        return Ok(name);
     }
-    let ms = ms.div_ceil(1000) * 1000;
-    let expires = Duration::from_millis(ms * 2) + Duration::from_secs(600);
+    let secs = ms.div_ceil(1000);
+    let expires = Duration::from_secs(secs * 2 + 600);
     let channel = ctx.broker.channel().await?;
-    topology::declare_webhook_wait(&channel, ms, Some(expires)).await
+    topology::declare_webhook_wait(
+        &channel,
+        &topology::webhook_after(secs),
+        secs * 1000,
+        Some(expires),
+    )
+    .await
 }
 
 /// Wakes the pending deliveries whose wake-up was lost, every `sweep_every`.
