@@ -176,7 +176,8 @@ async fn on_notice(ctx: Arc<Ctx>, d: Delivery) -> Result<(), HandlerError> {
 async fn on_wake(ctx: Arc<Ctx>, d: Delivery) -> Result<(), HandlerError> {
     let woken: WebhookWake = serde_json::from_slice(&d.body)
         .map_err(|e| HandlerError::Reject(format!("unreadable webhook wake-up: {e}")))?;
-    let lease = ctx.cfg.timeout + Duration::from_secs(30);
+    // Long enough for the attempt and its record; a crashed process's runs out soon after.
+    let lease = ctx.cfg.timeout + Duration::from_secs(5);
     let retry = |e: String| HandlerError::Retry(e);
     let mut conn = ctx
         .store

@@ -32,7 +32,7 @@ struct Received {
 }
 
 /// A receiver: each path answers the statuses scripted for it in turn, then 200; a 503
-/// carries `Retry-After: 2`.
+/// carries `Retry-After: 2`; a scripted 0 holds the request 3 s, then answers 200.
 #[derive(Clone, Default)]
 struct Receiver {
     got: Arc<Mutex<HashMap<String, Vec<Received>>>>,
@@ -108,7 +108,12 @@ async fn receive(
             _ => 200,
         }
     };
-    let status = StatusCode::from_u16(status).unwrap();
+    let status = if status == 0 {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        StatusCode::OK
+    } else {
+        StatusCode::from_u16(status).unwrap()
+    };
     if status == StatusCode::SERVICE_UNAVAILABLE {
         (status, [("retry-after", "2")], "busy").into_response()
     } else {
@@ -380,6 +385,51 @@ async fn failures_are_retried_410_disables_and_retry_after_is_honoured() {
     rx.wait_for("flaky", 5, Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(rx.got("gone").len(), 1);
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn a_notices_process_killed_during_an_attempt_loses_no_delivery() {
+    let w = World::start().await.unwrap();
+    let (rx, base) = Receiver::start().await;
+    rx.script("slow", &[0]);
+    let env = &[
+        ("BERTH_WEBHOOKS_ALLOW_PRIVATE", "true"),
+        ("BERTH_WEBHOOKS_RETRY_MS", "300,300,300"),
+        ("BERTH_WEBHOOKS_TIMEOUT_MS", "2000"),
+        ("BERTH_WEBHOOKS_SWEEP_S", "2"),
+    ];
+    let (mut first, _) = w.spawn_berth("notices", env);
+    let hook = create_hook(&w, &format!("{base}/slow"), &["task.finished"]).await;
+    let s = w
+        .create_bare_server("server_master", "localhost")
+        .await
+        .unwrap();
+    w.finish(&s["verify_task"]).await;
+    // The receiver holds the first attempt; the process dies in it (SIGKILL): no answer,
+    // no record, its wake-up not acked and its lease held.
+    rx.wait_for("slow", 1, Duration::from_secs(30)).await;
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let pending = deliveries(&w, &hook).await;
+    assert_eq!(pending[0]["status"], "pending", "{pending:?}");
+    assert_eq!(statuses(&pending[0]), Vec::<i64>::new());
+    // Another process takes over: once the lease has run out, its sweep wakes the delivery.
+    let started = Instant::now();
+    let _second = w.spawn_berth("notices", env);
+    let got = rx.wait_for("slow", 2, Duration::from_secs(60)).await;
+    assert_eq!(
+        got[0].headers["webhook-id"], got[1].headers["webhook-id"],
+        "the same delivery, attempted again"
+    );
+    let d = settled(&w, &hook).await;
+    assert_eq!(d["status"], "delivered", "{d}");
+    assert_eq!(
+        statuses(&d),
+        vec![200],
+        "the killed attempt left no record: {d}"
+    );
+    eprintln!("delivered {:?} after the takeover", started.elapsed());
     w.stop().await;
 }
 
