@@ -585,3 +585,70 @@ async fn site_events_reach_their_clients_endpoints_only() {
     );
     w.stop().await;
 }
+
+#[tokio::test]
+async fn the_cli_manages_endpoints_and_shows_a_secret_only_when_made() {
+    let w = World::start_with(WorldOptions {
+        workers: false,
+        ..WorldOptions::default()
+    })
+    .await
+    .unwrap();
+    let made = w
+        .berth_ok(&[
+            "webhooks",
+            "create",
+            "--url",
+            "http://127.0.0.1:9/cli",
+            "--event",
+            "site.*",
+            "--event",
+            "task.finished:install:failed",
+        ])
+        .await;
+    let secret = made
+        .lines()
+        .find_map(|l| l.strip_prefix("secret"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|| panic!("no secret line: {made}"));
+    assert!(secret.starts_with("whsec_"), "{made}");
+    let id = made
+        .lines()
+        .find_map(|l| l.strip_prefix("id"))
+        .map(|s| s.trim().to_string())
+        .unwrap();
+    let list = w.berth_ok(&["webhooks", "list"]).await;
+    assert!(
+        list.contains(&id) && list.contains("http://127.0.0.1:9/cli"),
+        "{list}"
+    );
+    let shown = w.berth_ok(&["webhooks", "show", &id]).await;
+    assert!(shown.contains("task.finished:install:failed"), "{shown}");
+    assert!(!shown.contains(&secret[6..]) && !list.contains(&secret[6..]));
+    let off = w.berth_ok(&["webhooks", "update", &id, "--disable"]).await;
+    assert!(off.contains("disabled through the API"), "{off}");
+    let rotated = w.berth_ok(&["webhooks", "rotate-secret", &id]).await;
+    assert!(
+        rotated.contains("whsec_") && !rotated.contains(&secret[6..]),
+        "{rotated}"
+    );
+    let bad = w
+        .berth(&[
+            "webhooks",
+            "create",
+            "--url",
+            "http://127.0.0.1:9/x",
+            "--event",
+            "nope",
+        ])
+        .await;
+    assert!(!bad.status.success());
+    assert!(
+        berth_tests::fixtures::output_text(&bad).contains("unknown event type `nope`"),
+        "{}",
+        berth_tests::fixtures::output_text(&bad)
+    );
+    w.berth_ok(&["webhooks", "delete", &id]).await;
+    assert_eq!(w.get_json("/api/v1/webhooks").await, json!([]));
+    w.stop().await;
+}
