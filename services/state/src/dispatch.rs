@@ -13,9 +13,9 @@
 
 use berth_contracts::steps::SiteDbSecret;
 use berth_contracts::{
-    AttemptRecord, DeadLetterMessage, ErrorKind, LogLevel, Notice, NoticeEvent, SealedSecrets,
-    StepCommand, StepEvent, StepOutcome, StepPhase, StepStatus, StepStop, TargetKind, TaskArgs,
-    TaskQueued, TaskStatus, TaskType, WorkerLog, exchanges,
+    AttemptRecord, DeadLetterMessage, ErrorKind, LogLevel, NoticeEvent, SealedSecrets, StepCommand,
+    StepEvent, StepOutcome, StepPhase, StepStatus, StepStop, TargetKind, TaskArgs, TaskQueued,
+    TaskStatus, TaskType, WorkerLog, exchanges,
 };
 use berth_hosting::effects::{self, Effect};
 use berth_hosting::flow::{self, CancelAction, Decision, Event, Next, StepState, TaskState};
@@ -1111,26 +1111,7 @@ impl Dispatcher {
 /// Writes `event` as a notice (to `berth.notices`, for webhooks) in the transaction that
 /// makes it true: published after commit, never for a rolled-back change.
 async fn notify(tx: &mut Tx, task: &TaskRow, event: NoticeEvent) -> Result<()> {
-    let notice = Notice {
-        id: Uuid::now_v7(),
-        at: chrono::Utc::now(),
-        event,
-    };
-    let row = outbox::enqueue(
-        tx,
-        OutboxMessage {
-            exchange: exchanges::NOTICES,
-            routing_key: notice.event.kind(),
-            message_id: notice.id.to_string(),
-            payload: serde_json::to_value(&notice).expect("serialisable"),
-            // The delivery carries the task's trace; the task's id is in the notice (the
-            // outbox rows of a task are its messages to run it).
-            traceparent: &task.traceparent,
-            attempt: 1,
-            task_id: None,
-        },
-    )
-    .await?;
+    let row = outbox::enqueue_notice(tx, event, &task.traceparent).await?;
     tx.written.push(row);
     Ok(())
 }

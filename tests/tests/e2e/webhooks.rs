@@ -652,3 +652,57 @@ async fn the_cli_manages_endpoints_and_shows_a_secret_only_when_made() {
     assert_eq!(w.get_json("/api/v1/webhooks").await, json!([]));
     w.stop().await;
 }
+
+#[tokio::test]
+async fn a_queued_task_cancelled_through_the_api_is_told_as_finished() {
+    let w = World::start().await.unwrap();
+    let (rx, base) = Receiver::start().await;
+    let _notices = w.spawn_berth("notices", NOTICES_ENV);
+    create_hook(
+        &w,
+        &format!("{base}/cancelled"),
+        &["task.finished:*:cancelled"],
+    )
+    .await;
+    let s = w
+        .create_bare_server("server_master", "localhost")
+        .await
+        .unwrap();
+    w.finish(&s["verify_task"]).await;
+    // One task at a time per target: the second waits, queued, behind the sleeping first.
+    let first = w
+        .create_task("noop", "server_master", json!({"sleep_ms": 4_000}))
+        .await
+        .unwrap();
+    let second = w
+        .create_task("noop", "server_master", json!({}))
+        .await
+        .unwrap();
+    let r = w
+        .post(&format!("/api/v1/tasks/{}/cancel", second.id), &json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        200,
+        "cancelled while queued: {}",
+        r.text().await.unwrap()
+    );
+    let got = rx.wait_for("cancelled", 1, Duration::from_secs(30)).await;
+    let body: Value = serde_json::from_str(&got[0].body).unwrap();
+    assert_eq!(body["data"]["task_id"], second.id.to_string());
+    assert_eq!(body["data"]["status"], "cancelled");
+    assert_eq!(body["data"]["task_type"], "noop");
+    assert_eq!(body["data"]["trace_id"], second.trace_id);
+    w.wait_finished(first.id, Duration::from_secs(60))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        rx.got("cancelled").len(),
+        1,
+        "the noop that succeeded is not a cancel"
+    );
+    w.stop().await;
+}
