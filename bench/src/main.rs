@@ -28,6 +28,9 @@
 //!
 //! `berth-bench tenancy` lists 10,000 sites over 100 clients with a client-bound token
 //! against the admin token (all sites, and one client's by `?client=`).
+//! `berth-bench webhooks` offers `task.finished` notices at 100/s (through the outbox, as
+//! the state service writes them) to the real notices service and measures notice committed
+//! → signed POST received by a loopback receiver, with 1 and with 100 endpoints.
 
 mod backlog;
 mod backup;
@@ -40,6 +43,7 @@ mod schedules;
 mod sites;
 mod stats;
 mod tenancy;
+mod webhooks;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
@@ -73,6 +77,9 @@ enum Command {
     /// `GET /api/v1/sites` with a client-bound token against the admin token, 10,000 sites
     /// over 100 clients.
     Tenancy(TenancyArgs),
+    /// Task finished → signed webhook received, p50/p99, at a fixed rate, with 1 and 100
+    /// endpoints.
+    Webhooks(WebhooksArgs),
 }
 
 #[derive(Args)]
@@ -84,6 +91,25 @@ struct TenancyArgs {
     /// Requests timed per case.
     #[arg(long, default_value_t = 200)]
     requests: usize,
+}
+
+#[derive(Args)]
+struct WebhooksArgs {
+    /// Task finishes per second.
+    #[arg(long, default_value_t = 100.0)]
+    rate: f64,
+    /// Seconds finishes are offered for, per endpoint count.
+    #[arg(long, default_value_t = 10)]
+    secs: u64,
+    /// Endpoint counts, one run each (every endpoint receives every finish).
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 100])]
+    endpoints: Vec<usize>,
+    /// The notices service's BERTH_WEBHOOKS_CONCURRENCY.
+    #[arg(long, default_value_t = 32)]
+    concurrency: u16,
+    /// How long to wait for the last deliveries after the offer ends.
+    #[arg(long, default_value_t = 600)]
+    timeout_secs: u64,
 }
 
 #[derive(Args)]
@@ -281,6 +307,16 @@ fn main() -> Result<()> {
         let _telemetry =
             berth_telemetry::init("berth-bench", &berth_telemetry::TelemetryConfig::default())?;
         match cli.command {
+            Command::Webhooks(a) => {
+                webhooks::run(webhooks::Config {
+                    rate: a.rate,
+                    secs: a.secs,
+                    endpoints: a.endpoints,
+                    concurrency: a.concurrency,
+                    timeout: std::time::Duration::from_secs(a.timeout_secs),
+                })
+                .await
+            }
             Command::Pipeline(a) => {
                 let cfg = pipeline::Config {
                     tasks: if a.quick { 200 } else { a.tasks },

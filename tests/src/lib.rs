@@ -161,6 +161,8 @@ pub struct WorldOptions {
     /// How long steps may wait for a worker (BERTH_STEP_QUEUE_TTL_S, BERTH_NO_WORKER_GRACE_S),
     /// for every service of the world.
     pub limits: berth_broker::topology::Limits,
+    /// The API's BERTH_WEBHOOKS_ALLOW_PRIVATE (tests' receivers listen on loopback).
+    pub webhooks_allow_private: bool,
 }
 
 impl Default for WorldOptions {
@@ -179,6 +181,7 @@ impl Default for WorldOptions {
             state: true,
             max_queued_tasks: 0,
             limits: berth_broker::topology::Limits::default(),
+            webhooks_allow_private: true,
         }
     }
 }
@@ -302,6 +305,8 @@ impl World {
             data_root: dir.clone(),
             limits: opts.limits,
             drill_domain: berth_hosting::drills::DEFAULT_DRILL_DOMAIN.into(),
+            webhooks_allow_private: opts.webhooks_allow_private,
+            webhooks_rotation_grace: std::time::Duration::from_secs(86_400),
         };
         let s = shutdown.clone();
         services.push(tokio::spawn(async move {

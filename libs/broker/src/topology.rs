@@ -7,6 +7,10 @@
 //! berth.work   (direct) --<service>.<server>-> work.<service>.<server>   (DLX berth.dead)
 //! berth.control (fanout) -------------------> one exclusive queue per worker process
 //! berth.retry.<d>ms (fanout) ----------------> berth.retry.<d>ms  (TTL, DLX berth.work)
+//! berth.notices (topic) --<event type>-------> notices.outbound
+//! berth.webhooks (direct) --delivery---------> webhooks.deliveries
+//! berth.webhooks.wait.<d>ms (fanout) --------> berth.webhooks.wait.<d>ms (TTL, DLX berth.webhooks)
+//! berth.webhooks.after.<s>s (fanout) --------> berth.webhooks.after.<s>s (TTL, expires, DLX berth.webhooks)
 //! ```
 //!
 //! Every exchange is durable and every queue a durable quorum queue. Declaring is
@@ -36,6 +40,10 @@ pub const NOTICES_EXCHANGE: &str = berth_contracts::exchanges::NOTICES;
 /// so that no consumer yet, or a slow one, never grows it without end nor blocks a task.
 pub const NOTICES_QUEUE: &str = "notices.outbound";
 pub const NOTICES_QUEUE_MAX: i64 = 100_000;
+/// Wake-ups of webhook deliveries (decision 0021): the notices service consumes them.
+pub const WEBHOOKS_EXCHANGE: &str = berth_contracts::exchanges::WEBHOOKS;
+pub const WEBHOOKS_QUEUE: &str = "webhooks.deliveries";
+pub const WEBHOOKS_ROUTING_KEY: &str = berth_contracts::exchanges::WEBHOOK_KEY;
 /// Stop orders for steps of tasks being cancelled; each worker process binds a queue of its
 /// own (exclusive), so a message nobody hears is unroutable, and that is no error.
 pub const CONTROL_EXCHANGE: &str = berth_contracts::exchanges::CONTROL;
@@ -190,7 +198,60 @@ pub async fn declare_core(channel: &Channel) -> Result<(), BrokerError> {
     bounded.insert("x-overflow".into(), text("drop-head"));
     queue(channel, NOTICES_QUEUE, bounded).await?;
     bind(channel, NOTICES_QUEUE, NOTICES_EXCHANGE, "#").await?;
+    exchange(channel, WEBHOOKS_EXCHANGE, ExchangeKind::Direct).await?;
+    queue(channel, WEBHOOKS_QUEUE, quorum()).await?;
+    bind(
+        channel,
+        WEBHOOKS_QUEUE,
+        WEBHOOKS_EXCHANGE,
+        WEBHOOKS_ROUTING_KEY,
+    )
+    .await?;
     Ok(())
+}
+
+/// `berth.webhooks.wait.<d>ms`: name of both the exchange and the queue where a webhook
+/// delivery's wake-up waits `d` ms before it returns to [`WEBHOOKS_QUEUE`].
+pub fn webhook_wait(delay_ms: u64) -> String {
+    format!("berth.webhooks.wait.{delay_ms}ms")
+}
+
+/// `berth.webhooks.after.<s>s`: where a wake-up waits out a receiver's `Retry-After` of `s`
+/// seconds (named apart from the tiers, whose queues never expire: RabbitMQ refuses a
+/// queue declared again with other arguments).
+pub fn webhook_after(secs: u64) -> String {
+    format!("berth.webhooks.after.{secs}s")
+}
+
+/// Declares the wait queue `name` ([`webhook_wait`] or [`webhook_after`]) of `delay_ms`:
+/// every message in it waits the same time, so the first in is the first out (no message
+/// waits behind a longer one). `expires`: a queue made for a `Retry-After` goes away when
+/// unused that long (a tier's stays).
+pub async fn declare_webhook_wait(
+    channel: &Channel,
+    name: &str,
+    delay_ms: u64,
+    expires: Option<std::time::Duration>,
+) -> Result<String, BrokerError> {
+    let name = name.to_owned();
+    exchange(channel, &name, ExchangeKind::Fanout).await?;
+    let mut args = quorum();
+    args.insert(
+        "x-message-ttl".into(),
+        AMQPValue::LongLongInt(delay_ms.max(1) as i64),
+    );
+    args.insert("x-dead-letter-exchange".into(), text(WEBHOOKS_EXCHANGE));
+    args.insert("x-dead-letter-strategy".into(), text("at-least-once"));
+    args.insert("x-overflow".into(), text("reject-publish"));
+    if let Some(expires) = expires {
+        args.insert(
+            "x-expires".into(),
+            AMQPValue::LongLongInt(expires.as_millis().max(1) as i64),
+        );
+    }
+    queue(channel, &name, args).await?;
+    bind(channel, &name, &name, "").await?;
+    Ok(name)
 }
 
 /// Declares `work.<service>.<server>` bound to [`WORK_EXCHANGE`] (which it declares too);
@@ -339,6 +400,8 @@ mod tests {
         assert_eq!(retry_tier_ttl_ms(1000), 1250);
         assert_eq!(retry_tier_ttl_ms(100), 125);
         assert_eq!(retry_tier_ttl_ms(3), 4);
+        assert_eq!(webhook_wait(300), "berth.webhooks.wait.300ms");
+        assert_eq!(webhook_after(2), "berth.webhooks.after.2s");
     }
 
     #[test]

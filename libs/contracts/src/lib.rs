@@ -12,6 +12,7 @@ use uuid::Uuid;
 pub mod schedule;
 pub mod steps;
 pub mod task;
+pub mod webhook;
 
 pub use steps::{SealedSecrets, SecretNeeds, Service, StepOutput, Work};
 pub use task::{TaskArgs, TaskType};
@@ -40,6 +41,10 @@ pub mod exchanges {
     /// Topic; key: the notice's type (`schedule.alert`, …) → queue `notices.outbound`, where
     /// outbound deliveries (webhooks) take them: [`super::Notice`]s.
     pub const NOTICES: &str = "berth.notices";
+    /// Direct; key [`WEBHOOK_KEY`] → queue `webhooks.deliveries`: [`super::webhook::WebhookWake`]s
+    /// (and, dead-lettered back from the `berth.webhooks.wait.<d>ms` queues, retries).
+    pub const WEBHOOKS: &str = "berth.webhooks";
+    pub const WEBHOOK_KEY: &str = "delivery";
 }
 
 /// Something that happened, told to the outside world (webhooks deliver these).
@@ -51,9 +56,53 @@ pub struct Notice {
     pub event: NoticeEvent,
 }
 
+/// The events webhooks deliver, one variant per type (the routing key on
+/// [`exchanges::NOTICES`], the `type` of the delivered body). `client`: the client of the
+/// site the event is about (its id, as text), which decides the endpoints bound to a
+/// client that receive it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data")]
 pub enum NoticeEvent {
+    /// A task ended (success, warning, error or cancelled).
+    #[serde(rename = "task.finished")]
+    TaskFinished {
+        task_id: Uuid,
+        task_type: TaskType,
+        target: String,
+        target_kind: TargetKind,
+        status: TaskStatus,
+        /// The W3C trace id of the task: the `traceparent` of the delivery carries it too.
+        trace_id: String,
+        client: Option<String>,
+    },
+    /// A site's install task succeeded: it serves. It is also the welcome notice (issue 14,
+    /// item 6): the client's e-mail and the admin's one-time login link, as the site's own
+    /// answer shows them, so that a storefront can greet its customer.
+    #[serde(rename = "site.installed")]
+    SiteInstalled {
+        site: String,
+        platform: String,
+        task_id: Uuid,
+        client: Option<String>,
+        client_email: Option<String>,
+        login_link: Option<String>,
+    },
+    /// A site's delete task succeeded: its files, database and records are gone.
+    #[serde(rename = "site.deleted")]
+    SiteDeleted {
+        site: String,
+        task_id: Uuid,
+        client: Option<String>,
+    },
+    /// A backup of a site was made (by a backup task, or before a delete, migrate, restore).
+    #[serde(rename = "backup.made")]
+    BackupMade {
+        site: String,
+        backup_id: Uuid,
+        size: i64,
+        task_id: Uuid,
+        client: Option<String>,
+    },
     /// A schedule's alert was raised: a missed run, failures in a row, an overdue backup, a
     /// failed restore drill.
     #[serde(rename = "schedule.alert")]
@@ -62,14 +111,50 @@ pub enum NoticeEvent {
         site: Option<String>,
         kind: String,
         message: String,
+        #[serde(default)]
+        client: Option<String>,
     },
 }
 
 impl NoticeEvent {
+    /// Every type there is, as [`Self::kind`] names them.
+    pub const KINDS: [&'static str; 5] = [
+        "task.finished",
+        "site.installed",
+        "site.deleted",
+        "backup.made",
+        "schedule.alert",
+    ];
+
     /// Its type: the routing key on [`exchanges::NOTICES`].
     pub fn kind(&self) -> &'static str {
         match self {
+            Self::TaskFinished { .. } => "task.finished",
+            Self::SiteInstalled { .. } => "site.installed",
+            Self::SiteDeleted { .. } => "site.deleted",
+            Self::BackupMade { .. } => "backup.made",
             Self::ScheduleAlert { .. } => "schedule.alert",
+        }
+    }
+
+    /// The client of the site it is about, if it is about one that has a client.
+    pub fn client(&self) -> Option<&str> {
+        match self {
+            Self::TaskFinished { client, .. }
+            | Self::SiteInstalled { client, .. }
+            | Self::SiteDeleted { client, .. }
+            | Self::BackupMade { client, .. }
+            | Self::ScheduleAlert { client, .. } => client.as_deref(),
+        }
+    }
+
+    /// A finished task's type and status (what task filters look at).
+    pub fn task_facts(&self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Self::TaskFinished {
+                task_type, status, ..
+            } => Some((task_type.as_str(), status.as_str())),
+            _ => None,
         }
     }
 }
@@ -996,6 +1081,45 @@ pub struct DeadLetterMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_notice_is_typed_with_its_type_beside_its_data() {
+        let id = Uuid::nil();
+        let notice = Notice {
+            id,
+            at: DateTime::parse_from_rfc3339("2026-12-05T10:00:00Z")
+                .unwrap()
+                .with_timezone(&Utc),
+            event: NoticeEvent::TaskFinished {
+                task_id: id,
+                task_type: TaskType::LoginReset,
+                target: "a.example".into(),
+                target_kind: TargetKind::Site,
+                status: TaskStatus::Error,
+                trace_id: "0af7651916cd43dd8448eb211c80319c".into(),
+                client: Some("acme".into()),
+            },
+        };
+        let json = serde_json::to_value(&notice).unwrap();
+        assert_eq!(json["type"], "task.finished");
+        assert_eq!(json["data"]["task_type"], "login-reset");
+        assert_eq!(json["data"]["status"], "error");
+        assert_eq!(json["data"]["client"], "acme");
+        assert_eq!(serde_json::from_value::<Notice>(json).unwrap(), notice);
+        assert_eq!(notice.event.kind(), "task.finished");
+        assert_eq!(notice.event.task_facts(), Some(("login-reset", "error")));
+        assert_eq!(notice.event.client(), Some("acme"));
+        // A schedule alert written before events carried a client still reads.
+        let old = serde_json::json!({"id": id, "at": "2026-12-05T10:00:00Z",
+            "type": "schedule.alert", "data": {"schedule": "s", "site": null,
+            "kind": "missed", "message": "m"}});
+        let read: Notice = serde_json::from_value(old).unwrap();
+        assert_eq!(read.event.kind(), "schedule.alert");
+        assert_eq!(read.event.client(), None);
+        for kind in NoticeEvent::KINDS {
+            assert!(kind.contains('.'), "{kind}");
+        }
+    }
 
     #[test]
     fn statuses_round_trip_through_their_names() {

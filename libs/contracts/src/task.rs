@@ -117,6 +117,20 @@ impl std::fmt::Display for UnknownTaskType {
 
 impl std::error::Error for UnknownTaskType {}
 
+/// As its name (`install`, `login-reset`, …): how events carry it.
+impl Serialize for TaskType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for TaskType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Self::parse(&name).map_err(serde::de::Error::custom)
+    }
+}
+
 /// A diagnostic noop's arguments, as asked for and stored.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -20,6 +20,7 @@ pub mod site_names;
 pub mod sites;
 pub mod tasks;
 pub mod tokens;
+pub mod webhooks;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool};

@@ -95,3 +95,32 @@ pub async fn prune(conn: &mut PgConnection, keep_secs: i64) -> Result<u64> {
     .await?
     .rows_affected())
 }
+
+/// Writes `event` as a notice (to `berth.notices`, for webhooks: decision 0021) in the
+/// caller's transaction, the one that makes it true; `traceparent`: the task's trace, which
+/// its deliveries carry. A task's own outbox rows are its messages to run it, so the notice
+/// names no task (its body does).
+pub async fn enqueue_notice(
+    conn: &mut PgConnection,
+    event: berth_contracts::NoticeEvent,
+    traceparent: &str,
+) -> Result<OutboxRow> {
+    let notice = berth_contracts::Notice {
+        id: Uuid::now_v7(),
+        at: chrono::Utc::now(),
+        event,
+    };
+    enqueue(
+        conn,
+        OutboxMessage {
+            exchange: berth_contracts::exchanges::NOTICES,
+            routing_key: notice.event.kind(),
+            message_id: notice.id.to_string(),
+            payload: serde_json::to_value(&notice).expect("serialisable"),
+            traceparent,
+            attempt: 1,
+            task_id: None,
+        },
+    )
+    .await
+}

@@ -59,6 +59,8 @@ pub struct SiteHomeRow {
     pub uri: String,
     pub platform: String,
     pub client: Option<String>,
+    /// The client's id: what notices name (webhook endpoints are bound by it).
+    pub client_id: uuid::Uuid,
     pub web_server: String,
     pub db_server: String,
     /// Whether berth holds the site's cron key (a site installed before keys has none yet).
@@ -291,7 +293,7 @@ pub async fn newest_backup_verified(
 /// The enabled sites, with their web and db servers.
 pub async fn site_homes(conn: &mut PgConnection) -> Result<Vec<SiteHomeRow>> {
     Ok(sqlx::query_as(
-        "SELECT s.uri, s.platform, (SELECT c.name FROM clients c WHERE c.id = s.client_id) AS client, p.web_server, s.db_server,
+        "SELECT s.uri, s.platform, (SELECT c.name FROM clients c WHERE c.id = s.client_id) AS client, s.client_id, p.web_server, s.db_server,
                 s.cron_key_sealed IS NOT NULL AS has_cron_key
          FROM sites s JOIN platforms p ON p.name = s.platform
          WHERE s.status = 'enabled' ORDER BY s.uri",

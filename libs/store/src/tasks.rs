@@ -11,6 +11,47 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, QueryBuilder};
 use uuid::Uuid;
 
+/// What cancelling did.
+#[derive(Debug)]
+pub enum Cancelled {
+    /// A queued task ended `cancelled` at once: its `task.finished` notice (none for a
+    /// task of a type or target kind this build does not know).
+    Now(Option<OutboxRow>),
+    /// A processing task: the state service's order to stop it.
+    Requested(OutboxRow),
+}
+
+/// The `task.finished` notice of a queued task cancelled here (the state service writes
+/// the notice of every task that ends through it).
+async fn cancelled_notice(conn: &mut PgConnection, row: &TaskRow) -> Result<Option<OutboxRow>> {
+    let (Some(task_type), Some(target_kind)) = (
+        berth_contracts::TaskType::from_name(&row.task_type),
+        TargetKind::parse(&row.target_kind),
+    ) else {
+        return Ok(None);
+    };
+    let client: Option<String> = match target_kind {
+        TargetKind::Site => sqlx::query_scalar("SELECT client_id::text FROM sites WHERE uri = $1")
+            .bind(&row.target)
+            .fetch_optional(&mut *conn)
+            .await?
+            .flatten(),
+        _ => None,
+    };
+    let event = berth_contracts::NoticeEvent::TaskFinished {
+        task_id: row.id,
+        task_type,
+        target: row.target.clone(),
+        target_kind,
+        status: TaskStatus::Cancelled,
+        trace_id: row.trace_id.clone(),
+        client,
+    };
+    Ok(Some(
+        outbox::enqueue_notice(conn, event, &row.traceparent).await?,
+    ))
+}
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct TaskRow {
     pub id: Uuid,
@@ -653,11 +694,11 @@ impl Store {
         Ok(Some((row.status(), task_log(&mut conn, id, after).await?)))
     }
 
-    /// Cancels a task: a queued one at once; a processing one is marked for cancelling and
-    /// the state service told (the outbox row to publish after this commits), which stops
-    /// its running step, takes back its done steps and ends it `cancelled`. A finished task
-    /// is refused.
-    pub async fn cancel_task(&self, id: Uuid, by: &str) -> Result<(Task, Option<OutboxRow>)> {
+    /// Cancels a task: a queued one at once (with its `task.finished` notice); a processing
+    /// one is marked for cancelling and the state service told, which stops its running
+    /// step, takes back its done steps and ends it `cancelled`. A finished task is refused.
+    /// Either way, the outbox row to publish after this commits.
+    pub async fn cancel_task(&self, id: Uuid, by: &str) -> Result<(Task, Cancelled)> {
         let mut tx = self.pool.begin().await?;
         let Some(target) = target_of(&mut tx, id).await? else {
             return Err(StoreError::NotFound(format!("task {id}")));
@@ -678,7 +719,7 @@ impl Store {
                     None,
                 )
                 .await?;
-                None
+                Cancelled::Now(cancelled_notice(&mut tx, &row).await?)
             }
             TaskStatus::Processing => {
                 if row.cancel_requested_at.is_none() {
@@ -704,7 +745,7 @@ impl Store {
                     .await?;
                 }
                 // Asked again: tell the state service again (it changes nothing twice).
-                Some(announce_task(&mut tx, id, &target, &row.traceparent).await?)
+                Cancelled::Requested(announce_task(&mut tx, id, &target, &row.traceparent).await?)
             }
             s => {
                 return Err(StoreError::Conflict(format!(

@@ -47,6 +47,11 @@ pub struct ApiConfig {
     pub limits: berth_broker::topology::Limits,
     /// Drill sites are named under it; no site or alias may be (`BERTH_DRILL_DOMAIN`).
     pub drill_domain: String,
+    /// Webhook URLs may resolve to loopback and private addresses
+    /// (`BERTH_WEBHOOKS_ALLOW_PRIVATE`).
+    pub webhooks_allow_private: bool,
+    /// How long a rotated webhook secret still signs (`BERTH_WEBHOOKS_ROTATION_GRACE_S`).
+    pub webhooks_rotation_grace: std::time::Duration,
 }
 
 tokio::task_local! {
@@ -68,6 +73,8 @@ pub struct AppState {
     pub max_queued_tasks: u64,
     pub data_root: std::path::PathBuf,
     pub drill_domain: String,
+    pub webhooks_allow_private: bool,
+    pub webhooks_rotation_grace: std::time::Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +93,7 @@ pub enum ApiServiceError {
 pub fn router(state: AppState) -> Router {
     use routes::{
         audit, backup_targets, clients, dead, ops, platforms, retention, schedules, servers, sites,
-        tasks, tokens,
+        tasks, tokens, webhooks,
     };
     let v1 = Router::new()
         .route("/servers", post(servers::create).get(servers::list))
@@ -139,6 +146,22 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/schedules/{name}/runs", get(schedules::runs))
         .route("/schedule-alerts", get(schedules::alerts))
+        .route("/webhooks", post(webhooks::create).get(webhooks::list))
+        .route(
+            "/webhooks/{id}",
+            get(webhooks::show)
+                .patch(webhooks::change)
+                .delete(webhooks::remove),
+        )
+        .route(
+            "/webhooks/{id}/rotate-secret",
+            post(webhooks::rotate_secret),
+        )
+        .route("/webhooks/{id}/deliveries", get(webhooks::deliveries))
+        .route(
+            "/webhook-deliveries/{id}/redeliver",
+            post(webhooks::redeliver),
+        )
         .route("/dead-letters", get(dead::list))
         .route("/dead-letters/{id}", get(dead::show).delete(dead::discard))
         .route("/dead-letters/{id}/replay", post(dead::replay))
@@ -191,6 +214,8 @@ pub async fn serve(
         max_queued_tasks: cfg.max_queued_tasks,
         data_root: cfg.data_root.clone(),
         drill_domain: cfg.drill_domain.clone(),
+        webhooks_allow_private: cfg.webhooks_allow_private,
+        webhooks_rotation_grace: cfg.webhooks_rotation_grace,
     };
     tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "API listening");
     let s = shutdown.clone();

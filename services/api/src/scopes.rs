@@ -223,7 +223,7 @@ pub fn classify(method: &Method, path: &str) -> Option<Route> {
             Some("suspend" | "unsuspend" | "cancel") => route(Family::Clients, true),
             _ => route(Family::Clients, false),
         },
-        "webhooks" => route(Family::Webhooks, false),
+        "webhooks" | "webhook-deliveries" => route(Family::Webhooks, false),
         "audit" => route(Family::Audit, true),
         "tokens" => route(Family::Tokens, false),
         _ => None,

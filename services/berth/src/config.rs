@@ -88,6 +88,17 @@ const DUMP_BIN: Key = key("BERTH_DUMP_BIN", "mariadb-dump");
 const MYSQL_CLIENT_BIN: Key = key("BERTH_MYSQL_CLIENT_BIN", "mariadb");
 const MAX_BODY_BYTES: Key = key("BERTH_MAX_BODY_BYTES", "65536");
 const LOG_FORMAT: Key = key("BERTH_LOG_FORMAT", "text");
+const WEBHOOKS_ALLOW_PRIVATE: Key = key("BERTH_WEBHOOKS_ALLOW_PRIVATE", "false");
+/// The delays before the 2nd, 3rd, … attempts: the Standard Webhooks schedule.
+const WEBHOOKS_RETRY_MS: Key = key(
+    "BERTH_WEBHOOKS_RETRY_MS",
+    "5000,300000,1800000,7200000,18000000,36000000,36000000",
+);
+const WEBHOOKS_MAX_RETRY_AFTER_S: Key = key("BERTH_WEBHOOKS_MAX_RETRY_AFTER_S", "3600");
+const WEBHOOKS_TIMEOUT_MS: Key = key("BERTH_WEBHOOKS_TIMEOUT_MS", "10000");
+const WEBHOOKS_CONCURRENCY: Key = key("BERTH_WEBHOOKS_CONCURRENCY", "32");
+const WEBHOOKS_SWEEP_S: Key = key("BERTH_WEBHOOKS_SWEEP_S", "30");
+const WEBHOOKS_ROTATION_GRACE_S: Key = key("BERTH_WEBHOOKS_ROTATION_GRACE_S", "86400");
 const OTLP_ENDPOINT: Key = Key {
     var: "OTEL_EXPORTER_OTLP_ENDPOINT",
     default: None,
@@ -100,7 +111,14 @@ const WORKER_NAME: Key = Key {
 };
 
 /// Every key the configuration file may hold.
-const ALL_KEYS: [&Key; 40] = [
+const ALL_KEYS: [&Key; 47] = [
+    &WEBHOOKS_ALLOW_PRIVATE,
+    &WEBHOOKS_RETRY_MS,
+    &WEBHOOKS_MAX_RETRY_AFTER_S,
+    &WEBHOOKS_TIMEOUT_MS,
+    &WEBHOOKS_CONCURRENCY,
+    &WEBHOOKS_SWEEP_S,
+    &WEBHOOKS_ROTATION_GRACE_S,
     &DATABASE_URL,
     &AMQP_URL,
     &LISTEN,
@@ -273,6 +291,20 @@ pub struct Settings {
     /// The database client that imports dumps (`mariadb` or `mysql`).
     pub mysql_client_bin: String,
     pub max_body_bytes: usize,
+    /// Webhook endpoints may resolve to loopback and private addresses.
+    pub webhooks_allow_private: bool,
+    /// The delays before a webhook delivery's 2nd, 3rd, … attempts (the first is at once).
+    pub webhooks_retry_ms: Vec<u64>,
+    /// The longest `Retry-After` a webhook delivery honours.
+    pub webhooks_max_retry_after_s: u64,
+    /// How long one webhook attempt may take.
+    pub webhooks_timeout_ms: u64,
+    /// Webhook attempts in flight at once in a notices process.
+    pub webhooks_concurrency: u16,
+    /// How often the notices service looks for deliveries whose wake-up was lost.
+    pub webhooks_sweep_s: u64,
+    /// How long the previous secret still signs after a rotation.
+    pub webhooks_rotation_grace_s: u64,
     pub log_format: LogFormat,
     pub otlp_endpoint: Option<String>,
     /// `BERTH_WORKER_NAME` when set; see [`Settings::worker_name`].
@@ -777,9 +809,58 @@ impl Settings {
                 Some(v.to_string())
             }
         };
+        let webhooks_allow_private = src.parse(
+            &WEBHOOKS_ALLOW_PRIVATE,
+            "use BERTH_WEBHOOKS_ALLOW_PRIVATE=true or false",
+            parse_bool,
+        )?;
+        let webhooks_retry_ms = src.parse(
+            &WEBHOOKS_RETRY_MS,
+            "give a comma list of delays in milliseconds before each retry, e.g. \
+             BERTH_WEBHOOKS_RETRY_MS=5000,300000,1800000",
+            parse_delays,
+        )?;
+        let whole = |min: u64, max: u64| {
+            move |s: &str| match s.parse::<u64>() {
+                Ok(n) if (min..=max).contains(&n) => Ok(n),
+                _ => Err(format!("not a whole number from {min} to {max}")),
+            }
+        };
+        let webhooks_max_retry_after_s = src.parse(
+            &WEBHOOKS_MAX_RETRY_AFTER_S,
+            "give seconds from 1 to 86400, e.g. BERTH_WEBHOOKS_MAX_RETRY_AFTER_S=3600",
+            whole(1, 86_400),
+        )?;
+        let webhooks_timeout_ms = src.parse(
+            &WEBHOOKS_TIMEOUT_MS,
+            "give milliseconds from 100 to 120000, e.g. BERTH_WEBHOOKS_TIMEOUT_MS=10000",
+            whole(100, 120_000),
+        )?;
+        let webhooks_concurrency = src.parse(
+            &WEBHOOKS_CONCURRENCY,
+            "give a whole number from 1 to 1000, e.g. BERTH_WEBHOOKS_CONCURRENCY=32",
+            |s| whole(1, 1000)(s).map(|n| n as u16),
+        )?;
+        let webhooks_sweep_s = src.parse(
+            &WEBHOOKS_SWEEP_S,
+            "give seconds from 1 to 3600, e.g. BERTH_WEBHOOKS_SWEEP_S=30",
+            whole(1, 3600),
+        )?;
+        let webhooks_rotation_grace_s = src.parse(
+            &WEBHOOKS_ROTATION_GRACE_S,
+            "give seconds from 0 to 2592000, e.g. BERTH_WEBHOOKS_ROTATION_GRACE_S=86400",
+            whole(0, 2_592_000),
+        )?;
         let secret_key = secret_key(&src)?;
 
         Ok(Self {
+            webhooks_allow_private,
+            webhooks_retry_ms,
+            webhooks_max_retry_after_s,
+            webhooks_timeout_ms,
+            webhooks_concurrency,
+            webhooks_sweep_s,
+            webhooks_rotation_grace_s,
             database_url,
             amqp_url,
             listen,
@@ -830,7 +911,7 @@ impl Settings {
             why: format!("for {what}"),
             fix: "generate one with `berth secret-key` and set BERTH_SECRET_KEY=<64 hex digits> \
                   (or secret_key = \"…\" in the file named by BERTH_CONFIG, or \
-                  BERTH_SECRET_KEY_FILE=<path of a file holding it>); every api, scheduler, http, db and backup \
+                  BERTH_SECRET_KEY_FILE=<path of a file holding it>); every api, scheduler, notices, http, db and backup \
                   process of a cluster needs the same key"
                 .into(),
         })

@@ -29,12 +29,14 @@ pub enum Service {
     Backup,
     /// The scheduler (cron, scheduled backups, retention, drills) and its outbox relay.
     Scheduler,
+    /// Outbound notices: signed webhook deliveries, with their retries.
+    Notices,
     /// All of the above in one process.
     All,
 }
 
 impl Service {
-    pub const EACH: [Service; 7] = [
+    pub const EACH: [Service; 8] = [
         Self::Api,
         Self::State,
         Self::Http,
@@ -42,6 +44,7 @@ impl Service {
         Self::Dns,
         Self::Backup,
         Self::Scheduler,
+        Self::Notices,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -53,6 +56,7 @@ impl Service {
             Self::Dns => "dns",
             Self::Backup => "backup",
             Self::Scheduler => "scheduler",
+            Self::Notices => "notices",
             Self::All => "all",
         }
     }
@@ -71,11 +75,17 @@ impl Service {
     }
 
     /// The api and the scheduler seal passwords and keys for the tasks they queue; the http,
-    /// db and backup workers open them.
+    /// db and backup workers open them; notices opens the webhook secrets.
     fn needs_secret_key(self) -> bool {
         matches!(
             self,
-            Self::Api | Self::Http | Self::Db | Self::Backup | Self::Scheduler | Self::All
+            Self::Api
+                | Self::Http
+                | Self::Db
+                | Self::Backup
+                | Self::Scheduler
+                | Self::Notices
+                | Self::All
         )
     }
 }
@@ -127,6 +137,10 @@ fn start(
                 data_root: s.data_root.clone(),
                 limits: limits(s),
                 drill_domain: s.drill_domain.clone(),
+                webhooks_allow_private: s.webhooks_allow_private,
+                webhooks_rotation_grace: std::time::Duration::from_secs(
+                    s.webhooks_rotation_grace_s,
+                ),
             };
             Box::pin(async move { Ok(berth_api::run(cfg, shutdown).await?) })
         }
@@ -204,6 +218,28 @@ fn start(
                 limits: limits(s),
             };
             Box::pin(async move { Ok(berth_scheduler::run(cfg, shutdown).await?) })
+        }
+        Service::Notices => {
+            let mut tiers = vec![std::time::Duration::ZERO];
+            tiers.extend(
+                s.webhooks_retry_ms
+                    .iter()
+                    .map(|ms| std::time::Duration::from_millis(*ms)),
+            );
+            let cfg = berth_notices::NoticesConfig {
+                database_url: s.database_url.clone(),
+                amqp_url: s.amqp_url.clone(),
+                secret_key: s.secret_key("`berth serve notices` (it opens webhook secrets)")?,
+                concurrency: s.webhooks_concurrency,
+                retry: berth_webhook::RetrySchedule {
+                    tiers,
+                    max_retry_after: std::time::Duration::from_secs(s.webhooks_max_retry_after_s),
+                },
+                timeout: std::time::Duration::from_millis(s.webhooks_timeout_ms),
+                allow_private: s.webhooks_allow_private,
+                sweep_every: std::time::Duration::from_secs(s.webhooks_sweep_s),
+            };
+            Box::pin(async move { Ok(berth_notices::run(cfg, shutdown).await?) })
         }
         Service::All => unreachable!("`all` is split into its services"),
     })
@@ -339,7 +375,7 @@ mod tests {
 
     #[test]
     fn all_is_every_service_and_names_its_telemetry() {
-        assert_eq!(Service::All.units().len(), 7);
+        assert_eq!(Service::All.units().len(), 8);
         assert_eq!(Service::Db.units(), vec![Service::Db]);
         assert_eq!(Service::Api.telemetry_name(), "berth-api");
         assert_eq!(Service::All.telemetry_name(), "berth-all");
@@ -353,6 +389,7 @@ mod tests {
             Service::Db,
             Service::Backup,
             Service::Scheduler,
+            Service::Notices,
             Service::All,
         ] {
             // Checked before telemetry and the runtime start, as `berth serve` does.
@@ -360,7 +397,7 @@ mod tests {
             assert!(err.contains("BERTH_SECRET_KEY is required"), "{svc}: {err}");
             let err = run(svc, settings(&[])).await.unwrap_err().to_string();
             assert!(
-                err.contains("every api, scheduler, http, db and backup process"),
+                err.contains("every api, scheduler, notices, http, db and backup process"),
                 "{svc}: {err}"
             );
             assert!(

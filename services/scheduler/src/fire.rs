@@ -212,8 +212,7 @@ impl Ctx<'_> {
                                 row.kind, row.window_secs
                             );
                             let notice =
-                                alert(&mut tx, &row.name, Some(&home.uri), "missed", &message)
-                                    .await?;
+                                alert(&mut tx, &row.name, Some(home), "missed", &message).await?;
                             tx.commit().await?;
                             report.alerts += notice.len();
                             publish(self.outbox, notice);
@@ -364,8 +363,9 @@ impl Ctx<'_> {
                         let message = "the restore drill of the site's newest backup failed: \
                                        see the drill task's log"
                             .to_string();
-                        notices
-                            .extend(alert(conn, &row.name, site, "drill_failed", &message).await?);
+                        notices.extend(
+                            alert(conn, &row.name, Some(home), "drill_failed", &message).await?,
+                        );
                     }
                     Some(false) if open => {
                         stored::clear_alert(conn, &row.name, site, "drill_failed").await?;
@@ -378,7 +378,7 @@ impl Ctx<'_> {
             if failing_streak(&ended, threshold) {
                 if !failing_open {
                     let message = format!("the last {threshold} {} runs failed", row.kind);
-                    notices.extend(alert(conn, &row.name, site, "failing", &message).await?);
+                    notices.extend(alert(conn, &row.name, Some(home), "failing", &message).await?);
                 }
             } else if failing_open && ended.first() == Some(&false) {
                 stored::clear_alert(conn, &row.name, site, "failing").await?;
@@ -397,7 +397,7 @@ impl Ctx<'_> {
                         None => "the site has no good backup, and its schedule's window has passed"
                             .into(),
                     };
-                    notices.extend(alert(conn, &row.name, site, "overdue", &message).await?);
+                    notices.extend(alert(conn, &row.name, Some(home), "overdue", &message).await?);
                 } else if overdue_open {
                     stored::clear_alert(conn, &row.name, site, "overdue").await?;
                 }
@@ -480,10 +480,11 @@ async fn newest_backups(
 async fn alert(
     conn: &mut PgConnection,
     schedule: &str,
-    site: Option<&str>,
+    home: Option<&SiteHomeRow>,
     kind: &str,
     message: &str,
 ) -> Result<Vec<OutboxRow>, SchedulerError> {
+    let site = home.map(|h| h.uri.as_str());
     let Some(raised) = stored::raise_alert(conn, schedule, site, kind, message).await? else {
         return Ok(Vec::new());
     };
@@ -496,6 +497,7 @@ async fn alert(
             site: site.map(str::to_string),
             kind: kind.to_string(),
             message: message.to_string(),
+            client: home.map(|h| h.client_id.to_string()),
         },
     };
     let row = berth_store::outbox::enqueue(
@@ -523,6 +525,7 @@ mod tests {
             uri: uri.into(),
             platform: "p".into(),
             client: None,
+            client_id: uuid::Uuid::nil(),
             web_server: "w".into(),
             db_server: "d".into(),
             has_cron_key: true,

@@ -13,9 +13,9 @@
 
 use berth_contracts::steps::SiteDbSecret;
 use berth_contracts::{
-    AttemptRecord, DeadLetterMessage, ErrorKind, LogLevel, SealedSecrets, StepCommand, StepEvent,
-    StepOutcome, StepPhase, StepStatus, StepStop, TargetKind, TaskArgs, TaskQueued, TaskStatus,
-    TaskType, WorkerLog, exchanges,
+    AttemptRecord, DeadLetterMessage, ErrorKind, LogLevel, NoticeEvent, SealedSecrets, StepCommand,
+    StepEvent, StepOutcome, StepPhase, StepStatus, StepStop, TargetKind, TaskArgs, TaskQueued,
+    TaskStatus, TaskType, WorkerLog, exchanges,
 };
 use berth_hosting::effects::{self, Effect};
 use berth_hosting::flow::{self, CancelAction, Decision, Event, Next, StepState, TaskState};
@@ -921,6 +921,50 @@ impl Dispatcher {
             if let Some(note) = note {
                 log(tx, task, None, LogLevel::Info, &note);
             }
+            let ok = matches!(status, TaskStatus::Success | TaskStatus::Warning);
+            match (task_type, site) {
+                (TaskType::Install, Some(site)) if ok => {
+                    let event = NoticeEvent::SiteInstalled {
+                        site: site.uri,
+                        platform: site.platform,
+                        task_id: task.id,
+                        client: Some(site.client_id.to_string()),
+                        client_email: site.client_email,
+                        login_link: site.login_link,
+                    };
+                    notify(tx, task, event).await?;
+                }
+                (TaskType::Delete, Some(site)) if ok => {
+                    let event = NoticeEvent::SiteDeleted {
+                        site: site.uri,
+                        task_id: task.id,
+                        client: Some(site.client_id.to_string()),
+                    };
+                    notify(tx, task, event).await?;
+                }
+                _ => {}
+            }
+        }
+        if let (Some(task_type), Some(target_kind)) = (
+            TaskType::from_name(&task.task_type),
+            TargetKind::parse(&task.target_kind),
+        ) {
+            let client = match target_kind {
+                TargetKind::Site => sites::get_site(tx, &task.target)
+                    .await?
+                    .map(|s| s.client_id.to_string()),
+                _ => None,
+            };
+            let event = NoticeEvent::TaskFinished {
+                task_id: task.id,
+                task_type,
+                target: task.target.clone(),
+                target_kind,
+                status,
+                trace_id: task.trace_id.clone(),
+                client,
+            };
+            notify(tx, task, event).await?;
         }
         let level = match status {
             TaskStatus::Success => LogLevel::Info,
@@ -970,10 +1014,11 @@ impl Dispatcher {
                     made,
                     description,
                 } => {
+                    let backup_id = step.unwrap_or_else(Uuid::now_v7);
                     sites::record_backup(
                         tx,
                         sites::NewBackup {
-                            id: step.unwrap_or_else(Uuid::now_v7),
+                            id: backup_id,
                             site: &site,
                             server: &server,
                             file: &made.file,
@@ -986,6 +1031,17 @@ impl Dispatcher {
                         },
                     )
                     .await?;
+                    let client = sites::get_site(tx, &site)
+                        .await?
+                        .map(|s| s.client_id.to_string());
+                    let event = NoticeEvent::BackupMade {
+                        backup_id,
+                        size: made.size,
+                        site,
+                        task_id: task.id,
+                        client,
+                    };
+                    notify(tx, task, event).await?;
                 }
                 Effect::RecordPackages { site, packages } => {
                     sites::record_packages(tx, &site, &packages).await?;
@@ -1060,6 +1116,14 @@ impl Dispatcher {
         }
         Ok(())
     }
+}
+
+/// Writes `event` as a notice (to `berth.notices`, for webhooks) in the transaction that
+/// makes it true: published after commit, never for a rolled-back change.
+async fn notify(tx: &mut Tx, task: &TaskRow, event: NoticeEvent) -> Result<()> {
+    let row = outbox::enqueue_notice(tx, event, &task.traceparent).await?;
+    tx.written.push(row);
+    Ok(())
 }
 
 fn describe(step: &StepRow) -> String {

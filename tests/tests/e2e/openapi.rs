@@ -67,6 +67,8 @@ struct Resources {
     client: String,
     /// A token to revoke (not the world's admin token).
     token: String,
+    webhook: String,
+    webhook_delivery: String,
 }
 
 impl Resources {
@@ -75,6 +77,10 @@ impl Resources {
             &self.dead_letter
         } else if path.starts_with("/api/v1/tokens/") {
             &self.token
+        } else if path.starts_with("/api/v1/webhooks/") {
+            &self.webhook
+        } else if path.starts_with("/api/v1/webhook-deliveries/") {
+            &self.webhook_delivery
         } else {
             &self.task
         };
@@ -205,9 +211,35 @@ async fn the_served_document_answers_for_every_path() {
         )
         .await;
     assert_eq!(status, 201, "{token}");
+    let (status, hook) = w
+        .post_json(
+            "/api/v1/webhooks",
+            &json!({"url": "http://127.0.0.1:9/in", "events": ["task.finished"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{hook}");
+    let webhook: uuid::Uuid = hook["id"].as_str().unwrap().parse().unwrap();
+    // A delivery to redeliver (no notices service runs here to make one).
+    let delivery = {
+        let mut conn = w.store.pool.acquire().await.unwrap();
+        berth_store::webhooks::insert_deliveries(
+            &mut conn,
+            berth_store::webhooks::NewDeliveries {
+                event_id: uuid::Uuid::now_v7(),
+                event_type: "task.finished",
+                body: "{}",
+                traceparent: "",
+                endpoints: &[webhook],
+            },
+        )
+        .await
+        .unwrap()[0]
+    };
     let res = Resources {
         client: "default".into(),
         token: token["id"].as_str().unwrap().to_string(),
+        webhook: webhook.to_string(),
+        webhook_delivery: delivery.to_string(),
         server: "server_master".into(),
         platform: "platform_d10".into(),
         other: "platform_d10b".into(),

@@ -122,6 +122,8 @@ async fn readyz_is_503_while_postgresql_or_rabbitmq_is_down_and_200_again_after(
         data_root: dir.clone(),
         limits: Default::default(),
         drill_domain: berth_hosting::drills::DEFAULT_DRILL_DOMAIN.into(),
+        webhooks_allow_private: false,
+        webhooks_rotation_grace: std::time::Duration::from_secs(86_400),
     };
     let served = tokio::spawn({
         let s = shutdown.clone();

@@ -13,6 +13,7 @@ pub mod servers;
 pub mod sites;
 pub mod tasks;
 pub mod tokens;
+pub mod webhooks;
 
 use crate::error::ApiError;
 use axum::http::{StatusCode, header};

@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use berth_contracts::{NewTask, Page, Task, TaskStatus};
 use berth_hosting::tasks::TaskType;
-use berth_store::tasks::TaskFilter;
+use berth_store::tasks::{Cancelled, TaskFilter};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -135,10 +135,13 @@ pub async fn cancel(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let id = visible_id(&state, &caller, &id).await?;
-    let (task, message) = state.store.cancel_task(id, &caller.name).await?;
-    Ok(match message {
-        None => axum::Json(task).into_response(),
-        Some(m) => {
+    let (task, done) = state.store.cancel_task(id, &caller.name).await?;
+    Ok(match done {
+        Cancelled::Now(notice) => {
+            state.outbox.publish(notice.into_iter().collect());
+            axum::Json(task).into_response()
+        }
+        Cancelled::Requested(m) => {
             state.outbox.publish(vec![m]);
             accepted(task)
         }

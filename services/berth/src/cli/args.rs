@@ -98,6 +98,9 @@ pub enum Command {
     /// Scoped API tokens through the API: create (printed once), list, revoke.
     #[command(subcommand)]
     Tokens(TokensCommand),
+    /// Signed webhooks: endpoints, their secrets, deliveries and redelivery.
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -176,6 +179,58 @@ pub struct CreateToken {
     /// When it stops working (RFC 3339, e.g. 2027-01-01T00:00:00Z).
     #[arg(long)]
     pub expires_at: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCommand {
+    /// Add an endpoint; prints its `whsec_` secret, which is shown this once.
+    Create(CreateWebhook),
+    /// List endpoints (never their secret).
+    List,
+    /// Show one endpoint.
+    Show { id: String },
+    /// Change an endpoint's URL, events, or enable / disable it.
+    Update(UpdateWebhook),
+    /// Remove an endpoint and its delivery log.
+    Delete { id: String },
+    /// A new secret (printed once); the previous one still signs during the grace.
+    RotateSecret { id: String },
+    /// The endpoint's deliveries, newest first, with their attempts.
+    Deliveries {
+        id: String,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Deliver a delivery's event again (a new delivery, same webhook-id).
+    Redeliver { delivery: String },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateWebhook {
+    #[arg(long)]
+    pub url: String,
+    /// An event filter, repeated: task.finished, site.*, task.finished:install:failed, *.
+    #[arg(long = "event", required = true)]
+    pub events: Vec<String>,
+    /// Only events about this client's sites (the client's id).
+    #[arg(long)]
+    pub client: Option<String>,
+    #[arg(long, default_value = "")]
+    pub description: String,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateWebhook {
+    pub id: String,
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Replaces the filters (repeat it for several).
+    #[arg(long = "event")]
+    pub events: Vec<String>,
+    #[arg(long, conflicts_with = "disable")]
+    pub enable: bool,
+    #[arg(long)]
+    pub disable: bool,
 }
 
 #[derive(Debug, Subcommand)]

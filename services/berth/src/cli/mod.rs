@@ -20,6 +20,7 @@ mod servers;
 mod sites;
 mod tasks;
 mod tenancy;
+mod webhooks;
 
 pub use args::{ApiArgs, Cli, Command, ContextsCommand, TokenCommand};
 pub use client::CliError;
@@ -44,6 +45,7 @@ pub async fn run(api: &ApiArgs, command: Command) -> Result<ExitCode, CliError> 
         Command::BackupTargets(c) => backup_targets::backup_targets(&client, json, c).await,
         Command::Clients(c) => tenancy::clients(&client, json, c).await,
         Command::Tokens(c) => tenancy::tokens(&client, json, c).await,
+        Command::Webhooks(c) => webhooks::webhooks(&client, json, c).await,
         Command::Serve { .. } | Command::Token(_) | Command::SecretKey => {
             unreachable!("handled in main")
         }

@@ -1,0 +1,45 @@
+//! The notices service (`berth serve notices`): tells the outside world what happened.
+//!
+//! It consumes `notices.outbound` (the events the state service and the scheduler write
+//! through their outboxes) and delivers each to the webhook endpoints whose filters match
+//! it ([`webhooks`]); an e-mail channel can sit beside it.
+
+pub mod webhooks;
+
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone)]
+pub struct NoticesConfig {
+    pub database_url: String,
+    pub amqp_url: String,
+    /// Opens the endpoints' sealed secrets.
+    pub secret_key: berth_secrets::SecretKey,
+    /// Deliveries attempted at once (BERTH_WEBHOOKS_CONCURRENCY).
+    pub concurrency: u16,
+    /// The delays before each attempt and the longest `Retry-After` honoured
+    /// (BERTH_WEBHOOKS_RETRY_MS, BERTH_WEBHOOKS_MAX_RETRY_AFTER_S).
+    pub retry: berth_webhook::RetrySchedule,
+    /// How long one attempt may take (BERTH_WEBHOOKS_TIMEOUT_MS).
+    pub timeout: Duration,
+    /// Endpoints may resolve to loopback and private addresses (BERTH_WEBHOOKS_ALLOW_PRIVATE).
+    pub allow_private: bool,
+    /// How often lost wake-ups are looked for, and how overdue a delivery must be to count
+    /// as lost (BERTH_WEBHOOKS_SWEEP_S).
+    pub sweep_every: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NoticesError {
+    #[error(transparent)]
+    Store(#[from] berth_store::StoreError),
+    #[error(transparent)]
+    Broker(#[from] berth_broker::BrokerError),
+    #[error("the webhook HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
+/// Runs the notices service until `shutdown`.
+pub async fn run(cfg: NoticesConfig, shutdown: CancellationToken) -> Result<(), NoticesError> {
+    webhooks::run(cfg, shutdown).await
+}
