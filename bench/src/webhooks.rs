@@ -73,6 +73,10 @@ pub async fn run(cfg: Config) -> Result<()> {
         timeout: Duration::from_secs(10),
         allow_private: true,
         sweep_every: Duration::from_secs(30),
+        mail: berth_notices::mail::MailConfig {
+            relay: None,
+            from: "berth <berth@localhost>".into(),
+        },
     };
     let s = stop.clone();
     let notices = tokio::spawn(async move { berth_notices::run(notices_cfg, s).await });

@@ -40,6 +40,10 @@ pub const NOTICES_EXCHANGE: &str = berth_contracts::exchanges::NOTICES;
 /// so that no consumer yet, or a slow one, never grows it without end nor blocks a task.
 pub const NOTICES_QUEUE: &str = "notices.outbound";
 pub const NOTICES_QUEUE_MAX: i64 = 100_000;
+/// Where `site.installed` notices wait for the welcome mail; bounded as the notices queue
+/// (with no relay configured nothing consumes it).
+pub const MAIL_QUEUE: &str = "notices.mail";
+pub const MAIL_ROUTING_KEY: &str = "site.installed";
 /// Wake-ups of webhook deliveries (decision 0021): the notices service consumes them.
 pub const WEBHOOKS_EXCHANGE: &str = berth_contracts::exchanges::WEBHOOKS;
 pub const WEBHOOKS_QUEUE: &str = "webhooks.deliveries";
@@ -196,8 +200,10 @@ pub async fn declare_core(channel: &Channel) -> Result<(), BrokerError> {
         AMQPValue::LongLongInt(NOTICES_QUEUE_MAX),
     );
     bounded.insert("x-overflow".into(), text("drop-head"));
-    queue(channel, NOTICES_QUEUE, bounded).await?;
+    queue(channel, NOTICES_QUEUE, bounded.clone()).await?;
     bind(channel, NOTICES_QUEUE, NOTICES_EXCHANGE, "#").await?;
+    queue(channel, MAIL_QUEUE, bounded).await?;
+    bind(channel, MAIL_QUEUE, NOTICES_EXCHANGE, MAIL_ROUTING_KEY).await?;
     exchange(channel, WEBHOOKS_EXCHANGE, ExchangeKind::Direct).await?;
     queue(channel, WEBHOOKS_QUEUE, quorum()).await?;
     bind(

@@ -3,8 +3,9 @@
 //! through an SMTP relay (`BERTH_SMTP_URL`) with `lettre`.
 
 use chrono::{DateTime, Utc};
+pub use lettre::message::Mailbox;
+use lettre::message::Message;
 use lettre::message::header::ContentType;
-use lettre::message::{Mailbox, Message};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 #[derive(Debug, thiserror::Error)]

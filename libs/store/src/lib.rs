@@ -10,6 +10,7 @@ pub mod cron;
 pub mod dead;
 pub mod idempotency;
 pub mod metrics;
+pub mod notices;
 pub mod offsite;
 pub mod outbox;
 pub mod platforms;

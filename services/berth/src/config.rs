@@ -99,6 +99,13 @@ const WEBHOOKS_TIMEOUT_MS: Key = key("BERTH_WEBHOOKS_TIMEOUT_MS", "10000");
 const WEBHOOKS_CONCURRENCY: Key = key("BERTH_WEBHOOKS_CONCURRENCY", "32");
 const WEBHOOKS_SWEEP_S: Key = key("BERTH_WEBHOOKS_SWEEP_S", "30");
 const WEBHOOKS_ROTATION_GRACE_S: Key = key("BERTH_WEBHOOKS_ROTATION_GRACE_S", "86400");
+/// The SMTP relay of the welcome mail (it may hold a password: shown masked); unset: no mail.
+const SMTP_URL: Key = Key {
+    var: "BERTH_SMTP_URL",
+    default: None,
+    secret: true,
+};
+const MAIL_FROM: Key = key("BERTH_MAIL_FROM", "berth <berth@localhost>");
 const OTLP_ENDPOINT: Key = Key {
     var: "OTEL_EXPORTER_OTLP_ENDPOINT",
     default: None,
@@ -111,7 +118,9 @@ const WORKER_NAME: Key = Key {
 };
 
 /// Every key the configuration file may hold.
-const ALL_KEYS: [&Key; 47] = [
+const ALL_KEYS: [&Key; 49] = [
+    &SMTP_URL,
+    &MAIL_FROM,
     &WEBHOOKS_ALLOW_PRIVATE,
     &WEBHOOKS_RETRY_MS,
     &WEBHOOKS_MAX_RETRY_AFTER_S,
@@ -307,6 +316,10 @@ pub struct Settings {
     pub webhooks_rotation_grace_s: u64,
     pub log_format: LogFormat,
     pub otlp_endpoint: Option<String>,
+    /// The welcome mail's relay (`smtp://…` or `smtps://…`), if any.
+    pub smtp_url: Option<String>,
+    /// The welcome mail's sender.
+    pub mail_from: String,
     /// `BERTH_WORKER_NAME` when set; see [`Settings::worker_name`].
     pub worker_name: Option<String>,
     /// The configuration file read, if any.
@@ -794,6 +807,18 @@ impl Settings {
                 })?,
             ),
         };
+        let smtp_url = match src.get(&SMTP_URL) {
+            None => None,
+            Some(raw) => Some(parse_url(raw.value.trim(), &["smtp", "smtps"]).map_err(|p| {
+                invalid(
+                    &SMTP_URL,
+                    &raw,
+                    p,
+                    "give the relay, e.g. BERTH_SMTP_URL=smtp://127.0.0.1:25 or smtps://user:password@mail.example.com, or unset it",
+                )
+            })?),
+        };
+        let mail_from = src.value(&MAIL_FROM).value.trim().to_string();
         let worker_name = match src.get(&WORKER_NAME) {
             None => None,
             Some(raw) => {
@@ -899,6 +924,8 @@ impl Settings {
             max_body_bytes,
             log_format,
             otlp_endpoint,
+            smtp_url,
+            mail_from,
             worker_name,
             file: src.file.map(|(p, _)| p),
         })

@@ -238,6 +238,10 @@ fn start(
                 timeout: std::time::Duration::from_millis(s.webhooks_timeout_ms),
                 allow_private: s.webhooks_allow_private,
                 sweep_every: std::time::Duration::from_secs(s.webhooks_sweep_s),
+                mail: berth_notices::mail::MailConfig {
+                    relay: s.smtp_url.clone(),
+                    from: s.mail_from.clone(),
+                },
             };
             Box::pin(async move { Ok(berth_notices::run(cfg, shutdown).await?) })
         }

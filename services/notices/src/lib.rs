@@ -2,8 +2,9 @@
 //!
 //! It consumes `notices.outbound` (the events the state service and the scheduler write
 //! through their outboxes) and delivers each to the webhook endpoints whose filters match
-//! it ([`webhooks`]); an e-mail channel can sit beside it.
+//! it ([`webhooks`]); and mails each new site's client its welcome ([`mail`]).
 
+pub mod mail;
 pub mod webhooks;
 
 use std::time::Duration;
@@ -27,6 +28,7 @@ pub struct NoticesConfig {
     /// How often lost wake-ups are looked for, and how overdue a delivery must be to count
     /// as lost (BERTH_WEBHOOKS_SWEEP_S).
     pub sweep_every: Duration,
+    pub mail: mail::MailConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -37,9 +39,15 @@ pub enum NoticesError {
     Broker(#[from] berth_broker::BrokerError),
     #[error("the webhook HTTP client: {0}")]
     Client(#[from] reqwest::Error),
+    #[error(transparent)]
+    Mail(#[from] berth_mail::MailError),
 }
 
 /// Runs the notices service until `shutdown`.
 pub async fn run(cfg: NoticesConfig, shutdown: CancellationToken) -> Result<(), NoticesError> {
-    webhooks::run(cfg, shutdown).await
+    let (db, amqp) = (cfg.database_url.clone(), cfg.amqp_url.clone());
+    let mailing = mail::run(&db, &amqp, cfg.mail.clone(), shutdown.clone());
+    let (hooks, mails) = tokio::join!(webhooks::run(cfg, shutdown), mailing);
+    hooks?;
+    mails
 }

@@ -28,6 +28,7 @@ mod outbox;
 mod pipeline;
 mod poison;
 mod readyz;
+mod receiver;
 mod recovery;
 mod restore;
 mod retention;
