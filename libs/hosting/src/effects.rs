@@ -527,7 +527,12 @@ mod tests {
         );
         let db = Work::Db(berth_contracts::steps::DbStep::SiteDbUsage(s.spec_as_is()));
         assert_eq!(
-            of_step(task, "d", &db, &StepOutput::DbMeasured { bytes: Some(49152) }),
+            of_step(
+                task,
+                "d",
+                &db,
+                &StepOutput::DbMeasured { bytes: Some(49152) }
+            ),
             [Effect::RecordDbUsage {
                 site: "www.example.com".into(),
                 bytes: 49152

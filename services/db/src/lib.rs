@@ -4,8 +4,8 @@
 //! creates and drops sites' databases and users.
 
 use berth_broker::worker::{StepContext, StepError, StepHandler, StepOk, WorkerConfig, run_worker};
-use berth_contracts::{StepCommand, StepOutput};
 use berth_contracts::steps::{DbServiceSpec, DbStep, SiteDbSpec, SiteSpec, Work};
+use berth_contracts::{StepCommand, StepOutput};
 use berth_secrets::SecretKey;
 use rand::RngCore;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
@@ -486,7 +486,10 @@ impl DbWorker {
                 return Ok(StepOk::new(StepOutput::DbMeasured { bytes: None }));
             }
         };
-        ctx.info(format!("database {}: {bytes} bytes of data and indexes", site.name));
+        ctx.info(format!(
+            "database {}: {bytes} bytes of data and indexes",
+            site.name
+        ));
         let _ = conn.close().await;
         Ok(StepOk::new(StepOutput::DbMeasured { bytes: Some(bytes) }))
     }

@@ -397,10 +397,11 @@ impl HttpWorker {
     async fn site_usage(&self, a: site::SiteArgs, ctx: &StepContext) -> Result<StepOk, StepError> {
         let sites = a.root.join("sites");
         let uri = a.uri.clone();
-        let usage = tokio::task::spawn_blocking(move || usage::measure(&sites, &uri, usage::LIMITS))
-            .await
-            .map_err(|e| StepError::permanent(format!("site usage: {e}")))?
-            .map_err(|e| StepError::permanent(e.to_string()))?;
+        let usage =
+            tokio::task::spawn_blocking(move || usage::measure(&sites, &uri, usage::LIMITS))
+                .await
+                .map_err(|e| StepError::permanent(format!("site usage: {e}")))?
+                .map_err(|e| StepError::permanent(e.to_string()))?;
         let line = format!(
             "site directory sites/{}: {} bytes in {} entries",
             a.uri, usage.bytes, usage.entries

@@ -274,7 +274,10 @@ mod tests {
         write(&sites.join("a.test/files/two.bin"), 100_000);
         let after = measure(&sites, "a.test", LIMITS).unwrap();
         assert!(after.complete);
-        assert!(after.bytes - before.bytes >= 400_000, "{before:?} {after:?}");
+        assert!(
+            after.bytes - before.bytes >= 400_000,
+            "{before:?} {after:?}"
+        );
         assert_eq!(after.entries, before.entries + 2);
     }
 

@@ -44,3 +44,4 @@ mod telemetry;
 mod tenancy;
 mod updatedb;
 mod upgrade;
+mod usage;

@@ -97,7 +97,10 @@ pub(super) fn plan(task_type: TaskType, s: &SiteFacts) -> Result<Plan, String> {
 /// server (when berth manages that server's database service).
 fn usage_steps(s: &SiteFacts) -> Vec<PlannedStep> {
     let spec = s.spec_as_is();
-    let mut steps = vec![PlannedStep::http(s.web(), HttpStep::SiteUsage(spec.clone()))];
+    let mut steps = vec![PlannedStep::http(
+        s.web(),
+        HttpStep::SiteUsage(spec.clone()),
+    )];
     if s.db_server.managed_db().is_some() {
         steps.push(
             PlannedStep::db(&s.db_server.name, DbStep::SiteDbUsage(spec))
