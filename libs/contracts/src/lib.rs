@@ -881,6 +881,21 @@ pub struct Site {
     /// The site's last cron run, once one ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_cron: Option<LastCron>,
+    /// Disk the site takes, bytes: its files and its database as last measured (by a
+    /// verify or a usage task); absent until measured. What `max_disk_bytes` counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_bytes: Option<i64>,
+    /// Its directory's share (allocated blocks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_files_bytes: Option<i64>,
+    /// Its database's share (data and indexes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_db_bytes: Option<i64>,
+    /// The last walk of its directory stopped at a limit: `disk_files_bytes` is a lower bound.
+    #[serde(default)]
+    pub disk_partial: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_measured_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// The task the request queued.

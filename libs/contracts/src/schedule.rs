@@ -13,10 +13,17 @@ pub enum Kind {
     Backup,
     Prune,
     Drill,
+    Usage,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Self::Cron, Self::Backup, Self::Prune, Self::Drill];
+    pub const ALL: [Kind; 5] = [
+        Self::Cron,
+        Self::Backup,
+        Self::Prune,
+        Self::Drill,
+        Self::Usage,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -24,6 +31,7 @@ impl Kind {
             Self::Backup => "backup",
             Self::Prune => "prune",
             Self::Drill => "drill",
+            Self::Usage => "usage",
         }
     }
 
@@ -52,6 +60,8 @@ pub enum Job {
         #[serde(default = "one")]
         sample: u32,
     },
+    /// Measures the disk the site's files and database take (client disk quotas).
+    Usage {},
 }
 
 fn one() -> u32 {
@@ -65,6 +75,7 @@ impl Job {
             Self::Backup { .. } => Kind::Backup,
             Self::Prune { .. } => Kind::Prune,
             Self::Drill { .. } => Kind::Drill,
+            Self::Usage {} => Kind::Usage,
         }
     }
 }

@@ -165,6 +165,9 @@ pub enum HttpStep {
     /// serves the original site's own content.
     /// Boxed: it holds two site specs.
     SiteDrillCheck(Box<DrillCheckSpec>),
+    /// Measures the disk the site's own directory (`<root>/sites/<uri>`) takes, never
+    /// following a link and within a time and entry limit.
+    SiteUsage(SiteSpec),
 }
 
 impl HttpStep {
@@ -188,6 +191,7 @@ impl HttpStep {
             Self::SiteCronKey(_) => "site-cron-key",
             Self::SiteCron(_) => "site-cron",
             Self::SiteDrillCheck(_) => "site-drill-check",
+            Self::SiteUsage(_) => "site-usage",
         }
     }
 
@@ -202,7 +206,8 @@ impl HttpStep {
             | Self::SiteVhostRestore(s)
             | Self::SiteMaintenance(s)
             | Self::SiteLogin(s)
-            | Self::SiteCronKey(s) => Some(s),
+            | Self::SiteCronKey(s)
+            | Self::SiteUsage(s) => Some(s),
             Self::SitePackages(p) => Some(&p.site),
             Self::SiteCron(c) => Some(&c.site),
             Self::SiteSwap(s) | Self::SiteSwapBack(s) | Self::SiteUpdatedb(s) => Some(&s.site),
@@ -223,6 +228,8 @@ pub enum DbStep {
     SiteDbDrop(SiteSpec),
     /// The user's grants as they must be: its own database only.
     SiteDbGrant(SiteSpec),
+    /// The size of the site's database (data and indexes, as the server accounts them).
+    SiteDbUsage(SiteSpec),
 }
 
 impl DbStep {
@@ -232,13 +239,17 @@ impl DbStep {
             Self::SiteDbCreate(_) => "site-db-create",
             Self::SiteDbDrop(_) => "site-db-drop",
             Self::SiteDbGrant(_) => "site-db-grant",
+            Self::SiteDbUsage(_) => "site-db-usage",
         }
     }
 
     pub fn site(&self) -> Option<&SiteSpec> {
         match self {
             Self::Verify(_) => None,
-            Self::SiteDbCreate(s) | Self::SiteDbDrop(s) | Self::SiteDbGrant(s) => Some(s),
+            Self::SiteDbCreate(s)
+            | Self::SiteDbDrop(s)
+            | Self::SiteDbGrant(s)
+            | Self::SiteDbUsage(s) => Some(s),
         }
     }
 }
@@ -617,6 +628,26 @@ pub enum StepOutput {
         /// The site name both served.
         title: String,
     },
+    /// The disk the site's directory takes.
+    FilesMeasured(FilesUsage),
+    /// The size of the site's database; `None`: not known (the server did not answer in
+    /// time), nothing recorded.
+    DbMeasured {
+        bytes: Option<i64>,
+    },
+}
+
+/// What a walk of a site's directory counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilesUsage {
+    /// Bytes of the blocks allocated to what is under the directory (the directory too),
+    /// each hard-linked file once.
+    pub bytes: i64,
+    /// Entries counted.
+    pub entries: u64,
+    /// The walk saw everything; `false`: it stopped at its time, entry or depth limit
+    /// and `bytes` is a lower bound.
+    pub complete: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -44,10 +44,12 @@ pub enum TaskType {
     Suspend,
     /// Serve a suspended site as it was before (enabled, or its disabled page).
     Unsuspend,
+    /// Measure the disk the site's files and database take (cheap; verify does it too).
+    Usage,
 }
 
 impl TaskType {
-    pub const ALL: [TaskType; 17] = [
+    pub const ALL: [TaskType; 18] = [
         Self::Verify,
         Self::Noop,
         Self::Install,
@@ -65,6 +67,7 @@ impl TaskType {
         Self::Drill,
         Self::Suspend,
         Self::Unsuspend,
+        Self::Usage,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -86,6 +89,7 @@ impl TaskType {
             Self::Drill => "drill",
             Self::Suspend => "suspend",
             Self::Unsuspend => "unsuspend",
+            Self::Usage => "usage",
         }
     }
 
@@ -293,7 +297,8 @@ impl TaskArgs {
             | TaskType::LoginReset
             | TaskType::Cron
             | TaskType::Suspend
-            | TaskType::Unsuspend => Self::None,
+            | TaskType::Unsuspend
+            | TaskType::Usage => Self::None,
             TaskType::Noop if v.is_null() => Self::Noop(NoopArgs::default()),
             TaskType::Noop => Self::Noop(read(v)?),
             TaskType::Backup => Self::Backup(read(v)?),

@@ -2,7 +2,9 @@
 //! these in the transaction that records the step or ends the task.
 
 use crate::sites::status as site_status;
-use berth_contracts::steps::{BackupMade, BackupStep, CopyMade, HttpStep, PlatformScan};
+use berth_contracts::steps::{
+    BackupMade, BackupStep, CopyMade, FilesUsage, HttpStep, PlatformScan,
+};
 use berth_contracts::task::DbNames;
 use berth_contracts::{Package, StepOutput, TargetKind, TaskArgs, TaskType, Work};
 
@@ -89,6 +91,16 @@ pub enum Effect {
         site: String,
         ok: bool,
     },
+    /// The disk the site's directory takes (a walk that stopped at a limit: a lower bound).
+    RecordFilesUsage {
+        site: String,
+        usage: FilesUsage,
+    },
+    /// The size of the site's database.
+    RecordDbUsage {
+        site: String,
+        bytes: i64,
+    },
     /// The site's name changes; a login link made for the old name leads nowhere.
     Rename {
         from: String,
@@ -153,6 +165,16 @@ pub fn of_step(task: TaskRef<'_>, server: &str, work: &Work, output: &StepOutput
             link: login_link.clone(),
         }],
         StepOutput::DrillPassed { backup, .. } => vec![Effect::BackupVerified { backup: *backup }],
+        StepOutput::FilesMeasured(usage) => vec![Effect::RecordFilesUsage {
+            site: site(),
+            usage: *usage,
+        }],
+        StepOutput::DbMeasured { bytes: Some(bytes) } => vec![Effect::RecordDbUsage {
+            site: site(),
+            bytes: *bytes,
+        }],
+        // Not known (the server was slow): the last measure stands.
+        StepOutput::DbMeasured { bytes: None } => Vec::new(),
         StepOutput::BackupDeleted { path } => vec![Effect::MarkBackupDeleted {
             server: server.to_string(),
             path: path.clone(),
@@ -481,6 +503,45 @@ mod tests {
         };
         let e = of_step(migrate, "server_master", &work, &out);
         assert!(matches!(&e[0], Effect::RecordPackages { site, .. } if site == "www.example.com"));
+    }
+
+    #[test]
+    fn measures_are_recorded_on_the_site_and_an_unknown_db_size_records_nothing() {
+        let s = site("enabled", "null");
+        let task = TaskRef {
+            task_type: TaskType::Usage,
+            target: "www.example.com",
+        };
+        let files = Work::Http(HttpStep::SiteUsage(s.spec_as_is()));
+        let usage = berth_contracts::steps::FilesUsage {
+            bytes: 8192,
+            entries: 2,
+            complete: false,
+        };
+        assert_eq!(
+            of_step(task, "w", &files, &StepOutput::FilesMeasured(usage)),
+            [Effect::RecordFilesUsage {
+                site: "www.example.com".into(),
+                usage
+            }]
+        );
+        let db = Work::Db(berth_contracts::steps::DbStep::SiteDbUsage(s.spec_as_is()));
+        assert_eq!(
+            of_step(
+                task,
+                "d",
+                &db,
+                &StepOutput::DbMeasured { bytes: Some(49152) }
+            ),
+            [Effect::RecordDbUsage {
+                site: "www.example.com".into(),
+                bytes: 49152
+            }]
+        );
+        assert_eq!(
+            of_step(task, "d", &db, &StepOutput::DbMeasured { bytes: None }),
+            []
+        );
     }
 
     fn ended<'a>(t: TaskType, args: &'a TaskArgs, ok: bool, status: &'a str) -> Ended<'a> {

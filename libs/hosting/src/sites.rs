@@ -108,6 +108,7 @@ pub fn statuses_for(task_type: TaskType) -> &'static [&'static str] {
         TaskType::Drill => &[status::ENABLED],
         TaskType::Enable => &[status::DISABLED],
         TaskType::Suspend | TaskType::Unsuspend => &[status::ENABLED, status::DISABLED],
+        TaskType::Usage => &[status::ENABLED, status::DISABLED],
         TaskType::Backup => &[status::ENABLED, status::DISABLED],
         // The API refuses an enabled site unless deleting enabled sites is allowed.
         TaskType::Delete => &[status::DISABLED, status::ENABLED],

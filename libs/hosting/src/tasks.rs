@@ -110,7 +110,8 @@ pub fn validate(
         | TaskType::Cron
         | TaskType::Drill
         | TaskType::Suspend
-        | TaskType::Unsuspend => target_kind == K::Site,
+        | TaskType::Unsuspend
+        | TaskType::Usage => target_kind == K::Site,
     };
     if !runs_on {
         return Err(TaskError::WrongTarget {
@@ -131,6 +132,7 @@ pub fn validate(
         | TaskType::Cron
         | TaskType::Suspend
         | TaskType::Unsuspend
+        | TaskType::Usage
         | TaskType::Delete => match args.as_object() {
             Some(o) if o.is_empty() => Ok(json!({})),
             _ => Err(bad(format!("{} takes no arguments", task_type.as_str()))),

@@ -27,6 +27,10 @@ pub struct SiteRow {
     pub redirection: bool,
     pub guarded: bool,
     pub disk_bytes: Option<i64>,
+    pub disk_files_bytes: Option<i64>,
+    pub disk_db_bytes: Option<i64>,
+    pub disk_partial: bool,
+    pub disk_measured_at: Option<DateTime<Utc>>,
     pub status: String,
     pub suspended: bool,
     pub db_name: String,
@@ -74,6 +78,11 @@ impl SiteRow {
             login_link: self.login_link.filter(|_| fresh),
             login_link_expires_at: expires.filter(|_| fresh),
             last_cron: self.last_cron.into_contract(),
+            disk_bytes: self.disk_bytes,
+            disk_files_bytes: self.disk_files_bytes,
+            disk_db_bytes: self.disk_db_bytes,
+            disk_partial: self.disk_partial,
+            disk_measured_at: self.disk_measured_at,
             created_at: self.created_at,
             updated_at: self.updated_at,
             task: None,
@@ -336,6 +345,41 @@ pub async fn set_suspended(conn: &mut PgConnection, uri: &str, suspended: bool) 
         .bind(suspended)
         .execute(&mut *conn)
         .await?;
+    Ok(())
+}
+
+/// The disk the site's directory takes, as a walk measured it; `disk_bytes` (what
+/// `max_disk_bytes` counts) becomes it plus the database's last measure.
+pub async fn record_files_usage(
+    conn: &mut PgConnection,
+    uri: &str,
+    bytes: i64,
+    complete: bool,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE sites SET disk_files_bytes = $2, disk_partial = NOT $3,
+                disk_bytes = $2 + coalesce(disk_db_bytes, 0), disk_measured_at = now()
+         WHERE uri = $1",
+    )
+    .bind(uri)
+    .bind(bytes)
+    .bind(complete)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The size of the site's database; `disk_bytes` becomes it plus the files' last measure.
+pub async fn record_db_usage(conn: &mut PgConnection, uri: &str, bytes: i64) -> Result<()> {
+    sqlx::query(
+        "UPDATE sites SET disk_db_bytes = $2,
+                disk_bytes = coalesce(disk_files_bytes, 0) + $2, disk_measured_at = now()
+         WHERE uri = $1",
+    )
+    .bind(uri)
+    .bind(bytes)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 

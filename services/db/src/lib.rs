@@ -4,8 +4,8 @@
 //! creates and drops sites' databases and users.
 
 use berth_broker::worker::{StepContext, StepError, StepHandler, StepOk, WorkerConfig, run_worker};
-use berth_contracts::StepCommand;
 use berth_contracts::steps::{DbServiceSpec, DbStep, SiteDbSpec, SiteSpec, Work};
+use berth_contracts::{StepCommand, StepOutput};
 use berth_secrets::SecretKey;
 use rand::RngCore;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
@@ -448,6 +448,53 @@ impl DbWorker {
     }
 }
 
+/// How long the size query may take: `information_schema.TABLES` opens every table's
+/// definition, so a database of very many tables is slow to list; past this the size is
+/// reported unknown (the last measure stands) rather than holding the verify up.
+const USAGE_QUERY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The size of one database as the server accounts it: data and indexes of its tables
+/// (InnoDB's figures come from its statistics, refreshed as tables change).
+const USAGE_SQL: &str = "SELECT CAST(COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH), 0) AS SIGNED) \
+                         FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?";
+
+impl DbWorker {
+    /// The size of the site's database, read by the admin from `information_schema` (the
+    /// site's own name bound as a parameter; nothing of another schema is read).
+    async fn site_db_usage(
+        &self,
+        spec: &SiteSpec,
+        cmd: &StepCommand,
+        ctx: &StepContext,
+    ) -> Result<StepOk, StepError> {
+        let site = site_db(&spec.db)?;
+        let mut conn = self
+            .admin_connection_to(Admin::of_site(&spec.db), cmd, ctx)
+            .await?;
+        let query = sqlx::query_scalar::<_, i64>(USAGE_SQL)
+            .bind(&site.name)
+            .fetch_one(&mut conn);
+        let bytes = match tokio::time::timeout(USAGE_QUERY_TIMEOUT, query).await {
+            Ok(found) => found.map_err(|e| classify("measure the database", e))?,
+            Err(_) => {
+                // The connection is dropped mid-query, not closed: the server ends it.
+                ctx.warn(format!(
+                    "database {}: its size was not known within {} s; the last measure stands",
+                    site.name,
+                    USAGE_QUERY_TIMEOUT.as_secs()
+                ));
+                return Ok(StepOk::new(StepOutput::DbMeasured { bytes: None }));
+            }
+        };
+        ctx.info(format!(
+            "database {}: {bytes} bytes of data and indexes",
+            site.name
+        ));
+        let _ = conn.close().await;
+        Ok(StepOk::new(StepOutput::DbMeasured { bytes: Some(bytes) }))
+    }
+}
+
 /// A database name as a GRANT must give it: there `_` and `%` are wildcards (`GRANT … ON
 /// \`a_b\`.*` also grants `axb`, `a-b`…, and the right to create them), so they are escaped
 /// and the grant is of this one database only.
@@ -474,6 +521,7 @@ impl StepHandler for DbWorker {
             DbStep::SiteDbCreate(spec) => self.site_db_create(spec, cmd, ctx).await,
             DbStep::SiteDbDrop(spec) => self.site_db_drop(spec, cmd, ctx).await,
             DbStep::SiteDbGrant(spec) => self.site_db_grant(spec, cmd, ctx).await,
+            DbStep::SiteDbUsage(spec) => self.site_db_usage(spec, cmd, ctx).await,
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod pool;
 pub mod reload;
 pub mod scan;
 pub mod site;
+pub mod usage;
 pub mod vhost;
 
 use berth_broker::worker::{StepContext, StepError, StepHandler, StepOk, WorkerConfig, run_worker};
@@ -391,6 +392,33 @@ impl HttpWorker {
         Ok(StepOk::new(StepOutput::LoginLink { login_link }))
     }
 
+    /// The disk the site's directory takes; a walk that stops at its limit reports a
+    /// lower bound (a warning), never a failure.
+    async fn site_usage(&self, a: site::SiteArgs, ctx: &StepContext) -> Result<StepOk, StepError> {
+        let sites = a.root.join("sites");
+        let uri = a.uri.clone();
+        let usage =
+            tokio::task::spawn_blocking(move || usage::measure(&sites, &uri, usage::LIMITS))
+                .await
+                .map_err(|e| StepError::permanent(format!("site usage: {e}")))?
+                .map_err(|e| StepError::permanent(e.to_string()))?;
+        let line = format!(
+            "site directory sites/{}: {} bytes in {} entries",
+            a.uri, usage.bytes, usage.entries
+        );
+        if usage.complete {
+            ctx.info(line);
+        } else {
+            ctx.warn(format!(
+                "{line} counted before the walk's limit (time {} s, {} entries, depth {}): at least that",
+                usage::LIMITS.time.as_secs(),
+                usage::LIMITS.entries,
+                usage::LIMITS.depth
+            ));
+        }
+        Ok(StepOk::new(StepOutput::FilesMeasured(usage)))
+    }
+
     pub fn vhost_dir(data_root: &Path, server: &str) -> PathBuf {
         data_root
             .join("config")
@@ -565,6 +593,10 @@ impl StepHandler for HttpWorker {
                 // The sites' PHP answers: one slot, as for an HTTP cron.
                 let _slot = self.installer_slot().await?;
                 drill::check(d, &self.cfg.listen_address, ctx).await
+            }
+            HttpStep::SiteUsage(s) => {
+                let a = self.site_args(s)?;
+                self.site_usage(a, ctx).await
             }
         }
     }

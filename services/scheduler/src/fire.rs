@@ -416,6 +416,7 @@ fn task_type_of(job: &Job) -> Option<TaskType> {
         Job::Backup { .. } => Some(TaskType::Backup),
         Job::Prune { .. } => Some(TaskType::Prune),
         Job::Drill { .. } => Some(TaskType::Drill),
+        Job::Usage {} => Some(TaskType::Usage),
     }
 }
 
@@ -440,7 +441,7 @@ async fn args_of(
         }
         // The drill restores the newest backup still there when it starts.
         Job::Drill { .. } => TaskArgs::Drill(DrillTask::default()),
-        Job::Cron {} => TaskArgs::None,
+        Job::Cron {} | Job::Usage {} => TaskArgs::None,
     })
 }
 

@@ -1074,6 +1074,12 @@ impl Dispatcher {
                 Effect::SetSuspended { site, suspended } => {
                     sites::set_suspended(tx, &site, suspended).await?;
                 }
+                Effect::RecordFilesUsage { site, usage } => {
+                    sites::record_files_usage(tx, &site, usage.bytes, usage.complete).await?;
+                }
+                Effect::RecordDbUsage { site, bytes } => {
+                    sites::record_db_usage(tx, &site, bytes).await?;
+                }
                 Effect::MarkBackupOnDisk { server, path } => {
                     sites::mark_backup_on_disk(tx, &server, &path).await?;
                 }

@@ -46,3 +46,4 @@ mod tenancy;
 mod updatedb;
 mod upgrade;
 mod webhooks;
+mod usage;

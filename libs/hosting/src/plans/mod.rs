@@ -136,7 +136,8 @@ pub fn plan_site_task_offsite(
             | TaskType::Enable
             | TaskType::LoginReset
             | TaskType::Suspend
-            | TaskType::Unsuspend,
+            | TaskType::Unsuspend
+            | TaskType::Usage,
             _,
         ) => site::plan(task_type, s),
         (TaskType::Cron, _) if s.suspended => Err(format!(

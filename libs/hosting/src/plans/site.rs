@@ -68,8 +68,11 @@ pub(super) fn plan(task_type: TaskType, s: &SiteFacts) -> Result<Plan, String> {
                 )
                 .secrets(SecretNeeds::SITE_DB),
             );
+            // Last: a measure is of the site as verify left it.
+            steps.extend(usage_steps(s));
             steps
         }
+        TaskType::Usage => usage_steps(s),
         TaskType::Disable | TaskType::Enable => {
             let spec = s.spec(task_type == TaskType::Disable);
             vec![PlannedStep::http(web, HttpStep::SiteVhost(spec)).secrets(SecretNeeds::SITE_DB)]
@@ -88,6 +91,23 @@ pub(super) fn plan(task_type: TaskType, s: &SiteFacts) -> Result<Plan, String> {
         other => return Err(format!("{} is not planned here", other.as_str())),
     };
     Ok(Plan { steps })
+}
+
+/// The two measures: the site's directory on its web server, its database on its db
+/// server (when berth manages that server's database service).
+fn usage_steps(s: &SiteFacts) -> Vec<PlannedStep> {
+    let spec = s.spec_as_is();
+    let mut steps = vec![PlannedStep::http(
+        s.web(),
+        HttpStep::SiteUsage(spec.clone()),
+    )];
+    if s.db_server.managed_db().is_some() {
+        steps.push(
+            PlannedStep::db(&s.db_server.name, DbStep::SiteDbUsage(spec))
+                .secrets(SecretNeeds::DB_ADMIN),
+        );
+    }
+    steps
 }
 
 #[cfg(test)]
@@ -177,10 +197,21 @@ mod tests {
                 "site-vhost",
                 "site-records",
                 "site-cron-key",
-                "site-packages"
+                "site-packages",
+                "site-usage",
+                "site-db-usage"
             ]
         );
         assert!(p.steps[2].work.site().unwrap().disabled);
+        // A usage task measures only, and on a disabled site too.
+        let p = plan(TaskType::Usage, "disabled", "bind").unwrap();
+        assert_eq!(actions(&p), ["site-usage", "site-db-usage"]);
+        assert_eq!(p.steps[0].service(), Service::Http);
+        assert_eq!(
+            (p.steps[1].service(), p.steps[1].secrets),
+            (Service::Db, SecretNeeds::DB_ADMIN)
+        );
+        assert!(plan(TaskType::Usage, "installing", "null").is_err());
         let err = plan(TaskType::LoginReset, "disabled", "null").unwrap_err();
         assert!(err.contains("disabled"), "{err}");
     }

@@ -61,7 +61,8 @@ impl Requested {
             | TaskType::LoginReset
             | TaskType::Cron
             | TaskType::Suspend
-            | TaskType::Unsuspend => Self::None,
+            | TaskType::Unsuspend
+            | TaskType::Usage => Self::None,
             TaskType::Delete => Self::Delete,
             TaskType::Disable => Self::Disable,
             TaskType::Prune => Self::Prune(

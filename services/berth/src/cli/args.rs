@@ -535,7 +535,7 @@ pub enum SchedulesCommand {
         /// IANA time zone.
         #[arg(long, default_value = "UTC")]
         time_zone: String,
-        /// cron, backup or prune.
+        /// cron, backup, prune or usage.
         #[arg(long)]
         job: String,
         /// Backup targets a scheduled backup is copied to (repeatable).

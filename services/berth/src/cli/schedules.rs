@@ -174,8 +174,11 @@ pub(crate) async fn schedules(
                 "cron" => json!({"kind": "cron"}),
                 "backup" => json!({"kind": "backup", "targets": targets}),
                 "prune" => json!({"kind": "prune", "retention": retention_spec(&rules)?}),
+                "usage" => json!({"kind": "usage"}),
                 other => {
-                    return Err(usage(format!("--job {other}: give cron, backup or prune")));
+                    return Err(usage(format!(
+                        "--job {other}: give cron, backup, prune or usage"
+                    )));
                 }
             };
             let mut body = serde_json::Map::new();
