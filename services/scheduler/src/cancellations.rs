@@ -4,13 +4,11 @@
 //! tasks and their outbox rows.
 
 use crate::SchedulerError;
-use berth_contracts::TargetKind;
 use berth_hosting::fresh::Fresh;
 use berth_hosting::tasks::TaskType;
 use berth_store::Store;
 use berth_store::clients;
 use berth_store::outbox::OutboxRow;
-use berth_store::tasks::{self, NewTaskRow};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -33,21 +31,14 @@ pub async fn delete_due(
             }
             let id = Uuid::now_v7();
             let span = tracing::info_span!("client.cancelled", task_id = %id, client = %client.name, site = %uri);
-            let traceparent = berth_telemetry::traceparent_or_fresh(&span);
-            let trace_id = berth_telemetry::trace_id_of(&traceparent).unwrap_or_default();
-            let (_, message) = tasks::queue_task(
+            let message = crate::queue_site_task(
                 &mut tx,
-                NewTaskRow {
-                    id,
-                    task_type: TaskType::Delete.as_str(),
-                    target: &uri,
-                    target_kind: TargetKind::Site,
-                    args: &Fresh::new().delete(&uri).to_stored(),
-                    trace_id: &trace_id,
-                    traceparent: &traceparent,
-                    requested_by: &format!("client-cancelled:{}", client.name),
-                    retry_of: None,
-                },
+                &span,
+                id,
+                TaskType::Delete,
+                &uri,
+                &Fresh::new().delete(&uri),
+                &format!("client-cancelled:{}", client.name),
             )
             .await?;
             span.in_scope(|| tracing::info!("site delete queued: its client's grace ended"));

@@ -3,7 +3,7 @@
 use crate::{SchedulerConfig, SchedulerError, publish};
 use berth_contracts::steps::Compression;
 use berth_contracts::task::{BackupTask, DrillTask, TaskArgs};
-use berth_contracts::{Notice, NoticeEvent, TargetKind, TaskStatus, TaskType, exchanges};
+use berth_contracts::{Notice, NoticeEvent, TaskStatus, TaskType, exchanges};
 use berth_hosting::fresh::Fresh;
 use berth_outbox::Outbox;
 use berth_schedule::{
@@ -13,7 +13,7 @@ use berth_schedule::{
 use berth_store::Store;
 use berth_store::outbox::{OutboxMessage, OutboxRow};
 use berth_store::schedules::{self as stored, CapOn, RecentRuns, ScheduleRow, SiteHomeRow};
-use berth_store::tasks::{self as tasks, NewTaskRow};
+use berth_store::tasks;
 use chrono::{DateTime, Duration, Utc};
 use sqlx::PgConnection;
 use std::collections::{HashMap, HashSet};
@@ -289,21 +289,14 @@ impl Ctx<'_> {
         }
         let id = Uuid::now_v7();
         let span = tracing::info_span!("schedule.fire", task_id = %id, schedule = %row.name, site = %home.uri);
-        let traceparent = berth_telemetry::traceparent_or_fresh(&span);
-        let trace_id = berth_telemetry::trace_id_of(&traceparent).unwrap_or_default();
-        let (_, message) = tasks::queue_task(
+        let message = crate::queue_site_task(
             &mut tx,
-            NewTaskRow {
-                id,
-                task_type: task_type.as_str(),
-                target: &home.uri,
-                target_kind: TargetKind::Site,
-                args: &args.to_stored(),
-                trace_id: &trace_id,
-                traceparent: &traceparent,
-                requested_by: &format!("schedule:{}", row.name),
-                retry_of: None,
-            },
+            &span,
+            id,
+            task_type,
+            &home.uri,
+            &args,
+            &format!("schedule:{}", row.name),
         )
         .await?;
         stored::set_run_task(&mut tx, run, id).await?;

@@ -120,6 +120,37 @@ async fn prune(store: &Store, history: chrono::Duration) {
     }
 }
 
+/// Writes a task on site `uri` and its outbox row in `tx` (the caller's transaction), its
+/// trace started by `span`: what a schedule's firing and a cancelled client's delete queue.
+async fn queue_site_task(
+    tx: &mut sqlx::PgConnection,
+    span: &tracing::Span,
+    id: uuid::Uuid,
+    task_type: berth_hosting::tasks::TaskType,
+    uri: &str,
+    args: &berth_contracts::task::TaskArgs,
+    requested_by: &str,
+) -> Result<berth_store::outbox::OutboxRow, SchedulerError> {
+    let traceparent = berth_telemetry::traceparent_or_fresh(span);
+    let trace_id = berth_telemetry::trace_id_of(&traceparent).unwrap_or_default();
+    let (_, message) = berth_store::tasks::queue_task(
+        tx,
+        berth_store::tasks::NewTaskRow {
+            id,
+            task_type: task_type.as_str(),
+            target: uri,
+            target_kind: berth_contracts::TargetKind::Site,
+            args: &args.to_stored(),
+            trace_id: &trace_id,
+            traceparent: &traceparent,
+            requested_by,
+            retry_of: None,
+        },
+    )
+    .await?;
+    Ok(message)
+}
+
 /// Publishes after commit (the outbox's fast path; its sweep covers a crash).
 fn publish(outbox: &Outbox, rows: Vec<berth_store::outbox::OutboxRow>) {
     if !rows.is_empty() {

@@ -45,5 +45,5 @@ mod telemetry;
 mod tenancy;
 mod updatedb;
 mod upgrade;
-mod webhooks;
 mod usage;
+mod webhooks;

@@ -80,6 +80,25 @@ const CLIENT_SCOPES: [&str; 8] = [
     "tokens:write",
 ];
 
+/// A documented path with its named parameters filled: the site `uri`, the client `client`,
+/// beta's schedule, the world's server, platform and backup target (`{id}` is the caller's).
+fn fill(path: &str, uri: &str, client: &str) -> String {
+    let name = if path.starts_with("/api/v1/schedules") {
+        "beta-nightly"
+    } else if path.starts_with("/api/v1/clients") {
+        client
+    } else if path.starts_with("/api/v1/servers") {
+        "server_master"
+    } else if path.starts_with("/api/v1/backup-targets") {
+        "offsite"
+    } else {
+        "platform_d10"
+    };
+    path.replace("{uri}", uri)
+        .replace("{other}", "platform_d10")
+        .replace("{name}", name)
+}
+
 fn task_id(v: &Value) -> uuid::Uuid {
     v["task"]
         .as_str()
@@ -197,31 +216,14 @@ async fn a_client_token_reaches_nothing_of_another_client_and_a_read_only_token_
     let ops = operations(&w).await;
     let (mut probes, mut reached) = (0, Vec::new());
     for (method, path) in &ops {
-        let url = path
-            .replace("{uri}", &b_uri)
-            .replace("{other}", "platform_d10")
-            .replace(
-                "{name}",
-                if path.starts_with("/api/v1/schedules") {
-                    "beta-nightly"
-                } else if path.starts_with("/api/v1/clients") {
-                    "beta"
-                } else if path.starts_with("/api/v1/servers") {
-                    "server_master"
-                } else if path.starts_with("/api/v1/backup-targets") {
-                    "offsite"
-                } else {
-                    "platform_d10"
-                },
-            )
-            .replace(
-                "{id}",
-                &if path.starts_with("/api/v1/tokens") {
-                    tb_id.clone()
-                } else {
-                    b_backup_task.to_string()
-                },
-            );
+        let url = fill(path, &b_uri, "beta").replace(
+            "{id}",
+            &if path.starts_with("/api/v1/tokens") {
+                tb_id.clone()
+            } else {
+                b_backup_task.to_string()
+            },
+        );
         // Bodies that name B's things where a body can.
         let body = match (method.as_str(), path.as_str()) {
             ("post", "/api/v1/tasks") => json!({"type": "disable", "target": b_uri}),
@@ -353,22 +355,7 @@ async fn a_client_token_reaches_nothing_of_another_client_and_a_read_only_token_
     let before = row_counts(&w.store).await.unwrap();
     let mut refused = 0;
     for (method, path) in ops.iter().filter(|(m, _)| m != "get") {
-        let url = path
-            .replace("{uri}", &a_uri)
-            .replace("{other}", "platform_d10")
-            .replace(
-                "{name}",
-                if path.starts_with("/api/v1/schedules") {
-                    "beta-nightly"
-                } else if path.starts_with("/api/v1/clients") {
-                    "alpha"
-                } else if path.starts_with("/api/v1/servers") {
-                    "server_master"
-                } else {
-                    "platform_d10"
-                },
-            )
-            .replace("{id}", &installs[0].to_string());
+        let url = fill(path, &a_uri, "alpha").replace("{id}", &installs[0].to_string());
         let (status, _, text) = call(&w, &ro, method, &url, Some(&json!({})), None).await;
         assert_eq!(status, 403, "{method} {url} with a read-only token: {text}");
         refused += 1;

@@ -400,6 +400,7 @@ async fn site_events_reach_their_clients_endpoints_only() {
         }
         body
     };
+    let mut made = Vec::new();
     for body in [
         hook("mine", Some(&client), json!(["site.*", "backup.made"])),
         hook("theirs", Some(&other), json!(["*"])),
@@ -407,7 +408,61 @@ async fn site_events_reach_their_clients_endpoints_only() {
     ] {
         let (status, v) = w.post_json("/api/v1/webhooks", &body).await;
         assert_eq!(status, 201, "{v}");
+        made.push(v["id"].as_str().unwrap().to_string());
     }
+    // The other client's own token sees its endpoint only; another's is as if it did not
+    // exist, and it cannot bind one to another client.
+    let (status, t) = w
+        .post_json(
+            "/api/v1/tokens",
+            &json!({"name": "other-hooks", "scopes": ["webhooks:write"], "client": "other-co"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{t}");
+    let theirs_token = t["token"].as_str().unwrap().to_string();
+    let as_other = |method: reqwest::Method, path: String| {
+        w.http
+            .request(method, w.url(&path))
+            .bearer_auth(&theirs_token)
+    };
+    let list: Value = as_other(reqwest::Method::GET, "/api/v1/webhooks".into())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let seen: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(seen, [made[1].as_str()], "{list}");
+    for path in [
+        format!("/api/v1/webhooks/{}", made[0]),
+        format!("/api/v1/webhooks/{}/deliveries", made[2]),
+    ] {
+        let r = as_other(reqwest::Method::GET, path.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 404, "{path}");
+    }
+    let r = as_other(
+        reqwest::Method::DELETE,
+        format!("/api/v1/webhooks/{}", made[0]),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    let r = as_other(reqwest::Method::POST, "/api/v1/webhooks".into())
+        .json(&hook("x", Some(&client), json!(["*"])))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 422, "bound to another client");
     let uri = w.site_uri("hooked");
     w.installed(
         json!({"uri": uri, "platform": berth_tests::fixtures::PLATFORM,
