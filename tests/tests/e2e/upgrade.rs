@@ -124,10 +124,19 @@ async fn a_version_1_step_command_fails_its_task_saying_to_retry_it() {
     let (mut w, t, step) = waiting_noop().await;
     // The queue holds the step as version 1 wrote it instead.
     let queue = berth_broker::topology::work_queue("http", "server_master");
-    let channel = berth_broker::Broker::new(&w.amqp_url)
-        .channel()
-        .await
-        .unwrap();
+    let broker = berth_broker::Broker::new(&w.amqp_url);
+    // The step is marked sent when its outbox row is written; the relay publishes it after
+    // commit: wait until it is in the queue, or the purge could come first and the real
+    // step after it.
+    let deadline = std::time::Instant::now() + WAIT;
+    while !matches!(broker.queue_depth(&queue).await, Ok(n) if n > 0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the step never reached {queue}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let channel = broker.channel().await.unwrap();
     channel
         .queue_purge(queue.as_str().into(), QueuePurgeOptions::default())
         .await
