@@ -73,6 +73,7 @@ pub async fn run(cfg: Config) -> Result<()> {
         timeout: Duration::from_secs(10),
         allow_private: true,
         sweep_every: Duration::from_secs(30),
+        log_keep: Duration::from_secs(30 * 86_400),
         mail: berth_notices::mail::MailConfig {
             relay: None,
             from: "berth <berth@localhost>".into(),

@@ -352,6 +352,38 @@ pub async fn overdue(
     .await?)
 }
 
+/// Forgets finished deliveries: the oldest `batch` that may go, each with the rest of its
+/// event's deliveries to its endpoint (and, by cascade, their attempts); how many went. An
+/// event's deliveries to an endpoint go together, and only when every one of them, the
+/// redeliveries included, has finished more than `keep` ago: a redelivery never outlives
+/// the delivery it names (two of them would then both claim to be the first).
+pub async fn prune_finished(
+    conn: &mut PgConnection,
+    keep: std::time::Duration,
+    batch: i64,
+) -> Result<u64> {
+    let done = sqlx::query(
+        "WITH cut AS (SELECT now() - make_interval(secs => $1) AS at),
+         done AS (
+             SELECT DISTINCT event_id, endpoint_id FROM (
+                 SELECT w.event_id, w.endpoint_id FROM webhook_deliveries w, cut
+                 WHERE w.status <> 'pending' AND w.finished_at < cut.at
+                   AND NOT EXISTS (
+                       SELECT 1 FROM webhook_deliveries x
+                       WHERE x.event_id = w.event_id AND x.endpoint_id = w.endpoint_id
+                         AND (x.status = 'pending' OR x.finished_at >= cut.at))
+                 ORDER BY w.finished_at LIMIT $2) oldest
+         )
+         DELETE FROM webhook_deliveries w USING done d
+         WHERE w.event_id = d.event_id AND w.endpoint_id = d.endpoint_id",
+    )
+    .bind(keep.as_secs_f64())
+    .bind(batch.max(1))
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 #[derive(sqlx::FromRow)]
 struct DeliveryRow {
     id: Uuid,

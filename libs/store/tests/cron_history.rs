@@ -5,71 +5,15 @@
 //! every unfinished task and every other task type) and that nothing of what it deleted
 //! is left behind; a task another transaction holds is skipped, not waited for.
 
-use berth_store::Store;
+mod common;
+
 use berth_store::cron::prune_cron_batch;
-use sqlx::Connection;
+use common::Db;
 use uuid::Uuid;
 
 const KEEP: u32 = 10;
 /// Successful cron runs of site a: far more than a batch.
 const MANY: i64 = 2500;
-
-fn admin_url() -> String {
-    std::env::var("BERTH_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-/// A fresh database with berth's migrations, dropped at the end of the test.
-struct Db {
-    name: String,
-    store: Store,
-}
-
-impl Db {
-    async fn new() -> Self {
-        let name = format!(
-            "berth_test_cron_{}",
-            &Uuid::new_v4().simple().to_string()[..12]
-        );
-        let mut admin = sqlx::PgConnection::connect(&admin_url()).await.unwrap();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        let url = match admin_url().rsplit_once('/') {
-            Some((base, _)) => format!("{base}/{name}"),
-            None => unreachable!(),
-        };
-        let store = Store::connect(&url, 4).await.unwrap();
-        Self { name, store }
-    }
-
-    async fn drop(self) {
-        self.store.pool.close().await;
-        let mut admin = sqlx::PgConnection::connect(&admin_url()).await.unwrap();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE {} WITH (FORCE)",
-            self.name
-        )))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    }
-
-    async fn exec(&self, sql: &str) {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
-            .execute(&self.store.pool)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    }
-
-    async fn count(&self, sql: &str) -> i64 {
-        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
-            .fetch_one(&self.store.pool)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-    }
-}
 
 /// Cron tasks of `site` with `status`, `n` of them, the newest `offset_min` minutes ago and
 /// one a minute before that; each with a step, two log lines, a secret, a sent outbox row
@@ -102,7 +46,7 @@ fn crons(site: &str, status: &str, n: i64, offset_min: i64, tag: &str) -> String
 
 #[tokio::test]
 async fn pruning_keeps_failures_and_the_newest_successes_and_leaves_nothing_behind() {
-    let db = Db::new().await;
+    let db = Db::new("cron").await;
     db.exec(
         "INSERT INTO servers (name, host) VALUES ('server_master', 'localhost');
          INSERT INTO platforms (name, root, web_server) VALUES ('platform_x', '/p', 'server_master');

@@ -99,6 +99,8 @@ const WEBHOOKS_TIMEOUT_MS: Key = key("BERTH_WEBHOOKS_TIMEOUT_MS", "10000");
 const WEBHOOKS_CONCURRENCY: Key = key("BERTH_WEBHOOKS_CONCURRENCY", "32");
 const WEBHOOKS_SWEEP_S: Key = key("BERTH_WEBHOOKS_SWEEP_S", "30");
 const WEBHOOKS_ROTATION_GRACE_S: Key = key("BERTH_WEBHOOKS_ROTATION_GRACE_S", "86400");
+/// How long the delivery log keeps a finished delivery: 30 days.
+const WEBHOOKS_LOG_KEEP_S: Key = key("BERTH_WEBHOOKS_LOG_KEEP_S", "2592000");
 /// The SMTP relay of the welcome mail (it may hold a password: shown masked); unset: no mail.
 const SMTP_URL: Key = Key {
     var: "BERTH_SMTP_URL",
@@ -118,7 +120,7 @@ const WORKER_NAME: Key = Key {
 };
 
 /// Every key the configuration file may hold.
-const ALL_KEYS: [&Key; 49] = [
+const ALL_KEYS: [&Key; 50] = [
     &SMTP_URL,
     &MAIL_FROM,
     &WEBHOOKS_ALLOW_PRIVATE,
@@ -128,6 +130,7 @@ const ALL_KEYS: [&Key; 49] = [
     &WEBHOOKS_CONCURRENCY,
     &WEBHOOKS_SWEEP_S,
     &WEBHOOKS_ROTATION_GRACE_S,
+    &WEBHOOKS_LOG_KEEP_S,
     &DATABASE_URL,
     &AMQP_URL,
     &LISTEN,
@@ -314,6 +317,8 @@ pub struct Settings {
     pub webhooks_sweep_s: u64,
     /// How long the previous secret still signs after a rotation.
     pub webhooks_rotation_grace_s: u64,
+    /// How long a finished webhook delivery and its attempts stay in the delivery log.
+    pub webhooks_log_keep_s: u64,
     pub log_format: LogFormat,
     pub otlp_endpoint: Option<String>,
     /// The welcome mail's relay (`smtp://…` or `smtps://…`), if any.
@@ -876,6 +881,11 @@ impl Settings {
             "give seconds from 0 to 2592000, e.g. BERTH_WEBHOOKS_ROTATION_GRACE_S=86400",
             whole(0, 2_592_000),
         )?;
+        let webhooks_log_keep_s = src.parse(
+            &WEBHOOKS_LOG_KEEP_S,
+            "give seconds from 1 to 315360000 (ten years), e.g. BERTH_WEBHOOKS_LOG_KEEP_S=2592000",
+            whole(1, 315_360_000),
+        )?;
         let secret_key = secret_key(&src)?;
 
         Ok(Self {
@@ -886,6 +896,7 @@ impl Settings {
             webhooks_concurrency,
             webhooks_sweep_s,
             webhooks_rotation_grace_s,
+            webhooks_log_keep_s,
             database_url,
             amqp_url,
             listen,

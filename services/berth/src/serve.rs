@@ -238,6 +238,7 @@ fn start(
                 timeout: std::time::Duration::from_millis(s.webhooks_timeout_ms),
                 allow_private: s.webhooks_allow_private,
                 sweep_every: std::time::Duration::from_secs(s.webhooks_sweep_s),
+                log_keep: std::time::Duration::from_secs(s.webhooks_log_keep_s),
                 mail: berth_notices::mail::MailConfig {
                     relay: s.smtp_url.clone(),
                     from: s.mail_from.clone(),

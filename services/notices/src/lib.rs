@@ -28,6 +28,9 @@ pub struct NoticesConfig {
     /// How often lost wake-ups are looked for, and how overdue a delivery must be to count
     /// as lost (BERTH_WEBHOOKS_SWEEP_S).
     pub sweep_every: Duration,
+    /// How long a finished delivery stays in the delivery log; the sweep deletes older ones
+    /// (BERTH_WEBHOOKS_LOG_KEEP_S).
+    pub log_keep: Duration,
     pub mail: mail::MailConfig,
 }
 

@@ -6,7 +6,9 @@
 //! webhooks.deliveries --wake--> on_wake: claim the row (lease), POST it signed, record the
 //!                              attempt and the delivery's next state in one transaction,
 //!                              park the next wake-up in berth.webhooks.wait.<d>ms, ack
-//! sweep (every BERTH_WEBHOOKS_SWEEP_S): wake pending rows whose wake-up was lost
+//! sweep (every BERTH_WEBHOOKS_SWEEP_S): wake pending rows whose wake-up was lost, and
+//!                              forget deliveries finished longer ago than
+//!                              BERTH_WEBHOOKS_LOG_KEEP_S (the log is bounded)
 //! ```
 //!
 //! The delivery row in PostgreSQL is the truth: a wake-up is acked only after what it
@@ -38,6 +40,10 @@ use uuid::Uuid;
 
 /// Deliveries the sweep wakes at once.
 const SWEEP_BATCH: i64 = 500;
+/// Finished events the sweep forgets per batch, and batches per sweep: a log that grew
+/// while no notices process ran is worked down over several sweeps, not in one long lock.
+const PRUNE_BATCH: i64 = 2_000;
+const PRUNE_BATCHES: u32 = 20;
 /// A wake-up this early (clock skew, rounding) is taken as on time.
 const EARLY_OK: Duration = Duration::from_millis(50);
 
@@ -496,7 +502,26 @@ async fn sweep(ctx: Arc<Ctx>, shutdown: CancellationToken) {
             }
             Err(e) => tracing::warn!(error = %e, "webhook sweep: cannot read deliveries"),
         }
+        match prune(&ctx).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deliveries = n, "forgot finished webhook deliveries"),
+            Err(e) => tracing::warn!(error = %e, "webhook sweep: cannot prune the delivery log"),
+        }
     }
+}
+
+/// Deletes deliveries finished longer ago than the log keeps them, in batches.
+async fn prune(ctx: &Ctx) -> Result<u64, berth_store::StoreError> {
+    let mut conn = ctx.store.pool.acquire().await?;
+    let mut gone = 0;
+    for _ in 0..PRUNE_BATCHES {
+        let n = stored::prune_finished(&mut conn, ctx.cfg.log_keep, PRUNE_BATCH).await?;
+        gone += n;
+        if n == 0 {
+            break;
+        }
+    }
+    Ok(gone)
 }
 
 /// Resolves host names for the webhook client and refuses loopback and private addresses,

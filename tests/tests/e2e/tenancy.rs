@@ -7,6 +7,8 @@
 //! Idempotency-Key answers the same twice and changes once; the audit log records the
 //! mutating calls without a secret.
 
+use crate::receiver::Receiver;
+use crate::webhooks::NOTICES_ENV;
 use berth_contracts::TaskStatus;
 use berth_tests::TASK_WAIT as WAIT;
 use berth_tests::{World, WorldOptions, row_counts};
@@ -160,7 +162,25 @@ async fn a_client_token_reaches_nothing_of_another_client_and_a_read_only_token_
         assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
     }
     let (a_uri, b_uri) = (w.site_uri("alpha"), w.site_uri("beta"));
-    // B's resources: a backup (and its task), a schedule on its site.
+    // B's resources: a webhook endpoint bound to it, a backup (and its task) whose event
+    // the endpoint receives (a delivery), a schedule on its site.
+    let (rx, base) = Receiver::start().await;
+    let _notices = w.spawn_berth("notices", NOTICES_ENV);
+    let beta_id = w.get_json("/api/v1/clients/beta").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let b_hook_url = format!("{base}/beta-hook");
+    let (s, v) = call_json(
+        &w,
+        &tb,
+        "post",
+        "/api/v1/webhooks",
+        json!({"url": b_hook_url, "events": ["backup.made"], "client": beta_id}),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let b_hook = v["id"].as_str().unwrap().to_string();
     let (s, v) = call_json(
         &w,
         &tb,
@@ -175,6 +195,12 @@ async fn a_client_token_reaches_nothing_of_another_client_and_a_read_only_token_
     assert_eq!(t.status, TaskStatus::Success, "{t:#?}");
     let (_, backups) = get_json(&w, &tb, &format!("/api/v1/sites/{b_uri}/backups")).await;
     let b_backup = backups[0]["id"].as_str().unwrap().to_string();
+    rx.wait_for("beta-hook", 1, WAIT).await;
+    let (_, delivered) = get_json(&w, &tb, &format!("/api/v1/webhooks/{b_hook}/deliveries")).await;
+    let b_delivery = delivered[0]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no delivery in {delivered}"))
+        .to_string();
     let (s, v) = call_json(
         &w,
         &tb,
@@ -206,6 +232,9 @@ async fn a_client_token_reaches_nothing_of_another_client_and_a_read_only_token_
         "beta-nightly".into(),
         tb_id.clone(),
         "beta@example.com".into(),
+        b_hook.clone(),
+        b_hook_url.clone(),
+        b_delivery.clone(),
     ];
     let b_tasks_before: (i64,) = sqlx::query_as("SELECT count(*) FROM tasks WHERE target = $1")
         .bind(&b_uri)
@@ -213,17 +242,22 @@ async fn a_client_token_reaches_nothing_of_another_client_and_a_read_only_token_
         .await
         .unwrap();
 
+    // The `{id}` of B's thing a path names.
+    let b_id = |path: &str| {
+        if path.starts_with("/api/v1/tokens") {
+            tb_id.clone()
+        } else if path.starts_with("/api/v1/webhooks") {
+            b_hook.clone()
+        } else if path.starts_with("/api/v1/webhook-deliveries") {
+            b_delivery.clone()
+        } else {
+            b_backup_task.to_string()
+        }
+    };
     let ops = operations(&w).await;
     let (mut probes, mut reached) = (0, Vec::new());
     for (method, path) in &ops {
-        let url = fill(path, &b_uri, "beta").replace(
-            "{id}",
-            &if path.starts_with("/api/v1/tokens") {
-                tb_id.clone()
-            } else {
-                b_backup_task.to_string()
-            },
-        );
+        let url = fill(path, &b_uri, "beta").replace("{id}", &b_id(path));
         // Bodies that name B's things where a body can.
         let body = match (method.as_str(), path.as_str()) {
             ("post", "/api/v1/tasks") => json!({"type": "disable", "target": b_uri}),
@@ -240,6 +274,10 @@ async fn a_client_token_reaches_nothing_of_another_client_and_a_read_only_token_
             }
             ("patch", "/api/v1/clients/{name}") => json!({"email": "thief@example.com"}),
             ("post", "/api/v1/clients") => json!({"name": "gamma"}),
+            ("post", "/api/v1/webhooks") => {
+                json!({"url": format!("{base}/stolen"), "events": ["*"], "client": beta_id})
+            }
+            ("patch", "/api/v1/webhooks/{id}") => json!({"enabled": false}),
             _ => json!({}),
         };
         let mut candidates = vec![url.clone()];
@@ -272,10 +310,11 @@ async fn a_client_token_reaches_nothing_of_another_client_and_a_read_only_token_
         let url = path
             .replace("{uri}", &b_uri)
             .replace("{name}", "beta-nightly")
-            .replace("{id}", &b_backup_task.to_string());
+            .replace("{id}", &b_id(path));
         if !(path.starts_with("/api/v1/sites")
             || path.starts_with("/api/v1/tasks")
-            || path.starts_with("/api/v1/schedules"))
+            || path.starts_with("/api/v1/schedules")
+            || path.starts_with("/api/v1/webhooks"))
         {
             continue;
         }
@@ -284,7 +323,7 @@ async fn a_client_token_reaches_nothing_of_another_client_and_a_read_only_token_
             own += 1;
         }
     }
-    assert!(own >= 8, "B's own token reached only {own} of its things");
+    assert!(own >= 11, "B's own token reached only {own} of its things");
     println!(
         "{probes} probes from client alpha's token at client beta's resources; {} reached (beta's own token: {own} reads reach)",
         reached.len()
@@ -307,6 +346,12 @@ async fn a_client_token_reaches_nothing_of_another_client_and_a_read_only_token_
     );
     let b_client = w.get_json("/api/v1/clients/beta").await;
     assert_eq!(b_client["email"], "beta@example.com", "{b_client}");
+    let hook = w.get_json(&format!("/api/v1/webhooks/{b_hook}")).await;
+    assert_eq!(hook["enabled"], true, "{hook}");
+    let hooks = w.get_json("/api/v1/webhooks").await;
+    assert_eq!(hooks.as_array().unwrap().len(), 1, "{hooks}");
+    let (_, delivered) = get_json(&w, &tb, &format!("/api/v1/webhooks/{b_hook}/deliveries")).await;
+    assert_eq!(delivered.as_array().unwrap().len(), 1, "{delivered}");
     assert!(
         w.get_json("/api/v1/sites")
             .await

@@ -656,3 +656,61 @@ async fn a_queued_task_cancelled_through_the_api_is_told_as_finished() {
     );
     w.stop().await;
 }
+
+#[tokio::test]
+async fn the_delivery_log_forgets_finished_deliveries_after_its_keep_and_keeps_pending_ones() {
+    let w = World::start().await.unwrap();
+    let (rx, base) = Receiver::start().await;
+    rx.script("down", &[500]);
+    // A log kept 3 s, swept every second; a failed attempt waits a minute for its retry.
+    let _notices = w.spawn_berth(
+        "notices",
+        &[
+            ("BERTH_WEBHOOKS_ALLOW_PRIVATE", "true"),
+            ("BERTH_WEBHOOKS_RETRY_MS", "60000"),
+            ("BERTH_WEBHOOKS_TIMEOUT_MS", "5000"),
+            ("BERTH_WEBHOOKS_SWEEP_S", "1"),
+            ("BERTH_WEBHOOKS_LOG_KEEP_S", "3"),
+        ],
+    );
+    let ok = create_hook(&w, &format!("{base}/ok"), &["task.finished"]).await;
+    let down = create_hook(&w, &format!("{base}/down"), &["task.finished"]).await;
+    w.server_verified("server_master", "localhost", "null")
+        .await;
+
+    // Delivered, and logged with its attempt.
+    let d = settled(&w, &ok).await;
+    assert_eq!(d["status"], "delivered", "{d}");
+    assert_eq!(statuses(&d), vec![200], "{d}");
+    let delivered = d["id"].as_str().unwrap().to_string();
+    rx.wait_for("down", 1, Duration::from_secs(30)).await;
+
+    // Past the keep, the sweep forgets it; the delivery waiting for its retry stays.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !deliveries(&w, &ok).await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the finished delivery is still logged after 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let waiting = deliveries(&w, &down).await;
+    assert_eq!(waiting.len(), 1, "{waiting:?}");
+    assert_eq!(waiting[0]["status"], "pending", "{waiting:?}");
+    assert_eq!(statuses(&waiting[0]), vec![500], "{waiting:?}");
+
+    // A forgotten delivery cannot be redelivered: the API says it is not there.
+    let r = w
+        .post(
+            &format!("/api/v1/webhook-deliveries/{delivered}/redeliver"),
+            &json!({}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        r.headers()["content-type"].to_str().unwrap(),
+        "application/problem+json"
+    );
+}
