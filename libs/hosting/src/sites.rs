@@ -41,15 +41,45 @@ pub mod login {
 
 /// Drupal's cron: where its HTTP entry point is and whether an answer is a success.
 pub mod cron {
-    /// The path and query of the cron URL of a site of this Drupal major (7 and older:
-    /// `cron.php?cron_key=`; 8+: the `system.cron` route). The key is 32 hex digits
-    /// (berth makes it), so it needs no escaping.
-    pub fn url_path(drupal_major: Option<i32>, key: &str) -> String {
-        if drupal_major.is_some_and(|m| m <= 7) {
-            format!("/cron.php?cron_key={key}")
+    /// The path berth's worker requests for a site's cron over HTTP, its key in
+    /// [`KEY_HEADER`]: the site's vhost hands PHP the URL Drupal answers for a site of this
+    /// major ([`drupal_url`]), so the key never is in a request line, which nginx names in
+    /// its access and error logs (it never logs request headers).
+    pub fn berth_path(drupal_major: Option<i32>) -> &'static str {
+        if is_d7(drupal_major) {
+            PATH_D7
         } else {
-            format!("/cron/{key}")
+            PATH_D8
         }
+    }
+
+    /// The vhost paths of [`berth_path`]; a dot path, which no site can have.
+    pub const PATH_D7: &str = "/.berth-cron/7";
+    pub const PATH_D8: &str = "/.berth-cron/8";
+    /// The request header that carries the cron key to the vhost.
+    pub const KEY_HEADER: &str = "x-berth-cron-key";
+    /// The response header berth's cron location adds: a vhost without it was written
+    /// before the location was.
+    pub const ANSWERED_HEADER: &str = "x-berth-cron";
+
+    /// Drupal's own cron URL (7 and older: `cron.php?cron_key=`; 8+: the `system.cron`
+    /// route), as the site's PHP sees it; `<key>` stands for the key, in what berth shows.
+    pub fn drupal_url(drupal_major: Option<i32>) -> &'static str {
+        if is_d7(drupal_major) {
+            "/cron.php?cron_key=<key>"
+        } else {
+            "/cron/<key>"
+        }
+    }
+
+    /// Drupal's own cron URL with the key in it: only for a vhost older than berth's cron
+    /// location. The key is 32 hex digits (berth makes it), so it needs no escaping.
+    pub fn drupal_url_with(drupal_major: Option<i32>, key: &str) -> String {
+        drupal_url(drupal_major).replace("<key>", key)
+    }
+
+    fn is_d7(drupal_major: Option<i32>) -> bool {
+        drupal_major.is_some_and(|m| m <= 7)
     }
 
     /// Only a 2xx answer says cron ran: a redirect is not followed (the site could send
@@ -166,10 +196,17 @@ mod tests {
 
     #[test]
     fn cron_urls_follow_the_drupal_version_and_only_2xx_succeeds() {
-        assert_eq!(cron::url_path(Some(7), "ab12"), "/cron.php?cron_key=ab12");
-        assert_eq!(cron::url_path(Some(10), "ab12"), "/cron/ab12");
+        assert_eq!(cron::berth_path(Some(7)), cron::PATH_D7);
+        assert_eq!(cron::drupal_url(Some(7)), "/cron.php?cron_key=<key>");
+        assert_eq!(cron::berth_path(Some(10)), cron::PATH_D8);
+        assert_eq!(cron::drupal_url(Some(10)), "/cron/<key>");
+        assert_eq!(
+            cron::drupal_url_with(Some(7), "ab12"),
+            "/cron.php?cron_key=ab12"
+        );
+        assert_eq!(cron::drupal_url_with(Some(10), "ab12"), "/cron/ab12");
         // Not scanned yet: the current route.
-        assert_eq!(cron::url_path(None, "ab12"), "/cron/ab12");
+        assert_eq!(cron::berth_path(None), cron::PATH_D8);
         assert!(cron::succeeded(200) && cron::succeeded(204));
         for status in [301, 302, 403, 404, 500, 503] {
             assert!(!cron::succeeded(status), "{status}");

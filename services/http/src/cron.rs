@@ -38,49 +38,73 @@ pub async fn by_drush(a: &SiteArgs, password: &str, ctx: &StepContext) -> Result
     Ok(())
 }
 
-/// A request to the site's cron URL on this web server (`address`: where the vhosts
-/// listen; loopback when they listen everywhere), with the site's name as `Host`. The
-/// key is in the URL, so nothing here logs the URL unmasked; redirects are not followed.
+/// A request for the site's cron to its vhost on this web server (`address`: where the
+/// vhosts listen; loopback when they listen everywhere), with the site's name as `Host`
+/// and the key in a header: the vhost gives PHP Drupal's own cron URL with the key, and no
+/// request line (what nginx logs) holds it. Redirects are not followed. A vhost written
+/// before berth had that location (it does not answer [`cron::ANSWERED_HEADER`]) gets
+/// Drupal's URL itself, and the run is a warning saying to verify the site: `Ok(true)`.
 pub async fn by_http(
     spec: &SiteSpec,
     address: &str,
     key: &str,
     ctx: &StepContext,
-) -> Result<(), StepError> {
-    let path = cron::url_path(spec.drupal_major, key);
+) -> Result<bool, StepError> {
     let host = if address.is_empty() {
         "127.0.0.1"
     } else {
         address
     };
-    let url = format!("http://{host}:{}{path}", spec.http.port);
-    let shown = berth_command::mask(&path, &[key]);
+    let base = format!("http://{host}:{}", spec.http.port);
+    // What the task log shows: Drupal's URL, as the site saw it, without the key.
+    let shown = cron::drupal_url(spec.drupal_major);
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(HTTP_CRON_TIMEOUT)
         .no_proxy()
         .build()
         .map_err(|e| StepError::permanent(format!("HTTP client: {e}")))?;
-    let answer = client
-        .get(&url)
-        .header(reqwest::header::HOST, &spec.uri)
-        .send()
-        .await
-        // reqwest's errors name the URL: masked.
-        .map_err(|e| {
-            StepError::transient(format!(
-                "cron over HTTP: GET {shown} as {} on {host}: {}",
-                spec.uri,
-                berth_command::mask(&e.to_string(), &[key])
-            ))
-        })?;
+    let get = |url: String, with_header: bool| {
+        let mut req = client.get(url).header(reqwest::header::HOST, &spec.uri);
+        if with_header {
+            req = req.header(cron::KEY_HEADER, key);
+        }
+        async move {
+            req.send().await.map_err(|e| {
+                // reqwest's errors may name the URL: masked.
+                StepError::transient(format!(
+                    "cron over HTTP: GET {shown} as {} on {host}: {}",
+                    spec.uri,
+                    berth_command::mask(&e.to_string(), &[key])
+                ))
+            })
+        }
+    };
+    let mut answer = get(
+        format!("{base}{}", cron::berth_path(spec.drupal_major)),
+        true,
+    )
+    .await?;
+    let old_vhost = !answer.headers().contains_key(cron::ANSWERED_HEADER);
+    if old_vhost {
+        ctx.warn(format!(
+            "the vhost of {} predates berth's cron location, so the cron key went in the \
+             URL, which nginx logs: verify the site to rewrite its vhost",
+            spec.uri
+        ));
+        answer = get(
+            format!("{base}{}", cron::drupal_url_with(spec.drupal_major, key)),
+            false,
+        )
+        .await?;
+    }
     let status = answer.status();
     if cron::succeeded(status.as_u16()) {
         ctx.info(format!(
             "cron over HTTP: GET {shown} as {} answered {status}",
             spec.uri
         ));
-        return Ok(());
+        return Ok(old_vhost);
     }
     let body = answer.text().await.unwrap_or_default();
     let body: String = berth_command::mask(body.trim(), &[key])

@@ -577,7 +577,12 @@ impl StepHandler for HttpWorker {
                         let key = self.cron_key(cmd)?;
                         // The site's PHP loads the server as drush would: one slot too.
                         let _slot = self.installer_slot().await?;
-                        cron::by_http(&c.site, &self.cfg.listen_address, &key, ctx).await?;
+                        let warned =
+                            cron::by_http(&c.site, &self.cfg.listen_address, &key, ctx).await?;
+                        return Ok(StepOk {
+                            warning: warned,
+                            ..StepOk::default()
+                        });
                     }
                 }
                 Ok(StepOk::default())

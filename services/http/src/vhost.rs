@@ -9,6 +9,7 @@
 //! hidden files are not served, `sites/` serves only this site's own directory and the
 //! shared `sites/all/`, and private files never go out directly.
 
+use berth_hosting::sites::cron;
 use std::path::Path;
 
 /// What a site's vhost is made of. Every string here was validated at the API (host
@@ -103,19 +104,9 @@ pub fn render_nginx(v: &SiteVhost) -> String {
         } else {
             format!("$host:{}", v.port)
         };
-        out.push_str(&format!(
-            "    # Regular expressions are tried in order and the first match wins; every one\n\
-             \x20   # but the front controllers' only refuses.\n\
-             \x20   location ~ (^|/)\\.(?!well-known/) {{ return 404; }}\n\
-             \x20   location ~* \"{source}\" {{ return 404; }}\n\
-             \x20   location ~ \"{front}\" {{\n\
-             \x20       fastcgi_split_path_info ^(.+?\\.php)(/.*)$;\n\
-             \x20       include {params};\n\
-             \x20       fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;\n\
-             \x20       fastcgi_param SCRIPT_NAME $fastcgi_script_name;\n\
-             \x20       fastcgi_param PATH_INFO $fastcgi_path_info;\n\
-             \x20       fastcgi_param QUERY_STRING $query_string;\n\
-             \x20       fastcgi_param HTTP_HOST {host};\n\
+        // What every location that runs PHP passes to the site's pool, after the script.
+        let pool = format!(
+            "        fastcgi_param HTTP_HOST {host};\n\
              \x20       fastcgi_param HTTP_PROXY \"\";\n\
              \x20       fastcgi_param PHP_ADMIN_VALUE \"open_basedir={basedir}\";\n\
              \x20       fastcgi_param db_type mysql;\n\
@@ -124,7 +115,67 @@ pub fn render_nginx(v: &SiteVhost) -> String {
              \x20       fastcgi_param db_name {name};\n\
              \x20       fastcgi_param db_user {user};\n\
              \x20       fastcgi_param db_passwd {password};\n\
-             \x20       fastcgi_pass unix:{socket};\n\
+             \x20       fastcgi_pass unix:{socket};\n",
+            basedir = v.open_basedir,
+            socket = v.php_socket.display(),
+            host_db = d.host,
+            port = d.port,
+            name = d.name,
+            user = d.user,
+            password = d.password,
+        );
+        // The script a front controller's URL names.
+        let front_script = format!(
+            "        fastcgi_split_path_info ^(.+?\\.php)(/.*)$;\n\
+             \x20       include {params};\n\
+             \x20       fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;\n\
+             \x20       fastcgi_param SCRIPT_NAME $fastcgi_script_name;\n\
+             \x20       fastcgi_param PATH_INFO $fastcgi_path_info;\n\
+             \x20       fastcgi_param QUERY_STRING $query_string;\n",
+            params = v.fastcgi_params.display(),
+        );
+        // berth's cron over HTTP ([`cron::berth_path`]): the key comes in a header, PHP
+        // gets Drupal's URL with it, and the request line nginx logs holds none.
+        let cron_location = |path: &str, script: &str, uri: &str, query: &str| {
+            format!(
+                "    location = {path} {{\n\
+                 \x20       include {params};\n\
+                 \x20       fastcgi_param SCRIPT_FILENAME $document_root{script};\n\
+                 \x20       fastcgi_param SCRIPT_NAME {script};\n\
+                 \x20       fastcgi_param PATH_INFO \"\";\n\
+                 \x20       fastcgi_param REQUEST_URI \"{uri}\";\n\
+                 \x20       fastcgi_param QUERY_STRING \"{query}\";\n\
+                 \x20       add_header {answered} 1 always;\n\
+                 {pool}\
+                 \x20   }}\n",
+                params = v.fastcgi_params.display(),
+                answered = cron::ANSWERED_HEADER,
+            )
+        };
+        // nginx's variable for the header.
+        let key = format!("$http_{}", cron::KEY_HEADER.replace('-', "_"));
+        out.push_str(
+            "    # berth's cron over HTTP, its key in a header (never in a logged URL).\n",
+        );
+        out.push_str(&cron_location(
+            cron::PATH_D7,
+            "/cron.php",
+            &format!("/cron.php?cron_key={key}"),
+            &format!("cron_key={key}"),
+        ));
+        out.push_str(&cron_location(
+            cron::PATH_D8,
+            "/index.php",
+            &format!("/cron/{key}"),
+            "",
+        ));
+        out.push_str(&format!(
+            "    # Regular expressions are tried in order and the first match wins; every one\n\
+             \x20   # but the front controllers' only refuses.\n\
+             \x20   location ~ (^|/)\\.(?!well-known/) {{ return 404; }}\n\
+             \x20   location ~* \"{source}\" {{ return 404; }}\n\
+             \x20   location ~ \"{front}\" {{\n\
+             {front_script}{pool}\
              \x20   }}\n\
              \x20   # Any other PHP: not run, not shown.\n\
              \x20   location ~* \\.(php[0-9]?|phar|phtml|pht)(/|$) {{ return 404; }}\n\
@@ -149,15 +200,7 @@ pub fn render_nginx(v: &SiteVhost) -> String {
              \x20   location / {{ try_files $uri /index.php?$query_string; }}\n}}\n",
             source = SOURCE_FILES,
             front = FRONT_CONTROLLERS,
-            params = v.fastcgi_params.display(),
-            basedir = v.open_basedir,
             uri = v.uri,
-            socket = v.php_socket.display(),
-            host_db = d.host,
-            port = d.port,
-            name = d.name,
-            user = d.user,
-            password = d.password,
         ));
     }
     if v.redirection && !v.aliases.is_empty() {
@@ -231,8 +274,17 @@ mod tests {
     #[test]
     fn only_front_controllers_reach_the_sites_own_pool() {
         let v = vhost(false, false);
-        assert_eq!(v.matches("fastcgi_pass").count(), 1, "{v}");
-        assert!(v.contains("fastcgi_pass unix:/var/lib/berth/run/php/200001.sock;"));
+        // The front controllers, and cron's two URLs.
+        assert_eq!(v.matches("fastcgi_pass").count(), 3, "{v}");
+        assert_eq!(
+            v.matches("fastcgi_pass unix:/var/lib/berth/run/php/200001.sock;")
+                .count(),
+            3
+        );
+        assert_eq!(
+            v.matches("open_basedir=/var/aegir/platforms/d10/:").count(),
+            3
+        );
         assert!(
             v.contains("open_basedir=/var/aegir/platforms/d10/:/var/lib/berth/site-tmp/200001/")
         );
@@ -242,6 +294,49 @@ mod tests {
         let front = v.find("fastcgi_pass").unwrap();
         let refuse = v.find("php[0-9]?|phar").unwrap();
         assert!(front < refuse);
+    }
+
+    #[test]
+    fn berths_cron_gives_php_drupals_url_with_the_key_from_a_header() {
+        let v = vhost(false, false);
+        let block = |start: &str| {
+            let at = v.find(start).unwrap_or_else(|| panic!("no {start} in {v}"));
+            v[at..at + v[at..].find("\n    }").unwrap()].to_string()
+        };
+        let d7 = block("location = /.berth-cron/7 {");
+        assert!(
+            d7.contains("SCRIPT_FILENAME $document_root/cron.php;"),
+            "{d7}"
+        );
+        assert!(
+            d7.contains("REQUEST_URI \"/cron.php?cron_key=$http_x_berth_cron_key\";"),
+            "{d7}"
+        );
+        assert!(
+            d7.contains("QUERY_STRING \"cron_key=$http_x_berth_cron_key\";"),
+            "{d7}"
+        );
+        let d8 = block("location = /.berth-cron/8 {");
+        assert!(
+            d8.contains("SCRIPT_FILENAME $document_root/index.php;"),
+            "{d8}"
+        );
+        assert!(
+            d8.contains("REQUEST_URI \"/cron/$http_x_berth_cron_key\";"),
+            "{d8}"
+        );
+        for b in [&d7, &d8] {
+            // Set after the standard parameters, which they replace.
+            let include = b.find("include /etc/nginx/fastcgi_params;").unwrap();
+            assert!(include < b.find("REQUEST_URI").unwrap(), "{b}");
+            assert!(b.contains("fastcgi_param db_passwd 0123abcd;"), "{b}");
+            assert!(b.contains("fastcgi_param HTTP_PROXY \"\";"), "{b}");
+            assert!(b.contains("open_basedir=/var/aegir/platforms/d10/:"), "{b}");
+            assert!(b.contains("add_header x-berth-cron 1 always;"), "{b}");
+        }
+        assert_eq!(cron::PATH_D7, "/.berth-cron/7");
+        assert_eq!(cron::PATH_D8, "/.berth-cron/8");
+        assert_eq!(cron::KEY_HEADER, "x-berth-cron-key");
     }
 
     #[test]

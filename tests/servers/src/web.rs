@@ -46,7 +46,7 @@ fn make_dir_0755(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Writes `dir/nginx.conf`: workers as www-data, one worker, pid, error log and temp paths
+/// Writes `dir/nginx.conf`: workers as www-data, one worker, pid, error and access logs and temp paths
 /// under `dir`, `include <vhost_dir>/*.conf` for each vhost directory (made if missing),
 /// and a default server on a free loopback port answering 404 to unknown hosts; vhosts
 /// listen on that port (it is [`Web::port`]). nginx accepts it with no vhosts at all.
@@ -79,7 +79,9 @@ events {{
 http {{
     include /etc/nginx/mime.types;
     default_type application/octet-stream;
-    access_log off;
+    # Host first: one log for every vhost of the test.
+    log_format berth_test '$host $status "$request"';
+    access_log {d}/nginx-access.log berth_test;
     sendfile on;
     keepalive_timeout 5;
     server_names_hash_bucket_size 256;
@@ -298,9 +300,20 @@ impl Web {
         http_get(SocketAddr::from(([127, 0, 0, 1], self.port)), host, path)
     }
 
+    /// nginx's error log, whole.
+    pub fn error_log(&self) -> String {
+        fs::read_to_string(self.dir.join("nginx-error.log")).unwrap_or_default()
+    }
+
     /// The last lines of nginx's error log, for test failure messages.
     pub fn nginx_log(&self) -> String {
         tail(&self.dir.join("nginx-error.log")).unwrap_or_default()
+    }
+
+    /// nginx's access log, whole: one `<host> <status> "<request line>"` per request, as
+    /// a vhost lets nginx log it.
+    pub fn access_log(&self) -> String {
+        fs::read_to_string(self.dir.join("nginx-access.log")).unwrap_or_default()
     }
 
     /// The last lines of php-fpm's log, for test failure messages.
