@@ -127,6 +127,9 @@ async fn measure(world: &World, cfg: &Config) -> Result<()> {
     )
     .await?;
     let (client, n_client) = timed(world, &bound, "/api/v1/sites", cfg.requests).await?;
+    // A page of 100 from the middle of all 10,000: what a storefront's paged list costs.
+    let middle = format!("/api/v1/sites?limit=100&offset={}", cfg.sites / 2);
+    let (admin_page, n_page) = timed(world, &world.token, &middle, cfg.requests).await?;
     ensure!(
         n_one == n_client,
         "the client token saw {n_client} sites, ?client= {n_one}"
@@ -138,6 +141,7 @@ async fn measure(world: &World, cfg: &Config) -> Result<()> {
     println!("  admin token, all sites ({n_all}):            {admin_all}");
     println!("  admin token, ?client=client1 ({n_one}):       {admin_one}");
     println!("  client1's bound token ({n_client}):             {client}");
+    println!("  admin token, a page ({middle}: {n_page}): {admin_page}");
     println!(
         "  cores {}, load {}",
         crate::machine::cores(),

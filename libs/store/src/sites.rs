@@ -599,6 +599,12 @@ impl BackupRow {
     }
 }
 
+/// The filters of the sites list ($1 to $4 of its queries).
+const SITE_FILTER: &str = "($1::text IS NULL OR s.platform = $1)
+    AND ($2::text IS NULL OR s.status = $2)
+    AND ($3::text IS NULL OR c.name = $3)
+    AND ($4::uuid IS NULL OR s.client_id = $4)";
+
 /// Filters for `GET /api/v1/sites`.
 #[derive(Debug, Default, Clone)]
 pub struct SiteFilter {
@@ -614,21 +620,42 @@ impl Store {
     }
 
     /// The sites `seen` allows, filtered in SQL (a client's sites come off `sites_client`).
-    pub async fn list_sites(&self, f: &SiteFilter, seen: Visibility) -> Result<Vec<Site>> {
+    /// The sites `f` and `seen` allow, by uri; one page of them (`(limit, offset)`) when
+    /// `page` is given, else all.
+    pub async fn list_sites(
+        &self,
+        f: &SiteFilter,
+        seen: Visibility,
+        page: Option<(i64, i64)>,
+    ) -> Result<Vec<Site>> {
+        let (limit, offset) = page.map_or((None, 0), |(l, o)| (Some(l), o));
         let rows = sqlx::query_as::<_, SiteRow>(sqlx::AssertSqlSafe(format!(
-            "{SELECT} WHERE ($1::text IS NULL OR s.platform = $1)
-               AND ($2::text IS NULL OR s.status = $2)
-               AND ($3::text IS NULL OR c.name = $3)
-               AND ($4::uuid IS NULL OR s.client_id = $4)
-             ORDER BY s.uri"
+            "{SELECT} WHERE {SITE_FILTER}
+             ORDER BY s.uri LIMIT $5 OFFSET $6"
         )))
         .bind(&f.platform)
         .bind(&f.status)
         .bind(&f.client)
         .bind(seen.client())
+        .bind(limit)
+        .bind(offset)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(SiteRow::into_contract).collect())
+    }
+
+    /// How many sites `f` and `seen` allow: the total of [`Store::list_sites`]' pages.
+    pub async fn count_sites(&self, f: &SiteFilter, seen: Visibility) -> Result<i64> {
+        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM sites s JOIN clients c ON c.id = s.client_id
+             WHERE {SITE_FILTER}"
+        )))
+        .bind(&f.platform)
+        .bind(&f.status)
+        .bind(&f.client)
+        .bind(seen.client())
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     pub async fn site_backups(&self, uri: &str) -> Result<Vec<berth_contracts::Backup>> {

@@ -176,7 +176,7 @@ fn uris(list: &Value) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sites_are_listed_by_platform_status_and_client_and_a_failed_one_is_forgotten() {
+async fn sites_are_listed_by_platform_status_and_client_in_pages_and_a_failed_one_is_forgotten() {
     let w = World::with_server(WorldOptions::web(false)).await;
     w.add_platform("platform_a", "drupal10").await.unwrap();
     w.add_platform("platform_b", "drupal10").await.unwrap();
@@ -236,6 +236,38 @@ async fn sites_are_listed_by_platform_status_and_client_and_a_failed_one_is_forg
         r.headers()["content-type"].to_str().unwrap(),
         "application/problem+json"
     );
+    // Pages, by uri, with the total on every page; without limit and offset, all.
+    let page = |q: &'static str| {
+        let w = &w;
+        async move {
+            let r = w.get(&format!("/api/v1/sites{q}")).send().await.unwrap();
+            assert_eq!(r.status(), 200, "{q}");
+            let total: usize = r.headers()["x-total-count"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            (uris(&r.json().await.unwrap()), total)
+        }
+    };
+    assert_eq!(page("").await, (all.clone(), 4));
+    assert_eq!(page("?limit=2").await, (all[..2].to_vec(), 4));
+    assert_eq!(page("?limit=2&offset=2").await, (all[2..].to_vec(), 4));
+    assert_eq!(page("?offset=3").await, (all[3..].to_vec(), 4));
+    assert_eq!(page("?offset=9").await, (vec![], 4));
+    assert_eq!(
+        page("?client=acme&limit=1&offset=1").await.1,
+        3,
+        "the total counts what the filters match"
+    );
+    for bad in ["?limit=0", "?limit=501", "?offset=-1", "?limit=x"] {
+        let r = w.get(&format!("/api/v1/sites{bad}")).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+        assert_eq!(
+            r.headers()["content-type"].to_str().unwrap(),
+            "application/problem+json"
+        );
+    }
 
     // DELETE of an installed site is refused (the delete task removes those).
     let before = row_counts(&w.store).await.unwrap();

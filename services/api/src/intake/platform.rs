@@ -34,6 +34,7 @@ pub async fn migrate_platform(
                 ..Default::default()
             },
             berth_store::clients::Visibility::All,
+            None,
         )
         .await?;
     let mut queued = Vec::new();

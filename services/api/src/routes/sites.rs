@@ -273,13 +273,20 @@ pub struct ListQuery {
     platform: Option<String>,
     status: Option<String>,
     client: Option<String>,
+    /// A page: with either, at most `limit` sites (default 50) from `offset`; without,
+    /// all of them.
+    limit: Option<i64>,
+    offset: Option<i64>,
 }
+
+/// The response header with the number of sites all pages hold.
+const TOTAL_HEADER: &str = "x-total-count";
 
 pub async fn list(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> Result<axum::Json<Vec<Site>>, ApiError> {
+) -> Result<impl axum::response::IntoResponse, ApiError> {
     if let Some(s) = &q.status {
         let known = [
             status::INSTALLING,
@@ -295,19 +302,30 @@ pub async fn list(
             )));
         }
     }
-    Ok(axum::Json(
-        state
-            .store
-            .list_sites(
-                &SiteFilter {
-                    platform: q.platform.map(|p| p.trim_start_matches('@').to_string()),
-                    status: q.status,
-                    client: q.client,
-                },
-                caller.visibility(),
-            )
-            .await?,
-    ))
+    let page = if q.limit.is_some() || q.offset.is_some() {
+        Some(crate::routes::page_bounds(q.limit, q.offset)?)
+    } else {
+        None
+    };
+    let filter = SiteFilter {
+        platform: q.platform.map(|p| p.trim_start_matches('@').to_string()),
+        status: q.status,
+        client: q.client,
+    };
+    let sites = state
+        .store
+        .list_sites(&filter, caller.visibility(), page)
+        .await?;
+    let total = match page {
+        Some(_) => {
+            state
+                .store
+                .count_sites(&filter, caller.visibility())
+                .await?
+        }
+        None => sites.len() as i64,
+    };
+    Ok(([(TOTAL_HEADER, total.to_string())], axum::Json(sites)))
 }
 
 pub async fn show(
