@@ -1127,6 +1127,26 @@ pub fn log_of(t: &Task) -> String {
         .unwrap_or_default()
 }
 
+/// `(status, body)` is the 409 problem of a request past `quota`, naming its limit and the
+/// usage.
+pub fn assert_quota_exceeded(status: u16, p: &Value, quota: &str, limit: i64, usage: i64) {
+    assert_eq!(status, 409, "{p}");
+    assert!(
+        p["type"].as_str().unwrap_or("").ends_with("quota-exceeded"),
+        "{p}"
+    );
+    assert_eq!(
+        (
+            p["quota"].as_str(),
+            p["limit"].as_i64(),
+            p["usage"].as_i64()
+        ),
+        (Some(quota), Some(limit), Some(usage)),
+        "{p}"
+    );
+    assert!(p["detail"].as_str().unwrap_or("").contains(quota), "{p}");
+}
+
 /// The task ended in error, `action` is the one step that failed, and the log says `says`.
 pub fn failed_at(t: &Task, action: &str, says: &str) {
     assert_eq!(t.status, TaskStatus::Error, "{}", log_of(t));

@@ -451,21 +451,7 @@ async fn quotas_refuse_a_site_past_them_writing_nothing_and_a_storefront_retry_f
         json!({"uri": over, "platform": "platform_d10", "client": "shop-42"}),
     )
     .await;
-    assert_eq!(s, 409, "{p}");
-    assert!(
-        p["type"].as_str().unwrap().ends_with("quota-exceeded"),
-        "{p}"
-    );
-    assert_eq!(
-        (
-            p["quota"].as_str(),
-            p["limit"].as_i64(),
-            p["usage"].as_i64()
-        ),
-        (Some("max_sites"), Some(1), Some(1)),
-        "{p}"
-    );
-    assert!(p["detail"].as_str().unwrap().contains("max_sites"), "{p}");
+    berth_tests::assert_quota_exceeded(s, &p, "max_sites", 1, 1);
     assert_eq!(
         before,
         row_counts(&w.store).await.unwrap(),

@@ -230,20 +230,7 @@ async fn a_client_at_its_disk_quota_is_refused_a_new_site_writing_nothing() {
             &json!({"uri": over, "platform": "platform_d10", "client": "diskful"}),
         )
         .await;
-    assert_eq!(s, 409, "{p}");
-    assert!(
-        p["type"].as_str().unwrap().ends_with("quota-exceeded"),
-        "{p}"
-    );
-    assert_eq!(
-        (
-            p["quota"].as_str(),
-            p["limit"].as_i64(),
-            p["usage"].as_i64()
-        ),
-        (Some("max_disk_bytes"), Some(used), Some(used)),
-        "{p}"
-    );
+    berth_tests::assert_quota_exceeded(s, &p, "max_disk_bytes", used, used);
     assert_eq!(
         before,
         row_counts(&w.store).await.unwrap(),
