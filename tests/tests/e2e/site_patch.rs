@@ -260,6 +260,24 @@ async fn sites_are_listed_by_platform_status_and_client_in_pages_and_a_failed_on
         3,
         "the total counts what the filters match"
     );
+    // The CLI's list, a page of acme's sites.
+    let out = w
+        .berth_ok(&["sites", "list", "--client", "acme", "--limit", "2"])
+        .await;
+    let listed: Vec<&str> = out
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let mut acme = vec![a1.as_str(), b1.as_str(), failed.as_str()];
+    acme.sort();
+    assert_eq!(listed, acme[..2], "{out}");
+    let out = w.berth(&["sites", "list", "--limit", "0"]).await;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("limit must be 1 to 500"),
+        "{out:?}"
+    );
     for bad in ["?limit=0", "?limit=501", "?offset=-1", "?limit=x"] {
         let r = w.get(&format!("/api/v1/sites{bad}")).send().await.unwrap();
         assert_eq!(r.status(), 400, "{bad}");

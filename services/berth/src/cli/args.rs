@@ -436,12 +436,22 @@ pub struct CreateSite {
 
 #[derive(Debug, Subcommand)]
 pub enum SitesCommand {
-    /// List sites.
+    /// List sites, by uri: all, or a page of them (--limit, --offset).
     List {
         #[arg(long)]
         platform: Option<String>,
+        /// installing, enabled, disabled, failed or deleted.
         #[arg(long)]
         status: Option<String>,
+        /// The client's name.
+        #[arg(long)]
+        client: Option<String>,
+        /// At most this many sites (1 to 500).
+        #[arg(long)]
+        limit: Option<i64>,
+        /// Skip this many sites first.
+        #[arg(long)]
+        offset: Option<i64>,
     },
     /// Show one site (with its one-time login link while it is fresh).
     Show { uri: String },

@@ -37,13 +37,28 @@ pub(crate) async fn sites(
 ) -> Result<ExitCode, CliError> {
     let one = |uri: &str, what: &str| format!("/sites/{}{what}", segment(bare(uri)));
     let v = match c {
-        SitesCommand::List { platform, status } => {
+        SitesCommand::List {
+            platform,
+            status,
+            client: owner,
+            limit,
+            offset,
+        } => {
             let mut q = Vec::new();
             if let Some(p) = platform {
                 q.push(("platform", bare(&p).to_string()));
             }
             if let Some(s) = status {
                 q.push(("status", s));
+            }
+            if let Some(c) = owner {
+                q.push(("client", c));
+            }
+            if let Some(n) = limit {
+                q.push(("limit", n.to_string()));
+            }
+            if let Some(n) = offset {
+                q.push(("offset", n.to_string()));
             }
             let v = client.get("/sites", &q).await?;
             if !json {
