@@ -269,7 +269,7 @@ async fn sites_are_listed_by_platform_status_and_client_in_pages_and_a_failed_on
         .skip(1)
         .filter_map(|l| l.split_whitespace().next())
         .collect();
-    let mut acme = vec![a1.as_str(), b1.as_str(), failed.as_str()];
+    let mut acme = [a1.as_str(), b1.as_str(), failed.as_str()];
     acme.sort();
     assert_eq!(listed, acme[..2], "{out}");
     let out = w.berth(&["sites", "list", "--limit", "0"]).await;
