@@ -619,9 +619,9 @@ impl Store {
         get_site(&mut conn, uri).await
     }
 
-    /// The sites `seen` allows, filtered in SQL (a client's sites come off `sites_client`).
-    /// The sites `f` and `seen` allow, by uri; one page of them (`(limit, offset)`) when
-    /// `page` is given, else all.
+    /// The sites `f` and `seen` allow, filtered in SQL (a client's sites come off
+    /// `sites_client`), by uri: one page of them (`(limit, offset)`) when `page` is given,
+    /// else all.
     pub async fn list_sites(
         &self,
         f: &SiteFilter,
