@@ -31,9 +31,13 @@ impl Proxy {
                     let Ok(mut outbound) = TcpStream::connect(upstream).await else {
                         return;
                     };
+                    // The cut first: select! otherwise polls its branches in random
+                    // order, and a copy polled first forwards what a client wrote after
+                    // the cut (CI once saw a task reach the broker "while it was down").
                     tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        biased;
                         _ = c.notified() => {}
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
                     }
                 });
             }
