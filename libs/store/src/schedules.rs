@@ -11,18 +11,8 @@ use uuid::Uuid;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ScheduleRow {
-    pub name: String,
-    pub kind: String,
-    pub scope: String,
-    pub expression: String,
-    pub time_zone: String,
-    pub job: serde_json::Value,
-    pub window_secs: i32,
-    pub spread_secs: i32,
-    pub cap_per_web_server: i32,
-    pub cap_per_db_server: i32,
-    pub alert_after_failures: i32,
-    pub enabled: bool,
+    #[sqlx(flatten)]
+    pub values: ScheduleValues,
     pub closed_through: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -37,7 +27,7 @@ const COLUMNS: &str = "name, kind, scope, expression, time_zone, job, window_sec
     created_at, updated_at";
 
 /// A schedule as saved (checked by the caller).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ScheduleValues {
     pub name: String,
     pub kind: String,

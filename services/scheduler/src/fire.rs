@@ -50,7 +50,7 @@ pub async fn tick(
     for kind in Kind::ALL {
         let of_kind: Vec<&ScheduleRow> = schedules
             .iter()
-            .filter(|s| s.kind == kind.as_str())
+            .filter(|s| s.values.kind == kind.as_str())
             .collect();
         for (row, sites) in covered(&of_kind, &homes) {
             let ctx = Ctx {
@@ -60,7 +60,7 @@ pub async fn tick(
                 now,
             };
             if let Err(e) = ctx.schedule(row, &sites, &mut report).await {
-                tracing::warn!(schedule = %row.name, error = %e, "schedule not fired this tick");
+                tracing::warn!(schedule = %row.values.name, error = %e, "schedule not fired this tick");
             }
         }
     }
@@ -75,7 +75,11 @@ fn covered<'a>(
     of_kind: &[&'a ScheduleRow],
     homes: &'a [SiteHomeRow],
 ) -> Vec<(&'a ScheduleRow, Vec<&'a SiteHomeRow>)> {
-    let scoped = scoped(of_kind.iter().map(|s| (s.scope.as_str(), s.enabled)));
+    let scoped = scoped(
+        of_kind
+            .iter()
+            .map(|s| (s.values.scope.as_str(), s.values.enabled)),
+    );
     let mut by: HashMap<usize, Vec<&SiteHomeRow>> = HashMap::new();
     for home in homes {
         let site = SiteHome {
@@ -91,7 +95,7 @@ fn covered<'a>(
         .into_iter()
         .map(|(i, sites)| (of_kind[i], sites))
         .collect();
-    out.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+    out.sort_by(|a, b| a.0.values.name.cmp(&b.0.values.name));
     out
 }
 
@@ -133,22 +137,22 @@ impl Ctx<'_> {
         sites: &[&SiteHomeRow],
         report: &mut TickReport,
     ) -> Result<(), SchedulerError> {
-        let Ok(expr) = Expression::parse(&row.expression, &row.time_zone) else {
-            tracing::warn!(schedule = %row.name, "its expression or time zone no longer parses");
+        let Ok(expr) = Expression::parse(&row.values.expression, &row.values.time_zone) else {
+            tracing::warn!(schedule = %row.values.name, "its expression or time zone no longer parses");
             return Ok(());
         };
-        let job: Job = match serde_json::from_value(row.job.clone()) {
+        let job: Job = match serde_json::from_value(row.values.job.clone()) {
             Ok(j) => j,
             Err(e) => {
-                tracing::warn!(schedule = %row.name, error = %e, "its job no longer reads");
+                tracing::warn!(schedule = %row.values.name, error = %e, "its job no longer reads");
                 return Ok(());
             }
         };
         let timing = Timing {
-            window: Duration::seconds(row.window_secs.into()),
-            spread: Duration::seconds(row.spread_secs.into()),
+            window: Duration::seconds(row.values.window_secs.into()),
+            spread: Duration::seconds(row.values.spread_secs.into()),
         };
-        let threshold = row.alert_after_failures.max(1);
+        let threshold = row.values.alert_after_failures.max(1);
         let mut conn = self.store.pool.acquire().await?;
         let (slots, left_out) = expr.slots_between(row.closed_through, self.now, MAX_OPEN_SLOTS);
         if left_out > 0 {
@@ -157,15 +161,16 @@ impl Ctx<'_> {
                 "{left_out} slots before {first} were missed: no scheduler ran within their window"
             );
             let mut tx = self.store.pool.begin().await?;
-            let notice = alert(&mut tx, &row.name, None, "missed", &message).await?;
-            stored::close_through(&mut tx, &row.name, first - Duration::milliseconds(1)).await?;
+            let notice = alert(&mut tx, &row.values.name, None, "missed", &message).await?;
+            stored::close_through(&mut tx, &row.values.name, first - Duration::milliseconds(1))
+                .await?;
             tx.commit().await?;
             report.alerts += notice.len();
             publish(self.outbox, notice);
         }
-        let mut recent = stored::recent_runs(&mut conn, &row.name, threshold.into()).await?;
+        let mut recent = stored::recent_runs(&mut conn, &row.values.name, threshold.into()).await?;
         // Alerts are raised and cleared against what is open: no statement per site per tick.
-        let open = stored::open_alerts(&mut conn, &row.name).await?;
+        let open = stored::open_alerts(&mut conn, &row.values.name).await?;
         let is_open =
             |site: &str, kind: &str| open.contains(&(Some(site.to_string()), kind.to_string()));
         let drilled = match &job {
@@ -173,7 +178,7 @@ impl Ctx<'_> {
             _ => None,
         };
         for slot in slots {
-            let recorded = stored::sites_with_run(&mut conn, &row.name, slot).await?;
+            let recorded = stored::sites_with_run(&mut conn, &row.values.name, slot).await?;
             let closes = timing.closes(slot);
             let due_sites: Vec<&SiteHomeRow> = match (&job, &drilled) {
                 (Job::Drill { sample }, Some(verified)) => {
@@ -187,14 +192,26 @@ impl Ctx<'_> {
             };
             for home in due_sites {
                 let previous = previous_of(&recent, &home.uri);
-                let due = timing.due(slot, &row.name, &home.uri, previous == RunState::Failed);
+                let due = timing.due(
+                    slot,
+                    &row.values.name,
+                    &home.uri,
+                    previous == RunState::Failed,
+                );
                 match decide(self.now, due, closes, previous, false) {
                     Firing::NotYet => {}
                     Firing::Skip => {
                         let mut tx = self.store.pool.begin().await?;
-                        if stored::record_run(&mut tx, &row.name, &home.uri, slot, due, "skipped")
-                            .await?
-                            .is_some()
+                        if stored::record_run(
+                            &mut tx,
+                            &row.values.name,
+                            &home.uri,
+                            slot,
+                            due,
+                            "skipped",
+                        )
+                        .await?
+                        .is_some()
                         {
                             report.skipped += 1;
                         }
@@ -202,17 +219,25 @@ impl Ctx<'_> {
                     }
                     Firing::Missed => {
                         let mut tx = self.store.pool.begin().await?;
-                        if stored::record_run(&mut tx, &row.name, &home.uri, slot, due, "missed")
-                            .await?
-                            .is_some()
+                        if stored::record_run(
+                            &mut tx,
+                            &row.values.name,
+                            &home.uri,
+                            slot,
+                            due,
+                            "missed",
+                        )
+                        .await?
+                        .is_some()
                         {
                             report.missed += 1;
                             let message = format!(
                                 "the {} run of {slot} did not start within its window ({} s)",
-                                row.kind, row.window_secs
+                                row.values.kind, row.values.window_secs
                             );
                             let notice =
-                                alert(&mut tx, &row.name, Some(home), "missed", &message).await?;
+                                alert(&mut tx, &row.values.name, Some(home), "missed", &message)
+                                    .await?;
                             tx.commit().await?;
                             report.alerts += notice.len();
                             publish(self.outbox, notice);
@@ -233,7 +258,7 @@ impl Ctx<'_> {
                 }
             }
             if self.now > closes {
-                stored::close_through(&mut conn, &row.name, slot).await?;
+                stored::close_through(&mut conn, &row.values.name, slot).await?;
             }
         }
         self.alerts(
@@ -262,8 +287,14 @@ impl Ctx<'_> {
             return Ok(Outcome::Waiting);
         }
         let caps = [
-            (row.cap_per_web_server, CapOn::WebServer(&home.web_server)),
-            (row.cap_per_db_server, CapOn::DbServer(&home.db_server)),
+            (
+                row.values.cap_per_web_server,
+                CapOn::WebServer(&home.web_server),
+            ),
+            (
+                row.values.cap_per_db_server,
+                CapOn::DbServer(&home.db_server),
+            ),
         ];
         for (cap, on) in caps {
             if cap > 0
@@ -273,7 +304,7 @@ impl Ctx<'_> {
             }
         }
         let Some(run) =
-            stored::record_run(&mut tx, &row.name, &home.uri, slot, due, "fired").await?
+            stored::record_run(&mut tx, &row.values.name, &home.uri, slot, due, "fired").await?
         else {
             return Ok(Outcome::Taken);
         };
@@ -288,7 +319,7 @@ impl Ctx<'_> {
             berth_store::cron::ensure_cron_key(&mut tx, &home.uri, &sealed).await?;
         }
         let id = Uuid::now_v7();
-        let span = tracing::info_span!("schedule.fire", task_id = %id, schedule = %row.name, site = %home.uri);
+        let span = tracing::info_span!("schedule.fire", task_id = %id, schedule = %row.values.name, site = %home.uri);
         let message = crate::queue_site_task(
             &mut tx,
             &span,
@@ -296,12 +327,12 @@ impl Ctx<'_> {
             task_type,
             &home.uri,
             &args,
-            &format!("schedule:{}", row.name),
+            &format!("schedule:{}", row.values.name),
         )
         .await?;
         stored::set_run_task(&mut tx, run, id).await?;
         if missed_open {
-            stored::clear_alert(&mut tx, &row.name, Some(&home.uri), "missed").await?;
+            stored::clear_alert(&mut tx, &row.values.name, Some(&home.uri), "missed").await?;
         }
         tx.commit().await?;
         span.in_scope(|| tracing::info!(%slot, "scheduled run fired"));
@@ -324,8 +355,8 @@ impl Ctx<'_> {
     ) -> Result<(), SchedulerError> {
         let is_open =
             |site: &str, kind: &str| open.contains(&(Some(site.to_string()), kind.to_string()));
-        let threshold = u32::try_from(row.alert_after_failures).unwrap_or(0);
-        let newest_backups = if row.kind == Kind::Backup.as_str() {
+        let threshold = u32::try_from(row.values.alert_after_failures).unwrap_or(0);
+        let newest_backups = if row.values.kind == Kind::Backup.as_str() {
             newest_backups(conn).await?
         } else {
             HashMap::new()
@@ -348,7 +379,7 @@ impl Ctx<'_> {
                 })
                 .unwrap_or_default();
             let site = Some(home.uri.as_str());
-            if row.kind == Kind::Drill.as_str() {
+            if row.values.kind == Kind::Drill.as_str() {
                 // One failed drill is enough: the site's newest backup did not restore.
                 let open = is_open(&home.uri, "drill_failed");
                 match ended.first() {
@@ -357,11 +388,12 @@ impl Ctx<'_> {
                                        see the drill task's log"
                             .to_string();
                         notices.extend(
-                            alert(conn, &row.name, Some(home), "drill_failed", &message).await?,
+                            alert(conn, &row.values.name, Some(home), "drill_failed", &message)
+                                .await?,
                         );
                     }
                     Some(false) if open => {
-                        stored::clear_alert(conn, &row.name, site, "drill_failed").await?;
+                        stored::clear_alert(conn, &row.values.name, site, "drill_failed").await?;
                     }
                     _ => {}
                 }
@@ -370,13 +402,15 @@ impl Ctx<'_> {
             let failing_open = is_open(&home.uri, "failing");
             if failing_streak(&ended, threshold) {
                 if !failing_open {
-                    let message = format!("the last {threshold} {} runs failed", row.kind);
-                    notices.extend(alert(conn, &row.name, Some(home), "failing", &message).await?);
+                    let message = format!("the last {threshold} {} runs failed", row.values.kind);
+                    notices.extend(
+                        alert(conn, &row.values.name, Some(home), "failing", &message).await?,
+                    );
                 }
             } else if failing_open && ended.first() == Some(&false) {
-                stored::clear_alert(conn, &row.name, site, "failing").await?;
+                stored::clear_alert(conn, &row.values.name, site, "failing").await?;
             }
-            if row.kind == Kind::Backup.as_str() {
+            if row.values.kind == Kind::Backup.as_str() {
                 let newest = newest_backups.get(&home.uri).copied();
                 let overdue_open = is_open(&home.uri, "overdue");
                 if overdue(newest, last_closed, timing, self.now) {
@@ -390,9 +424,11 @@ impl Ctx<'_> {
                         None => "the site has no good backup, and its schedule's window has passed"
                             .into(),
                     };
-                    notices.extend(alert(conn, &row.name, Some(home), "overdue", &message).await?);
+                    notices.extend(
+                        alert(conn, &row.values.name, Some(home), "overdue", &message).await?,
+                    );
                 } else if overdue_open {
-                    stored::clear_alert(conn, &row.name, site, "overdue").await?;
+                    stored::clear_alert(conn, &row.values.name, site, "overdue").await?;
                 }
             }
         }

@@ -72,16 +72,20 @@ async fn scheduled_policy(
         .schedules()
         .await?
         .into_iter()
-        .filter(|s| s.kind == Kind::Prune.as_str())
+        .filter(|s| s.values.kind == Kind::Prune.as_str())
         .collect();
-    let scoped = scoped(prunes.iter().map(|s| (s.scope.as_str(), s.enabled)));
+    let scoped = scoped(
+        prunes
+            .iter()
+            .map(|s| (s.values.scope.as_str(), s.values.enabled)),
+    );
     let home = SiteHome {
         uri: &site.uri,
         platform: &site.platform,
         client: site.client.as_deref(),
     };
     Ok(effective(&scoped, &home).and_then(|s| {
-        match serde_json::from_value::<Job>(prunes[s.id].job.clone()) {
+        match serde_json::from_value::<Job>(prunes[s.id].values.job.clone()) {
             Ok(Job::Prune { retention }) => Some(retention),
             _ => None,
         }

@@ -144,10 +144,16 @@ fn int(n: u32) -> i32 {
 
 /// The schedule as answered: its job read back, its next slot, its open alerts.
 fn view(row: ScheduleRow, open_alerts: i64) -> Result<Schedule, ApiError> {
-    let job: Job = serde_json::from_value(row.job.clone())
-        .map_err(|e| ApiError::Internal(format!("schedule `{}`: stored job: {e}", row.name)))?;
-    let next_slot = if row.enabled {
-        Expression::parse(&row.expression, &row.time_zone)
+    let ScheduleRow {
+        values: v,
+        closed_through,
+        created_at,
+        updated_at,
+    } = row;
+    let job: Job = serde_json::from_value(v.job.clone())
+        .map_err(|e| ApiError::Internal(format!("schedule `{}`: stored job: {e}", v.name)))?;
+    let next_slot = if v.enabled {
+        Expression::parse(&v.expression, &v.time_zone)
             .ok()
             .and_then(|e| e.next_after(Utc::now()))
     } else {
@@ -155,22 +161,22 @@ fn view(row: ScheduleRow, open_alerts: i64) -> Result<Schedule, ApiError> {
     };
     Ok(Schedule {
         kind: job.kind(),
-        name: row.name,
-        scope: row.scope,
-        expression: row.expression,
-        time_zone: row.time_zone,
+        name: v.name,
+        scope: v.scope,
+        expression: v.expression,
+        time_zone: v.time_zone,
         job,
-        window_secs: row.window_secs as u32,
-        spread_secs: row.spread_secs as u32,
-        cap_per_web_server: row.cap_per_web_server as u32,
-        cap_per_db_server: row.cap_per_db_server as u32,
-        alert_after_failures: row.alert_after_failures as u32,
-        enabled: row.enabled,
+        window_secs: v.window_secs as u32,
+        spread_secs: v.spread_secs as u32,
+        cap_per_web_server: v.cap_per_web_server as u32,
+        cap_per_db_server: v.cap_per_db_server as u32,
+        alert_after_failures: v.alert_after_failures as u32,
+        enabled: v.enabled,
         next_slot,
-        closed_through: row.closed_through,
+        closed_through,
         open_alerts,
-        created_at: row.created_at,
-        updated_at: row.updated_at,
+        created_at,
+        updated_at,
     })
 }
 
@@ -220,7 +226,7 @@ pub async fn create(
     };
     let mut conn = state.store.pool.acquire().await?;
     let row = stored::insert(&mut conn, &values).await?;
-    let location = format!("/api/v1/schedules/{}", row.name);
+    let location = format!("/api/v1/schedules/{}", row.values.name);
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location)],
@@ -238,7 +244,7 @@ pub async fn list(
     let out = rows
         .into_iter()
         .map(|r| {
-            let open = alerts.get(&r.name).copied().unwrap_or(0);
+            let open = alerts.get(&r.values.name).copied().unwrap_or(0);
             view(r, open)
         })
         .collect::<Result<_, _>>()?;
@@ -261,38 +267,36 @@ pub async fn change(
     ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<ScheduleChange>,
 ) -> Result<axum::Json<Schedule>, ApiError> {
-    let row = found(&state, &caller, &name).await?;
-    let old: Job = serde_json::from_value(row.job.clone())
+    let was = found(&state, &caller, &name).await?.values;
+    let old: Job = serde_json::from_value(was.job.clone())
         .map_err(|e| ApiError::Internal(format!("schedule `{name}`: stored job: {e}")))?;
     let job = body.job.unwrap_or(old);
-    if job.kind().as_str() != row.kind {
+    if job.kind().as_str() != was.kind {
         return Err(ApiError::Unprocessable(format!(
             "schedule `{name}` runs {}: its job cannot become {} (make another schedule)",
-            row.kind,
+            was.kind,
             job.kind().as_str()
         )));
     }
     check_job(&state, &job).await?;
-    let expression = body.expression.unwrap_or(row.expression);
-    let time_zone = body.time_zone.unwrap_or(row.time_zone);
+    let expression = body.expression.unwrap_or_else(|| was.expression.clone());
+    let time_zone = body.time_zone.unwrap_or_else(|| was.time_zone.clone());
     let expr = Expression::parse(&expression, &time_zone).map_err(unprocessable)?;
     let (window, spread) = timing(
         &expr,
         job.kind(),
-        Some(body.window_secs.unwrap_or(row.window_secs as u32)),
-        Some(body.spread_secs.unwrap_or(row.spread_secs as u32)),
+        Some(body.window_secs.unwrap_or(was.window_secs as u32)),
+        Some(body.spread_secs.unwrap_or(was.spread_secs as u32)),
     )?;
     let web = body
         .cap_per_web_server
-        .unwrap_or(row.cap_per_web_server as u32);
+        .unwrap_or(was.cap_per_web_server as u32);
     let db = body
         .cap_per_db_server
-        .unwrap_or(row.cap_per_db_server as u32);
+        .unwrap_or(was.cap_per_db_server as u32);
     check_caps(web, db)?;
+    // What the body does not change stays as it was (name, kind and scope always do).
     let values = ScheduleValues {
-        name: row.name,
-        kind: row.kind,
-        scope: row.scope,
         expression: expr.as_str().into(),
         time_zone,
         job: job_value(&job),
@@ -302,8 +306,9 @@ pub async fn change(
         cap_per_db_server: int(db),
         alert_after_failures: int(body
             .alert_after_failures
-            .unwrap_or(row.alert_after_failures as u32)),
-        enabled: body.enabled.unwrap_or(row.enabled),
+            .unwrap_or(was.alert_after_failures as u32)),
+        enabled: body.enabled.unwrap_or(was.enabled),
+        ..was
     };
     let mut conn = state.store.pool.acquire().await?;
     let row = stored::update(&mut conn, &values).await?;
