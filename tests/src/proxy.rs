@@ -26,17 +26,24 @@ impl Proxy {
                     drop(inbound); // refused: the broker "is down"
                     continue;
                 }
-                let c = c.clone();
+                let (c, f) = (c.clone(), f.clone());
                 tokio::spawn(async move {
+                    // Registered before the flag is read again: a cut between the accept
+                    // and here (a process connecting just as the test cuts) is seen by one
+                    // or the other.
+                    let cut = c.notified();
                     let Ok(mut outbound) = TcpStream::connect(upstream).await else {
                         return;
                     };
+                    if !f.load(Ordering::SeqCst) {
+                        return;
+                    }
                     // The cut first: select! otherwise polls its branches in random
                     // order, and a copy polled first forwards what a client wrote after
-                    // the cut (CI once saw a task reach the broker "while it was down").
+                    // the cut.
                     tokio::select! {
                         biased;
-                        _ = c.notified() => {}
+                        _ = cut => {}
                         _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
                     }
                 });

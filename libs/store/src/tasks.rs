@@ -634,7 +634,6 @@ impl Store {
         })
     }
 
-    /// A task with its steps and log.
     /// A queued or running task of this type on this target, if any.
     pub async fn unfinished_task(&self, target: &str, task_type: &str) -> Result<Option<Uuid>> {
         let row: Option<(Uuid,)> = sqlx::query_as(
