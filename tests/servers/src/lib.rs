@@ -12,6 +12,19 @@ pub mod web;
 use std::ops::RangeInclusive;
 use std::sync::Mutex;
 
+/// A program the tests run: the path in the environment variable `var`, else `installed`
+/// (where `ops/setup.sh` puts it) when it is there, else `on_path`, found on the PATH.
+pub(crate) fn program(var: &str, installed: &str, on_path: &str) -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os(var) {
+        return p.into();
+    }
+    let installed = std::path::Path::new(installed);
+    if installed.exists() {
+        return installed.into();
+    }
+    on_path.into()
+}
+
 /// Stops a server started in its own process group: SIGTERM to the group, up to 5 s to
 /// end, then SIGKILL (a Python server's children go with it).
 pub(crate) fn stop_group(child: &mut std::process::Child) {

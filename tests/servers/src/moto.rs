@@ -14,14 +14,11 @@ use std::time::{Duration, Instant};
 /// The program: `BERTH_TEST_MOTO_SERVER`, else `/opt/berth/moto/bin/moto_server` (where
 /// `ops/setup.sh` installs it), else `moto_server` on the PATH.
 pub fn moto_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("BERTH_TEST_MOTO_SERVER") {
-        return p.into();
-    }
-    let installed = Path::new("/opt/berth/moto/bin/moto_server");
-    if installed.exists() {
-        return installed.into();
-    }
-    "moto_server".into()
+    crate::program(
+        "BERTH_TEST_MOTO_SERVER",
+        "/opt/berth/moto/bin/moto_server",
+        "moto_server",
+    )
 }
 
 pub struct Moto {

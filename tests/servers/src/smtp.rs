@@ -13,14 +13,11 @@ use std::time::{Duration, Instant};
 /// The venv's Python: `BERTH_TEST_SMTP_PYTHON`, else `/opt/berth/smtp/bin/python` (where
 /// `ops/setup.sh` installs aiosmtpd), else `python3` on the PATH.
 pub fn smtp_python() -> PathBuf {
-    if let Some(p) = std::env::var_os("BERTH_TEST_SMTP_PYTHON") {
-        return p.into();
-    }
-    let installed = Path::new("/opt/berth/smtp/bin/python");
-    if installed.exists() {
-        return installed.into();
-    }
-    "python3".into()
+    crate::program(
+        "BERTH_TEST_SMTP_PYTHON",
+        "/opt/berth/smtp/bin/python",
+        "python3",
+    )
 }
 
 pub struct Smtp {
